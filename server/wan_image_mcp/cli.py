@@ -1,0 +1,37 @@
+"""``wan-image-mcp`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wan-image-mcp", description=__doc__)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    emulator = commands.add_parser("emulator", help="run the local DashScope emulator on 127.0.0.1")
+    emulator.add_argument("--host", default="127.0.0.1")
+    emulator.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
+    emulator.add_argument("--latency", type=float, default=0.0, help="seconds a task takes (0: one step per poll)")
+    emulator.add_argument("--api-key", action="append", help="key to accept (default: sk-emulator); repeatable")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "emulator":
+        from .emulator.serve import run_foreground
+        from .emulator.state import EmulatorConfig
+
+        keys = frozenset(args.api_key or ["sk-emulator"])
+        run_foreground(EmulatorConfig(api_keys=keys, latency=args.latency), host=args.host, port=args.port)
+        return 0
+    _parser().print_help(sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

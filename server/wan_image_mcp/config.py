@@ -1,0 +1,74 @@
+"""Settings: explicit arguments first, the environment as fallback, fail early with the variable's name.
+
+Environment names follow the official SDK (``DASHSCOPE_API_KEY``, ``DASHSCOPE_HTTP_BASE_URL``); our own
+settings start with ``WAN_MCP_``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Final
+
+from pydantic import SecretStr
+
+from .errors import ConfigurationError
+
+REGIONS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "singapore": "https://dashscope-intl.aliyuncs.com/api/v1",
+        "beijing": "https://dashscope.aliyuncs.com/api/v1",
+        "virginia": "https://dashscope-us.aliyuncs.com/api/v1",
+        "hongkong": "https://cn-hongkong.dashscope.aliyuncs.com/api/v1",
+    }
+)
+"""Legacy DashScope hosts per region (docs/wan-api.md §1.1). Workspace hosts: set DASHSCOPE_HTTP_BASE_URL."""
+
+REGION_ALIASES: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "intl": "singapore",
+        "ap-southeast-1": "singapore",
+        "cn-beijing": "beijing",
+        "china": "beijing",
+        "us": "virginia",
+        "us-east-1": "virginia",
+        "cn-hongkong": "hongkong",
+        "hk": "hongkong",
+    }
+)
+DEFAULT_REGION: Final = "singapore"
+
+
+@dataclass(frozen=True)
+class Settings:
+    api_key: SecretStr | None = field(default=None, repr=False)
+    base_url: str = REGIONS[DEFAULT_REGION]
+    region: str = DEFAULT_REGION
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        key = env.get("DASHSCOPE_API_KEY", "").strip()
+        raw_region = env.get("WAN_MCP_REGION", "").strip().lower() or DEFAULT_REGION
+        region = REGION_ALIASES.get(raw_region, raw_region)
+        base_url = env.get("DASHSCOPE_HTTP_BASE_URL", "").strip()
+        if not base_url:
+            if region not in REGIONS:
+                raise ConfigurationError(
+                    f"WAN_MCP_REGION={raw_region!r} is not a known region; use one of {', '.join(REGIONS)} "
+                    "or set DASHSCOPE_HTTP_BASE_URL"
+                )
+            base_url = REGIONS[region]
+        if not base_url.startswith(("http://", "https://")):
+            raise ConfigurationError(f"DASHSCOPE_HTTP_BASE_URL must be an http(s) URL, got {base_url!r}")
+        return cls(api_key=SecretStr(key) if key else None, base_url=base_url.rstrip("/"), region=region)
+
+    def require_api_key(self) -> str:
+        if self.api_key is None:
+            raise ConfigurationError(
+                "DASHSCOPE_API_KEY is not set: create a key in Alibaba Cloud Model Studio for your region "
+                f"({self.region}) and put it in the DASHSCOPE_API_KEY environment variable"
+            )
+        return self.api_key.get_secret_value()

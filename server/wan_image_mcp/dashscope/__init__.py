@@ -1,0 +1,39 @@
+"""The DashScope HTTP API for the Wan image models: client, wire shapes, errors."""
+
+from .client import DashScopeClient, RetryPolicy
+from .errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ContentModerationError,
+    DashScopeError,
+    InternalServerError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    TaskFailedError,
+)
+from .wire import ImageFailure, TaskResult, TaskStatus, build_body
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ContentModerationError",
+    "DashScopeClient",
+    "DashScopeError",
+    "ImageFailure",
+    "InternalServerError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RetryPolicy",
+    "TaskFailedError",
+    "TaskResult",
+    "TaskStatus",
+    "build_body",
+]

@@ -1,0 +1,193 @@
+"""Every DashScope request the server makes, on one injected ``httpx2.AsyncClient``.
+
+Retry rules (a submission is billed, a query is not):
+
+* GET (task queries): retried on 429, 5xx and connection errors, with jittered exponential backoff that
+  honours ``Retry-After``.
+* POST that creates work (submit, sync generate): retried only on 429 and on connection errors that
+  provably happened before the request reached the server. Never after a 5xx or a lost response: a
+  second attempt could be a second paid task.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+import httpx2
+import stamina
+
+from ..specs import CANCEL_PATH, TASK_PATH
+from ..validation import PreparedRequest
+from .errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    DashScopeError,
+    status_error,
+)
+from .wire import Envelope, TaskResult, TaskStatus, build_body, needs_oss_resolve, parse_result
+
+log = logging.getLogger("wan_image_mcp.dashscope")
+
+_NOT_SENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 5
+    timeout: float = 30.0
+    """Seconds one call may spend across all its attempts."""
+    wait_initial: float = 0.5
+    wait_max: float = 8.0
+    wait_jitter: float = 0.5
+
+
+def _retry_query(exc: Exception) -> bool | float:
+    if isinstance(exc, APIStatusError):
+        return (exc.retry_after or True) if exc.retryable else False
+    return isinstance(exc, APIConnectionError)
+
+
+def _retry_submit(exc: Exception) -> bool | float:
+    if isinstance(exc, APIStatusError):
+        return (exc.retry_after or True) if exc.status == 429 and exc.retryable else False
+    return isinstance(exc, APIConnectionError) and not exc.request_sent
+
+
+class DashScopeClient:
+    def __init__(
+        self,
+        http: httpx2.AsyncClient,
+        *,
+        api_key: str,
+        base_url: str,
+        retry: RetryPolicy | None = None,
+        workspace: str | None = None,
+    ) -> None:
+        self._http = http
+        self._base_url = base_url.rstrip("/")
+        self._retry = retry or RetryPolicy()
+        self._headers = {"Authorization": f"Bearer {api_key}"}
+        if workspace:
+            self._headers["X-DashScope-WorkSpace"] = workspace
+
+    def __repr__(self) -> str:
+        return f"DashScopeClient(base_url={self._base_url!r})"
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
+    # --- the API --------------------------------------------------------------------------------
+
+    async def submit(self, request: PreparedRequest) -> TaskResult:
+        """Create an async task. Returns it PENDING with its ``task_id``."""
+        headers = {"X-DashScope-Async": "enable"}
+        if needs_oss_resolve(request):
+            headers["X-DashScope-OssResourceResolve"] = "enable"
+        body = build_body(request)
+        envelope = await self._call("POST", request.spec.endpoints.submit, body, headers, _retry_submit)
+        result = parse_result(envelope, default_status=TaskStatus.PENDING)
+        if not result.task_id:
+            raise APIStatusError(200, "Unknown", "create-task response had no task_id", envelope.request_id)
+        return result
+
+    async def generate(self, request: PreparedRequest) -> TaskResult:
+        """One synchronous call (wan2.7 / wan2.6 edit mode). Blocks until the images exist."""
+        path = request.spec.endpoints.sync
+        if path is None:
+            raise ValueError(f"{request.model} has no synchronous endpoint; use submit()")
+        if request.mode.name == "interleave":
+            raise ValueError("interleave output needs streaming on the sync endpoint; use submit()")
+        headers = {"X-DashScope-OssResourceResolve": "enable"} if needs_oss_resolve(request) else {}
+        envelope = await self._call("POST", path, build_body(request), headers, _retry_submit, read_timeout=300)
+        return parse_result(envelope)
+
+    async def get_task(self, task_id: str) -> TaskResult:
+        envelope = await self._call("GET", TASK_PATH.format(task_id=task_id), None, {}, _retry_query)
+        return parse_result(envelope, default_status=TaskStatus.UNKNOWN)
+
+    async def cancel_task(self, task_id: str) -> str | None:
+        """Cancel a PENDING task. Returns the request id; raises APIStatusError when it cannot be cancelled."""
+        envelope = await self._call("POST", CANCEL_PATH.format(task_id=task_id), None, {}, _retry_query)
+        return envelope.request_id
+
+    # --- plumbing -------------------------------------------------------------------------------
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None,
+        headers: Mapping[str, str],
+        retry_on: Callable[[Exception], bool | float],
+        *,
+        read_timeout: float | None = None,
+    ) -> Envelope:
+        policy = self._retry
+        async for attempt in stamina.retry_context(
+            on=retry_on,
+            attempts=policy.attempts,
+            timeout=policy.timeout,
+            wait_initial=policy.wait_initial,
+            wait_max=policy.wait_max,
+            wait_jitter=policy.wait_jitter,
+        ):
+            with attempt:
+                return await self._once(method, path, body, headers, read_timeout)
+        raise AssertionError("unreachable")  # pragma: no cover - retry_context either returns or raises
+
+    async def _once(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None,
+        headers: Mapping[str, str],
+        read_timeout: float | None,
+    ) -> Envelope:
+        all_headers = {**self._headers, **headers}
+        content = None
+        if body is not None:
+            all_headers["Content-Type"] = "application/json"
+            content = json.dumps(body, ensure_ascii=False).encode()
+        timeout = httpx2.Timeout(30.0, read=read_timeout) if read_timeout else httpx2.USE_CLIENT_DEFAULT
+        started = time.perf_counter()
+        try:
+            response = await self._http.request(
+                method, self._base_url + path, content=content, headers=all_headers, timeout=timeout
+            )
+        except _NOT_SENT as exc:
+            raise APIConnectionError(f"could not connect to {self._base_url}: {exc!r}", request_sent=False) from None
+        except httpx2.TimeoutException as exc:
+            raise APITimeoutError(f"{method} {path} timed out: {exc!r}", request_sent=True) from None
+        except httpx2.TransportError as exc:
+            raise APIConnectionError(f"{method} {path} lost its response: {exc!r}", request_sent=True) from None
+        data = _decode(response)
+        request_id = data.get("request_id") if isinstance(data, dict) else None
+        log.info(
+            "%s %s -> %s request_id=%s %.0fms",
+            method,
+            path,
+            response.status_code,
+            request_id or response.headers.get("x-request-id", "-"),
+            (time.perf_counter() - started) * 1000,
+        )
+        if response.status_code != 200 or not isinstance(data, dict) or data.get("code"):
+            raise status_error(response.status_code, data, response.headers)
+        try:
+            return Envelope.model_validate(data)
+        except ValueError as exc:
+            raise DashScopeError(f"unexpected response shape from {path}: {exc}") from None
+
+
+def _decode(response: httpx2.Response) -> dict[str, Any] | str:
+    try:
+        data = response.json()
+    except ValueError:
+        return response.text
+    return cast(dict[str, Any], data) if isinstance(data, dict) else response.text

@@ -1,0 +1,170 @@
+"""The exact JSON shapes of the DashScope image API: request bodies out, typed results in."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from ..specs import Protocol
+from ..validation import PreparedRequest
+
+JSON = Any
+
+
+class TaskStatus(StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+    UNKNOWN = "UNKNOWN"
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (TaskStatus.PENDING, TaskStatus.RUNNING)
+
+
+# --- requests -------------------------------------------------------------------------------------
+
+
+def build_body(request: PreparedRequest) -> dict[str, JSON]:
+    """The JSON body for ``request`` in its model's protocol."""
+    values = [image.value for image in request.images]
+    parameters = dict(request.parameters)
+    if request.spec.protocol is Protocol.MESSAGES:
+        if request.negative_prompt is not None:
+            parameters["negative_prompt"] = request.negative_prompt
+        content: list[dict[str, str]] = [{"image": value} for value in values]
+        content.append({"text": request.prompt})
+        payload: dict[str, JSON] = {"messages": [{"role": "user", "content": content}]}
+    else:
+        payload = {"prompt": request.prompt, "images": values}
+        if request.negative_prompt is not None:
+            payload["negative_prompt"] = request.negative_prompt
+    return {"model": request.model, "input": payload, "parameters": parameters}
+
+
+def needs_oss_resolve(request: PreparedRequest) -> bool:
+    return any(image.value.startswith("oss://") for image in request.images)
+
+
+# --- responses ------------------------------------------------------------------------------------
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class ContentItem(_Model):
+    type: str | None = None
+    image: str | None = None
+    text: str | None = None
+
+
+class Message(_Model):
+    role: str | None = None
+    content: list[ContentItem] | None = None
+
+
+class Choice(_Model):
+    finish_reason: str | None = None
+    message: Message | None = None
+
+
+class ResultItem(_Model):
+    url: str | None = None
+    orig_prompt: str | None = None
+    actual_prompt: str | None = None
+    code: str | None = None
+    message: str | None = None
+
+
+class Output(_Model):
+    task_id: str | None = None
+    task_status: str | None = None
+    choices: list[Choice] | None = None
+    results: list[ResultItem] | None = None
+    code: str | None = None
+    message: str | None = None
+    submit_time: str | None = None
+    end_time: str | None = None
+
+
+class Envelope(_Model):
+    request_id: str | None = None
+    output: Output | None = None
+    usage: dict[str, JSON] | None = None
+    code: str | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class ImageFailure:
+    """One image of a wan2.5 task that failed while others succeeded."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """A task (or a sync call) as the API last described it."""
+
+    status: TaskStatus
+    task_id: str | None = None
+    request_id: str | None = None
+    image_urls: tuple[str, ...] = ()
+    texts: tuple[str, ...] = ()
+    failures: tuple[ImageFailure, ...] = ()
+    usage: Mapping[str, JSON] | None = None
+    actual_prompt: str | None = None
+    code: str | None = None
+    message: str | None = None
+    submit_time: str | None = None
+    end_time: str | None = None
+
+
+def parse_result(envelope: Envelope, *, default_status: TaskStatus = TaskStatus.SUCCEEDED) -> TaskResult:
+    """Read either result shape: ``choices[].message.content[]`` (wan2.7/2.6) or ``results[]`` (wan2.5).
+
+    Several images may come as several choices or as several content items of one choice; both are read.
+    """
+    output = envelope.output or Output()
+    try:
+        status = TaskStatus(output.task_status) if output.task_status else default_status
+    except ValueError:
+        status = TaskStatus.UNKNOWN
+    urls: list[str] = []
+    texts: list[str] = []
+    failures: list[ImageFailure] = []
+    actual_prompt: str | None = None
+    for choice in output.choices or ():
+        for item in (choice.message.content if choice.message else None) or ():
+            if item.image and item.image not in urls:
+                urls.append(item.image)
+            elif item.text:
+                texts.append(item.text)
+    for result in output.results or ():
+        if result.url:
+            urls.append(result.url)
+            actual_prompt = actual_prompt or result.actual_prompt
+        elif result.code or result.message:
+            failures.append(ImageFailure(code=result.code or "Unknown", message=result.message or ""))
+    return TaskResult(
+        status=status,
+        task_id=output.task_id,
+        request_id=envelope.request_id,
+        image_urls=tuple(urls),
+        texts=tuple(texts),
+        failures=tuple(failures),
+        usage=envelope.usage,
+        actual_prompt=actual_prompt,
+        code=output.code,
+        message=output.message,
+        submit_time=output.submit_time,
+        end_time=output.end_time,
+    )

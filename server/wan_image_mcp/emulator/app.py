@@ -1,0 +1,546 @@
+"""A faithful local DashScope for the four Wan image models, as a Starlette app.
+
+Paths, headers, auth, validation errors, task life cycle, both result shapes, expiring result URLs and the
+temporary-upload flow follow docs/wan-api.md closely enough that the official ``dashscope`` SDK works
+against it unchanged. ``/_emulator/*`` is the control API for fault injection and inspection.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import asdict, fields
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import anyio
+import anyio.to_thread
+import httpx2
+from PIL import Image
+from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from ..specs import Protocol, output_size
+from . import render
+from .checks import EmulatedError, InputImage, Job, check_image, invalid, parse_job
+from .state import EmulatorConfig, EmulatorState, Fault, LoggedRequest, Target, Task, Upload
+
+API = "/api/v1"
+Handler = Callable[[Request, EmulatorState], Awaitable[Response]]
+
+
+class DroppedResponse(Response):
+    """Starts a response, sends part of it, then cuts the connection."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4096")]})
+        await send({"type": "http.response.body", "body": b'{"request_id": "', "more_body": True})
+        raise httpx2.RemoteProtocolError("emulated fault: connection dropped mid-response")
+
+
+def _error(state: EmulatorState, status: int, code: str, message: str, **headers: str) -> JSONResponse:
+    request_id = state.new_id()
+    body = {"request_id": request_id, "code": code, "message": message}
+    return JSONResponse(body, status_code=status, headers={"x-request-id": request_id, **headers})
+
+
+def _ok(state: EmulatorState, body: dict[str, Any]) -> JSONResponse:
+    request_id = state.new_id()
+    return JSONResponse({"request_id": request_id, **body}, headers={"x-request-id": request_id})
+
+
+def _origin(request: Request) -> str:
+    return f"{request.url.scheme}://{request.url.netloc}"
+
+
+def _loggable(body: Any) -> Any:
+    """The body with data URLs shortened, so the log stays small."""
+    if isinstance(body, str):
+        return body if not body.startswith("data:") or len(body) < 80 else f"{body[:40]}…({len(body)} chars)"
+    if isinstance(body, list):
+        return [_loggable(v) for v in cast(list[Any], body)]
+    if isinstance(body, dict):
+        return {k: _loggable(v) for k, v in cast(dict[str, Any], body).items()}
+    return body
+
+
+def endpoint(target: Target, *, auth: bool = True) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
+    """Wraps a handler with request logging, auth, fault injection and DashScope's error envelope."""
+
+    def wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def route(request: Request) -> Response:
+            state: EmulatorState = request.app.state.emulator
+            raw = await request.body()
+            body: Any = None
+            if raw and request.headers.get("content-type", "").startswith("application/json"):
+                try:
+                    body = json.loads(raw)
+                except ValueError:
+                    body = raw[:200].decode(errors="replace")
+            headers = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
+            state.log(LoggedRequest(request.method, request.url.path, request.url.query, headers, _loggable(body)))
+
+            slow = state.take_fault(target, ("slow",))
+            if slow:
+                await anyio.sleep(slow.delay)
+            if auth:
+                token = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+                if token not in state.config.api_keys:
+                    return _error(state, 401, "InvalidApiKey", "Invalid API-key provided.")
+            fault = state.take_fault(target, ("error", "throttle", "drop", "moderation"))
+            if fault and not (fault.kind == "drop" and fault.after_processing):
+                return _fault_response(state, fault)
+            try:
+                response = await handler(request, state)
+            except EmulatedError as exc:
+                return _error(state, exc.status, exc.code, exc.message)
+            return DroppedResponse() if fault else response
+
+        return route
+
+    return wrap
+
+
+def _fault_response(state: EmulatorState, fault: Fault) -> Response:
+    if fault.kind == "drop":
+        return DroppedResponse()
+    if fault.kind == "throttle":
+        headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
+        return _error(
+            state, 429, "Throttling.RateQuota", "Requests rate limit exceeded, please try again later.", **headers
+        )
+    if fault.kind == "moderation":
+        return _error(state, 400, "DataInspectionFailed", "Input data may contain inappropriate content.")
+    return _error(state, fault.status, fault.code, fault.message)
+
+
+# --- generation -----------------------------------------------------------------------------------
+
+
+async def _load_inputs(request: Request, state: EmulatorState, job: Job) -> list[InputImage | None]:
+    """Decode every input image; None stands for a remote image the emulator could not (and need not) fetch."""
+    resolve = request.headers.get("x-dashscope-ossresourceresolve", "").lower() == "enable"
+    loaded: list[InputImage | None] = []
+    for index, ref in enumerate(job.image_refs, start=1):
+        if ref.startswith("data:"):
+            data = _decode_data_url(ref, index)
+        elif ref.startswith("oss://"):
+            if not resolve:
+                raise invalid(
+                    f"The image {index} is an oss:// URL; send the header X-DashScope-OssResourceResolve: enable."
+                )
+            upload = state.uploads.get(ref.removeprefix("oss://"))
+            if upload is None or upload.expires < state.clock():
+                raise invalid(f"The image {index} oss:// file does not exist or has expired.")
+            if upload.model != job.spec.name:
+                raise invalid(f"The image {index} oss:// file was uploaded for {upload.model}, not {job.spec.name}.")
+            data = upload.data
+        elif ref.startswith(("http://", "https://")):
+            data = await _fetch(state, ref, index)
+            if data is None:
+                loaded.append(None)
+                continue
+        else:
+            raise invalid(f"The image {index} URL is not valid: use http(s)://, data: or oss:// URLs.")
+        loaded.append(await anyio.to_thread.run_sync(check_image, job.spec, data, index))
+    return loaded
+
+
+def _decode_data_url(ref: str, index: int) -> bytes:
+    header, _, payload = ref.partition(",")
+    try:
+        if ";base64" in header:
+            return base64.b64decode(payload, validate=True)
+    except (ValueError, binascii.Error):
+        pass
+    raise invalid(f"The image {index} is not a valid base64 data URL.")
+
+
+async def _fetch(state: EmulatorState, url: str, index: int) -> bytes | None:
+    host = urlsplit(url).hostname or ""
+    if host not in ("127.0.0.1", "localhost", "::1") and not state.config.fetch_remote:
+        return None
+    try:
+        async with httpx2.AsyncClient(timeout=10) as http:
+            response = await http.get(url, headers={"User-Agent": "DashScopeUserBot/1.0 (emulator)"})
+    except httpx2.HTTPError:
+        raise EmulatedError(400, "InvalidParameter.DataInspection", _DOWNLOAD_FAILED) from None
+    if response.status_code != 200:
+        raise EmulatedError(400, "InvalidParameter.DataInspection", _DOWNLOAD_FAILED)
+    return response.content
+
+
+_DOWNLOAD_FAILED = "Unable to download the media resource during the data inspection process."
+
+
+def _new_task(state: EmulatorState, job: Job, inputs: list[InputImage | None]) -> Task:
+    last: tuple[int, int] | None = None
+    if inputs:
+        final = inputs[-1]
+        last = (final.width, final.height) if final else render.placeholder(job.image_refs[-1]).size
+    size = output_size(job.mode, job.parameters.get("size"), last)
+    n = job.parameters.get("n", job.mode.n_api_default)
+    count = job.parameters.get("max_images", 3) if job.mode.name == "interleave" else n
+    task = Task(
+        task_id=state.new_id(),
+        spec=job.spec,
+        mode=job.mode,
+        prompt=job.prompt,
+        images=[i.data if i else None for i in inputs],
+        image_refs=job.image_refs,
+        parameters=job.parameters,
+        size=size,
+        count=int(count),
+        created=state.clock(),
+    )
+    if fail := state.take_fault("submit", ("fail_task",)):
+        task.failure = (fail.code, fail.message)
+    if partial := state.take_fault("submit", ("partial_failure",)):
+        task.failed_images = min(partial.failed_images, task.count - 1) if job.spec.protocol is Protocol.PROMPT else 0
+    state.tasks[task.task_id] = task
+    return task
+
+
+def _render_outputs(state: EmulatorState, task: Task) -> None:
+    inputs: list[Image.Image] = []
+    for data, ref in zip(task.images, task.image_refs, strict=True):
+        if data is None:
+            inputs.append(render.placeholder(ref))
+        else:
+            with Image.open(io.BytesIO(data)) as opened:
+                opened.draft("RGB", (1024, 1024))
+                inputs.append(opened.convert("RGB"))
+    produced = task.count - task.failed_images
+    seed = task.parameters.get("seed")
+    for index in range(1, produced + 1):
+        png = render.render(
+            size=task.size,
+            model=task.spec.name,
+            prompt=task.prompt,
+            inputs=inputs,
+            boxes=task.parameters.get("bbox_list"),
+            index=index,
+            total=produced,
+            seed=seed + index - 1 if isinstance(seed, int) else None,
+            watermark=bool(task.parameters.get("watermark")),
+        )
+        task.outputs.append(state.store_file(png))
+        if task.mode.name == "interleave":
+            task.texts.append(f"Step {index}: {task.prompt[:80]} (emulated text)")
+
+
+def _usage(task: Task) -> dict[str, Any]:
+    produced = len(task.outputs)
+    if task.spec.protocol is Protocol.PROMPT:
+        return {"image_count": produced}
+    width, height = task.size
+    input_tokens = 10 + len(task.prompt) + 4000 * len(task.images)
+    return {
+        "image_count": produced,
+        "size": f"{width}*{height}",
+        "input_tokens": input_tokens,
+        "output_tokens": 2,
+        "total_tokens": input_tokens + 2,
+    }
+
+
+def _output(state: EmulatorState, task: Task, origin: str) -> dict[str, Any]:
+    """The ``output`` object of a task in its current state, in its model's result shape."""
+    out: dict[str, Any] = {"task_id": task.task_id, "task_status": task.status}
+    out["submit_time"] = _beijing(task.created)
+    if task.status in ("RUNNING", "SUCCEEDED", "FAILED"):
+        out["scheduled_time"] = _beijing(task.created + 0.03)
+    if task.finished is not None:
+        out["end_time"] = _beijing(task.finished)
+    if task.status == "FAILED" and task.failure:
+        out["code"], out["message"] = task.failure
+    if task.status != "SUCCEEDED":
+        return out
+    urls = [state.signed_file_url(origin, name) for name in task.outputs]
+    if task.spec.protocol is Protocol.PROMPT:
+        results: list[dict[str, Any]] = []
+        extend = task.parameters.get("prompt_extend", True) is not False
+        for url in urls:
+            item = {"url": url, "orig_prompt": task.prompt}
+            if extend:
+                item["actual_prompt"] = f"{task.prompt}(emulated rewrite: clearer lighting, natural placement)"
+            results.append(item)
+        results.extend(
+            {"code": "InternalError.Algo", "message": "Image generation failed."} for _ in range(task.failed_images)
+        )
+        out["results"] = results
+        out["task_metrics"] = {"TOTAL": task.count, "SUCCEEDED": len(urls), "FAILED": task.failed_images}
+    else:
+        out["finished"] = True
+        out["choices"] = _choices(task, urls)
+    return out
+
+
+def _choices(task: Task, urls: list[str]) -> list[dict[str, Any]]:
+    def choice(content: list[dict[str, str]]) -> dict[str, Any]:
+        return {"finish_reason": "stop", "message": {"role": "assistant", "content": content}}
+
+    if task.mode.name == "interleave":
+        content: list[dict[str, str]] = []
+        for text, url in zip(task.texts, urls, strict=True):
+            content += [{"type": "text", "text": text}, {"type": "image", "image": url}]
+        return [choice(content)]
+    if task.mode.name == "image-set":  # one choice holding the whole set
+        return [choice([{"type": "image", "image": url} for url in urls])]
+    return [choice([{"type": "image", "image": url}]) for url in urls]  # one choice per image
+
+
+def _beijing(ts: float) -> str:
+    """DashScope's times: UTC+8, ``YYYY-MM-DD HH:mm:ss.SSS``."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts + 8 * 3600)) + f".{int(ts * 1000) % 1000:03d}"
+
+
+async def _advance(state: EmulatorState, task: Task) -> None:
+    """Move a task along: one step per poll, or by elapsed time when the emulator has a latency."""
+    if task.status not in ("PENDING", "RUNNING"):
+        return
+    config = state.config
+    task.polls += 1
+    if config.latency > 0:
+        elapsed = state.clock() - task.created
+        done, running = elapsed >= config.latency, elapsed >= config.latency / 5
+    else:
+        done, running = task.polls >= config.polls_to_finish, task.polls >= 1
+    if not done:
+        task.status = "RUNNING" if running else "PENDING"
+        return
+    if task.failure:
+        task.status = "FAILED"
+    else:
+        await anyio.to_thread.run_sync(_render_outputs, state, task)
+        task.status = "SUCCEEDED"
+    task.finished = state.clock()
+
+
+@endpoint("submit")
+async def create_messages_task(request: Request, state: EmulatorState) -> Response:
+    return await _create(request, state, Protocol.MESSAGES)
+
+
+@endpoint("submit")
+async def create_prompt_task(request: Request, state: EmulatorState) -> Response:
+    return await _create(request, state, Protocol.PROMPT)
+
+
+async def _create(request: Request, state: EmulatorState, protocol: Protocol) -> Response:
+    if request.headers.get("x-dashscope-async", "").lower() != "enable":
+        raise EmulatedError(403, "AccessDenied", "current user api does not support synchronous calls")
+    job = parse_job(await _json(request), protocol)
+    inputs = await _load_inputs(request, state, job)
+    task = _new_task(state, job, inputs)
+    return _ok(state, {"output": {"task_id": task.task_id, "task_status": "PENDING"}})
+
+
+@endpoint("sync")
+async def generate(request: Request, state: EmulatorState) -> Response:
+    if request.headers.get("x-dashscope-async", "").lower() == "enable":
+        raise EmulatedError(403, "AccessDenied", "current user api does not support asynchronous calls")
+    job = parse_job(await _json(request), Protocol.MESSAGES)
+    if job.mode.name == "interleave" and job.parameters.get("stream") is not True:
+        raise invalid("enable_interleave on the synchronous endpoint needs stream=true and X-DashScope-Sse: enable")
+    task = _new_task(state, job, await _load_inputs(request, state, job))
+    if task.failure:
+        del state.tasks[task.task_id]
+        raise invalid(task.failure[1]) if task.failure[0] == "InvalidParameter" else EmulatedError(500, *task.failure)
+    await anyio.to_thread.run_sync(_render_outputs, state, task)
+    del state.tasks[task.task_id]  # sync calls leave no task behind
+    output = {"choices": _choices(task, [state.signed_file_url(_origin(request), n) for n in task.outputs])}
+    body = {"output": {**output, "finished": True}, "usage": _usage(task)}
+    if request.headers.get("x-dashscope-sse", "").lower() == "enable":
+        return _sse(state, body)
+    return _ok(state, body)
+
+
+def _sse(state: EmulatorState, body: dict[str, Any]) -> Response:
+    request_id = state.new_id()
+    event = json.dumps({"request_id": request_id, **body}, ensure_ascii=False)
+
+    async def stream() -> AsyncIterator[str]:
+        yield f"id:1\nevent:result\n:HTTP_STATUS/200\ndata:{event}\n\n"
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers={"x-request-id": request_id})
+
+
+async def _json(request: Request) -> Any:
+    try:
+        return json.loads(await request.body())
+    except ValueError:
+        raise invalid("Required body invalid, please check the request body format.") from None
+
+
+# --- tasks ----------------------------------------------------------------------------------------
+
+
+@endpoint("poll")
+async def get_task(request: Request, state: EmulatorState) -> Response:
+    task_id = request.path_params["task_id"]
+    task = state.tasks.get(task_id)
+    if task is None or state.clock() - task.created > state.config.task_ttl:
+        return _ok(state, {"output": {"task_id": task_id, "task_status": "UNKNOWN"}})
+    await _advance(state, task)
+    body: dict[str, Any] = {"output": _output(state, task, _origin(request))}
+    if task.status == "SUCCEEDED":
+        body["usage"] = _usage(task)
+    return _ok(state, body)
+
+
+@endpoint("cancel")
+async def cancel_task(request: Request, state: EmulatorState) -> Response:
+    task = state.tasks.get(request.path_params["task_id"])
+    if task is None or task.status != "PENDING":
+        raise EmulatedError(
+            400, "UnsupportedOperation", "Failed to cancel the task, please confirm if the task is in PENDING status."
+        )
+    task.status, task.finished = "CANCELED", state.clock()
+    return _ok(state, {})
+
+
+@endpoint("poll")
+async def list_tasks(request: Request, state: EmulatorState) -> Response:
+    page_no = int(request.query_params.get("page_no", 1))
+    page_size = int(request.query_params.get("page_size", 10))
+    status = request.query_params.get("status")
+    tasks = [t for t in state.tasks.values() if status is None or t.status == status]
+    tasks.sort(key=lambda t: t.created, reverse=True)
+    page = tasks[(page_no - 1) * page_size : page_no * page_size]
+    items = [
+        {"task_id": t.task_id, "task_status": t.status, "model_name": t.spec.name, "submit_time": _beijing(t.created)}
+        for t in page
+    ]
+    return _ok(state, {"total": len(tasks), "page_no": page_no, "page_size": page_size, "tasks": items})
+
+
+# --- temporary uploads ----------------------------------------------------------------------------
+
+
+@endpoint("policy")
+async def get_policy(request: Request, state: EmulatorState) -> Response:
+    if request.query_params.get("action") != "getPolicy":
+        raise invalid("action must be getPolicy")
+    model = request.query_params.get("model", "")
+    if not model:
+        raise invalid("model is required")
+    data = state.new_policy(model)
+    data["upload_host"] = f"{_origin(request)}/oss"
+    return _ok(state, {"data": data})
+
+
+def _oss_error(status: int, code: str, message: str) -> Response:
+    xml = f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message></Error>'
+    return Response(xml, status_code=status, media_type="application/xml")
+
+
+@endpoint("upload", auth=False)
+async def oss_upload(request: Request, state: EmulatorState) -> Response:
+    async with request.form(max_part_size=state.config.max_upload_bytes) as form:
+        fields_ = {k: v for k, v in form.items() if isinstance(v, str)}
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            return _oss_error(400, "InvalidArgument", "The file field is required.")
+        policy = state.read_policy(fields_.get("policy", ""), fields_.get("Signature", ""))
+        if policy is None:
+            return _oss_error(403, "SignatureDoesNotMatch", "The request signature we calculated does not match.")
+        if policy["expiration"] < state.clock():
+            return _oss_error(403, "AccessDenied", "Invalid according to Policy: Policy expired.")
+        key = fields_.get("key", "")
+        if not key.startswith(policy["dir"] + "/"):
+            return _oss_error(403, "AccessDenied", "Invalid according to Policy: Policy Condition failed.")
+        if key in state.uploads and fields_.get("x-oss-forbid-overwrite") == "true":
+            return _oss_error(409, "FileAlreadyExists", "The object you specified already exists.")
+        data = await upload.read()
+    state.uploads[key] = Upload(data=data, model=policy["model"], expires=state.clock() + state.config.upload_ttl)
+    return Response(status_code=200)
+
+
+# --- result files ---------------------------------------------------------------------------------
+
+
+@endpoint("download", auth=False)
+async def get_result(request: Request, state: EmulatorState) -> Response:
+    name = request.path_params["name"]
+    stored = state.files.get(name)
+    expires = request.query_params.get("Expires", "")
+    if stored is None:
+        return _oss_error(404, "NoSuchKey", "The specified key does not exist.")
+    if state.sign(f"{name}:{expires}") != request.query_params.get("Signature"):
+        return _oss_error(403, "SignatureDoesNotMatch", "The request signature we calculated does not match.")
+    if stored.expires < state.clock():
+        return _oss_error(403, "AccessDenied", "Request has expired.")
+    return Response(stored.data, media_type=stored.content_type)
+
+
+# --- control API ----------------------------------------------------------------------------------
+
+
+async def control_faults(request: Request) -> Response:
+    state: EmulatorState = request.app.state.emulator
+    raw = cast(dict[str, Any], await request.json())
+    names = {f.name for f in fields(Fault)}
+    state.add_fault(Fault(**{k: v for k, v in raw.items() if k in names}))
+    return JSONResponse({"faults": [asdict(f) for f in state.faults]})
+
+
+async def control_config(request: Request) -> Response:
+    state: EmulatorState = request.app.state.emulator
+    raw = cast(dict[str, Any], await request.json())
+    for name in {f.name for f in fields(EmulatorConfig)} & raw.keys():
+        setattr(state.config, name, raw[name])
+    return JSONResponse({k: v for k, v in asdict(state.config).items() if k != "api_keys"})
+
+
+async def control_expire(request: Request) -> Response:
+    state: EmulatorState = request.app.state.emulator
+    return JSONResponse({"expired": state.expire_results()})
+
+
+async def control_requests(request: Request) -> Response:
+    state: EmulatorState = request.app.state.emulator
+    return JSONResponse([asdict(r) for r in state.requests])
+
+
+async def control_reset(request: Request) -> Response:
+    state: EmulatorState = request.app.state.emulator
+    state.tasks.clear()
+    state.files.clear()
+    state.uploads.clear()
+    state.faults.clear()
+    state.requests.clear()
+    return JSONResponse({"reset": True})
+
+
+def create_app(state: EmulatorState | None = None) -> Starlette:
+    routes = [
+        Route(f"{API}/services/aigc/multimodal-generation/generation", generate, methods=["POST"]),
+        Route(f"{API}/services/aigc/image-generation/generation", create_messages_task, methods=["POST"]),
+        Route(f"{API}/services/aigc/image2image/image-synthesis", create_prompt_task, methods=["POST"]),
+        Route(f"{API}/tasks", list_tasks, methods=["GET"]),
+        Route(f"{API}/tasks/{{task_id}}", get_task, methods=["GET"]),
+        Route(f"{API}/tasks/{{task_id}}/cancel", cancel_task, methods=["POST"]),
+        Route(f"{API}/uploads", get_policy, methods=["GET"]),
+        Route("/oss", oss_upload, methods=["POST"]),
+        Route("/results/{name}", get_result, methods=["GET"]),
+        Route("/_emulator/faults", control_faults, methods=["POST"]),
+        Route("/_emulator/config", control_config, methods=["POST"]),
+        Route("/_emulator/expire-results", control_expire, methods=["POST"]),
+        Route("/_emulator/requests", control_requests, methods=["GET"]),
+        Route("/_emulator/reset", control_reset, methods=["POST"]),
+    ]
+    app = Starlette(routes=routes)
+    app.state.emulator = state or EmulatorState()
+    return app

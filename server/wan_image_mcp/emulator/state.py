@@ -1,0 +1,182 @@
+"""What the emulated DashScope remembers: tasks, result files, uploads, queued faults, and a request log."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import itertools
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..specs import Mode, ModelSpec
+
+Target = Literal["submit", "sync", "poll", "cancel", "download", "upload", "policy", "any"]
+FaultKind = Literal["error", "throttle", "moderation", "drop", "slow", "fail_task", "partial_failure"]
+
+
+@dataclass
+class EmulatorConfig:
+    api_keys: frozenset[str] = frozenset({"sk-emulator"})
+    """Keys accepted in ``Authorization: Bearer``; anything else is 401 InvalidApiKey."""
+    latency: float = 0.0
+    """0: tasks advance one step per poll (tests). >0: seconds a task takes, PENDING for the first fifth."""
+    polls_to_finish: int = 2
+    """With latency 0: the poll on which a task is SUCCEEDED (the first poll shows RUNNING)."""
+    result_ttl: float = 24 * 3600
+    task_ttl: float = 24 * 3600
+    policy_ttl: float = 300
+    upload_ttl: float = 48 * 3600
+    max_upload_bytes: int = 1024 * 1024 * 1024
+    fetch_remote: bool = False
+    """Fetch http(s) inputs from hosts other than loopback (there is no internet here: placeholders stand in)."""
+
+
+@dataclass
+class Fault:
+    kind: FaultKind
+    target: Target = "any"
+    count: int = 1
+    status: int = 500
+    code: str = "InternalError"
+    message: str = "An internal error has occurred, please try again later."
+    retry_after: float | None = None
+    delay: float = 0.0
+    after_processing: bool = False
+    """drop: cut the connection after the request took effect (e.g. the task exists but the reply is lost)."""
+    failed_images: int = 1
+    """partial_failure: how many images of the next wan2.5 task fail."""
+
+
+@dataclass
+class Task:
+    task_id: str
+    spec: ModelSpec
+    mode: Mode
+    prompt: str
+    images: list[bytes | None]
+    """Decoded input images (None where a remote image stands in as a placeholder)."""
+    image_refs: list[str]
+    parameters: dict[str, Any]
+    size: tuple[int, int]
+    count: int
+    created: float
+    status: str = "PENDING"
+    polls: int = 0
+    failure: tuple[str, str] | None = None
+    failed_images: int = 0
+    outputs: list[str] = field(default_factory=list[str])
+    texts: list[str] = field(default_factory=list[str])
+    finished: float | None = None
+    moderated_output: bool = False
+
+
+@dataclass
+class StoredFile:
+    data: bytes
+    content_type: str
+    expires: float
+
+
+@dataclass
+class Upload:
+    data: bytes
+    model: str
+    expires: float
+
+
+@dataclass
+class LoggedRequest:
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: Any
+
+
+class EmulatorState:
+    def __init__(self, config: EmulatorConfig | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.config = config or EmulatorConfig()
+        self.clock = clock
+        self.tasks: dict[str, Task] = {}
+        self.files: dict[str, StoredFile] = {}
+        self.uploads: dict[str, Upload] = {}
+        self.faults: list[Fault] = []
+        self.requests: list[LoggedRequest] = []
+        self.secret = uuid.uuid4().bytes
+        self._counter = itertools.count(1)
+
+    # --- faults -------------------------------------------------------------------------------------
+
+    def add_fault(self, fault: Fault) -> None:
+        self.faults.append(fault)
+
+    def take_fault(self, target: Target, kinds: tuple[FaultKind, ...]) -> Fault | None:
+        """The first queued fault of one of ``kinds`` aimed at ``target``; consumes one of its count."""
+        for fault in self.faults:
+            if fault.kind in kinds and fault.target in (target, "any"):
+                fault.count -= 1
+                if fault.count <= 0:
+                    self.faults.remove(fault)
+                return fault
+        return None
+
+    # --- ids and signatures -------------------------------------------------------------------------
+
+    def new_id(self) -> str:
+        return str(uuid.uuid4())
+
+    def sign(self, text: str) -> str:
+        return base64.urlsafe_b64encode(hmac.digest(self.secret, text.encode(), hashlib.sha256)[:18]).decode()
+
+    def store_file(self, data: bytes, content_type: str = "image/png") -> str:
+        name = f"{uuid.uuid4().hex}-{next(self._counter)}.png"
+        self.files[name] = StoredFile(data, content_type, self.clock() + self.config.result_ttl)
+        return name
+
+    def signed_file_url(self, origin: str, name: str) -> str:
+        expires = int(self.files[name].expires)
+        signature = self.sign(f"{name}:{expires}")
+        return f"{origin}/results/{name}?Expires={expires}&OSSAccessKeyId=LTAIemulator&Signature={signature}"
+
+    def expire_results(self) -> int:
+        now = self.clock()
+        for stored in self.files.values():
+            stored.expires = min(stored.expires, now - 1)
+        return len(self.files)
+
+    # --- upload policies ----------------------------------------------------------------------------
+
+    def new_policy(self, model: str) -> dict[str, Any]:
+        expires = self.clock() + self.config.policy_ttl
+        upload_dir = f"dashscope-instant/{uuid.uuid4().hex}/{time.strftime('%Y-%m-%d')}"
+        policy = base64.b64encode(
+            json.dumps({"expiration": expires, "model": model, "dir": upload_dir}).encode()
+        ).decode()
+        return {
+            "policy": policy,
+            "signature": self.sign(policy),
+            "upload_dir": upload_dir,
+            "oss_access_key_id": "LTAIemulator",
+            "x_oss_object_acl": "private",
+            "x_oss_forbid_overwrite": "true",
+            "expire_in_seconds": int(self.config.policy_ttl),
+            "max_file_size_mb": self.config.max_upload_bytes // (1024 * 1024),
+            "capacity_limit_mb": 999999999,
+        }
+
+    def read_policy(self, policy: str, signature: str) -> dict[str, Any] | None:
+        if not hmac.compare_digest(self.sign(policy), signature):
+            return None
+        try:
+            decoded: dict[str, Any] = json.loads(base64.b64decode(policy))
+        except ValueError:
+            return None
+        return decoded
+
+    def log(self, entry: LoggedRequest) -> None:
+        self.requests.append(entry)

@@ -1,0 +1,258 @@
+"""Image references -> what goes on the wire, checked and, where possible, fixed.
+
+A reference is a local path (absolute, ``~``, or relative to the working directory), a ``file://`` URL,
+an ``http(s)://`` URL, an ``oss://`` temporary-upload URL, or a ``data:`` URL. Local and data images are
+decoded with Pillow by content (never by extension) and conformed to the model's ``ImageLimits``:
+
+* fixed and reported as an adjustment: EXIF orientation applied, alpha flattened onto white, formats the
+  API does not read converted, images over the side or byte limit downscaled (bbox coordinates follow
+  through ``PreparedImage.scale``);
+* refused with a ``Problem``: unreadable, not an image, too small, aspect ratio out of range.
+
+Remote URLs are passed through untouched: the API fetches them, and we cannot see their pixels.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import math
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import InvalidRequest, Problem
+from .specs import ImageLimits
+
+MIME_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "BMP": "image/bmp", "WEBP": "image/webp"}
+_EXIF_ORIENTATION = 0x0112
+_JPEG_QUALITY = 95
+
+
+class RefKind(StrEnum):
+    LOCAL = "local"
+    DATA = "data"
+    REMOTE = "remote"
+    OSS = "oss"
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    index: int
+    """1-based, as the prompt names it (圖1, image 1)."""
+    kind: RefKind
+    source: str
+    """The reference as given, shortened for messages (data URLs are not repeated)."""
+    value: str
+    """What is sent: a data URL for local and data images, the URL itself otherwise."""
+    width: int | None = None
+    """Size sent (after conforming); None for remote images."""
+    height: int | None = None
+    original_size: tuple[int, int] | None = None
+    """Size as the user sees it (EXIF orientation applied), the space bbox_list coordinates live in."""
+    format: str | None = None
+    bytes: int | None = None
+    """Bytes of the image file sent (before base64)."""
+    scale: float = 1.0
+    """Sent size / original size: bbox_list coordinates are multiplied by this."""
+    adjustments: tuple[str, ...] = ()
+
+
+def describe_ref(ref: str) -> str:
+    if ref.startswith("data:"):
+        head = ref.split(",", 1)[0]
+        return f"{head},… ({len(ref)} chars)"
+    return ref if len(ref) <= 200 else ref[:197] + "…"
+
+
+def classify(ref: str) -> RefKind:
+    lowered = ref[:8].lower()
+    if lowered.startswith("data:"):
+        return RefKind.DATA
+    if lowered.startswith(("http://", "https://")):
+        return RefKind.REMOTE
+    if lowered.startswith("oss://"):
+        return RefKind.OSS
+    return RefKind.LOCAL
+
+
+def local_path(ref: str, cwd: Path) -> Path:
+    """Resolve a local reference the way the official SDK reads ``file://`` (netloc + path), then ``~``,
+    then relative to ``cwd``."""
+    if ref[:7].lower() == "file://":
+        parts = urlsplit(ref)
+        raw = parts.netloc + unquote(parts.path)
+        if raw.startswith("/") and len(raw) > 2 and raw[2] == ":":  # file:///C:/x -> C:/x
+            raw = raw[1:]
+    else:
+        raw = ref
+    path = Path(os.path.expanduser(raw))
+    return path if path.is_absolute() else cwd / path
+
+
+_DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[^;,]*)*),(?P<data>.*)$", re.S)
+
+
+def decode_data_url(ref: str) -> bytes:
+    match = _DATA_URL.match(ref)
+    if match is None:
+        raise ValueError("malformed data URL: expected data:<mime>;base64,<data>")
+    if ";base64" not in match["params"].lower():
+        raise ValueError("data URL is not base64-encoded: expected data:<mime>;base64,<data>")
+    try:
+        return base64.b64decode(match["data"], validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("data URL has invalid base64 data") from None
+
+
+def prepare_image(ref: str, index: int, limits: ImageLimits, cwd: Path) -> PreparedImage:
+    """Check and conform one reference. Raises InvalidRequest with a Problem naming image ``index``."""
+    kind = classify(ref)
+    source = describe_ref(ref)
+    if kind in (RefKind.REMOTE, RefKind.OSS):
+        return PreparedImage(index=index, kind=kind, source=source, value=ref)
+
+    def problem(message: str) -> InvalidRequest:
+        return InvalidRequest([Problem("images", message, image=index)])
+
+    if kind is RefKind.DATA:
+        try:
+            data = decode_data_url(ref)
+        except ValueError as exc:
+            raise problem(str(exc)) from None
+    else:
+        path = local_path(ref, cwd)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise problem(f"no such file: {path}") from None
+        except IsADirectoryError:
+            raise problem(f"is a directory, not an image file: {path}") from None
+        except PermissionError:
+            raise problem(f"permission denied reading {path}") from None
+        except (OSError, ValueError) as exc:
+            raise problem(f"cannot read {source!r}: {exc.__class__.__name__}") from None
+    return conform(data, index=index, kind=kind, source=source, limits=limits, problem=problem)
+
+
+def conform(
+    data: bytes,
+    *,
+    index: int,
+    kind: RefKind,
+    source: str,
+    limits: ImageLimits,
+    problem: Callable[[str], InvalidRequest],
+) -> PreparedImage:
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except Image.DecompressionBombError:
+        raise problem("image has too many pixels to decode safely") from None
+    except UnidentifiedImageError:
+        raise problem(f"not an image (content of {source!r} is no format Pillow reads)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise problem(f"image data is damaged or truncated ({exc})") from None
+
+    fmt = image.format or "unknown"
+    notes: list[str] = []
+    changed = False
+
+    orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+    if orientation not in (1, None):
+        image = ImageOps.exif_transpose(image)
+        notes.append(f"EXIF orientation {orientation} applied (boxes are read in the orientation shown)")
+        changed = True
+
+    original = width, height = image.size
+    short, long = min(width, height), max(width, height)
+    if short < limits.side.lo:
+        raise problem(f"{width}×{height} px is too small: each side must be at least {limits.side.lo} px")
+    if limits.max_ratio is not None and long / short > limits.max_ratio:
+        raise problem(f"aspect ratio {long / short:.2f}:1 ({width}×{height}) is outside {limits.ratio_text()}")
+
+    if "A" in image.getbands() or "transparency" in image.info:
+        background = Image.new("RGB", image.size, "white")
+        rgba = image.convert("RGBA")
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        image = background
+        notes.append("alpha channel flattened onto white")
+        changed = True
+
+    if fmt not in limits.formats:
+        frames: int = getattr(image, "n_frames", 1)
+        if frames > 1:
+            notes.append(f"{fmt} has {frames} frames: the first is used")
+        notes.append(f"{fmt} converted (the API reads {', '.join(sorted(limits.formats))})")
+        changed = True
+
+    scale = min(1.0, limits.side.hi / long)
+    if scale < 1.0:
+        image, width, height = _resize(image, scale)
+        if min(width, height) < limits.side.lo:
+            raise problem(
+                f"{long}×{short} px cannot fit: sides must be {limits.side.lo}-{limits.side.hi} px "
+                "and shrinking the long side makes the short one too small"
+            )
+        notes.append(f"downscaled to {width}×{height} to fit the {limits.side.hi} px side limit")
+        changed = True
+
+    if not changed and len(data) <= limits.max_bytes:
+        out_fmt, payload = fmt, data
+    else:
+        out_fmt = "JPEG" if fmt == "JPEG" else "PNG"
+        payload = _encode(image, out_fmt)
+        fallback = len(payload) > limits.max_bytes and out_fmt == "PNG"
+        if fallback:
+            out_fmt, payload = "JPEG", _encode(image, "JPEG")
+        shrunk = False
+        while len(payload) > limits.max_bytes:
+            factor = math.sqrt(limits.max_bytes / len(payload)) * 0.95
+            image, width, height = _resize(image, factor)
+            scale *= factor
+            shrunk = True
+            if min(width, height) < limits.side.lo:
+                raise problem(f"cannot bring the file under {limits.max_bytes // 1_000_000} MB")
+            payload = _encode(image, out_fmt)
+        if len(data) > limits.max_bytes or fallback or shrunk:
+            how = f"re-encoded as {out_fmt}" + (f" and downscaled to {width}×{height}" if shrunk else "")
+            notes.append(f"{how} to fit the {limits.max_bytes // 1_000_000} MB file limit")
+
+    return PreparedImage(
+        index=index,
+        kind=kind,
+        source=source,
+        value=f"data:{MIME_TYPES[out_fmt]};base64,{base64.b64encode(payload).decode('ascii')}",
+        width=width,
+        height=height,
+        original_size=original,
+        format=out_fmt,
+        bytes=len(payload),
+        scale=scale,
+        adjustments=tuple(f"image {index}: {note}" for note in notes),
+    )
+
+
+def _resize(image: Image.Image, factor: float) -> tuple[Image.Image, int, int]:
+    width = max(1, round(image.width * factor))
+    height = max(1, round(image.height * factor))
+    resized = image.resize((width, height), Image.Resampling.LANCZOS)  # pyright: ignore[reportUnknownMemberType]
+    return resized, width, height
+
+
+def _encode(image: Image.Image, fmt: str) -> bytes:
+    if image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    buffer = io.BytesIO()
+    if fmt == "JPEG":
+        image.save(buffer, "JPEG", quality=_JPEG_QUALITY)
+    else:
+        image.save(buffer, "PNG")
+    return buffer.getvalue()

@@ -1,0 +1,102 @@
+"""Shared fixtures: a clean environment, the emulator in-process, a client on it, real image files.
+
+Tests talk to the emulator unless ``DASHSCOPE_API_KEY`` and ``WAN_MCP_LIVE_TESTS=1`` are both set; then the
+client tests marked ``live`` run against the real API (and tests that need the emulator's controls skip).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import httpx2
+import pytest
+import stamina
+from PIL import Image
+
+from wan_image_mcp.config import Settings
+from wan_image_mcp.dashscope import DashScopeClient, RetryPolicy
+from wan_image_mcp.emulator import EmulatorConfig, EmulatorState, create_app
+
+LIVE_KEY = os.environ.get("DASHSCOPE_API_KEY", "")
+LIVE = bool(LIVE_KEY) and os.environ.get("WAN_MCP_LIVE_TESTS") == "1"
+LIVE_SETTINGS = Settings.from_env() if LIVE else None
+EMULATOR_KEY = "sk-emulator"
+EMULATOR_BASE = "http://emulator.test/api/v1"
+FAST_RETRY = RetryPolicy(attempts=4, timeout=10, wait_initial=0.001, wait_max=0.01, wait_jitter=0.0)
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith(("DASHSCOPE_", "WAN_MCP_")):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def emulator() -> EmulatorState:
+    if LIVE:
+        pytest.skip("needs the emulator's controls; this run talks to the real API")
+    return EmulatorState(EmulatorConfig(api_keys=frozenset({EMULATOR_KEY})))
+
+
+@pytest.fixture
+async def http(emulator: EmulatorState) -> AsyncIterator[httpx2.AsyncClient]:
+    transport = httpx2.ASGITransport(app=create_app(emulator))
+    async with httpx2.AsyncClient(transport=transport, base_url="http://emulator.test") as client:
+        yield client
+
+
+@pytest.fixture
+def client(http: httpx2.AsyncClient) -> DashScopeClient:
+    return DashScopeClient(http, api_key=EMULATOR_KEY, base_url=EMULATOR_BASE, retry=FAST_RETRY)
+
+
+@pytest.fixture
+async def live_client() -> AsyncIterator[DashScopeClient]:
+    if LIVE_SETTINGS is None:
+        pytest.skip("live tests need DASHSCOPE_API_KEY and WAN_MCP_LIVE_TESTS=1")
+    async with httpx2.AsyncClient(timeout=60) as http:
+        yield DashScopeClient(http, api_key=LIVE_SETTINGS.require_api_key(), base_url=LIVE_SETTINGS.base_url)
+
+
+@pytest.fixture
+def no_retry_waits() -> Iterator[None]:
+    stamina.set_testing(True, attempts=4)
+    yield
+    stamina.set_testing(False)
+
+
+ImageFactory = Callable[..., Path]
+
+
+@pytest.fixture
+def make_image(tmp_path: Path) -> ImageFactory:
+    """``make_image("a.png", (640, 480), fmt="PNG", mode="RGB", exif_orientation=None)`` -> a real file."""
+
+    def make(
+        name: str,
+        size: tuple[int, int],
+        *,
+        fmt: str | None = None,
+        mode: str = "RGB",
+        colour: object = (200, 80, 40),
+        exif_orientation: int | None = None,
+    ) -> Path:
+        path = tmp_path / name
+        image = Image.new(mode, size, colour)  # pyright: ignore[reportArgumentType]
+        kwargs: dict[str, object] = {}
+        if exif_orientation is not None:
+            exif = Image.Exif()
+            exif[0x0112] = exif_orientation
+            kwargs["exif"] = exif
+        image.save(path, fmt or path.suffix.lstrip(".").upper().replace("JPG", "JPEG"), **kwargs)
+        return path
+
+    return make

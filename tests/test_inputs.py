@@ -1,0 +1,159 @@
+"""Image references are read by content, fixed where possible and refused with a clear problem otherwise."""
+
+from __future__ import annotations
+
+import base64
+import io
+import random
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.conftest import ImageFactory
+from wan_image_mcp.errors import InvalidRequest
+from wan_image_mcp.inputs import RefKind, decode_data_url, local_path, prepare_image
+from wan_image_mcp.specs import SPECS
+
+LIMITS = SPECS["wan2.7-image-pro"].image
+
+
+def sent_image(value: str) -> Image.Image:
+    image = Image.open(io.BytesIO(decode_data_url(value)))
+    image.load()
+    return image
+
+
+def test_png_with_alpha_is_flattened_onto_white(make_image: ImageFactory, tmp_path: Path) -> None:
+    path = make_image("logo.png", (400, 300), mode="RGBA", colour=(255, 0, 0, 0))
+    prepared = prepare_image(str(path), 1, LIMITS, tmp_path)
+    image = sent_image(prepared.value)
+    assert "A" not in image.getbands()
+    assert image.getpixel((10, 10)) == (255, 255, 255)
+    assert prepared.adjustments == ("image 1: alpha channel flattened onto white",)
+    assert prepared.value.startswith("data:image/png;base64,")
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "TIFF", "PPM", "TGA"])
+def test_formats_the_api_cannot_read_are_converted(fmt: str, make_image: ImageFactory, tmp_path: Path) -> None:
+    path = make_image(f"in.{fmt.lower()}", (320, 320), fmt=fmt)
+    prepared = prepare_image(str(path), 2, LIMITS, tmp_path)
+    assert prepared.format == "PNG"
+    assert sent_image(prepared.value).size == (320, 320)
+    assert any(f"{fmt} converted" in note and note.startswith("image 2:") for note in prepared.adjustments)
+
+
+def test_content_decides_the_format_not_the_extension(make_image: ImageFactory, tmp_path: Path) -> None:
+    path = make_image("photo.png", (300, 300), fmt="JPEG")
+    prepared = prepare_image(str(path), 1, LIMITS, tmp_path)
+    assert prepared.format == "JPEG"
+    assert prepared.value.startswith("data:image/jpeg;base64,")
+    assert prepared.adjustments == ()
+    assert decode_data_url(prepared.value) == path.read_bytes()  # untouched bytes
+
+
+def test_exif_orientation_is_applied_and_boxes_live_in_the_shown_orientation(
+    make_image: ImageFactory, tmp_path: Path
+) -> None:
+    path = make_image("portrait.jpg", (600, 400), exif_orientation=6)  # stored landscape, shown rotated
+    prepared = prepare_image(str(path), 1, LIMITS, tmp_path)
+    assert prepared.original_size == (400, 600)
+    assert sent_image(prepared.value).size == (400, 600)
+    assert "EXIF orientation 6 applied" in prepared.adjustments[0]
+
+
+def test_data_url_is_decoded_and_checked(make_image: ImageFactory, tmp_path: Path) -> None:
+    raw = make_image("small.webp", (300, 260)).read_bytes()
+    ref = "data:image/png;base64," + base64.b64encode(raw).decode()  # mislabelled MIME type
+    prepared = prepare_image(ref, 1, LIMITS, tmp_path)
+    assert prepared.kind is RefKind.DATA
+    assert prepared.value.startswith("data:image/webp;base64,")  # relabelled by content
+    assert prepared.source.startswith("data:image/png;base64,…")
+
+
+@pytest.mark.parametrize(
+    ("ref", "message"),
+    [
+        ("data:image/png;base64,@@@@", "invalid base64"),
+        ("data:image/png,rawtext", "not base64-encoded"),
+        ("data:nonsense", "malformed data URL"),
+        ("data:image/png;base64," + base64.b64encode(b"hello").decode(), "not an image"),
+    ],
+)
+def test_broken_data_urls_are_refused(ref: str, message: str, tmp_path: Path) -> None:
+    with pytest.raises(InvalidRequest, match=message):
+        prepare_image(ref, 3, LIMITS, tmp_path)
+
+
+def test_local_path_forms_resolve_like_the_sdk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert local_path("rel/a.png", tmp_path) == tmp_path / "rel/a.png"
+    assert local_path("~/a.png", Path("/elsewhere")) == tmp_path / "a.png"
+    assert local_path("file:///abs/a%20b.png", tmp_path) == Path("/abs/a b.png")
+    assert local_path("file://./rel/a.png", tmp_path) == tmp_path / "rel/a.png"
+
+
+@pytest.mark.parametrize("form", ["absolute", "relative", "file-url", "tilde"])
+def test_every_local_form_reads_the_same_file(
+    form: str, make_image: ImageFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = make_image("car.png", (500, 400))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    ref = {"absolute": str(path), "relative": "car.png", "file-url": path.as_uri(), "tilde": "~/car.png"}[form]
+    prepared = prepare_image(ref, 1, LIMITS, tmp_path)
+    assert (prepared.kind, prepared.width, prepared.height) == (RefKind.LOCAL, 500, 400)
+
+
+def test_remote_urls_pass_through_untouched(tmp_path: Path) -> None:
+    for ref, kind in [("https://example.com/a.webp?x=1", RefKind.REMOTE), ("oss://dir/a.png", RefKind.OSS)]:
+        prepared = prepare_image(ref, 1, LIMITS, tmp_path)
+        assert (prepared.kind, prepared.value, prepared.width) == (kind, ref, None)
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        ("missing", "no such file"),
+        ("directory", "is a directory"),
+        ("text", "not an image"),
+        ("truncated", "damaged or truncated"),
+        ("nul", "cannot read"),
+    ],
+)
+def test_unreadable_inputs_are_refused_with_the_reason(
+    setup: str, message: str, make_image: ImageFactory, tmp_path: Path
+) -> None:
+    if setup == "missing":
+        ref = str(tmp_path / "nope.png")
+    elif setup == "directory":
+        ref = str(tmp_path)
+    elif setup == "text":
+        (tmp_path / "a.jpg").write_text("hello")
+        ref = str(tmp_path / "a.jpg")
+    elif setup == "truncated":
+        whole = make_image("whole.jpg", (800, 600), colour=(1, 2, 3)).read_bytes()
+        (tmp_path / "cut.jpg").write_bytes(whole[: len(whole) // 3])
+        ref = str(tmp_path / "cut.jpg")
+    else:
+        ref = "bad\x00name.png"
+    with pytest.raises(InvalidRequest, match=message) as caught:
+        prepare_image(ref, 4, LIMITS, tmp_path)
+    assert caught.value.problems[0].image == 4
+
+
+def test_too_many_bytes_downscale_as_a_last_resort(tmp_path: Path) -> None:
+    noise = Image.frombytes("RGB", (3000, 3000), random.Random(7).randbytes(3000 * 3000 * 3))
+    path = tmp_path / "noise.png"
+    noise.save(path, "PNG", compress_level=0)
+    limits = SPECS["wan2.6-image"].image
+    assert path.stat().st_size > limits.max_bytes
+    prepared = prepare_image(str(path), 1, limits, tmp_path)
+    assert prepared.bytes is not None
+    assert prepared.bytes <= limits.max_bytes
+    assert prepared.format == "JPEG"
+    assert prepared.width is not None
+    assert prepared.width < 3000
+    assert prepared.scale == pytest.approx(prepared.width / 3000, abs=0.001)
+    (note,) = prepared.adjustments
+    size = f"{prepared.width}×{prepared.height}"
+    assert note == f"image 1: re-encoded as JPEG and downscaled to {size} to fit the 10 MB file limit"
