@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +85,7 @@ class PreparedRequest:
     negative_prompt: str | None = None
     adjustments: tuple[str, ...] = ()
     expected_size: tuple[int, int] | None = None
-    """Output size the API should produce, when every input's size is known."""
-    extra: Mapping[str, JSON] = field(default_factory=dict[str, JSON])
+    """Output size the API should produce; None when the last image is remote (its size is unknown)."""
 
     @property
     def model(self) -> str:
@@ -333,12 +332,12 @@ def prepare_request(
     if params.color_palette is not None:
         parameters["color_palette"] = [{"hex": c["hex"], "ratio": c["ratio"]} for c in params.color_palette]
 
-    sizes = [(i.width, i.height) for i in prepared]
-    known = all(w is not None and h is not None for w, h in sizes)
+    last = prepared[-1] if prepared else None
     expected = None
-    if known:
-        last = sizes[-1] if sizes else None
-        expected = output_size(mode, size, (last[0], last[1]) if last and last[0] and last[1] else None)
+    if last is None:
+        expected = output_size(mode, size, None)
+    elif last.width and last.height:
+        expected = output_size(mode, size, (last.width, last.height))
     return PreparedRequest(
         spec=spec,
         mode=mode,

@@ -25,8 +25,9 @@ def _bind(host: str, port: int) -> socket.socket:
 def _server(state: EmulatorState, log_level: str) -> uvicorn.Server:
     # An emulated dropped connection is an exception after the response started; uvicorn logs those at
     # ERROR with a traceback. They are the point of the fault, so keep them out of the way.
-    logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL if log_level != "debug" else logging.DEBUG)
     config = uvicorn.Config(create_app(state), log_level=log_level, access_log=False, lifespan="off")
+    if log_level != "debug":  # uvicorn.Config has just applied its logging config; quieten it afterwards
+        logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
     return uvicorn.Server(config)
 
 

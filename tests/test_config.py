@@ -1,0 +1,49 @@
+"""Settings come from the SDK's variable names, fail early with the variable's name, and hide the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from wan_image_mcp.config import REGIONS, Settings
+from wan_image_mcp.errors import ConfigurationError
+
+
+def test_singapore_is_the_default_region() -> None:
+    settings = Settings.from_env({})
+    assert (settings.region, settings.base_url) == ("singapore", "https://dashscope-intl.aliyuncs.com/api/v1")
+
+
+@pytest.mark.parametrize(
+    ("region", "expected"),
+    [("beijing", "beijing"), ("cn-beijing", "beijing"), ("US-EAST-1", "virginia"), ("hk", "hongkong")],
+)
+def test_regions_and_their_aliases_choose_the_host(region: str, expected: str) -> None:
+    settings = Settings.from_env({"WAN_MCP_REGION": region})
+    assert (settings.region, settings.base_url) == (expected, REGIONS[expected])
+
+
+def test_the_sdk_base_url_variable_wins_over_the_region() -> None:
+    settings = Settings.from_env({"WAN_MCP_REGION": "beijing", "DASHSCOPE_HTTP_BASE_URL": "http://127.0.0.1:9/api/v1/"})
+    assert settings.base_url == "http://127.0.0.1:9/api/v1"
+
+
+def test_an_unknown_region_names_the_variable_and_the_choices() -> None:
+    with pytest.raises(ConfigurationError, match=r"WAN_MCP_REGION='mars'.*singapore, beijing"):
+        Settings.from_env({"WAN_MCP_REGION": "mars"})
+
+
+def test_a_base_url_must_be_http() -> None:
+    with pytest.raises(ConfigurationError, match="DASHSCOPE_HTTP_BASE_URL"):
+        Settings.from_env({"DASHSCOPE_HTTP_BASE_URL": "dashscope.aliyuncs.com"})
+
+
+def test_a_missing_key_is_a_clear_error_naming_the_variable() -> None:
+    with pytest.raises(ConfigurationError, match="DASHSCOPE_API_KEY is not set"):
+        Settings.from_env({}).require_api_key()
+
+
+def test_the_key_is_never_in_a_repr_or_str() -> None:
+    secret = "sk-live-0123456789abcdef"
+    settings = Settings.from_env({"DASHSCOPE_API_KEY": secret})
+    assert settings.require_api_key() == secret
+    assert secret not in repr(settings) and secret not in str(settings)

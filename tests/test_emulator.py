@@ -1,0 +1,267 @@
+"""The emulator behaves like DashScope where tests and demos depend on it: expiring URLs, uploads, the task
+clock, output sizes, server-side checks, the control API, and faults over a real socket."""
+
+from __future__ import annotations
+
+import base64
+import io
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+from PIL import Image
+
+from tests.conftest import EMULATOR_KEY, FAST_RETRY
+from wan_image_mcp.dashscope import APIConnectionError, BadRequestError, DashScopeClient, TaskStatus
+from wan_image_mcp.emulator import EmulatorConfig, EmulatorState, Fault, create_app
+from wan_image_mcp.emulator.serve import RunningEmulator
+from wan_image_mcp.emulator.state import Upload
+from wan_image_mcp.inputs import PreparedImage, RefKind
+from wan_image_mcp.specs import SPECS
+from wan_image_mcp.validation import EditParams, prepare_request
+
+pytestmark = pytest.mark.anyio
+AUTH = {"Authorization": f"Bearer {EMULATOR_KEY}"}
+URL = "https://example.com/photo.png"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def timed(clock: Clock) -> EmulatorState:
+    return EmulatorState(EmulatorConfig(api_keys=frozenset({EMULATOR_KEY}), latency=10), clock=clock)
+
+
+@pytest.fixture
+async def timed_client(timed: EmulatorState) -> AsyncIterator[DashScopeClient]:
+    transport = httpx2.ASGITransport(app=create_app(timed))
+    async with httpx2.AsyncClient(transport=transport, base_url="http://emulator.test") as http:
+        yield DashScopeClient(http, api_key=EMULATOR_KEY, base_url="http://emulator.test/api/v1", retry=FAST_RETRY)
+
+
+async def succeeded_url(client: DashScopeClient, model: str = "wan2.7-image") -> str:
+    task = await client.submit(prepare_request(model, "x", [URL], EditParams(size="768*768")))
+    assert task.task_id is not None
+    for _ in range(3):
+        result = await client.get_task(task.task_id)
+        if result.status is TaskStatus.SUCCEEDED:
+            return result.image_urls[0]
+    raise AssertionError("did not succeed")
+
+
+def data_url(image: Image.Image, fmt: str = "PNG") -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt)
+    return f"data:image/{fmt.lower()};base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+async def test_result_urls_expire(client: DashScopeClient, http: httpx2.AsyncClient, emulator: EmulatorState) -> None:
+    url = await succeeded_url(client)
+    assert (await http.get(url)).status_code == 200
+    response = await http.get(url.replace("Signature=", "Signature=x"))
+    assert response.status_code == 403 and "SignatureDoesNotMatch" in response.text
+    emulator.expire_results()
+    response = await http.get(url)
+    assert response.status_code == 403
+    assert "<Code>AccessDenied</Code><Message>Request has expired.</Message>" in response.text
+
+
+async def test_tasks_take_real_time_when_the_emulator_has_latency(timed_client: DashScopeClient, clock: Clock) -> None:
+    task = await timed_client.submit(prepare_request("wan2.7-image", "x", [URL], EditParams(size="768*768")))
+    assert task.task_id is not None
+    start, seen = clock.now, list[TaskStatus]()
+    for elapsed in (1, 3, 9.9, 10, 50):  # latency 10 s: PENDING for the first fifth, then RUNNING
+        clock.now = start + elapsed
+        seen.append((await timed_client.get_task(task.task_id)).status)
+    assert seen == [
+        TaskStatus.PENDING,
+        TaskStatus.RUNNING,
+        TaskStatus.RUNNING,
+        TaskStatus.SUCCEEDED,
+        TaskStatus.SUCCEEDED,
+    ]
+
+
+async def test_a_task_older_than_24_hours_is_unknown(timed_client: DashScopeClient, clock: Clock) -> None:
+    task = await timed_client.submit(prepare_request("wan2.7-image", "x", [URL]))
+    assert task.task_id is not None
+    clock.now += 24 * 3600 + 1
+    assert (await timed_client.get_task(task.task_id)).status is TaskStatus.UNKNOWN
+
+
+async def test_an_expired_upload_policy_is_refused(timed: EmulatorState, clock: Clock) -> None:
+    async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=create_app(timed)), base_url="http://e") as http:
+        policy = (await http.get("/api/v1/uploads?action=getPolicy&model=wan2.7-image", headers=AUTH)).json()["data"]
+        form = {
+            "OSSAccessKeyId": policy["oss_access_key_id"],
+            "Signature": policy["signature"],
+            "policy": policy["policy"],
+            "key": f"{policy['upload_dir']}/a.png",
+            "x-oss-forbid-overwrite": "true",
+        }
+        files = {"file": ("a.png", b"\x89PNG", "image/png")}
+        assert (await http.post("/oss", data=form, files=files)).status_code == 200
+        assert (await http.post("/oss", data=form, files=files)).status_code == 409  # forbid-overwrite
+        clock.now += policy["expire_in_seconds"] + 1
+        response = await http.post("/oss", data={**form, "key": f"{policy['upload_dir']}/b.png"}, files=files)
+    assert response.status_code == 403
+    assert "Invalid according to Policy: Policy expired." in response.text
+
+
+async def test_oss_urls_need_the_resolve_header_and_the_same_model(
+    http: httpx2.AsyncClient, emulator: EmulatorState
+) -> None:
+    raw = io.BytesIO()
+    Image.new("RGB", (300, 300)).save(raw, "PNG")
+    emulator.uploads["dir/a.png"] = Upload(raw.getvalue(), "wan2.7-image", expires=emulator.clock() + 60)
+    body: dict[str, Any] = {
+        "model": "wan2.7-image-pro",
+        "input": {"messages": [{"role": "user", "content": [{"image": "oss://dir/a.png"}, {"text": "x"}]}]},
+        "parameters": {"n": 1},
+    }
+    path = "/api/v1/services/aigc/image-generation/generation"
+    headers = {**AUTH, "X-DashScope-Async": "enable"}
+    no_header = await http.post(path, json=body, headers=headers)
+    assert no_header.status_code == 400 and "X-DashScope-OssResourceResolve" in no_header.json()["message"]
+    other_model = await http.post(path, json=body, headers={**headers, "X-DashScope-OssResourceResolve": "enable"})
+    assert other_model.status_code == 400 and "uploaded for wan2.7-image" in other_model.json()["message"]
+    body["model"] = "wan2.7-image"
+    ok = await http.post(path, json=body, headers={**headers, "X-DashScope-OssResourceResolve": "enable"})
+    assert ok.status_code == 200 and ok.json()["output"]["task_status"] == "PENDING"
+
+
+@pytest.mark.parametrize(
+    ("model", "params"),
+    [
+        ("wan2.7-image-pro", EditParams()),
+        ("wan2.7-image-pro", EditParams(size="1K")),
+        ("wan2.6-image", EditParams()),
+        ("wan2.6-image", EditParams(enable_interleave=True, max_images=1)),
+        ("wan2.5-i2i-preview", EditParams()),
+    ],
+)
+async def test_outputs_are_multiples_of_16_with_the_last_inputs_aspect(
+    model: str, params: EditParams, client: DashScopeClient, http: httpx2.AsyncClient
+) -> None:
+    first = data_url(Image.new("RGB", (500, 500)))
+    last = data_url(Image.new("RGB", (1200, 800)))
+    images = [last] if params.enable_interleave else [first, last]
+    request = prepare_request(model, "x", images, params)
+    task = await client.submit(request)
+    assert task.task_id is not None
+    await client.get_task(task.task_id)
+    done = await client.get_task(task.task_id)
+    response = await http.get(done.image_urls[0])
+    width, height = Image.open(io.BytesIO(response.content)).size
+    assert (width, height) == request.expected_size
+    assert width % 16 == 0 and height % 16 == 0
+    assert abs(width / height - 1.5) < 0.03
+    if params.enable_interleave:
+        assert (width, height) == (1200, 800)  # interleave keeps an input smaller than 1280*1280
+
+
+@pytest.mark.parametrize(
+    ("model", "refused"), [("wan2.7-image", True), ("wan2.6-image", True), ("wan2.5-i2i-preview", False)]
+)
+async def test_the_emulator_checks_input_images_itself(model: str, refused: bool, http: httpx2.AsyncClient) -> None:
+    transparent = data_url(Image.new("RGBA", (400, 400), (0, 0, 0, 0)))
+    spec = SPECS[model]  # pyright: ignore[reportArgumentType]
+    if spec.protocol.value == "messages":
+        body: dict[str, Any] = {
+            "model": model,
+            "input": {"messages": [{"role": "user", "content": [{"image": transparent}, {"text": "x"}]}]},
+        }
+        path = "/api/v1/services/aigc/image-generation/generation"
+    else:
+        body = {"model": model, "input": {"prompt": "x", "images": [transparent]}}
+        path = "/api/v1/services/aigc/image2image/image-synthesis"
+    response = await http.post(path, json=body, headers={**AUTH, "X-DashScope-Async": "enable"})
+    if refused:
+        assert response.status_code == 400 and "alpha channel" in response.json()["message"]
+    else:
+        assert response.status_code == 200  # PNG alpha is ignored by wan2.5 [Q25]
+
+
+async def test_too_small_an_image_is_refused_server_side(client: DashScopeClient) -> None:
+    valid = prepare_request("wan2.7-image", "x", [URL])
+    tiny = data_url(Image.new("RGB", (100, 100)))
+    broken = replace(valid, images=(PreparedImage(index=1, kind=RefKind.DATA, source="tiny", value=tiny),))
+    with pytest.raises(BadRequestError, match="resolution 100x100 is out of range"):
+        await client.submit(broken)
+
+
+async def test_the_request_log_keeps_no_key_and_short_data_urls(
+    client: DashScopeClient, emulator: EmulatorState
+) -> None:
+    big = data_url(Image.new("RGB", (600, 600)))
+    await client.submit(prepare_request("wan2.7-image", "x", [big]))
+    (entry,) = emulator.requests
+    assert "authorization" not in entry.headers
+    assert EMULATOR_KEY not in repr(entry)
+    image = entry.body["input"]["messages"][0]["content"][0]["image"]
+    assert image.startswith("data:image/png;base64,") and image.endswith(f"({len(big)} chars)")
+
+
+def test_the_control_api_and_drops_work_over_a_real_socket() -> None:
+    async def scenario(base_url: str, origin: str) -> None:
+        async with httpx2.AsyncClient(timeout=10) as http:
+            client = DashScopeClient(http, api_key=EMULATOR_KEY, base_url=base_url, retry=FAST_RETRY)
+            await http.post(
+                f"{origin}/_emulator/faults", json={"kind": "drop", "target": "submit", "after_processing": True}
+            )
+            with pytest.raises(APIConnectionError) as caught:
+                await client.submit(prepare_request("wan2.7-image", "x", [URL]))
+            assert caught.value.request_sent
+            listed = (await http.get(f"{base_url}/tasks", headers=AUTH)).json()
+            assert listed["total"] == 1  # the dropped submit still created its task
+            task_id = listed["tasks"][0]["task_id"]
+            await http.post(f"{origin}/_emulator/faults", json={"kind": "drop", "target": "poll", "count": 1})
+            result = await client.get_task(task_id)
+            assert result.status in (TaskStatus.RUNNING, TaskStatus.SUCCEEDED)
+            log = (await http.get(f"{origin}/_emulator/requests")).json()
+            assert [r["method"] for r in log].count("POST") == 1
+
+    with RunningEmulator(EmulatorConfig(api_keys=frozenset({EMULATOR_KEY}))) as emu:
+        anyio.run(scenario, emu.base_url, emu.origin)
+
+
+def test_the_cli_runs_the_emulator_and_prints_the_base_url() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wan_image_mcp", "emulator", "--port", "0"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().strip()
+        assert line.startswith("DASHSCOPE_HTTP_BASE_URL=http://127.0.0.1:") and line.endswith("/api/v1")
+        base_url = line.split("=", 1)[1]
+        response = httpx2.get(f"{base_url}/tasks/abc", headers=AUTH, timeout=10)
+        assert response.json()["output"]["task_status"] == "UNKNOWN"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        assert process.stdout is not None
+        process.stdout.close()
+
+
+async def test_a_fault_queue_consumes_each_fault_once(client: DashScopeClient, emulator: EmulatorState) -> None:
+    emulator.add_fault(Fault("error", target="poll", status=400, code="InvalidParameter", message="once"))
+    with pytest.raises(BadRequestError):
+        await client.get_task("x")
+    assert (await client.get_task("x")).status is TaskStatus.UNKNOWN
+    assert emulator.faults == []

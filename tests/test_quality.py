@@ -1,0 +1,35 @@
+"""One quality gate: ruff (lint and format) and pyright strict are clean, here and in CI."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+BIN = Path(sys.executable).parent
+
+
+def run(tool: str, *args: str) -> subprocess.CompletedProcess[str]:
+    exe = BIN / tool if (BIN / tool).exists() else shutil.which(tool)
+    if exe is None:
+        pytest.fail(f"{tool} is not installed: it is part of the test extra")
+    return subprocess.run([str(exe), *args], cwd=ROOT, capture_output=True, text=True, timeout=240)
+
+
+def test_ruff_lint_is_clean() -> None:
+    done = run("ruff", "check", "server", "tests")
+    assert done.returncode == 0, done.stdout
+
+
+def test_ruff_format_is_clean() -> None:
+    done = run("ruff", "format", "--check", "server", "tests")
+    assert done.returncode == 0, done.stdout
+
+
+def test_pyright_strict_is_clean() -> None:
+    done = run("pyright")
+    assert done.returncode == 0, done.stdout[-5000:]
