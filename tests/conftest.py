@@ -13,8 +13,11 @@ from pathlib import Path
 import httpx2
 import pytest
 import stamina
+from mcp import Client
 from PIL import Image
+from pydantic import SecretStr
 
+from wan_image_mcp.app import build_app
 from wan_image_mcp.config import Settings
 from wan_image_mcp.dashscope import DashScopeClient, RetryPolicy
 from wan_image_mcp.emulator import EmulatorConfig, EmulatorState, create_app
@@ -100,3 +103,21 @@ def make_image(tmp_path: Path) -> ImageFactory:
         return path
 
     return make
+
+
+@pytest.fixture
+def server_settings(tmp_path: Path) -> Settings:
+    return Settings(
+        api_key=SecretStr(EMULATOR_KEY),
+        base_url=EMULATOR_BASE,
+        output_dir=tmp_path / "out",
+        poll_interval=0.01,
+        poll_interval_max=0.05,
+    )
+
+
+@pytest.fixture
+async def mcp(http: httpx2.AsyncClient, server_settings: Settings) -> AsyncIterator[Client]:
+    """An MCP client connected in-process to the server, whose DashScope traffic goes to the emulator."""
+    async with Client(build_app(server_settings, http)) as client:
+        yield client

@@ -11,6 +11,9 @@ from collections.abc import Sequence
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wan-image-mcp", description=__doc__)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("serve", help="run the MCP server over stdio (the default)")
+    demo = commands.add_parser("demo", help="run the seed's scenarios against a local emulator, no key needed")
+    demo.add_argument("--output", help="where the images go (default: a new temporary directory)")
     emulator = commands.add_parser("emulator", help="run the local DashScope emulator on 127.0.0.1")
     emulator.add_argument("--host", default="127.0.0.1")
     emulator.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
@@ -21,7 +24,17 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # stdout belongs to the protocol: every log line goes to stderr.
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.command in (None, "serve"):
+        from .app import build_app
+
+        build_app().run()
+        return 0
+    if args.command == "demo":
+        from .demo import run_demo
+
+        return run_demo(args.output)
     if args.command == "emulator":
         from .emulator.serve import run_foreground
         from .emulator.state import EmulatorConfig
@@ -29,8 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         keys = frozenset(args.api_key or ["sk-emulator"])
         run_foreground(EmulatorConfig(api_keys=keys, latency=args.latency), host=args.host, port=args.port)
         return 0
-    _parser().print_help(sys.stderr)
-    return 2
+    raise AssertionError(f"unhandled command {args.command}")  # pragma: no cover - argparse refuses others
 
 
 if __name__ == "__main__":

@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import Final
 
+import platformdirs
 from pydantic import SecretStr
 
 from .errors import ConfigurationError
@@ -39,6 +41,31 @@ REGION_ALIASES: Final[Mapping[str, str]] = MappingProxyType(
     }
 )
 DEFAULT_REGION: Final = "singapore"
+APP_NAME: Final = "wan-image-mcp"
+
+
+def default_output_dir() -> Path:
+    """The platform's user data directory for the app (e.g. ~/.local/share/wan-image-mcp/images)."""
+    return platformdirs.user_data_path(APP_NAME, appauthor=False) / "images"
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    if value is None or not value.strip():
+        return default
+    return value.strip().lower() not in ("0", "false", "no", "off")
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not a number of seconds") from None
+    if value < 0:
+        raise ConfigurationError(f"{name} must not be negative")
+    return value
 
 
 @dataclass(frozen=True)
@@ -46,6 +73,13 @@ class Settings:
     api_key: SecretStr | None = field(default=None, repr=False)
     base_url: str = REGIONS[DEFAULT_REGION]
     region: str = DEFAULT_REGION
+    output_dir: Path = field(default_factory=default_output_dir)
+    """Where result images and their sidecars are written."""
+    previews: bool = True
+    """Return a small preview image per result (WAN_MCP_PREVIEWS=0 turns it off)."""
+    poll_interval: float = 1.0
+    """First wait between task queries; it grows to poll_interval_max."""
+    poll_interval_max: float = 5.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -63,7 +97,20 @@ class Settings:
             base_url = REGIONS[region]
         if not base_url.startswith(("http://", "https://")):
             raise ConfigurationError(f"DASHSCOPE_HTTP_BASE_URL must be an http(s) URL, got {base_url!r}")
-        return cls(api_key=SecretStr(key) if key else None, base_url=base_url.rstrip("/"), region=region)
+        raw_dir = env.get("WAN_MCP_OUTPUT_DIR", "").strip()
+        output_dir = default_output_dir()
+        if raw_dir:  # relative to the user's home, never to whatever directory the MCP host started us in
+            output_dir = Path.home() / Path(raw_dir).expanduser()
+        poll = _seconds(env, "WAN_MCP_POLL_INTERVAL", 1.0)
+        return cls(
+            api_key=SecretStr(key) if key else None,
+            base_url=base_url.rstrip("/"),
+            region=region,
+            output_dir=output_dir,
+            previews=_flag(env.get("WAN_MCP_PREVIEWS"), True),
+            poll_interval=poll,
+            poll_interval_max=max(poll, _seconds(env, "WAN_MCP_POLL_INTERVAL_MAX", 5.0)),
+        )
 
     def require_api_key(self) -> str:
         if self.api_key is None:

@@ -27,11 +27,22 @@ Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 
 
 @cache
+def _cjk_font_path() -> str | None:
+    return next((path for path in _CJK_FONTS if Path(path).exists()), None)
+
+
+@cache
 def _font(size: int) -> Font:
-    for path in _CJK_FONTS:
-        if Path(path).exists():
-            return ImageFont.truetype(path, size)
-    return ImageFont.load_default(size)
+    path = _cjk_font_path()
+    return ImageFont.truetype(path, size) if path else ImageFont.load_default(size)
+
+
+def _legible(text: str) -> str:
+    """Without a CJK font, Pillow draws CJK characters as boxes: say so in words instead."""
+    if _cjk_font_path() or all(ord(c) < 0x2E80 for c in text):
+        return text
+    latin = "".join(c if ord(c) < 0x2E80 else " " for c in text).split()
+    return f"[prompt of {len(text)} characters, in a script this machine has no font for] " + " ".join(latin)
 
 
 def _colour(*parts: object) -> tuple[int, int, int]:
@@ -79,7 +90,7 @@ def render(
         _tile(canvas, draw, inputs, boxes, area, unit)
 
     chars = max(10, int(width / (unit * 0.62)))
-    lines = textwrap.wrap(prompt, chars)[:6]
+    lines = textwrap.wrap(_legible(prompt), chars)[:6]
     draw.multiline_text((unit // 2, height - text_height + unit // 2), "\n".join(lines), fill="white", font=_font(unit))
     if watermark:
         mark = "AI Generated"
@@ -111,7 +122,9 @@ def _tile(
         x = left + (i % cols) * cell_w + (cell_w - thumb.width) // 2
         y = top + (i // cols) * cell_h + (cell_h - thumb.height) // 2
         canvas.paste(thumb, (x, y))
-        draw.text((x + 4, y + 4), f"image {i + 1}", fill=(255, 255, 255), font=_font(unit))
+        label = f"image {i + 1}"
+        draw.rectangle(draw.textbbox((x + 4, y + 4), label, font=_font(unit)), fill=(20, 20, 20))
+        draw.text((x + 4, y + 4), label, fill=(255, 255, 255), font=_font(unit))
         for box in boxes[i] if boxes and i < len(boxes) else ():
             if len(box) == 4:
                 x1, y1, x2, y2 = (int(v * scale) for v in box)

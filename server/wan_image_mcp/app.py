@@ -1,0 +1,69 @@
+"""build_app(settings, http=None) -> the MCPServer, with a lifespan that owns the HTTP client."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+
+import httpx2
+from mcp.server import MCPServer
+
+from . import __version__
+from .config import Settings
+from .dashscope import DashScopeClient
+from .errors import ConfigurationError
+from .results import ResultStore
+from .service import WanService
+from .tools import AppState, build_tools
+
+log = logging.getLogger("wan_image_mcp")
+
+INSTRUCTIONS = """\
+Edit, fuse and generate images with Alibaba Cloud's Wan models. Pass input images as local paths or URLs;
+refer to them in the prompt as image 1, image 2 (圖1, 圖2) in order. Results are saved locally and their
+paths returned. Each generated image is billed: n defaults to 1. Long tasks return RUNNING with a task_id:
+call check_task to finish them."""
+
+
+def build_state(settings: Settings, http: httpx2.AsyncClient) -> AppState:
+    try:
+        client: DashScopeClient | None = DashScopeClient(
+            http, api_key=settings.require_api_key(), base_url=settings.base_url
+        )
+        missing = None
+    except ConfigurationError as exc:
+        client, missing = None, exc
+        log.warning("%s; tools will say so when called", exc)
+    service = WanService(
+        client,
+        ResultStore(settings.output_dir, http),
+        poll_interval=settings.poll_interval,
+        poll_interval_max=settings.poll_interval_max,
+        missing_key=missing,
+    )
+    return AppState(service=service, settings=settings)
+
+
+def build_app(settings: Settings | None = None, http: httpx2.AsyncClient | None = None) -> MCPServer[AppState]:
+    """The server. ``http`` lets tests route DashScope traffic to the in-process emulator."""
+    resolved = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[AppState]) -> AsyncGenerator[AppState]:
+        if http is not None:
+            yield build_state(resolved, http)
+            return
+        timeout = httpx2.Timeout(30.0, connect=10.0)
+        async with httpx2.AsyncClient(timeout=timeout, follow_redirects=False) as client:
+            yield build_state(resolved, client)
+
+    return MCPServer[AppState](
+        name="wan-image-mcp",
+        title="Wan image models",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        lifespan=lifespan,
+        log_level="WARNING",
+        tools=build_tools(),
+    )

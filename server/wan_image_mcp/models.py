@@ -1,0 +1,38 @@
+"""What an edit, a check or a detection returns: one shape, the tools' output schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ImageFile(BaseModel):
+    path: str = Field(description="absolute path of the saved image")
+    url: str = Field(description="DashScope result URL (expires 24 h after generation)")
+    width: int
+    height: int
+    bytes: int
+
+
+class ApiError(BaseModel):
+    code: str
+    message: str
+    request_id: str | None = None
+
+
+class EditResult(BaseModel):
+    status: str = Field(description="PENDING, RUNNING, SUCCEEDED, FAILED, CANCELED or UNKNOWN")
+    task_id: str | None = None
+    request_id: str | None = None
+    model: str | None = None
+    images: list[ImageFile] = Field(default_factory=list[ImageFile])
+    texts: list[str] = Field(default_factory=list[str], description="text parts (wan2.6 interleave)")
+    usage: dict[str, Any] | None = None
+    actual_prompt: str | None = Field(default=None, description="prompt as rewritten by prompt_extend (wan2.5)")
+    adjustments: list[str] = Field(default_factory=list[str], description="what was fixed in the inputs")
+    instruction: str | None = Field(default=None, description="instruction sent (detect_segment)")
+    requested_images: int | None = Field(default=None, description="most images this task can produce and bill")
+    error: ApiError | None = None
+    image_failures: list[ApiError] = Field(default_factory=list[ApiError], description="images that failed (wan2.5)")
+    next_step: str | None = Field(default=None, description="what to do next when not finished")

@@ -1,0 +1,201 @@
+"""Result images on disk: downloaded at once (URLs expire in 24 h), under names the server makes, written
+atomically (temp file + rename), each with a JSON sidecar saying where it came from."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import httpx2
+import stamina
+from PIL import Image, UnidentifiedImageError
+
+from .dashscope.errors import DashScopeError
+from .models import ImageFile
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "BMP": ".bmp"}
+
+
+class DownloadError(DashScopeError):
+    def __init__(self, url: str, message: str, *, status: int | None = None, expired: bool = False) -> None:
+        super().__init__(message)
+        self.url = url
+        self.status = status
+        self.expired = expired
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """What the server knows about a task it submitted: written into every sidecar."""
+
+    model: str
+    prompt: str
+    parameters: Mapping[str, Any]
+    adjustments: tuple[str, ...] = ()
+    instruction: str | None = None
+    submitted: float = field(default_factory=time.time)
+
+
+def safe(text: str) -> str:
+    return _UNSAFE.sub("-", text).strip("-.")[:80] or "x"
+
+
+def _retry_download(exc: Exception) -> bool:
+    if isinstance(exc, DownloadError):
+        return not exc.expired and (exc.status is None or exc.status >= 500 or exc.status == 429)
+    return False
+
+
+class ResultStore:
+    def __init__(self, root: Path, http: httpx2.AsyncClient) -> None:
+        self.root = root
+        self._http = http
+
+    def _name(self, task_id: str, index: int, model: str) -> str:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        return f"{stamp}_{safe(model)}_{safe(task_id)}_{index}"
+
+    def _existing(self, task_id: str) -> tuple[dict[int, ImageFile], int]:
+        """Images of ``task_id`` already on disk by index, and how many the task has in all."""
+        found: dict[int, ImageFile] = {}
+        expected = 0
+        if not self.root.is_dir():
+            return found, expected
+        for sidecar in self.root.glob(f"*_{safe(task_id)}_*.json"):
+            try:
+                meta = json.loads(sidecar.read_text(encoding="utf-8"))
+                path = Path(meta["path"])
+                if meta["task_id"] != task_id or not path.is_file():
+                    continue
+                found[int(meta["index"])] = ImageFile(
+                    path=str(path), url=meta["url"], width=meta["width"], height=meta["height"], bytes=meta["bytes"]
+                )
+                expected = int(meta["count"])
+            except (OSError, ValueError, KeyError):
+                continue
+        return found, expected
+
+    def find(self, task_id: str) -> list[ImageFile] | None:
+        """Every image of ``task_id`` already saved (by an earlier call or an earlier run), or None."""
+        found, expected = self._existing(task_id)
+        if not found or len(found) != expected:  # a partial set is not a result: the rest must still be fetched
+            return None
+        return [found[index] for index in sorted(found)]
+
+    async def save(
+        self,
+        task_id: str,
+        urls: Sequence[str],
+        record: TaskRecord | None,
+        extra: Mapping[str, Any],
+    ) -> list[ImageFile]:
+        """Download every URL concurrently and write it with its sidecar. Raises the first DownloadError or
+        OSError after every download has finished or failed (the saved ones stay for the next attempt)."""
+        await anyio.to_thread.run_sync(lambda: self.root.mkdir(parents=True, exist_ok=True))
+        model = record.model if record else str(extra.get("model") or "unknown-model")
+        existing, _ = await anyio.to_thread.run_sync(self._existing, task_id)
+        saved: list[ImageFile | None] = [existing.get(index) for index in range(1, len(urls) + 1)]
+        errors: list[DownloadError | OSError] = []
+        meta = {**extra, "count": len(urls)}
+
+        async def one(index: int, url: str) -> None:
+            if saved[index - 1] is not None:  # kept from an earlier, partly failed attempt
+                return
+            try:
+                data = await self._download(url)
+                saved[index - 1] = await anyio.to_thread.run_sync(
+                    self._write, data, url, self._name(task_id, index, model), index, task_id, record, meta
+                )
+            except (DownloadError, OSError) as exc:
+                errors.append(exc)
+
+        async with anyio.create_task_group() as group:
+            for index, url in enumerate(urls, start=1):
+                group.start_soon(one, index, url)
+        if errors:
+            raise errors[0]
+        return [image for image in saved if image is not None]
+
+    async def _download(self, url: str) -> bytes:
+        async for attempt in stamina.retry_context(on=_retry_download, attempts=4, timeout=60, wait_initial=0.5):
+            with attempt:
+                try:
+                    response = await self._http.get(url, timeout=httpx2.Timeout(60.0))
+                except httpx2.TransportError as exc:
+                    raise DownloadError(url, f"download failed: {exc!r}") from None
+                if response.status_code == 200:
+                    return response.content
+                expired = response.status_code == 403 and "expired" in response.text.lower()
+                why = "the result URL has expired (they last 24 h)" if expired else f"HTTP {response.status_code}"
+                raise DownloadError(
+                    url, f"cannot download result image: {why}", status=response.status_code, expired=expired
+                )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _write(
+        self,
+        data: bytes,
+        url: str,
+        stem: str,
+        index: int,
+        task_id: str,
+        record: TaskRecord | None,
+        extra: Mapping[str, Any],
+    ) -> ImageFile:
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                fmt, (width, height) = image.format or "PNG", image.size
+        except (UnidentifiedImageError, OSError):
+            raise DownloadError(url, "the result is not an image") from None
+        path = self.root / f"{stem}{_EXTENSIONS.get(fmt, '.png')}"
+        _atomic_write(path, data)
+        sidecar = {
+            "task_id": task_id,
+            "index": index,
+            "path": str(path),
+            "url": url,
+            "width": width,
+            "height": height,
+            "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **(
+                {
+                    "model": record.model,
+                    "prompt": record.prompt,
+                    "parameters": dict(record.parameters),
+                    "adjustments": list(record.adjustments),
+                    "instruction": record.instruction,
+                }
+                if record
+                else {}
+            ),
+            **dict(extra),
+        }
+        _atomic_write(path.with_suffix(".json"), json.dumps(sidecar, ensure_ascii=False, indent=2).encode())
+        return ImageFile(path=str(path), url=url, width=width, height=height, bytes=len(data))
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,462 @@
+"""The MCP tools: arguments in, ``WanService`` calls, results out. Nothing else happens here.
+
+Schemas come from type hints whose enums, bounds and descriptions are built from ``specs``, so a change in
+a table changes the schema. Every expected failure becomes a ``ToolError`` the model can read and act on.
+"""
+
+from __future__ import annotations
+
+import base64
+import inspect
+import io
+from collections.abc import Generator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, cast
+
+import anyio.to_thread
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.tools import Tool
+from mcp.types import CallToolResult, ContentBlock, ImageContent, TextContent, ToolAnnotations
+from PIL import Image
+from pydantic import BaseModel, Field
+
+from .config import Settings
+from .dashscope import APIConnectionError, APIStatusError, ContentModerationError, DashScopeError
+from .errors import ConfigurationError, InvalidRequest
+from .models import EditResult
+from .service import EditArgs, WanService
+from .specs import DEFAULT_MODEL, MODEL_NAMES, SEED_RANGE, SPECS, ModelName, Param
+from .validation import EditParams
+
+PREVIEW_SIDE = 512
+MAX_WAIT = 300
+
+
+@dataclass
+class AppState:
+    service: WanService
+    settings: Settings
+
+
+# --- schema text, generated from the spec tables ------------------------------------------------------
+
+
+def _who(param: Param) -> str:
+    names = [name for name, spec in SPECS.items() if param in spec.params]
+    if {"wan2.7-image-pro", "wan2.7-image"} <= set(names):
+        names = ["wan2.7"] + [n for n in names if not n.startswith("wan2.7")]
+    return ", ".join(names)
+
+
+def _model_text() -> str:
+    lines: list[str] = []
+    for spec in SPECS.values():
+        ratio = spec.image.ratio_text()
+        lines.append(
+            f"{spec.name}: {spec.summary}; inputs ≤{spec.max_input_images} images, sides {spec.image.side} px, "
+            f"≤{spec.image.max_bytes // 1_000_000} MB, ratio {ratio}"
+        )
+    return "; ".join(lines)
+
+
+def _size_text() -> str:
+    parts = [f"{name}: {'/'.join(spec.all_presets) or 'W*H only'}" for name, spec in SPECS.items()]
+    return (
+        "Output size: a preset or 'W*H' pixels. " + "; ".join(parts) + ". 4K: text-to-image on wan2.7-image-pro only."
+    )
+
+
+def _chars(attr: str) -> str:
+    values: dict[int, list[str]] = {}
+    for name, spec in SPECS.items():
+        limit = getattr(spec, attr)
+        if limit:
+            values.setdefault(limit, []).append(name)
+    return ", ".join(f"≤{limit} chars ({', '.join(names)})" for limit, names in values.items())
+
+
+_MAX_N = max(mode.n.hi for spec in SPECS.values() for mode in spec.modes)
+_MAX_IMAGES = max(spec.max_input_images for spec in SPECS.values())
+
+
+class PaletteColor(BaseModel):
+    hex: str
+    ratio: str
+
+
+Prompt = Annotated[
+    str,
+    Field(
+        description=f"The instruction; refer to inputs as image 1/圖1, image 2/圖2… {_chars('prompt_chars')}",
+    ),
+]
+Images = Annotated[
+    list[str],
+    Field(
+        description="Input images in order (image 1 first): local paths, file://, http(s):// or data: URLs. "
+        f"At most {_MAX_IMAGES}; empty for text-to-image (wan2.7, wan2.6 interleave).",
+        max_length=_MAX_IMAGES * 2,
+    ),
+]
+Model = Annotated[ModelName, Field(description=_model_text())]
+Size = Annotated[str | None, Field(description=_size_text())]
+N = Annotated[
+    int,
+    Field(
+        ge=1,
+        le=_MAX_N,
+        description="Images to make; each is billed. 1-4; up to 12 with enable_sequential.",
+    ),
+]
+NegativePrompt = Annotated[
+    str | None,
+    Field(
+        description=f"What to avoid. {_who(Param.NEGATIVE_PROMPT)}; {_chars('negative_prompt_chars')}",
+    ),
+]
+Seed = Annotated[
+    int | None,
+    Field(ge=SEED_RANGE[0], le=SEED_RANGE[1], description="Same seed, similar result."),
+]
+Watermark = Annotated[bool, Field(description="Add an 'AI Generated' mark.")]
+PromptExtend = Annotated[
+    bool | None,
+    Field(description=f"Let the model rewrite the prompt. {_who(Param.PROMPT_EXTEND)}."),
+]
+ThinkingMode = Annotated[
+    bool | None,
+    Field(description=f"Reason before drawing (text-to-image). {_who(Param.THINKING_MODE)}."),
+]
+BboxList = Annotated[
+    list[list[list[int]]] | None,
+    Field(
+        description=f"{_who(Param.BBOX_LIST)}: per input image, up to 2 boxes [x1, y1, x2, y2] in that image's own "
+        "pixels (top-left origin); [] for an image without boxes. One entry per image.",
+    ),
+]
+Sequential = Annotated[
+    bool | None,
+    Field(
+        description=f"Make a coherent image set of up to n images. {_who(Param.ENABLE_SEQUENTIAL)}.",
+    ),
+]
+Palette = Annotated[
+    list[PaletteColor] | None,
+    Field(
+        description=f"{_who(Param.COLOR_PALETTE)}: 3-10 colours like {{'hex': '#C2D1E6', 'ratio': '25.00%'}}; "
+        "ratios sum to 100.00%."
+    ),
+]
+Interleave = Annotated[
+    bool | None,
+    Field(
+        description=f"Text and images interleaved (0-1 input image). {_who(Param.ENABLE_INTERLEAVE)}.",
+    ),
+]
+MaxImages = Annotated[
+    int | None,
+    Field(
+        ge=1,
+        le=5,
+        description=f"Images to make with enable_interleave. {_who(Param.MAX_IMAGES)}.",
+    ),
+]
+Wait = Annotated[
+    float,
+    Field(
+        ge=0,
+        le=MAX_WAIT,
+        description="Seconds to wait before returning RUNNING with a task_id; keep under your client's timeout.",
+    ),
+]
+TaskId = Annotated[
+    str,
+    Field(min_length=1, max_length=128, description="task_id from edit_image or submit_task"),
+]
+
+EDIT_ANNOTATIONS = ToolAnnotations(
+    read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
+)
+
+
+# --- results and errors -------------------------------------------------------------------------------
+
+
+@contextmanager
+def tool_errors() -> Generator[None]:
+    """Expected failures -> ToolError with a message that says what to change; never a traceback or the key."""
+    try:
+        yield
+    except InvalidRequest as exc:
+        raise ToolError(f"{exc} Nothing was sent; fix these and call again.") from None
+    except ConfigurationError as exc:
+        raise ToolError(str(exc)) from None
+    except ContentModerationError as exc:
+        raise ToolError(f"{_api(exc)} The content filter refused the input: change the prompt or images.") from None
+    except APIStatusError as exc:
+        raise ToolError(f"{_api(exc)}{_hint(exc)}") from None
+    except APIConnectionError as exc:
+        if exc.request_sent:
+            raise ToolError(
+                f"DashScope's answer was lost ({exc}). The request may have been received and a task created (and "
+                "billed). Do not resubmit blindly: check the task list in the Model Studio console first."
+            ) from None
+        raise ToolError(
+            f"Cannot reach DashScope: {exc}. Nothing was sent. Check the network or the base URL."
+        ) from None
+    except DashScopeError as exc:
+        raise ToolError(str(exc)) from None
+
+
+def _api(exc: APIStatusError) -> str:
+    rid = f", request_id {exc.request_id}" if exc.request_id else ""
+    return f"DashScope error {exc.code}: {exc.message} (HTTP {exc.status}{rid})."
+
+
+def _hint(exc: APIStatusError) -> str:
+    if exc.code == "InvalidApiKey":
+        return " Check DASHSCOPE_API_KEY and that it belongs to the region of the base URL (WAN_MCP_REGION)."
+    if exc.status == 429:
+        return " Rate or quota limit: wait a while and try again."
+    if exc.status >= 500:
+        return " A server-side failure; nothing was retried automatically because a retry could be billed twice."
+    return ""
+
+
+def _summary(result: EditResult) -> str:
+    head = f"{result.status}: {result.model or 'task'} task {result.task_id or ''}".rstrip()
+    lines = [head]
+    for image in result.images:
+        lines.append(f"- {image.path} ({image.width}×{image.height}, {image.bytes} bytes)")
+    lines += [f"- text: {text}" for text in result.texts]
+    if result.instruction:
+        lines.append(f"Instruction: {result.instruction}")
+    if result.actual_prompt:
+        lines.append(f"Prompt as rewritten: {result.actual_prompt}")
+    if result.adjustments:
+        lines.append("Inputs adjusted: " + "; ".join(result.adjustments))
+    if result.requested_images is not None and result.status in ("PENDING", "RUNNING"):
+        lines.append(f"Requested up to {result.requested_images} paid image(s).")
+    for failure in result.image_failures:
+        lines.append(f"One image failed: {failure.code}: {failure.message}")
+    if result.error:
+        rid = f" (request_id {result.error.request_id})" if result.error.request_id else ""
+        lines.append(f"Error {result.error.code}: {result.error.message}{rid}")
+    if result.next_step:
+        lines.append(result.next_step)
+    return "\n".join(lines)
+
+
+def _preview(path: str) -> ImageContent | None:
+    try:
+        with Image.open(path) as image:
+            image.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
+            buffer = io.BytesIO()
+            image.convert("RGB").save(buffer, "JPEG", quality=80)
+    except OSError:
+        return None
+    return ImageContent(type="image", data=base64.b64encode(buffer.getvalue()).decode(), mime_type="image/jpeg")
+
+
+async def respond(result: EditResult, settings: Settings) -> CallToolResult:
+    content: list[ContentBlock] = [TextContent(type="text", text=_summary(result))]
+    if settings.previews and result.images:
+        previews = await anyio.to_thread.run_sync(lambda: [_preview(i.path) for i in result.images])
+        content.extend(p for p in previews if p is not None)
+    failed = result.error is not None
+    return CallToolResult(content=content, structured_content=result.model_dump(mode="json"), is_error=failed)
+
+
+def _state(ctx: Context[AppState]) -> AppState:
+    return ctx.request_context.lifespan_context
+
+
+def _progress(ctx: Context[AppState]) -> Any:
+    async def report(fraction: float, message: str) -> None:
+        await ctx.report_progress(fraction, 1.0, message)
+
+    return report
+
+
+def _edit_args(prompt: str, images: list[str], model: str, **params: Any) -> EditArgs:
+    palette = params.pop("color_palette", None)
+    return EditArgs(
+        prompt=prompt,
+        images=images,
+        model=model,
+        params=EditParams(color_palette=[c.model_dump() for c in palette] if palette else None, **params),
+    )
+
+
+# --- the tools ------------------------------------------------------------------------------------------
+
+
+async def edit_image(
+    ctx: Context[AppState],
+    prompt: Prompt,
+    images: Images = [],  # noqa: B006 - pydantic copies defaults; an empty list is the documented default
+    model: Model = DEFAULT_MODEL,
+    size: Size = None,
+    n: N = 1,
+    negative_prompt: NegativePrompt = None,
+    seed: Seed = None,
+    watermark: Watermark = False,
+    prompt_extend: PromptExtend = None,
+    thinking_mode: ThinkingMode = None,
+    bbox_list: BboxList = None,
+    enable_sequential: Sequential = None,
+    color_palette: Palette = None,
+    enable_interleave: Interleave = None,
+    max_images: MaxImages = None,
+    wait_seconds: Wait = 50,
+) -> Annotated[CallToolResult, EditResult]:
+    """Edit, fuse or generate images with a Wan model and save them locally.
+
+    Refer to the inputs as image 1, image 2 (圖1, 圖2) in the prompt, in the order of `images`. Waits up to
+    wait_seconds; if the task is not done by then, returns status RUNNING with a task_id for check_task.
+    """
+    arguments = {k: v for k, v in locals().items() if k not in ("ctx", "wait_seconds")}  # the edit arguments
+    state = _state(ctx)
+    with tool_errors():
+        args = _edit_args(**arguments)
+        result = await state.service.edit(args, wait_seconds=wait_seconds, progress=_progress(ctx))
+    return await respond(result, state.settings)
+
+
+async def submit_task(ctx: Context[AppState], **arguments: Any) -> Annotated[CallToolResult, EditResult]:
+    """Start an image task and return at once with its task_id (same arguments as edit_image, no waiting).
+
+    Use check_task to wait for it and get the images.
+    """
+    state = _state(ctx)
+    with tool_errors():
+        result = await state.service.submit(_edit_args(**arguments))
+    return await respond(result, state.settings)
+
+
+# submit_task takes exactly edit_image's arguments but wait_seconds: one parameter list, not two.
+_edit_signature = inspect.signature(edit_image, eval_str=True)
+setattr(  # noqa: B010 - inspect reads __signature__; pyright does not know the attribute
+    submit_task,
+    "__signature__",
+    _edit_signature.replace(parameters=[p for n, p in _edit_signature.parameters.items() if n != "wait_seconds"]),
+)
+
+
+async def check_task(
+    ctx: Context[AppState],
+    task_id: TaskId,
+    wait_seconds: Annotated[
+        float,
+        Field(ge=0, le=MAX_WAIT, description="Seconds to wait for it to finish; 0 = one look."),
+    ] = 0,
+) -> Annotated[CallToolResult, EditResult]:
+    """Look at a task; when it has succeeded, its images are downloaded once and their local paths returned.
+
+    Calling it again returns the same files. FAILED, CANCELED and UNKNOWN come back with DashScope's code and message.
+    """
+    state = _state(ctx)
+    with tool_errors():
+        result = await state.service.check(task_id, wait_seconds=wait_seconds, progress=_progress(ctx))
+    return await respond(result, state.settings)
+
+
+async def cancel_task(ctx: Context[AppState], task_id: TaskId) -> str:
+    """Cancel a task that is still PENDING (queued). A task already RUNNING cannot be cancelled."""
+    state = _state(ctx)
+    with tool_errors():
+        try:
+            request_id = await state.service.cancel(task_id)
+        except APIStatusError as exc:
+            if exc.code == "UnsupportedOperation":
+                raise ToolError(
+                    f"Task {task_id} cannot be cancelled: only PENDING tasks can, and this one has started or "
+                    f"finished (DashScope {exc.code}: {exc.message}, request_id {exc.request_id}). "
+                    "Use check_task to see its status."
+                ) from None
+            raise
+    return f"Task {task_id} cancelled (request_id {request_id}). It will not be billed."
+
+
+async def detect_segment(
+    ctx: Context[AppState],
+    image: Annotated[str, Field(description="The image: a local path, file://, http(s):// or data: URL.")],
+    targets: Annotated[
+        list[str],
+        Field(
+            min_length=1,
+            max_length=20,
+            description="What to find, e.g. ['laptop', 'clock'] or ['玻璃杯'].",
+        ),
+    ],
+    mode: Annotated[
+        Literal["detect", "segment"],
+        Field(description="detect: labelled boxes; segment: segmentation."),
+    ] = "detect",
+    labels: Annotated[
+        list[str] | None,
+        Field(description="Text for each box, one per target; default the target names."),
+    ] = None,
+    model: Model = DEFAULT_MODEL,
+    wait_seconds: Wait = 50,
+) -> Annotated[CallToolResult, EditResult]:
+    """Detect objects (labelled boxes) or segment them in an image; returns the result image and the instruction.
+
+    The instruction is written in the language of the targets, the way Wan's own examples are.
+    """
+    state = _state(ctx)
+    with tool_errors():
+        result = await state.service.detect_segment(
+            image, targets, mode=mode, labels=labels, model=model, wait_seconds=wait_seconds, progress=_progress(ctx)
+        )
+    return await respond(result, state.settings)
+
+
+def lean(schema: Any) -> None:
+    """Make a generated JSON schema cheaper for an agent to read while saying the same: drop ``title`` (it
+    only repeats the name) and ``default: null``, and write ``anyOf: [X, null]`` as X with ``type: [X, "null"]``."""
+    if isinstance(schema, list):
+        for item in cast(list[Any], schema):
+            lean(item)
+        return
+    if not isinstance(schema, dict):
+        return
+    node = cast(dict[str, Any], schema)
+    if isinstance(node.get("title"), str):
+        del node["title"]
+    if "default" in node and node["default"] is None:  # not required already says so
+        del node["default"]
+    options = node.get("anyOf")
+    if isinstance(options, list) and len(cast(list[Any], options)) == 2 and {"type": "null"} in options:
+        other = next(o for o in cast(list[dict[str, Any]], options) if o != {"type": "null"})
+        if isinstance(other.get("type"), str):
+            del node["anyOf"]
+            node.update({**other, "type": [other["type"], "null"]})
+    for key in ("properties", "$defs"):
+        for child in cast(dict[str, Any], node.get(key, {})).values():
+            lean(child)
+    for key in ("items", "anyOf", "additionalProperties"):
+        lean(node.get(key))
+
+
+_CHECK = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
+_CANCEL = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True)
+
+
+def build_tools() -> list[Tool]:
+    tools = [
+        Tool.from_function(edit_image, title="Edit or generate images", annotations=EDIT_ANNOTATIONS),
+        Tool.from_function(submit_task, title="Start an image task", annotations=EDIT_ANNOTATIONS),
+        Tool.from_function(check_task, title="Check an image task", annotations=_CHECK),
+        Tool.from_function(cancel_task, title="Cancel a queued task", annotations=_CANCEL),
+        Tool.from_function(detect_segment, title="Detect or segment objects", annotations=EDIT_ANNOTATIONS),
+    ]
+    for tool in tools:
+        lean(tool.parameters)
+        lean(tool.output_schema)  # a cached dict: leaned in place, once
+    return tools
+
+
+assert set(MODEL_NAMES) == set(SPECS), "specs.ModelName and SPECS must list the same models"

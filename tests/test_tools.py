@@ -1,0 +1,387 @@
+"""The MCP tools through the SDK's in-process Client, with DashScope traffic going to the emulator."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+from mcp import Client
+from mcp.types import CallToolResult, ImageContent, TextContent
+from PIL import Image
+
+from tests.conftest import ImageFactory
+from wan_image_mcp.app import build_app
+from wan_image_mcp.config import Settings
+from wan_image_mcp.emulator import EmulatorState, Fault
+from wan_image_mcp.specs import MODEL_NAMES, SPECS
+
+pytestmark = pytest.mark.anyio
+URL = "https://example.com/photo-1200-800.png"
+
+
+def text(result: CallToolResult) -> str:
+    block = result.content[0]
+    assert isinstance(block, TextContent)
+    return block.text
+
+
+def structured(result: CallToolResult) -> dict[str, Any]:
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+def api_calls(emulator: EmulatorState) -> list[str]:
+    return [f"{r.method} {r.path}" for r in emulator.requests]
+
+
+# --- the tool list ----------------------------------------------------------------------------------------
+
+
+async def test_the_five_tools_are_listed_with_titles_annotations_and_output_schemas(mcp: Client) -> None:
+    tools = {t.name: t for t in (await mcp.list_tools()).tools}
+    assert set(tools) == {"edit_image", "submit_task", "check_task", "cancel_task", "detect_segment"}
+    for tool in tools.values():
+        assert tool.title and tool.annotations is not None and tool.annotations.open_world_hint
+        assert tool.output_schema is not None
+    assert tools["check_task"].annotations and tools["check_task"].annotations.idempotent_hint
+    assert tools["cancel_task"].annotations and tools["cancel_task"].annotations.destructive_hint
+    assert set(tools["edit_image"].input_schema["required"]) == {"prompt"}
+    assert set(tools["submit_task"].input_schema["properties"]) == set(
+        tools["edit_image"].input_schema["properties"]
+    ) - {"wait_seconds"}
+
+
+async def test_schemas_are_generated_from_the_spec_tables(mcp: Client) -> None:
+    edit = next(t for t in (await mcp.list_tools()).tools if t.name == "edit_image")
+    properties = edit.input_schema["properties"]
+    assert properties["model"]["enum"] == list(MODEL_NAMES)
+    assert properties["n"]["maximum"] == max(m.n.hi for s in SPECS.values() for m in s.modes)
+    for spec in SPECS.values():
+        assert (
+            f"{spec.name}: {spec.summary}; inputs ≤{spec.max_input_images} images, sides {spec.image.side} px"
+            in (properties["model"]["description"])
+        )
+        assert str(spec.prompt_chars) in properties["prompt"]["description"]
+
+
+async def test_tools_list_stays_small(mcp: Client) -> None:
+    tools = (await mcp.list_tools()).tools
+    size = len(json.dumps([t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tools]).encode())
+    assert size < 20_000, size
+
+
+# --- refused before any request ---------------------------------------------------------------------------
+
+
+async def test_edit_rejects_ten_images_before_any_request(mcp: Client, emulator: EmulatorState) -> None:
+    result = await mcp.call_tool("edit_image", {"prompt": "fuse them", "images": [URL] * 10})
+    assert result.is_error
+    assert "10 images given; wan2.7-image-pro takes at most 9" in text(result)
+    assert "Nothing was sent" in text(result)
+    assert emulator.requests == []
+
+
+async def test_a_parameter_the_model_lacks_is_refused_before_any_request(mcp: Client, emulator: EmulatorState) -> None:
+    result = await mcp.call_tool("edit_image", {"prompt": "x", "images": [URL], "negative_prompt": "blur"})
+    assert result.is_error
+    assert "negative_prompt: wan2.7-image-pro does not support negative_prompt" in text(result)
+    assert emulator.requests == []
+
+
+async def test_wrong_argument_types_are_tool_errors(mcp: Client, emulator: EmulatorState) -> None:
+    result = await mcp.call_tool("edit_image", {"prompt": "x", "n": "many", "model": "dall-e"})
+    assert result.is_error
+    assert "n" in text(result) and "model" in text(result)
+    assert "Traceback" not in text(result)
+    assert emulator.requests == []
+
+
+async def test_a_missing_key_says_which_variable(http: httpx2.AsyncClient, server_settings: Settings) -> None:
+    no_key = Settings(base_url=server_settings.base_url, output_dir=server_settings.output_dir)
+    async with Client(build_app(no_key, http)) as client:
+        result = await client.call_tool("edit_image", {"prompt": "x"})
+    assert result.is_error
+    assert "DASHSCOPE_API_KEY is not set" in text(result)
+
+
+# --- editing ---------------------------------------------------------------------------------------------
+
+
+async def test_two_image_edit_saves_files_with_sidecars_and_previews(
+    mcp: Client, make_image: ImageFactory, server_settings: Settings
+) -> None:
+    car = make_image("car.png", (1600, 900))
+    paint = make_image("paint.jpg", (800, 800), colour=(20, 200, 90))
+    seen: list[tuple[float, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, message))
+
+    result = await mcp.call_tool(
+        "edit_image",
+        {"prompt": "把圖2的塗鴉噴繪在圖1的汽車上", "images": [str(car), str(paint)], "size": "1K", "seed": 7},
+        progress_callback=on_progress,
+    )
+    assert not result.is_error, text(result)
+    body = structured(result)
+    assert body["status"] == "SUCCEEDED"
+    (image,) = body["images"]
+    path = Path(image["path"])
+    assert path.is_absolute() and path.parent == server_settings.output_dir
+    with Image.open(path) as saved:
+        assert saved.size == (image["width"], image["height"]) == (1024, 1024)  # aspect of the last input, 1:1
+    assert image["bytes"] == path.stat().st_size
+    sidecar = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+    assert sidecar["prompt"] == "把圖2的塗鴉噴繪在圖1的汽車上"
+    assert sidecar["model"] == "wan2.7-image-pro"
+    assert sidecar["parameters"] == {"n": 1, "watermark": False, "size": "1K", "seed": 7}
+    assert (sidecar["task_id"], sidecar["url"]) == (body["task_id"], image["url"])
+    assert sidecar["usage"]["image_count"] == 1 and sidecar["request_id"]
+    assert len(sidecar["sha256"]) == 64
+    previews = [block for block in result.content if isinstance(block, ImageContent)]
+    assert len(previews) == 1
+    with Image.open(io.BytesIO(base64.b64decode(previews[0].data))) as preview:
+        assert max(preview.size) <= 512
+    messages = [m for _, m in seen]
+    assert messages[0] and messages[0].startswith("submitted task")
+    assert messages[-1] == "saved 1 image(s)"
+    assert [v for v, _ in seen] == sorted(v for v, _ in seen)
+    assert not list(server_settings.output_dir.glob(".*part"))
+
+
+async def test_adjusted_inputs_are_reported(mcp: Client, make_image: ImageFactory) -> None:
+    logo = make_image("logo.png", (600, 400), mode="RGBA", colour=(0, 0, 0, 0))
+    result = await mcp.call_tool("edit_image", {"prompt": "x", "images": [str(logo)], "size": "1K"})
+    assert structured(result)["adjustments"] == ["image 1: alpha channel flattened onto white"]
+    assert "alpha channel flattened" in text(result)
+
+
+async def test_previews_can_be_turned_off(http: httpx2.AsyncClient, server_settings: Settings) -> None:
+    quiet = replace(server_settings, previews=False)
+    async with Client(build_app(quiet, http)) as client:
+        result = await client.call_tool("edit_image", {"prompt": "x", "size": "1K"})
+    assert not result.is_error
+    assert [block.type for block in result.content] == ["text"]
+
+
+@pytest.mark.parametrize("model", MODEL_NAMES)
+async def test_every_model_edits(model: str, mcp: Client) -> None:
+    result = await mcp.call_tool("edit_image", {"prompt": "make it blue", "images": [URL], "model": model})
+    assert not result.is_error, text(result)
+    body = structured(result)
+    assert (body["status"], body["model"], len(body["images"])) == ("SUCCEEDED", model, 1)
+
+
+async def test_an_image_set_returns_every_image(mcp: Client) -> None:
+    result = await mcp.call_tool(
+        "edit_image", {"prompt": "four seasons", "n": 4, "enable_sequential": True, "size": "1K"}
+    )
+    assert len(structured(result)["images"]) == 4
+    assert len({i["path"] for i in structured(result)["images"]}) == 4
+
+
+async def test_interleave_returns_texts(mcp: Client) -> None:
+    result = await mcp.call_tool(
+        "edit_image",
+        {
+            "prompt": "a recipe",
+            "model": "wan2.6-image",
+            "enable_interleave": True,
+            "max_images": 2,
+            "size": "1024*1024",
+        },
+    )
+    body = structured(result)
+    assert (len(body["images"]), len(body["texts"])) == (2, 2)
+
+
+# --- waiting, checking, cancelling -----------------------------------------------------------------------
+
+
+async def test_bounded_wait_returns_running_then_check_task_finishes(mcp: Client, emulator: EmulatorState) -> None:
+    emulator.config.polls_to_finish = 10_000
+    with anyio.fail_after(10):
+        result = await mcp.call_tool("edit_image", {"prompt": "x", "size": "1K", "wait_seconds": 0.2})
+    body = structured(result)
+    assert not result.is_error
+    assert body["status"] == "RUNNING" and body["images"] == []
+    assert body["next_step"].startswith("Not finished yet. Call check_task with task_id=")
+    assert body["requested_images"] == 1
+    emulator.config.polls_to_finish = 1
+    checked = await mcp.call_tool("check_task", {"task_id": body["task_id"]})
+    assert structured(checked)["status"] == "SUCCEEDED" and len(structured(checked)["images"]) == 1
+
+
+async def test_check_task_downloads_once(mcp: Client, emulator: EmulatorState) -> None:
+    submitted = await mcp.call_tool("submit_task", {"prompt": "x", "size": "1K"})
+    task_id = structured(submitted)["task_id"]
+    assert structured(submitted)["status"] == "PENDING"
+    first = await mcp.call_tool("check_task", {"task_id": task_id, "wait_seconds": 5})
+    second = await mcp.call_tool("check_task", {"task_id": task_id})
+    assert structured(first)["images"] == structured(second)["images"] != []
+    assert sum(call.startswith("GET /results/") for call in api_calls(emulator)) == 1
+
+
+async def test_concurrent_checks_of_one_task_download_once(mcp: Client, emulator: EmulatorState) -> None:
+    task_id = structured(await mcp.call_tool("submit_task", {"prompt": "x", "size": "1K"}))["task_id"]
+    results: list[CallToolResult] = []
+
+    async def check() -> None:
+        results.append(await mcp.call_tool("check_task", {"task_id": task_id, "wait_seconds": 5}))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(check)
+        group.start_soon(check)
+    assert structured(results[0])["images"] == structured(results[1])["images"] != []
+    assert sum(call.startswith("GET /results/") for call in api_calls(emulator)) == 1
+
+
+async def test_a_restarted_server_finds_saved_images_on_disk(
+    mcp: Client, http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState
+) -> None:
+    done = await mcp.call_tool("edit_image", {"prompt": "x", "size": "1K"})
+    async with Client(build_app(server_settings, http)) as fresh:
+        again = await fresh.call_tool("check_task", {"task_id": structured(done)["task_id"]})
+    assert structured(again)["images"] == structured(done)["images"]
+    assert sum(call.startswith("GET /results/") for call in api_calls(emulator)) == 1
+
+
+async def test_wan25_via_submit_and_check_returns_the_rewritten_prompt(mcp: Client) -> None:
+    submitted = await mcp.call_tool(
+        "submit_task", {"prompt": "move the clock", "images": [URL], "model": "wan2.5-i2i-preview", "n": 2}
+    )
+    assert structured(submitted)["requested_images"] == 2
+    assert "Requested up to 2 paid image(s)." in text(submitted)
+    checked = await mcp.call_tool("check_task", {"task_id": structured(submitted)["task_id"], "wait_seconds": 5})
+    body = structured(checked)
+    assert len(body["images"]) == 2
+    assert body["actual_prompt"].startswith("move the clock")
+
+
+async def test_a_failed_task_is_a_tool_error_with_code_and_message(mcp: Client, emulator: EmulatorState) -> None:
+    emulator.add_fault(
+        Fault("fail_task", code="DataInspectionFailed", message="Output data may contain inappropriate content.")
+    )
+    result = await mcp.call_tool("edit_image", {"prompt": "x", "size": "1K"})
+    assert result.is_error
+    body = structured(result)
+    assert body["status"] == "FAILED"
+    assert body["error"]["code"] == "DataInspectionFailed"
+    assert "Error DataInspectionFailed: Output data may contain inappropriate content." in text(result)
+
+
+async def test_an_unknown_task_is_a_tool_error(mcp: Client) -> None:
+    result = await mcp.call_tool("check_task", {"task_id": "no-such-task"})
+    assert result.is_error
+    assert structured(result)["status"] == "UNKNOWN"
+    assert "older than 24 h" in text(result)
+
+
+async def test_a_pending_task_can_be_cancelled_and_a_running_one_explains_why_not(mcp: Client) -> None:
+    first = structured(await mcp.call_tool("submit_task", {"prompt": "x"}))["task_id"]
+    cancelled = await mcp.call_tool("cancel_task", {"task_id": first})
+    assert not cancelled.is_error and f"Task {first} cancelled" in text(cancelled)
+    checked = await mcp.call_tool("check_task", {"task_id": first})
+    assert not checked.is_error and structured(checked)["status"] == "CANCELED"
+
+    second = structured(await mcp.call_tool("submit_task", {"prompt": "x"}))["task_id"]
+    await mcp.call_tool("check_task", {"task_id": second})  # now RUNNING
+    refused = await mcp.call_tool("cancel_task", {"task_id": second})
+    assert refused.is_error
+    assert "only PENDING tasks can" in text(refused) and "UnsupportedOperation" in text(refused)
+
+
+async def test_api_errors_carry_code_message_and_request_id(mcp: Client, emulator: EmulatorState) -> None:
+    emulator.add_fault(Fault("moderation", target="submit"))
+    result = await mcp.call_tool("edit_image", {"prompt": "x"})
+    assert result.is_error
+    message = text(result)
+    assert "DataInspectionFailed: Input data may contain inappropriate content. (HTTP 400, request_id " in message
+    assert "change the prompt or images" in message
+
+
+async def test_a_lost_submit_response_warns_against_resubmitting(mcp: Client, emulator: EmulatorState) -> None:
+    emulator.add_fault(Fault("drop", target="submit", after_processing=True))
+    result = await mcp.call_tool("edit_image", {"prompt": "x"})
+    assert result.is_error
+    assert "Do not resubmit blindly" in text(result)
+    assert len(emulator.tasks) == 1
+
+
+async def test_an_expired_result_url_is_reported_and_retried_later(mcp: Client, emulator: EmulatorState) -> None:
+    task_id = structured(await mcp.call_tool("submit_task", {"prompt": "x", "size": "1K"}))["task_id"]
+    await mcp.call_tool("check_task", {"task_id": task_id})  # RUNNING
+    emulator.config.result_ttl = -1  # the next files are born expired
+    result = await mcp.call_tool("check_task", {"task_id": task_id})
+    assert result.is_error
+    body = structured(result)
+    assert (body["status"], body["error"]["code"]) == ("SUCCEEDED", "DownloadFailed")
+    assert "expired" in body["error"]["message"]
+    assert "call check_task again" in body["next_step"]
+
+
+async def test_an_unwritable_output_directory_is_reported_and_recoverable(
+    http: httpx2.AsyncClient, server_settings: Settings, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "blocked"
+    blocker.write_text("a file where the output directory should be")
+    settings = replace(server_settings, output_dir=blocker / "images")
+    async with Client(build_app(settings, http)) as client:
+        first = await client.call_tool("edit_image", {"prompt": "x", "size": "1K"})
+        assert first.is_error
+        body = structured(first)
+        assert "cannot write to the output directory" in body["error"]["message"]
+        blocker.unlink()
+        again = await client.call_tool("check_task", {"task_id": body["task_id"]})
+    assert not again.is_error
+    assert Path(structured(again)["images"][0]["path"]).is_file()
+
+
+# --- detect_segment --------------------------------------------------------------------------------------
+
+
+async def test_detect_writes_the_seed_instruction_in_the_targets_language(mcp: Client, emulator: EmulatorState) -> None:
+    result = await mcp.call_tool(
+        "detect_segment", {"image": URL, "targets": ["膝上型電腦", "鬧鐘"], "labels": ["laptop", "clock"]}
+    )
+    assert not result.is_error
+    instruction = "檢測圖片中的膝上型電腦和鬧鐘，畫框並標註“laptop”和“clock”"
+    assert structured(result)["instruction"] == instruction
+    sent = next(r for r in emulator.requests if r.method == "POST")
+    assert sent.body["input"]["messages"][0]["content"][-1] == {"text": instruction}
+
+
+async def test_segment_in_english(mcp: Client) -> None:
+    result = await mcp.call_tool("detect_segment", {"image": URL, "targets": ["glass"], "mode": "segment"})
+    assert structured(result)["instruction"] == "Segment the glass in the image."
+
+
+async def test_labels_must_match_targets(mcp: Client, emulator: EmulatorState) -> None:
+    result = await mcp.call_tool("detect_segment", {"image": URL, "targets": ["a", "b"], "labels": ["x"]})
+    assert result.is_error
+    assert "labels: 1 labels for 2 targets" in text(result)
+    assert emulator.requests == []
+
+
+async def test_a_partly_failed_save_fetches_only_the_missing_images_later(
+    mcp: Client, emulator: EmulatorState, server_settings: Settings
+) -> None:
+    emulator.add_fault(Fault("error", target="download", status=404, code="NoSuchKey", message="gone"))
+    first = await mcp.call_tool("edit_image", {"prompt": "x", "n": 2, "size": "1K"})
+    assert first.is_error
+    assert structured(first)["error"]["code"] == "DownloadFailed"
+    assert len(list(server_settings.output_dir.glob("*.png"))) == 1  # the other image is kept
+    again = await mcp.call_tool("check_task", {"task_id": structured(first)["task_id"]})
+    assert not again.is_error
+    assert len(structured(again)["images"]) == 2
+    assert len(list(server_settings.output_dir.glob("*.png"))) == 2
+    assert (
+        sum(call.startswith("GET /results/") for call in api_calls(emulator)) == 3
+    )  # 2 tries, then only the missing one
