@@ -191,7 +191,8 @@ def _new_task(state: EmulatorState, job: Job, inputs: list[InputImage | None]) -
         last = (final.width, final.height) if final else render.placeholder(job.image_refs[-1]).size
     size = output_size(job.mode, job.parameters.get("size"), last)
     n = job.parameters.get("n", job.mode.n_api_default)
-    count = job.parameters.get("max_images", 3) if job.mode.name == "interleave" else n
+    default_max = job.spec.max_images.hi if job.spec.max_images else 1  # the API makes up to 5 by default
+    count = job.parameters.get("max_images", default_max) if job.mode.name == "interleave" else n
     task = Task(
         task_id=state.new_id(),
         spec=job.spec,
