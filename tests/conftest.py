@@ -6,10 +6,12 @@ client tests marked ``live`` run against the real API (and tests that need the e
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
+import anyio
 import httpx2
 import pytest
 import stamina
@@ -31,10 +33,12 @@ FAST_RETRY = RetryPolicy(attempts=4, timeout=10, wait_initial=0.001, wait_max=0.
 
 
 @pytest.fixture(autouse=True)
-def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     for name in list(os.environ):
         if name.startswith(("DASHSCOPE_", "WAN_MCP_")):
             monkeypatch.delenv(name)
+    # Default output folders and journal resolve here, never in the real user data directory.
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg-data")))
 
 
 @pytest.fixture
@@ -113,6 +117,8 @@ def server_settings(tmp_path: Path) -> Settings:
         output_dir=tmp_path / "out",
         poll_interval=0.01,
         poll_interval_max=0.05,
+        journal_path=tmp_path / "journal.sqlite3",
+        harvest=False,  # tests that need the harvester turn it on
     )
 
 
@@ -121,3 +127,12 @@ async def mcp(http: httpx2.AsyncClient, server_settings: Settings) -> AsyncItera
     """An MCP client connected in-process to the server, whose DashScope traffic goes to the emulator."""
     async with Client(build_app(server_settings, http)) as client:
         yield client
+
+
+async def until(check: Callable[[], Awaitable[bool]], *, within: float = 15, step: float = 0.02) -> None:
+    """Wait for a background worker's effect: re-check every ``step`` seconds, fail after ``within`` s."""
+    with anyio.fail_after(within):
+        for _ in itertools.count():
+            if await check():
+                return
+            await anyio.sleep(step)

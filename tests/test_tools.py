@@ -44,12 +44,14 @@ def api_calls(emulator: EmulatorState) -> list[str]:
 # --- the tool list ----------------------------------------------------------------------------------------
 
 
-async def test_the_five_tools_are_listed_with_titles_annotations_and_output_schemas(mcp: Client) -> None:
+async def test_the_tools_are_listed_with_titles_annotations_and_output_schemas(mcp: Client) -> None:
     tools = {t.name: t for t in (await mcp.list_tools()).tools}
-    assert set(tools) == {"edit_image", "submit_task", "check_task", "cancel_task", "detect_segment"}
+    assert set(tools) == {"edit_image", "submit_task", "check_task", "cancel_task", "detect_segment", "list_tasks"}
     for tool in tools.values():
-        assert tool.title and tool.annotations is not None and tool.annotations.open_world_hint
+        assert tool.title and tool.annotations is not None
+        assert tool.annotations.open_world_hint is (tool.name != "list_tasks")
         assert tool.output_schema is not None
+    assert tools["list_tasks"].annotations and tools["list_tasks"].annotations.read_only_hint
     assert tools["check_task"].annotations and tools["check_task"].annotations.idempotent_hint
     assert tools["cancel_task"].annotations and tools["cancel_task"].annotations.destructive_hint
     assert set(tools["edit_image"].input_schema["required"]) == {"prompt"}
@@ -74,7 +76,7 @@ async def test_schemas_are_generated_from_the_spec_tables(mcp: Client) -> None:
 async def test_tools_list_stays_small(mcp: Client) -> None:
     tools = (await mcp.list_tools()).tools
     size = len(json.dumps([t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tools]).encode())
-    assert size < 20_000, size
+    assert size < 22_000, size
 
 
 # --- refused before any request ---------------------------------------------------------------------------
@@ -307,15 +309,21 @@ async def test_api_errors_carry_code_message_and_request_id(mcp: Client, emulato
     assert "change the prompt or images" in message
 
 
-async def test_a_lost_submit_response_warns_against_resubmitting(mcp: Client, emulator: EmulatorState) -> None:
+async def test_a_lost_submit_response_is_uncertain_and_says_not_to_resubmit(
+    mcp: Client, emulator: EmulatorState
+) -> None:
     emulator.add_fault(Fault("drop", target="submit", after_processing=True))
-    result = await mcp.call_tool("edit_image", {"prompt": "x"})
+    result = await mcp.call_tool("edit_image", {"prompt": "draw a fox"})
     assert result.is_error
-    assert "Do not resubmit blindly" in text(result)
+    assert "recorded as UNCERTAIN (journal id 1)" in text(result)
+    assert "do not resubmit unless paying twice is acceptable" in text(result)
     assert len(emulator.tasks) == 1
+    listed = structured(await mcp.call_tool("list_tasks", {"status": "UNCERTAIN"}))
+    (row,) = listed["tasks"]
+    assert (row["task_id"], row["prompt"], row["error"]["code"]) == (None, "draw a fox", "ResponseLost")
 
 
-async def test_an_expired_result_url_is_reported_and_retried_later(mcp: Client, emulator: EmulatorState) -> None:
+async def test_an_expired_result_url_is_reported_not_crashed(mcp: Client, emulator: EmulatorState) -> None:
     task_id = structured(await mcp.call_tool("submit_task", {"prompt": "x", "size": "1K"}))["task_id"]
     await mcp.call_tool("check_task", {"task_id": task_id})  # RUNNING
     emulator.config.result_ttl = -1  # the next files are born expired
@@ -324,7 +332,12 @@ async def test_an_expired_result_url_is_reported_and_retried_later(mcp: Client, 
     body = structured(result)
     assert (body["status"], body["error"]["code"]) == ("SUCCEEDED", "DownloadFailed")
     assert "expired" in body["error"]["message"]
-    assert "call check_task again" in body["next_step"]
+    assert body["next_step"] == "The result URLs have expired; these images cannot be recovered."
+    again = await mcp.call_tool("check_task", {"task_id": task_id})
+    assert again.is_error and structured(again)["error"]["code"] == "DownloadFailed"
+    assert sum(call.startswith("GET /results/") for call in api_calls(emulator)) == 1  # not tried again
+    (row,) = structured(await mcp.call_tool("list_tasks", {"status": "EXPIRED"}))["tasks"]
+    assert row["task_id"] == task_id
 
 
 async def test_an_unwritable_output_directory_is_reported_and_recoverable(

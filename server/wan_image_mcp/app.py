@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import AsyncGenerator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
+import anyio
 import httpx2
 from mcp.server import MCPServer
 
@@ -13,6 +15,8 @@ from . import __version__
 from .config import Settings
 from .dashscope import DashScopeClient
 from .errors import ConfigurationError
+from .harvest import Harvester
+from .journal import AsyncJournal, Journal
 from .results import ResultStore
 from .service import WanService
 from .tools import AppState, build_tools
@@ -26,7 +30,7 @@ paths returned. Each generated image is billed: n defaults to 1. Long tasks retu
 call check_task to finish them."""
 
 
-def build_state(settings: Settings, http: httpx2.AsyncClient) -> AppState:
+def build_state(settings: Settings, http: httpx2.AsyncClient, journal: AsyncJournal) -> AppState:
     try:
         client: DashScopeClient | None = DashScopeClient(
             http, api_key=settings.require_api_key(), base_url=settings.base_url
@@ -38,11 +42,21 @@ def build_state(settings: Settings, http: httpx2.AsyncClient) -> AppState:
     service = WanService(
         client,
         ResultStore(settings.output_dir, http),
+        journal,
         poll_interval=settings.poll_interval,
         poll_interval_max=settings.poll_interval_max,
         missing_key=missing,
     )
     return AppState(service=service, settings=settings)
+
+
+def open_journal(settings: Settings) -> Journal:
+    try:
+        return Journal(settings.journal_path)
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigurationError(
+            f"cannot open the task journal at {settings.journal_path} (WAN_MCP_DB): {exc}"
+        ) from exc
 
 
 def build_app(settings: Settings | None = None, http: httpx2.AsyncClient | None = None) -> MCPServer[AppState]:
@@ -51,12 +65,20 @@ def build_app(settings: Settings | None = None, http: httpx2.AsyncClient | None 
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncGenerator[AppState]:
-        if http is not None:
-            yield build_state(resolved, http)
-            return
-        timeout = httpx2.Timeout(30.0, connect=10.0)
-        async with httpx2.AsyncClient(timeout=timeout, follow_redirects=False) as client:
-            yield build_state(resolved, client)
+        journal = open_journal(resolved)
+        try:
+            async with AsyncExitStack() as stack:
+                client = http or await stack.enter_async_context(
+                    httpx2.AsyncClient(timeout=httpx2.Timeout(30.0, connect=10.0), follow_redirects=False)
+                )
+                state = build_state(resolved, client, AsyncJournal(journal))
+                async with anyio.create_task_group() as background:
+                    if resolved.harvest and state.service.can_call_api:
+                        background.start_soon(Harvester(state.service).run)
+                    yield state
+                    background.cancel_scope.cancel()
+        finally:
+            journal.close()
 
     return MCPServer[AppState](
         name="wan-image-mcp",

@@ -49,6 +49,16 @@ def default_output_dir() -> Path:
     return platformdirs.user_data_path(APP_NAME, appauthor=False) / "images"
 
 
+def default_journal() -> Path:
+    return platformdirs.user_data_path(APP_NAME, appauthor=False) / "journal.sqlite3"
+
+
+def _home_relative(raw: str) -> Path:
+    """A configured path: ``~`` expanded, relative paths taken from the user's home, never from whatever
+    directory the MCP host started the server in."""
+    return Path.home() / Path(raw).expanduser()
+
+
 def _flag(value: str | None, default: bool) -> bool:
     if value is None or not value.strip():
         return default
@@ -80,6 +90,10 @@ class Settings:
     poll_interval: float = 1.0
     """First wait between task queries; it grows to poll_interval_max."""
     poll_interval_max: float = 5.0
+    journal_path: Path = field(default_factory=default_journal)
+    """The SQLite task journal (WAN_MCP_DB)."""
+    harvest: bool = True
+    """Poll unfinished tasks and download their images in the background (WAN_MCP_HARVEST=0 turns it off)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -98,15 +112,15 @@ class Settings:
         if not base_url.startswith(("http://", "https://")):
             raise ConfigurationError(f"DASHSCOPE_HTTP_BASE_URL must be an http(s) URL, got {base_url!r}")
         raw_dir = env.get("WAN_MCP_OUTPUT_DIR", "").strip()
-        output_dir = default_output_dir()
-        if raw_dir:  # relative to the user's home, never to whatever directory the MCP host started us in
-            output_dir = Path.home() / Path(raw_dir).expanduser()
+        raw_db = env.get("WAN_MCP_DB", "").strip()
         poll = _seconds(env, "WAN_MCP_POLL_INTERVAL", 1.0)
         return cls(
             api_key=SecretStr(key) if key else None,
             base_url=base_url.rstrip("/"),
             region=region,
-            output_dir=output_dir,
+            output_dir=_home_relative(raw_dir) if raw_dir else default_output_dir(),
+            journal_path=_home_relative(raw_db) if raw_db else default_journal(),
+            harvest=_flag(env.get("WAN_MCP_HARVEST"), True),
             previews=_flag(env.get("WAN_MCP_PREVIEWS"), True),
             poll_interval=poll,
             poll_interval_max=max(poll, _seconds(env, "WAN_MCP_POLL_INTERVAL_MAX", 5.0)),

@@ -13,6 +13,7 @@ class ImageFile(BaseModel):
     width: int
     height: int
     bytes: int
+    sha256: str
 
 
 class ApiError(BaseModel):
@@ -36,3 +37,23 @@ class EditResult(BaseModel):
     error: ApiError | None = None
     image_failures: list[ApiError] = Field(default_factory=list[ApiError], description="images that failed (wan2.5)")
     next_step: str | None = Field(default=None, description="what to do next when not finished")
+
+
+class TaskSummary(BaseModel):
+    task_id: str | None = Field(description="None when the submission's answer was lost (status UNCERTAIN)")
+    journal_id: int
+    status: str
+    model: str
+    prompt: str = Field(description="the first 120 characters")
+    created: str
+    finished: str | None = None
+    requested_images: int | None = None
+    images: list[str] = Field(default_factory=list[str], description="local paths")
+    error: ApiError | None = None
+
+
+class TaskList(BaseModel):
+    tasks: list[TaskSummary]
+    total: int
+    page: int
+    page_size: int

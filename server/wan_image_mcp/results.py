@@ -80,7 +80,12 @@ class ResultStore:
                 if meta["task_id"] != task_id or not path.is_file():
                     continue
                 found[int(meta["index"])] = ImageFile(
-                    path=str(path), url=meta["url"], width=meta["width"], height=meta["height"], bytes=meta["bytes"]
+                    path=str(path),
+                    url=meta["url"],
+                    width=meta["width"],
+                    height=meta["height"],
+                    bytes=meta["bytes"],
+                    sha256=meta["sha256"],
                 )
                 expected = int(meta["count"])
             except (OSError, ValueError, KeyError):
@@ -160,6 +165,7 @@ class ResultStore:
         except (UnidentifiedImageError, OSError):
             raise DownloadError(url, "the result is not an image") from None
         path = self.root / f"{stem}{_EXTENSIONS.get(fmt, '.png')}"
+        digest = hashlib.sha256(data).hexdigest()
         _atomic_write(path, data)
         sidecar = {
             "task_id": task_id,
@@ -169,7 +175,7 @@ class ResultStore:
             "width": width,
             "height": height,
             "bytes": len(data),
-            "sha256": hashlib.sha256(data).hexdigest(),
+            "sha256": digest,
             "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             **(
                 {
@@ -185,7 +191,7 @@ class ResultStore:
             **dict(extra),
         }
         _atomic_write(path.with_suffix(".json"), json.dumps(sidecar, ensure_ascii=False, indent=2).encode())
-        return ImageFile(path=str(path), url=url, width=width, height=height, bytes=len(data))
+        return ImageFile(path=str(path), url=url, width=width, height=height, bytes=len(data), sha256=digest)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -1,8 +1,9 @@
-"""What the tools do, free of MCP: validate, submit, wait within a bound, download, remember.
+"""What the tools do, free of MCP: validate, journal, submit, wait within a bound, download, remember.
 
 ``WanService`` turns arguments into an ``EditResult``. Expected failures are raised as the package's own
-errors (InvalidRequest, ConfigurationError, DashScopeError); a task that ended badly is a result whose
-``error`` says why.
+errors (InvalidRequest, ConfigurationError, DashScopeError, SubmissionUncertain); a task that ended badly
+is a result whose ``error`` says why. Every task is in the journal before its id is returned, and its
+images are downloaded once, whoever asks first: a ``check_task`` call or the harvester.
 """
 
 from __future__ import annotations
@@ -16,19 +17,35 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 
-from .dashscope import DashScopeClient, TaskResult, TaskStatus
-from .errors import ConfigurationError
+from .dashscope import APIConnectionError, APIStatusError, DashScopeClient, TaskResult, TaskStatus
+from .errors import ConfigurationError, WanError
 from .instructions import Mode, build_instruction
-from .models import ApiError, EditResult
+from .journal import OPEN_STATUSES, AsyncJournal, NewTask, TaskRow
+from .models import ApiError, EditResult, ImageFile, TaskList, TaskSummary
 from .results import DownloadError, ResultStore, TaskRecord
 from .validation import EditParams, PreparedRequest, prepare_request
 
 log = logging.getLogger("wan_image_mcp")
 Progress = Callable[[float, str], Awaitable[None]]
+EXPIRED = "EXPIRED"
+"""Journal status: the task succeeded but its result URLs expired before the images could be saved."""
 
 
 async def _no_progress(fraction: float, message: str) -> None:
     del fraction, message
+
+
+class SubmissionUncertain(WanError):
+    """The create-task request was sent but its answer was lost: a task may exist and be billed."""
+
+    def __init__(self, journal_id: int, cause: Exception) -> None:
+        self.journal_id = journal_id
+        super().__init__(
+            f"The request to start the task was sent but its answer was lost ({cause}). DashScope may have "
+            f"started the task, and it would be billed. It is recorded as UNCERTAIN (journal id {journal_id}); "
+            "do not resubmit unless paying twice is acceptable: look for it in list_tasks or the Model Studio "
+            "console first."
+        )
 
 
 @dataclass(frozen=True)
@@ -43,11 +60,16 @@ def check_hint(task_id: str) -> str:
     return f"Not finished yet. Call check_task with task_id={task_id!r} (wait_seconds up to 50) to get the images."
 
 
+def _iso(ts: float | None) -> str | None:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(ts)) if ts else None
+
+
 class WanService:
     def __init__(
         self,
         client: DashScopeClient | None,
         store: ResultStore,
+        journal: AsyncJournal,
         *,
         poll_interval: float = 1.0,
         poll_interval_max: float = 5.0,
@@ -55,17 +77,27 @@ class WanService:
     ) -> None:
         self._client = client
         self._store = store
+        self.journal = journal
         self._poll = poll_interval
         self._poll_max = max(poll_interval, poll_interval_max)
         self._missing_key = missing_key
-        self._records: dict[str, TaskRecord] = {}
-        self._done: dict[str, EditResult] = {}
         self._locks: dict[str, anyio.Lock] = {}
+        self.on_submitted: Callable[[], None] = lambda: None
+        """Called after every new task: the harvester wakes up."""
+
+    @property
+    def can_call_api(self) -> bool:
+        return self._client is not None
 
     def _api(self) -> DashScopeClient:
         if self._client is None:
             raise self._missing_key or ConfigurationError("DASHSCOPE_API_KEY is not set")
         return self._client
+
+    def next_poll(self, created_at: float) -> float:
+        """When to query a task next: often while it is young, every poll_interval_max once it is old."""
+        age = time.time() - created_at
+        return time.time() + min(self._poll_max, max(self._poll, age / 10))
 
     # --- tools --------------------------------------------------------------------------------------
 
@@ -77,18 +109,43 @@ class WanService:
 
     async def submit(self, args: EditArgs, *, instruction: str | None = None) -> EditResult:
         request = await self.prepare(args)
-        task = await self._api().submit(request)
-        assert task.task_id is not None  # the client refuses a create response without one
+        client = self._api()
         parameters = dict(request.parameters)
         if request.negative_prompt is not None:
             parameters["negative_prompt"] = request.negative_prompt
-        self._records[task.task_id] = TaskRecord(
+        new = NewTask(
             model=request.model,
             prompt=request.prompt,
             parameters=parameters,
             adjustments=request.adjustments,
             instruction=instruction,
+            requested_images=request.paid_images,
         )
+        journal_id = await self.journal.run(self.journal.sync.begin, new)
+        try:
+            task = await client.submit(request)
+        except APIConnectionError as exc:
+            if exc.request_sent:
+                await self.journal.run(self.journal.sync.uncertain, journal_id, str(exc))
+                raise SubmissionUncertain(journal_id, exc) from None
+            await self.journal.run(self.journal.sync.rejected, journal_id, "ConnectionError", str(exc))
+            raise
+        except APIStatusError as exc:
+            if exc.status >= 500:  # the server failed somewhere: it may or may not have created the task
+                await self.journal.run(self.journal.sync.uncertain, journal_id, str(exc))
+            else:
+                await self.journal.run(self.journal.sync.rejected, journal_id, exc.code, exc.message)
+            raise
+        assert task.task_id is not None  # the client refuses a create response without one
+        await self.journal.run(
+            self.journal.sync.submitted,
+            journal_id,
+            task.task_id,
+            task.request_id,
+            task.status.value,
+            next_poll_at=self.next_poll(new.created_at),
+        )
+        self.on_submitted()
         log.info("submitted %s task %s (%d paid images at most)", request.model, task.task_id, request.paid_images)
         return EditResult(
             status=task.status.value,
@@ -108,14 +165,7 @@ class WanService:
         assert submitted.task_id is not None
         await progress(0.05, f"submitted task {submitted.task_id}")
         checked = await self.check(submitted.task_id, wait_seconds=wait_seconds, progress=progress, first_look=False)
-        return checked.model_copy(
-            update={
-                "adjustments": submitted.adjustments,
-                "requested_images": submitted.requested_images,
-                "instruction": instruction,
-                "request_id": checked.request_id or submitted.request_id,
-            }
-        )
+        return checked.model_copy(update={"request_id": checked.request_id or submitted.request_id})
 
     async def detect_segment(
         self,
@@ -143,45 +193,84 @@ class WanService:
         """Look at a task (waiting up to ``wait_seconds``); download its images once when it succeeded."""
         lock = self._locks.setdefault(task_id, anyio.Lock())
         async with lock:
-            if task_id in self._done:
-                return self._done[task_id]
-            record = self._records.get(task_id)
+            row = await self.journal.run(self.journal.sync.get, task_id)
+            if row is not None and row.saved_at is not None and _on_disk(row):
+                return _from_row(row)
             saved = await anyio.to_thread.run_sync(self._store.find, task_id)
-            if saved:
-                done = EditResult(
-                    status="SUCCEEDED", task_id=task_id, model=record.model if record else None, images=saved
-                )
-                self._done[task_id] = done
-                return done
+            if saved:  # saved by an earlier run whose journal row is gone (or another journal)
+                await self.journal.run(self.journal.sync.observed, task_id, status="SUCCEEDED")
+                await self.journal.run(self.journal.sync.saved, task_id, [i.model_dump() for i in saved])
+                return EditResult(status="SUCCEEDED", task_id=task_id, model=row.model if row else None, images=saved)
+            if row is not None and row.status == EXPIRED:
+                return _from_row(row)
             task = await self._wait(task_id, wait_seconds, progress, first_look=first_look)
-            result = self._result(task_id, task, record)
+            row = await self._record(task_id, task, row)
+            result = _from_task(task_id, task, row)
             if task.status is not TaskStatus.SUCCEEDED:
                 return result
             await progress(0.9, f"downloading {len(task.image_urls)} image(s)")
-            try:
-                images = await self._store.save(
-                    task_id, task.image_urls, record, {"request_id": task.request_id, "usage": task.usage}
-                )
-            except (DownloadError, OSError) as exc:
-                why = exc.args[0] if exc.args else repr(exc)
-                if isinstance(exc, OSError):
-                    why = f"cannot write to the output directory {self._store.root}: {exc.strerror or exc}"
-                return result.model_copy(
-                    update={
-                        "error": ApiError(code="DownloadFailed", message=str(why), request_id=task.request_id),
-                        "next_step": "The task succeeded and is paid for, but its images are not saved yet. Fix the "
-                        "cause and call check_task again within 24 h of the task's end.",
-                    }
-                )
-            await progress(1.0, f"saved {len(images)} image(s)")
-            done = result.model_copy(update={"images": images, "next_step": None})
-            self._done[task_id] = done
-            return done
+            return await self._save(task_id, task, row, result, progress)
 
     async def cancel(self, task_id: str) -> str | None:
-        return await self._api().cancel_task(task_id)
+        request_id = await self._api().cancel_task(task_id)
+        await self.journal.run(self.journal.sync.observed, task_id, status="CANCELED", request_id=request_id)
+        return request_id
+
+    async def list_tasks(self, *, status: str | None, page: int, page_size: int) -> TaskList:
+        rows, total = await self.journal.run(
+            self.journal.sync.recent, status=status, limit=page_size, offset=(page - 1) * page_size
+        )
+        return TaskList(tasks=[_summary(row) for row in rows], total=total, page=page, page_size=page_size)
 
     # --- plumbing -----------------------------------------------------------------------------------
+
+    async def _record(self, task_id: str, task: TaskResult, row: TaskRow | None) -> TaskRow | None:
+        created = row.created_at if row else time.time()
+        failed = task.status in (TaskStatus.FAILED, TaskStatus.UNKNOWN)
+        await self.journal.run(
+            self.journal.sync.observed,
+            task_id,
+            status=task.status.value,
+            request_id=task.request_id,
+            result_urls=task.image_urls,
+            usage=dict(task.usage) if task.usage else None,
+            actual_prompt=task.actual_prompt,
+            texts=task.texts,
+            error_code=(task.code or task.status.value) if failed else None,
+            error_message=task.message if failed else None,
+            next_poll_at=self.next_poll(created) if not task.status.terminal else None,
+        )
+        return await self.journal.run(self.journal.sync.get, task_id)
+
+    async def _save(
+        self, task_id: str, task: TaskResult, row: TaskRow | None, result: EditResult, progress: Progress
+    ) -> EditResult:
+        record = _record_of(row)
+        try:
+            images = await self._store.save(
+                task_id, task.image_urls, record, {"request_id": task.request_id, "usage": task.usage}
+            )
+        except (DownloadError, OSError) as exc:
+            expired = isinstance(exc, DownloadError) and exc.expired
+            why = str(exc)
+            if isinstance(exc, OSError):
+                why = f"cannot write to the output directory {self._store.root}: {exc.strerror or exc}"
+            attempts = row.download_attempts if row else 0
+            retry_at = None if expired else time.time() + min(300.0, self._poll * 2.0**attempts)
+            await self.journal.run(self.journal.sync.download_failed, task_id, why, retry_at=retry_at)
+            if expired:
+                await self.journal.run(self.journal.sync.observed, task_id, status=EXPIRED)
+            hint = (
+                "The result URLs have expired; these images cannot be recovered."
+                if expired
+                else "The task succeeded and is paid for, but its images are not saved yet. Fix the cause and "
+                "call check_task again within 24 h of the task's end (the server also retries by itself)."
+            )
+            error = ApiError(code="DownloadFailed", message=why, request_id=task.request_id)
+            return result.model_copy(update={"error": error, "next_step": hint})
+        await self.journal.run(self.journal.sync.saved, task_id, [image.model_dump() for image in images])
+        await progress(1.0, f"saved {len(images)} image(s)")
+        return result.model_copy(update={"images": images, "next_step": None})
 
     async def _wait(self, task_id: str, wait_seconds: float, progress: Progress, *, first_look: bool) -> TaskResult:
         client = self._api()
@@ -203,29 +292,87 @@ class WanService:
             await anyio.sleep(min(interval, remaining))
             interval = min(interval * 1.5, self._poll_max)
 
-    def _result(self, task_id: str, task: TaskResult, record: TaskRecord | None) -> EditResult:
-        result = EditResult(
-            status=task.status.value,
-            task_id=task_id,
-            request_id=task.request_id,
-            model=record.model if record else None,
-            texts=list(task.texts),
-            usage=dict(task.usage) if task.usage else None,
-            actual_prompt=task.actual_prompt,
-            adjustments=list(record.adjustments) if record else [],
-            instruction=record.instruction if record else None,
-            image_failures=[ApiError(code=f.code, message=f.message) for f in task.failures],
+
+def _on_disk(row: TaskRow) -> bool:
+    return all(Path(image["path"]).is_file() for image in row.images)
+
+
+def _record_of(row: TaskRow | None) -> TaskRecord | None:
+    if row is None or not row.model:
+        return None
+    return TaskRecord(
+        model=row.model,
+        prompt=row.prompt,
+        parameters=row.parameters,
+        adjustments=tuple(row.adjustments),
+        instruction=row.instruction,
+        submitted=row.created_at,
+    )
+
+
+def _error(row: TaskRow) -> ApiError | None:
+    if row.status in ("FAILED", "UNKNOWN", EXPIRED, "UNCERTAIN", "REJECTED") and row.error_code:
+        return ApiError(code=row.error_code, message=row.error_message or "", request_id=row.request_id)
+    if row.status == EXPIRED or (row.download_error and row.saved_at is None):
+        return ApiError(code="DownloadFailed", message=row.download_error or "", request_id=row.request_id)
+    return None
+
+
+def _from_row(row: TaskRow) -> EditResult:
+    return EditResult(
+        status="SUCCEEDED" if row.status == EXPIRED else row.status,
+        task_id=row.task_id,
+        request_id=row.request_id,
+        model=row.model or None,
+        images=[ImageFile.model_validate(image) for image in row.images],
+        texts=row.texts,
+        usage=row.usage,
+        actual_prompt=row.actual_prompt,
+        adjustments=row.adjustments,
+        instruction=row.instruction,
+        requested_images=row.requested_images,
+        error=_error(row),
+    )
+
+
+def _from_task(task_id: str, task: TaskResult, row: TaskRow | None) -> EditResult:
+    result = EditResult(
+        status=task.status.value,
+        task_id=task_id,
+        request_id=task.request_id,
+        model=row.model if row and row.model else None,
+        texts=list(task.texts),
+        usage=dict(task.usage) if task.usage else None,
+        actual_prompt=task.actual_prompt,
+        adjustments=row.adjustments if row else [],
+        instruction=row.instruction if row else None,
+        requested_images=row.requested_images if row else None,
+        image_failures=[ApiError(code=f.code, message=f.message) for f in task.failures],
+    )
+    if task.status is TaskStatus.FAILED:
+        error = ApiError(code=task.code or "Unknown", message=task.message or "", request_id=task.request_id)
+        return result.model_copy(update={"error": error})
+    if task.status is TaskStatus.UNKNOWN:
+        message = "DashScope does not know this task: the id is wrong, older than 24 h, or from another account"
+        return result.model_copy(
+            update={"error": ApiError(code="UNKNOWN", message=message, request_id=task.request_id)}
         )
-        if task.status is TaskStatus.FAILED:
-            error = ApiError(code=task.code or "Unknown", message=task.message or "", request_id=task.request_id)
-            return result.model_copy(update={"error": error})
-        if task.status is TaskStatus.UNKNOWN:
-            message = "DashScope does not know this task: the id is wrong, older than 24 h, or from another account"
-            return result.model_copy(
-                update={"error": ApiError(code="UNKNOWN", message=message, request_id=task.request_id)}
-            )
-        if task.status is TaskStatus.CANCELED:
-            return result
-        if not task.status.terminal:
-            return result.model_copy(update={"next_step": check_hint(task_id)})
-        return result
+    if task.status.value in OPEN_STATUSES:
+        return result.model_copy(update={"next_step": check_hint(task_id)})
+    return result
+
+
+def _summary(row: TaskRow) -> TaskSummary:
+    prompt = row.prompt if len(row.prompt) <= 120 else row.prompt[:119] + "…"
+    return TaskSummary(
+        task_id=row.task_id,
+        journal_id=row.id,
+        status=row.status,
+        model=row.model,
+        prompt=prompt,
+        created=_iso(row.created_at) or "",
+        finished=_iso(row.finished_at),
+        requested_images=row.requested_images,
+        images=[image["path"] for image in row.images],
+        error=_error(row),
+    )

@@ -25,8 +25,8 @@ from pydantic import BaseModel, Field
 from .config import Settings
 from .dashscope import APIConnectionError, APIStatusError, ContentModerationError, DashScopeError
 from .errors import ConfigurationError, InvalidRequest
-from .models import EditResult
-from .service import EditArgs, WanService
+from .models import EditResult, TaskList
+from .service import EditArgs, SubmissionUncertain, WanService
 from .specs import DEFAULT_MODEL, MODEL_NAMES, SEED_RANGE, SPECS, ModelName, Param
 from .validation import EditParams
 
@@ -191,6 +191,8 @@ def tool_errors() -> Generator[None]:
         yield
     except InvalidRequest as exc:
         raise ToolError(f"{exc} Nothing was sent; fix these and call again.") from None
+    except SubmissionUncertain as exc:
+        raise ToolError(str(exc)) from None
     except ConfigurationError as exc:
         raise ToolError(str(exc)) from None
     except ContentModerationError as exc:
@@ -221,7 +223,10 @@ def _hint(exc: APIStatusError) -> str:
     if exc.status == 429:
         return " Rate or quota limit: wait a while and try again."
     if exc.status >= 500:
-        return " A server-side failure; nothing was retried automatically because a retry could be billed twice."
+        return (
+            " A server-side failure. Nothing was retried automatically, because a retry could be billed twice; "
+            "if this was a submission, it is recorded as UNCERTAIN in list_tasks."
+        )
     return ""
 
 
@@ -414,6 +419,24 @@ async def detect_segment(
     return await respond(result, state.settings)
 
 
+async def list_tasks(
+    ctx: Context[AppState],
+    status: Annotated[
+        Literal["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELED", "UNKNOWN", "UNCERTAIN", "REJECTED", "EXPIRED"]
+        | None,
+        Field(description="Only tasks in this status (UNCERTAIN: sent, answer lost; EXPIRED: URLs expired unsaved)."),
+    ] = None,
+    page: Annotated[int, Field(ge=1, le=10_000)] = 1,
+    page_size: Annotated[int, Field(ge=1, le=50)] = 20,
+) -> TaskList:
+    """Tasks this server started, newest first: status, model, prompt excerpt and local image paths.
+
+    Use it to find work from an earlier session; check_task takes any task_id listed here.
+    """
+    state = _state(ctx)
+    return await state.service.list_tasks(status=status, page=page, page_size=page_size)
+
+
 def lean(schema: Any) -> None:
     """Make a generated JSON schema cheaper for an agent to read while saying the same: drop ``title`` (it
     only repeats the name) and ``default: null``, and write ``anyOf: [X, null]`` as X with ``type: [X, "null"]``."""
@@ -442,6 +465,7 @@ def lean(schema: Any) -> None:
 
 
 _CHECK = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
+_LIST = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 _CANCEL = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True)
 
 
@@ -452,6 +476,7 @@ def build_tools() -> list[Tool]:
         Tool.from_function(check_task, title="Check an image task", annotations=_CHECK),
         Tool.from_function(cancel_task, title="Cancel a queued task", annotations=_CANCEL),
         Tool.from_function(detect_segment, title="Detect or segment objects", annotations=EDIT_ANNOTATIONS),
+        Tool.from_function(list_tasks, title="List image tasks", annotations=_LIST),
     ]
     for tool in tools:
         lean(tool.parameters)

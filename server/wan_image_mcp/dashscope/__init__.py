@@ -1,6 +1,6 @@
 """The DashScope HTTP API for the Wan image models: client, wire shapes, errors."""
 
-from .client import DashScopeClient, RetryPolicy
+from .client import DashScopeClient, QueryRate, RetryPolicy
 from .errors import (
     APIConnectionError,
     APIStatusError,
@@ -30,6 +30,7 @@ __all__ = [
     "InternalServerError",
     "NotFoundError",
     "PermissionDeniedError",
+    "QueryRate",
     "RateLimitError",
     "RetryPolicy",
     "TaskFailedError",

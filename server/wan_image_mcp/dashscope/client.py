@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
+import anyio
 import httpx2
 import stamina
 
@@ -35,6 +36,26 @@ from .wire import Envelope, TaskResult, TaskStatus, build_body, needs_oss_resolv
 log = logging.getLogger("wan_image_mcp.dashscope")
 
 _NOT_SENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout)
+
+
+class QueryRate:
+    """At most ``per_second`` task queries per second, evenly spaced, shared by every caller.
+
+    DashScope allows 20 task queries per second per account (docs/wan-api.md §1.3). Even spacing keeps
+    every one-second window under the limit, however many tasks are being polled.
+    """
+
+    def __init__(self, per_second: float = 20.0) -> None:
+        self._gap = 1.0 / per_second
+        self._next = 0.0
+        self._lock = anyio.Lock()
+
+    async def wait(self) -> None:
+        async with self._lock:
+            now = anyio.current_time()
+            start = max(now, self._next)
+            self._next = start + self._gap
+        await anyio.sleep(start - now)
 
 
 @dataclass(frozen=True)
@@ -68,8 +89,10 @@ class DashScopeClient:
         base_url: str,
         retry: RetryPolicy | None = None,
         workspace: str | None = None,
+        query_rate: QueryRate | None = None,
     ) -> None:
         self._http = http
+        self._query_rate = query_rate or QueryRate()
         self._base_url = base_url.rstrip("/")
         self._retry = retry or RetryPolicy()
         self._headers = {"Authorization": f"Bearer {api_key}"}
@@ -109,7 +132,9 @@ class DashScopeClient:
         return parse_result(envelope)
 
     async def get_task(self, task_id: str) -> TaskResult:
-        envelope = await self._call("GET", TASK_PATH.format(task_id=task_id), None, {}, _retry_query)
+        envelope = await self._call(
+            "GET", TASK_PATH.format(task_id=task_id), None, {}, _retry_query, rate=self._query_rate
+        )
         return parse_result(envelope, default_status=TaskStatus.UNKNOWN)
 
     async def cancel_task(self, task_id: str) -> str | None:
@@ -128,6 +153,7 @@ class DashScopeClient:
         retry_on: Callable[[Exception], bool | float],
         *,
         read_timeout: float | None = None,
+        rate: QueryRate | None = None,
     ) -> Envelope:
         policy = self._retry
         async for attempt in stamina.retry_context(
@@ -139,6 +165,8 @@ class DashScopeClient:
             wait_jitter=policy.wait_jitter,
         ):
             with attempt:
+                if rate is not None:
+                    await rate.wait()
                 return await self._once(method, path, body, headers, read_timeout)
         raise AssertionError("unreachable")  # pragma: no cover - retry_context either returns or raises
 

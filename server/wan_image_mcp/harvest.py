@@ -1,0 +1,73 @@
+"""The harvester: while the server runs, every unfinished task in the journal is polled and its images
+downloaded as soon as it succeeds, whether or not an agent ever asks again.
+
+On start it resumes every task younger than 24 h (task ids and result URLs live that long). Queries go
+through the client's shared QueryRate (20 per second at most); each task is polled on its own schedule,
+often while young and every poll_interval_max once old; failed downloads are retried with backoff until
+their URLs expire. A failure with one task never stops the others, nor the server.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import anyio
+
+from .dashscope import DashScopeError
+from .journal import TaskRow
+from .service import WanService
+
+log = logging.getLogger("wan_image_mcp.harvest")
+MAX_AGE = 24 * 3600.0
+IDLE = 60.0
+"""Longest sleep when nothing is due (a new task wakes the harvester at once)."""
+CONCURRENCY = 8
+
+
+class Harvester:
+    def __init__(self, service: WanService, *, max_age: float = MAX_AGE) -> None:
+        self._service = service
+        self._max_age = max_age
+        self._wake = anyio.Event()
+        self._slots = anyio.CapacityLimiter(CONCURRENCY)
+        self.passes = 0
+        service.on_submitted = self.wake
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        journal = self._service.journal
+        log.info("harvester started")
+        while True:
+            self._wake = anyio.Event()
+            rows = await journal.run(journal.sync.to_harvest, younger_than=time.time() - self._max_age)
+            now = time.time()
+            due = [row for row in rows if (row.next_poll_at or 0) <= now]
+            if due:
+                async with anyio.create_task_group() as group:
+                    for row in due:
+                        group.start_soon(self._harvest, row)
+            self.passes += 1
+            later = [row.next_poll_at for row in rows if row not in due and row.next_poll_at]
+            delay = 0.0 if due else min([IDLE, *(at - time.time() for at in later)])
+            with anyio.move_on_after(max(0.0, delay)):
+                await self._wake.wait()
+
+    async def _harvest(self, row: TaskRow) -> None:
+        assert row.task_id is not None
+        async with self._slots:
+            try:
+                await self._service.check(row.task_id)
+            except (DashScopeError, OSError) as exc:
+                log.warning("harvesting %s: %s", row.task_id, exc)
+                await self._later(row)
+            except Exception:  # never let one task stop the harvest
+                log.exception("harvesting %s failed unexpectedly", row.task_id)
+                await self._later(row)
+
+    async def _later(self, row: TaskRow) -> None:
+        assert row.task_id is not None
+        journal = self._service.journal
+        await journal.run(journal.sync.schedule, row.task_id, self._service.next_poll(row.created_at))

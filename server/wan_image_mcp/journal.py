@@ -1,0 +1,304 @@
+"""The task journal: every task the server starts, in SQLite, so no paid image is lost to a restart.
+
+A row is written *before* the create-task request is sent (status SUBMITTING) and completed with the
+task id from the response, so a crash at any moment leaves either a task we know about or a row saying we
+may have started one (UNCERTAIN). Rows hold model, prompt, parameters (never image bytes or the API key),
+times, status, result URLs, local paths with their sha256, and errors.
+
+The schema is migrated forward by ``MIGRATIONS`` (``PRAGMA user_version`` says how far), never dropped.
+``Journal`` is synchronous; ``AsyncJournal`` runs every call on one worker thread at a time so the event
+loop never waits on the disk.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import anyio
+import anyio.to_thread
+
+T = TypeVar("T")
+
+MIGRATIONS: Final[tuple[str, ...]] = (
+    # 1: tasks
+    """
+    CREATE TABLE tasks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        task_id TEXT UNIQUE,
+        model TEXT NOT NULL,
+        prompt TEXT NOT NULL,
+        parameters TEXT NOT NULL DEFAULT '{}',
+        adjustments TEXT NOT NULL DEFAULT '[]',
+        instruction TEXT,
+        requested_images INTEGER,
+        status TEXT NOT NULL,
+        request_id TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        finished_at REAL,
+        result_urls TEXT NOT NULL DEFAULT '[]',
+        usage TEXT,
+        actual_prompt TEXT,
+        texts TEXT NOT NULL DEFAULT '[]',
+        images TEXT NOT NULL DEFAULT '[]',
+        saved_at REAL,
+        error_code TEXT,
+        error_message TEXT,
+        download_attempts INTEGER NOT NULL DEFAULT 0,
+        download_error TEXT,
+        next_poll_at REAL
+    );
+    CREATE INDEX tasks_created ON tasks (created_at DESC);
+    CREATE INDEX tasks_open ON tasks (status, saved_at);
+    """,
+)
+
+SUBMITTING: Final = "SUBMITTING"
+"""The create request is being sent; no answer yet."""
+UNCERTAIN: Final = "UNCERTAIN"
+"""The create request was sent but its answer was lost: a task may exist (and be billed)."""
+REJECTED: Final = "REJECTED"
+"""The API refused the create request, or it provably never reached the API: no task exists."""
+OPEN_STATUSES: Final = ("PENDING", "RUNNING")
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    id: int
+    task_id: str | None
+    model: str
+    prompt: str
+    parameters: dict[str, Any]
+    adjustments: list[str]
+    instruction: str | None
+    requested_images: int | None
+    status: str
+    request_id: str | None
+    created_at: float
+    updated_at: float
+    finished_at: float | None
+    result_urls: list[str]
+    usage: dict[str, Any] | None
+    actual_prompt: str | None
+    texts: list[str]
+    images: list[dict[str, Any]]
+    saved_at: float | None
+    error_code: str | None
+    error_message: str | None
+    download_attempts: int
+    download_error: str | None
+    next_poll_at: float | None
+
+    @classmethod
+    def from_sql(cls, row: sqlite3.Row) -> TaskRow:
+        # Columns a newer version added are ignored: an older server can still read a newer journal.
+        data = {key: row[key] for key in row.keys() if key in _FIELDS}  # noqa: SIM118 - a Row iterates values
+        for key in ("parameters", "adjustments", "result_urls", "texts", "images"):
+            data[key] = json.loads(data[key])
+        data["usage"] = json.loads(data["usage"]) if data["usage"] else None
+        return cls(**data)
+
+    @property
+    def needs_harvest(self) -> bool:
+        """Still running, or succeeded without its images on disk."""
+        return self.task_id is not None and (
+            self.status in OPEN_STATUSES or (self.status == "SUCCEEDED" and self.saved_at is None)
+        )
+
+
+_FIELDS = frozenset(TaskRow.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
+class NewTask:
+    model: str
+    prompt: str
+    parameters: dict[str, Any]
+    adjustments: Sequence[str] = ()
+    instruction: str | None = None
+    requested_images: int | None = None
+    created_at: float = field(default_factory=time.time)
+
+
+class Journal:
+    """Synchronous access; use from one thread at a time (AsyncJournal sees to that)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        self.migrate()
+
+    def close(self) -> None:
+        self._db.close()
+
+    @property
+    def version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def migrate(self) -> None:
+        """Apply every migration past the database's version, each in its own transaction."""
+        for version in range(self.version, len(MIGRATIONS)):
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if self.version != version:  # another process migrated meanwhile
+                    self._db.execute("ROLLBACK")
+                    continue
+                for statement in MIGRATIONS[version].split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {version + 1}")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def _update(self, row_id: int, **values: Any) -> None:
+        values["updated_at"] = time.time()
+        columns = ", ".join(f"{name} = ?" for name in values)
+        self._db.execute(f"UPDATE tasks SET {columns} WHERE id = ?", [*values.values(), row_id])
+
+    # --- writing ------------------------------------------------------------------------------------
+
+    def begin(self, task: NewTask) -> int:
+        """Record a task about to be submitted. Returns its row id."""
+        cursor = self._db.execute(
+            "INSERT INTO tasks (model, prompt, parameters, adjustments, instruction, requested_images, status,"
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                task.model,
+                task.prompt,
+                _json(task.parameters),
+                _json(list(task.adjustments)),
+                task.instruction,
+                task.requested_images,
+                SUBMITTING,
+                task.created_at,
+                task.created_at,
+            ),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def submitted(self, row_id: int, task_id: str, request_id: str | None, status: str, *, next_poll_at: float) -> None:
+        self._update(row_id, task_id=task_id, request_id=request_id, status=status, next_poll_at=next_poll_at)
+
+    def uncertain(self, row_id: int, message: str) -> None:
+        self._update(row_id, status=UNCERTAIN, error_code="ResponseLost", error_message=message)
+
+    def rejected(self, row_id: int, code: str, message: str) -> None:
+        self._update(row_id, status=REJECTED, error_code=code, error_message=message, finished_at=time.time())
+
+    def observed(
+        self,
+        task_id: str,
+        *,
+        status: str,
+        request_id: str | None = None,
+        result_urls: Sequence[str] = (),
+        usage: dict[str, Any] | None = None,
+        actual_prompt: str | None = None,
+        texts: Sequence[str] = (),
+        error_code: str | None = None,
+        error_message: str | None = None,
+        next_poll_at: float | None = None,
+    ) -> None:
+        """What a query said about a task. Creates the row for a task another process submitted."""
+        row = self.get(task_id)
+        row_id = row.id if row else self.adopt(task_id)
+        values: dict[str, Any] = {"status": status, "next_poll_at": next_poll_at}
+        if request_id:
+            values["request_id"] = request_id
+        if status not in OPEN_STATUSES:
+            values["finished_at"] = row.finished_at if row and row.finished_at else time.time()
+        if result_urls:
+            values["result_urls"] = _json(list(result_urls))
+        if usage is not None:
+            values["usage"] = _json(usage)
+        if actual_prompt is not None:
+            values["actual_prompt"] = actual_prompt
+        if texts:
+            values["texts"] = _json(list(texts))
+        if error_code is not None:
+            values["error_code"], values["error_message"] = error_code, error_message
+        self._update(row_id, **values)
+
+    def adopt(self, task_id: str) -> int:
+        now = time.time()
+        cursor = self._db.execute(
+            "INSERT INTO tasks (task_id, model, prompt, status, created_at, updated_at) VALUES (?, '', '', ?, ?, ?)",
+            (task_id, "UNKNOWN", now, now),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def saved(self, task_id: str, images: Sequence[dict[str, Any]]) -> None:
+        row = self.get(task_id)
+        assert row is not None
+        self._update(row.id, images=_json(list(images)), saved_at=time.time(), download_error=None, next_poll_at=None)
+
+    def download_failed(self, task_id: str, message: str, *, retry_at: float | None) -> None:
+        row = self.get(task_id)
+        assert row is not None
+        self._update(row.id, download_attempts=row.download_attempts + 1, download_error=message, next_poll_at=retry_at)
+
+    def schedule(self, task_id: str, at: float | None) -> None:
+        self._db.execute("UPDATE tasks SET next_poll_at = ? WHERE task_id = ?", (at, task_id))
+
+    # --- reading ------------------------------------------------------------------------------------
+
+    def get(self, task_id: str) -> TaskRow | None:
+        row = self._db.execute("SELECT * FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
+        return TaskRow.from_sql(row) if row else None
+
+    def by_id(self, row_id: int) -> TaskRow | None:
+        row = self._db.execute("SELECT * FROM tasks WHERE id = ?", (row_id,)).fetchone()
+        return TaskRow.from_sql(row) if row else None
+
+    def to_harvest(self, *, younger_than: float) -> list[TaskRow]:
+        """Tasks to poll or whose images to fetch, created after ``younger_than``, soonest first."""
+        rows = self._db.execute(
+            "SELECT * FROM tasks WHERE task_id IS NOT NULL AND created_at >= ? AND (status IN ('PENDING', 'RUNNING')"
+            " OR (status = 'SUCCEEDED' AND saved_at IS NULL)) ORDER BY COALESCE(next_poll_at, 0)",
+            (younger_than,),
+        ).fetchall()
+        return [TaskRow.from_sql(row) for row in rows]
+
+    def recent(self, *, status: str | None = None, limit: int = 20, offset: int = 0) -> tuple[list[TaskRow], int]:
+        where, args = ("WHERE status = ?", [status]) if status else ("", [])
+        total = int(self._db.execute(f"SELECT COUNT(*) FROM tasks {where}", args).fetchone()[0])
+        rows = self._db.execute(
+            f"SELECT * FROM tasks {where} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?", [*args, limit, offset]
+        ).fetchall()
+        return [TaskRow.from_sql(row) for row in rows], total
+
+
+class AsyncJournal:
+    """The journal for async code: each call runs on a worker thread, one call at a time."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.sync = journal
+        self._limiter = anyio.CapacityLimiter(1)
+        self._lock = threading.Lock()
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        def call() -> T:
+            with self._lock:
+                return fn(*args, **kwargs)
+
+        return await anyio.to_thread.run_sync(call, limiter=self._limiter)

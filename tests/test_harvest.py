@@ -1,0 +1,118 @@
+"""The harvester saves every paid image without being asked, resumes after a restart, and shares the
+account's query budget."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from contextlib import closing
+from dataclasses import replace
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+from mcp import Client
+
+from tests.conftest import until
+from wan_image_mcp.app import build_app
+from wan_image_mcp.config import Settings
+from wan_image_mcp.dashscope import QueryRate
+from wan_image_mcp.emulator import EmulatorState, Fault
+from wan_image_mcp.journal import Journal, NewTask
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def harvesting(http: httpx2.AsyncClient, server_settings: Settings) -> AsyncIterator[Client]:
+    async with Client(build_app(replace(server_settings, harvest=True), http)) as client:
+        yield client
+
+
+async def task(client: Client, task_id: str) -> dict[str, Any]:
+    listed = await client.call_tool("list_tasks", {"page_size": 50})
+    assert listed.structured_content is not None
+    return next(t for t in listed.structured_content["tasks"] if t["task_id"] == task_id)
+
+
+def downloads(emulator: EmulatorState) -> int:
+    return sum(r.path.startswith("/results/") for r in emulator.requests)
+
+
+async def test_images_nobody_asked_for_are_saved(harvesting: Client, emulator: EmulatorState) -> None:
+    submitted = await harvesting.call_tool("submit_task", {"prompt": "x", "n": 2, "size": "1K"})
+    assert submitted.structured_content is not None
+    task_id = submitted.structured_content["task_id"]
+
+    async def saved() -> bool:
+        return len((await task(harvesting, task_id))["images"]) == 2
+
+    await until(saved)
+    assert (await task(harvesting, task_id))["status"] == "SUCCEEDED"
+    assert downloads(emulator) == 2
+
+
+async def test_a_restart_resumes_tasks_younger_than_a_day(
+    http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState
+) -> None:
+    async with Client(build_app(server_settings, http)) as before:  # no harvester: the task stays unfinished
+        fresh = (await before.call_tool("submit_task", {"prompt": "fresh", "size": "1K"})).structured_content
+        old = (await before.call_tool("submit_task", {"prompt": "old", "size": "1K"})).structured_content
+    assert fresh is not None and old is not None
+    with closing(sqlite3.connect(server_settings.journal_path)) as db, db:  # the second one is 25 hours old
+        db.execute("UPDATE tasks SET created_at = ? WHERE task_id = ?", (time.time() - 25 * 3600, old["task_id"]))
+
+    async with Client(build_app(replace(server_settings, harvest=True), http)) as after:
+
+        async def saved() -> bool:
+            return bool((await task(after, fresh["task_id"]))["images"])
+
+        await until(saved)
+        assert (await task(after, old["task_id"]))["status"] == "PENDING"
+    assert not any(old["task_id"] in r.path for r in emulator.requests)
+
+
+async def test_the_harvester_and_check_task_download_once(harvesting: Client, emulator: EmulatorState) -> None:
+    submitted = (await harvesting.call_tool("submit_task", {"prompt": "x", "size": "1K"})).structured_content
+    assert submitted is not None
+    checked = await harvesting.call_tool("check_task", {"task_id": submitted["task_id"], "wait_seconds": 10})
+    assert checked.structured_content is not None and checked.structured_content["images"]
+
+    async def settled() -> bool:
+        return bool((await task(harvesting, submitted["task_id"]))["images"])
+
+    await until(settled)
+    assert downloads(emulator) == 1
+
+
+async def test_a_failed_download_is_retried_without_being_asked(harvesting: Client, emulator: EmulatorState) -> None:
+    emulator.add_fault(Fault("error", target="download", status=404, code="NoSuchKey", message="gone", count=2))
+    submitted = (await harvesting.call_tool("submit_task", {"prompt": "x", "size": "1K"})).structured_content
+    assert submitted is not None
+
+    async def saved() -> bool:
+        return bool((await task(harvesting, submitted["task_id"]))["images"])
+
+    await until(saved)
+    assert downloads(emulator) == 3  # two refusals, then the image
+
+
+async def test_task_queries_are_spaced_to_the_account_limit() -> None:
+    rate = QueryRate(per_second=100)
+    started = anyio.current_time()
+    async with anyio.create_task_group() as group:
+        for _ in range(21):
+            group.start_soon(rate.wait)
+    assert anyio.current_time() - started >= 0.2  # 21 queries at 100/s: 20 gaps of 10 ms, never faster
+
+
+def test_journal_rows_from_other_servers_are_adopted(tmp_path: Any) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    journal.observed("someone-elses-task", status="RUNNING")
+    row = journal.get("someone-elses-task")
+    assert row is not None and row.status == "RUNNING" and row.model == ""
+    journal.begin(NewTask(model="m", prompt="p", parameters={}))
+    assert journal.recent(limit=10)[1] == 2
+    journal.close()

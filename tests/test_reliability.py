@@ -1,0 +1,170 @@
+"""The fault suite: the server driven through the emulator's fault injection, and nothing paid for is lost.
+
+Each test names a fault and asserts what it leads to. The README's "Reliability" section is this file's
+table. Faults also covered elsewhere: an expired result URL (test_tools), FAILED tasks and moderation
+refusals (test_tools, test_e2e), an unwritable output folder (test_tools), a lost submit answer
+(test_tools: UNCERTAIN).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import selectors
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client, StdioServerParameters
+
+from tests.conftest import until
+from wan_image_mcp import results
+from wan_image_mcp.emulator import EmulatorConfig, EmulatorState, Fault
+from wan_image_mcp.emulator.serve import RunningEmulator
+
+KEY = "sk-reliability"
+
+
+def body(result: Any) -> dict[str, Any]:
+    assert result.structured_content is not None, result.content
+    return result.structured_content
+
+
+# --- faults the server rides out -----------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("no_retry_waits")
+async def test_throttling_bursts_on_submit_and_polls_are_ridden_out(mcp: Client, emulator: EmulatorState) -> None:
+    emulator.add_fault(Fault("throttle", target="submit", count=3, retry_after=0))
+    emulator.add_fault(Fault("throttle", target="poll", count=3))
+    result = await mcp.call_tool("edit_image", {"prompt": "x", "size": "1K"})
+    assert not result.is_error, result.content
+    assert body(result)["status"] == "SUCCEEDED"
+    assert len(emulator.tasks) == 1  # retried submissions that were refused created no extra task
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("no_retry_waits")
+async def test_5xx_on_polls_is_retried(mcp: Client, emulator: EmulatorState) -> None:
+    emulator.add_fault(Fault("error", target="poll", status=503, code="ServiceUnavailable", count=3))
+    result = await mcp.call_tool("edit_image", {"prompt": "x", "size": "1K"})
+    assert body(result)["status"] == "SUCCEEDED"
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("no_retry_waits")
+async def test_a_connection_dropped_mid_download_is_retried(mcp: Client, emulator: EmulatorState) -> None:
+    emulator.add_fault(Fault("drop", target="download", count=2))
+    result = await mcp.call_tool("edit_image", {"prompt": "x", "size": "1K"})
+    (image,) = body(result)["images"]
+    data = Path(image["path"]).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == image["sha256"]
+
+
+@pytest.mark.anyio
+async def test_a_full_disk_is_reported_and_the_task_recovered_after(
+    mcp: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_space(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(results.tempfile, "mkstemp", no_space)
+    first = await mcp.call_tool("edit_image", {"prompt": "x", "size": "1K"})
+    assert first.is_error
+    assert "No space left on device" in body(first)["error"]["message"]
+    monkeypatch.undo()  # space again
+    again = await mcp.call_tool("check_task", {"task_id": body(first)["task_id"]})
+    assert not again.is_error and len(body(again)["images"]) == 1
+
+
+# --- a server killed between submit and completion ------------------------------------------------------
+
+
+class RawServer:
+    """The server as a subprocess spoken to in raw JSON-RPC, so the test owns the process and can kill it."""
+
+    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "wan_image_mcp"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=cwd
+        )
+        self._selector = selectors.DefaultSelector()
+        assert self.process.stdout is not None
+        self._selector.register(self.process.stdout, selectors.EVENT_READ)
+        self._next_id = 0
+
+    def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        self._next_id += 1
+        self._send({"jsonrpc": "2.0", "id": self._next_id, "method": method, "params": params})
+        while True:
+            if not self._selector.select(timeout=30):
+                raise TimeoutError(f"no answer to {method} within 30 s")
+            assert self.process.stdout is not None
+            message = json.loads(self.process.stdout.readline())
+            if message.get("id") == self._next_id:
+                return message
+
+    def notify(self, method: str) -> None:
+        self._send({"jsonrpc": "2.0", "method": method})
+
+    def _send(self, message: dict[str, Any]) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(message).encode() + b"\n")
+        self.process.stdin.flush()
+
+    def kill(self) -> None:
+        self.process.kill()  # SIGKILL: no cleanup, no goodbye
+        self.process.wait(timeout=10)
+        self._selector.close()
+        for stream in (self.process.stdin, self.process.stdout):
+            if stream:
+                stream.close()
+
+
+def test_a_server_killed_after_submit_leaves_nothing_behind(tmp_path: Path) -> None:
+    config = EmulatorConfig(api_keys=frozenset({KEY}), polls_to_finish=1_000_000)  # nothing finishes yet
+    with RunningEmulator(config) as emulator:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DASHSCOPE_", "WAN_MCP_"))}
+        env.update(
+            DASHSCOPE_HTTP_BASE_URL=emulator.base_url,
+            DASHSCOPE_API_KEY=KEY,
+            WAN_MCP_OUTPUT_DIR=str(tmp_path / "out"),
+            WAN_MCP_DB=str(tmp_path / "journal.sqlite3"),
+            WAN_MCP_POLL_INTERVAL="0.05",
+        )
+        first = RawServer(env, tmp_path)
+        try:
+            first.request(
+                "initialize",
+                {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}},
+            )
+            first.notify("notifications/initialized")
+            answer = first.request("tools/call", {"name": "submit_task", "arguments": {"prompt": "paid for", "n": 2}})
+            task_id = answer["result"]["structuredContent"]["task_id"]
+        finally:
+            first.kill()
+        assert first.process.returncode == -9
+        emulator.state.config.polls_to_finish = 1  # the task may now finish
+
+        async def restart() -> list[dict[str, Any]]:
+            params = StdioServerParameters(command=sys.executable, args=["-m", "wan_image_mcp"], env=env, cwd=tmp_path)
+            async with Client(params) as second:
+
+                async def harvested() -> bool:
+                    listed = body(await second.call_tool("list_tasks", {}))
+                    row = next(t for t in listed["tasks"] if t["task_id"] == task_id)
+                    return len(row["images"]) == 2
+
+                await until(harvested, within=30)
+                return body(await second.call_tool("check_task", {"task_id": task_id}))["images"]
+
+        images = anyio.run(restart)
+    assert len(images) == 2
+    for image in images:  # on disk, whole, matching what was recorded
+        assert hashlib.sha256(Path(image["path"]).read_bytes()).hexdigest() == image["sha256"]
+    assert not list((tmp_path / "out").glob(".*.part"))
