@@ -16,6 +16,7 @@ import httpx2
 import pytest
 import stamina
 from mcp import Client
+from mcp.types import CallToolResult, TextContent
 from PIL import Image
 from pydantic import SecretStr
 
@@ -119,6 +120,7 @@ def server_settings(tmp_path: Path) -> Settings:
         poll_interval_max=0.05,
         journal_path=tmp_path / "journal.sqlite3",
         harvest=False,  # tests that need the harvester turn it on
+        allowed_dirs=(tmp_path,),  # where make_image writes
     )
 
 
@@ -136,3 +138,28 @@ async def until(check: Callable[[], Awaitable[bool]], *, within: float = 15, ste
             if await check():
                 return
             await anyio.sleep(step)
+
+
+def server_env(base_url: str | None, key: str | None, folder: Path | None, **settings: str) -> dict[str, str]:
+    """The environment for a server subprocess: ours without any DASHSCOPE_/WAN_MCP_ variable, then the API,
+    output folder, journal and a quick poll for tests, then ``settings`` (WAN_MCP_ names)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DASHSCOPE_", "WAN_MCP_"))}
+    if base_url is not None:
+        env["DASHSCOPE_HTTP_BASE_URL"] = base_url
+    if key is not None:
+        env["DASHSCOPE_API_KEY"] = key
+    if folder is not None:
+        env.update(
+            WAN_MCP_OUTPUT_DIR=str(folder / "out"),
+            WAN_MCP_DB=str(folder / "journal.sqlite3"),
+            WAN_MCP_POLL_INTERVAL="0.05",
+        )
+    env.update(settings)
+    return env
+
+
+def text(result: CallToolResult) -> str:
+    """The text summary (first content block) of a tool result."""
+    block = result.content[0]
+    assert isinstance(block, TextContent)
+    return block.text

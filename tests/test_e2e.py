@@ -4,7 +4,6 @@ the server talks to the emulator on a loopback port, images land on disk."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import AsyncGenerator, Iterator
@@ -15,8 +14,9 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client, StdioServerParameters
-from mcp.types import CallToolResult, ImageContent, TextContent
+from mcp.types import CallToolResult, ImageContent
 
+from tests.conftest import server_env, text
 from wan_image_mcp.emulator import EmulatorConfig, Fault
 from wan_image_mcp.emulator.serve import RunningEmulator
 from wan_image_mcp.specs import MODEL_NAMES
@@ -46,15 +46,7 @@ async def stdio_session(
 ) -> AsyncGenerator[Client]:
     """The server over stdio. Without the harvester unless asked: the emulator advances a task on every
     query, so background polls would race the test's own (the real API moves on its own clock)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DASHSCOPE_", "WAN_MCP_"))}
-    env.update(
-        DASHSCOPE_HTTP_BASE_URL=emulator.base_url,
-        DASHSCOPE_API_KEY=SECRET,
-        WAN_MCP_OUTPUT_DIR=str(tmp_path / "out"),
-        WAN_MCP_POLL_INTERVAL="0.05",
-        WAN_MCP_DB=str(tmp_path / "journal.sqlite3"),
-        WAN_MCP_HARVEST="1" if harvest else "0",
-    )
+    env = server_env(emulator.base_url, SECRET, tmp_path, WAN_MCP_HARVEST="1" if harvest else "0")
     command = [str(TEE), str(stdout_log), sys.executable, "-m", "wan_image_mcp"]
     async with Client(StdioServerParameters(command=sys.executable, args=command, env=env, cwd=tmp_path)) as client:
         yield client
@@ -63,12 +55,6 @@ async def stdio_session(
 def body(result: CallToolResult) -> dict[str, Any]:
     assert result.structured_content is not None, result.content
     return result.structured_content
-
-
-def message(result: CallToolResult) -> str:
-    block = result.content[0]
-    assert isinstance(block, TextContent)
-    return block.text
 
 
 async def test_every_tool_and_model_over_stdio(emulator: RunningEmulator, tmp_path: Path) -> None:
@@ -88,7 +74,7 @@ async def test_every_tool_and_model_over_stdio(emulator: RunningEmulator, tmp_pa
                     {"prompt": "paint it blue", "images": [URL], "model": model},
                     progress_callback=on_progress,
                 )
-                assert not result.is_error, message(result)
+                assert not result.is_error, text(result)
                 (image,) = body(result)["images"]
                 assert Path(image["path"]).is_file() and Path(image["path"]).with_suffix(".json").is_file()
                 assert any(isinstance(block, ImageContent) for block in result.content)
@@ -115,7 +101,7 @@ async def test_every_tool_and_model_over_stdio(emulator: RunningEmulator, tmp_pa
 
             queued = body(await client.call_tool("submit_task", {"prompt": "x"}))["task_id"]
             cancelled = await client.call_tool("cancel_task", {"task_id": queued})
-            assert not cancelled.is_error and "cancelled" in message(cancelled)
+            assert not cancelled.is_error and "cancelled" in text(cancelled)
 
 
 async def test_bounded_wait_then_check_task_over_stdio(emulator: RunningEmulator, tmp_path: Path) -> None:
@@ -136,7 +122,7 @@ async def test_failures_are_tool_errors_over_stdio(emulator: RunningEmulator, tm
     with anyio.fail_after(60):
         async with stdio_session(emulator, tmp_path, tmp_path / "stdout.log") as client:
             refused = await client.call_tool("edit_image", {"prompt": "x", "images": [URL] * 10})
-            assert refused.is_error and "at most 9" in message(refused)
+            assert refused.is_error and "at most 9" in text(refused)
             assert emulator.state.requests == []
 
             emulator.state.add_fault(Fault("fail_task", code="InternalError.Algo", message="Algorithm failed."))
@@ -147,8 +133,8 @@ async def test_failures_are_tool_errors_over_stdio(emulator: RunningEmulator, tm
             emulator.state.add_fault(Fault("error", target="submit", status=500, code="InternalError", message="boom"))
             crashed = await client.call_tool("edit_image", {"prompt": "x"})
             assert crashed.is_error
-            assert "InternalError: boom (HTTP 500, request_id" in message(crashed)
-            assert "Traceback" not in message(crashed)
+            assert "InternalError: boom (HTTP 500, request_id" in text(crashed)
+            assert "Traceback" not in text(crashed)
 
 
 async def test_stdout_carries_only_json_rpc_and_never_the_key(emulator: RunningEmulator, tmp_path: Path) -> None:
@@ -168,7 +154,7 @@ async def test_stdout_carries_only_json_rpc_and_never_the_key(emulator: RunningE
 
 
 def test_demo_runs_every_scenario_on_a_machine_with_no_key(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DASHSCOPE_", "WAN_MCP_"))}
+    env = server_env(None, None, None)
     done = subprocess.run(
         [sys.executable, "-m", "wan_image_mcp", "demo", "--output", str(tmp_path)],
         env=env,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ import httpx2
 import pytest
 from PIL import Image
 
-from tests.conftest import EMULATOR_KEY, ImageFactory
+from tests.conftest import EMULATOR_KEY, ImageFactory, server_env
 from wan_image_mcp.emulator import EmulatorConfig
 from wan_image_mcp.emulator.serve import RunningEmulator
 
@@ -33,8 +32,7 @@ def served() -> Iterator[RunningEmulator]:
 
 
 def run_example(served: RunningEmulator, script: str, cwd: Path, *args: str) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DASHSCOPE_", "WAN_MCP_"))}
-    env.update(DASHSCOPE_HTTP_BASE_URL=served.base_url, DASHSCOPE_API_KEY=EMULATOR_KEY, HOME=str(cwd))
+    env = server_env(served.base_url, EMULATOR_KEY, None, HOME=str(cwd))
     done = subprocess.run(
         [sys.executable, str(SCRIPTS / script), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
     )

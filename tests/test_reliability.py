@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
-import os
 import selectors
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
-from tests.conftest import until
+from tests.conftest import server_env, until
 from wan_image_mcp import results
 from wan_image_mcp.emulator import EmulatorConfig, EmulatorState, Fault
 from wan_image_mcp.emulator.serve import RunningEmulator
@@ -129,14 +128,7 @@ class RawServer:
 def test_a_server_killed_after_submit_leaves_nothing_behind(tmp_path: Path) -> None:
     config = EmulatorConfig(api_keys=frozenset({KEY}), polls_to_finish=1_000_000)  # nothing finishes yet
     with RunningEmulator(config) as emulator:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DASHSCOPE_", "WAN_MCP_"))}
-        env.update(
-            DASHSCOPE_HTTP_BASE_URL=emulator.base_url,
-            DASHSCOPE_API_KEY=KEY,
-            WAN_MCP_OUTPUT_DIR=str(tmp_path / "out"),
-            WAN_MCP_DB=str(tmp_path / "journal.sqlite3"),
-            WAN_MCP_POLL_INTERVAL="0.05",
-        )
+        env = server_env(emulator.base_url, KEY, tmp_path)
         first = RawServer(env, tmp_path)
         try:
             first.request(

@@ -13,10 +13,10 @@ import anyio
 import httpx2
 import pytest
 from mcp import Client
-from mcp.types import CallToolResult, ImageContent, TextContent
+from mcp.types import CallToolResult, ImageContent
 from PIL import Image
 
-from tests.conftest import ImageFactory
+from tests.conftest import ImageFactory, text
 from wan_image_mcp.app import build_app
 from wan_image_mcp.config import Settings
 from wan_image_mcp.emulator import EmulatorState, Fault
@@ -24,12 +24,6 @@ from wan_image_mcp.specs import MODEL_NAMES, SPECS
 
 pytestmark = pytest.mark.anyio
 URL = "https://example.com/photo-1200-800.png"
-
-
-def text(result: CallToolResult) -> str:
-    block = result.content[0]
-    assert isinstance(block, TextContent)
-    return block.text
 
 
 def structured(result: CallToolResult) -> dict[str, Any]:

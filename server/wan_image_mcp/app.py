@@ -12,6 +12,7 @@ import httpx2
 from mcp.server import MCPServer
 
 from . import __version__
+from .access import FileAccess
 from .config import Settings
 from .dashscope import DashScopeClient
 from .errors import ConfigurationError
@@ -41,11 +42,14 @@ def build_state(settings: Settings, http: httpx2.AsyncClient, journal: AsyncJour
         log.warning("%s; tools will say so when called", exc)
     service = WanService(
         client,
-        ResultStore(settings.output_dir, http),
+        ResultStore(settings.output_dir, http, api_base_url=settings.base_url),
         journal,
         poll_interval=settings.poll_interval,
         poll_interval_max=settings.poll_interval_max,
         missing_key=missing,
+        access=FileAccess.of([*settings.allowed_dirs, settings.output_dir]),
+        max_images_per_call=settings.max_images_per_call,
+        max_images_per_day=settings.max_images_per_day,
     )
     return AppState(service=service, settings=settings)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -25,11 +26,24 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # stdout belongs to the protocol: every log line goes to stderr.
-    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    level = os.environ.get("WAN_MCP_LOG_LEVEL", "WARNING").strip().upper() or "WARNING"
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=level if level in logging.getLevelNamesMapping() else "WARNING",
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     if args.command in (None, "serve"):
-        from .app import build_app
+        from .app import build_app, open_journal
+        from .config import Settings
+        from .errors import ConfigurationError
 
-        build_app().run()
+        try:
+            settings = Settings.from_env()
+            open_journal(settings).close()  # fail now, in one line, rather than inside the session
+        except ConfigurationError as exc:
+            print(f"wan-image-mcp: {exc}", file=sys.stderr)
+            return 2
+        build_app(settings).run()
         return 0
     if args.command == "demo":
         from .demo import run_demo

@@ -65,6 +65,15 @@ def _flag(value: str | None, default: bool) -> bool:
     return value.strip().lower() not in ("0", "false", "no", "off")
 
 
+def _count(env: Mapping[str, str], name: str) -> int | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigurationError(f"{name}={raw!r} must be a whole number of images, at least 1")
+    return int(raw)
+
+
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name, "").strip()
     if not raw:
@@ -94,6 +103,12 @@ class Settings:
     """The SQLite task journal (WAN_MCP_DB)."""
     harvest: bool = True
     """Poll unfinished tasks and download their images in the background (WAN_MCP_HARVEST=0 turns it off)."""
+    allowed_dirs: tuple[Path, ...] = ()
+    """Folders local input images may come from, besides the output folder and the client's roots."""
+    max_images_per_call: int = 4
+    """Most paid images one call may request (n, or max_images with interleave)."""
+    max_images_per_day: int | None = None
+    """Most paid images requested in any 24 hours, counted from the journal; None: no limit."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -121,6 +136,11 @@ class Settings:
             output_dir=_home_relative(raw_dir) if raw_dir else default_output_dir(),
             journal_path=_home_relative(raw_db) if raw_db else default_journal(),
             harvest=_flag(env.get("WAN_MCP_HARVEST"), True),
+            allowed_dirs=tuple(
+                _home_relative(part) for part in env.get("WAN_MCP_ALLOWED_DIRS", "").split(os.pathsep) if part.strip()
+            ),
+            max_images_per_call=_count(env, "WAN_MCP_MAX_IMAGES_PER_CALL") or 4,
+            max_images_per_day=_count(env, "WAN_MCP_MAX_IMAGES_PER_DAY"),
             previews=_flag(env.get("WAN_MCP_PREVIEWS"), True),
             poll_interval=poll,
             poll_interval_max=max(poll, _seconds(env, "WAN_MCP_POLL_INTERVAL_MAX", 5.0)),

@@ -134,6 +134,7 @@ async def _run(emulator: RunningEmulator, output: Path) -> list[Row]:
         "DASHSCOPE_API_KEY": KEY,
         "WAN_MCP_OUTPUT_DIR": str(output / "results"),
         "WAN_MCP_DB": str(output / "journal.sqlite3"),  # the demo never touches your real journal
+        "WAN_MCP_ALLOWED_DIRS": str(output / "inputs"),
         "WAN_MCP_POLL_INTERVAL": "0.2",
     }
     server = StdioServerParameters(command=sys.executable, args=["-m", "wan_image_mcp", "serve"], env=env)

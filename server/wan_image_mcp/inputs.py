@@ -20,6 +20,7 @@ import io
 import math
 import os
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -28,10 +29,15 @@ from urllib.parse import unquote, urlsplit
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .access import AccessDenied, FileAccess
 from .errors import InvalidRequest, Problem
-from .specs import ImageLimits
+from .specs import SPECS, ImageLimits
 
 MIME_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "BMP": "image/bmp", "WEBP": "image/webp"}
+MAX_DECODE_PIXELS = 2 * max(spec.image.side.hi for spec in SPECS.values()) ** 2
+"""Pillow's decompression-bomb guard: twice the largest image any model accepts (larger ones are shrunk to
+fit, so some headroom is useful); anything bigger is refused before it is decoded."""
+Image.MAX_IMAGE_PIXELS = MAX_DECODE_PIXELS
 _EXIF_ORIENTATION = 0x0112
 _JPEG_QUALITY = 95
 
@@ -112,8 +118,13 @@ def decode_data_url(ref: str) -> bytes:
         raise ValueError("data URL has invalid base64 data") from None
 
 
-def prepare_image(ref: str, index: int, limits: ImageLimits, cwd: Path) -> PreparedImage:
-    """Check and conform one reference. Raises InvalidRequest with a Problem naming image ``index``."""
+def prepare_image(
+    ref: str, index: int, limits: ImageLimits, cwd: Path, access: FileAccess | None = None
+) -> PreparedImage:
+    """Check and conform one reference. Raises InvalidRequest with a Problem naming image ``index``.
+
+    With ``access``, a local file is read only if its resolved path is inside an allowed directory; the
+    resolved path is what is opened."""
     kind = classify(ref)
     source = describe_ref(ref)
     if kind in (RefKind.REMOTE, RefKind.OSS):
@@ -128,7 +139,14 @@ def prepare_image(ref: str, index: int, limits: ImageLimits, cwd: Path) -> Prepa
         except ValueError as exc:
             raise problem(str(exc)) from None
     else:
-        path = local_path(ref, cwd)
+        try:
+            path = local_path(ref, cwd)
+            if access is not None:
+                path = access.resolve(path)
+        except AccessDenied as exc:
+            raise problem(str(exc)) from None
+        except (OSError, ValueError) as exc:
+            raise problem(f"cannot read {source!r}: {exc.__class__.__name__}") from None
         try:
             data = path.read_bytes()
         except FileNotFoundError:
@@ -152,9 +170,11 @@ def conform(
     problem: Callable[[str], InvalidRequest],
 ) -> PreparedImage:
     try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
-    except Image.DecompressionBombError:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # the guard's limit is the limit
+            image = Image.open(io.BytesIO(data))
+            image.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise problem("image has too many pixels to decode safely") from None
     except UnidentifiedImageError:
         raise problem(f"not an image (content of {source!r} is no format Pillow reads)") from None

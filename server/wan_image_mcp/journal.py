@@ -279,6 +279,14 @@ class Journal:
         ).fetchall()
         return [TaskRow.from_sql(row) for row in rows]
 
+    def requested_since(self, since: float) -> int:
+        """Paid images requested by tasks created since ``since`` (refused submissions do not count)."""
+        row = self._db.execute(
+            "SELECT COALESCE(SUM(requested_images), 0) FROM tasks WHERE created_at >= ? AND status != ?",
+            (since, REJECTED),
+        ).fetchone()
+        return int(row[0])
+
     def recent(self, *, status: str | None = None, limit: int = 20, offset: int = 0) -> tuple[list[TaskRow], int]:
         where, args = ("WHERE status = ?", [status]) if status else ("", [])
         total = int(self._db.execute(f"SELECT COUNT(*) FROM tasks {where}", args).fetchone()[0])

@@ -21,6 +21,7 @@ import httpx2
 import stamina
 from PIL import Image, UnidentifiedImageError
 
+from .access import AccessDenied, check_download_url
 from .dashscope.errors import DashScopeError
 from .models import ImageFile
 
@@ -58,10 +59,14 @@ def _retry_download(exc: Exception) -> bool:
     return False
 
 
+MAX_REDIRECTS = 3
+
+
 class ResultStore:
-    def __init__(self, root: Path, http: httpx2.AsyncClient) -> None:
+    def __init__(self, root: Path, http: httpx2.AsyncClient, *, api_base_url: str) -> None:
         self.root = root
         self._http = http
+        self._api_base_url = api_base_url
 
     def _name(self, task_id: str, index: int, model: str) -> str:
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -136,10 +141,7 @@ class ResultStore:
     async def _download(self, url: str) -> bytes:
         async for attempt in stamina.retry_context(on=_retry_download, attempts=4, timeout=60, wait_initial=0.5):
             with attempt:
-                try:
-                    response = await self._http.get(url, timeout=httpx2.Timeout(60.0))
-                except httpx2.TransportError as exc:
-                    raise DownloadError(url, f"download failed: {exc!r}") from None
+                response = await self._get(url)
                 if response.status_code == 200:
                     return response.content
                 expired = response.status_code == 403 and "expired" in response.text.lower()
@@ -148,6 +150,22 @@ class ResultStore:
                     url, f"cannot download result image: {why}", status=response.status_code, expired=expired
                 )
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _get(self, url: str) -> httpx2.Response:
+        """GET with every hop checked: the URL itself and each redirect target."""
+        for _ in range(MAX_REDIRECTS + 1):
+            try:
+                await check_download_url(url, api_base_url=self._api_base_url)
+            except AccessDenied as exc:
+                raise DownloadError(url, str(exc), status=403) from None
+            try:
+                response = await self._http.get(url, timeout=httpx2.Timeout(60.0), follow_redirects=False)
+            except httpx2.TransportError as exc:
+                raise DownloadError(url, f"download failed: {exc!r}") from None
+            if not response.is_redirect or "location" not in response.headers:
+                return response
+            url = str(response.url.join(response.headers["location"]))
+        raise DownloadError(url, f"more than {MAX_REDIRECTS} redirects", status=310)
 
     def _write(
         self,

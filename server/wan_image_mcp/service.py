@@ -17,10 +17,12 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 
+from .access import FileAccess
 from .dashscope import APIConnectionError, APIStatusError, DashScopeClient, TaskResult, TaskStatus
 from .errors import ConfigurationError, WanError
+from .inputs import RefKind, classify, local_path
 from .instructions import Mode, build_instruction
-from .journal import OPEN_STATUSES, AsyncJournal, NewTask, TaskRow
+from .journal import OPEN_STATUSES, AsyncJournal, Journal, NewTask, TaskRow
 from .models import ApiError, EditResult, ImageFile, TaskList, TaskSummary
 from .results import DownloadError, ResultStore, TaskRecord
 from .validation import EditParams, PreparedRequest, prepare_request
@@ -33,6 +35,28 @@ EXPIRED = "EXPIRED"
 
 async def _no_progress(fraction: float, message: str) -> None:
     del fraction, message
+
+
+class SpendLimitExceeded(WanError):
+    """A call that would request more paid images than the configured limits allow. Nothing was sent."""
+
+
+DAY = 24 * 3600.0
+
+
+def _begin_within_budget(journal: Journal, task: NewTask, per_day: int | None) -> int:
+    """Check the daily budget and record the task in one journal call, so concurrent submissions cannot
+    both slip under the limit."""
+    if per_day is not None:
+        used = journal.requested_since(time.time() - DAY)
+        asked = task.requested_images or 0
+        if used + asked > per_day:
+            raise SpendLimitExceeded(
+                f"This call would request {asked} paid image(s); {used} were requested in the last 24 h and "
+                f"WAN_MCP_MAX_IMAGES_PER_DAY is {per_day}. Nothing was sent. To allow more, raise "
+                "WAN_MCP_MAX_IMAGES_PER_DAY in the server's environment."
+            )
+    return journal.begin(task)
 
 
 class SubmissionUncertain(WanError):
@@ -74,8 +98,14 @@ class WanService:
         poll_interval: float = 1.0,
         poll_interval_max: float = 5.0,
         missing_key: ConfigurationError | None = None,
+        access: FileAccess | None = None,
+        max_images_per_call: int | None = None,
+        max_images_per_day: int | None = None,
     ) -> None:
         self._client = client
+        self._access = access or FileAccess.of([store.root])
+        self._per_call = max_images_per_call
+        self._per_day = max_images_per_day
         self._store = store
         self.journal = journal
         self._poll = poll_interval
@@ -101,14 +131,34 @@ class WanService:
 
     # --- tools --------------------------------------------------------------------------------------
 
-    async def prepare(self, args: EditArgs) -> PreparedRequest:
+    def needs_roots(self, refs: Sequence[str]) -> bool:
+        """Whether a call names a local file outside the configured directories (then the client's roots
+        are worth asking for)."""
+        cwd = Path.cwd()
+        for ref in refs:
+            if classify(ref) is RefKind.LOCAL:
+                try:
+                    if not self._access.allows(local_path(ref, cwd)):
+                        return True
+                except (OSError, ValueError):
+                    continue
+        return False
+
+    async def prepare(self, args: EditArgs, *, roots: Sequence[str] = ()) -> PreparedRequest:
         """Validate and conform in a worker thread (Pillow work must not block the event loop)."""
+        access = self._access.with_roots(roots)
         return await anyio.to_thread.run_sync(
-            lambda: prepare_request(args.model, args.prompt, args.images, args.params, cwd=Path.cwd())
+            lambda: prepare_request(args.model, args.prompt, args.images, args.params, cwd=Path.cwd(), access=access)
         )
 
-    async def submit(self, args: EditArgs, *, instruction: str | None = None) -> EditResult:
-        request = await self.prepare(args)
+    async def submit(self, args: EditArgs, *, instruction: str | None = None, roots: Sequence[str] = ()) -> EditResult:
+        request = await self.prepare(args, roots=roots)
+        if self._per_call is not None and request.paid_images > self._per_call:
+            raise SpendLimitExceeded(
+                f"This call would request {request.paid_images} paid images; WAN_MCP_MAX_IMAGES_PER_CALL is "
+                f"{self._per_call}. Nothing was sent. Ask for fewer (n / max_images), or raise "
+                "WAN_MCP_MAX_IMAGES_PER_CALL in the server's environment."
+            )
         client = self._api()
         parameters = dict(request.parameters)
         if request.negative_prompt is not None:
@@ -121,7 +171,7 @@ class WanService:
             instruction=instruction,
             requested_images=request.paid_images,
         )
-        journal_id = await self.journal.run(self.journal.sync.begin, new)
+        journal_id = await self.journal.run(_begin_within_budget, self.journal.sync, new, self._per_day)
         try:
             task = await client.submit(request)
         except APIConnectionError as exc:
@@ -159,9 +209,15 @@ class WanService:
         )
 
     async def edit(
-        self, args: EditArgs, *, wait_seconds: float, progress: Progress = _no_progress, instruction: str | None = None
+        self,
+        args: EditArgs,
+        *,
+        wait_seconds: float,
+        progress: Progress = _no_progress,
+        instruction: str | None = None,
+        roots: Sequence[str] = (),
     ) -> EditResult:
-        submitted = await self.submit(args, instruction=instruction)
+        submitted = await self.submit(args, instruction=instruction, roots=roots)
         assert submitted.task_id is not None
         await progress(0.05, f"submitted task {submitted.task_id}")
         checked = await self.check(submitted.task_id, wait_seconds=wait_seconds, progress=progress, first_look=False)
@@ -177,10 +233,11 @@ class WanService:
         model: str,
         wait_seconds: float,
         progress: Progress = _no_progress,
+        roots: Sequence[str] = (),
     ) -> EditResult:
         instruction = build_instruction(targets, mode, labels)
         args = EditArgs(prompt=instruction, images=[image], model=model, params=EditParams())
-        return await self.edit(args, wait_seconds=wait_seconds, progress=progress, instruction=instruction)
+        return await self.edit(args, wait_seconds=wait_seconds, progress=progress, instruction=instruction, roots=roots)
 
     async def check(
         self,

@@ -12,13 +12,13 @@ import io
 from collections.abc import Generator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal, cast, get_type_hints
 
 import anyio.to_thread
-from mcp.server.mcpserver import Context
+from mcp.server.mcpserver import Context, ListRoots, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
-from mcp.types import CallToolResult, ContentBlock, ImageContent, TextContent, ToolAnnotations
+from mcp.types import CallToolResult, ContentBlock, ImageContent, ListRootsResult, TextContent, ToolAnnotations
 from PIL import Image
 from pydantic import BaseModel, Field
 
@@ -26,12 +26,13 @@ from .config import Settings
 from .dashscope import APIConnectionError, APIStatusError, ContentModerationError, DashScopeError
 from .errors import ConfigurationError, InvalidRequest
 from .models import EditResult, TaskList
-from .service import EditArgs, SubmissionUncertain, WanService
+from .service import EditArgs, SpendLimitExceeded, SubmissionUncertain, WanService
 from .specs import DEFAULT_MODEL, MODEL_NAMES, SEED_RANGE, SPECS, ModelName, Param
 from .validation import EditParams
 
 PREVIEW_SIDE = 512
 MAX_WAIT = 300
+_NO_ROOTS = ListRootsResult(roots=[])
 
 
 @dataclass
@@ -191,7 +192,7 @@ def tool_errors() -> Generator[None]:
         yield
     except InvalidRequest as exc:
         raise ToolError(f"{exc} Nothing was sent; fix these and call again.") from None
-    except SubmissionUncertain as exc:
+    except (SubmissionUncertain, SpendLimitExceeded) as exc:
         raise ToolError(str(exc)) from None
     except ConfigurationError as exc:
         raise ToolError(str(exc)) from None
@@ -295,6 +296,28 @@ def _edit_args(prompt: str, images: list[str], model: str, **params: Any) -> Edi
     )
 
 
+# --- the client's roots, asked for only when a call needs them ----------------------------------------------
+
+
+def _roots(ctx: Context[AppState], refs: list[str]) -> ListRoots | ListRootsResult:
+    capabilities = ctx.client_capabilities
+    if capabilities is None or capabilities.roots is None or not _state(ctx).service.needs_roots(refs):
+        return ListRootsResult(roots=[])
+    return ListRoots()
+
+
+def _roots_for_images(ctx: Context[AppState], images: list[str]) -> ListRoots | ListRootsResult:
+    return _roots(ctx, images)
+
+
+def _roots_for_image(ctx: Context[AppState], image: str) -> ListRoots | ListRootsResult:
+    return _roots(ctx, [image])
+
+
+def _uris(roots: ListRootsResult) -> list[str]:
+    return [str(root.uri) for root in roots.roots]
+
+
 # --- the tools ------------------------------------------------------------------------------------------
 
 
@@ -316,17 +339,18 @@ async def edit_image(
     enable_interleave: Interleave = None,
     max_images: MaxImages = None,
     wait_seconds: Wait = 50,
+    roots: Annotated[ListRootsResult, Resolve(_roots_for_images)] = _NO_ROOTS,
 ) -> Annotated[CallToolResult, EditResult]:
     """Edit, fuse or generate images with a Wan model and save them locally.
 
     Refer to the inputs as image 1, image 2 (圖1, 圖2) in the prompt, in the order of `images`. Waits up to
     wait_seconds; if the task is not done by then, returns status RUNNING with a task_id for check_task.
     """
-    arguments = {k: v for k, v in locals().items() if k not in ("ctx", "wait_seconds")}  # the edit arguments
+    arguments = {k: v for k, v in locals().items() if k not in ("ctx", "wait_seconds", "roots")}  # the edit arguments
     state = _state(ctx)
     with tool_errors():
         args = _edit_args(**arguments)
-        result = await state.service.edit(args, wait_seconds=wait_seconds, progress=_progress(ctx))
+        result = await state.service.edit(args, wait_seconds=wait_seconds, progress=_progress(ctx), roots=_uris(roots))
     return await respond(result, state.settings)
 
 
@@ -336,18 +360,23 @@ async def submit_task(ctx: Context[AppState], **arguments: Any) -> Annotated[Cal
     Use check_task to wait for it and get the images.
     """
     state = _state(ctx)
+    roots: ListRootsResult = arguments.pop("roots", _NO_ROOTS)
     with tool_errors():
-        result = await state.service.submit(_edit_args(**arguments))
+        result = await state.service.submit(_edit_args(**arguments), roots=_uris(roots))
     return await respond(result, state.settings)
 
 
-# submit_task takes exactly edit_image's arguments but wait_seconds: one parameter list, not two.
+# submit_task takes exactly edit_image's arguments but wait_seconds: one parameter list, not two. mcp reads a
+# tool's parameters from its signature and its resolvers from its annotations, so both are derived.
 _edit_signature = inspect.signature(edit_image, eval_str=True)
 setattr(  # noqa: B010 - inspect reads __signature__; pyright does not know the attribute
     submit_task,
     "__signature__",
     _edit_signature.replace(parameters=[p for n, p in _edit_signature.parameters.items() if n != "wait_seconds"]),
 )
+submit_task.__annotations__ = {
+    name: hint for name, hint in get_type_hints(edit_image, include_extras=True).items() if name != "wait_seconds"
+}
 
 
 async def check_task(
@@ -406,6 +435,7 @@ async def detect_segment(
     ] = None,
     model: Model = DEFAULT_MODEL,
     wait_seconds: Wait = 50,
+    roots: Annotated[ListRootsResult, Resolve(_roots_for_image)] = _NO_ROOTS,
 ) -> Annotated[CallToolResult, EditResult]:
     """Detect objects (labelled boxes) or segment them in an image; returns the result image and the instruction.
 
@@ -414,7 +444,14 @@ async def detect_segment(
     state = _state(ctx)
     with tool_errors():
         result = await state.service.detect_segment(
-            image, targets, mode=mode, labels=labels, model=model, wait_seconds=wait_seconds, progress=_progress(ctx)
+            image,
+            targets,
+            mode=mode,
+            labels=labels,
+            model=model,
+            wait_seconds=wait_seconds,
+            progress=_progress(ctx),
+            roots=_uris(roots),
         )
     return await respond(result, state.settings)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from .access import FileAccess
 from .errors import InvalidRequest, Problem
 from .inputs import PreparedImage, prepare_image
 from .specs import (
@@ -288,8 +289,11 @@ def prepare_request(
     params: EditParams | None = None,
     *,
     cwd: Path | None = None,
+    access: FileAccess | None = None,
 ) -> PreparedRequest:
-    """Validate and conform a request. Raises InvalidRequest listing every problem."""
+    """Validate and conform a request. Raises InvalidRequest listing every problem.
+
+    ``access`` limits which local files may be read (None: any, for library use)."""
     params = params or EditParams()
     spec = get_spec(model)
     if spec is None:
@@ -303,7 +307,7 @@ def prepare_request(
     if len(images) <= spec.max_input_images:  # past the count limit, reading the files helps no one
         for index, ref in enumerate(images, start=1):
             try:
-                prepared.append(prepare_image(ref, index, spec.image, cwd or Path.cwd()))
+                prepared.append(prepare_image(ref, index, spec.image, cwd or Path.cwd(), access))
             except InvalidRequest as exc:
                 problems.extend(exc.problems)
     if params.bbox_list is not None and not problems:

@@ -268,7 +268,7 @@ def _output(state: EmulatorState, task: Task, origin: str) -> dict[str, Any]:
         out["code"], out["message"] = task.failure
     if task.status != "SUCCEEDED":
         return out
-    urls = [state.signed_file_url(origin, name) for name in task.outputs]
+    urls = [state.signed_file_url(state.config.result_origin or origin, name) for name in task.outputs]
     if task.spec.protocol is Protocol.PROMPT:
         results: list[dict[str, Any]] = []
         extend = task.parameters.get("prompt_extend", True) is not False
@@ -483,6 +483,8 @@ async def get_result(request: Request, state: EmulatorState) -> Response:
         return _oss_error(403, "SignatureDoesNotMatch", "The request signature we calculated does not match.")
     if stored.expires < state.clock():
         return _oss_error(403, "AccessDenied", "Request has expired.")
+    if state.config.result_redirect:
+        return Response(status_code=302, headers={"location": state.config.result_redirect})
     return Response(stored.data, media_type=stored.content_type)
 
 

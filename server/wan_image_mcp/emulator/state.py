@@ -32,6 +32,10 @@ class EmulatorConfig:
     policy_ttl: float = 300
     upload_ttl: float = 48 * 3600
     max_upload_bytes: int = 1024 * 1024 * 1024
+    result_origin: str | None = None
+    """Serve result URLs as if from this origin (a hostile response, for the server's download guard)."""
+    result_redirect: str | None = None
+    """Answer result downloads with a 302 to this URL (a hostile redirect)."""
     fetch_remote: bool = False
     """Fetch http(s) inputs from hosts other than loopback (there is no internet here: placeholders stand in)."""
 

@@ -1,0 +1,91 @@
+"""Which local files the server may read, and which hosts it may download from.
+
+Files: only inside allowed directories — ``WAN_MCP_ALLOWED_DIRS``, the output directory, and the roots the
+MCP client declares. A path is resolved first (``~``, ``..``, symlinks, drive letters and UNC forms on
+Windows) and the *resolved* path is both checked and opened, so a symlink cannot lead outside.
+
+Downloads: only result URLs from DashScope responses, over https from hosts that resolve only to public
+addresses, or from the API's own host. A crafted response cannot make the server fetch from loopback,
+private or link-local addresses (the emulator's loopback host is reachable only when the configured base
+URL is that same loopback host). Redirects are followed by hand, each hop checked the same way.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import anyio
+
+from .errors import WanError
+
+
+class AccessDenied(WanError, PermissionError):
+    """A path outside the allowed directories, or a URL the server will not fetch."""
+
+
+def _real(path: Path) -> Path:
+    return Path(os.path.normcase(os.path.realpath(os.path.expanduser(path))))
+
+
+@dataclass(frozen=True)
+class FileAccess:
+    directories: tuple[Path, ...]
+    """Resolved allowed directories."""
+
+    @classmethod
+    def of(cls, directories: Iterable[Path]) -> FileAccess:
+        resolved: dict[Path, None] = {}
+        for directory in directories:
+            resolved[_real(directory)] = None
+        return cls(tuple(resolved))
+
+    def with_roots(self, uris: Iterable[str]) -> FileAccess:
+        """Add the client's roots (``file://`` URIs; others are ignored)."""
+        extra = [Path(unquote(urlsplit(uri).path)) for uri in uris if uri.lower().startswith("file://")]
+        return FileAccess.of([*self.directories, *extra]) if extra else self
+
+    def allows(self, path: Path) -> bool:
+        real = _real(path)
+        return any(real == root or real.is_relative_to(root) for root in self.directories)
+
+    def resolve(self, path: Path) -> Path:
+        """The real path to open, or AccessDenied naming the allowed directories. Nothing is opened here."""
+        real = _real(path)
+        if any(real == root or real.is_relative_to(root) for root in self.directories):
+            return real
+        allowed = ", ".join(str(d) for d in self.directories) or "none"
+        raise AccessDenied(
+            f"{path} is outside the allowed directories ({allowed}); add its folder to WAN_MCP_ALLOWED_DIRS "
+            "or open it as a root in your MCP client"
+        )
+
+
+def _is_public(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    return ip.is_global and not ip.is_multicast
+
+
+async def check_download_url(url: str, *, api_base_url: str) -> None:
+    """Refuse a result URL unless it is on the API's own host (which already has our trust, and is how the
+    emulator serves results) or is https on a host that resolves only to public addresses."""
+    parts = urlsplit(url)
+    api = urlsplit(api_base_url)
+    if not parts.hostname or parts.scheme not in ("https", "http"):
+        raise AccessDenied(f"refusing to download a {parts.scheme or 'schemeless'} URL")
+    if (parts.scheme, parts.hostname, parts.port) == (api.scheme, api.hostname, api.port):
+        return
+    if parts.scheme != "https":
+        raise AccessDenied(f"refusing to download a result over plain http from {parts.hostname}")
+    try:
+        infos = await anyio.getaddrinfo(parts.hostname, parts.port or 443)
+    except OSError as exc:
+        raise AccessDenied(f"cannot resolve {parts.hostname}: {exc}") from None
+    for info in infos:
+        address = str(info[4][0])
+        if not _is_public(address):
+            raise AccessDenied(f"refusing to download from {parts.hostname} ({address}): not a public address")

@@ -1,0 +1,235 @@
+"""Safe by default: which files are read, which URLs are fetched, what is spent, and the key kept secret."""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+from mcp import Client, StdioServerParameters
+from mcp.types import ListRootsResult, Root
+
+from tests.conftest import ImageFactory, server_env, text
+from wan_image_mcp.app import build_app
+from wan_image_mcp.config import Settings
+from wan_image_mcp.emulator import EmulatorConfig, EmulatorState, Fault
+from wan_image_mcp.emulator.serve import RunningEmulator
+from wan_image_mcp.inputs import MAX_DECODE_PIXELS
+
+pytestmark = pytest.mark.anyio
+URL = "https://example.com/a-1024-1024.png"
+
+
+@pytest.fixture
+def outside(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("outside")
+
+
+# --- files ----------------------------------------------------------------------------------------------
+
+
+async def test_a_file_outside_the_allowed_directories_is_refused_without_being_opened(
+    mcp: Client, emulator: EmulatorState, outside: Path, server_settings: Settings
+) -> None:
+    fifo = outside / "secret.png"
+    os.mkfifo(fifo)  # opening a FIFO for reading blocks: if the server opened it, this call would hang
+    try:
+        with anyio.fail_after(10):
+            result = await mcp.call_tool("edit_image", {"prompt": "x", "images": [str(fifo)]})
+    finally:
+        fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)  # releases a reader, had there been one
+        os.close(fd)
+    assert result.is_error
+    assert f"{fifo} is outside the allowed directories" in text(result)
+    assert str(server_settings.output_dir) in text(result)
+    assert emulator.requests == []
+
+
+@pytest.mark.parametrize("form", ["dotdot", "symlink", "file-url", "tilde"])
+async def test_every_path_form_is_resolved_before_the_check(
+    form: str, mcp: Client, make_image: ImageFactory, tmp_path: Path, outside: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = outside / "secret.png"
+    make_image("seed.png", (300, 300)).rename(secret)
+    link = tmp_path / "innocent.png"
+    link.symlink_to(secret)
+    monkeypatch.setenv("HOME", str(outside))
+    ref = {
+        "dotdot": f"{tmp_path}/../{outside.name}/secret.png",
+        "symlink": str(link),
+        "file-url": secret.as_uri(),
+        "tilde": "~/secret.png",
+    }[form]
+    result = await mcp.call_tool("edit_image", {"prompt": "x", "images": [ref]})
+    assert result.is_error
+    assert "is outside the allowed directories" in text(result)
+
+
+async def test_the_output_folder_is_always_allowed(
+    http: httpx2.AsyncClient, server_settings: Settings, make_image: ImageFactory
+) -> None:
+    settings = replace(server_settings, allowed_dirs=())
+    settings.output_dir.mkdir(parents=True)
+    earlier = make_image("earlier.png", (400, 300)).rename(settings.output_dir / "earlier.png")
+    async with Client(build_app(settings, http)) as client:
+        result = await client.call_tool("edit_image", {"prompt": "again", "images": [str(earlier)], "size": "1K"})
+    assert not result.is_error, text(result)
+
+
+async def test_the_clients_roots_are_allowed_and_asked_for_only_when_needed(
+    http: httpx2.AsyncClient, server_settings: Settings, make_image: ImageFactory, outside: Path
+) -> None:
+    photo = make_image("photo.png", (400, 300)).rename(outside / "photo.png")
+    asked: list[int] = []
+
+    async def roots(context: Any) -> ListRootsResult:
+        asked.append(1)
+        return ListRootsResult(roots=[Root(uri=outside.as_uri(), name="project")])  # pyright: ignore[reportArgumentType]
+
+    async with Client(build_app(server_settings, http), list_roots_callback=roots) as client:
+        remote = await client.call_tool("edit_image", {"prompt": "x", "images": [URL], "size": "1K"})
+        assert not remote.is_error and asked == []
+        local = await client.call_tool("edit_image", {"prompt": "x", "images": [str(photo)], "size": "1K"})
+        assert not local.is_error, text(local)
+        assert asked == [1]
+    async with Client(build_app(server_settings, http)) as rootless:
+        refused = await rootless.call_tool("edit_image", {"prompt": "x", "images": [str(photo)]})
+    assert refused.is_error and "outside the allowed directories" in text(refused)
+
+
+# --- remote references ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("config", "why"),
+    [
+        ({"result_origin": "https://127.0.0.1:9"}, "not a public address"),
+        ({"result_origin": "https://10.1.2.3"}, "not a public address"),
+        ({"result_origin": "http://198.51.100.7"}, "plain http"),
+        ({"result_redirect": "http://169.254.169.254/latest/meta-data/"}, "plain http"),
+        ({"result_redirect": "https://[::1]:9/x"}, "not a public address"),
+    ],
+)
+async def test_a_crafted_result_url_cannot_make_the_server_fetch_from_a_private_address(
+    config: dict[str, str], why: str, mcp: Client, emulator: EmulatorState
+) -> None:
+    for name, value in config.items():
+        setattr(emulator.config, name, value)
+    result = await mcp.call_tool("edit_image", {"prompt": "x", "size": "1K"})
+    assert result.is_error
+    assert result.structured_content is not None
+    assert why in result.structured_content["error"]["message"]
+
+
+async def test_remote_input_urls_are_passed_to_dashscope_not_fetched(mcp: Client, emulator: EmulatorState) -> None:
+    await mcp.call_tool("edit_image", {"prompt": "x", "images": ["https://example.com/photo.png"], "size": "1K"})
+    sent = next(r for r in emulator.requests if r.method == "POST")
+    assert sent.body["input"]["messages"][0]["content"][0] == {"image": "https://example.com/photo.png"}
+
+
+# --- spend --------------------------------------------------------------------------------------------------
+
+
+async def test_a_call_over_the_per_call_limit_is_refused_before_any_request(
+    mcp: Client, emulator: EmulatorState
+) -> None:
+    result = await mcp.call_tool("edit_image", {"prompt": "a set", "n": 12, "enable_sequential": True})
+    assert result.is_error
+    assert "would request 12 paid images; WAN_MCP_MAX_IMAGES_PER_CALL is 4" in text(result)
+    assert "raise WAN_MCP_MAX_IMAGES_PER_CALL" in text(result)
+    assert emulator.requests == []
+
+
+async def test_the_daily_limit_counts_what_was_requested(
+    http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState
+) -> None:
+    async with Client(build_app(replace(server_settings, max_images_per_day=3), http)) as client:
+        emulator.add_fault(Fault("error", target="submit", status=400, code="InvalidParameter", message="no"))
+        refused_by_api = await client.call_tool("submit_task", {"prompt": "x", "n": 2})
+        assert refused_by_api.is_error  # a refused submission costs nothing and counts nothing
+        first = await client.call_tool("submit_task", {"prompt": "x", "n": 2})
+        assert not first.is_error
+        second = await client.call_tool("submit_task", {"prompt": "x", "n": 2})
+    assert second.is_error
+    assert "2 were requested in the last 24 h and WAN_MCP_MAX_IMAGES_PER_DAY is 3" in text(second)
+    assert len(emulator.tasks) == 1
+
+
+# --- hostile images ----------------------------------------------------------------------------------------
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that claims to be width×height but carries almost no data: a decompression bomb's shape."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
+
+
+async def test_a_decompression_bomb_is_refused_before_decoding(
+    mcp: Client, tmp_path: Path, emulator: EmulatorState
+) -> None:
+    side = int((MAX_DECODE_PIXELS * 1.5) ** 0.5)
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_header_only(side, side))
+    result = await mcp.call_tool("edit_image", {"prompt": "x", "images": [str(bomb)]})
+    assert result.is_error
+    assert "too many pixels to decode safely" in text(result)
+    assert emulator.requests == []
+
+
+# --- the key ---------------------------------------------------------------------------------------------------
+
+SECRET = "sk-security-test-9d41c7ee0b"
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[RunningEmulator]:
+    with RunningEmulator(EmulatorConfig(api_keys=frozenset({SECRET}))) as running:
+        yield running
+
+
+async def test_the_key_appears_nowhere_a_session_wrote(served: RunningEmulator, tmp_path: Path) -> None:
+    stdout_log, stderr_log = tmp_path / "stdout.log", tmp_path / "stderr.log"
+    env = server_env(served.base_url, SECRET, tmp_path, WAN_MCP_LOG_LEVEL="DEBUG")
+    tee = [str(Path(__file__).parent / "stdio_tee.py"), str(stdout_log), "--stderr", str(stderr_log)]
+    params = StdioServerParameters(command=sys.executable, args=[*tee, sys.executable, "-m", "wan_image_mcp"], env=env)
+    served.state.add_fault(Fault("fail_task", code="InternalError.Algo", message="failed"))
+    with anyio.fail_after(60):
+        async with Client(params) as client:
+            await client.call_tool("edit_image", {"prompt": "x", "size": "1K"})  # a failed task
+            await client.call_tool("edit_image", {"prompt": "x", "size": "1K", "n": 2})  # a success
+            await client.call_tool("edit_image", {"prompt": "", "images": ["/etc/passwd"]})  # refused
+            served.state.add_fault(Fault("error", target="submit", status=401, code="InvalidApiKey", message="bad"))
+            await client.call_tool("submit_task", {"prompt": "x"})  # an API error
+            await client.call_tool("list_tasks", {})
+    assert b"DEBUG" in stderr_log.read_bytes()  # the most talkative logs were on
+    written = [stdout_log, stderr_log, *tmp_path.rglob("*")]
+    files = [path for path in written if path.is_file()]
+    assert any(path.suffix == ".json" for path in files) and any("journal" in path.name for path in files)
+    for path in files:
+        assert SECRET.encode() not in path.read_bytes(), path
+
+
+def test_a_bad_key_in_the_environment_is_named_but_not_shown(tmp_path: Path) -> None:
+    env = server_env(None, SECRET, None, WAN_MCP_REGION="mars", WAN_MCP_DB=str(tmp_path / "j.sqlite3"))
+    done = subprocess.run(
+        [sys.executable, "-m", "wan_image_mcp"], env=env, capture_output=True, text=True, timeout=30, input=""
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("wan-image-mcp: WAN_MCP_REGION='mars' is not a known region")
+    assert "Traceback" not in done.stderr
+    assert SECRET not in done.stderr + done.stdout
