@@ -89,3 +89,14 @@ async def check_download_url(url: str, *, api_base_url: str) -> None:
         address = str(info[4][0])
         if not _is_public(address):
             raise AccessDenied(f"refusing to download from {parts.hostname} ({address}): not a public address")
+
+
+def is_loopback_host(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost."""
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

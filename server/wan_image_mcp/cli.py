@@ -12,7 +12,10 @@ from collections.abc import Sequence
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wan-image-mcp", description=__doc__)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser("serve", help="run the MCP server over stdio (the default)")
+    serve = commands.add_parser("serve", help="run the MCP server (stdio by default)")
+    serve.add_argument("--transport", choices=("stdio", "http"), default="stdio")
+    serve.add_argument("--host", default="127.0.0.1", help="http: address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="http: port (default 8000; 0 picks a free one)")
     demo = commands.add_parser("demo", help="run the seed's scenarios against a local emulator, no key needed")
     demo.add_argument("--output", help="where the images go (default: a new temporary directory)")
     emulator = commands.add_parser("emulator", help="run the local DashScope emulator on 127.0.0.1")
@@ -40,6 +43,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             settings = Settings.from_env()
             open_journal(settings).close()  # fail now, in one line, rather than inside the session
+            if getattr(args, "transport", "stdio") == "http":
+                from .http import serve_http
+
+                token = os.environ.get("WAN_MCP_HTTP_TOKEN", "").strip() or None
+                hosts = [h.strip() for h in os.environ.get("WAN_MCP_HTTP_ALLOWED_HOSTS", "").split(",") if h.strip()]
+                serve_http(settings, host=args.host, port=args.port, token=token, allowed_hosts=hosts)
+                return 0
         except ConfigurationError as exc:
             print(f"wan-image-mcp: {exc}", file=sys.stderr)
             return 2

@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from types import TracebackType
 
 import uvicorn
 
+from ..sockets import bind
 from .app import API, create_app
 from .state import EmulatorConfig, EmulatorState
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.set_inheritable(True)
-    return sock
 
 
 def _server(state: EmulatorState, log_level: str) -> uvicorn.Server:
@@ -36,7 +28,7 @@ class RunningEmulator:
 
     def __init__(self, config: EmulatorConfig | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self.state = EmulatorState(config)
-        self._sock = _bind(host, port)
+        self._sock = bind(host, port)
         self.host, self.port = self._sock.getsockname()[:2]
         self.origin = f"http://{host}:{self.port}"
         self.base_url = self.origin + API
@@ -62,7 +54,7 @@ class RunningEmulator:
 
 
 def run_foreground(config: EmulatorConfig, *, host: str, port: int, announce: bool = True) -> None:
-    sock = _bind(host, port)
+    sock = bind(host, port)
     bound = sock.getsockname()[1]
     if announce:
         print(f"DASHSCOPE_HTTP_BASE_URL=http://{host}:{bound}{API}", flush=True)

@@ -1,0 +1,84 @@
+"""``wan-image-mcp serve --transport http``: streamable HTTP, stateless, with the safety defaults.
+
+* binds 127.0.0.1 unless told otherwise;
+* keeps DNS-rebinding protection on (the SDK's own for loopback; for other binds the Host header must be
+  the bound host or one listed in WAN_MCP_HTTP_ALLOWED_HOSTS);
+* requires ``Authorization: Bearer $WAN_MCP_HTTP_TOKEN`` for any non-loopback bind (and on loopback too
+  when a token is set), compared in constant time.
+
+Stateless: every request stands alone, so several instances can sit behind a load balancer; task state lives
+at DashScope and in the journal.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .access import is_loopback_host
+from .app import build_app
+from .config import Settings
+from .errors import ConfigurationError
+from .sockets import bind
+
+
+class BearerToken:
+    """Refuses every HTTP request that does not carry the token."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self._app = app
+        self._expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self._expected):
+                body = json.dumps({"error": "unauthorized: send Authorization: Bearer <WAN_MCP_HTTP_TOKEN>"}).encode()
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 401,
+                        "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self._app(scope, receive, send)
+
+
+def http_app(settings: Settings, *, host: str, token: str | None, allowed_hosts: Sequence[str] = ()) -> ASGIApp:
+    loopback = is_loopback_host(host)
+    if not loopback and not token:
+        raise ConfigurationError(
+            f"serving on {host} (not loopback) needs a bearer token: set WAN_MCP_HTTP_TOKEN to a long random "
+            "secret that clients send as 'Authorization: Bearer <token>'"
+        )
+    security = None
+    if not loopback:
+        hosts = [f"{host}:*", *(h if ":" in h else f"{h}:*" for h in allowed_hosts)]
+        origins = [f"{scheme}://{h}" for h in hosts for scheme in ("http", "https")]
+        security = TransportSecuritySettings(
+            enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
+        )
+    app: ASGIApp = build_app(settings).streamable_http_app(
+        stateless_http=True, json_response=True, host=host, transport_security=security
+    )
+    return BearerToken(app, token) if token else app
+
+
+def serve_http(settings: Settings, *, host: str, port: int, token: str | None, allowed_hosts: Sequence[str]) -> None:
+    app = http_app(settings, host=host, token=token, allowed_hosts=allowed_hosts)
+    sock = bind(host, port)
+    shown = f"[{host}]" if ":" in host else host
+    print(
+        f"wan-image-mcp: serving MCP over HTTP at http://{shown}:{sock.getsockname()[1]}/mcp",
+        file=sys.stderr,
+        flush=True,
+    )
+    uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on")).run(sockets=[sock])

@@ -1,0 +1,120 @@
+"""Streamable HTTP: the SDK's HTTP client against `wan-image-mcp serve --transport http`, with the safety
+defaults: loopback bind, DNS-rebinding protection, and a bearer token wherever one is set or needed."""
+
+from __future__ import annotations
+
+import selectors
+import subprocess
+import sys
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import anyio
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from tests.conftest import server_env
+from wan_image_mcp.emulator import EmulatorConfig
+from wan_image_mcp.emulator.serve import RunningEmulator
+
+KEY = "sk-http"
+TOKEN = "t0ken-for-tests-only-3a9f"
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[RunningEmulator]:
+    with RunningEmulator(EmulatorConfig(api_keys=frozenset({KEY}))) as running:
+        yield running
+
+
+@contextmanager
+def http_server(emulator: RunningEmulator, folder: Path, *args: str, **settings: str) -> Generator[str]:
+    """Start the server over HTTP on a free port; yields its /mcp URL."""
+    env = server_env(emulator.base_url, KEY, folder, WAN_MCP_HARVEST="0", **settings)
+    command = [sys.executable, "-m", "wan_image_mcp", "serve", "--transport", "http", "--port", "0", *args]
+    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stderr is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(process.stderr, selectors.EVENT_READ)
+            assert selector.select(timeout=30), "the server said nothing within 30 s"
+        line = process.stderr.readline()
+        assert "serving MCP over HTTP at " in line, line
+        url = line.rsplit(" ", 1)[1].strip()
+        yield url.replace("0.0.0.0", "127.0.0.1")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        if process.stderr:
+            process.stderr.close()
+
+
+def test_the_http_server_edits_through_the_sdk_client(emulator: RunningEmulator, tmp_path: Path) -> None:
+    async def session(url: str) -> None:
+        async with Client(url) as client:
+            names = {t.name for t in (await client.list_tools()).tools}
+            assert "edit_image" in names
+            result = await client.call_tool("edit_image", {"prompt": "over http", "size": "1K"})
+            assert not result.is_error, result.content
+            assert result.structured_content is not None
+            assert Path(result.structured_content["images"][0]["path"]).is_file()
+
+    with http_server(emulator, tmp_path) as url:
+        assert url.startswith("http://127.0.0.1:")
+        anyio.run(session, url)
+
+
+def test_a_set_token_is_required(emulator: RunningEmulator, tmp_path: Path) -> None:
+    async def session(url: str) -> None:
+        async with httpx2.AsyncClient() as anonymous:
+            refused = await anonymous.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+            assert refused.status_code == 401
+            assert refused.headers["www-authenticate"] == "Bearer"
+        async with (
+            httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}) as http,
+            Client(streamable_http_client(url, http_client=http)) as client,
+        ):
+            assert (await client.list_tools()).tools
+
+    with http_server(emulator, tmp_path, WAN_MCP_HTTP_TOKEN=TOKEN) as url:
+        anyio.run(session, url)
+
+
+def test_dns_rebinding_protection_is_on(emulator: RunningEmulator, tmp_path: Path) -> None:
+    with http_server(emulator, tmp_path) as url:
+        rebound = httpx2.post(
+            url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, headers={"Host": "evil.example"}, timeout=10
+        )
+    assert rebound.status_code in (403, 421)
+
+
+def test_a_non_loopback_bind_needs_a_token(tmp_path: Path) -> None:
+    env = server_env(None, KEY, tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "wan_image_mcp", "serve", "--transport", "http", "--host", "0.0.0.0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert "needs a bearer token: set WAN_MCP_HTTP_TOKEN" in done.stderr
+
+
+def test_a_wildcard_bind_answers_only_allowed_hosts_with_the_token(emulator: RunningEmulator, tmp_path: Path) -> None:
+    async def session(url: str) -> None:
+        async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+            async with Client(streamable_http_client(url, http_client=http)) as client:
+                assert (await client.list_tools()).tools
+            other = await http.post(
+                url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, headers={"Host": "evil.example"}
+            )
+            assert other.status_code in (403, 421)
+
+    with http_server(
+        emulator, tmp_path, "--host", "0.0.0.0", WAN_MCP_HTTP_TOKEN=TOKEN, WAN_MCP_HTTP_ALLOWED_HOSTS="127.0.0.1"
+    ) as url:
+        anyio.run(session, url)
