@@ -30,6 +30,9 @@ LIVE = bool(LIVE_KEY) and os.environ.get("WAN_MCP_LIVE_TESTS") == "1"
 LIVE_SETTINGS = Settings.from_env() if LIVE else None
 EMULATOR_KEY = "sk-emulator"
 EMULATOR_BASE = "http://emulator.test/api/v1"
+TOOL_NAMES = frozenset(
+    {"edit_image", "submit_task", "check_task", "cancel_task", "detect_segment", "list_tasks", "inspect_image"}
+)
 FAST_RETRY = RetryPolicy(attempts=4, timeout=10, wait_initial=0.001, wait_max=0.01, wait_jitter=0.0)
 
 

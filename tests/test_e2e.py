@@ -16,7 +16,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.types import CallToolResult, ImageContent
 
-from tests.conftest import server_env, text
+from tests.conftest import TOOL_NAMES, server_env, text
 from wan_image_mcp.emulator import EmulatorConfig, Fault
 from wan_image_mcp.emulator.serve import RunningEmulator
 from wan_image_mcp.specs import MODEL_NAMES
@@ -61,7 +61,7 @@ async def test_every_tool_and_model_over_stdio(emulator: RunningEmulator, tmp_pa
     with anyio.fail_after(90):
         async with stdio_session(emulator, tmp_path, tmp_path / "stdout.log") as client:
             names = {tool.name for tool in (await client.list_tools()).tools}
-            assert names == {"edit_image", "submit_task", "check_task", "cancel_task", "detect_segment", "list_tasks"}
+            assert names == TOOL_NAMES
 
             seen: list[str] = []
 
@@ -163,7 +163,7 @@ def test_demo_runs_every_scenario_on_a_machine_with_no_key(tmp_path: Path) -> No
         timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "lists 6 tools" in done.stdout
+    assert "lists 7 tools" in done.stdout
     assert done.stdout.count("SUCCEEDED") == 5
     assert (tmp_path / "journal.sqlite3").is_file()
     pngs = sorted((tmp_path / "results").glob("*.png"))

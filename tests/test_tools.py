@@ -16,7 +16,7 @@ from mcp import Client
 from mcp.types import CallToolResult, ImageContent
 from PIL import Image
 
-from tests.conftest import ImageFactory, text
+from tests.conftest import TOOL_NAMES, ImageFactory, text
 from wan_image_mcp.app import build_app
 from wan_image_mcp.config import Settings
 from wan_image_mcp.emulator import EmulatorState, Fault
@@ -40,10 +40,10 @@ def api_calls(emulator: EmulatorState) -> list[str]:
 
 async def test_the_tools_are_listed_with_titles_annotations_and_output_schemas(mcp: Client) -> None:
     tools = {t.name: t for t in (await mcp.list_tools()).tools}
-    assert set(tools) == {"edit_image", "submit_task", "check_task", "cancel_task", "detect_segment", "list_tasks"}
+    assert set(tools) == TOOL_NAMES
     for tool in tools.values():
         assert tool.title and tool.annotations is not None
-        assert tool.annotations.open_world_hint is (tool.name != "list_tasks")
+        assert tool.annotations.open_world_hint is (tool.name not in ("list_tasks", "inspect_image"))
         assert tool.output_schema is not None
     assert tools["list_tasks"].annotations and tools["list_tasks"].annotations.read_only_hint
     assert tools["check_task"].annotations and tools["check_task"].annotations.idempotent_hint
@@ -70,7 +70,7 @@ async def test_schemas_are_generated_from_the_spec_tables(mcp: Client) -> None:
 async def test_tools_list_stays_small(mcp: Client) -> None:
     tools = (await mcp.list_tools()).tools
     size = len(json.dumps([t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tools]).encode())
-    assert size < 22_000, size
+    assert size < 24_000, size
 
 
 # --- refused before any request ---------------------------------------------------------------------------
@@ -164,7 +164,7 @@ async def test_previews_can_be_turned_off(http: httpx2.AsyncClient, server_setti
     async with Client(build_app(quiet, http)) as client:
         result = await client.call_tool("edit_image", {"prompt": "x", "size": "1K"})
     assert not result.is_error
-    assert [block.type for block in result.content] == ["text"]
+    assert [block.type for block in result.content] == ["text", "resource_link"]  # the link stays, no preview
 
 
 @pytest.mark.parametrize("model", MODEL_NAMES)

@@ -13,14 +13,17 @@ from mcp.server import MCPServer
 
 from . import __version__
 from .access import FileAccess
+from .appstate import AppState
 from .config import Settings
 from .dashscope import DashScopeClient
 from .errors import ConfigurationError
 from .harvest import Harvester
 from .journal import AsyncJournal, Journal
+from .prompts import register as register_prompts
+from .resources import register as register_resources
 from .results import ResultStore
 from .service import WanService
-from .tools import AppState, build_tools
+from .tools import build_tools
 
 log = logging.getLogger("wan_image_mcp")
 
@@ -84,7 +87,7 @@ def build_app(settings: Settings | None = None, http: httpx2.AsyncClient | None 
         finally:
             journal.close()
 
-    return MCPServer[AppState](
+    server = MCPServer[AppState](
         name="wan-image-mcp",
         title="Wan image models",
         version=__version__,
@@ -93,3 +96,6 @@ def build_app(settings: Settings | None = None, http: httpx2.AsyncClient | None 
         log_level="WARNING",
         tools=build_tools(),
     )
+    register_resources(server)
+    register_prompts(server)
+    return server

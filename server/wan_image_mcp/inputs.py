@@ -140,24 +140,29 @@ def prepare_image(
             raise problem(str(exc)) from None
     else:
         try:
-            path = local_path(ref, cwd)
-            if access is not None:
-                path = access.resolve(path)
-        except AccessDenied as exc:
+            data = read_local(local_path(ref, cwd), access)
+        except ValueError as exc:
             raise problem(str(exc)) from None
-        except (OSError, ValueError) as exc:
-            raise problem(f"cannot read {source!r}: {exc.__class__.__name__}") from None
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise problem(f"no such file: {path}") from None
-        except IsADirectoryError:
-            raise problem(f"is a directory, not an image file: {path}") from None
-        except PermissionError:
-            raise problem(f"permission denied reading {path}") from None
-        except (OSError, ValueError) as exc:
-            raise problem(f"cannot read {source!r}: {exc.__class__.__name__}") from None
     return conform(data, index=index, kind=kind, source=source, limits=limits, problem=problem)
+
+
+def read_local(path: Path, access: FileAccess | None) -> bytes:
+    """A local file's bytes. With ``access``, only inside an allowed directory, and the resolved path is what
+    is opened. Raises ValueError with the reason."""
+    try:
+        if access is not None:
+            path = access.resolve(path)
+        return path.read_bytes()
+    except AccessDenied as exc:
+        raise ValueError(str(exc)) from None
+    except FileNotFoundError:
+        raise ValueError(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise ValueError(f"is a directory, not an image file: {path}") from None
+    except PermissionError:
+        raise ValueError(f"permission denied reading {path}") from None
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read {str(path)!r}: {exc.__class__.__name__}") from None
 
 
 def conform(

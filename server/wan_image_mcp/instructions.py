@@ -29,7 +29,8 @@ _TEMPLATES = {
 }
 
 
-def _language(targets: Sequence[str]) -> str:
+def language_of(targets: Sequence[str]) -> str:
+    """'en', 'zh-Hans' or 'zh-Hant' for a list of texts."""
     text = "".join(targets)
     if not _CJK.search(text):
         return "en"
@@ -57,7 +58,7 @@ def build_instruction(targets: Sequence[str], mode: Mode = "detect", labels: Seq
         problems.append(Problem("labels", f"{len(labels)} labels for {len(targets)} targets; give one per target"))
     if problems:
         raise InvalidRequest(problems)
-    language = _language(cleaned)
+    language = language_of(cleaned)
     template = _TEMPLATES[language]
     if language == "en":
         subjects = [t if t.lower().startswith(("the ", "a ", "an ", "all ")) else f"the {t}" for t in cleaned]

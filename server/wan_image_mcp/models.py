@@ -57,3 +57,22 @@ class TaskList(BaseModel):
     total: int
     page: int
     page_size: int
+
+
+class ImageInfo(BaseModel):
+    index: int = Field(description="1-based, as image 1 / 圖1")
+    source: str
+    kind: str = Field(description="local, data, remote or oss")
+    width: int | None = Field(default=None, description="as shown (EXIF orientation applied): bbox_list's space")
+    height: int | None = None
+    format: str | None = None
+    orientation: int | None = Field(default=None, description="EXIF orientation tag (1 = upright)")
+    bytes: int | None = None
+    models: dict[str, str] = Field(
+        default_factory=dict[str, str], description="per model: as is, adjusted: …, refused: …"
+    )
+    problem: str | None = None
+
+
+class InspectResult(BaseModel):
+    images: list[ImageInfo]

@@ -21,9 +21,10 @@ from .access import FileAccess
 from .dashscope import APIConnectionError, APIStatusError, DashScopeClient, TaskResult, TaskStatus
 from .errors import ConfigurationError, WanError
 from .inputs import RefKind, classify, local_path
+from .inspection import inspect_images
 from .instructions import Mode, build_instruction
 from .journal import OPEN_STATUSES, AsyncJournal, Journal, NewTask, TaskRow
-from .models import ApiError, EditResult, ImageFile, TaskList, TaskSummary
+from .models import ApiError, EditResult, ImageFile, ImageInfo, InspectResult, TaskList, TaskSummary
 from .results import DownloadError, ResultStore, TaskRecord
 from .validation import EditParams, PreparedRequest, prepare_request
 
@@ -267,6 +268,13 @@ class WanService:
                 return result
             await progress(0.9, f"downloading {len(task.image_urls)} image(s)")
             return await self._save(task_id, task, row, result, progress)
+
+    async def inspect(
+        self, refs: Sequence[str], *, roots: Sequence[str] = ()
+    ) -> tuple[InspectResult, list[bytes | None]]:
+        access = self._access.with_roots(roots)
+        reports, previews = await anyio.to_thread.run_sync(inspect_images, refs, access, Path.cwd())
+        return InspectResult(images=[ImageInfo(**report.__dict__) for report in reports]), previews
 
     async def cancel(self, task_id: str) -> str | None:
         request_id = await self._api().cancel_task(task_id)

@@ -11,7 +11,6 @@ import inspect
 import io
 from collections.abc import Generator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal, cast, get_type_hints
 
 import anyio.to_thread
@@ -22,23 +21,19 @@ from mcp.types import CallToolResult, ContentBlock, ImageContent, ListRootsResul
 from PIL import Image
 from pydantic import BaseModel, Field
 
+from .appstate import AppState
 from .config import Settings
 from .dashscope import APIConnectionError, APIStatusError, ContentModerationError, DashScopeError
 from .errors import ConfigurationError, InvalidRequest
-from .models import EditResult, TaskList
-from .service import EditArgs, SpendLimitExceeded, SubmissionUncertain, WanService
+from .models import EditResult, InspectResult, TaskList
+from .resources import image_link
+from .service import EditArgs, SpendLimitExceeded, SubmissionUncertain
 from .specs import DEFAULT_MODEL, MODEL_NAMES, SEED_RANGE, SPECS, ModelName, Param
 from .validation import EditParams
 
 PREVIEW_SIDE = 512
 MAX_WAIT = 300
 _NO_ROOTS = ListRootsResult(roots=[])
-
-
-@dataclass
-class AppState:
-    service: WanService
-    settings: Settings
 
 
 # --- schema text, generated from the spec tables ------------------------------------------------------
@@ -268,6 +263,7 @@ def _preview(path: str) -> ImageContent | None:
 
 async def respond(result: EditResult, settings: Settings) -> CallToolResult:
     content: list[ContentBlock] = [TextContent(type="text", text=_summary(result))]
+    content.extend(image_link(image) for image in result.images)
     if settings.previews and result.images:
         previews = await anyio.to_thread.run_sync(lambda: [_preview(i.path) for i in result.images])
         content.extend(p for p in previews if p is not None)
@@ -456,6 +452,34 @@ async def detect_segment(
     return await respond(result, state.settings)
 
 
+async def inspect_image(
+    ctx: Context[AppState],
+    images: Annotated[
+        list[str], Field(min_length=1, max_length=_MAX_IMAGES, description="Image references, as for edit_image.")
+    ],
+    roots: Annotated[ListRootsResult, Resolve(_roots_for_images)] = _NO_ROOTS,
+) -> Annotated[CallToolResult, InspectResult]:
+    """Before editing: each image's size, format, EXIF orientation and bytes, which models take it as it is
+    (and what would be adjusted or refused for the others), and a preview with a pixel grid for choosing
+    bbox_list coordinates in the image's own pixels. Costs nothing: nothing is sent to DashScope."""
+    state = _state(ctx)
+    result, previews = await state.service.inspect(images, roots=_uris(roots))
+    lines: list[str] = []
+    for info in result.images:
+        if info.problem:
+            lines.append(f"image {info.index}: {info.problem}")
+        elif info.width is None:
+            lines.append(f"image {info.index}: remote, not fetched here")
+        else:
+            lines.append(f"image {info.index}: {info.width}×{info.height} {info.format}, {info.bytes} bytes")
+            lines += [f"  {model}: {verdict}" for model, verdict in info.models.items()]
+    content: list[ContentBlock] = [TextContent(type="text", text="\n".join(lines))]
+    content += [
+        ImageContent(type="image", data=base64.b64encode(p).decode(), mime_type="image/jpeg") for p in previews if p
+    ]
+    return CallToolResult(content=content, structured_content=result.model_dump(mode="json"))
+
+
 async def list_tasks(
     ctx: Context[AppState],
     status: Annotated[
@@ -502,6 +526,7 @@ def lean(schema: Any) -> None:
 
 
 _CHECK = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
+_INSPECT = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 _LIST = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 _CANCEL = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True)
 
@@ -514,6 +539,7 @@ def build_tools() -> list[Tool]:
         Tool.from_function(cancel_task, title="Cancel a queued task", annotations=_CANCEL),
         Tool.from_function(detect_segment, title="Detect or segment objects", annotations=EDIT_ANNOTATIONS),
         Tool.from_function(list_tasks, title="List image tasks", annotations=_LIST),
+        Tool.from_function(inspect_image, title="Inspect images before editing", annotations=_INSPECT),
     ]
     for tool in tools:
         lean(tool.parameters)

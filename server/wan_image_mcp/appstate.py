@@ -1,0 +1,14 @@
+"""What the server's lifespan holds for its tools and resources."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import Settings
+from .service import WanService
+
+
+@dataclass
+class AppState:
+    service: WanService
+    settings: Settings

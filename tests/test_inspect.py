@@ -1,0 +1,59 @@
+"""inspect_image: what an image is, which models take it as it is, and a grid preview to read coordinates."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import pytest
+from mcp import Client
+from mcp.types import ImageContent
+from PIL import Image
+
+from tests.conftest import ImageFactory
+from wan_image_mcp.emulator import EmulatorState
+from wan_image_mcp.inspection import GRID_PREVIEW_SIDE
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_each_image_is_reported_with_a_verdict_per_model(
+    mcp: Client, make_image: ImageFactory, emulator: EmulatorState
+) -> None:
+    small = make_image("small.png", (300, 300))
+    wide = make_image("wide.png", (9000, 1500))
+    logo = make_image("logo.png", (500, 500), mode="RGBA", colour=(0, 0, 0, 0))
+    turned = make_image("turned.jpg", (600, 400), exif_orientation=6)
+    result = await mcp.call_tool(
+        "inspect_image", {"images": [str(small), str(wide), str(logo), str(turned), "https://example.com/x.png"]}
+    )
+    assert not result.is_error
+    assert result.structured_content is not None
+    small_r, wide_r, logo_r, turned_r, remote_r = result.structured_content["images"]
+
+    assert (small_r["width"], small_r["height"], small_r["format"]) == (300, 300, "PNG")
+    assert small_r["models"]["wan2.7-image-pro"] == "as is"
+    assert small_r["models"]["wan2.5-i2i-preview"].startswith("refused: 300×300 px is too small")
+
+    assert wide_r["models"]["wan2.7-image"].startswith("adjusted: downscaled to 8000×1333")
+    assert wide_r["models"]["wan2.6-image"].startswith("adjusted: downscaled")  # no ratio limit
+    assert wide_r["models"]["wan2.5-i2i-preview"].startswith("refused: aspect ratio 6.00:1")
+
+    assert logo_r["models"]["wan2.6-image"] == "adjusted: alpha channel flattened onto white"
+    assert (turned_r["width"], turned_r["height"], turned_r["orientation"]) == (400, 600, 6)
+    assert remote_r["width"] is None and "not" in remote_r["models"]["wan2.7-image-pro"]
+
+    previews = [block for block in result.content if isinstance(block, ImageContent)]
+    assert len(previews) == 4  # one per image it could read
+    with Image.open(io.BytesIO(base64.b64decode(previews[1].data))) as grid:
+        assert max(grid.size) == GRID_PREVIEW_SIDE
+        assert grid.getpixel((grid.width // 2, 0)) != grid.getpixel((grid.width // 2 + 3, grid.height // 2))
+    assert emulator.requests == []  # inspecting costs nothing
+
+
+async def test_inspecting_follows_the_same_file_rules(mcp: Client) -> None:
+    result = await mcp.call_tool("inspect_image", {"images": ["/etc/hostname"]})
+    assert result.structured_content is not None
+    (report,) = result.structured_content["images"]
+    assert "outside the allowed directories" in report["problem"]
+    assert report["width"] is None
