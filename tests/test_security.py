@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -17,6 +20,7 @@ import httpx2
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.types import ListRootsResult, Root
+from PIL import Image
 
 from tests.conftest import ImageFactory, server_env, text
 from wan_image_mcp.app import build_app
@@ -208,20 +212,32 @@ async def test_the_key_appears_nowhere_a_session_wrote(served: RunningEmulator, 
     tee = [str(Path(__file__).parent / "stdio_tee.py"), str(stdout_log), "--stderr", str(stderr_log)]
     params = StdioServerParameters(command=sys.executable, args=[*tee, sys.executable, "-m", "wan_image_mcp"], env=env)
     served.state.add_fault(Fault("fail_task", code="InternalError.Algo", message="failed"))
+    pixels = io.BytesIO()
+    Image.frombytes("RGB", (320, 320), bytes(range(256)) * 1200).save(pixels, "PNG")
+    payload = base64.b64encode(pixels.getvalue()).decode()
+    photo = "data:image/png;base64," + payload
     with anyio.fail_after(60):
         async with Client(params) as client:
             await client.call_tool("edit_image", {"prompt": "x", "size": "1K"})  # a failed task
-            await client.call_tool("edit_image", {"prompt": "x", "size": "1K", "n": 2})  # a success
+            await client.call_tool("edit_image", {"prompt": "x", "size": "1K", "n": 2, "images": [photo]})  # a success
             await client.call_tool("edit_image", {"prompt": "", "images": ["/etc/passwd"]})  # refused
             served.state.add_fault(Fault("error", target="submit", status=401, code="InvalidApiKey", message="bad"))
             await client.call_tool("submit_task", {"prompt": "x"})  # an API error
             await client.call_tool("list_tasks", {})
-    assert b"DEBUG" in stderr_log.read_bytes()  # the most talkative logs were on
+    logged = stderr_log.read_text()
+    assert "DEBUG" in logged  # the most talkative logs were on
+    # one structured line per API request: method, path, status, request_id, duration
+    assert re.search(
+        r"api method=POST path=/services/aigc/image-generation/generation status=200 request_id=\S+ ms=\d+", logged
+    )
+    assert re.search(r"api method=POST path=\S+ status=401 request_id=\S+ ms=\d+", logged)
     written = [stdout_log, stderr_log, *tmp_path.rglob("*")]
     files = [path for path in written if path.is_file()]
     assert any(path.suffix == ".json" for path in files) and any("journal" in path.name for path in files)
     for path in files:
-        assert SECRET.encode() not in path.read_bytes(), path
+        written_bytes = path.read_bytes()
+        assert SECRET.encode() not in written_bytes, path
+        assert payload[1000:1100].encode() not in written_bytes, path  # nor the image bytes
 
 
 def test_a_bad_key_in_the_environment_is_named_but_not_shown(tmp_path: Path) -> None:

@@ -198,7 +198,7 @@ class DashScopeClient:
         data = _decode(response)
         request_id = data.get("request_id") if isinstance(data, dict) else None
         log.info(
-            "%s %s -> %s request_id=%s %.0fms",
+            "api method=%s path=%s status=%s request_id=%s ms=%.0f",
             method,
             path,
             response.status_code,
