@@ -7,6 +7,8 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -16,6 +18,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--transport", choices=("stdio", "http"), default="stdio")
     serve.add_argument("--host", default="127.0.0.1", help="http: address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="http: port (default 8000; 0 picks a free one)")
+    serve.add_argument(
+        "--allowed-dirs",
+        nargs="*",
+        default=[],
+        metavar="DIR",
+        help="folders input images may come from (adds to WAN_MCP_ALLOWED_DIRS)",
+    )
     demo = commands.add_parser("demo", help="run the seed's scenarios against a local emulator, no key needed")
     demo.add_argument("--output", help="where the images go (default: a new temporary directory)")
     emulator = commands.add_parser("emulator", help="run the local DashScope emulator on 127.0.0.1")
@@ -42,6 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         try:
             settings = Settings.from_env()
+            extra = tuple(Path(d).expanduser() for d in getattr(args, "allowed_dirs", []) if d.strip())
+            settings = replace(settings, allowed_dirs=settings.allowed_dirs + extra)
             open_journal(settings).close()  # fail now, in one line, rather than inside the session
             if getattr(args, "transport", "stdio") == "http":
                 from .http import serve_http
