@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import re
+import shlex
+import sys
 from pathlib import Path
 
+import anyio
+import pytest
+from mcp import Client, StdioServerParameters
+
+from tests.conftest import TOOL_NAMES, server_env
 from wan_image_mcp.catalog import model_table
 
 README = Path(__file__).parent.parent / "README.md"
@@ -21,3 +30,49 @@ def test_readme_test_command_is_what_ci_runs() -> None:
     ci = (Path(__file__).parent.parent / ".ci" / "run").read_text()
     assert "pip install --quiet -e '.[test]'" in ci and ".venv/bin/python -m pytest" in ci
     assert ".venv/bin/pip install -e '.[test]' && .venv/bin/python -m pytest" in README.read_text(encoding="utf-8")
+
+
+PLACEHOLDER = "/path/to/wan-image-mcp/.venv/bin/wan-image-mcp"
+
+
+def snippets() -> list[tuple[str, str, list[str], dict[str, str]]]:
+    """(client, command, args, env) for every client snippet in the README."""
+    text = README.read_text(encoding="utf-8")
+    found: list[tuple[str, str, list[str], dict[str, str]]] = []
+    for block in re.findall(r"```json\n(.*?)```", text, re.S):
+        config = json.loads(block)
+        for key, client in (("mcpServers", "Claude Desktop / Cursor"), ("servers", "VS Code")):
+            for server in config.get(key, {}).values():
+                found.append((client, server["command"], server.get("args", []), server.get("env", {})))
+    for line in re.findall(r"^claude mcp add .*$", text, re.M):
+        words = shlex.split(line)
+        split = words.index("--")
+        env = dict(words[i + 1].split("=", 1) for i, w in enumerate(words[:split]) if w == "--env")
+        found.append(("Claude Code", words[split + 1], words[split + 2 :], env))
+    return found
+
+
+def test_the_readme_has_a_snippet_for_each_client() -> None:
+    assert {client for client, *_ in snippets()} == {"Claude Desktop / Cursor", "VS Code", "Claude Code"}
+
+
+@pytest.mark.parametrize(
+    ("client", "command", "args", "env"), snippets(), ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_each_snippet_starts_a_server_that_lists_its_tools(
+    client: str, command: str, args: list[str], env: dict[str, str], tmp_path: Path
+) -> None:
+    assert command == PLACEHOLDER, f"{client}: the snippet should name the installed command"
+    installed = str(Path(sys.executable).parent / "wan-image-mcp")
+    filled = {
+        k: v.replace("${input:dashscope-key}", "sk-typed-in").replace("sk-...", "sk-typed-in") for k, v in env.items()
+    }
+    assert filled["DASHSCOPE_API_KEY"] == "sk-typed-in"
+    environment = server_env(None, None, tmp_path, **filled)
+
+    async def tools() -> set[str]:
+        with anyio.fail_after(60):
+            async with Client(StdioServerParameters(command=installed, args=args, env=environment)) as session:
+                return {t.name for t in (await session.list_tools()).tools}
+
+    assert anyio.run(tools) == TOOL_NAMES
