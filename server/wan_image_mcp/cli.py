@@ -25,6 +25,8 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="folders input images may come from (adds to WAN_MCP_ALLOWED_DIRS)",
     )
+    gallery = commands.add_parser("gallery", help="write an HTML page of every saved result, newest first")
+    gallery.add_argument("--open", action="store_true", help="open it in the default browser")
     demo = commands.add_parser("demo", help="run the seed's scenarios against a local emulator, no key needed")
     demo.add_argument("--output", help="where the images go (default: a new temporary directory)")
     emulator = commands.add_parser("emulator", help="run the local DashScope emulator on 127.0.0.1")
@@ -65,6 +67,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"wan-image-mcp: {exc}", file=sys.stderr)
             return 2
         build_app(settings).run()
+        return 0
+    if args.command == "gallery":
+        from .app import open_journal
+        from .config import Settings
+        from .errors import ConfigurationError
+        from .gallery import write_gallery
+
+        try:
+            settings = Settings.from_env()
+            journal = open_journal(settings)
+        except ConfigurationError as exc:
+            print(f"wan-image-mcp: {exc}", file=sys.stderr)
+            return 2
+        try:
+            page = write_gallery(journal, settings.output_dir)
+        finally:
+            journal.close()
+        print(page)
+        if args.open:
+            import webbrowser
+
+            webbrowser.open(page.as_uri())
         return 0
     if args.command == "demo":
         from .demo import run_demo

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import io
 import math
 import os
@@ -61,6 +62,8 @@ class PreparedImage:
     width: int | None = None
     """Size sent (after conforming); None for remote images."""
     height: int | None = None
+    path: str | None = None
+    """The resolved local file it was read from (None for data and remote references)."""
     original_size: tuple[int, int] | None = None
     """Size as the user sees it (EXIF orientation applied), the space bbox_list coordinates live in."""
     format: str | None = None
@@ -138,21 +141,22 @@ def prepare_image(
             data = decode_data_url(ref)
         except ValueError as exc:
             raise problem(str(exc)) from None
-    else:
-        try:
-            data = read_local(local_path(ref, cwd), access)
-        except ValueError as exc:
-            raise problem(str(exc)) from None
-    return conform(data, index=index, kind=kind, source=source, limits=limits, problem=problem)
+        return conform(data, index=index, kind=kind, source=source, limits=limits, problem=problem)
+    try:
+        path, data = read_local(local_path(ref, cwd), access)
+    except ValueError as exc:
+        raise problem(str(exc)) from None
+    prepared = conform(data, index=index, kind=kind, source=source, limits=limits, problem=problem)
+    return dataclasses.replace(prepared, path=str(path))
 
 
-def read_local(path: Path, access: FileAccess | None) -> bytes:
-    """A local file's bytes. With ``access``, only inside an allowed directory, and the resolved path is what
-    is opened. Raises ValueError with the reason."""
+def read_local(path: Path, access: FileAccess | None) -> tuple[Path, bytes]:
+    """A local file's path as opened, and its bytes. With ``access``, only inside an allowed directory, and the
+    resolved path is what is opened. Raises ValueError with the reason."""
     try:
         if access is not None:
             path = access.resolve(path)
-        return path.read_bytes()
+        return path, path.read_bytes()
     except AccessDenied as exc:
         raise ValueError(str(exc)) from None
     except FileNotFoundError:

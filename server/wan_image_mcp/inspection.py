@@ -98,7 +98,7 @@ def inspect_images(refs: Sequence[str], access: FileAccess, cwd: Path) -> tuple[
             previews.append(None)
             continue
         try:
-            data = decode_data_url(ref) if kind is RefKind.DATA else read_local(local_path(ref, cwd), access)
+            data = decode_data_url(ref) if kind is RefKind.DATA else read_local(local_path(ref, cwd), access)[1]
             with Image.open(io.BytesIO(data)) as opened:
                 fmt = opened.format
                 orientation = int(opened.getexif().get(_EXIF_ORIENTATION, 1))

@@ -58,6 +58,8 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE INDEX tasks_created ON tasks (created_at DESC);
     CREATE INDEX tasks_open ON tasks (status, saved_at);
     """,
+    # 2: the input images a task was given (references and resolved local paths, never their bytes)
+    "ALTER TABLE tasks ADD COLUMN inputs TEXT NOT NULL DEFAULT '[]'",
 )
 
 SUBMITTING: Final = "SUBMITTING"
@@ -99,12 +101,14 @@ class TaskRow:
     download_attempts: int
     download_error: str | None
     next_poll_at: float | None
+    inputs: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
+    """Each input image: ``ref`` as given (data URLs shortened) and ``path`` when it was a local file."""
 
     @classmethod
     def from_sql(cls, row: sqlite3.Row) -> TaskRow:
         # Columns a newer version added are ignored: an older server can still read a newer journal.
         data = {key: row[key] for key in row.keys() if key in _FIELDS}  # noqa: SIM118 - a Row iterates values
-        for key in ("parameters", "adjustments", "result_urls", "texts", "images"):
+        for key in ("parameters", "adjustments", "result_urls", "texts", "images", "inputs"):
             data[key] = json.loads(data[key])
         data["usage"] = json.loads(data["usage"]) if data["usage"] else None
         return cls(**data)
@@ -128,6 +132,7 @@ class NewTask:
     adjustments: Sequence[str] = ()
     instruction: str | None = None
     requested_images: int | None = None
+    inputs: Sequence[dict[str, Any]] = ()
     created_at: float = field(default_factory=time.time)
 
 
@@ -179,7 +184,7 @@ class Journal:
         """Record a task about to be submitted. Returns its row id."""
         cursor = self._db.execute(
             "INSERT INTO tasks (model, prompt, parameters, adjustments, instruction, requested_images, status,"
-            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " created_at, updated_at, inputs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 task.model,
                 task.prompt,
@@ -190,6 +195,7 @@ class Journal:
                 SUBMITTING,
                 task.created_at,
                 task.created_at,
+                _json(list(task.inputs)),
             ),
         )
         assert cursor.lastrowid is not None

@@ -20,7 +20,7 @@ import anyio.to_thread
 from .access import FileAccess
 from .dashscope import APIConnectionError, APIStatusError, DashScopeClient, TaskResult, TaskStatus
 from .errors import ConfigurationError, WanError
-from .inputs import RefKind, classify, local_path
+from .inputs import PreparedImage, RefKind, classify, local_path
 from .inspection import inspect_images
 from .instructions import Mode, build_instruction
 from .journal import OPEN_STATUSES, AsyncJournal, Journal, NewTask, TaskRow
@@ -171,6 +171,7 @@ class WanService:
             adjustments=request.adjustments,
             instruction=instruction,
             requested_images=request.paid_images,
+            inputs=[{"ref": _input_label(image), "path": image.path} for image in request.images],
         )
         journal_id = await self.journal.run(_begin_within_budget, self.journal.sync, new, self._per_day)
         try:
@@ -356,6 +357,13 @@ class WanService:
                 return task
             await anyio.sleep(min(interval, remaining))
             interval = min(interval * 1.5, self._poll_max)
+
+
+def _input_label(image: PreparedImage) -> str:
+    """How the journal names an input: the path or URL as given; an inline image only by its kind and size."""
+    if image.kind is RefKind.DATA:
+        return f"inline {image.format or 'image'} image, {image.width}×{image.height}"
+    return image.source
 
 
 def _on_disk(row: TaskRow) -> bool:

@@ -1,0 +1,128 @@
+"""``wan-image-mcp gallery``: one static HTML page showing what the agent made, newest first.
+
+Every task in the journal with saved images becomes a card: the result thumbnails, the prompt, model,
+parameters, input thumbnails, time and image count. Thumbnails are small JPEGs cached under
+``<output>/.thumbs/`` with names the server makes; the page links to the full images. Everything from the
+journal is HTML-escaped: a prompt cannot inject markup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+from .journal import Journal, TaskRow
+
+THUMB_SIDE = 320
+PAGE = "gallery.html"
+MAX_TASKS = 500
+
+_STYLE = """
+body{font:14px/1.45 system-ui,sans-serif;margin:24px;background:#f6f6f4;color:#222}
+h1{font-size:20px;margin:0 0 4px} .meta{color:#666;margin-bottom:18px}
+.card{background:#fff;border-radius:8px;box-shadow:0 1px 3px #0002;padding:14px;margin-bottom:16px}
+.results img{height:200px;margin:0 8px 8px 0;border-radius:4px;background:#eee}
+.inputs img{height:64px;margin-right:6px;border-radius:3px;opacity:.9;background:#eee}
+.prompt{font-size:15px;margin:6px 0} code{background:#f0f0ee;padding:1px 4px;border-radius:3px}
+.small{color:#666;font-size:12px} #missing{color:#a00;display:none}
+"""
+
+_SCRIPT = """
+window.addEventListener('load', () => {
+  const images = [...document.images];
+  const broken = images.filter(i => !i.complete || i.naturalWidth === 0).length;
+  document.body.dataset.images = images.length;
+  document.body.dataset.broken = broken;
+  if (broken) { const m = document.getElementById('missing'); m.textContent = broken +
+    ' image(s) could not be shown: moved or deleted since they were saved.'; m.style.display = 'block'; }
+});
+"""
+
+
+def _thumb(source: Path, root: Path) -> str | None:
+    """A cached JPEG thumbnail of ``source`` (relative URL from the page), or None if it cannot be read."""
+    try:
+        stat = source.stat()
+    except OSError:
+        return None
+    key = hashlib.sha256(f"{source}:{stat.st_mtime_ns}:{stat.st_size}".encode()).hexdigest()[:24]
+    target = root / ".thumbs" / f"{key}.jpg"
+    if not target.exists():
+        try:
+            with Image.open(source) as image:
+                shown = ImageOps.exif_transpose(image).convert("RGB")
+                shown.thumbnail((THUMB_SIDE, THUMB_SIDE))
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shown.save(target, "JPEG", quality=80)
+        except (OSError, ValueError, Image.DecompressionBombError):
+            return None
+    return f".thumbs/{target.name}"
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_uri()
+
+
+def _card(row: TaskRow, root: Path) -> str:
+    e = html.escape
+    results: list[str] = []
+    for image in row.images:
+        path = Path(image["path"])
+        thumb = _thumb(path, root) or _relative(path, root)
+        results.append(
+            f'<a href="{e(_relative(path, root))}"><img src="{e(thumb)}" alt="result" loading="lazy"'
+            f' title="{e(path.name)} — {image["width"]}×{image["height"]}"></a>'
+        )
+    inputs: list[str] = []
+    for item in row.inputs:
+        local = item.get("path")
+        thumb = _thumb(Path(local), root) if local else None
+        if thumb:
+            inputs.append(f'<img src="{e(thumb)}" alt="input" title="{e(str(item["ref"]))}">')
+        else:
+            inputs.append(f'<span class="small">{e(str(item["ref"]))}</span>')
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(row.created_at))
+    parameters = json.dumps(row.parameters, ensure_ascii=False)
+    instruction = f'<div class="small">instruction: {e(row.instruction)}</div>' if row.instruction else ""
+    return (
+        f'<div class="card" data-task="{e(row.task_id or "")}">'
+        f'<div class="results">{"".join(results)}</div>'
+        f'<div class="prompt">{e(row.prompt)}</div>{instruction}'
+        f'<div class="small"><b>{e(row.model)}</b> · {when} · {len(row.images)} image(s) · '
+        f"<code>{e(parameters)}</code></div>"
+        + (f'<div class="inputs small">inputs: {"".join(inputs)}</div>' if inputs else "")
+        + "</div>"
+    )
+
+
+def write_gallery(journal: Journal, root: Path) -> Path:
+    """Write ``<root>/gallery.html`` (atomically) and return its path."""
+    rows, _ = journal.recent(status="SUCCEEDED", limit=MAX_TASKS)
+    rows = [row for row in rows if row.images]
+    total = sum(len(row.images) for row in rows)
+    body = "".join(_card(row, root) for row in rows) or "<p>No saved images yet.</p>"
+    page = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        "<title>wan-image-mcp gallery</title>"
+        f"<style>{_STYLE}</style></head><body>"
+        f"<h1>wan-image-mcp gallery</h1>"
+        f'<div class="meta">{total} image(s) from {len(rows)} task(s), newest first · {html.escape(str(root))}</div>'
+        f'<p id="missing"></p>{body}<script>{_SCRIPT}</script></body></html>'
+    )
+    root.mkdir(parents=True, exist_ok=True)
+    target = root / PAGE
+    fd, temp = tempfile.mkstemp(dir=root, prefix=".gallery.", suffix=".part")
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(page)
+    os.replace(temp, target)
+    return target
