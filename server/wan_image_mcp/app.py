@@ -53,6 +53,7 @@ def build_state(settings: Settings, http: httpx2.AsyncClient, journal: AsyncJour
         access=FileAccess.of([*settings.allowed_dirs, settings.output_dir]),
         max_images_per_call=settings.max_images_per_call,
         max_images_per_day=settings.max_images_per_day,
+        inline_max_bytes=settings.inline_max_bytes,
     )
     return AppState(service=service, settings=settings)
 

@@ -105,6 +105,8 @@ class Settings:
     """Poll unfinished tasks and download their images in the background (WAN_MCP_HARVEST=0 turns it off)."""
     allowed_dirs: tuple[Path, ...] = ()
     """Folders local input images may come from, besides the output folder and the client's roots."""
+    inline_max_bytes: int = 1_000_000
+    """Local images larger than this (after conforming) go through DashScope's temporary upload."""
     max_images_per_call: int = 4
     """Most paid images one call may request (n, or max_images with interleave)."""
     max_images_per_day: int | None = None
@@ -140,6 +142,7 @@ class Settings:
                 _home_relative(part) for part in env.get("WAN_MCP_ALLOWED_DIRS", "").split(os.pathsep) if part.strip()
             ),
             max_images_per_call=_count(env, "WAN_MCP_MAX_IMAGES_PER_CALL") or 4,
+            inline_max_bytes=_count(env, "WAN_MCP_INLINE_MAX_BYTES") or 1_000_000,
             max_images_per_day=_count(env, "WAN_MCP_MAX_IMAGES_PER_DAY"),
             previews=_flag(env.get("WAN_MCP_PREVIEWS"), True),
             poll_interval=poll,

@@ -60,6 +60,17 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     """,
     # 2: the input images a task was given (references and resolved local paths, never their bytes)
     "ALTER TABLE tasks ADD COLUMN inputs TEXT NOT NULL DEFAULT '[]'",
+    # 3: temporary uploads, so the same image is not uploaded again while its oss:// URL lives (48 h)
+    """
+    CREATE TABLE uploads (
+        sha256 TEXT NOT NULL,
+        model TEXT NOT NULL,
+        url TEXT NOT NULL,
+        bytes INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (sha256, model)
+    )
+    """,
 )
 
 SUBMITTING: Final = "SUBMITTING"
@@ -284,6 +295,19 @@ class Journal:
             (younger_than,),
         ).fetchall()
         return [TaskRow.from_sql(row) for row in rows]
+
+    def cached_upload(self, sha256: str, model: str, *, since: float) -> str | None:
+        """The oss:// URL of these bytes uploaded for ``model`` after ``since``, if any."""
+        row = self._db.execute(
+            "SELECT url FROM uploads WHERE sha256 = ? AND model = ? AND created_at >= ?", (sha256, model, since)
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    def remember_upload(self, sha256: str, model: str, url: str, size: int) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO uploads (sha256, model, url, bytes, created_at) VALUES (?, ?, ?, ?, ?)",
+            (sha256, model, url, size, time.time()),
+        )
 
     def requested_since(self, since: float) -> int:
         """Paid images requested by tasks created since ``since`` (refused submissions do not count)."""

@@ -8,19 +8,24 @@ images are downloaded once, whoever asks first: a ``check_task`` call or the har
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.to_thread
 
 from .access import FileAccess
 from .dashscope import APIConnectionError, APIStatusError, DashScopeClient, TaskResult, TaskStatus
+from .dashscope.client import UploadPolicyExpired
 from .errors import ConfigurationError, WanError
-from .inputs import PreparedImage, RefKind, classify, local_path
+from .inputs import MIME_TYPES, PreparedImage, RefKind, classify, decode_data_url, local_path
 from .inspection import inspect_images
 from .instructions import Mode, build_instruction
 from .journal import OPEN_STATUSES, AsyncJournal, Journal, NewTask, TaskRow
@@ -102,7 +107,9 @@ class WanService:
         access: FileAccess | None = None,
         max_images_per_call: int | None = None,
         max_images_per_day: int | None = None,
+        inline_max_bytes: int = 1_000_000,
     ) -> None:
+        self._inline_max = inline_max_bytes
         self._client = client
         self._access = access or FileAccess.of([store.root])
         self._per_call = max_images_per_call
@@ -161,6 +168,7 @@ class WanService:
                 "WAN_MCP_MAX_IMAGES_PER_CALL in the server's environment."
             )
         client = self._api()
+        request = await self._upload_large(client, request)
         parameters = dict(request.parameters)
         if request.negative_prompt is not None:
             parameters["negative_prompt"] = request.negative_prompt
@@ -290,6 +298,41 @@ class WanService:
 
     # --- plumbing -----------------------------------------------------------------------------------
 
+    async def _upload_large(self, client: DashScopeClient, request: PreparedRequest) -> PreparedRequest:
+        """Local and inline images over the inline limit travel as ``oss://`` temporary uploads, each uploaded
+        once per (bytes, model) while its URL lives; the request then carries the resolve header."""
+        if not any(i.kind in _LOCAL and (i.bytes or 0) > self._inline_max for i in request.images):
+            return request
+        policy: dict[str, Any] | None = None
+        images: list[PreparedImage] = []
+        for image in request.images:
+            if image.kind not in _LOCAL or (image.bytes or 0) <= self._inline_max:
+                images.append(image)
+                continue
+            data = decode_data_url(image.value)
+            digest = hashlib.sha256(data).hexdigest()
+            since = time.time() - UPLOAD_REUSE
+            url = await self.journal.run(self.journal.sync.cached_upload, digest, request.model, since=since)
+            if url is None:
+                name = f"{digest[:16]}-{uuid.uuid4().hex[:8]}.{(image.format or 'png').lower().replace('jpeg', 'jpg')}"
+                mime = MIME_TYPES.get(image.format or "PNG", "image/png")
+                for attempt in range(2):  # an expired policy is refreshed once
+                    policy = (
+                        policy if policy is not None and attempt == 0 else await client.upload_policy(request.model)
+                    )
+                    try:
+                        url = await client.upload(policy, data, name, mime)
+                        break
+                    except UploadPolicyExpired:
+                        if attempt:
+                            raise
+                        policy = None
+                assert url is not None
+                await self.journal.run(self.journal.sync.remember_upload, digest, request.model, url, len(data))
+                log.info("uploaded image %d (%d bytes) as %s", image.index, len(data), url)
+            images.append(dataclasses.replace(image, value=url))
+        return dataclasses.replace(request, images=tuple(images))
+
     async def _record(self, task_id: str, task: TaskResult, row: TaskRow | None) -> TaskRow | None:
         created = row.created_at if row else time.time()
         failed = task.status in (TaskStatus.FAILED, TaskStatus.UNKNOWN)
@@ -357,6 +400,11 @@ class WanService:
                 return task
             await anyio.sleep(min(interval, remaining))
             interval = min(interval * 1.5, self._poll_max)
+
+
+_LOCAL = (RefKind.LOCAL, RefKind.DATA)
+UPLOAD_REUSE = 47 * 3600.0
+"""Reuse an upload for less than its 48 h life."""
 
 
 def _input_label(image: PreparedImage) -> str:

@@ -13,16 +13,19 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
+from urllib.parse import quote
 
 import anyio
 import httpx2
 import stamina
 
-from ..specs import CANCEL_PATH, TASK_PATH
+from ..access import check_download_url
+from ..specs import CANCEL_PATH, TASK_PATH, UPLOAD_POLICY_PATH
 from ..validation import PreparedRequest
 from .errors import (
     APIConnectionError,
@@ -131,6 +134,46 @@ class DashScopeClient:
         envelope = await self._call("POST", path, build_body(request), headers, _retry_submit, read_timeout=300)
         return parse_result(envelope)
 
+    async def upload_policy(self, model: str) -> dict[str, Any]:
+        """A temporary-upload policy for ``model`` (``GET /uploads?action=getPolicy``)."""
+        path = f"{UPLOAD_POLICY_PATH}?action=getPolicy&model={quote(model)}"
+        envelope = await self._call("GET", path, None, {}, _retry_query, raw=True)
+        data = envelope.get("data")
+        if not isinstance(data, dict) or "upload_host" not in data:
+            raise APIStatusError(200, "Unknown", "getPolicy answered without a policy", envelope.get("request_id"))
+        return cast(dict[str, Any], data)
+
+    async def upload(self, policy: Mapping[str, Any], data: bytes, filename: str, content_type: str) -> str:
+        """Form-POST ``data`` to the policy's upload host (no Authorization header); returns its ``oss://`` URL.
+
+        Raises UploadPolicyExpired when the host says the policy expired (fetch a new one and try again)."""
+        key = f"{policy['upload_dir']}/{filename}"
+        form = {
+            "OSSAccessKeyId": str(policy["oss_access_key_id"]),
+            "Signature": str(policy["signature"]),
+            "policy": str(policy["policy"]),
+            "key": key,
+            "x-oss-object-acl": str(policy["x_oss_object_acl"]),
+            "x-oss-forbid-overwrite": str(policy["x_oss_forbid_overwrite"]),
+            "success_action_status": "200",
+            "x-oss-content-type": content_type,
+        }
+        host = str(policy["upload_host"])
+        await check_download_url(host, api_base_url=self._base_url)
+        try:
+            response = await self._http.post(
+                host, data=form, files={"file": (filename, data, content_type)}, timeout=httpx2.Timeout(120.0)
+            )
+        except httpx2.TransportError as exc:
+            raise APIConnectionError(f"upload to {host} failed: {exc!r}", request_sent=True) from None
+        if response.status_code == 200:
+            return f"oss://{key}"
+        code = _xml(response.text, "Code") or "Unknown"
+        message = _xml(response.text, "Message") or response.text[:300]
+        if "policy expired" in message.lower():
+            raise UploadPolicyExpired(response.status_code, code, message, None)
+        raise status_error(response.status_code, {"code": code, "message": message}, response.headers)
+
     async def get_task(self, task_id: str) -> TaskResult:
         envelope = await self._call(
             "GET", TASK_PATH.format(task_id=task_id), None, {}, _retry_query, rate=self._query_rate
@@ -154,7 +197,8 @@ class DashScopeClient:
         *,
         read_timeout: float | None = None,
         rate: QueryRate | None = None,
-    ) -> Envelope:
+        raw: bool = False,
+    ) -> Any:
         policy = self._retry
         async for attempt in stamina.retry_context(
             on=retry_on,
@@ -167,7 +211,7 @@ class DashScopeClient:
             with attempt:
                 if rate is not None:
                     await rate.wait()
-                return await self._once(method, path, body, headers, read_timeout)
+                return await self._once(method, path, body, headers, read_timeout, raw=raw)
         raise AssertionError("unreachable")  # pragma: no cover - retry_context either returns or raises
 
     async def _once(
@@ -177,7 +221,9 @@ class DashScopeClient:
         body: Mapping[str, Any] | None,
         headers: Mapping[str, str],
         read_timeout: float | None,
-    ) -> Envelope:
+        *,
+        raw: bool = False,
+    ) -> Any:
         all_headers = {**self._headers, **headers}
         content = None
         if body is not None:
@@ -207,10 +253,21 @@ class DashScopeClient:
         )
         if response.status_code != 200 or not isinstance(data, dict) or data.get("code"):
             raise status_error(response.status_code, data, response.headers)
+        if raw:
+            return data
         try:
             return Envelope.model_validate(data)
         except ValueError as exc:
             raise DashScopeError(f"unexpected response shape from {path}: {exc}") from None
+
+
+class UploadPolicyExpired(APIStatusError):
+    """The upload host refused an expired policy: fetch a new one."""
+
+
+def _xml(text: str, tag: str) -> str | None:
+    match = re.search(rf"<{tag}>(.*?)</{tag}>", text, re.S)
+    return match[1].strip() if match else None
 
 
 def _decode(response: httpx2.Response) -> dict[str, Any] | str:

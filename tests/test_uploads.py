@@ -1,0 +1,94 @@
+"""Upload once: local images over WAN_MCP_INLINE_MAX_BYTES travel through DashScope's temporary upload, and
+the same bytes for the same model are not uploaded again while their oss:// URL lives."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import time
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+from mcp import Client
+from PIL import Image
+
+from tests.conftest import text
+from wan_image_mcp.config import Settings
+from wan_image_mcp.emulator import EmulatorState, Fault
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def big_photo(tmp_path: Path) -> Path:
+    """A 1.5 MB PNG: noise does not compress."""
+    path = tmp_path / "big.png"
+    Image.frombytes("RGB", (700, 700), random.Random(1).randbytes(700 * 700 * 3)).save(path, compress_level=1)
+    assert path.stat().st_size > 1_000_000
+    return path
+
+
+def uploads(emulator: EmulatorState) -> int:
+    return sum(1 for r in emulator.requests if r.method == "POST" and r.path == "/oss")
+
+
+def sent_images(emulator: EmulatorState) -> list[str]:
+    submit = [r for r in emulator.requests if r.path.endswith("/image-generation/generation")][-1]
+    refs = [item["image"] for item in submit.body["input"]["messages"][0]["content"] if "image" in item]
+    uploaded = any(ref.startswith("oss://") for ref in refs)
+    assert submit.headers.get("x-dashscope-ossresourceresolve") == ("enable" if uploaded else None)
+    return refs
+
+
+async def test_a_large_image_is_uploaded_once(mcp: Client, emulator: EmulatorState, big_photo: Path) -> None:
+    first = await mcp.call_tool("edit_image", {"prompt": "x", "images": [str(big_photo)], "size": "1K"})
+    assert not first.is_error, text(first)
+    (ref,) = sent_images(emulator)
+    assert ref.startswith("oss://dashscope-instant/") and ref.endswith(".png")
+    assert uploads(emulator) == 1
+    emulator.requests.clear()
+    again = await mcp.call_tool("edit_image", {"prompt": "again", "images": [str(big_photo)], "size": "1K"})
+    assert not again.is_error, text(again)
+    assert uploads(emulator) == 0 and sent_images(emulator) == [ref]  # nothing uploaded the second time
+
+
+async def test_an_upload_is_bound_to_its_model(mcp: Client, emulator: EmulatorState, big_photo: Path) -> None:
+    await mcp.call_tool("edit_image", {"prompt": "x", "images": [str(big_photo)], "size": "1K"})
+    other = await mcp.call_tool("edit_image", {"prompt": "x", "images": [str(big_photo)], "model": "wan2.6-image"})
+    assert not other.is_error, text(other)
+    assert uploads(emulator) == 2
+
+
+async def test_small_images_stay_inline(mcp: Client, emulator: EmulatorState, tmp_path: Path) -> None:
+    Image.new("RGB", (600, 400), "teal").save(tmp_path / "small.png")
+    await mcp.call_tool("edit_image", {"prompt": "x", "images": [str(tmp_path / "small.png")], "size": "1K"})
+    (ref,) = sent_images(emulator)
+    assert ref.startswith("data:image/png;base64,")
+    assert uploads(emulator) == 0
+
+
+async def test_an_expired_policy_is_refreshed_once(mcp: Client, emulator: EmulatorState, big_photo: Path) -> None:
+    emulator.add_fault(
+        Fault(
+            "error",
+            target="upload",
+            status=403,
+            code="AccessDenied",
+            message="Invalid according to Policy: Policy expired.",
+        )
+    )
+    result = await mcp.call_tool("edit_image", {"prompt": "x", "images": [str(big_photo)], "size": "1K"})
+    assert not result.is_error, text(result)
+    policies = sum(1 for r in emulator.requests if r.path == "/api/v1/uploads")
+    assert (policies, uploads(emulator)) == (2, 2)
+
+
+async def test_an_upload_older_than_its_life_is_not_reused(
+    mcp: Client, emulator: EmulatorState, big_photo: Path, server_settings: Settings
+) -> None:
+    await mcp.call_tool("edit_image", {"prompt": "x", "images": [str(big_photo)], "size": "1K"})
+    with closing(sqlite3.connect(server_settings.journal_path)) as db, db:
+        db.execute("UPDATE uploads SET created_at = ?", (time.time() - 47.5 * 3600,))
+    await mcp.call_tool("edit_image", {"prompt": "x", "images": [str(big_photo)], "size": "1K"})
+    assert uploads(emulator) == 2
