@@ -89,7 +89,9 @@ def endpoint(target: Target, *, auth: bool = True) -> Callable[[Handler], Callab
                 except ValueError:
                     body = raw[:200].decode(errors="replace")
             headers = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
-            state.log(LoggedRequest(request.method, request.url.path, request.url.query, headers, _loggable(body)))
+            entry = LoggedRequest(request.method, request.url.path, request.url.query, headers, _loggable(body))
+            entry.size = len(raw)
+            state.log(entry)
 
             slow = state.take_fault(target, ("slow",))
             if slow:

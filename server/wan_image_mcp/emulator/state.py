@@ -100,6 +100,9 @@ class LoggedRequest:
     query: str
     headers: dict[str, str]
     body: Any
+    at: float = field(default_factory=time.time)
+    size: int = 0
+    """Bytes of the request body."""
 
 
 class EmulatorState:

@@ -1,0 +1,260 @@
+"""wan-image-mcp benchmarks, side by side with the official dashscope SDK, against the emulator.
+
+    python bench/run.py [--runs 5] [--out bench/results.md]
+
+Medians over repeated runs; the machine is described at the top of the table. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+from mcp import Client, StdioServerParameters
+from PIL import Image
+
+from wan_image_mcp.emulator import EmulatorConfig
+from wan_image_mcp.emulator.serve import RunningEmulator
+
+KEY = "sk-bench"
+
+
+def median_of(runs: int, measure: Callable[[], float]) -> float:
+    return statistics.median(measure() for _ in range(runs))
+
+
+def server_params(emulator: RunningEmulator, folder: Path, **extra: str) -> StdioServerParameters:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DASHSCOPE_", "WAN_MCP_"))}
+    env.update(
+        DASHSCOPE_HTTP_BASE_URL=emulator.base_url,
+        DASHSCOPE_API_KEY=KEY,
+        WAN_MCP_OUTPUT_DIR=str(folder / "out"),
+        WAN_MCP_DB=str(folder / "journal.sqlite3"),
+        WAN_MCP_ALLOWED_DIRS=str(folder),
+        WAN_MCP_MAX_IMAGES_PER_CALL="12",
+        **extra,
+    )
+    return StdioServerParameters(command=sys.executable, args=["-m", "wan_image_mcp"], env=env, cwd=folder)
+
+
+def photo(path: Path, size: tuple[int, int], *, seed: int, noise: bool = False) -> Path:
+    """A photo-like JPEG (gradient with grain), or incompressible noise as PNG for the large-file case."""
+    rng = random.Random(seed)
+    if noise:
+        Image.frombytes("RGB", size, rng.randbytes(size[0] * size[1] * 3)).save(path, "PNG", compress_level=1)
+        return path
+    base = Image.linear_gradient("L").resize(size).convert("RGB")  # pyright: ignore[reportUnknownMemberType]
+    grain = Image.frombytes("RGB", size, rng.randbytes(size[0] * size[1] * 3))
+    Image.blend(base, grain, 0.15).save(path, "JPEG", quality=90)
+    return path
+
+
+# --- 1. startup ---------------------------------------------------------------------------------------------
+
+
+def startup(emulator: RunningEmulator, folder: Path, runs: int) -> dict[str, float]:
+    async def to_tools_list() -> float:
+        started = time.perf_counter()
+        async with Client(server_params(emulator, folder)) as client:
+            await client.list_tools()
+            return time.perf_counter() - started
+
+    def import_sdk() -> float:
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import dashscope"], check=True)
+        return time.perf_counter() - started
+
+    return {"startup_s": median_of(runs, lambda: anyio.run(to_tools_list)), "sdk_import_s": median_of(runs, import_sdk)}
+
+
+# --- 2 and 3. an edit through MCP vs the SDK ------------------------------------------------------------------
+
+
+def sdk_edit(emulator: RunningEmulator, images: list[Path], folder: Path) -> float:
+    """The official SDK's ImageGeneration.call with file:// images, then downloading the result."""
+    import dashscope
+    import requests
+    from dashscope.aigc.image_generation import ImageGeneration
+    from dashscope.api_entities.dashscope_response import Message
+
+    dashscope.base_http_api_url = emulator.base_url
+    started = time.perf_counter()
+    content: list[dict[str, str]] = [
+        {"text": "把圖2的塗鴉噴繪在圖1的汽車上"},
+        *({"image": f"file://{p}"} for p in images),
+    ]
+    call: Any = ImageGeneration.call  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType] - a loosely typed SDK
+    response: Any = call(
+        model="wan2.7-image-pro", api_key=KEY, messages=[Message(role="user", content=content)], n=1, size="2K"
+    )
+    assert response.status_code == 200, response
+    for choice in response.output["choices"]:
+        for item in choice["message"]["content"]:
+            (folder / "sdk.png").write_bytes(requests.get(item["image"], timeout=60).content)
+    return time.perf_counter() - started
+
+
+def ours_edit(client: Client, images: list[Path]) -> Callable[[], Any]:
+    async def run() -> float:
+        started = time.perf_counter()
+        result = await client.call_tool(
+            "edit_image", {"prompt": "把圖2的塗鴉噴繪在圖1的汽車上", "images": [str(p) for p in images], "size": "2K"}
+        )
+        assert not result.is_error, result.content
+        return time.perf_counter() - started
+
+    return run
+
+
+def uploaded(emulator: RunningEmulator, since: int) -> int:
+    return sum(r.size for r in emulator.state.requests[since:] if r.method == "POST" and r.path == "/oss")
+
+
+# --- 5. many tasks at once ------------------------------------------------------------------------------------
+
+
+async def many_tasks(client: Client, emulator: RunningEmulator, count: int) -> dict[str, float]:
+    before = len(emulator.state.requests)
+    started = time.perf_counter()
+    ids: list[str] = []
+
+    async def submit() -> None:
+        result = await client.call_tool("submit_task", {"prompt": "one of many", "size": "1K"})
+        assert result.structured_content is not None, result.content
+        ids.append(result.structured_content["task_id"])
+
+    async with anyio.create_task_group() as group:
+        for _ in range(count):
+            group.start_soon(submit)
+    with anyio.fail_after(600):
+        while True:
+            listed = await client.call_tool("list_tasks", {"status": "SUCCEEDED", "page_size": 50})
+            saved = 0
+            page = 1
+            while listed.structured_content and listed.structured_content["tasks"]:
+                saved += sum(1 for t in listed.structured_content["tasks"] if t["images"] and t["task_id"] in ids)
+                page += 1
+                listed = await client.call_tool("list_tasks", {"status": "SUCCEEDED", "page_size": 50, "page": page})
+            if saved == count:
+                break
+            await anyio.sleep(0.25)
+    wall = time.perf_counter() - started
+    polls = [
+        r.at for r in emulator.state.requests[before:] if r.method == "GET" and r.path.startswith("/api/v1/tasks/")
+    ]
+    busiest = max((sum(1 for t in polls if start <= t < start + 1) for start in polls), default=0)
+    return {"wall_s": wall, "polls_per_task": len(polls) / count, "max_queries_in_1s": busiest}
+
+
+# --- the run -------------------------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    return (
+        f"{platform.system()} {platform.release()}, {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}"
+    )
+
+
+async def session_measures(
+    emulator: RunningEmulator, folder: Path, runs: int, two: list[Path], big: Path
+) -> dict[str, Any]:
+    figures: dict[str, Any] = {}
+    async with Client(server_params(emulator, folder)) as client:
+        tools = (await client.list_tools()).tools
+        figures["tools_list_bytes"] = len(
+            json.dumps(
+                [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tools], ensure_ascii=False
+            ).encode()
+        )
+        edit = ours_edit(client, two)
+        figures["edit_ours_s"] = statistics.median([await edit() for _ in range(runs)])
+        mark = len(emulator.state.requests)
+        first = ours_edit(client, [big])
+        figures["big_first_s"] = await first()
+        figures["big_first_uploaded"] = uploaded(emulator, mark)
+        mark = len(emulator.state.requests)
+        figures["big_second_s"] = await first()
+        figures["big_second_uploaded"] = uploaded(emulator, mark)
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--tasks", type=int, default=100)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results.md"))
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="wan-bench-"))
+    two = [photo(folder / "car.jpg", (2048, 1536), seed=1), photo(folder / "paint.jpg", (2048, 1536), seed=2)]
+    big = photo(folder / "big.png", (2300, 2200), seed=3, noise=True)  # ~15 MB
+    with RunningEmulator(EmulatorConfig(api_keys=frozenset({KEY}), polls_to_finish=1)) as emulator:
+        figures: dict[str, Any] = dict(startup(emulator, folder, args.runs))
+        figures |= anyio.run(session_measures, emulator, folder, args.runs, two, big)
+        figures["edit_sdk_s"] = median_of(args.runs, lambda: sdk_edit(emulator, two, folder))
+        mark = len(emulator.state.requests)
+        sdk_edit(emulator, [big], folder)
+        figures["big_sdk_uploaded"] = uploaded(emulator, mark)
+        emulator.state.config.latency = 3.0  # tasks take real time here: what matters is polling and harvesting
+
+        async def many() -> dict[str, float]:
+            async with Client(server_params(emulator, folder / "many", WAN_MCP_HARVEST="1")) as client:
+                return await many_tasks(client, emulator, args.tasks)
+
+        (folder / "many").mkdir()
+        figures["many"] = anyio.run(many)
+    table = render(figures, big.stat().st_size, args)
+    Path(args.out).write_text(table, encoding="utf-8")
+    print(table)
+
+
+def render(f: dict[str, Any], big_bytes: int, args: argparse.Namespace) -> str:
+    mb = 1_000_000
+    rows = [
+        (
+            "1. startup to first `tools/list` (stdio)",
+            f"{f['startup_s']:.2f} s",
+            f"`import dashscope`: {f['sdk_import_s']:.2f} s",
+        ),
+        (
+            "2. edit, two local 2K photos",
+            f"{f['edit_ours_s']:.2f} s",
+            f"SDK call + download: {f['edit_sdk_s']:.2f} s (ratio {f['edit_ours_s'] / f['edit_sdk_s']:.2f}×)",
+        ),
+        (
+            f"3. same {big_bytes / mb:.1f} MB photo edited twice: bytes uploaded",
+            f"{f['big_first_uploaded'] / mb:.1f} MB, then {f['big_second_uploaded'] / mb:.1f} MB ({f['big_first_s']:.2f} s, {f['big_second_s']:.2f} s)",
+            f"SDK uploads every time: {f['big_sdk_uploaded'] / mb:.1f} MB",
+        ),
+        ("4. peak RSS, 9 × ~19 MB edit", "not measured yet", "—"),
+        (
+            f"5. {args.tasks} concurrent tasks (3 s each)",
+            f"{f['many']['wall_s']:.1f} s to all images on disk; {f['many']['polls_per_task']:.1f} queries/task; busiest second {f['many']['max_queries_in_1s']:.0f} queries",
+            "—",
+        ),
+        ("6. `tools/list` size", f"{f['tools_list_bytes']} bytes", "—"),
+    ]
+    lines = [
+        f"Machine: {machine()}. Emulator at zero latency unless noted; medians of {args.runs} runs.",
+        "",
+        "| measure | wan-image-mcp | official SDK |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""The benchmark harness runs end to end (one quick round) and reports every measure. It asserts behaviour
+(what is reported, that the second upload sends nothing), never a duration: figures live in bench/."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import server_env
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_the_benchmark_reports_every_measure(tmp_path: Path) -> None:
+    out = tmp_path / "results.md"
+    command = [sys.executable, str(ROOT / "bench" / "run.py"), "--runs", "1", "--tasks", "3", "--out", str(out)]
+    done = subprocess.run(command, env=server_env(None, None, None), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    table = out.read_text(encoding="utf-8")
+    for number in range(1, 7):
+        assert f"| {number}. " in table
+    assert re.search(r"\| 3\. .*?MB, then 0\.0 MB", table)  # the second edit of the same photo uploads nothing
+    assert table.startswith("Machine: ")
