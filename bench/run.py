@@ -49,7 +49,7 @@ def server_params(emulator: RunningEmulator, folder: Path, **extra: str) -> Stdi
     return StdioServerParameters(command=sys.executable, args=["-m", "wan_image_mcp"], env=env, cwd=folder)
 
 
-def photo(path: Path, size: tuple[int, int], *, seed: int, noise: bool = False) -> Path:
+def photo(path: Path, size: tuple[int, int], *, seed: int, noise: bool = False, quality: int = 90) -> Path:
     """A photo-like JPEG (gradient with grain), or incompressible noise as PNG for the large-file case."""
     rng = random.Random(seed)
     if noise:
@@ -57,7 +57,7 @@ def photo(path: Path, size: tuple[int, int], *, seed: int, noise: bool = False) 
         return path
     base = Image.linear_gradient("L").resize(size).convert("RGB")  # pyright: ignore[reportUnknownMemberType]
     grain = Image.frombytes("RGB", size, rng.randbytes(size[0] * size[1] * 3))
-    Image.blend(base, grain, 0.15).save(path, "JPEG", quality=90)
+    Image.blend(base, grain, 0.15 if quality < 100 else 0.9).save(path, "JPEG", quality=quality)
     return path
 
 
@@ -120,6 +120,44 @@ def ours_edit(client: Client, images: list[Path]) -> Callable[[], Any]:
 
 def uploaded(emulator: RunningEmulator, since: int) -> int:
     return sum(r.size for r in emulator.state.requests[since:] if r.method == "POST" and r.path == "/oss")
+
+
+# --- 4. memory --------------------------------------------------------------------------------------------------
+
+
+def server_pid() -> int:
+    """The wan_image_mcp server this process spawned (Linux /proc)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid() and b"wan_image_mcp" in cmdline:
+            return int(entry.name)
+    raise RuntimeError("the server process was not found")
+
+
+def memory_kb(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} for {pid}")
+
+
+async def peak_rss(emulator: RunningEmulator, folder: Path, images: list[Path]) -> dict[str, float]:
+    async with Client(server_params(emulator, folder, WAN_MCP_HARVEST="0")) as client:
+        await client.list_tools()
+        pid = server_pid()
+        idle = memory_kb(pid, "VmRSS")
+        result = await client.call_tool(
+            "edit_image", {"prompt": "fuse all nine", "images": [str(p) for p in images], "size": "1K"}
+        )
+        assert not result.is_error, result.content
+        peak = memory_kb(pid, "VmHWM")
+    return {"idle_mb": idle / 1024, "peak_mb": peak / 1024}
 
 
 # --- 5. many tasks at once ------------------------------------------------------------------------------------
@@ -207,6 +245,10 @@ def main() -> None:
         mark = len(emulator.state.requests)
         sdk_edit(emulator, [big], folder)
         figures["big_sdk_uploaded"] = uploaded(emulator, mark)
+        (folder / "rss").mkdir()
+        nine = [photo(folder / "rss" / f"large-{i}.jpg", (3600, 2700), seed=10 + i, quality=100) for i in range(9)]
+        figures["nine_mb"] = statistics.mean(p.stat().st_size for p in nine) / 1_000_000
+        figures["rss"] = anyio.run(peak_rss, emulator, folder / "rss", nine)
         emulator.state.config.latency = 3.0  # tasks take real time here: what matters is polling and harvesting
 
         async def many() -> dict[str, float]:
@@ -238,7 +280,11 @@ def render(f: dict[str, Any], big_bytes: int, args: argparse.Namespace) -> str:
             f"{f['big_first_uploaded'] / mb:.1f} MB, then {f['big_second_uploaded'] / mb:.1f} MB ({f['big_first_s']:.2f} s, {f['big_second_s']:.2f} s)",
             f"SDK uploads every time: {f['big_sdk_uploaded'] / mb:.1f} MB",
         ),
-        ("4. peak RSS, 9 × ~19 MB edit", "not measured yet", "—"),
+        (
+            f"4. peak RSS, 9 × {f['nine_mb']:.1f} MB JPEG edit",
+            f"{f['rss']['peak_mb'] - f['rss']['idle_mb']:.0f} MB over idle ({f['rss']['idle_mb']:.0f} MB idle, {f['rss']['peak_mb']:.0f} MB peak)",
+            "—",
+        ),
         (
             f"5. {args.tasks} concurrent tasks (3 s each)",
             f"{f['many']['wall_s']:.1f} s to all images on disk; {f['many']['polls_per_task']:.1f} queries/task; busiest second {f['many']['max_queries_in_1s']:.0f} queries",
