@@ -201,7 +201,7 @@ async def test_the_emulator_checks_input_images_itself(model: str, refused: bool
 async def test_too_small_an_image_is_refused_server_side(client: DashScopeClient) -> None:
     valid = prepare_request("wan2.7-image", "x", [URL])
     tiny = data_url(Image.new("RGB", (100, 100)))
-    broken = replace(valid, images=(PreparedImage(index=1, kind=RefKind.DATA, source="tiny", value=tiny),))
+    broken = replace(valid, images=(PreparedImage(index=1, kind=RefKind.DATA, source="tiny", url=tiny),))
     with pytest.raises(BadRequestError, match="resolution 100x100 is out of range"):
         await client.submit(broken)
 

@@ -57,8 +57,10 @@ class PreparedImage:
     kind: RefKind
     source: str
     """The reference as given, shortened for messages (data URLs are not repeated)."""
-    value: str
-    """What is sent: a data URL for local and data images, the URL itself otherwise."""
+    url: str | None = None
+    """The URL sent, when there is one: the reference for remote and oss:// images, or an oss:// upload."""
+    payload: bytes | None = None
+    """The conformed image file, for local and data images (sent inline, or uploaded)."""
     width: int | None = None
     """Size sent (after conforming); None for remote images."""
     height: int | None = None
@@ -72,6 +74,14 @@ class PreparedImage:
     scale: float = 1.0
     """Sent size / original size: bbox_list coordinates are multiplied by this."""
     adjustments: tuple[str, ...] = ()
+
+    @property
+    def value(self) -> str:
+        """What is sent: the URL, or the payload as a base64 data URL (built only when asked for)."""
+        if self.url is not None:
+            return self.url
+        assert self.payload is not None and self.format is not None
+        return f"data:{MIME_TYPES[self.format]};base64,{base64.b64encode(self.payload).decode('ascii')}"
 
 
 def describe_ref(ref: str) -> str:
@@ -131,7 +141,7 @@ def prepare_image(
     kind = classify(ref)
     source = describe_ref(ref)
     if kind in (RefKind.REMOTE, RefKind.OSS):
-        return PreparedImage(index=index, kind=kind, source=source, value=ref)
+        return PreparedImage(index=index, kind=kind, source=source, url=ref)
 
     def problem(message: str) -> InvalidRequest:
         return InvalidRequest([Problem("images", message, image=index)])
@@ -258,7 +268,7 @@ def conform(
         index=index,
         kind=kind,
         source=source,
-        value=f"data:{MIME_TYPES[out_fmt]};base64,{base64.b64encode(payload).decode('ascii')}",
+        payload=payload,
         width=width,
         height=height,
         original_size=original,

@@ -25,7 +25,7 @@ from .access import FileAccess
 from .dashscope import APIConnectionError, APIStatusError, DashScopeClient, TaskResult, TaskStatus
 from .dashscope.client import UploadPolicyExpired
 from .errors import ConfigurationError, WanError
-from .inputs import MIME_TYPES, PreparedImage, RefKind, classify, decode_data_url, local_path
+from .inputs import MIME_TYPES, PreparedImage, RefKind, classify, local_path
 from .inspection import inspect_images
 from .instructions import Mode, build_instruction
 from .journal import OPEN_STATUSES, AsyncJournal, Journal, NewTask, TaskRow
@@ -309,7 +309,8 @@ class WanService:
             if image.kind not in _LOCAL or (image.bytes or 0) <= self._inline_max:
                 images.append(image)
                 continue
-            data = decode_data_url(image.value)
+            assert image.payload is not None  # local and data images carry their conformed bytes
+            data = image.payload
             digest = hashlib.sha256(data).hexdigest()
             since = time.time() - UPLOAD_REUSE
             url = await self.journal.run(self.journal.sync.cached_upload, digest, request.model, since=since)
@@ -330,7 +331,7 @@ class WanService:
                 assert url is not None
                 await self.journal.run(self.journal.sync.remember_upload, digest, request.model, url, len(data))
                 log.info("uploaded image %d (%d bytes) as %s", image.index, len(data), url)
-            images.append(dataclasses.replace(image, value=url))
+            images.append(dataclasses.replace(image, url=url, payload=None))  # the bytes are no longer needed
         return dataclasses.replace(request, images=tuple(images))
 
     async def _record(self, task_id: str, task: TaskResult, row: TaskRow | None) -> TaskRow | None:

@@ -49,7 +49,7 @@ def build_body(request: PreparedRequest) -> dict[str, JSON]:
 
 
 def needs_oss_resolve(request: PreparedRequest) -> bool:
-    return any(image.value.startswith("oss://") for image in request.images)
+    return any(image.url is not None and image.url.startswith("oss://") for image in request.images)
 
 
 # --- responses ------------------------------------------------------------------------------------
