@@ -163,7 +163,18 @@ async def peak_rss(emulator: RunningEmulator, folder: Path, images: list[Path]) 
 # --- 5. many tasks at once ------------------------------------------------------------------------------------
 
 
-async def many_tasks(client: Client, emulator: RunningEmulator, count: int) -> dict[str, float]:
+def completion_lags(emulator: RunningEmulator, journal: Path, ids: list[str]) -> list[float]:
+    """Seconds from each task's completion (created + the emulator's latency) to its images being saved."""
+    import sqlite3
+    from contextlib import closing
+
+    latency = emulator.state.config.latency
+    with closing(sqlite3.connect(journal)) as db:
+        saved = dict(db.execute("SELECT task_id, saved_at FROM tasks WHERE saved_at IS NOT NULL").fetchall())
+    return [saved[i] - (emulator.state.tasks[i].created + latency) for i in ids if i in saved]
+
+
+async def many_tasks(client: Client, emulator: RunningEmulator, count: int, journal: Path) -> dict[str, float]:
     before = len(emulator.state.requests)
     started = time.perf_counter()
     ids: list[str] = []
@@ -193,7 +204,14 @@ async def many_tasks(client: Client, emulator: RunningEmulator, count: int) -> d
         r.at for r in emulator.state.requests[before:] if r.method == "GET" and r.path.startswith("/api/v1/tasks/")
     ]
     busiest = max((sum(1 for t in polls if start <= t < start + 1) for start in polls), default=0)
-    return {"wall_s": wall, "polls_per_task": len(polls) / count, "max_queries_in_1s": busiest}
+    lags = completion_lags(emulator, journal, ids)
+    return {
+        "wall_s": wall,
+        "polls_per_task": len(polls) / count,
+        "max_queries_in_1s": busiest,
+        "lag_median_s": statistics.median(lags),
+        "lag_max_s": max(lags),
+    }
 
 
 # --- the run -------------------------------------------------------------------------------------------------
@@ -253,7 +271,7 @@ def main() -> None:
 
         async def many() -> dict[str, float]:
             async with Client(server_params(emulator, folder / "many", WAN_MCP_HARVEST="1")) as client:
-                return await many_tasks(client, emulator, args.tasks)
+                return await many_tasks(client, emulator, args.tasks, folder / "many" / "journal.sqlite3")
 
         (folder / "many").mkdir()
         figures["many"] = anyio.run(many)
@@ -287,7 +305,7 @@ def render(f: dict[str, Any], big_bytes: int, args: argparse.Namespace) -> str:
         ),
         (
             f"5. {args.tasks} concurrent tasks (3 s each)",
-            f"{f['many']['wall_s']:.1f} s to all images on disk; {f['many']['polls_per_task']:.1f} queries/task; busiest second {f['many']['max_queries_in_1s']:.0f} queries",
+            f"{f['many']['wall_s']:.1f} s to all images on disk; {f['many']['polls_per_task']:.1f} queries/task; busiest second {f['many']['max_queries_in_1s']:.0f} queries; images on disk {f['many']['lag_median_s']:.2f} s (median), {f['many']['lag_max_s']:.2f} s (max) after completion",
             "—",
         ),
         ("6. `tools/list` size", f"{f['tools_list_bytes']} bytes", "—"),
