@@ -265,3 +265,23 @@ async def test_a_fault_queue_consumes_each_fault_once(client: DashScopeClient, e
         await client.get_task("x")
     assert (await client.get_task("x")).status is TaskStatus.UNKNOWN
     assert emulator.faults == []
+
+
+async def test_a_task_seen_by_two_queries_at_once_renders_its_images_once(
+    client: DashScopeClient, http: httpx2.AsyncClient, emulator: EmulatorState
+) -> None:
+    emulator.config.polls_to_finish = 1
+    task = await client.submit(prepare_request("wan2.7-image", "x", [URL], EditParams(size="768*768")))
+    assert task.task_id is not None
+    task_id = task.task_id
+
+    async def by_id() -> None:
+        await client.get_task(task_id)
+
+    async def by_list() -> None:
+        await http.get("/api/v1/tasks", headers=AUTH)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(by_id)
+        group.start_soon(by_list)
+    assert len(emulator.tasks[task_id].outputs) == 1

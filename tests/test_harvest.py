@@ -116,3 +116,23 @@ def test_journal_rows_from_other_servers_are_adopted(tmp_path: Any) -> None:
     journal.begin(NewTask(model="m", prompt="p", parameters={}))
     assert journal.recent(limit=10)[1] == 2
     journal.close()
+
+
+async def test_open_tasks_are_watched_through_the_task_list(harvesting: Client, emulator: EmulatorState) -> None:
+    ids: list[str] = []
+    for _ in range(5):
+        submitted = (await harvesting.call_tool("submit_task", {"prompt": "x", "size": "1K"})).structured_content
+        assert submitted is not None
+        ids.append(submitted["task_id"])
+
+    async def all_saved() -> bool:
+        for task_id in ids:
+            if not (await task(harvesting, task_id))["images"]:
+                return False
+        return True
+
+    await until(all_saved)
+    by_id = [r for r in emulator.requests if r.method == "GET" and r.path.startswith("/api/v1/tasks/")]
+    listed = [r for r in emulator.requests if r.method == "GET" and r.path == "/api/v1/tasks"]
+    assert len(by_id) == len(ids)  # one query of its own per task, once it is done
+    assert listed  # the rest came from the list

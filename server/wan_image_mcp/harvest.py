@@ -2,9 +2,12 @@
 downloaded as soon as it succeeds, whether or not an agent ever asks again.
 
 On start it resumes every task younger than 24 h (task ids and result URLs live that long). Queries go
-through the client's shared QueryRate (20 per second at most); each task is polled on its own schedule,
-often while young and every poll_interval_max once old; failed downloads are retried with backoff until
-their URLs expire. A failure with one task never stops the others, nor the server.
+through the client's shared QueryRate. While tasks are open, one ``GET /tasks`` list query a second gives
+the status of many tasks at once: a task it shows finished is fetched at once, a task it shows still running
+is queried on its own only as a fallback (every 6 × poll_interval_max). Tasks the list does not show keep
+their own schedule, often while young and every poll_interval_max once old. So a hundred tasks cost about
+one query a second plus one per finished task, not a hundred. Failed downloads are retried with backoff
+until their URLs expire. A failure with one task never stops the others, nor the server.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import time
 import anyio
 
 from .dashscope import DashScopeError
-from .journal import TaskRow
+from .journal import OPEN_STATUSES, TaskRow
 from .service import WanService
 
 log = logging.getLogger("wan_image_mcp.harvest")
@@ -23,6 +26,8 @@ MAX_AGE = 24 * 3600.0
 IDLE = 60.0
 """Longest sleep when nothing is due (a new task wakes the harvester at once)."""
 CONCURRENCY = 8
+LIST_EVERY = 1.0
+"""Seconds between task-list queries while tasks are open."""
 
 
 class Harvester:
@@ -32,7 +37,9 @@ class Harvester:
         self._wake = anyio.Event()
         self._slots = anyio.CapacityLimiter(CONCURRENCY)
         self.passes = 0
+        self._listed = 0.0
         service.on_submitted = self.wake
+        service.first_poll_delay = LIST_EVERY  # the next list query sees a new task before its own query is due
 
     def wake(self) -> None:
         self._wake.set()
@@ -43,6 +50,10 @@ class Harvester:
         while True:
             self._wake = anyio.Event()
             rows = await journal.run(journal.sync.to_harvest, younger_than=time.time() - self._max_age)
+            open_rows = [row for row in rows if row.status in OPEN_STATUSES]
+            if open_rows and time.monotonic() - self._listed >= LIST_EVERY:
+                await self._from_list(open_rows)
+                rows = await journal.run(journal.sync.to_harvest, younger_than=time.time() - self._max_age)
             now = time.time()
             due = [row for row in rows if (row.next_poll_at or 0) <= now]
             if due:
@@ -51,9 +62,32 @@ class Harvester:
                         group.start_soon(self._harvest, row)
             self.passes += 1
             later = [row.next_poll_at for row in rows if row not in due and row.next_poll_at]
+            if any(row.status in OPEN_STATUSES for row in rows):
+                later.append(time.time() + LIST_EVERY - (time.monotonic() - self._listed))
             delay = 0.0 if due else min([IDLE, *(at - time.time() for at in later)])
             with anyio.move_on_after(max(0.0, delay)):
                 await self._wake.wait()
+
+    async def _from_list(self, rows: list[TaskRow]) -> None:
+        """One list query for many tasks: finished ones become due now, running ones need no query of their own."""
+        self._listed = time.monotonic()
+        journal = self._service.journal
+        try:
+            statuses = await self._service.list_statuses()
+        except DashScopeError as exc:  # the list is an optimisation: per-task polling still covers every task
+            log.warning("listing tasks: %s", exc)
+            return
+        now = time.time()
+        for row in rows:
+            assert row.task_id is not None
+            status = statuses.get(row.task_id)
+            if status is None:
+                continue
+            if status.terminal:
+                await journal.run(journal.sync.schedule, row.task_id, now)
+            else:
+                fallback = now + self._service.fallback_poll
+                await journal.run(journal.sync.schedule, row.task_id, max(row.next_poll_at or 0, fallback))
 
     async def _harvest(self, row: TaskRow) -> None:
         assert row.task_id is not None

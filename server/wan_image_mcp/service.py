@@ -122,6 +122,8 @@ class WanService:
         self._locks: dict[str, anyio.Lock] = {}
         self.on_submitted: Callable[[], None] = lambda: None
         """Called after every new task: the harvester wakes up."""
+        self.first_poll_delay = 0.0
+        """A new task's first query of its own waits this long (the harvester's list interval, when it runs)."""
 
     @property
     def can_call_api(self) -> bool:
@@ -203,7 +205,7 @@ class WanService:
             task.task_id,
             task.request_id,
             task.status.value,
-            next_poll_at=self.next_poll(new.created_at),
+            next_poll_at=max(self.next_poll(new.created_at), time.time() + self.first_poll_delay),
         )
         self.on_submitted()
         log.info("submitted %s task %s (%d paid images at most)", request.model, task.task_id, request.paid_images)
@@ -284,6 +286,14 @@ class WanService:
         access = self._access.with_roots(roots)
         reports, previews = await anyio.to_thread.run_sync(inspect_images, refs, access, Path.cwd())
         return InspectResult(images=[ImageInfo(**report.__dict__) for report in reports]), previews
+
+    async def list_statuses(self) -> dict[str, TaskStatus]:
+        return await self._api().list_statuses()
+
+    @property
+    def fallback_poll(self) -> float:
+        """How often a task the task list already covers is still queried on its own."""
+        return 6 * self._poll_max
 
     async def cancel(self, task_id: str) -> str | None:
         request_id = await self._api().cancel_task(task_id)

@@ -179,6 +179,26 @@ class DashScopeClient:
             raise UploadPolicyExpired(response.status_code, code, message, None)
         raise status_error(response.status_code, {"code": code, "message": message}, response.headers)
 
+    async def list_statuses(self, *, page_size: int = 100, pages: int = 3) -> dict[str, TaskStatus]:
+        """Recent tasks' statuses from ``GET /tasks`` (one query per page): how one query covers many tasks."""
+        statuses: dict[str, TaskStatus] = {}
+        for page in range(1, pages + 1):
+            path = f"/tasks?page_no={page}&page_size={page_size}"
+            data = await self._call("GET", path, None, {}, _retry_query, rate=self._query_rate, raw=True)
+            tasks = data.get("tasks")
+            if not isinstance(tasks, list):
+                break
+            for item in cast(list[Any], tasks):
+                if isinstance(item, dict) and isinstance(item.get("task_id"), str):  # pyright: ignore[reportUnknownMemberType]
+                    entry = cast(dict[str, Any], item)
+                    try:
+                        statuses[entry["task_id"]] = TaskStatus(entry.get("task_status"))
+                    except ValueError:
+                        continue
+            if len(cast(list[Any], tasks)) < page_size:
+                break
+        return statuses
+
     async def get_task(self, task_id: str) -> TaskResult:
         envelope = await self._call(
             "GET", TASK_PATH.format(task_id=task_id), None, {}, _retry_query, rate=self._query_rate

@@ -311,7 +311,7 @@ def _beijing(ts: float) -> str:
 
 async def _advance(state: EmulatorState, task: Task) -> None:
     """Move a task along: one step per poll, or by elapsed time when the emulator has a latency."""
-    if task.status not in ("PENDING", "RUNNING"):
+    if task.status not in ("PENDING", "RUNNING") or task.rendering:
         return
     config = state.config
     task.polls += 1
@@ -326,8 +326,9 @@ async def _advance(state: EmulatorState, task: Task) -> None:
     if task.failure:
         task.status = "FAILED"
     else:
+        task.rendering = True  # before the await: a concurrent query now leaves the task alone
         await anyio.to_thread.run_sync(_render_outputs, state, task)
-        task.status = "SUCCEEDED"
+        task.status, task.rendering = "SUCCEEDED", False
     task.finished = state.clock()
 
 
@@ -419,6 +420,8 @@ async def list_tasks(request: Request, state: EmulatorState) -> Response:
     page_no = int(request.query_params.get("page_no", 1))
     page_size = int(request.query_params.get("page_size", 10))
     status = request.query_params.get("status")
+    for task in list(state.tasks.values()):  # a list observes every task it shows, like a query by id
+        await _advance(state, task)
     tasks = [t for t in state.tasks.values() if status is None or t.status == status]
     tasks.sort(key=lambda t: t.created, reverse=True)
     page = tasks[(page_no - 1) * page_size : page_no * page_size]
