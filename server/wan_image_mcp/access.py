@@ -49,14 +49,16 @@ class FileAccess:
         extra = [Path(unquote(urlsplit(uri).path)) for uri in uris if uri.lower().startswith("file://")]
         return FileAccess.of([*self.directories, *extra]) if extra else self
 
-    def allows(self, path: Path) -> bool:
-        real = _real(path)
+    def _contains(self, real: Path) -> bool:
         return any(real == root or real.is_relative_to(root) for root in self.directories)
+
+    def allows(self, path: Path) -> bool:
+        return self._contains(_real(path))
 
     def resolve(self, path: Path) -> Path:
         """The real path to open, or AccessDenied naming the allowed directories. Nothing is opened here."""
         real = _real(path)
-        if any(real == root or real.is_relative_to(root) for root in self.directories):
+        if self._contains(real):
             return real
         allowed = ", ".join(str(d) for d in self.directories) or "none"
         raise AccessDenied(

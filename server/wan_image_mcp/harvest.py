@@ -36,7 +36,6 @@ class Harvester:
         self._max_age = max_age
         self._wake = anyio.Event()
         self._slots = anyio.CapacityLimiter(CONCURRENCY)
-        self.passes = 0
         self._listed = 0.0
         service.on_submitted = self.wake
         service.first_poll_delay = LIST_EVERY  # the next list query sees a new task before its own query is due
@@ -60,7 +59,6 @@ class Harvester:
                 async with anyio.create_task_group() as group:
                     for row in due:
                         group.start_soon(self._harvest, row)
-            self.passes += 1
             later = [row.next_poll_at for row in rows if row not in due and row.next_poll_at]
             if any(row.status in OPEN_STATUSES for row in rows):
                 later.append(time.time() + LIST_EVERY - (time.monotonic() - self._listed))

@@ -39,7 +39,7 @@ MAX_DECODE_PIXELS = 2 * max(spec.image.side.hi for spec in SPECS.values()) ** 2
 """Pillow's decompression-bomb guard: twice the largest image any model accepts (larger ones are shrunk to
 fit, so some headroom is useful); anything bigger is refused before it is decoded."""
 Image.MAX_IMAGE_PIXELS = MAX_DECODE_PIXELS
-_EXIF_ORIENTATION = 0x0112
+EXIF_ORIENTATION = 0x0112
 _JPEG_QUALITY = 95
 
 
@@ -204,7 +204,7 @@ def conform(
     notes: list[str] = []
     changed = False
 
-    orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+    orientation = image.getexif().get(EXIF_ORIENTATION, 1)
     if orientation not in (1, None):
         image = ImageOps.exif_transpose(image)
         notes.append(f"EXIF orientation {orientation} applied (boxes are read in the orientation shown)")

@@ -15,11 +15,10 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from .access import FileAccess
 from .errors import InvalidRequest, Problem
-from .inputs import RefKind, classify, conform, decode_data_url, describe_ref, local_path, read_local
+from .inputs import EXIF_ORIENTATION, RefKind, classify, conform, decode_data_url, describe_ref, local_path, read_local
 from .specs import SPECS, ImageLimits
 
 GRID_PREVIEW_SIDE = 768
-_EXIF_ORIENTATION = 0x0112
 
 
 @dataclass(frozen=True)
@@ -101,7 +100,7 @@ def inspect_images(refs: Sequence[str], access: FileAccess, cwd: Path) -> tuple[
             data = decode_data_url(ref) if kind is RefKind.DATA else read_local(local_path(ref, cwd), access)[1]
             with Image.open(io.BytesIO(data)) as opened:
                 fmt = opened.format
-                orientation = int(opened.getexif().get(_EXIF_ORIENTATION, 1))
+                orientation = int(opened.getexif().get(EXIF_ORIENTATION, 1))
                 shown = ImageOps.exif_transpose(opened)
                 preview = grid_preview(shown)
                 width, height = shown.size

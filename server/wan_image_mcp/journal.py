@@ -283,10 +283,6 @@ class Journal:
         row = self._db.execute("SELECT * FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
         return TaskRow.from_sql(row) if row else None
 
-    def by_id(self, row_id: int) -> TaskRow | None:
-        row = self._db.execute("SELECT * FROM tasks WHERE id = ?", (row_id,)).fetchone()
-        return TaskRow.from_sql(row) if row else None
-
     def to_harvest(self, *, younger_than: float) -> list[TaskRow]:
         """Tasks to poll or whose images to fetch, created after ``younger_than``, soonest first."""
         rows = self._db.execute(

@@ -76,7 +76,6 @@ class Task:
     outputs: list[str] = field(default_factory=list[str])
     texts: list[str] = field(default_factory=list[str])
     finished: float | None = None
-    moderated_output: bool = False
     rendering: bool = False
     """Set while its outputs are being rendered, so two concurrent queries cannot render them twice."""
 
