@@ -3,6 +3,7 @@ account's query budget."""
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -136,3 +137,33 @@ async def test_open_tasks_are_watched_through_the_task_list(harvesting: Client, 
     listed = [r for r in emulator.requests if r.method == "GET" and r.path == "/api/v1/tasks"]
     assert len(by_id) == len(ids)  # one query of its own per task, once it is done
     assert listed  # the rest came from the list
+
+
+async def test_edit_queries_its_task_right_after_submitting_it(
+    http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState
+) -> None:
+    emulator.config.polls_to_finish = 1  # done on its first query
+    slow = replace(server_settings, poll_interval=30.0, poll_interval_max=30.0)
+    async with Client(build_app(slow, http)) as client:
+        with anyio.fail_after(10):  # far less than one 30 s poll interval
+            result = await client.call_tool("edit_image", {"prompt": "x", "size": "1K"})
+    assert result.structured_content is not None
+    assert result.structured_content["status"] == "SUCCEEDED" and len(result.structured_content["images"]) == 1
+
+
+async def test_a_task_is_never_queried_twice_within_the_poll_interval_whoever_asks(
+    http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState
+) -> None:
+    emulator.config.polls_to_finish = 5
+    spaced = replace(server_settings, poll_interval=0.3, poll_interval_max=0.3)
+    async with Client(build_app(spaced, http)) as client:
+        first = await client.call_tool("edit_image", {"prompt": "x", "size": "1K", "wait_seconds": 0})
+        assert first.structured_content is not None
+        task_id = first.structured_content["task_id"]
+        for _ in range(3):  # an agent checking again at once, without waiting
+            await client.call_tool("check_task", {"task_id": task_id})
+        done = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 10})
+    assert done.structured_content is not None and done.structured_content["status"] == "SUCCEEDED"
+    queries = [r.at for r in emulator.requests if r.path == f"/api/v1/tasks/{task_id}"]
+    assert len(queries) == 5
+    assert min(b - a for a, b in itertools.pairwise(queries)) >= 0.3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import random
 from pathlib import Path
@@ -12,7 +13,7 @@ from PIL import Image
 
 from tests.conftest import ImageFactory
 from wan_image_mcp.errors import InvalidRequest
-from wan_image_mcp.inputs import RefKind, decode_data_url, local_path, prepare_image
+from wan_image_mcp.inputs import EXIF_ORIENTATION, InputChanged, RefKind, decode_data_url, local_path, prepare_image
 from wan_image_mcp.specs import SPECS
 
 LIMITS = SPECS["wan2.7-image-pro"].image
@@ -157,3 +158,37 @@ def test_too_many_bytes_downscale_as_a_last_resort(tmp_path: Path) -> None:
     (note,) = prepared.adjustments
     size = f"{prepared.width}×{prepared.height}"
     assert note == f"image 1: re-encoded as JPEG and downscaled to {size} to fit the 10 MB file limit"
+
+
+def test_a_file_sent_as_it_is_stays_on_disk_until_it_is_sent(make_image: ImageFactory, tmp_path: Path) -> None:
+    path = make_image("photo.jpg", (1200, 900))
+    prepared = prepare_image(str(path), 1, LIMITS, tmp_path)
+    assert prepared.payload is None  # not held in memory between the check and the send
+    assert prepared.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert decode_data_url(prepared.value) == path.read_bytes()
+
+
+def test_a_file_changed_after_its_check_is_refused_when_sent(make_image: ImageFactory, tmp_path: Path) -> None:
+    path = make_image("photo.jpg", (1200, 900))
+    prepared = prepare_image(str(path), 3, LIMITS, tmp_path)
+    make_image("photo.jpg", (1200, 900), colour=(0, 0, 255))
+    with pytest.raises(InputChanged, match="changed on disk") as caught:
+        prepared.read_payload()
+    assert caught.value.problems[0].image == 3
+
+
+def test_a_large_rotated_jpeg_is_decoded_small_and_shrunk_to_the_exact_limit(tmp_path: Path) -> None:
+    shown = Image.new("RGB", (10400, 2600), (220, 20, 20))
+    shown.paste((20, 20, 220), (5200, 0, 10400, 2600))  # left red, right blue, as the user sees it
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = 6  # stored turned a quarter; shown after a 90° clockwise turn
+    shown.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "wide.jpg", "JPEG", exif=exif)
+    limits = SPECS["wan2.5-i2i-preview"].image
+    prepared = prepare_image(str(tmp_path / "wide.jpg"), 1, limits, tmp_path)
+    assert (prepared.width, prepared.height, prepared.original_size) == (5000, 1250, (10400, 2600))
+    sent = sent_image(prepared.value)
+    assert sent.size == (5000, 1250)
+    red, blue = sent.getpixel((100, 600)), sent.getpixel((4900, 600))
+    assert isinstance(red, tuple) and isinstance(blue, tuple)
+    assert red[0] > 180 > red[2] and blue[2] > 180 > blue[0]
+    assert prepared.scale == pytest.approx(5000 / 10400)

@@ -9,13 +9,15 @@ import time
 from contextlib import closing
 from pathlib import Path
 
+import httpx2
 import pytest
 from mcp import Client
 from PIL import Image
 
 from tests.conftest import text
+from wan_image_mcp.app import build_app
 from wan_image_mcp.config import Settings
-from wan_image_mcp.emulator import EmulatorState, Fault
+from wan_image_mcp.emulator import EmulatorState, Fault, create_app
 
 pytestmark = pytest.mark.anyio
 
@@ -92,3 +94,41 @@ async def test_an_upload_older_than_its_life_is_not_reused(
         db.execute("UPDATE uploads SET created_at = ?", (time.time() - 47.5 * 3600,))
     await mcp.call_tool("edit_image", {"prompt": "x", "images": [str(big_photo)], "size": "1K"})
     assert uploads(emulator) == 2
+
+
+async def test_a_file_sent_as_it_is_is_streamed_from_disk_byte_for_byte(
+    mcp: Client, emulator: EmulatorState, big_photo: Path
+) -> None:
+    result = await mcp.call_tool("edit_image", {"prompt": "x", "images": [str(big_photo)], "size": "1K"})
+    assert not result.is_error, text(result)
+    (ref,) = sent_images(emulator)
+    assert emulator.uploads[ref.removeprefix("oss://")].data == big_photo.read_bytes()
+
+
+class ChangesFileOnPolicy(httpx2.AsyncBaseTransport):
+    """Passes requests to the emulator; rewrites a file when the upload policy is asked for (between the
+    server's check of the file and its upload)."""
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport, path: Path) -> None:
+        self.inner, self.path = inner, path
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if request.url.path == "/api/v1/uploads":
+            Image.frombytes("RGB", (700, 700), random.Random(2).randbytes(700 * 700 * 3)).save(self.path, "PNG")
+        return await self.inner.handle_async_request(request)
+
+
+async def test_a_file_changed_while_it_is_sent_is_refused_and_nothing_is_submitted(
+    emulator: EmulatorState, big_photo: Path, server_settings: Settings
+) -> None:
+    transport = ChangesFileOnPolicy(httpx2.ASGITransport(app=create_app(emulator)), big_photo)
+    async with (
+        httpx2.AsyncClient(transport=transport, base_url="http://emulator.test") as http,
+        Client(build_app(server_settings, http)) as mcp,
+    ):
+        result = await mcp.call_tool("edit_image", {"prompt": "x", "images": [str(big_photo)], "size": "1K"})
+    assert result.is_error
+    assert "image 1" in text(result) and "changed on disk while it was being sent" in text(result)
+    assert not [r for r in emulator.requests if r.path.endswith("/generation")]  # nothing paid for
+    with closing(sqlite3.connect(server_settings.journal_path)) as db:
+        assert db.execute("SELECT count(*) FROM uploads").fetchone() == (0,)  # nor remembered as uploaded

@@ -17,28 +17,29 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import functools
+import hashlib
 import io
 import math
 import os
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
-
-from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .access import AccessDenied, FileAccess
 from .errors import InvalidRequest, Problem
-from .specs import SPECS, ImageLimits
+from .specs import ImageLimits
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 MIME_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "BMP": "image/bmp", "WEBP": "image/webp"}
-MAX_DECODE_PIXELS = 2 * max(spec.image.side.hi for spec in SPECS.values()) ** 2
-"""Pillow's decompression-bomb guard: twice the largest image any model accepts (larger ones are shrunk to
-fit, so some headroom is useful); anything bigger is refused before it is decoded."""
-Image.MAX_IMAGE_PIXELS = MAX_DECODE_PIXELS
 EXIF_ORIENTATION = 0x0112
 _JPEG_QUALITY = 95
 
@@ -60,7 +61,8 @@ class PreparedImage:
     url: str | None = None
     """The URL sent, when there is one: the reference for remote and oss:// images, or an oss:// upload."""
     payload: bytes | None = None
-    """The conformed image file, for local and data images (sent inline, or uploaded)."""
+    """The conformed image file, for local and data images (sent inline, or uploaded). None for a local file
+    sent unchanged: its bytes stay on disk (see ``sha256``) until they are sent."""
     width: int | None = None
     """Size sent (after conforming); None for remote images."""
     height: int | None = None
@@ -74,14 +76,64 @@ class PreparedImage:
     scale: float = 1.0
     """Sent size / original size: bbox_list coordinates are multiplied by this."""
     adjustments: tuple[str, ...] = ()
+    sha256: str | None = None
+    """For a local file sent unchanged: the digest of the bytes that were checked, so that what is sent later
+    (read again from ``path``) can be proven to be the same."""
+
+    @property
+    def on_disk(self) -> bool:
+        """A local file sent unchanged, whose bytes are read from ``path`` only when sent."""
+        return self.payload is None and self.sha256 is not None and self.path is not None
+
+    def read_payload(self) -> bytes:
+        """The bytes to send. Raises InputChanged if a file sent unchanged is no longer what was checked."""
+        if self.payload is not None:
+            return self.payload
+        assert self.path is not None and self.sha256 is not None
+        data = Path(self.path).read_bytes()
+        if hashlib.sha256(data).hexdigest() != self.sha256:
+            raise InputChanged(self)
+        return data
 
     @property
     def value(self) -> str:
         """What is sent: the URL, or the payload as a base64 data URL (built only when asked for)."""
         if self.url is not None:
             return self.url
-        assert self.payload is not None and self.format is not None
-        return f"data:{MIME_TYPES[self.format]};base64,{base64.b64encode(self.payload).decode('ascii')}"
+        assert self.format is not None
+        return f"data:{MIME_TYPES[self.format]};base64,{base64.b64encode(self.read_payload()).decode('ascii')}"
+
+
+class InputChanged(InvalidRequest):
+    """A local image changed on disk between being checked and being sent. Nothing was submitted."""
+
+    def __init__(self, image: PreparedImage) -> None:
+        message = f"{image.path} changed on disk while it was being sent; nothing was submitted, call again"
+        super().__init__([Problem("images", message, image=image.index)])
+
+
+class HashingReader(io.FileIO):
+    """A local file opened for sending that hashes what is read from it, to compare with what was checked.
+
+    httpx's multipart encoder reads it in chunks, seeks to 0 first (a retry starts over), and takes the
+    length from ``fileno``, so the file is streamed from disk, never held in memory."""
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__(path, "rb")
+        self._hash = hashlib.sha256()
+
+    def read(self, size: int | None = -1) -> bytes:
+        chunk = super().read(size)
+        self._hash.update(chunk)
+        return chunk
+
+    def seek(self, pos: int, whence: int = os.SEEK_SET) -> int:
+        if (pos, whence) == (0, os.SEEK_SET):
+            self._hash = hashlib.sha256()
+        return super().seek(pos, whence)
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
 
 
 def describe_ref(ref: str) -> str:
@@ -131,6 +183,30 @@ def decode_data_url(ref: str) -> bytes:
         raise ValueError("data URL has invalid base64 data") from None
 
 
+CONFORM_WORKERS = 2
+"""Images conformed at once, across all calls: Pillow decodes and encodes outside the GIL, so two threads
+roughly halve a many-image call on two cores while bounding how many large images are decoded at a time."""
+
+
+@functools.cache
+def _conforming() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(CONFORM_WORKERS, thread_name_prefix="conform")
+
+
+def prepare_images(
+    refs: Sequence[str], limits: ImageLimits, cwd: Path, access: FileAccess | None = None
+) -> list[PreparedImage | InvalidRequest]:
+    """``prepare_image`` for each reference (1-based), in order, on the shared conforming threads."""
+
+    def one(index: int, ref: str) -> PreparedImage | InvalidRequest:
+        try:
+            return prepare_image(ref, index, limits, cwd, access)
+        except InvalidRequest as exc:
+            return exc
+
+    return list(_conforming().map(one, range(1, len(refs) + 1), refs))
+
+
 def prepare_image(
     ref: str, index: int, limits: ImageLimits, cwd: Path, access: FileAccess | None = None
 ) -> PreparedImage:
@@ -153,20 +229,28 @@ def prepare_image(
             raise problem(str(exc)) from None
         return conform(data, index=index, kind=kind, source=source, limits=limits, problem=problem)
     try:
-        path, data = read_local(local_path(ref, cwd), access)
+        path, file = open_local(local_path(ref, cwd), access)
     except ValueError as exc:
         raise problem(str(exc)) from None
-    prepared = conform(data, index=index, kind=kind, source=source, limits=limits, problem=problem)
+    with file:
+        prepared = conform(file, index=index, kind=kind, source=source, limits=limits, problem=problem)
     return dataclasses.replace(prepared, path=str(path))
 
 
 def read_local(path: Path, access: FileAccess | None) -> tuple[Path, bytes]:
-    """A local file's path as opened, and its bytes. With ``access``, only inside an allowed directory, and the
-    resolved path is what is opened. Raises ValueError with the reason."""
+    """A local file's path as opened, and its bytes (see ``open_local``)."""
+    path, file = open_local(path, access)
+    with file:
+        return path, file.read()
+
+
+def open_local(path: Path, access: FileAccess | None) -> tuple[Path, io.BufferedReader]:
+    """A local file's path as opened, and the open file. With ``access``, only inside an allowed directory, and
+    the resolved path is what is opened. Raises ValueError with the reason."""
     try:
         if access is not None:
             path = access.resolve(path)
-        return path, path.read_bytes()
+        return path, path.open("rb")
     except AccessDenied as exc:
         raise ValueError(str(exc)) from None
     except FileNotFoundError:
@@ -180,7 +264,7 @@ def read_local(path: Path, access: FileAccess | None) -> tuple[Path, bytes]:
 
 
 def conform(
-    data: bytes,
+    data: bytes | io.BufferedReader,
     *,
     index: int,
     kind: RefKind,
@@ -188,11 +272,21 @@ def conform(
     limits: ImageLimits,
     problem: Callable[[str], InvalidRequest],
 ) -> PreparedImage:
+    """Check an image against ``limits`` and fix what can be fixed. ``data`` is the file's bytes or the open file.
+
+    Decoding is the costly part, so what must be done is decided from the header first. An image sent as it is
+    only needs to be proven whole: a JPEG is decoded at 1/8 scale for that (every coded block is still read),
+    and an open file's bytes are not kept but hashed (``payload`` None, ``sha256`` set) to be read again when
+    sent. A JPEG that must shrink is decoded near its target size by libjpeg's DCT scaling."""
+    from .pillow import Image, ImageOps, UnidentifiedImageError
+
+    file = io.BytesIO(data) if isinstance(data, bytes) else data
+    size = len(data) if isinstance(data, bytes) else os.fstat(data.fileno()).st_size
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # the guard's limit is the limit
-            image = Image.open(io.BytesIO(data))
-            image.load()
+            image = Image.open(file)
+            orientation = image.getexif().get(EXIF_ORIENTATION, 1)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise problem("image has too many pixels to decode safely") from None
     except UnidentifiedImageError:
@@ -201,68 +295,85 @@ def conform(
         raise problem(f"image data is damaged or truncated ({exc})") from None
 
     fmt = image.format or "unknown"
-    notes: list[str] = []
-    changed = False
-
-    orientation = image.getexif().get(EXIF_ORIENTATION, 1)
-    if orientation not in (1, None):
-        image = ImageOps.exif_transpose(image)
-        notes.append(f"EXIF orientation {orientation} applied (boxes are read in the orientation shown)")
-        changed = True
-
-    original = width, height = image.size
+    raw = image.size
+    turn = orientation not in (1, None)
+    original = width, height = (raw[1], raw[0]) if orientation in (5, 6, 7, 8) else raw
     short, long = min(width, height), max(width, height)
     if short < limits.side.lo:
         raise problem(f"{width}×{height} px is too small: each side must be at least {limits.side.lo} px")
     if limits.max_ratio is not None and long / short > limits.max_ratio:
         raise problem(f"aspect ratio {long / short:.2f}:1 ({width}×{height}) is outside {limits.ratio_text()}")
+    alpha = "A" in image.getbands() or "transparency" in image.info
+    convert = fmt not in limits.formats
+    scale = min(1.0, limits.side.hi / long)
 
-    if "A" in image.getbands() or "transparency" in image.info:
+    if not (turn or alpha or convert or scale < 1.0) and size <= limits.max_bytes:
+        if fmt == "JPEG":
+            image.draft(image.mode, (max(1, raw[0] // 8), max(1, raw[1] // 8)))
+        _load(image, problem)
+        digest = None
+        if not isinstance(data, bytes):
+            data.seek(0)
+            digest = hashlib.file_digest(data, "sha256").hexdigest()
+        return PreparedImage(
+            index=index,
+            kind=kind,
+            source=source,
+            payload=data if isinstance(data, bytes) else None,
+            sha256=digest,
+            width=width,
+            height=height,
+            original_size=original,
+            format=fmt,
+            bytes=size,
+        )
+
+    if fmt == "JPEG" and scale < 1.0:
+        image.draft(image.mode, (math.ceil(raw[0] * scale), math.ceil(raw[1] * scale)))
+    _load(image, problem)
+    notes: list[str] = []
+    if turn:
+        image = ImageOps.exif_transpose(image)
+        notes.append(f"EXIF orientation {orientation} applied (boxes are read in the orientation shown)")
+    if alpha:
         background = Image.new("RGB", image.size, "white")
         rgba = image.convert("RGBA")
         background.paste(rgba, mask=rgba.getchannel("A"))
         image = background
         notes.append("alpha channel flattened onto white")
-        changed = True
-
-    if fmt not in limits.formats:
+    if convert:
         frames: int = getattr(image, "n_frames", 1)
         if frames > 1:
             notes.append(f"{fmt} has {frames} frames: the first is used")
         notes.append(f"{fmt} converted (the API reads {', '.join(sorted(limits.formats))})")
-        changed = True
-
-    scale = min(1.0, limits.side.hi / long)
-    if scale < 1.0:
-        image, width, height = _resize(image, scale)
+    if scale < 1.0:  # a draft decode lands at or above the target size: finish exactly
+        width, height = max(1, round(width * scale)), max(1, round(height * scale))
+        image = _resize(image, width, height)
         if min(width, height) < limits.side.lo:
             raise problem(
                 f"{long}×{short} px cannot fit: sides must be {limits.side.lo}-{limits.side.hi} px "
                 "and shrinking the long side makes the short one too small"
             )
         notes.append(f"downscaled to {width}×{height} to fit the {limits.side.hi} px side limit")
-        changed = True
 
-    if not changed and len(data) <= limits.max_bytes:
-        out_fmt, payload = fmt, data
-    else:
-        out_fmt = "JPEG" if fmt == "JPEG" else "PNG"
+    out_fmt = "JPEG" if fmt == "JPEG" else "PNG"
+    payload = _encode(image, out_fmt)
+    fallback = len(payload) > limits.max_bytes and out_fmt == "PNG"
+    if fallback:
+        out_fmt, payload = "JPEG", _encode(image, "JPEG")
+    shrunk = False
+    while len(payload) > limits.max_bytes:
+        factor = math.sqrt(limits.max_bytes / len(payload)) * 0.95
+        width, height = max(1, round(width * factor)), max(1, round(height * factor))
+        image = _resize(image, width, height)
+        scale *= factor
+        shrunk = True
+        if min(width, height) < limits.side.lo:
+            raise problem(f"cannot bring the file under {limits.max_bytes // 1_000_000} MB")
         payload = _encode(image, out_fmt)
-        fallback = len(payload) > limits.max_bytes and out_fmt == "PNG"
-        if fallback:
-            out_fmt, payload = "JPEG", _encode(image, "JPEG")
-        shrunk = False
-        while len(payload) > limits.max_bytes:
-            factor = math.sqrt(limits.max_bytes / len(payload)) * 0.95
-            image, width, height = _resize(image, factor)
-            scale *= factor
-            shrunk = True
-            if min(width, height) < limits.side.lo:
-                raise problem(f"cannot bring the file under {limits.max_bytes // 1_000_000} MB")
-            payload = _encode(image, out_fmt)
-        if len(data) > limits.max_bytes or fallback or shrunk:
-            how = f"re-encoded as {out_fmt}" + (f" and downscaled to {width}×{height}" if shrunk else "")
-            notes.append(f"{how} to fit the {limits.max_bytes // 1_000_000} MB file limit")
+    if size > limits.max_bytes or fallback or shrunk:
+        how = f"re-encoded as {out_fmt}" + (f" and downscaled to {width}×{height}" if shrunk else "")
+        notes.append(f"{how} to fit the {limits.max_bytes // 1_000_000} MB file limit")
 
     return PreparedImage(
         index=index,
@@ -279,11 +390,17 @@ def conform(
     )
 
 
-def _resize(image: Image.Image, factor: float) -> tuple[Image.Image, int, int]:
-    width = max(1, round(image.width * factor))
-    height = max(1, round(image.height * factor))
-    resized = image.resize((width, height), Image.Resampling.LANCZOS)  # pyright: ignore[reportUnknownMemberType]
-    return resized, width, height
+def _load(image: Image.Image, problem: Callable[[str], InvalidRequest]) -> None:
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise problem(f"image data is damaged or truncated ({exc})") from None
+
+
+def _resize(image: Image.Image, width: int, height: int) -> Image.Image:
+    from .pillow import Image
+
+    return image.resize((width, height), Image.Resampling.LANCZOS)  # pyright: ignore[reportUnknownMemberType]
 
 
 def _encode(image: Image.Image, fmt: str) -> bytes:

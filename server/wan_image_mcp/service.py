@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -25,8 +26,7 @@ from .access import FileAccess
 from .dashscope import APIConnectionError, APIStatusError, DashScopeClient, TaskResult, TaskStatus
 from .dashscope.client import UploadPolicyExpired
 from .errors import ConfigurationError, WanError
-from .inputs import MIME_TYPES, PreparedImage, RefKind, classify, local_path
-from .inspection import inspect_images
+from .inputs import MIME_TYPES, HashingReader, InputChanged, PreparedImage, RefKind, classify, local_path
 from .instructions import Mode, build_instruction
 from .journal import OPEN_STATUSES, AsyncJournal, Journal, NewTask, TaskRow
 from .models import ApiError, EditResult, ImageFile, ImageInfo, InspectResult, TaskList, TaskSummary
@@ -120,6 +120,8 @@ class WanService:
         self._poll_max = max(poll_interval, poll_interval_max)
         self._missing_key = missing_key
         self._locks: dict[str, anyio.Lock] = {}
+        self._queried: dict[str, float] = {}
+        """Open task -> when it was last queried (monotonic)."""
         self.on_submitted: Callable[[], None] = lambda: None
         """Called after every new task: the harvester wakes up."""
         self.first_poll_delay = 0.0
@@ -232,7 +234,7 @@ class WanService:
         submitted = await self.submit(args, instruction=instruction, roots=roots)
         assert submitted.task_id is not None
         await progress(0.05, f"submitted task {submitted.task_id}")
-        checked = await self.check(submitted.task_id, wait_seconds=wait_seconds, progress=progress, first_look=False)
+        checked = await self.check(submitted.task_id, wait_seconds=wait_seconds, progress=progress)
         return checked.model_copy(update={"request_id": checked.request_id or submitted.request_id})
 
     async def detect_segment(
@@ -257,7 +259,6 @@ class WanService:
         *,
         wait_seconds: float = 0,
         progress: Progress = _no_progress,
-        first_look: bool = True,
     ) -> EditResult:
         """Look at a task (waiting up to ``wait_seconds``); download its images once when it succeeded."""
         lock = self._locks.setdefault(task_id, anyio.Lock())
@@ -272,7 +273,7 @@ class WanService:
                 return EditResult(status="SUCCEEDED", task_id=task_id, model=row.model if row else None, images=saved)
             if row is not None and row.status == EXPIRED:
                 return _from_row(row)
-            task = await self._wait(task_id, wait_seconds, progress, first_look=first_look)
+            task = await self._wait(task_id, wait_seconds, progress)
             row = await self._record(task_id, task, row)
             result = _from_task(task_id, task, row)
             if task.status is not TaskStatus.SUCCEEDED:
@@ -283,6 +284,8 @@ class WanService:
     async def inspect(
         self, refs: Sequence[str], *, roots: Sequence[str] = ()
     ) -> tuple[InspectResult, list[bytes | None]]:
+        from .inspection import inspect_images  # Pillow's drawing, off the start path
+
         access = self._access.with_roots(roots)
         reports, previews = await anyio.to_thread.run_sync(inspect_images, refs, access, Path.cwd())
         return InspectResult(images=[ImageInfo(**report.__dict__) for report in reports]), previews
@@ -310,39 +313,41 @@ class WanService:
 
     async def _upload_large(self, client: DashScopeClient, request: PreparedRequest) -> PreparedRequest:
         """Local and inline images over the inline limit travel as ``oss://`` temporary uploads, each uploaded
-        once per (bytes, model) while its URL lives; the request then carries the resolve header."""
-        if not any(i.kind in _LOCAL and (i.bytes or 0) > self._inline_max for i in request.images):
-            return request
+        once per (bytes, model) while its URL lives; the request then carries the resolve header. A local file
+        sent unchanged is streamed from disk and proven to be the bytes that were checked; one under the limit
+        is read back to go inline."""
         policy: dict[str, Any] | None = None
         images: list[PreparedImage] = []
         for image in request.images:
-            if image.kind not in _LOCAL or (image.bytes or 0) <= self._inline_max:
+            if image.kind not in _LOCAL:
                 images.append(image)
-                continue
-            assert image.payload is not None  # local and data images carry their conformed bytes
-            data = image.payload
-            digest = hashlib.sha256(data).hexdigest()
-            since = time.time() - UPLOAD_REUSE
-            url = await self.journal.run(self.journal.sync.cached_upload, digest, request.model, since=since)
-            if url is None:
-                name = f"{digest[:16]}-{uuid.uuid4().hex[:8]}.{(image.format or 'png').lower().replace('jpeg', 'jpg')}"
-                mime = MIME_TYPES.get(image.format or "PNG", "image/png")
-                for attempt in range(2):  # an expired policy is refreshed once
-                    policy = (
-                        policy if policy is not None and attempt == 0 else await client.upload_policy(request.model)
-                    )
-                    try:
-                        url = await client.upload(policy, data, name, mime)
-                        break
-                    except UploadPolicyExpired:
-                        if attempt:
-                            raise
-                        policy = None
-                assert url is not None
-                await self.journal.run(self.journal.sync.remember_upload, digest, request.model, url, len(data))
-                log.info("uploaded image %d (%d bytes) as %s", image.index, len(data), url)
-            images.append(dataclasses.replace(image, url=url, payload=None))  # the bytes are no longer needed
+            elif (image.bytes or 0) <= self._inline_max:
+                payload = image.payload or await anyio.to_thread.run_sync(image.read_payload)
+                images.append(dataclasses.replace(image, payload=payload))
+            else:
+                digest = image.sha256 or hashlib.sha256(image.read_payload()).hexdigest()
+                since = time.time() - UPLOAD_REUSE
+                url = await self.journal.run(self.journal.sync.cached_upload, digest, request.model, since=since)
+                if url is None:
+                    url, policy = await self._upload(client, request.model, image, digest, policy)
+                images.append(dataclasses.replace(image, url=url, payload=None))  # the bytes are no longer needed
         return dataclasses.replace(request, images=tuple(images))
+
+    async def _upload(
+        self, client: DashScopeClient, model: str, image: PreparedImage, digest: str, policy: dict[str, Any] | None
+    ) -> tuple[str, dict[str, Any]]:
+        """Upload one image, refreshing an expired policy once; returns its URL and the policy to reuse."""
+        name = f"{digest[:16]}-{uuid.uuid4().hex[:8]}.{(image.format or 'png').lower().replace('jpeg', 'jpg')}"
+        mime = MIME_TYPES.get(image.format or "PNG", "image/png")
+        policy = policy or await client.upload_policy(model)
+        try:
+            url = await _send(client, policy, image, digest, name, mime)
+        except UploadPolicyExpired:
+            policy = await client.upload_policy(model)
+            url = await _send(client, policy, image, digest, name, mime)
+        await self.journal.run(self.journal.sync.remember_upload, digest, model, url, image.bytes or 0)
+        log.info("uploaded image %d (%d bytes) as %s", image.index, image.bytes or 0, url)
+        return url, policy
 
     async def _record(self, task_id: str, task: TaskResult, row: TaskRow | None) -> TaskRow | None:
         created = row.created_at if row else time.time()
@@ -392,17 +397,22 @@ class WanService:
         await progress(1.0, f"saved {len(images)} image(s)")
         return result.model_copy(update={"images": images, "next_step": None})
 
-    async def _wait(self, task_id: str, wait_seconds: float, progress: Progress, *, first_look: bool) -> TaskResult:
+    async def _wait(self, task_id: str, wait_seconds: float, progress: Progress) -> TaskResult:
+        """Query a task at once, then every poll interval (growing to poll_interval_max) until it ends or
+        ``wait_seconds`` pass. Whoever asks, one task is never queried twice within ``poll_interval``."""
         client = self._api()
         started = time.monotonic()
         deadline = started + wait_seconds
         interval = self._poll
-        if not first_look:
-            await anyio.sleep(min(interval, max(0.0, deadline - time.monotonic())))
         while True:
+            too_soon = self._queried.get(task_id, -math.inf) + self._poll - time.monotonic()
+            if too_soon > 0:
+                await anyio.sleep(too_soon)
             task = await client.get_task(task_id)
+            self._queried[task_id] = time.monotonic()
             elapsed = time.monotonic() - started
             if task.status.terminal:
+                del self._queried[task_id]
                 return task
             remaining = deadline - time.monotonic()
             fraction = 0.1 + 0.75 * min(1.0, elapsed / wait_seconds) if wait_seconds else 0.1
@@ -414,6 +424,22 @@ class WanService:
 
 
 _LOCAL = (RefKind.LOCAL, RefKind.DATA)
+
+
+async def _send(
+    client: DashScopeClient, policy: dict[str, Any], image: PreparedImage, digest: str, name: str, mime: str
+) -> str:
+    """Upload an image's bytes: from memory, or streamed from disk and proven to be the bytes that were checked."""
+    if image.payload is not None:
+        return await client.upload(policy, image.payload, name, mime)
+    assert image.path is not None
+    with HashingReader(image.path) as file:
+        url = await client.upload(policy, file, name, mime)
+    if file.hexdigest() != digest:
+        raise InputChanged(image)
+    return url
+
+
 UPLOAD_REUSE = 47 * 3600.0
 """Reuse an upload for less than its 48 h life."""
 

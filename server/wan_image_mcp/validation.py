@@ -17,7 +17,7 @@ from typing import Any
 
 from .access import FileAccess
 from .errors import InvalidRequest, Problem
-from .inputs import PreparedImage, prepare_image
+from .inputs import PreparedImage, prepare_images
 from .specs import (
     MODEL_NAMES,
     SEED_RANGE,
@@ -305,11 +305,11 @@ def prepare_request(
 
     prepared: list[PreparedImage] = []
     if len(images) <= spec.max_input_images:  # past the count limit, reading the files helps no one
-        for index, ref in enumerate(images, start=1):
-            try:
-                prepared.append(prepare_image(ref, index, spec.image, cwd or Path.cwd(), access))
-            except InvalidRequest as exc:
-                problems.extend(exc.problems)
+        for image in prepare_images(images, spec.image, cwd or Path.cwd(), access):
+            if isinstance(image, InvalidRequest):
+                problems.extend(image.problems)
+            else:
+                prepared.append(image)
     if params.bbox_list is not None and not problems:
         problems.extend(_check_boxes_inside(params.bbox_list, prepared))
     if problems:

@@ -17,12 +17,11 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, BinaryIO, cast
 from urllib.parse import quote
 
 import anyio
 import httpx2
-import stamina
 
 from ..access import check_download_url
 from ..specs import CANCEL_PATH, TASK_PATH, UPLOAD_POLICY_PATH
@@ -148,8 +147,9 @@ class DashScopeClient:
             raise APIStatusError(200, "Unknown", "getPolicy answered without a policy", envelope.get("request_id"))
         return cast(dict[str, Any], data)
 
-    async def upload(self, policy: Mapping[str, Any], data: bytes, filename: str, content_type: str) -> str:
-        """Form-POST ``data`` to the policy's upload host (no Authorization header); returns its ``oss://`` URL.
+    async def upload(self, policy: Mapping[str, Any], data: bytes | BinaryIO, filename: str, content_type: str) -> str:
+        """Form-POST ``data`` (bytes, or a file streamed from disk) to the policy's upload host (no Authorization
+        header); returns its ``oss://`` URL.
 
         Raises UploadPolicyExpired when the host says the policy expired (fetch a new one and try again)."""
         key = f"{policy['upload_dir']}/{filename}"
@@ -224,6 +224,8 @@ class DashScopeClient:
         rate: QueryRate | None = None,
         raw: bool = False,
     ) -> Any:
+        import stamina  # off the start path
+
         policy = self._retry
         async for attempt in stamina.retry_context(
             on=retry_on,
