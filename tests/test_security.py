@@ -27,7 +27,7 @@ from wan_image_mcp.app import build_app
 from wan_image_mcp.config import Settings
 from wan_image_mcp.emulator import EmulatorConfig, EmulatorState, Fault
 from wan_image_mcp.emulator.serve import RunningEmulator
-from wan_image_mcp.inputs import MAX_DECODE_PIXELS
+from wan_image_mcp.pillow import MAX_DECODE_PIXELS
 
 pytestmark = pytest.mark.anyio
 URL = "https://example.com/a-1024-1024.png"

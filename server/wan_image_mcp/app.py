@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
+import os
 from collections.abc import AsyncGenerator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -59,12 +59,23 @@ def build_state(settings: Settings, http: httpx2.AsyncClient, journal: AsyncJour
 
 
 def open_journal(settings: Settings) -> Journal:
+    """The journal, opened now. Raises ConfigurationError naming the file and WAN_MCP_DB."""
     try:
-        return Journal(settings.journal_path)
-    except (OSError, sqlite3.Error) as exc:
-        raise ConfigurationError(
-            f"cannot open the task journal at {settings.journal_path} (WAN_MCP_DB): {exc}"
-        ) from exc
+        return Journal(settings.journal_path).open()
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{exc} (WAN_MCP_DB)") from exc
+
+
+def check_journal_folder(settings: Settings) -> None:
+    """Fail at start, in one line, on a journal folder that cannot exist, without opening the journal (that
+    happens on first use, off the start path)."""
+    folder = settings.journal_path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot create the task journal's folder {folder} (WAN_MCP_DB): {exc}") from exc
+    if not os.access(folder, os.W_OK):
+        raise ConfigurationError(f"cannot write to the task journal's folder {folder} (WAN_MCP_DB)")
 
 
 def build_app(settings: Settings | None = None, http: httpx2.AsyncClient | None = None) -> MCPServer[AppState]:
@@ -73,7 +84,7 @@ def build_app(settings: Settings | None = None, http: httpx2.AsyncClient | None 
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncGenerator[AppState]:
-        journal = open_journal(resolved)
+        journal = Journal(resolved.journal_path)  # opened on its worker thread by the first call
         try:
             async with AsyncExitStack() as stack:
                 client = http or await stack.enter_async_context(

@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if args.command in (None, "serve"):
-        from .app import build_app, open_journal
+        from .app import build_app, check_journal_folder
         from .config import Settings
         from .errors import ConfigurationError
 
@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = Settings.from_env()
             extra = tuple(Path(d).expanduser() for d in getattr(args, "allowed_dirs", []) if d.strip())
             settings = replace(settings, allowed_dirs=settings.allowed_dirs + extra)
-            open_journal(settings).close()  # fail now, in one line, rather than inside the session
+            check_journal_folder(settings)  # fail now, in one line, rather than inside the session
             if getattr(args, "transport", "stdio") == "http":
                 from .http import serve_http
 

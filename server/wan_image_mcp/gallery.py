@@ -16,9 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from PIL import Image, ImageOps
-
 from .journal import Journal, TaskRow
+from .pillow import Image, ImageOps
 
 THUMB_SIDE = 320
 PAGE = "gallery.html"

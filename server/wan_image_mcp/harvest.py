@@ -18,6 +18,7 @@ import time
 import anyio
 
 from .dashscope import DashScopeError
+from .errors import ConfigurationError
 from .journal import OPEN_STATUSES, TaskRow
 from .service import WanService
 
@@ -44,8 +45,14 @@ class Harvester:
         self._wake.set()
 
     async def run(self) -> None:
-        journal = self._service.journal
         log.info("harvester started")
+        try:
+            await self._loop()
+        except ConfigurationError as exc:  # the journal cannot be opened; each tool call says so too
+            log.error("harvester stopped: %s", exc)  # noqa: TRY400 - one line; the cause is in the message
+
+    async def _loop(self) -> None:
+        journal = self._service.journal
         while True:
             self._wake = anyio.Event()
             rows = await journal.run(journal.sync.to_harvest, younger_than=time.time() - self._max_age)

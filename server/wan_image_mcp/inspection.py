@@ -11,11 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont, ImageOps
-
 from .access import FileAccess
 from .errors import InvalidRequest, Problem
 from .inputs import EXIF_ORIENTATION, RefKind, classify, conform, decode_data_url, describe_ref, local_path, read_local
+from .pillow import Image, ImageDraw, ImageFont, ImageOps
 from .specs import SPECS, ImageLimits
 
 GRID_PREVIEW_SIDE = 768

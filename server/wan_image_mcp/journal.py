@@ -12,17 +12,22 @@ loop never waits on the disk.
 
 from __future__ import annotations
 
+import functools
 import json
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import anyio
 import anyio.to_thread
+
+from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    import sqlite3
 
 T = TypeVar("T")
 
@@ -147,42 +152,64 @@ class NewTask:
     created_at: float = field(default_factory=time.time)
 
 
+def _version(db: sqlite3.Connection) -> int:
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Apply every migration past the database's version, each in its own transaction."""
+    for version in range(_version(db), len(MIGRATIONS)):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if _version(db) != version:  # another process migrated meanwhile
+                db.execute("ROLLBACK")
+                continue
+            for statement in MIGRATIONS[version].split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version = {version + 1}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+
 class Journal:
     """Synchronous access; use from one thread at a time (AsyncJournal sees to that)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        self.migrate()
+
+    @functools.cached_property
+    def _db(self) -> sqlite3.Connection:
+        """The connection, opened and migrated on first use: the server starts without touching the disk."""
+        import sqlite3
+
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA busy_timeout=30000")
+            _migrate(db)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigurationError(f"cannot open the task journal at {self.path}: {exc}") from exc
+        return db
+
+    def open(self) -> Journal:
+        """Open now (where failing early is better than failing on first use)."""
+        _ = self._db
+        return self
 
     def close(self) -> None:
-        self._db.close()
+        if "_db" in self.__dict__:
+            self._db.close()
+            del self.__dict__["_db"]
 
     @property
     def version(self) -> int:
-        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
-
-    def migrate(self) -> None:
-        """Apply every migration past the database's version, each in its own transaction."""
-        for version in range(self.version, len(MIGRATIONS)):
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                if self.version != version:  # another process migrated meanwhile
-                    self._db.execute("ROLLBACK")
-                    continue
-                for statement in MIGRATIONS[version].split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
-                self._db.execute(f"PRAGMA user_version = {version + 1}")
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        return _version(self._db)
 
     def _update(self, row_id: int, **values: Any) -> None:
         values["updated_at"] = time.time()

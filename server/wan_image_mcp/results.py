@@ -18,8 +18,6 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import httpx2
-import stamina
-from PIL import Image, UnidentifiedImageError
 
 from .access import AccessDenied, check_download_url
 from .dashscope.errors import DashScopeError
@@ -139,6 +137,8 @@ class ResultStore:
         return [image for image in saved if image is not None]
 
     async def _download(self, url: str) -> bytes:
+        import stamina  # off the start path
+
         async for attempt in stamina.retry_context(on=_retry_download, attempts=4, timeout=60, wait_initial=0.5):
             with attempt:
                 response = await self._get(url)
@@ -177,10 +177,12 @@ class ResultStore:
         record: TaskRecord | None,
         extra: Mapping[str, Any],
     ) -> ImageFile:
+        from .pillow import Image, UnidentifiedImageError
+
         try:
             with Image.open(io.BytesIO(data)) as image:
                 fmt, (width, height) = image.format or "PNG", image.size
-        except (UnidentifiedImageError, OSError):
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
             raise DownloadError(url, "the result is not an image") from None
         path = self.root / f"{stem}{_EXTENSIONS.get(fmt, '.png')}"
         digest = hashlib.sha256(data).hexdigest()

@@ -18,7 +18,6 @@ from mcp.server.mcpserver import Context, ListRoots, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, ContentBlock, ImageContent, ListRootsResult, TextContent, ToolAnnotations
-from PIL import Image
 from pydantic import BaseModel, Field
 
 from .appstate import AppState
@@ -251,6 +250,8 @@ def _summary(result: EditResult) -> str:
 
 
 def _preview(path: str) -> ImageContent | None:
+    from .pillow import Image
+
     try:
         with Image.open(path) as image:
             image.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
@@ -494,8 +495,8 @@ async def list_tasks(
 
     Use it to find work from an earlier session; check_task takes any task_id listed here.
     """
-    state = _state(ctx)
-    return await state.service.list_tasks(status=status, page=page, page_size=page_size)
+    with tool_errors():
+        return await _state(ctx).service.list_tasks(status=status, page=page, page_size=page_size)
 
 
 def lean(schema: Any) -> None:
