@@ -98,6 +98,25 @@ async def test_tasks_take_real_time_when_the_emulator_has_latency(timed_client: 
     ]
 
 
+async def test_with_a_spread_each_task_takes_its_own_fixed_time(
+    timed_client: DashScopeClient, timed: EmulatorState, clock: Clock
+) -> None:
+    timed.config.latency_spread = 20
+    ids: list[str] = []
+    for _ in range(4):
+        task = await timed_client.submit(prepare_request("wan2.7-image", "x", [URL], EditParams(size="768*768")))
+        assert task.task_id is not None
+        ids.append(task.task_id)
+    durations = [timed.duration(timed.tasks[i]) for i in ids]
+    assert all(10 <= d <= 30 for d in durations) and len(set(durations)) == 4
+    start = clock.now
+    for task_id, duration in zip(ids, durations, strict=True):
+        clock.now = start + duration - 0.01
+        assert (await timed_client.get_task(task_id)).status is TaskStatus.RUNNING
+        clock.now = start + duration + 0.01
+        assert (await timed_client.get_task(task_id)).status is TaskStatus.SUCCEEDED
+
+
 async def test_a_task_older_than_24_hours_is_unknown(timed_client: DashScopeClient, clock: Clock) -> None:
     task = await timed_client.submit(prepare_request("wan2.7-image", "x", [URL]))
     assert task.task_id is not None

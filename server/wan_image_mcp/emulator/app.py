@@ -316,8 +316,8 @@ async def _advance(state: EmulatorState, task: Task) -> None:
     config = state.config
     task.polls += 1
     if config.latency > 0:
-        elapsed = state.clock() - task.created
-        done, running = elapsed >= config.latency, elapsed >= config.latency / 5
+        elapsed, duration = state.clock() - task.created, state.duration(task)
+        done, running = elapsed >= duration, elapsed >= duration / 5
     else:
         done, running = task.polls >= config.polls_to_finish, task.polls >= 1
     if not done:

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import random
 import time
 import uuid
 from collections.abc import Callable
@@ -25,6 +26,9 @@ class EmulatorConfig:
     """Keys accepted in ``Authorization: Bearer``; anything else is 401 InvalidApiKey."""
     latency: float = 0.0
     """0: tasks advance one step per poll (tests). >0: seconds a task takes, PENDING for the first fifth."""
+    latency_spread: float = 0.0
+    """With latency > 0: each task takes up to this much longer, a fixed share per task id (real tasks vary:
+    the reference's wan2.7 samples took 12-21 s)."""
     polls_to_finish: int = 2
     """With latency 0: the poll on which a task is SUCCEEDED (the first poll shows RUNNING)."""
     result_ttl: float = 24 * 3600
@@ -119,6 +123,10 @@ class EmulatorState:
         self._counter = itertools.count(1)
 
     # --- faults -------------------------------------------------------------------------------------
+
+    def duration(self, task: Task) -> float:
+        """Seconds the task takes (with a latency): ``latency`` plus the task's fixed share of the spread."""
+        return self.config.latency + self.config.latency_spread * random.Random(task.task_id).random()
 
     def add_fault(self, fault: Fault) -> None:
         self.faults.append(fault)
