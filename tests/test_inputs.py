@@ -192,3 +192,12 @@ def test_a_large_rotated_jpeg_is_decoded_small_and_shrunk_to_the_exact_limit(tmp
     assert isinstance(red, tuple) and isinstance(blue, tuple)
     assert red[0] > 180 > red[2] and blue[2] > 180 > blue[0]
     assert prepared.scale == pytest.approx(5000 / 10400)
+
+
+def test_a_whole_jpeg_with_bytes_after_its_end_marker_is_still_accepted(
+    make_image: ImageFactory, tmp_path: Path
+) -> None:
+    path = make_image("trailer.jpg", (800, 600))
+    path.write_bytes(path.read_bytes() + b"camera trailer")  # some cameras append data after the image
+    prepared = prepare_image(str(path), 1, LIMITS, tmp_path)
+    assert (prepared.width, prepared.height, prepared.adjustments) == (800, 600, ())

@@ -57,8 +57,10 @@ class Harvester:
             self._wake = anyio.Event()
             rows = await journal.run(journal.sync.to_harvest, younger_than=time.time() - self._max_age)
             open_rows = [row for row in rows if row.status in OPEN_STATUSES]
-            if open_rows and time.monotonic() - self._listed >= LIST_EVERY:
-                await self._from_list(open_rows)
+            # A task submitted under LIST_EVERY ago is not done yet (and edit_image watches its own).
+            settled = [row for row in open_rows if row.created_at <= time.time() - LIST_EVERY]
+            if settled and time.monotonic() - self._listed >= LIST_EVERY:
+                await self._from_list(settled)
                 rows = await journal.run(journal.sync.to_harvest, younger_than=time.time() - self._max_age)
             now = time.time()
             due = [row for row in rows if (row.next_poll_at or 0) <= now]
@@ -67,8 +69,9 @@ class Harvester:
                     for row in due:
                         group.start_soon(self._harvest, row)
             later = [row.next_poll_at for row in rows if row not in due and row.next_poll_at]
-            if any(row.status in OPEN_STATUSES for row in rows):
-                later.append(time.time() + LIST_EVERY - (time.monotonic() - self._listed))
+            if open_rows:
+                next_list = time.time() + LIST_EVERY - (time.monotonic() - self._listed)
+                later.append(max(next_list, min(row.created_at for row in open_rows) + LIST_EVERY))
             delay = 0.0 if due else min([IDLE, *(at - time.time() for at in later)])
             with anyio.move_on_after(max(0.0, delay)):
                 await self._wake.wait()

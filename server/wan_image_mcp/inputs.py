@@ -275,9 +275,11 @@ def conform(
     """Check an image against ``limits`` and fix what can be fixed. ``data`` is the file's bytes or the open file.
 
     Decoding is the costly part, so what must be done is decided from the header first. An image sent as it is
-    only needs to be proven whole: a JPEG is decoded at 1/8 scale for that (every coded block is still read),
-    and an open file's bytes are not kept but hashed (``payload`` None, ``sha256`` set) to be read again when
-    sent. A JPEG that must shrink is decoded near its target size by libjpeg's DCT scaling."""
+    only needs to be whole: a JPEG that ends with its end-of-image marker is taken as whole (libjpeg decodes
+    past damage inside a file, so a decode would prove little more); one that does not is decoded at 1/8
+    scale to say what is wrong; other formats are decoded. An open file's bytes are not kept but hashed
+    (``payload`` None, ``sha256`` set) to be read again when sent. A JPEG that must shrink is decoded near its
+    target size by libjpeg's DCT scaling."""
     from .pillow import Image, ImageOps, UnidentifiedImageError
 
     file = io.BytesIO(data) if isinstance(data, bytes) else data
@@ -308,9 +310,11 @@ def conform(
     scale = min(1.0, limits.side.hi / long)
 
     if not (turn or alpha or convert or scale < 1.0) and size <= limits.max_bytes:
-        if fmt == "JPEG":
+        if fmt != "JPEG":
+            _load(image, problem)
+        elif not _ends_whole(file, size):  # only then is the decode worth its cost: it says what is wrong
             image.draft(image.mode, (max(1, raw[0] // 8), max(1, raw[1] // 8)))
-        _load(image, problem)
+            _load(image, problem)
         digest = None
         if not isinstance(data, bytes):
             data.seek(0)
@@ -388,6 +392,14 @@ def conform(
         scale=scale,
         adjustments=tuple(f"image {index}: {note}" for note in notes),
     )
+
+
+def _ends_whole(file: io.BufferedIOBase, size: int) -> bool:
+    """Whether a JPEG ends with its end-of-image marker, as a whole file does (a cut one does not)."""
+    if size < 2:
+        return False
+    file.seek(size - 2)
+    return file.read(2) == b"\xff\xd9"
 
 
 def _load(image: Image.Image, problem: Callable[[str], InvalidRequest]) -> None:

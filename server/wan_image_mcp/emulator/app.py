@@ -310,8 +310,9 @@ def _beijing(ts: float) -> str:
 
 
 async def _advance(state: EmulatorState, task: Task) -> None:
-    """Move a task along: one step per poll, or by elapsed time when the emulator has a latency."""
-    if task.status not in ("PENDING", "RUNNING") or task.rendering:
+    """Move a task along: one step per poll, or by elapsed time when the emulator has a latency. A task that
+    ends SUCCEEDED gets its images when a query by id first asks for them (a list does not render)."""
+    if task.status not in ("PENDING", "RUNNING"):
         return
     config = state.config
     task.polls += 1
@@ -323,13 +324,16 @@ async def _advance(state: EmulatorState, task: Task) -> None:
     if not done:
         task.status = "RUNNING" if running else "PENDING"
         return
-    if task.failure:
-        task.status = "FAILED"
-    else:
-        task.rendering = True  # before the await: a concurrent query now leaves the task alone
-        await anyio.to_thread.run_sync(_render_outputs, state, task)
-        task.status, task.rendering = "SUCCEEDED", False
+    task.status = "FAILED" if task.failure else "SUCCEEDED"
     task.finished = state.clock()
+
+
+async def _render_once(state: EmulatorState, task: Task) -> None:
+    """A succeeded task's images, rendered once however many queries ask at the same time."""
+    async with task.render_lock:
+        if not task.rendered:
+            await anyio.to_thread.run_sync(_render_outputs, state, task)
+            task.rendered = True
 
 
 @endpoint("submit")
@@ -398,6 +402,8 @@ async def get_task(request: Request, state: EmulatorState) -> Response:
     if task is None or state.clock() - task.created > state.config.task_ttl:
         return _ok(state, {"output": {"task_id": task_id, "task_status": "UNKNOWN"}})
     await _advance(state, task)
+    if task.status == "SUCCEEDED":
+        await _render_once(state, task)
     body: dict[str, Any] = {"output": _output(state, task, _origin(request))}
     if task.status == "SUCCEEDED":
         body["usage"] = _usage(task)

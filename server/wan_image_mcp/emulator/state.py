@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import anyio
+
 from ..specs import Mode, ModelSpec
 
 Target = Literal["submit", "sync", "poll", "cancel", "download", "upload", "policy", "any"]
@@ -80,8 +82,9 @@ class Task:
     outputs: list[str] = field(default_factory=list[str])
     texts: list[str] = field(default_factory=list[str])
     finished: float | None = None
-    rendering: bool = False
-    """Set while its outputs are being rendered, so two concurrent queries cannot render them twice."""
+    rendered: bool = False
+    render_lock: anyio.Lock = field(default_factory=anyio.Lock)
+    """Held while its outputs are rendered, so two concurrent queries cannot render them twice."""
 
 
 @dataclass
