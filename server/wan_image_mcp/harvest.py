@@ -57,10 +57,11 @@ class Harvester:
             self._wake = anyio.Event()
             rows = await journal.run(journal.sync.to_harvest, younger_than=time.time() - self._max_age)
             open_rows = [row for row in rows if row.status in OPEN_STATUSES]
-            # A task submitted under LIST_EVERY ago is not done yet (and edit_image watches its own).
-            settled = [row for row in open_rows if row.created_at <= time.time() - LIST_EVERY]
+            # Only a task submitted over LIST_EVERY ago calls for a list (a younger one is not done yet, and
+            # edit_image watches its own); a list then covers every open task, the young ones too.
+            settled = any(row.created_at <= time.time() - LIST_EVERY for row in open_rows)
             if settled and time.monotonic() - self._listed >= LIST_EVERY:
-                await self._from_list(settled)
+                await self._from_list(open_rows)
                 rows = await journal.run(journal.sync.to_harvest, younger_than=time.time() - self._max_age)
             now = time.time()
             due = [row for row in rows if (row.next_poll_at or 0) <= now]

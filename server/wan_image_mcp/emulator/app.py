@@ -328,12 +328,16 @@ async def _advance(state: EmulatorState, task: Task) -> None:
     task.finished = state.clock()
 
 
-async def _render_once(state: EmulatorState, task: Task) -> None:
-    """A succeeded task's images, rendered once however many queries ask at the same time."""
-    async with task.render_lock:
+def _render_locked(state: EmulatorState, task: Task) -> None:
+    with task.render_lock:
         if not task.rendered:
-            await anyio.to_thread.run_sync(_render_outputs, state, task)
+            _render_outputs(state, task)
             task.rendered = True
+
+
+async def _render_once(state: EmulatorState, task: Task) -> None:
+    """A succeeded task's images, rendered once however many queries (or the pre-render) ask at the same time."""
+    await anyio.to_thread.run_sync(_render_locked, state, task)
 
 
 @endpoint("submit")
@@ -352,6 +356,8 @@ async def _create(request: Request, state: EmulatorState, protocol: Protocol) ->
     job = parse_job(await _json(request), protocol)
     inputs = await _load_inputs(request, state, job)
     task = _new_task(state, job, inputs)
+    if state.config.latency > 0 and not task.failure:  # like the real service, have the images ready when done
+        state.in_background(lambda: _render_locked(state, task))
     return _ok(state, {"output": {"task_id": task.task_id, "task_status": "PENDING"}})
 
 

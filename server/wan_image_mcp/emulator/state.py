@@ -8,13 +8,13 @@ import hmac
 import itertools
 import json
 import random
+import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
-
-import anyio
 
 from ..specs import Mode, ModelSpec
 
@@ -83,8 +83,8 @@ class Task:
     texts: list[str] = field(default_factory=list[str])
     finished: float | None = None
     rendered: bool = False
-    render_lock: anyio.Lock = field(default_factory=anyio.Lock)
-    """Held while its outputs are rendered, so two concurrent queries cannot render them twice."""
+    render_lock: threading.Lock = field(default_factory=threading.Lock)
+    """Held while its outputs are rendered, so they are rendered once (by a query or in the background)."""
 
 
 @dataclass
@@ -124,12 +124,21 @@ class EmulatorState:
         self.requests: list[LoggedRequest] = []
         self.secret = uuid.uuid4().bytes
         self._counter = itertools.count(1)
+        self._background: ThreadPoolExecutor | None = None
 
-    # --- faults -------------------------------------------------------------------------------------
+    # --- tasks --------------------------------------------------------------------------------------
+
+    def in_background(self, work: Callable[[], None]) -> None:
+        """Run ``work`` on the emulator's two background threads (rendering a task while it "runs")."""
+        if self._background is None:
+            self._background = ThreadPoolExecutor(2, thread_name_prefix="emulator")
+        self._background.submit(work)
 
     def duration(self, task: Task) -> float:
         """Seconds the task takes (with a latency): ``latency`` plus the task's fixed share of the spread."""
         return self.config.latency + self.config.latency_spread * random.Random(task.task_id).random()
+
+    # --- faults -------------------------------------------------------------------------------------
 
     def add_fault(self, fault: Fault) -> None:
         self.faults.append(fault)
