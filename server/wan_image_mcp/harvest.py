@@ -38,6 +38,8 @@ class Harvester:
         self._wake = anyio.Event()
         self._slots = anyio.CapacityLimiter(CONCURRENCY)
         self._listed = 0.0
+        self._busy: set[str] = set()
+        """Tasks being harvested now."""
         service.on_submitted = self.wake
         service.first_poll_delay = LIST_EVERY  # the next list query sees a new task before its own query is due
 
@@ -52,30 +54,33 @@ class Harvester:
             log.error("harvester stopped: %s", exc)  # noqa: TRY400 - one line; the cause is in the message
 
     async def _loop(self) -> None:
+        """List, start the harvest of every due task without waiting for it (so the next list is never late),
+        and sleep until the next list, the next due task, a new submission or a finished harvest."""
         journal = self._service.journal
-        while True:
-            self._wake = anyio.Event()
-            rows = await journal.run(journal.sync.to_harvest, younger_than=time.time() - self._max_age)
-            open_rows = [row for row in rows if row.status in OPEN_STATUSES]
-            # Only a task submitted over LIST_EVERY ago calls for a list (a younger one is not done yet, and
-            # edit_image watches its own); a list then covers every open task, the young ones too.
-            settled = any(row.created_at <= time.time() - LIST_EVERY for row in open_rows)
-            if settled and time.monotonic() - self._listed >= LIST_EVERY:
-                await self._from_list(open_rows)
+        async with anyio.create_task_group() as group:
+            while True:
+                self._wake = anyio.Event()
                 rows = await journal.run(journal.sync.to_harvest, younger_than=time.time() - self._max_age)
-            now = time.time()
-            due = [row for row in rows if (row.next_poll_at or 0) <= now]
-            if due:
-                async with anyio.create_task_group() as group:
-                    for row in due:
+                open_rows = [row for row in rows if row.status in OPEN_STATUSES]
+                # Only a task submitted over LIST_EVERY ago calls for a list (a younger one is not done yet, and
+                # edit_image watches its own); a list then covers every open task, the young ones too.
+                settled = any(row.created_at <= time.time() - LIST_EVERY for row in open_rows)
+                if settled and time.monotonic() - self._listed >= LIST_EVERY:
+                    await self._from_list(open_rows)
+                    rows = await journal.run(journal.sync.to_harvest, younger_than=time.time() - self._max_age)
+                rows = [row for row in rows if row.task_id not in self._busy]
+                now = time.time()
+                for row in rows:
+                    if (row.next_poll_at or 0) <= now:
+                        assert row.task_id is not None
+                        self._busy.add(row.task_id)
                         group.start_soon(self._harvest, row)
-            later = [row.next_poll_at for row in rows if row not in due and row.next_poll_at]
-            if open_rows:
-                next_list = time.time() + LIST_EVERY - (time.monotonic() - self._listed)
-                later.append(max(next_list, min(row.created_at for row in open_rows) + LIST_EVERY))
-            delay = 0.0 if due else min([IDLE, *(at - time.time() for at in later)])
-            with anyio.move_on_after(max(0.0, delay)):
-                await self._wake.wait()
+                later = [row.next_poll_at for row in rows if row.next_poll_at and row.next_poll_at > now]
+                if open_rows:
+                    next_list = time.time() + LIST_EVERY - (time.monotonic() - self._listed)
+                    later.append(max(next_list, min(row.created_at for row in open_rows) + LIST_EVERY))
+                with anyio.move_on_after(max(0.0, min([IDLE, *(at - time.time() for at in later)]))):
+                    await self._wake.wait()
 
     async def _from_list(self, rows: list[TaskRow]) -> None:
         """One list query for many tasks: finished ones become due now, running ones need no query of their own."""
@@ -100,15 +105,18 @@ class Harvester:
 
     async def _harvest(self, row: TaskRow) -> None:
         assert row.task_id is not None
-        async with self._slots:
-            try:
+        try:
+            async with self._slots:
                 await self._service.check(row.task_id)
-            except (DashScopeError, OSError) as exc:
-                log.warning("harvesting %s: %s", row.task_id, exc)
-                await self._later(row)
-            except Exception:  # never let one task stop the harvest
-                log.exception("harvesting %s failed unexpectedly", row.task_id)
-                await self._later(row)
+        except (DashScopeError, OSError) as exc:
+            log.warning("harvesting %s: %s", row.task_id, exc)
+            await self._later(row)
+        except Exception:  # never let one task stop the harvest
+            log.exception("harvesting %s failed unexpectedly", row.task_id)
+            await self._later(row)
+        finally:
+            self._busy.discard(row.task_id)
+            self.wake()
 
     async def _later(self, row: TaskRow) -> None:
         assert row.task_id is not None
