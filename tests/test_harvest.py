@@ -100,13 +100,21 @@ async def test_a_failed_download_is_retried_without_being_asked(harvesting: Clie
     assert downloads(emulator) == 3  # two refusals, then the image
 
 
-async def test_task_queries_are_spaced_to_the_account_limit() -> None:
-    rate = QueryRate(per_second=100)
-    started = anyio.current_time()
+async def test_task_queries_never_exceed_the_limit_in_any_window() -> None:
+    rate = QueryRate(limit=5, window=0.2)
+    sent: list[float] = []
+
+    async def query() -> None:
+        await rate.wait()
+        sent.append(anyio.current_time())
+
     async with anyio.create_task_group() as group:
-        for _ in range(21):
-            group.start_soon(rate.wait)
-    assert anyio.current_time() - started >= 0.2  # 21 queries at 100/s: 20 gaps of 10 ms, never faster
+        for _ in range(16):
+            group.start_soon(query)
+    assert sent[4] - sent[0] < 0.1  # the first five go at once
+    for first, sixth in itertools.pairwise(sent[::5]):
+        assert sixth - first >= 0.2  # the sixth only once the first has left the window
+    assert max(sum(1 for t in sent if start <= t < start + 0.2) for start in sent) == 5
 
 
 def test_journal_rows_from_other_servers_are_adopted(tmp_path: Any) -> None:

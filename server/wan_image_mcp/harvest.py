@@ -92,16 +92,15 @@ class Harvester:
             log.warning("listing tasks: %s", exc)
             return
         now = time.time()
+        times: dict[str, float] = {}
         for row in rows:
             assert row.task_id is not None
             status = statuses.get(row.task_id)
-            if status is None:
-                continue
-            if status.terminal:
-                await journal.run(journal.sync.schedule, row.task_id, now)
-            else:
-                fallback = now + self._service.fallback_poll
-                await journal.run(journal.sync.schedule, row.task_id, max(row.next_poll_at or 0, fallback))
+            if status is not None and status.terminal:
+                times[row.task_id] = now
+            elif status is not None and (row.next_poll_at or 0) < now + 2 * LIST_EVERY:  # due soon: put it off
+                times[row.task_id] = now + self._service.fallback_poll
+        await journal.run(journal.sync.schedule_many, times)
 
     async def _harvest(self, row: TaskRow) -> None:
         assert row.task_id is not None

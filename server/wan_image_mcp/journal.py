@@ -16,7 +16,7 @@ import functools
 import json
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
@@ -303,6 +303,20 @@ class Journal:
 
     def schedule(self, task_id: str, at: float | None) -> None:
         self._db.execute("UPDATE tasks SET next_poll_at = ? WHERE task_id = ?", (at, task_id))
+
+    def schedule_many(self, times: Mapping[str, float]) -> None:
+        """``schedule`` for many tasks in one transaction (one write to disk, not one per task)."""
+        if not times:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany(
+                "UPDATE tasks SET next_poll_at = ? WHERE task_id = ?", [(at, tid) for tid, at in times.items()]
+            )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     # --- reading ------------------------------------------------------------------------------------
 
