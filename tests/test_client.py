@@ -432,3 +432,22 @@ async def test_live_text_to_image_round_trip(live_client: DashScopeClient) -> No
                 break
             await anyio.sleep(5)
     assert result.status is TaskStatus.SUCCEEDED and result.image_urls
+
+
+async def test_the_task_list_is_paged_only_until_every_wanted_task_is_seen(
+    client: DashScopeClient, emulator: EmulatorState
+) -> None:
+    ids: list[str] = []
+    for _ in range(5):
+        task = await client.submit(prepare_request("wan2.7-image", "x", ["https://example.com/photo.png"]))
+        assert task.task_id is not None
+        ids.append(task.task_id)
+
+    def pages() -> int:
+        return sum(1 for r in emulator.requests if r.path == "/api/v1/tasks")
+
+    everything = await client.list_statuses(page_size=2)
+    assert everything.keys() == set(ids) and pages() == 3  # 2 + 2 + 1
+    emulator.requests.clear()
+    newest = await client.list_statuses(ids[-2:], page_size=2)  # the list is newest first
+    assert newest.keys() == set(ids[-2:]) and pages() == 1

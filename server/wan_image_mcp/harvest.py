@@ -87,7 +87,7 @@ class Harvester:
         self._listed = time.monotonic()
         journal = self._service.journal
         try:
-            statuses = await self._service.list_statuses()
+            statuses = await self._service.list_statuses([row.task_id for row in rows if row.task_id])
         except DashScopeError as exc:  # the list is an optimisation: per-task polling still covers every task
             log.warning("listing tasks: %s", exc)
             return

@@ -14,7 +14,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -290,8 +290,8 @@ class WanService:
         reports, previews = await anyio.to_thread.run_sync(inspect_images, refs, access, Path.cwd())
         return InspectResult(images=[ImageInfo(**report.__dict__) for report in reports]), previews
 
-    async def list_statuses(self) -> dict[str, TaskStatus]:
-        return await self._api().list_statuses()
+    async def list_statuses(self, wanted: Collection[str]) -> dict[str, TaskStatus]:
+        return await self._api().list_statuses(wanted)
 
     @property
     def fallback_poll(self) -> float:

@@ -16,7 +16,7 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO, cast
 from urllib.parse import quote
@@ -184,8 +184,11 @@ class DashScopeClient:
             raise UploadPolicyExpired(response.status_code, code, message, None)
         raise status_error(response.status_code, {"code": code, "message": message}, response.headers)
 
-    async def list_statuses(self, *, page_size: int = 100, pages: int = 3) -> dict[str, TaskStatus]:
-        """Recent tasks' statuses from ``GET /tasks`` (one query per page): how one query covers many tasks."""
+    async def list_statuses(
+        self, wanted: Collection[str] = (), *, page_size: int = 100, pages: int = 3
+    ) -> dict[str, TaskStatus]:
+        """Recent tasks' statuses from ``GET /tasks`` (one query per page, newest first): how one query covers
+        many tasks. Stops early once every ``wanted`` task has been seen."""
         statuses: dict[str, TaskStatus] = {}
         for page in range(1, pages + 1):
             path = f"/tasks?page_no={page}&page_size={page_size}"
@@ -200,7 +203,7 @@ class DashScopeClient:
                         statuses[entry["task_id"]] = TaskStatus(entry.get("task_status"))
                     except ValueError:
                         continue
-            if len(cast(list[Any], tasks)) < page_size:
+            if len(cast(list[Any], tasks)) < page_size or (wanted and statuses.keys() >= set(wanted)):
                 break
         return statuses
 
