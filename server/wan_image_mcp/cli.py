@@ -33,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     emulator.add_argument("--host", default="127.0.0.1")
     emulator.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
     emulator.add_argument("--latency", type=float, default=0.0, help="seconds a task takes (0: one step per poll)")
+    emulator.add_argument(
+        "--latency-spread", type=float, default=0.0, help="up to this many seconds more, a fixed share per task"
+    )
     emulator.add_argument("--api-key", action="append", help="key to accept (default: sk-emulator); repeatable")
     return parser
 
@@ -99,7 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .emulator.state import EmulatorConfig
 
         keys = frozenset(args.api_key or ["sk-emulator"])
-        run_foreground(EmulatorConfig(api_keys=keys, latency=args.latency), host=args.host, port=args.port)
+        config = EmulatorConfig(api_keys=keys, latency=args.latency, latency_spread=args.latency_spread)
+        run_foreground(config, host=args.host, port=args.port)
         return 0
     raise AssertionError(f"unhandled command {args.command}")  # pragma: no cover - argparse refuses others
 
