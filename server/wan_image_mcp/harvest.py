@@ -41,7 +41,7 @@ class Harvester:
         self._busy: set[str] = set()
         """Tasks being harvested now."""
         service.on_submitted = self.wake
-        service.first_poll_delay = LIST_EVERY  # the next list query sees a new task before its own query is due
+        service.first_poll_delay = 2 * LIST_EVERY  # a list query sees a new task before its own query is due
 
     def wake(self) -> None:
         self._wake.set()
