@@ -80,11 +80,6 @@ class PreparedImage:
     """For a local file sent unchanged: the digest of the bytes that were checked, so that what is sent later
     (read again from ``path``) can be proven to be the same."""
 
-    @property
-    def on_disk(self) -> bool:
-        """A local file sent unchanged, whose bytes are read from ``path`` only when sent."""
-        return self.payload is None and self.sha256 is not None and self.path is not None
-
     def read_payload(self) -> bytes:
         """The bytes to send. Raises InputChanged if a file sent unchanged is no longer what was checked."""
         if self.payload is not None:

@@ -325,7 +325,7 @@ class WanService:
                 payload = image.payload or await anyio.to_thread.run_sync(image.read_payload)
                 images.append(dataclasses.replace(image, payload=payload))
             else:
-                digest = image.sha256 or hashlib.sha256(image.read_payload()).hexdigest()
+                digest = image.sha256 or await anyio.to_thread.run_sync(_sha256, image.read_payload())
                 since = time.time() - UPLOAD_REUSE
                 url = await self.journal.run(self.journal.sync.cached_upload, digest, request.model, since=since)
                 if url is None:
@@ -424,6 +424,10 @@ class WanService:
 
 
 _LOCAL = (RefKind.LOCAL, RefKind.DATA)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 async def _send(
