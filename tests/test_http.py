@@ -3,7 +3,9 @@ defaults: loopback bind, DNS-rebinding protection, and a bearer token wherever o
 
 from __future__ import annotations
 
+import asyncio
 import selectors
+import socket
 import subprocess
 import sys
 from collections.abc import Generator, Iterator
@@ -19,6 +21,7 @@ from mcp.client.streamable_http import streamable_http_client
 from tests.conftest import server_env
 from wan_image_mcp.emulator import EmulatorConfig
 from wan_image_mcp.emulator.serve import RunningEmulator
+from wan_image_mcp.sockets import bind
 
 KEY = "sk-http"
 TOKEN = "t0ken-for-tests-only-3a9f"
@@ -118,3 +121,25 @@ def test_a_wildcard_bind_answers_only_allowed_hosts_with_the_token(emulator: Run
         emulator, tmp_path, "--host", "0.0.0.0", WAN_MCP_HTTP_TOKEN=TOKEN, WAN_MCP_HTTP_ALLOWED_HOSTS="127.0.0.1"
     ) as url:
         anyio.run(session, url)
+
+
+@pytest.mark.anyio
+async def test_connections_to_our_listening_sockets_send_without_waiting_for_acks() -> None:
+    """asyncio turns Nagle's algorithm off only on sockets that say IPPROTO_TCP; with it on, every answer on a
+    kept-alive connection (the HTTP transport's, the emulator's) waited ~40 ms for a delayed ACK."""
+    sock = bind("127.0.0.1", 0)
+    nodelay: list[int] = []
+    seen = asyncio.Event()
+
+    async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nodelay.append(writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        seen.set()
+        writer.close()
+        del reader
+
+    async with await asyncio.start_server(accepted, sock=sock):
+        _, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+        with anyio.fail_after(5):
+            await seen.wait()
+        writer.close()
+    assert nodelay == [1]
