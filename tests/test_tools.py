@@ -141,6 +141,7 @@ async def test_two_image_edit_saves_files_with_sidecars_and_previews(
     assert (sidecar["task_id"], sidecar["url"]) == (body["task_id"], image["url"])
     assert sidecar["usage"]["image_count"] == 1 and sidecar["request_id"]
     assert len(sidecar["sha256"]) == 64
+    assert sidecar["submitted"] <= sidecar["saved"]  # ISO times, when the task was sent and its image saved
     previews = [block for block in result.content if isinstance(block, ImageContent)]
     assert len(previews) == 1
     with Image.open(io.BytesIO(base64.b64decode(previews[0].data))) as preview:

@@ -204,6 +204,7 @@ class ResultStore:
                     "parameters": dict(record.parameters),
                     "adjustments": list(record.adjustments),
                     "instruction": record.instruction,
+                    "submitted": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(record.submitted)),
                 }
                 if record
                 else {}
