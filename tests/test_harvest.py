@@ -175,3 +175,20 @@ async def test_a_task_is_never_queried_twice_within_the_poll_interval_whoever_as
     queries = [r.at for r in emulator.requests if r.path == f"/api/v1/tasks/{task_id}"]
     assert len(queries) == 5
     assert min(b - a for a, b in itertools.pairwise(queries)) >= 0.3
+
+
+async def test_a_failing_task_list_falls_back_to_one_query_per_task_and_is_not_retried_at_once(
+    harvesting: Client, emulator: EmulatorState
+) -> None:
+    emulator.add_fault(Fault("error", target="list", status=403, code="AccessDenied", message="no", count=100))
+    ids: list[str] = []
+    for _ in range(2):
+        submitted = (await harvesting.call_tool("submit_task", {"prompt": "x", "size": "1K"})).structured_content
+        assert submitted is not None
+        ids.append(submitted["task_id"])
+
+    async def all_saved() -> bool:
+        return all([bool((await task(harvesting, task_id))["images"]) for task_id in ids])
+
+    await until(all_saved)
+    assert sum(1 for r in emulator.requests if r.path == "/api/v1/tasks") == 1  # tried once, then left alone

@@ -29,6 +29,8 @@ IDLE = 60.0
 CONCURRENCY = 8
 LIST_EVERY = 1.0
 """Seconds between task-list queries while tasks are open."""
+LIST_BACKOFF = 60.0
+"""After a failed list query, tasks are queried one by one for this long before the list is tried again."""
 
 
 class Harvester:
@@ -89,7 +91,8 @@ class Harvester:
         try:
             statuses = await self._service.list_statuses([row.task_id for row in rows if row.task_id])
         except DashScopeError as exc:  # the list is an optimisation: per-task polling still covers every task
-            log.warning("listing tasks: %s", exc)
+            log.warning("listing tasks failed; tasks are queried one by one for %.0f s: %s", LIST_BACKOFF, exc)
+            self._listed += LIST_BACKOFF
             return
         now = time.time()
         times: dict[str, float] = {}

@@ -427,7 +427,7 @@ async def cancel_task(request: Request, state: EmulatorState) -> Response:
     return _ok(state, {})
 
 
-@endpoint("poll")
+@endpoint("list")
 async def list_tasks(request: Request, state: EmulatorState) -> Response:
     page_no = int(request.query_params.get("page_no", 1))
     page_size = int(request.query_params.get("page_size", 10))

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from ..specs import Mode, ModelSpec
 
-Target = Literal["submit", "sync", "poll", "cancel", "download", "upload", "policy", "any"]
+Target = Literal["submit", "sync", "poll", "list", "cancel", "download", "upload", "policy", "any"]
 FaultKind = Literal["error", "throttle", "moderation", "drop", "slow", "fail_task", "partial_failure"]
 
 
