@@ -2,12 +2,14 @@
 downloaded as soon as it succeeds, whether or not an agent ever asks again.
 
 On start it resumes every task younger than 24 h (task ids and result URLs live that long). Queries go
-through the client's shared QueryRate. While tasks are open, one ``GET /tasks`` list query a second gives
-the status of many tasks at once: a task it shows finished is fetched at once, a task it shows still running
-is queried on its own only as a fallback (every 6 × poll_interval_max). Tasks the list does not show keep
-their own schedule, often while young and every poll_interval_max once old. So a hundred tasks cost about
-one query a second plus one per finished task, not a hundred. Failed downloads are retried with backoff
-until their URLs expire. A failure with one task never stops the others, nor the server.
+through the client's shared QueryRate. While tasks over a second old are open, one ``GET /tasks`` list query
+a second gives the status of many tasks at once: a task it shows finished is fetched at once, a task it shows
+still running is queried on its own only as a fallback (every 6 × poll_interval_max). Tasks the list does
+not show keep their own schedule, often while young and every poll_interval_max once old. So a hundred
+tasks cost about one query a second plus one per finished task, not a hundred. Harvests run beside the
+loop, so a slow download never delays the next list; a failing list is left alone for LIST_BACKOFF. Failed
+downloads are retried with backoff until their URLs expire. A failure with one task never stops the others,
+nor the server.
 """
 
 from __future__ import annotations
