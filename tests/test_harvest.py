@@ -127,20 +127,22 @@ def test_journal_rows_from_other_servers_are_adopted(tmp_path: Any) -> None:
     journal.close()
 
 
-async def test_open_tasks_are_watched_through_the_task_list(harvesting: Client, emulator: EmulatorState) -> None:
+async def submit_tasks(client: Client, count: int) -> list[str]:
     ids: list[str] = []
-    for _ in range(5):
-        submitted = (await harvesting.call_tool("submit_task", {"prompt": "x", "size": "1K"})).structured_content
+    for _ in range(count):
+        submitted = (await client.call_tool("submit_task", {"prompt": "x", "size": "1K"})).structured_content
         assert submitted is not None
         ids.append(submitted["task_id"])
+    return ids
 
-    async def all_saved() -> bool:
-        for task_id in ids:
-            if not (await task(harvesting, task_id))["images"]:
-                return False
-        return True
 
-    await until(all_saved)
+async def all_saved(client: Client, ids: list[str]) -> bool:
+    return all([bool((await task(client, task_id))["images"]) for task_id in ids])
+
+
+async def test_open_tasks_are_watched_through_the_task_list(harvesting: Client, emulator: EmulatorState) -> None:
+    ids = await submit_tasks(harvesting, 5)
+    await until(lambda: all_saved(harvesting, ids))
     by_id = [r for r in emulator.requests if r.method == "GET" and r.path.startswith("/api/v1/tasks/")]
     listed = [r for r in emulator.requests if r.method == "GET" and r.path == "/api/v1/tasks"]
     assert len(by_id) == len(ids)  # one query of its own per task, once it is done
@@ -181,14 +183,6 @@ async def test_a_failing_task_list_falls_back_to_one_query_per_task_and_is_not_r
     harvesting: Client, emulator: EmulatorState
 ) -> None:
     emulator.add_fault(Fault("error", target="list", status=403, code="AccessDenied", message="no", count=100))
-    ids: list[str] = []
-    for _ in range(2):
-        submitted = (await harvesting.call_tool("submit_task", {"prompt": "x", "size": "1K"})).structured_content
-        assert submitted is not None
-        ids.append(submitted["task_id"])
-
-    async def all_saved() -> bool:
-        return all([bool((await task(harvesting, task_id))["images"]) for task_id in ids])
-
-    await until(all_saved)
+    ids = await submit_tasks(harvesting, 2)
+    await until(lambda: all_saved(harvesting, ids))
     assert sum(1 for r in emulator.requests if r.path == "/api/v1/tasks") == 1  # tried once, then left alone
