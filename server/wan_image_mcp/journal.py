@@ -16,7 +16,8 @@ import functools
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
@@ -156,22 +157,28 @@ def _version(db: sqlite3.Connection) -> int:
     return int(db.execute("PRAGMA user_version").fetchone()[0])
 
 
+@contextmanager
+def _transaction(db: sqlite3.Connection) -> Generator[None]:
+    """One write transaction: committed if the block ends, rolled back if it raises."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
 def _migrate(db: sqlite3.Connection) -> None:
     """Apply every migration past the database's version, each in its own transaction."""
     for version in range(_version(db), len(MIGRATIONS)):
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(db):
             if _version(db) != version:  # another process migrated meanwhile
-                db.execute("ROLLBACK")
                 continue
             for statement in MIGRATIONS[version].split(";"):
                 if statement.strip():
                     db.execute(statement)
             db.execute(f"PRAGMA user_version = {version + 1}")
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
 
 class Journal:
@@ -308,15 +315,10 @@ class Journal:
         """``schedule`` for many tasks in one transaction (one write to disk, not one per task)."""
         if not times:
             return
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(self._db):
             self._db.executemany(
                 "UPDATE tasks SET next_poll_at = ? WHERE task_id = ?", [(at, tid) for tid, at in times.items()]
             )
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
 
     # --- reading ------------------------------------------------------------------------------------
 
