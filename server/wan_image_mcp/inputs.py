@@ -288,8 +288,8 @@ def conform(
         raise problem("image has too many pixels to decode safely") from None
     except UnidentifiedImageError:
         raise problem(f"not an image (content of {source!r} is no format Pillow reads)") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise problem(f"image data is damaged or truncated ({exc})") from None
+    except _DECODE_ERRORS as exc:
+        raise _damaged(problem, exc) from None
 
     fmt = image.format or "unknown"
     raw = image.size
@@ -397,11 +397,19 @@ def _ends_whole(file: io.BufferedIOBase, size: int) -> bool:
     return file.read(2) == b"\xff\xd9"
 
 
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError)
+"""What Pillow raises for a damaged or cut file, on open or on decode."""
+
+
+def _damaged(problem: Callable[[str], InvalidRequest], exc: Exception) -> InvalidRequest:
+    return problem(f"image data is damaged or truncated ({exc})")
+
+
 def _load(image: Image.Image, problem: Callable[[str], InvalidRequest]) -> None:
     try:
         image.load()
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise problem(f"image data is damaged or truncated ({exc})") from None
+    except _DECODE_ERRORS as exc:
+        raise _damaged(problem, exc) from None
 
 
 def _resize(image: Image.Image, width: int, height: int) -> Image.Image:
