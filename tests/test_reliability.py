@@ -14,15 +14,19 @@ import json
 import selectors
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import pytest
 from mcp import Client, StdioServerParameters
 
-from tests.conftest import server_env, until
+from tests.conftest import EMULATOR_KEY, server_env, until
 from wan_image_mcp import results
+from wan_image_mcp.app import build_app
+from wan_image_mcp.config import Settings
 from wan_image_mcp.emulator import EmulatorConfig, EmulatorState, Fault
 from wan_image_mcp.emulator.serve import RunningEmulator
 
@@ -64,6 +68,28 @@ async def test_a_connection_dropped_mid_download_is_retried(mcp: Client, emulato
     (image,) = body(result)["images"]
     data = Path(image["path"]).read_bytes()
     assert hashlib.sha256(data).hexdigest() == image["sha256"]
+    assert not list(Path(image["path"]).parent.glob(".*.part"))
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("no_retry_waits")
+async def test_a_download_cut_mid_body_over_http_is_retried_and_leaves_no_partial_file(
+    server_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(results, "WRITE_CHUNK", 4096)  # a 1K result is then written out in many pieces
+    with RunningEmulator(EmulatorConfig(api_keys=frozenset({EMULATOR_KEY}), polls_to_finish=1)) as emulator:
+        emulator.state.add_fault(Fault("drop", target="download", count=2))  # headers and a few bytes, then cut
+        settings = replace(server_settings, base_url=emulator.base_url, harvest=False)
+        async with httpx2.AsyncClient() as http, Client(build_app(settings, http)) as mcp:
+            result = await mcp.call_tool("edit_image", {"prompt": "x", "size": "1K", "n": 2})
+        downloads = [r for r in emulator.state.requests if r.path.startswith("/results/")]
+    images = body(result)["images"]
+    assert len(images) == 2 and len(downloads) == 4
+    for image in images:
+        data = Path(image["path"]).read_bytes()
+        assert len(data) == image["bytes"] > 4 * 4096
+        assert hashlib.sha256(data).hexdigest() == image["sha256"]
+    assert not list(settings.output_dir.glob(".*.part"))
 
 
 @pytest.mark.anyio

@@ -10,7 +10,8 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,10 +122,11 @@ class ResultStore:
         async def one(index: int, url: str) -> None:
             if saved[index - 1] is not None:  # kept from an earlier, partly failed attempt
                 return
+            stem = self._name(task_id, index, model)
             try:
-                data = await self._download(url)
+                part = await self._download(url, stem)
                 saved[index - 1] = await anyio.to_thread.run_sync(
-                    self._write, data, url, self._name(task_id, index, model), index, task_id, record, meta
+                    self._keep, part, url, stem, index, task_id, record, meta
                 )
             except (DownloadError, OSError) as exc:
                 errors.append(exc)
@@ -136,40 +138,68 @@ class ResultStore:
             raise errors[0]
         return [image for image in saved if image is not None]
 
-    async def _download(self, url: str) -> bytes:
+    async def _download(self, url: str, stem: str) -> _Part:
         import stamina  # off the start path
 
         async for attempt in stamina.retry_context(on=_retry_download, attempts=4, timeout=60, wait_initial=0.5):
             with attempt:
-                response = await self._get(url)
-                if response.status_code == 200:
-                    return response.content
-                expired = response.status_code == 403 and "expired" in response.text.lower()
+                return await self._fetch(url, stem)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _fetch(self, url: str, stem: str) -> _Part:
+        """Stream one result into a temp file beside its final name, hashing it on the way: a 4K result is
+        never held whole in memory, and writing overlaps receiving."""
+        async with self._get(url) as response:
+            if response.status_code != 200:
+                text = (await response.aread()).decode("utf-8", "replace")
+                expired = response.status_code == 403 and "expired" in text.lower()
                 why = "the result URL has expired (they last 24 h)" if expired else f"HTTP {response.status_code}"
                 raise DownloadError(
                     url, f"cannot download result image: {why}", status=response.status_code, expired=expired
                 )
-        raise AssertionError("unreachable")  # pragma: no cover
+            part = await anyio.to_thread.run_sync(_Part.create, self.root, stem)
+            try:
+                pending = bytearray()
+                async for chunk in response.aiter_bytes():
+                    pending += chunk
+                    if len(pending) >= WRITE_CHUNK:
+                        await anyio.to_thread.run_sync(part.write, bytes(pending))
+                        pending.clear()
+                await anyio.to_thread.run_sync(part.finish, bytes(pending))
+            except httpx2.TransportError as exc:
+                await anyio.to_thread.run_sync(part.discard)
+                raise DownloadError(url, f"download failed: {exc!r}") from None
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(part.discard)
+                raise
+            return part
 
-    async def _get(self, url: str) -> httpx2.Response:
-        """GET with every hop checked: the URL itself and each redirect target."""
+    @asynccontextmanager
+    async def _get(self, url: str) -> AsyncGenerator[httpx2.Response]:
+        """A streamed GET with every hop checked: the URL itself and each redirect target."""
         for _ in range(MAX_REDIRECTS + 1):
             try:
                 await check_download_url(url, api_base_url=self._api_base_url)
             except AccessDenied as exc:
                 raise DownloadError(url, str(exc), status=403) from None
+            request = self._http.build_request("GET", url, timeout=httpx2.Timeout(60.0))
             try:
-                response = await self._http.get(url, timeout=httpx2.Timeout(60.0), follow_redirects=False)
+                response = await self._http.send(request, stream=True, follow_redirects=False)
             except httpx2.TransportError as exc:
                 raise DownloadError(url, f"download failed: {exc!r}") from None
-            if not response.is_redirect or "location" not in response.headers:
-                return response
-            url = str(response.url.join(response.headers["location"]))
+            try:
+                if not response.is_redirect or "location" not in response.headers:
+                    yield response
+                    return
+                url = str(response.url.join(response.headers["location"]))
+            finally:
+                await response.aclose()
         raise DownloadError(url, f"more than {MAX_REDIRECTS} redirects", status=310)
 
-    def _write(
+    def _keep(
         self,
-        data: bytes,
+        part: _Part,
         url: str,
         stem: str,
         index: int,
@@ -177,16 +207,17 @@ class ResultStore:
         record: TaskRecord | None,
         extra: Mapping[str, Any],
     ) -> ImageFile:
+        """Give a downloaded image its final name (after checking it is one) and write its sidecar."""
         from .pillow import Image, UnidentifiedImageError
 
         try:
-            with Image.open(io.BytesIO(data)) as image:
+            with Image.open(part.path) as image:
                 fmt, (width, height) = image.format or "PNG", image.size
         except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
+            part.discard()
             raise DownloadError(url, "the result is not an image") from None
         path = self.root / f"{stem}{_EXTENSIONS.get(fmt, '.png')}"
-        digest = hashlib.sha256(data).hexdigest()
-        _atomic_write(path, data)
+        os.replace(part.path, path)
         sidecar = {
             "task_id": task_id,
             "index": index,
@@ -194,8 +225,8 @@ class ResultStore:
             "url": url,
             "width": width,
             "height": height,
-            "bytes": len(data),
-            "sha256": digest,
+            "bytes": part.size,
+            "sha256": part.sha256,
             "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             **(
                 {
@@ -212,7 +243,46 @@ class ResultStore:
             **dict(extra),
         }
         _atomic_write(path.with_suffix(".json"), json.dumps(sidecar, ensure_ascii=False, indent=2).encode())
-        return ImageFile(path=str(path), url=url, width=width, height=height, bytes=len(data), sha256=digest)
+        return ImageFile(path=str(path), url=url, width=width, height=height, bytes=part.size, sha256=part.sha256)
+
+
+WRITE_CHUNK = 1 << 20
+"""Bytes of a download gathered before they are written out (one thread hop per MB, not per network read)."""
+
+
+class _Part:
+    """A result image being downloaded: a temp file in the output folder, its length and running sha256.
+    Finished means written and fsync'd, so renaming it can never expose a half-written image."""
+
+    def __init__(self, path: Path, out: io.BufferedWriter) -> None:
+        self.path = path
+        self.size = 0
+        self._out = out
+        self._digest = hashlib.sha256()
+
+    @classmethod
+    def create(cls, folder: Path, stem: str) -> _Part:
+        fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{stem}.", suffix=".part")
+        return cls(Path(temp), os.fdopen(fd, "wb"))
+
+    @property
+    def sha256(self) -> str:
+        return self._digest.hexdigest()
+
+    def write(self, data: bytes) -> None:
+        self._digest.update(data)
+        self._out.write(data)
+        self.size += len(data)
+
+    def finish(self, data: bytes) -> None:
+        self.write(data)
+        self._out.flush()
+        os.fsync(self._out.fileno())
+        self._out.close()
+
+    def discard(self) -> None:
+        self._out.close()
+        self.path.unlink(missing_ok=True)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
