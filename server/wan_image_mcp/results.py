@@ -109,12 +109,17 @@ class ResultStore:
         urls: Sequence[str],
         record: TaskRecord | None,
         extra: Mapping[str, Any],
+        *,
+        resume: bool = True,
     ) -> list[ImageFile]:
         """Download every URL concurrently and write it with its sidecar. Raises the first DownloadError or
-        OSError after every download has finished or failed (the saved ones stay for the next attempt)."""
+        OSError after every download has finished or failed (the saved ones stay for the next attempt).
+
+        With ``resume``, images an earlier attempt saved are kept rather than fetched again; finding them reads
+        the whole output folder, so the caller passes False when no attempt can have begun."""
         await anyio.to_thread.run_sync(lambda: self.root.mkdir(parents=True, exist_ok=True))
         model = record.model if record else str(extra.get("model") or "unknown-model")
-        existing, _ = await anyio.to_thread.run_sync(self._existing, task_id)
+        existing = (await anyio.to_thread.run_sync(self._existing, task_id))[0] if resume else {}
         saved: list[ImageFile | None] = [existing.get(index) for index in range(1, len(urls) + 1)]
         errors: list[DownloadError | OSError] = []
         meta = {**extra, "count": len(urls)}

@@ -266,8 +266,12 @@ class WanService:
             row = await self.journal.run(self.journal.sync.get, task_id)
             if row is not None and row.saved_at is not None and _on_disk(row):
                 return _from_row(row)
-            saved = await anyio.to_thread.run_sync(self._store.find, task_id)
-            if saved:  # saved by an earlier run whose journal row is gone (or another journal)
+            # Images can only be on disk already if the journal does not know the task (saved by an earlier run
+            # whose row is gone, or under another journal) or if it had seen the result URLs: then look, which
+            # reads the whole output folder. A task this journal has never seen succeed skips that.
+            earlier = row is None or bool(row.result_urls)
+            saved = await anyio.to_thread.run_sync(self._store.find, task_id) if earlier else None
+            if saved:
                 await self.journal.run(self.journal.sync.observed, task_id, status="SUCCEEDED")
                 await self.journal.run(self.journal.sync.saved, task_id, [i.model_dump() for i in saved])
                 return EditResult(status="SUCCEEDED", task_id=task_id, model=row.model if row else None, images=saved)
@@ -279,7 +283,7 @@ class WanService:
             if task.status is not TaskStatus.SUCCEEDED:
                 return result
             await progress(0.9, f"downloading {len(task.image_urls)} image(s)")
-            return await self._save(task_id, task, row, result, progress)
+            return await self._save(task_id, task, row, result, progress, resume=earlier)
 
     async def inspect(
         self, refs: Sequence[str], *, roots: Sequence[str] = ()
@@ -368,12 +372,19 @@ class WanService:
         return await self.journal.run(self.journal.sync.get, task_id)
 
     async def _save(
-        self, task_id: str, task: TaskResult, row: TaskRow | None, result: EditResult, progress: Progress
+        self,
+        task_id: str,
+        task: TaskResult,
+        row: TaskRow | None,
+        result: EditResult,
+        progress: Progress,
+        *,
+        resume: bool,
     ) -> EditResult:
         record = _record_of(row)
         try:
             images = await self._store.save(
-                task_id, task.image_urls, record, {"request_id": task.request_id, "usage": task.usage}
+                task_id, task.image_urls, record, {"request_id": task.request_id, "usage": task.usage}, resume=resume
             )
         except (DownloadError, OSError) as exc:
             expired = isinstance(exc, DownloadError) and exc.expired
