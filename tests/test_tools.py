@@ -14,7 +14,7 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.types import CallToolResult, ImageContent
-from PIL import Image
+from PIL import Image, ImageChops, ImageStat
 
 from tests.conftest import TOOL_NAMES, ImageFactory, text
 from wan_image_mcp.app import build_app
@@ -418,3 +418,22 @@ async def test_a_partly_failed_save_fetches_only_the_missing_images_later(
     assert (
         sum(call.startswith("GET /results/") for call in api_calls(emulator)) == 3
     )  # 2 tries, then only the missing one
+
+
+async def test_each_result_image_has_its_own_preview_in_order(mcp: Client) -> None:
+    result = await mcp.call_tool("edit_image", {"prompt": "x", "size": "1K", "n": 3})
+    paths = [image["path"] for image in structured(result)["images"]]
+    previews = [
+        Image.open(io.BytesIO(base64.b64decode(block.data))).convert("L")
+        for block in result.content
+        if isinstance(block, ImageContent)
+    ]
+    assert len(previews) == len(paths) == 3
+
+    def distance(preview: Image.Image, path: str) -> float:
+        with Image.open(path) as full:
+            scaled = full.convert("L").resize(preview.size)  # pyright: ignore[reportUnknownMemberType]
+        return ImageStat.Stat(ImageChops.difference(preview, scaled)).mean[0]
+
+    nearest = [min(range(3), key=lambda i: distance(preview, paths[i])) for preview in previews]
+    assert nearest == [0, 1, 2]
