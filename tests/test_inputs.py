@@ -5,13 +5,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import os
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
 
 from tests.conftest import ImageFactory
+from wan_image_mcp import inputs
 from wan_image_mcp.errors import InvalidRequest
 from wan_image_mcp.inputs import EXIF_ORIENTATION, InputChanged, RefKind, decode_data_url, local_path, prepare_image
 from wan_image_mcp.specs import SPECS
@@ -175,6 +178,57 @@ def test_a_file_changed_after_its_check_is_refused_when_sent(make_image: ImageFa
     with pytest.raises(InputChanged, match="changed on disk") as caught:
         prepared.read_payload()
     assert caught.value.problems[0].image == 3
+
+
+@pytest.fixture
+def conformed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The index of every image actually checked (decoded or hashed), with an empty memory of checked files."""
+    monkeypatch.setattr(inputs, "CHECKED", inputs.CheckedFiles())
+    calls: list[int] = []
+    original = inputs.conform
+
+    def counting(data: bytes | io.BufferedReader, **kwargs: Any) -> inputs.PreparedImage:
+        calls.append(kwargs["index"])
+        return original(data, **kwargs)
+
+    monkeypatch.setattr(inputs, "conform", counting)
+    return calls
+
+
+def test_an_unchanged_file_is_checked_once_across_calls(
+    conformed: list[int], make_image: ImageFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(inputs.CheckedFiles, "RACY_NS", 0)  # remember even a file written a moment ago
+    path = make_image("photo.png", (1200, 900))
+    first = prepare_image(str(path), 1, LIMITS, tmp_path)
+    again = prepare_image(f"file://{path}", 2, LIMITS, tmp_path)
+    assert conformed == [1]
+    assert (again.index, again.source, again.path) == (2, f"file://{path}", first.path)
+    assert again.sha256 == first.sha256 and decode_data_url(again.value) == path.read_bytes()
+
+
+def test_a_file_touched_or_rewritten_since_its_check_is_checked_again(
+    conformed: list[int], make_image: ImageFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(inputs.CheckedFiles, "RACY_NS", 0)
+    path = make_image("photo.png", (1200, 900))
+    prepare_image(str(path), 1, LIMITS, tmp_path)
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns - 5_000_000_000))  # same bytes, another time
+    prepare_image(str(path), 1, LIMITS, tmp_path)
+    make_image("photo.png", (100, 100))
+    with pytest.raises(InvalidRequest, match="too small"):
+        prepare_image(str(path), 1, LIMITS, tmp_path)
+    assert conformed == [1, 1, 1]
+
+
+def test_a_file_written_moments_ago_is_checked_on_every_call(
+    conformed: list[int], make_image: ImageFactory, tmp_path: Path
+) -> None:
+    path = make_image("photo.png", (1200, 900))  # a second write could share its coarse timestamp
+    prepare_image(str(path), 1, LIMITS, tmp_path)
+    prepare_image(str(path), 1, LIMITS, tmp_path)
+    assert conformed == [1, 1]
 
 
 def test_a_large_rotated_jpeg_is_decoded_small_and_shrunk_to_the_exact_limit(tmp_path: Path) -> None:

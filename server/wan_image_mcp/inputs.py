@@ -23,7 +23,10 @@ import io
 import math
 import os
 import re
+import threading
+import time
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -228,8 +231,63 @@ def prepare_image(
     except ValueError as exc:
         raise problem(str(exc)) from None
     with file:
-        prepared = conform(file, index=index, kind=kind, source=source, limits=limits, problem=problem)
+        key = (FileIdentity.of(file), limits)
+        prepared = CHECKED.get(key)
+        if prepared is None:
+            prepared = conform(file, index=index, kind=kind, source=source, limits=limits, problem=problem)
+            CHECKED.put(key, prepared)
+        else:
+            prepared = dataclasses.replace(prepared, index=index, source=source)
     return dataclasses.replace(prepared, path=str(path))
+
+
+@dataclass(frozen=True)
+class FileIdentity:
+    """A file as it is now: any write changes its size, modification or change time (``ctime`` cannot be set
+    back from user space), and replacing it changes its inode."""
+
+    device: int
+    inode: int
+    size: int
+    modified_ns: int
+    changed_ns: int
+
+    @classmethod
+    def of(cls, file: io.BufferedReader) -> FileIdentity:
+        st = os.fstat(file.fileno())
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class CheckedFiles:
+    """Local files already found sendable as they are, by identity and limits: an agent editing the same large
+    photo in a loop has it hashed (and, unless a JPEG, decoded) once, not on every call. A file touched within
+    ``RACY_NS`` of being checked is not remembered, since a filesystem with coarse timestamps could hide a
+    second write in the same tick (git's "racy clean" rule). What is sent is still hashed against the check."""
+
+    SIZE = 256
+    RACY_NS = 2_000_000_000
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: OrderedDict[tuple[FileIdentity, ImageLimits], PreparedImage] = OrderedDict()
+
+    def get(self, key: tuple[FileIdentity, ImageLimits]) -> PreparedImage | None:
+        with self._lock:
+            if (found := self._items.get(key)) is not None:
+                self._items.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[FileIdentity, ImageLimits], image: PreparedImage) -> None:
+        identity = key[0]
+        if image.payload is not None or time.time_ns() - max(identity.modified_ns, identity.changed_ns) < self.RACY_NS:
+            return  # conformed bytes are not worth holding; a just-written file may change unseen
+        with self._lock:
+            self._items[key] = image
+            while len(self._items) > self.SIZE:
+                self._items.popitem(last=False)
+
+
+CHECKED = CheckedFiles()
 
 
 def read_local(path: Path, access: FileAccess | None) -> tuple[Path, bytes]:
