@@ -343,6 +343,22 @@ async def test_a_lost_submit_response_is_uncertain_and_says_not_to_resubmit(
     assert (row["task_id"], row["prompt"], row["error"]["code"]) == (None, "draw a fox", "ResponseLost")
 
 
+async def test_a_result_that_is_not_an_image_is_reported_and_leaves_no_file(
+    mcp: Client, emulator: EmulatorState, server_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = emulator.store_file
+
+    def store_a_page(data: bytes, content_type: str = "image/png") -> str:
+        return store(b"<html>", "text/html")
+
+    monkeypatch.setattr(emulator, "store_file", store_a_page)
+    result = await mcp.call_tool("edit_image", {"prompt": "x", "size": "1K"})
+    assert result.is_error
+    assert structured(result)["error"]["code"] == "DownloadFailed"
+    assert "not an image" in structured(result)["error"]["message"]
+    assert [p.name for p in server_settings.output_dir.iterdir()] == []
+
+
 async def test_an_expired_result_url_is_reported_not_crashed(mcp: Client, emulator: EmulatorState) -> None:
     task_id = structured(await mcp.call_tool("submit_task", {"prompt": "x", "size": "1K"}))["task_id"]
     await mcp.call_tool("check_task", {"task_id": task_id})  # RUNNING

@@ -130,9 +130,12 @@ class ResultStore:
             stem = self._name(task_id, index, model)
             try:
                 part = await self._download(url, stem)
-                saved[index - 1] = await anyio.to_thread.run_sync(
-                    self._keep, part, url, stem, index, task_id, record, meta
-                )
+                try:
+                    saved[index - 1] = await anyio.to_thread.run_sync(
+                        self._keep, part, url, stem, index, task_id, record, meta
+                    )
+                finally:
+                    part.discard()  # nothing is left to remove once it was kept under its final name
             except (DownloadError, OSError) as exc:
                 errors.append(exc)
 
@@ -219,7 +222,6 @@ class ResultStore:
             with Image.open(part.path) as image:
                 fmt, (width, height) = image.format or "PNG", image.size
         except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
-            part.discard()
             raise DownloadError(url, "the result is not an image") from None
         path = self.root / f"{stem}{_EXTENSIONS.get(fmt, '.png')}"
         os.replace(part.path, path)
