@@ -171,9 +171,9 @@ class ResultStore:
                 async for chunk in response.aiter_bytes():
                     pending += chunk
                     if len(pending) >= WRITE_CHUNK:
-                        await anyio.to_thread.run_sync(part.write, bytes(pending))
-                        pending.clear()
-                await anyio.to_thread.run_sync(part.finish, bytes(pending))
+                        full, pending = pending, bytearray()
+                        await anyio.to_thread.run_sync(part.write, full)
+                await anyio.to_thread.run_sync(part.finish, pending)
             except httpx2.TransportError as exc:
                 await anyio.to_thread.run_sync(part.discard)
                 raise DownloadError(url, f"download failed: {exc!r}") from None
@@ -276,12 +276,12 @@ class _Part:
     def sha256(self) -> str:
         return self._digest.hexdigest()
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray) -> None:
         self._digest.update(data)
         self._out.write(data)
         self.size += len(data)
 
-    def finish(self, data: bytes) -> None:
+    def finish(self, data: bytes | bytearray) -> None:
         self.write(data)
         self._out.flush()
         os.fsync(self._out.fileno())
