@@ -70,20 +70,35 @@ async def test_small_images_stay_inline(mcp: Client, emulator: EmulatorState, tm
     assert uploads(emulator) == 0
 
 
-async def test_an_expired_policy_is_refreshed_once(mcp: Client, emulator: EmulatorState, big_photo: Path) -> None:
-    emulator.add_fault(
-        Fault(
-            "error",
-            target="upload",
-            status=403,
-            code="AccessDenied",
-            message="Invalid according to Policy: Policy expired.",
-        )
-    )
+REFUSALS = [
+    ("AccessDenied", "Invalid according to Policy: Policy expired."),
+    ("SignatureDoesNotMatch", "The request signature we calculated does not match."),
+    ("AccessDenied", "Invalid according to Policy: Policy Condition failed."),
+]
+
+
+@pytest.mark.parametrize(("code", "message"), REFUSALS, ids=["expired", "signature", "condition"])
+async def test_an_expired_or_rejected_policy_is_refreshed_once(
+    mcp: Client, emulator: EmulatorState, big_photo: Path, code: str, message: str
+) -> None:
+    emulator.add_fault(Fault("error", target="upload", status=403, code=code, message=message))
     result = await mcp.call_tool("edit_image", {"prompt": "x", "images": [str(big_photo)], "size": "1K"})
     assert not result.is_error, text(result)
     policies = sum(1 for r in emulator.requests if r.path == "/api/v1/uploads")
     assert (policies, uploads(emulator)) == (2, 2)
+
+
+async def test_a_policy_refused_twice_is_an_error_and_nothing_is_submitted(
+    mcp: Client, emulator: EmulatorState, big_photo: Path
+) -> None:
+    code, message = REFUSALS[1]
+    emulator.add_fault(Fault("error", target="upload", status=403, code=code, message=message, count=2))
+    result = await mcp.call_tool("edit_image", {"prompt": "x", "images": [str(big_photo)], "size": "1K"})
+    assert result.is_error
+    assert code in text(result) and message in text(result)
+    policies = sum(1 for r in emulator.requests if r.path == "/api/v1/uploads")
+    assert (policies, uploads(emulator)) == (2, 2)
+    assert not [r for r in emulator.requests if r.path.startswith("/api/v1/services/")]
 
 
 async def test_an_upload_older_than_its_life_is_not_reused(

@@ -24,7 +24,7 @@ import anyio.to_thread
 
 from .access import FileAccess
 from .dashscope import APIConnectionError, APIStatusError, DashScopeClient, TaskResult, TaskStatus
-from .dashscope.client import UploadPolicyExpired
+from .dashscope.client import UploadPolicyRefused
 from .errors import ConfigurationError, WanError
 from .inputs import MIME_TYPES, HashingReader, InputChanged, PreparedImage, RefKind, classify, local_path
 from .instructions import Mode, build_instruction
@@ -340,13 +340,14 @@ class WanService:
     async def _upload(
         self, client: DashScopeClient, model: str, image: PreparedImage, digest: str, policy: dict[str, Any] | None
     ) -> tuple[str, dict[str, Any]]:
-        """Upload one image, refreshing an expired policy once; returns its URL and the policy to reuse."""
+        """Upload one image, refreshing a refused (expired or rejected) policy once; returns its URL and the policy
+        to reuse."""
         name = f"{digest[:16]}-{uuid.uuid4().hex[:8]}.{(image.format or 'png').lower().replace('jpeg', 'jpg')}"
         mime = MIME_TYPES.get(image.format or "PNG", "image/png")
         policy = policy or await client.upload_policy(model)
         try:
             url = await _send(client, policy, image, digest, name, mime)
-        except UploadPolicyExpired:
+        except UploadPolicyRefused:
             policy = await client.upload_policy(model)
             url = await _send(client, policy, image, digest, name, mime)
         await self.journal.run(self.journal.sync.remember_upload, digest, model, url, image.bytes or 0)

@@ -157,7 +157,7 @@ class DashScopeClient:
         """Form-POST ``data`` (bytes, or a file streamed from disk) to the policy's upload host (no Authorization
         header); returns its ``oss://`` URL.
 
-        Raises UploadPolicyExpired when the host says the policy expired (fetch a new one and try again)."""
+        Raises UploadPolicyRefused when the host refuses the policy (fetch a new one and try again)."""
         key = f"{policy['upload_dir']}/{filename}"
         form = {
             "OSSAccessKeyId": str(policy["oss_access_key_id"]),
@@ -181,8 +181,8 @@ class DashScopeClient:
             return f"oss://{key}"
         code = _xml(response.text, "Code") or "Unknown"
         message = _xml(response.text, "Message") or response.text[:300]
-        if "policy expired" in message.lower():
-            raise UploadPolicyExpired(response.status_code, code, message, None)
+        if response.status_code == 403:  # OSS refuses a form POST only over its policy: expired, signature, conditions
+            raise UploadPolicyRefused(response.status_code, code, message, None)
         raise status_error(response.status_code, {"code": code, "message": message}, response.headers)
 
     async def list_statuses(
@@ -297,8 +297,9 @@ class DashScopeClient:
             raise DashScopeError(f"unexpected response shape from {path}: {exc}") from None
 
 
-class UploadPolicyExpired(APIStatusError):
-    """The upload host refused an expired policy: fetch a new one."""
+class UploadPolicyRefused(APIStatusError):
+    """The upload host refused the policy (expired, signature not matching, a condition failed): fetch a new
+    one."""
 
 
 def _xml(text: str, tag: str) -> str | None:
