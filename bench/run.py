@@ -284,8 +284,8 @@ def main() -> None:
         figures: dict[str, Any] = dict(startup(emulator, folder, args.runs))
         figures |= anyio.run(session_measures, emulator, folder, args.runs, two, big)
         mark = len(emulator.state.requests)
-        sdk_edit(emulator, [big], folder)
-        figures["big_sdk_uploaded"] = uploaded(emulator, mark)
+        figures["big_sdk_s"] = [sdk_edit(emulator, [big], folder) for _ in range(2)]  # as ours: twice
+        figures["big_sdk_uploaded"] = uploaded(emulator, mark) / 2
         (folder / "rss").mkdir()
         nine = [photo(folder / "rss" / f"large-{i}.jpg", (3600, 2700), seed=10 + i, quality=100) for i in range(9)]
         figures["nine_mb"] = statistics.mean(p.stat().st_size for p in nine) / 1_000_000
@@ -322,7 +322,7 @@ def render(f: dict[str, Any], big_bytes: int, args: argparse.Namespace) -> str:
         (
             f"3. same {big_bytes / mb:.1f} MB photo edited twice: bytes uploaded",
             f"{f['big_first_uploaded'] / mb:.1f} MB, then {f['big_second_uploaded'] / mb:.1f} MB ({f['big_first_s']:.2f} s, {f['big_second_s']:.2f} s)",
-            f"SDK uploads every time: {f['big_sdk_uploaded'] / mb:.1f} MB",
+            f"SDK uploads every time: {f['big_sdk_uploaded'] / mb:.1f} MB ({f['big_sdk_s'][0]:.2f} s, {f['big_sdk_s'][1]:.2f} s)",
         ),
         (
             f"4. peak RSS, 9 × {f['nine_mb']:.1f} MB JPEG edit",
