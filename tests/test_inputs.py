@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from tests.conftest import ImageFactory
 from wan_image_mcp import inputs
@@ -121,6 +121,8 @@ def test_remote_urls_pass_through_untouched(tmp_path: Path) -> None:
         ("directory", "is a directory"),
         ("text", "not an image"),
         ("truncated", "damaged or truncated"),
+        ("truncated png", "damaged or truncated"),
+        ("altered png", "damaged or truncated"),
         ("nul", "cannot read"),
     ],
 )
@@ -138,11 +140,51 @@ def test_unreadable_inputs_are_refused_with_the_reason(
         whole = make_image("whole.jpg", (800, 600), colour=(1, 2, 3)).read_bytes()
         (tmp_path / "cut.jpg").write_bytes(whole[: len(whole) // 3])
         ref = str(tmp_path / "cut.jpg")
+    elif setup == "truncated png":
+        whole = noise_png(tmp_path / "whole.png").read_bytes()
+        (tmp_path / "cut.png").write_bytes(whole[: len(whole) // 2])
+        ref = str(tmp_path / "cut.png")
+    elif setup == "altered png":
+        data = bytearray(noise_png(tmp_path / "whole.png").read_bytes())
+        data[len(data) // 2] ^= 0xFF  # one byte of the image data: its chunk's CRC no longer matches
+        (tmp_path / "altered.png").write_bytes(data)
+        ref = str(tmp_path / "altered.png")
     else:
         ref = "bad\x00name.png"
     with pytest.raises(InvalidRequest, match=message) as caught:
         prepare_image(ref, 4, LIMITS, tmp_path)
     assert caught.value.problems[0].image == 4
+
+
+def noise_png(path: Path, size: tuple[int, int] = (800, 600)) -> Path:
+    Image.frombytes("RGB", size, random.Random(3).randbytes(size[0] * size[1] * 3)).save(path)
+    return path
+
+
+def test_a_png_sent_as_it_is_is_checked_without_being_decoded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A result of an earlier edit (a 2K PNG) is a common input: inflating it only to check it took ~0.1 s."""
+    path = noise_png(tmp_path / "earlier-result.png")
+    decoded: list[str] = []
+    load = PngImagePlugin.PngImageFile.load
+
+    def counting(self: PngImagePlugin.PngImageFile) -> Any:
+        decoded.append(self.format or "")
+        return load(self)
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", counting)
+    prepared = prepare_image(str(path), 1, LIMITS, tmp_path)
+    assert decoded == []
+    assert (prepared.format, prepared.adjustments, prepared.payload) == ("PNG", (), None)
+    assert decode_data_url(prepared.value) == path.read_bytes()
+
+
+def test_a_png_with_an_exif_orientation_is_turned(tmp_path: Path) -> None:
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = 6
+    Image.new("RGB", (600, 400), (9, 9, 9)).save(tmp_path / "turned.png", exif=exif)
+    prepared = prepare_image(str(tmp_path / "turned.png"), 1, LIMITS, tmp_path)
+    assert prepared.original_size == (400, 600)
+    assert sent_image(prepared.value).size == (400, 600)
 
 
 def test_too_many_bytes_downscale_as_a_last_resort(tmp_path: Path) -> None:

@@ -330,7 +330,8 @@ def conform(
     Decoding is the costly part, so what must be done is decided from the header first. An image sent as it is
     only needs to be whole: a JPEG that ends with its end-of-image marker is taken as whole (libjpeg decodes
     past damage inside a file, so a decode would prove little more); one that does not is decoded at 1/8
-    scale to say what is wrong; other formats are decoded. An open file's bytes are not kept but hashed
+    scale to say what is wrong; a PNG's chunks must each match their CRC up to the end chunk (nothing is
+    inflated: a cut or altered file fails); other formats are decoded. An open file's bytes are not kept but hashed
     (``payload`` None, ``sha256`` set) to be read again when sent. A JPEG that must shrink is decoded near its
     target size by libjpeg's DCT scaling."""
     from .pillow import Image, ImageOps, UnidentifiedImageError
@@ -341,7 +342,7 @@ def conform(
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # the guard's limit is the limit
             image = Image.open(file)
-            orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+            orientation = _orientation(image)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise problem("image has too many pixels to decode safely") from None
     except UnidentifiedImageError:
@@ -363,7 +364,9 @@ def conform(
     scale = min(1.0, limits.side.hi / long)
 
     if not (turn or alpha or convert or scale < 1.0) and size <= limits.max_bytes:
-        if fmt != "JPEG":
+        if fmt == "PNG":
+            _verify(image, problem)
+        elif fmt != "JPEG":
             _load(image, problem)
         elif not _ends_whole(file, size):  # only then is the decode worth its cost: it says what is wrong
             image.draft(image.mode, (max(1, raw[0] // 8), max(1, raw[1] // 8)))
@@ -461,6 +464,21 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError)
 
 def _damaged(problem: Callable[[str], InvalidRequest], exc: Exception) -> InvalidRequest:
     return problem(f"image data is damaged or truncated ({exc})")
+
+
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation. A PNG's is in an eXIf chunk, which must come before the image data; looking
+    further, Pillow would decode the whole image, so a PNG without one read at open is taken as upright."""
+    if image.format == "PNG" and "exif" not in image.info:
+        return 1
+    return image.getexif().get(EXIF_ORIENTATION, 1)
+
+
+def _verify(image: Image.Image, problem: Callable[[str], InvalidRequest]) -> None:
+    try:
+        image.verify()
+    except _DECODE_ERRORS as exc:
+        raise _damaged(problem, exc) from None
 
 
 def _load(image: Image.Image, problem: Callable[[str], InvalidRequest]) -> None:
