@@ -249,7 +249,7 @@ def machine() -> str:
 
 
 async def session_measures(
-    emulator: RunningEmulator, folder: Path, runs: int, two: list[Path], big: Path
+    emulator: RunningEmulator, folder: Path, runs: int, two: list[Path], bigs: list[Path]
 ) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     async with Client(server_params(emulator, folder)) as client:
@@ -261,13 +261,14 @@ async def session_measures(
         )
         async with Client(server_params(emulator, folder, WAN_MCP_PREVIEWS="0")) as bare:  # like for like
             figures |= await edits(emulator, folder, runs, two, ours=ours_edit(client, two), bare=ours_edit(bare, two))
-        mark = len(emulator.state.requests)
-        first = ours_edit(client, [big])
-        figures["big_first_s"] = await first()
-        figures["big_first_uploaded"] = uploaded(emulator, mark)
-        mark = len(emulator.state.requests)
-        figures["big_second_s"] = await first()
-        figures["big_second_uploaded"] = uploaded(emulator, mark)
+            times: dict[str, list[float]] = {"first": [], "second": []}
+            for big in bigs:  # a new photo each run: a first edit happens once per photo
+                edit_big = ours_edit(bare, [big])
+                for attempt, spent in times.items():
+                    mark = len(emulator.state.requests)
+                    spent.append(await edit_big())
+                    figures[f"big_{attempt}_uploaded"] = uploaded(emulator, mark)
+            figures |= {f"big_{attempt}_s": statistics.median(spent) for attempt, spent in times.items()}
     return figures
 
 
@@ -279,13 +280,13 @@ def main() -> None:
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="wan-bench-"))
     two = [photo(folder / "car.jpg", (2048, 1536), seed=1), photo(folder / "paint.jpg", (2048, 1536), seed=2)]
-    big = photo(folder / "big.png", (2300, 2200), seed=3, noise=True)  # ~15 MB
+    bigs = [photo(folder / f"big-{i}.png", (2300, 2200), seed=3 + i, noise=True) for i in range(args.runs)]  # ~15 MB
     with RunningEmulator(EmulatorConfig(api_keys=frozenset({KEY}), polls_to_finish=1)) as emulator:
         figures: dict[str, Any] = dict(startup(emulator, folder, args.runs))
-        figures |= anyio.run(session_measures, emulator, folder, args.runs, two, big)
+        figures |= anyio.run(session_measures, emulator, folder, args.runs, two, bigs)
         mark = len(emulator.state.requests)
-        figures["big_sdk_s"] = [sdk_edit(emulator, [big], folder) for _ in range(2)]  # as ours: twice
-        figures["big_sdk_uploaded"] = uploaded(emulator, mark) / 2
+        figures["big_sdk_s"] = statistics.median(sdk_edit(emulator, [big], folder) for big in bigs for _ in range(2))
+        figures["big_sdk_uploaded"] = uploaded(emulator, mark) / (2 * len(bigs))
         (folder / "rss").mkdir()
         nine = [photo(folder / "rss" / f"large-{i}.jpg", (3600, 2700), seed=10 + i, quality=100) for i in range(9)]
         figures["nine_mb"] = statistics.mean(p.stat().st_size for p in nine) / 1_000_000
@@ -301,7 +302,7 @@ def main() -> None:
 
             (folder / name).mkdir()
             figures[name] = anyio.run(many)
-    table = render(figures, big.stat().st_size, args)
+    table = render(figures, bigs[0].stat().st_size, args)
     Path(args.out).write_text(table, encoding="utf-8")
     print(table)
 
@@ -322,7 +323,7 @@ def render(f: dict[str, Any], big_bytes: int, args: argparse.Namespace) -> str:
         (
             f"3. same {big_bytes / mb:.1f} MB photo edited twice: bytes uploaded",
             f"{f['big_first_uploaded'] / mb:.1f} MB, then {f['big_second_uploaded'] / mb:.1f} MB ({f['big_first_s']:.2f} s, {f['big_second_s']:.2f} s)",
-            f"SDK uploads every time: {f['big_sdk_uploaded'] / mb:.1f} MB ({f['big_sdk_s'][0]:.2f} s, {f['big_sdk_s'][1]:.2f} s)",
+            f"SDK uploads every time: {f['big_sdk_uploaded'] / mb:.1f} MB ({f['big_sdk_s']:.2f} s)",
         ),
         (
             f"4. peak RSS, 9 × {f['nine_mb']:.1f} MB JPEG edit",
