@@ -260,7 +260,7 @@ class FileIdentity:
 
 class CheckedFiles:
     """Local files already found sendable as they are, by identity and limits: an agent editing the same large
-    photo in a loop has it hashed (and, unless a JPEG, decoded) once, not on every call. A file touched within
+    photo in a loop has it read, checked and hashed once, not on every call. A file touched within
     ``RACY_NS`` of being checked is not remembered, since a filesystem with coarse timestamps could hide a
     second write in the same tick (git's "racy clean" rule). What is sent is still hashed against the check."""
 
@@ -331,9 +331,9 @@ def conform(
     only needs to be whole: a JPEG that ends with its end-of-image marker is taken as whole (libjpeg decodes
     past damage inside a file, so a decode would prove little more); one that does not is decoded at 1/8
     scale to say what is wrong; a PNG's chunks must each match their CRC up to the end chunk (nothing is
-    inflated: a cut or altered file fails); other formats are decoded. An open file's bytes are not kept but hashed
-    (``payload`` None, ``sha256`` set) to be read again when sent. A JPEG that must shrink is decoded near its
-    target size by libjpeg's DCT scaling."""
+    inflated: a cut or altered file fails); other formats are decoded. An open file's bytes are not kept but
+    hashed (``payload`` None, ``sha256`` set) to be read again when sent. A JPEG that must shrink is decoded
+    near its target size by libjpeg's DCT scaling."""
     from .pillow import Image, ImageOps, UnidentifiedImageError
 
     file = io.BytesIO(data) if isinstance(data, bytes) else data
