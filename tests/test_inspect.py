@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import io
+import struct
+import zlib
+from pathlib import Path
 
 import pytest
 from mcp import Client
@@ -12,7 +15,9 @@ from PIL import Image
 
 from tests.conftest import ImageFactory
 from wan_image_mcp.emulator import EmulatorState
+from wan_image_mcp.inputs import EXIF_ORIENTATION, prepare_image
 from wan_image_mcp.inspection import GRID_PREVIEW_SIDE
+from wan_image_mcp.specs import SPECS
 
 pytestmark = pytest.mark.anyio
 
@@ -57,3 +62,28 @@ async def test_inspecting_follows_the_same_file_rules(mcp: Client) -> None:
     (report,) = result.structured_content["images"]
     assert "outside the allowed directories" in report["problem"]
     assert report["width"] is None
+
+
+async def test_a_png_whose_exif_follows_its_image_data_is_upright_for_inspect_and_edit(
+    mcp: Client, tmp_path: Path
+) -> None:
+    """Its orientation cannot be read without decoding it all; inspect and what is sent must still agree, or
+    boxes read off the grid would land elsewhere."""
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = 6
+    tiff = exif.tobytes().removeprefix(b"Exif\x00\x00")
+    buffer = io.BytesIO()
+    Image.new("RGB", (600, 400), (9, 9, 9)).save(buffer, "PNG")
+    png = buffer.getvalue()
+    late = struct.pack(">I", len(tiff)) + b"eXIf" + tiff + struct.pack(">I", zlib.crc32(b"eXIf" + tiff))
+    path = tmp_path / "late-exif.png"
+    path.write_bytes(png[:-12] + late + png[-12:])  # just before IEND
+    with Image.open(path) as check:
+        check.load()
+        assert check.getexif()[EXIF_ORIENTATION] == 6  # Pillow finds it, but only after decoding
+    inspected = await mcp.call_tool("inspect_image", {"images": [str(path)]})
+    assert inspected.structured_content is not None
+    (report,) = inspected.structured_content["images"]
+    assert (report["width"], report["height"], report["orientation"]) == (600, 400, 1)
+    prepared = prepare_image(str(path), 1, SPECS["wan2.7-image-pro"].image, tmp_path)
+    assert prepared.original_size == (600, 400) and prepared.adjustments == ()

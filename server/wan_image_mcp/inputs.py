@@ -342,7 +342,7 @@ def conform(
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # the guard's limit is the limit
             image = Image.open(file)
-            orientation = _orientation(image)
+            orientation = exif_orientation(image)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise problem("image has too many pixels to decode safely") from None
     except UnidentifiedImageError:
@@ -466,9 +466,10 @@ def _damaged(problem: Callable[[str], InvalidRequest], exc: Exception) -> Invali
     return problem(f"image data is damaged or truncated ({exc})")
 
 
-def _orientation(image: Image.Image) -> int:
-    """The EXIF orientation. A PNG's is in an eXIf chunk, which must come before the image data; looking
-    further, Pillow would decode the whole image, so a PNG without one read at open is taken as upright."""
+def exif_orientation(image: Image.Image) -> int:
+    """The EXIF orientation of a just-opened image. A PNG's is in an eXIf chunk, which must come before the
+    image data; looking further, Pillow would decode the whole image, so a PNG without one read at open is
+    taken as upright (by every reader here, so boxes and what is sent agree)."""
     if image.format == "PNG" and "exif" not in image.info:
         return 1
     return image.getexif().get(EXIF_ORIENTATION, 1)

@@ -13,7 +13,16 @@ from pathlib import Path
 
 from .access import FileAccess
 from .errors import InvalidRequest, Problem
-from .inputs import EXIF_ORIENTATION, RefKind, classify, conform, decode_data_url, describe_ref, local_path, read_local
+from .inputs import (
+    RefKind,
+    classify,
+    conform,
+    decode_data_url,
+    describe_ref,
+    exif_orientation,
+    local_path,
+    read_local,
+)
 from .pillow import Image, ImageDraw, ImageFont, ImageOps
 from .specs import SPECS, ImageLimits
 
@@ -99,8 +108,8 @@ def inspect_images(refs: Sequence[str], access: FileAccess, cwd: Path) -> tuple[
             data = decode_data_url(ref) if kind is RefKind.DATA else read_local(local_path(ref, cwd), access)[1]
             with Image.open(io.BytesIO(data)) as opened:
                 fmt = opened.format
-                orientation = int(opened.getexif().get(EXIF_ORIENTATION, 1))
-                shown = ImageOps.exif_transpose(opened)
+                orientation = int(exif_orientation(opened))
+                shown = ImageOps.exif_transpose(opened) if orientation != 1 else opened
                 preview = grid_preview(shown)
                 width, height = shown.size
         except (InvalidRequest, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
