@@ -7,6 +7,7 @@ import base64
 import io
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
@@ -115,6 +116,25 @@ async def test_with_a_spread_each_task_takes_its_own_fixed_time(
         assert (await timed_client.get_task(task_id)).status is TaskStatus.RUNNING
         clock.now = start + duration + 0.01
         assert (await timed_client.get_task(task_id)).status is TaskStatus.SUCCEEDED
+
+
+async def test_a_synchronous_call_with_a_latency_answers_when_its_task_would_be_done() -> None:
+    """As the service does: the SDK's synchronous call and an async task of the same length end together."""
+    state = EmulatorState(EmulatorConfig(api_keys=frozenset({EMULATOR_KEY}), latency=1.0))
+    body = {
+        "model": "wan2.7-image",
+        "input": {"messages": [{"role": "user", "content": [{"text": "a cat"}]}]},
+        "parameters": {"size": "1K"},
+    }
+    async with httpx2.AsyncClient(
+        transport=httpx2.ASGITransport(app=create_app(state)), base_url="http://emulator.test"
+    ) as http:
+        started = time.monotonic()
+        response = await http.post("/api/v1/services/aigc/multimodal-generation/generation", headers=AUTH, json=body)
+        elapsed = time.monotonic() - started
+    assert response.status_code == 200, response.text
+    assert response.json()["output"]["choices"]
+    assert elapsed >= 1.0
 
 
 async def test_a_task_older_than_24_hours_is_unknown(timed_client: DashScopeClient, clock: Clock) -> None:

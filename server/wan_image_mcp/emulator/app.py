@@ -372,7 +372,9 @@ async def generate(request: Request, state: EmulatorState) -> Response:
     if task.failure:
         del state.tasks[task.task_id]
         raise invalid(task.failure[1]) if task.failure[0] == "InvalidParameter" else EmulatedError(500, *task.failure)
-    await anyio.to_thread.run_sync(_render_outputs, state, task)
+    async with anyio.create_task_group() as group:  # with a latency, answer when the task would be done
+        group.start_soon(_render_once, state, task)
+        await anyio.sleep(max(0.0, task.created + state.duration(task) - state.clock()) if state.config.latency else 0)
     del state.tasks[task.task_id]  # sync calls leave no task behind
     output = {"choices": _choices(task, [state.signed_file_url(_origin(request), n) for n in task.outputs])}
     body = {"output": {**output, "finished": True}, "usage": _usage(task)}
