@@ -186,3 +186,20 @@ async def test_a_failing_task_list_falls_back_to_one_query_per_task_and_is_not_r
     ids = await submit_tasks(harvesting, 2)
     await until(lambda: all_saved(harvesting, ids))
     assert sum(1 for r in emulator.requests if r.path == "/api/v1/tasks") == 1  # tried once, then left alone
+
+
+async def test_a_waiting_edit_ends_as_soon_as_the_task_list_shows_its_task_done(
+    http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState
+) -> None:
+    """An edit's own queries back off (1, 1.5, 2.25, 3.4 s, ...); the harvester's list, once a second, sees the
+    end sooner, and the edit queries then instead of at its next step."""
+    emulator.config.latency = 5.5  # own queries at about 0, 1, 2.5, 4.75, then 8.1 s; lists every second from 1 s
+    settings = replace(server_settings, harvest=True, poll_interval=1.0, poll_interval_max=10.0)
+    async with Client(build_app(settings, http)) as client:
+        result = await client.call_tool("edit_image", {"prompt": "x", "size": "1K", "wait_seconds": 30})
+    assert result.structured_content is not None and result.structured_content["status"] == "SUCCEEDED"
+    task_id = result.structured_content["task_id"]
+    own = [r.at for r in emulator.requests if r.path == f"/api/v1/tasks/{task_id}"]
+    lists = [r.at for r in emulator.requests if r.path == "/api/v1/tasks"]
+    assert own[-1] - own[-2] < 2.5  # not its own next step (3.4 s after the last)
+    assert any(0 <= own[-1] - listed < 0.5 for listed in lists)  # but right after a list

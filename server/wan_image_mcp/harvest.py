@@ -6,7 +6,9 @@ through the client's shared QueryRate. While tasks over a second old are open, o
 a second gives the status of many tasks at once: a task it shows finished is fetched at once, a task it shows
 still running is queried on its own only as a fallback (every 6 × poll_interval_max). Tasks the list does
 not show keep their own schedule, often while young and every poll_interval_max once old. So a hundred
-tasks cost about one query a second plus one per finished task, not a hundred. Harvests run beside the
+tasks cost about one query a second plus one per finished task, not a hundred. The same list wakes an
+edit_image or check_task waiting on a task it shows finished, so the wait ends within a list interval of the
+task's end instead of at its next backoff step (up to poll_interval_max later). Harvests run beside the
 loop, so a slow download never delays the next list; a failing list is left alone for LIST_BACKOFF. Failed
 downloads are retried with backoff until their URLs expire. A failure with one task never stops the others,
 nor the server.
@@ -96,6 +98,7 @@ class Harvester:
             log.warning("listing tasks failed; tasks are queried one by one for %.0f s: %s", LIST_BACKOFF, exc)
             self._listed += LIST_BACKOFF
             return
+        self._service.seen_finished(task_id for task_id, status in statuses.items() if status.terminal)
         now = time.time()
         times: dict[str, float] = {}
         for row in rows:

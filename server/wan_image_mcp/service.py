@@ -14,7 +14,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,6 +122,8 @@ class WanService:
         self._locks: dict[str, anyio.Lock] = {}
         self._queried: dict[str, float] = {}
         """Open task -> when it was last queried (monotonic)."""
+        self._waiting: dict[str, anyio.Event] = {}
+        """Task being waited on -> set when something else (the harvester's task list) saw it finish."""
         self.on_submitted: Callable[[], None] = lambda: None
         """Called after every new task: the harvester wakes up."""
         self.first_poll_delay = 0.0
@@ -135,6 +137,13 @@ class WanService:
         if self._client is None:
             raise self._missing_key or ConfigurationError("DASHSCOPE_API_KEY is not set")
         return self._client
+
+    def seen_finished(self, task_ids: Iterable[str]) -> None:
+        """Tasks another look (the harvester's task list) found finished: a call waiting on one queries it now,
+        not at its next backoff step (still never within ``poll_interval`` of its last query)."""
+        for task_id in task_ids:
+            if (event := self._waiting.get(task_id)) is not None:
+                event.set()
 
     def next_poll(self, created_at: float) -> float:
         """When to query a task next: often while it is young, every poll_interval_max once it is old."""
@@ -411,28 +420,34 @@ class WanService:
 
     async def _wait(self, task_id: str, wait_seconds: float, progress: Progress) -> TaskResult:
         """Query a task at once, then every poll interval (growing to poll_interval_max) until it ends or
-        ``wait_seconds`` pass. Whoever asks, one task is never queried twice within ``poll_interval``."""
+        ``wait_seconds`` pass; at once when the harvester's task list shows it finished. Whoever asks, one task is
+        never queried twice within ``poll_interval``."""
         client = self._api()
         started = time.monotonic()
         deadline = started + wait_seconds
         interval = self._poll
-        while True:
-            too_soon = self._queried.get(task_id, -math.inf) + self._poll - time.monotonic()
-            if too_soon > 0:
-                await anyio.sleep(too_soon)
-            task = await client.get_task(task_id)
-            self._queried[task_id] = time.monotonic()
-            elapsed = time.monotonic() - started
-            if task.status.terminal:
-                del self._queried[task_id]
-                return task
-            remaining = deadline - time.monotonic()
-            fraction = 0.1 + 0.75 * min(1.0, elapsed / wait_seconds) if wait_seconds else 0.1
-            await progress(fraction, f"{task.status.value} after {elapsed:.0f} s")
-            if remaining <= 0:
-                return task
-            await anyio.sleep(min(interval, remaining))
-            interval = min(interval * 1.5, self._poll_max)
+        try:
+            while True:
+                too_soon = self._queried.get(task_id, -math.inf) + self._poll - time.monotonic()
+                if too_soon > 0:
+                    await anyio.sleep(too_soon)
+                task = await client.get_task(task_id)
+                self._queried[task_id] = time.monotonic()
+                elapsed = time.monotonic() - started
+                if task.status.terminal:
+                    del self._queried[task_id]
+                    return task
+                remaining = deadline - time.monotonic()
+                fraction = 0.1 + 0.75 * min(1.0, elapsed / wait_seconds) if wait_seconds else 0.1
+                await progress(fraction, f"{task.status.value} after {elapsed:.0f} s")
+                if remaining <= 0:
+                    return task
+                seen = self._waiting[task_id] = anyio.Event()
+                with anyio.move_on_after(min(interval, remaining)):
+                    await seen.wait()  # seen_finished: query now rather than at the next step
+                interval = min(interval * 1.5, self._poll_max)
+        finally:
+            self._waiting.pop(task_id, None)
 
 
 _LOCAL = (RefKind.LOCAL, RefKind.DATA)
