@@ -15,11 +15,12 @@ ROOT = Path(__file__).parent.parent
 
 def test_the_benchmark_reports_every_measure(tmp_path: Path) -> None:
     out = tmp_path / "results.md"
-    command = [sys.executable, str(ROOT / "bench" / "run.py"), "--runs", "1", "--tasks", "3", "--out", str(out)]
+    command = [sys.executable, str(ROOT / "bench" / "run.py"), "--runs", "1", "--tasks", "3", "--task-seconds", "1"]
+    command += ["--out", str(out)]
     done = subprocess.run(command, env=server_env(None, None, None), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     table = out.read_text(encoding="utf-8")
-    for number in range(1, 7):
+    for number in ("1", "2", "2b", "3", "4", "5", "6"):
         assert f"| {number}. " in table
     assert re.search(r"\| 3\. .*?MB, then 0\.0 MB", table)  # the second edit of the same photo uploads nothing
     assert table.startswith("Machine: ")
