@@ -428,6 +428,7 @@ class WanService:
         interval = self._poll
         try:
             while True:
+                seen = self._waiting[task_id] = anyio.Event()  # before the query: a list seen during it counts
                 too_soon = self._queried.get(task_id, -math.inf) + self._poll - time.monotonic()
                 if too_soon > 0:
                     await anyio.sleep(too_soon)
@@ -442,7 +443,6 @@ class WanService:
                 await progress(fraction, f"{task.status.value} after {elapsed:.0f} s")
                 if remaining <= 0:
                     return task
-                seen = self._waiting[task_id] = anyio.Event()
                 with anyio.move_on_after(min(interval, remaining)):
                     await seen.wait()  # seen_finished: query now rather than at the next step
                 interval = min(interval * 1.5, self._poll_max)
