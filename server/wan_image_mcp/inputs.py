@@ -365,12 +365,12 @@ def conform(
 
     if not (turn or alpha or convert or scale < 1.0) and size <= limits.max_bytes:
         if fmt == "PNG":
-            _verify(image, problem)
+            _read(image.verify, problem)
         elif fmt != "JPEG":
-            _load(image, problem)
+            _read(image.load, problem)
         elif not _ends_whole(file, size):  # only then is the decode worth its cost: it says what is wrong
             image.draft(image.mode, (max(1, raw[0] // 8), max(1, raw[1] // 8)))
-            _load(image, problem)
+            _read(image.load, problem)
         digest = None
         if not isinstance(data, bytes):
             data.seek(0)
@@ -390,7 +390,7 @@ def conform(
 
     if fmt == "JPEG" and scale < 1.0:
         image.draft(image.mode, (math.ceil(raw[0] * scale), math.ceil(raw[1] * scale)))
-    _load(image, problem)
+    _read(image.load, problem)
     notes: list[str] = []
     if turn:
         image = ImageOps.exif_transpose(image)
@@ -475,16 +475,11 @@ def exif_orientation(image: Image.Image) -> int:
     return image.getexif().get(EXIF_ORIENTATION, 1)
 
 
-def _verify(image: Image.Image, problem: Callable[[str], InvalidRequest]) -> None:
+def _read(step: Callable[[], object], problem: Callable[[str], InvalidRequest]) -> None:
+    """Run a Pillow step that reads the image data (``load``, or a PNG's ``verify``); damaged data becomes the
+    image's problem."""
     try:
-        image.verify()
-    except _DECODE_ERRORS as exc:
-        raise _damaged(problem, exc) from None
-
-
-def _load(image: Image.Image, problem: Callable[[str], InvalidRequest]) -> None:
-    try:
-        image.load()
+        step()
     except _DECODE_ERRORS as exc:
         raise _damaged(problem, exc) from None
 
