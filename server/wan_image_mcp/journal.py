@@ -309,9 +309,9 @@ class Journal:
         self._update(row.id, download_attempts=row.download_attempts + 1, download_error=message, next_poll_at=retry_at)
 
     def schedule(self, task_id: str, at: float | None) -> None:
-        self._db.execute("UPDATE tasks SET next_poll_at = ? WHERE task_id = ?", (at, task_id))
+        self.schedule_many({task_id: at})
 
-    def schedule_many(self, times: Mapping[str, float]) -> None:
+    def schedule_many(self, times: Mapping[str, float | None]) -> None:
         """``schedule`` for many tasks in one transaction (one write to disk, not one per task)."""
         if not times:
             return
