@@ -4,6 +4,7 @@ the emulator. Skipped only when npx is absent."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -41,7 +42,10 @@ def inspector(emulator: RunningEmulator, folder: Path, *method: str) -> dict[str
         for arg in ("-e", f"{key}={settings[key]}")
     ]
     command = str(Path(sys.executable).parent / "wan-image-mcp")
-    env = server_env(None, None, None, HOME=str(folder))  # the Inspector keeps state under ~/.mcp-inspector
+    # The Inspector keeps state under ~/.mcp-inspector, so HOME is the test's own; npm's download cache stays the
+    # user's, so the Inspector is fetched from the registry once per machine rather than once per run.
+    npm_cache = os.environ.get("NPM_CONFIG_CACHE") or str(Path.home() / ".npm")
+    env = server_env(None, None, None, HOME=str(folder), NPM_CONFIG_CACHE=npm_cache)
     done = subprocess.run(
         ["npx", "-y", "@modelcontextprotocol/inspector", "--cli", *passed, command, "--method", *method],
         env=env,
