@@ -331,7 +331,9 @@ async def _advance(state: EmulatorState, task: Task) -> None:
 def _render_locked(state: EmulatorState, task: Task) -> None:
     with task.render_lock:
         if not task.rendered:
+            started = time.perf_counter()
             _render_outputs(state, task)
+            state.renders.append(time.perf_counter() - started)
             task.rendered = True
 
 

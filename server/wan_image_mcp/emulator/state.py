@@ -122,6 +122,8 @@ class EmulatorState:
         self.uploads: dict[str, Upload] = {}
         self.faults: list[Fault] = []
         self.requests: list[LoggedRequest] = []
+        self.renders: list[float] = []
+        """Seconds each task's images took to render, in order (the bench takes them out of its timings)."""
         self.secret = uuid.uuid4().bytes
         self._counter = itertools.count(1)
         self._background: ThreadPoolExecutor | None = None
