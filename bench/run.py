@@ -371,7 +371,9 @@ def main() -> None:
     parser.add_argument("--task-seconds", type=float, default=12.0, help="task length for measure 2b")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results.md"))
     parser.add_argument(
-        "--quick", action="store_true", help="check the harness: small photos and 1 s tasks (the figures mean nothing)"
+        "--quick",
+        action="store_true",
+        help="check the harness: small photos and 1-2 s tasks (the figures mean nothing)",
     )
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="wan-bench-"))
