@@ -4,6 +4,7 @@ account's query budget."""
 from __future__ import annotations
 
 import itertools
+import random
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -105,8 +106,8 @@ async def test_task_queries_never_exceed_the_limit_in_any_window() -> None:
     sent: list[float] = []
 
     async def query() -> None:
-        await rate.wait()
-        sent.append(anyio.current_time())
+        async with rate.query():
+            sent.append(anyio.current_time())
 
     async with anyio.create_task_group() as group:
         for _ in range(16):
@@ -115,6 +116,27 @@ async def test_task_queries_never_exceed_the_limit_in_any_window() -> None:
     for first, sixth in itertools.pairwise(sent[::5]):
         assert sixth - first >= 0.2  # the sixth only once the first has left the window
     assert max(sum(1 for t in sent if start <= t < start + 0.2) for start in sent) == 5
+
+
+async def test_no_window_sees_more_than_the_limit_arrive_however_long_answers_take() -> None:
+    rate = QueryRate(limit=4, window=0.2)
+    rng = random.Random(7)
+    spans: list[tuple[float, float]] = []
+
+    async def query() -> None:
+        async with rate.query():
+            sent = anyio.current_time()
+            await anyio.sleep(rng.uniform(0, 0.1))  # the round trip
+            spans.append((sent, anyio.current_time()))
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group:
+            for _ in range(24):
+                group.start_soon(query)
+    # The service counts a query when it arrives: anywhere between its sending and its answer. At worst, every
+    # query whose span meets a window arrives within it; the fullest such window starts at some answer.
+    for start in (answered for _, answered in spans):
+        assert sum(1 for sent, answered in spans if sent < start + 0.2 and answered >= start) <= 4
 
 
 def test_journal_rows_from_other_servers_are_adopted(tmp_path: Any) -> None:
