@@ -272,19 +272,18 @@ async def edits(
     is the median of each round's own ratio, with the quartiles of those ratios for the noise. Each edit is also
     taken net of the emulator's rendering (the same work whoever asks, and most of the noise): what remains is
     each side's own cost. That is only meaningful at zero latency, where rendering happens within the edit."""
-    names = ["sdk", *ours]
-    times: dict[str, list[float]] = {name: [] for name in names}
-    net: dict[str, list[float]] = {name: [] for name in names}
-    timed = {**ours, "sdk": lambda: sdk.edit_async(two)}
+    timed = {**ours, "sdk": lambda: sdk.edit_async(two)}  # in this order in each round
+    times: dict[str, list[float]] = {name: [] for name in timed}
+    net: dict[str, list[float]] = {name: [] for name in timed}
     for round_ in range(rounds):
         setup(round_)
-        for name in names[1:] + names[:1]:
+        for name, edit in timed.items():
             mark = len(emulator.state.renders)
-            spent = await timed[name]()
+            spent = await edit()
             times[name].append(spent)
             net[name].append(spent - sum(emulator.state.renders[mark:]))
     figures: dict[str, Any] = {}
-    for name in names:
+    for name in timed:
         figures |= {
             f"edit_{name}_s": statistics.median(times[name]),
             f"edit_{name}_net_s": statistics.median(net[name]),
