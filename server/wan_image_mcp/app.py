@@ -23,15 +23,19 @@ from .prompts import register as register_prompts
 from .resources import register as register_resources
 from .results import ResultStore
 from .service import WanService
+from .tool_schemas import model_limits
 from .tools import build_tools
 
 log = logging.getLogger("wan_image_mcp")
 
-INSTRUCTIONS = """\
+INSTRUCTIONS = f"""\
 Edit, fuse and generate images with Alibaba Cloud's Wan models. Pass input images as local paths or URLs;
 refer to them in the prompt as image 1, image 2 (圖1, 圖2) in order. Results are saved locally and their
 paths returned. Each generated image is billed: n defaults to 1. Long tasks return RUNNING with a task_id:
-call check_task to finish them."""
+call check_task to finish them. Arguments are checked strictly: an unknown name or a value out of range is
+refused before anything is sent. Per-model limits (modes: edit, text-to-image, image-set = enable_sequential,
+interleave = enable_interleave):
+{model_limits()}"""
 
 
 def build_state(settings: Settings, http: httpx2.AsyncClient, journal: AsyncJournal) -> AppState:

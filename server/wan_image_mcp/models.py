@@ -39,8 +39,21 @@ class EditResult(BaseModel):
     next_step: str | None = Field(default=None, description="what to do next when not finished")
 
 
+class TaskStarted(BaseModel):
+    """What submit_task returns: the fields of an EditResult a task has before it runs."""
+
+    status: str
+    task_id: str | None = None
+    request_id: str | None = None
+    model: str | None = None
+    adjustments: list[str] = Field(default_factory=list[str])
+    instruction: str | None = None
+    requested_images: int | None = None
+    next_step: str | None = None
+
+
 class TaskSummary(BaseModel):
-    task_id: str | None = Field(description="None when the submission's answer was lost (status UNCERTAIN)")
+    task_id: str | None = Field(default=None, description="None when the submission's answer was lost (UNCERTAIN)")
     journal_id: int
     status: str
     model: str

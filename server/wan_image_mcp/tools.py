@@ -1,7 +1,9 @@
 """The MCP tools: arguments in, ``WanService`` calls, results out. Nothing else happens here.
 
-Schemas come from type hints whose enums, bounds and descriptions are built from ``specs``, so a change in
-a table changes the schema. Every expected failure becomes a ``ToolError`` the model can read and act on.
+Schemas come from type hints whose enums and bounds come from ``specs`` and whose text from ``tool_schemas``,
+so a change in a table changes the schema. Arguments are checked strictly before a tool runs (``StrictTool``):
+an unknown name or a wrong value is refused in our words, naming the argument and the limit. Every expected
+failure becomes a ``ToolError`` the model can read and act on.
 """
 
 from __future__ import annotations
@@ -9,26 +11,31 @@ from __future__ import annotations
 import base64
 import inspect
 import io
-from collections.abc import Generator
+import json
+from collections.abc import Callable, Generator
 from contextlib import contextmanager
 from typing import Annotated, Any, Literal, cast, get_type_hints
 
 import anyio
 import anyio.to_thread
 from mcp.server.mcpserver import Context, ListRoots, Resolve
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, ContentBlock, ImageContent, ListRootsResult, TextContent, ToolAnnotations
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import ErrorDetails
 
 from .appstate import AppState
+from .arguments import problems as argument_problems
+from .arguments import refusal
 from .config import Settings
 from .dashscope import APIConnectionError, APIStatusError, ContentModerationError, DashScopeError
 from .errors import ConfigurationError, InvalidRequest
-from .models import EditResult, InspectResult, TaskList
+from .models import EditResult, InspectResult, TaskList, TaskStarted
 from .resources import image_link
 from .service import EditArgs, SpendLimitExceeded, SubmissionUncertain
-from .specs import DEFAULT_MODEL, MODEL_NAMES, SEED_RANGE, SPECS, ModelName, Param
+from .specs import DEFAULT_MODEL, SEED_RANGE, ModelName
+from .tool_schemas import MAX_IMAGES, MAX_INPUT_IMAGES, MAX_N, describe, portable
 from .validation import EditParams
 
 PREVIEW_SIDE = 512
@@ -37,141 +44,37 @@ MAX_WAIT = 300
 _NO_ROOTS = ListRootsResult(roots=[])
 
 
-# --- schema text, generated from the spec tables ------------------------------------------------------
-
-
-def _who(param: Param) -> str:
-    names = [name for name, spec in SPECS.items() if param in spec.params]
-    if {"wan2.7-image-pro", "wan2.7-image"} <= set(names):
-        names = ["wan2.7"] + [n for n in names if not n.startswith("wan2.7")]
-    return ", ".join(names)
-
-
-def _model_text() -> str:
-    lines: list[str] = []
-    for spec in SPECS.values():
-        ratio = spec.image.ratio_text()
-        lines.append(
-            f"{spec.name}: {spec.summary}; inputs ≤{spec.max_input_images} images, sides {spec.image.side} px, "
-            f"≤{spec.image.max_bytes // 1_000_000} MB, ratio {ratio}"
-        )
-    return "; ".join(lines)
-
-
-def _size_text() -> str:
-    parts = [f"{name}: {'/'.join(spec.all_presets) or 'W*H only'}" for name, spec in SPECS.items()]
-    return (
-        "Output size: a preset or 'W*H' pixels. " + "; ".join(parts) + ". 4K: text-to-image on wan2.7-image-pro only."
-    )
-
-
-def _chars(attr: str) -> str:
-    values: dict[int, list[str]] = {}
-    for name, spec in SPECS.items():
-        limit = getattr(spec, attr)
-        if limit:
-            values.setdefault(limit, []).append(name)
-    return ", ".join(f"≤{limit} chars ({', '.join(names)})" for limit, names in values.items())
-
-
-_MAX_N = max(mode.n.hi for spec in SPECS.values() for mode in spec.modes)
-_MAX_IMAGES = max(spec.max_input_images for spec in SPECS.values())
+# --- argument types: their schemas come from these hints, their text from tool_schemas ----------------
 
 
 class PaletteColor(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     hex: str
     ratio: str
 
 
-Prompt = Annotated[
-    str,
-    Field(
-        description=f"The instruction; refer to inputs as image 1/圖1, image 2/圖2… {_chars('prompt_chars')}",
-    ),
-]
-Images = Annotated[
-    list[str],
-    Field(
-        description="Input images in order (image 1 first): local paths, file://, http(s):// or data: URLs. "
-        f"At most {_MAX_IMAGES}; empty for text-to-image (wan2.7, wan2.6 interleave).",
-        max_length=_MAX_IMAGES * 2,
-    ),
-]
-Model = Annotated[ModelName, Field(description=_model_text())]
-Size = Annotated[str | None, Field(description=_size_text())]
-N = Annotated[
-    int,
-    Field(
-        ge=1,
-        le=_MAX_N,
-        description="Images to make; each is billed. 1-4; up to 12 with enable_sequential.",
-    ),
-]
-NegativePrompt = Annotated[
-    str | None,
-    Field(
-        description=f"What to avoid. {_who(Param.NEGATIVE_PROMPT)}; {_chars('negative_prompt_chars')}",
-    ),
-]
-Seed = Annotated[
-    int | None,
-    Field(ge=SEED_RANGE[0], le=SEED_RANGE[1], description="Same seed, similar result."),
-]
-Watermark = Annotated[bool, Field(description="Add an 'AI Generated' mark.")]
-PromptExtend = Annotated[
-    bool | None,
-    Field(description=f"Let the model rewrite the prompt. {_who(Param.PROMPT_EXTEND)}."),
-]
-ThinkingMode = Annotated[
-    bool | None,
-    Field(description=f"Reason before drawing (text-to-image). {_who(Param.THINKING_MODE)}."),
-]
-BboxList = Annotated[
-    list[list[list[int]]] | None,
-    Field(
-        description=f"{_who(Param.BBOX_LIST)}: per input image, up to 2 boxes [x1, y1, x2, y2] in that image's own "
-        "pixels (top-left origin); [] for an image without boxes. One entry per image.",
-    ),
-]
-Sequential = Annotated[
-    bool | None,
-    Field(
-        description=f"Make a coherent image set of up to n images. {_who(Param.ENABLE_SEQUENTIAL)}.",
-    ),
-]
-Palette = Annotated[
-    list[PaletteColor] | None,
-    Field(
-        description=f"{_who(Param.COLOR_PALETTE)}: 3-10 colours like {{'hex': '#C2D1E6', 'ratio': '25.00%'}}; "
-        "ratios sum to 100.00%."
-    ),
-]
-Interleave = Annotated[
-    bool | None,
-    Field(
-        description=f"Text and images interleaved (0-1 input image). {_who(Param.ENABLE_INTERLEAVE)}.",
-    ),
-]
-MaxImages = Annotated[
-    int | None,
-    Field(
-        ge=1,
-        le=5,
-        description=f"Images to make with enable_interleave. {_who(Param.MAX_IMAGES)}.",
-    ),
-]
-Wait = Annotated[
-    float,
-    Field(
-        ge=0,
-        le=MAX_WAIT,
-        description="Seconds to wait before returning RUNNING with a task_id; keep under your client's timeout.",
-    ),
-]
-TaskId = Annotated[
-    str,
-    Field(min_length=1, max_length=128, description="task_id from edit_image or submit_task"),
-]
+def _described(name: str, **limits: Any) -> Any:
+    return Field(description=describe[name], **limits)
+
+
+Prompt = Annotated[str, _described("prompt")]
+Images = Annotated[list[str], _described("images", max_length=MAX_INPUT_IMAGES)]
+Model = Annotated[ModelName, _described("model")]
+Size = Annotated[str | None, _described("size")]
+N = Annotated[int, _described("n", ge=1, le=MAX_N)]
+NegativePrompt = Annotated[str | None, _described("negative_prompt")]
+Seed = Annotated[int | None, _described("seed", ge=SEED_RANGE[0], le=SEED_RANGE[1])]
+Watermark = Annotated[bool, _described("watermark")]
+PromptExtend = Annotated[bool | None, _described("prompt_extend")]
+ThinkingMode = Annotated[bool | None, _described("thinking_mode")]
+BboxList = Annotated[list[list[list[int]]] | None, _described("bbox_list")]
+Sequential = Annotated[bool | None, _described("enable_sequential")]
+Palette = Annotated[list[PaletteColor] | None, _described("color_palette")]
+Interleave = Annotated[bool | None, _described("enable_interleave")]
+MaxImages = Annotated[int | None, _described("max_images", ge=MAX_IMAGES.lo, le=MAX_IMAGES.hi)]
+Wait = Annotated[float, _described("wait_seconds", ge=0, le=MAX_WAIT)]
+TaskId = Annotated[str, _described("task_id", min_length=1, max_length=128)]
 
 EDIT_ANNOTATIONS = ToolAnnotations(
     read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
@@ -280,14 +183,21 @@ async def _previews(paths: list[str]) -> list[ImageContent | None]:
     return previews
 
 
-async def respond(result: EditResult, settings: Settings) -> CallToolResult:
+async def respond(result: EditResult, settings: Settings, shape: type[BaseModel] = EditResult) -> CallToolResult:
+    """The summary, a link and a preview per image, and ``result`` as ``shape`` (the tool's output schema)."""
     content: list[ContentBlock] = [TextContent(type="text", text=_summary(result))]
     content.extend(image_link(image) for image in result.images)
     if settings.previews and result.images:
         previews = await _previews([image.path for image in result.images])
         content.extend(p for p in previews if p is not None)
     failed = result.error is not None
-    return CallToolResult(content=content, structured_content=result.model_dump(mode="json"), is_error=failed)
+    data = structured(shape.model_validate(result.model_dump()))
+    return CallToolResult(content=content, structured_content=data, is_error=failed)
+
+
+def structured(result: BaseModel) -> dict[str, Any]:
+    """A result as its output schema says: unset fields are left out, never ``null`` (see ``portable``)."""
+    return result.model_dump(mode="json", exclude_none=True)
 
 
 def _state(ctx: Context[AppState]) -> AppState:
@@ -369,29 +279,32 @@ async def edit_image(
     return await respond(result, state.settings)
 
 
-async def submit_task(ctx: Context[AppState], **arguments: Any) -> Annotated[CallToolResult, EditResult]:
-    """Start an image task and return at once with its task_id (same arguments as edit_image, no waiting).
-
-    Use check_task to wait for it and get the images.
+async def submit_task(ctx: Context[AppState], **arguments: Any) -> Annotated[CallToolResult, TaskStarted]:
+    """Start an image task and return at once with its task_id. Takes edit_image's arguments (as described
+    there) except wait_seconds. Use check_task to wait for it and get the images.
     """
     state = _state(ctx)
     roots: ListRootsResult = arguments.pop("roots", _NO_ROOTS)
     with tool_errors():
         result = await state.service.submit(_edit_args(**arguments), roots=_uris(roots))
-    return await respond(result, state.settings)
+    return await respond(result, state.settings, TaskStarted)
 
 
 # submit_task takes exactly edit_image's arguments but wait_seconds: one parameter list, not two. mcp reads a
 # tool's parameters from its signature and its resolvers from its annotations, so both are derived.
 _edit_signature = inspect.signature(edit_image, eval_str=True)
+_started = Annotated[CallToolResult, TaskStarted]
 setattr(  # noqa: B010 - inspect reads __signature__; pyright does not know the attribute
     submit_task,
     "__signature__",
-    _edit_signature.replace(parameters=[p for n, p in _edit_signature.parameters.items() if n != "wait_seconds"]),
+    _edit_signature.replace(
+        parameters=[p for n, p in _edit_signature.parameters.items() if n != "wait_seconds"],
+        return_annotation=_started,
+    ),
 )
 submit_task.__annotations__ = {
     name: hint for name, hint in get_type_hints(edit_image, include_extras=True).items() if name != "wait_seconds"
-}
+} | {"return": _started}
 
 
 async def check_task(
@@ -474,7 +387,7 @@ async def detect_segment(
 async def inspect_image(
     ctx: Context[AppState],
     images: Annotated[
-        list[str], Field(min_length=1, max_length=_MAX_IMAGES, description="Image references, as for edit_image.")
+        list[str], Field(min_length=1, max_length=MAX_INPUT_IMAGES, description="Image references, as for edit_image.")
     ],
     roots: Annotated[ListRootsResult, Resolve(_roots_for_images)] = _NO_ROOTS,
 ) -> Annotated[CallToolResult, InspectResult]:
@@ -496,7 +409,7 @@ async def inspect_image(
     content += [
         ImageContent(type="image", data=base64.b64encode(p).decode(), mime_type="image/jpeg") for p in previews if p
     ]
-    return CallToolResult(content=content, structured_content=result.model_dump(mode="json"))
+    return CallToolResult(content=content, structured_content=structured(result))
 
 
 async def list_tasks(
@@ -508,40 +421,57 @@ async def list_tasks(
     ] = None,
     page: Annotated[int, Field(ge=1, le=10_000)] = 1,
     page_size: Annotated[int, Field(ge=1, le=50)] = 20,
-) -> TaskList:
+) -> Annotated[CallToolResult, TaskList]:
     """Tasks this server started, newest first: status, model, prompt excerpt and local image paths.
 
     Use it to find work from an earlier session; check_task takes any task_id listed here.
     """
     with tool_errors():
-        return await _state(ctx).service.list_tasks(status=status, page=page, page_size=page_size)
+        listed = await _state(ctx).service.list_tasks(status=status, page=page, page_size=page_size)
+    data = structured(listed)
+    return CallToolResult(
+        content=[TextContent(type="text", text=json.dumps(data, ensure_ascii=False))], structured_content=data
+    )
 
 
-def lean(schema: Any) -> None:
-    """Make a generated JSON schema cheaper for an agent to read while saying the same: drop ``title`` (it
-    only repeats the name) and ``default: null``, and write ``anyOf: [X, null]`` as X with ``type: [X, "null"]``."""
-    if isinstance(schema, list):
-        for item in cast(list[Any], schema):
-            lean(item)
-        return
-    if not isinstance(schema, dict):
-        return
-    node = cast(dict[str, Any], schema)
-    if isinstance(node.get("title"), str):
-        del node["title"]
-    if "default" in node and node["default"] is None:  # not required already says so
-        del node["default"]
-    options = node.get("anyOf")
-    if isinstance(options, list) and len(cast(list[Any], options)) == 2 and {"type": "null"} in options:
-        other = next(o for o in cast(list[dict[str, Any]], options) if o != {"type": "null"})
-        if isinstance(other.get("type"), str):
-            del node["anyOf"]
-            node.update({**other, "type": [other["type"], "null"]})
-    for key in ("properties", "$defs"):
-        for child in cast(dict[str, Any], node.get(key, {})).values():
-            lean(child)
-    for key in ("items", "anyOf", "additionalProperties"):
-        lean(node.get(key))
+class StrictTool(Tool):
+    """A tool whose arguments are checked before anything runs: an unknown name is refused with the closest
+    valid one, a wrong value in our words (``arguments``), and its schemas are the portable subset."""
+
+    @classmethod
+    def of(
+        cls, fn: Callable[..., Any], title: str, annotations: ToolAnnotations, *, described: bool = True
+    ) -> StrictTool:
+        """``fn`` as a tool. ``described=False`` leaves the argument descriptions out, for a tool whose
+        description points to another tool's arguments (submit_task: edit_image's, without wait_seconds)."""
+        description = inspect.cleandoc(fn.__doc__ or "")
+        tool = cast(StrictTool, cls.from_function(fn, title=title, description=description, annotations=annotations))
+        tool.parameters = portable(tool.parameters, closed=True, described=described)
+        metadata = tool.fn_metadata
+        if metadata.output_schema is not None:  # read live by Tool.output_schema on first use
+            metadata.output_schema = portable(metadata.output_schema, described=False)
+        return tool
+
+    async def run(self, arguments: dict[str, Any], context: Context[Any, Any], convert_result: bool = False) -> Any:
+        fields = self.fn_metadata.arg_model.model_fields
+        known = [field.alias or name for name, field in fields.items()]
+        try:
+            self.fn_metadata.validate_arguments(arguments)
+            errors: list[ErrorDetails] = []
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False)
+        found = argument_problems(arguments, known, errors)
+        if found:
+            raise ToolError(refusal(found))
+        try:
+            return await super().run(arguments, context, convert_result=convert_result)
+        except UnexpectedToolError:
+            raise
+        except ToolError as exc:
+            # The SDK prefixes "Error executing tool NAME: "; the model reads our own sentence.
+            if isinstance(exc.__cause__, ToolError) and not isinstance(exc.__cause__, UnexpectedToolError):
+                raise exc.__cause__ from None
+            raise
 
 
 _CHECK = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
@@ -551,19 +481,12 @@ _CANCEL = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempoten
 
 
 def build_tools() -> list[Tool]:
-    tools = [
-        Tool.from_function(edit_image, title="Edit or generate images", annotations=EDIT_ANNOTATIONS),
-        Tool.from_function(submit_task, title="Start an image task", annotations=EDIT_ANNOTATIONS),
-        Tool.from_function(check_task, title="Check an image task", annotations=_CHECK),
-        Tool.from_function(cancel_task, title="Cancel a queued task", annotations=_CANCEL),
-        Tool.from_function(detect_segment, title="Detect or segment objects", annotations=EDIT_ANNOTATIONS),
-        Tool.from_function(list_tasks, title="List image tasks", annotations=_LIST),
-        Tool.from_function(inspect_image, title="Inspect images before editing", annotations=_INSPECT),
+    return [
+        StrictTool.of(edit_image, "Edit or generate images", EDIT_ANNOTATIONS),
+        StrictTool.of(submit_task, "Start an image task", EDIT_ANNOTATIONS, described=False),
+        StrictTool.of(check_task, "Check an image task", _CHECK),
+        StrictTool.of(cancel_task, "Cancel a queued task", _CANCEL),
+        StrictTool.of(detect_segment, "Detect or segment objects", EDIT_ANNOTATIONS),
+        StrictTool.of(list_tasks, "List image tasks", _LIST),
+        StrictTool.of(inspect_image, "Inspect images before editing", _INSPECT),
     ]
-    for tool in tools:
-        lean(tool.parameters)
-        lean(tool.output_schema)  # a cached dict: leaned in place, once
-    return tools
-
-
-assert set(MODEL_NAMES) == set(SPECS), "specs.ModelName and SPECS must list the same models"
