@@ -14,6 +14,7 @@ from mcp.server import MCPServer
 from . import __version__
 from .access import FileAccess
 from .appstate import AppState
+from .catalog import model_limits
 from .config import Settings
 from .dashscope import DashScopeClient
 from .errors import ConfigurationError
@@ -23,7 +24,6 @@ from .prompts import register as register_prompts
 from .resources import register as register_resources
 from .results import ResultStore
 from .service import WanService
-from .tool_schemas import model_limits
 from .tools import build_tools
 
 log = logging.getLogger("wan_image_mcp")

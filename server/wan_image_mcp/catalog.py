@@ -1,5 +1,6 @@
-"""The spec tables as documents: the README's model table (a test keeps it in step) and the JSON behind the
-``wan://models`` resources. Both are generated from ``specs``; nothing here states a limit itself."""
+"""The spec tables as documents: the README's model table (a test keeps it in step), the JSON behind the
+``wan://models`` resources and the limits in the server instructions. All are generated from ``specs``;
+nothing here states a limit itself."""
 
 from __future__ import annotations
 
@@ -52,6 +53,38 @@ def model_table() -> str:
 def _others(spec: ModelSpec) -> str:
     shown = {Param.SIZE, Param.N, Param.NEGATIVE_PROMPT, Param.BBOX_LIST, Param.COLOR_PALETTE, Param.MAX_IMAGES}
     return ", ".join(sorted(p.value for p in spec.params - shown))
+
+
+def _extras(spec: ModelSpec) -> str:
+    extras: list[str] = []
+    if spec.negative_prompt_chars:
+        extras.append(f"negative_prompt ≤ {spec.negative_prompt_chars} chars")
+    if spec.max_boxes_per_image:
+        extras.append(f"bbox_list ≤ {spec.max_boxes_per_image}/image")
+    if spec.palette:
+        extras.append(f"color_palette {spec.palette}")
+    if spec.max_images:
+        extras.append(f"max_images {spec.max_images}")
+    return ", ".join([*extras, _others(spec)])
+
+
+def _modes(spec: ModelSpec) -> str:
+    parts: list[str] = []
+    for mode in spec.modes:
+        presets = "/".join(mode.presets) or "W*H"
+        parts.append(
+            f"{mode.name} {mode.images} images, n {mode.n}, size {presets} (≤ {math.isqrt(mode.pixels.hi)}² px)"
+        )
+    return "; ".join(parts)
+
+
+def model_limits() -> str:
+    """Every model's limits, one line each, for the server instructions (what a ``model`` argument implies)."""
+    return "\n".join(
+        f"- {spec.name}: {spec.summary}. Inputs: sides {spec.image.side} px, {_mb(spec)}, ratio "
+        f"{spec.image.ratio_text()}. Prompt ≤ {spec.prompt_chars} chars. {_modes(spec)}. Also: {_extras(spec)}."
+        for spec in SPECS.values()
+    )
 
 
 def _mode_json(mode: Mode) -> dict[str, Any]:

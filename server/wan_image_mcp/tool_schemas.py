@@ -2,8 +2,8 @@
 
 * ``describe`` holds each argument's description, built from the spec tables, so a change in a table changes
   what a model reads;
-* ``model_limits()`` is every per-model limit in a few lines, for the server's instructions (read once per
-  session, instead of in three tools' ``model`` descriptions);
+* the per-model limits a ``model`` argument would need are in the server instructions instead
+  (``catalog.model_limits``), read once per session rather than in three tools' descriptions;
 * ``portable(schema)`` rewrites a generated JSON schema into the subset every host accepts: no ``$ref`` or
   ``$defs`` (inlined), no ``type`` arrays or ``null`` branches (an optional argument is simply optional), no
   ``title`` or ``default: null`` that repeat what the schema says, and, for arguments, no unknown properties.
@@ -11,11 +11,10 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any, cast
 
-from .specs import SEED_RANGE, SPECS, ModelSpec, Param, Range
+from .specs import SEED_RANGE, SPECS, Param, Range
 
 Schema = dict[str, Any]
 
@@ -89,45 +88,6 @@ describe: Mapping[str, str] = {
     "wait_seconds": "Seconds to wait before returning RUNNING with a task_id; keep under your client's timeout.",
     "task_id": "task_id from edit_image, submit_task or list_tasks.",
 }
-
-
-def _side(spec: ModelSpec) -> str:
-    return f"sides {spec.image.side} px, ≤ {spec.image.max_bytes // 1_000_000} MB, ratio {spec.image.ratio_text()}"
-
-
-def _modes(spec: ModelSpec) -> str:
-    parts: list[str] = []
-    for mode in spec.modes:
-        presets = "/".join(mode.presets) or "W*H"
-        hi = math.isqrt(mode.pixels.hi)
-        parts.append(f"{mode.name} {mode.images} images, n {mode.n}, size {presets} (≤ {hi}² px)")
-    return "; ".join(parts)
-
-
-def _extras(spec: ModelSpec) -> str:
-    extras: list[str] = []
-    if spec.negative_prompt_chars:
-        extras.append(f"negative_prompt ≤ {spec.negative_prompt_chars} chars")
-    if spec.max_boxes_per_image:
-        extras.append(f"bbox_list ≤ {spec.max_boxes_per_image}/image")
-    if spec.palette:
-        extras.append(f"color_palette {spec.palette}")
-    if spec.max_images:
-        extras.append(f"max_images {spec.max_images}")
-    shown = {Param.SIZE, Param.N, Param.WATERMARK, Param.SEED, Param.NEGATIVE_PROMPT, Param.BBOX_LIST}
-    shown |= {Param.COLOR_PALETTE, Param.MAX_IMAGES}
-    extras += sorted(p.value for p in spec.params - shown)
-    return ", ".join(extras)
-
-
-def model_limits() -> str:
-    """Every model's limits, one line each, for the server instructions."""
-    lines = [
-        f"- {spec.name}: {spec.summary}. Inputs: {_side(spec)}. Prompt ≤ {spec.prompt_chars} chars. "
-        f"{_modes(spec)}. Also: {_extras(spec)}."
-        for spec in SPECS.values()
-    ]
-    return "\n".join(lines)
 
 
 # --- the portable subset ------------------------------------------------------------------------------
