@@ -18,6 +18,7 @@ from typing import Any
 from .access import FileAccess
 from .errors import InvalidRequest, Problem
 from .inputs import PreparedImage, prepare_images
+from .prompt_images import references
 from .specs import (
     MODEL_NAMES,
     SEED_RANGE,
@@ -117,6 +118,7 @@ def check_parameters(spec: ModelSpec, mode: Mode, prompt: str, image_count: int,
 
     if image_count not in mode.images:
         problems.append(Problem("images", _count_message(spec, mode, image_count)))
+    problems.extend(_check_references(prompt, image_count, mode))
 
     for param in params.effective(mode):
         if param not in spec.params:
@@ -152,6 +154,26 @@ def check_parameters(spec: ModelSpec, mode: Mode, prompt: str, image_count: int,
     if params.bbox_list is not None and Param.BBOX_LIST in mode.params:
         problems.extend(_check_bbox_shape(params.bbox_list, image_count, spec.max_boxes_per_image))
     return problems
+
+
+def _check_references(prompt: str, image_count: int, mode: Mode) -> list[Problem]:
+    """A prompt that names an image beyond those given (圖3 with two images) would be billed for an edit that
+    cannot be what was meant. In an image set or an interleaved answer, 第3張 and 'the third image' usually
+    number the outputs, so only 圖3 / image 3 count there, and only when images are given."""
+    outputs_numbered = mode.name in ("image-set", "interleave")
+    if outputs_numbered and image_count == 0:
+        return []
+    beyond = [(n, said) for n, said in references(prompt, ordinals=not outputs_numbered) if n > image_count]
+    if not beyond:
+        return []
+    number, said = beyond[0]
+    given = (
+        f"only {image_count} image{'s were' if image_count > 1 else ' was'} given"
+        if image_count
+        else ("no images were given")
+    )
+    order = f"; number them 1-{image_count} in the order of images" if image_count > 1 else ""
+    return [Problem("prompt", f"refers to image {number} ('{said}') but {given}{order}")]
 
 
 def _count_message(spec: ModelSpec, mode: Mode, count: int) -> str:
