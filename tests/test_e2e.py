@@ -14,7 +14,8 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client, StdioServerParameters
-from mcp.types import CallToolResult, ImageContent
+from mcp.shared.exceptions import MCPError
+from mcp.types import INVALID_PARAMS, CallToolResult, ImageContent
 
 from tests.conftest import TOOL_NAMES, server_env, text
 from wan_image_mcp.emulator import EmulatorConfig, Fault
@@ -96,7 +97,7 @@ async def test_every_tool_and_model_over_stdio(emulator: RunningEmulator, tmp_pa
             detected = await client.call_tool("detect_segment", {"image": URL, "targets": ["car"], "mode": "detect"})
             assert (
                 body(detected)["instruction"]
-                == "Detect the car in the image, draw a box around each and label them “car”."
+                == "Detect the car in the image, draw a box around it and label it “car”."
             )
 
             queued = body(await client.call_tool("submit_task", {"prompt": "x"}))["task_id"]
@@ -135,6 +136,15 @@ async def test_failures_are_tool_errors_over_stdio(emulator: RunningEmulator, tm
             assert crashed.is_error
             assert "InternalError: boom (HTTP 500, request_id" in text(crashed)
             assert "Traceback" not in text(crashed)
+
+
+async def test_prompt_mistakes_are_invalid_params_over_stdio(emulator: RunningEmulator, tmp_path: Path) -> None:
+    with anyio.fail_after(60):
+        async with stdio_session(emulator, tmp_path, tmp_path / "stdout.log") as client:
+            with pytest.raises(MCPError) as caught:
+                await client.get_prompt("edit_text_in_image", {"image": "a.png"})
+    assert caught.value.code == INVALID_PARAMS
+    assert caught.value.message == "prompt 'edit_text_in_image': missing required arguments new_text, old_text"
 
 
 async def test_stdout_carries_only_json_rpc_and_never_the_key(emulator: RunningEmulator, tmp_path: Path) -> None:

@@ -17,6 +17,8 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+from mcp.types import INVALID_PARAMS
 
 from tests.conftest import server_env
 from wan_image_mcp.emulator import EmulatorConfig
@@ -34,8 +36,11 @@ def emulator() -> Iterator[RunningEmulator]:
 
 
 @contextmanager
-def http_server(emulator: RunningEmulator, folder: Path, *args: str, **settings: str) -> Generator[str]:
-    """Start the server over HTTP on a free port; yields its /mcp URL."""
+def http_server(
+    emulator: RunningEmulator, folder: Path, *args: str, stderr: list[str] | None = None, **settings: str
+) -> Generator[str]:
+    """Start the server over HTTP on a free port; yields its /mcp URL. What it wrote to stderr after its first
+    line goes into ``stderr`` when it has stopped."""
     env = server_env(emulator.base_url, KEY, folder, WAN_MCP_HARVEST="0", **settings)
     command = [sys.executable, "-m", "wan_image_mcp", "serve", "--transport", "http", "--port", "0", *args]
     process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
@@ -52,6 +57,8 @@ def http_server(emulator: RunningEmulator, folder: Path, *args: str, **settings:
         process.terminate()
         process.wait(timeout=10)
         if process.stderr:
+            if stderr is not None:
+                stderr.append(process.stderr.read())
             process.stderr.close()
 
 
@@ -68,6 +75,35 @@ def test_the_http_server_edits_through_the_sdk_client(emulator: RunningEmulator,
     with http_server(emulator, tmp_path) as url:
         assert url.startswith("http://127.0.0.1:")
         anyio.run(session, url)
+
+
+def test_progress_and_protocol_errors_reach_an_http_client(emulator: RunningEmulator, tmp_path: Path) -> None:
+    said: list[str] = []
+
+    async def progress(progress: float, total: float | None, message: str | None) -> None:
+        del progress, total
+        said.append(message or "")
+
+    async def session(url: str) -> None:
+        with anyio.fail_after(60):
+            async with Client(url) as client:
+                result = await client.call_tool(
+                    "edit_image", {"prompt": "over http", "size": "1K"}, progress_callback=progress
+                )
+                assert not result.is_error, result.content
+                with pytest.raises(MCPError) as caught:
+                    await client.get_prompt("fuse_images", {"images": "a.png"})
+                assert caught.value.code == INVALID_PARAMS
+                assert caught.value.message == "prompt 'fuse_images': missing required argument goal"
+                with pytest.raises(MCPError) as unknown:
+                    await client.get_prompt("nope", {})
+                assert unknown.value.code == INVALID_PARAMS and "unknown prompt 'nope'" in unknown.value.message
+
+    logged: list[str] = []
+    with http_server(emulator, tmp_path, stderr=logged) as url:
+        anyio.run(session, url)
+    assert [m.split(" ")[0] for m in said] == ["submitted", "RUNNING", "downloading", "saved"], said
+    assert "Traceback" not in "".join(logged)
 
 
 def test_a_set_token_is_required(emulator: RunningEmulator, tmp_path: Path) -> None:

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 from mcp import Client
-from mcp.types import TextContent
+from mcp.shared.exceptions import MCPError
+from mcp.types import INVALID_PARAMS, TextContent
 
 from tests.conftest import ImageFactory, text
 
@@ -71,7 +72,7 @@ async def test_every_use_case_has_a_prompt_with_arguments(mcp: Client) -> None:
         ),
         (
             "product_visual_set",
-            {"product": "復古未來主義耳機", "shots": "4"},
+            {"product": "復古未來主義耳機", "shots": "主視覺、材質特寫、爆炸視圖、佩戴情境"},
             "為以下產品產生一套4張風格統一的商業視覺圖",
         ),
         (
@@ -114,3 +115,60 @@ async def test_the_suggested_call_works_as_written(
     result = await mcp.call_tool(tool, {**call, "wait_seconds": 5})
     assert not result.is_error, text(result)
     assert result.structured_content is not None and result.structured_content["status"] == "SUCCEEDED"
+
+
+async def test_every_prompt_argument_is_described(mcp: Client) -> None:
+    for prompt in (await mcp.list_prompts()).prompts:
+        for argument in prompt.arguments or []:
+            assert argument.description, f"{prompt.name}.{argument.name}"
+
+
+async def test_the_product_set_makes_the_shots_the_user_lists(mcp: Client) -> None:
+    instruction, _, call = await suggestion(
+        mcp, "product_visual_set", {"product": "retro headphones", "shots": "hero shot, hinge macro, on a desk"}
+    )
+    assert "in order: hero shot; hinge macro; on a desk" in instruction
+    assert call["n"] == 3
+
+
+async def test_a_number_of_shots_takes_that_many_default_shots(mcp: Client) -> None:
+    instruction, _, call = await suggestion(mcp, "product_visual_set", {"product": "耳機", "shots": "2"})
+    assert "依序為：主視覺、材質特寫。" in instruction and call["n"] == 2
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("the watermark", "Remove the watermark from"),
+        ("logo", "Remove every logo from"),
+        ("all logos", "Remove all logos"),
+    ],
+)
+async def test_remove_object_reads_as_english(target: str, expected: str, mcp: Client) -> None:
+    instruction, _, _ = await suggestion(mcp, "remove_object", {"image": "a.png", "target": target})
+    assert instruction.startswith(expected)
+
+
+async def test_detecting_one_target_says_it_not_them(mcp: Client) -> None:
+    instruction, _, _ = await suggestion(mcp, "detect_or_segment", {"image": "a.png", "targets": "cat"})
+    assert instruction == "Detect the cat in the image, draw a box around it and label it “cat”."
+
+
+@pytest.mark.parametrize(
+    ("name", "arguments", "message"),
+    [
+        ("fuse", {}, "unknown prompt 'fuse': the prompts are change_camera_view, detect_or_segment, "),
+        ("edit_text_in_image", {}, "prompt 'edit_text_in_image': missing required arguments image, new_text, old_text"),
+        ("fuse_images", {"images": "a.png"}, "prompt 'fuse_images': missing required argument goal"),
+        ("remove_object", {"image": "a.png", "targt": "logo"}, "unknown argument 'targt' — did you mean 'target'?"),
+    ],
+)
+async def test_prompt_mistakes_are_invalid_params_naming_what_is_wrong(
+    name: str, arguments: dict[str, str], message: str, mcp: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pytest.raises(MCPError) as caught:
+        await mcp.get_prompt(name, arguments)
+    assert caught.value.code == INVALID_PARAMS
+    assert message in caught.value.message
+    assert "{" not in caught.value.message  # no Python set repr
+    assert "Traceback" not in caplog.text

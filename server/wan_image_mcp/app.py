@@ -6,14 +6,19 @@ import logging
 import os
 from collections.abc import AsyncGenerator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 import anyio
 import httpx2
 from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from mcp.shared.exceptions import MCPError
+from mcp.types import INVALID_PARAMS, GetPromptResult, InputRequiredResult
 
 from . import __version__
 from .access import FileAccess
 from .appstate import AppState
+from .arguments import problems as argument_problems
 from .catalog import model_limits
 from .config import Settings
 from .dashscope import DashScopeClient
@@ -82,6 +87,29 @@ def check_journal_folder(settings: Settings) -> None:
         raise ConfigurationError(f"cannot write to the task journal's folder {folder} (WAN_MCP_DB)")
 
 
+class WanServer(MCPServer[AppState]):
+    """MCPServer whose prompt errors are protocol errors: an unknown prompt, a missing required argument or an
+    unknown one is JSON-RPC -32602 (invalid params) naming them, where the SDK answers an internal error."""
+
+    async def get_prompt(
+        self, name: str, arguments: dict[str, Any] | None = None, context: Context[AppState, Any] | None = None
+    ) -> GetPromptResult | InputRequiredResult:
+        prompts = {prompt.name: prompt for prompt in await self.list_prompts()}
+        prompt = prompts.get(name)
+        if prompt is None:
+            raise MCPError(INVALID_PARAMS, f"unknown prompt '{name}': the prompts are {', '.join(sorted(prompts))}")
+        given = arguments or {}
+        declared = prompt.arguments or []
+        missing = sorted(arg.name for arg in declared if arg.required and arg.name not in given)
+        unknown = argument_problems(given, [arg.name for arg in declared], [])
+        if missing or unknown:
+            said = (
+                [f"missing required argument{'s' if len(missing) > 1 else ''} {', '.join(missing)}"] if missing else []
+            )
+            raise MCPError(INVALID_PARAMS, f"prompt '{name}': {'; '.join(said + unknown)}")
+        return await super().get_prompt(name, arguments, context)
+
+
 def build_app(settings: Settings | None = None, http: httpx2.AsyncClient | None = None) -> MCPServer[AppState]:
     """The server. ``http`` lets tests route DashScope traffic to the in-process emulator."""
     resolved = settings or Settings.from_env()
@@ -103,7 +131,7 @@ def build_app(settings: Settings | None = None, http: httpx2.AsyncClient | None 
         finally:
             journal.close()
 
-    server = MCPServer[AppState](
+    server = WanServer(
         name="wan-image-mcp",
         title="Wan image models",
         version=__version__,

@@ -67,7 +67,7 @@ def http_app(settings: Settings, *, host: str, token: str | None, allowed_hosts:
             enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
         )
     app: ASGIApp = build_app(settings).streamable_http_app(
-        stateless_http=True, json_response=True, host=host, transport_security=security
+        stateless_http=True, json_response=False, host=host, transport_security=security
     )
     return BearerToken(app, token) if token else app
 

@@ -23,6 +23,7 @@ _TEMPLATES = {
     "zh-Hans": {"detect": "检测图片中的{targets}，画框并标注{labels}", "segment": "分割图片中的{targets}", "and": "和"},
     "en": {
         "detect": "Detect {targets} in the image, draw a box around each and label them {labels}.",
+        "detect_one": "Detect {targets} in the image, draw a box around it and label it {labels}.",
         "segment": "Segment {targets} in the image.",
         "and": " and ",
     },
@@ -65,4 +66,5 @@ def build_instruction(targets: Sequence[str], mode: Mode = "detect", labels: Seq
     else:
         subjects = cleaned
     quoted = [f"“{label.strip()}”" for label in (labels or cleaned)]
-    return template[mode].format(targets=_join(subjects, language), labels=_join(quoted, language))
+    form = "detect_one" if mode == "detect" and len(cleaned) == 1 and "detect_one" in template else mode
+    return template[form].format(targets=_join(subjects, language), labels=_join(quoted, language))

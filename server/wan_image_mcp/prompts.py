@@ -10,12 +10,21 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 from mcp.server import MCPServer
+from pydantic import Field
 
 from .instructions import build_instruction, language_of
 from .specs import DEFAULT_MODEL
+
+
+def _arg(description: str) -> Any:
+    return Field(description=description)
+
+
+Image = Annotated[str, _arg("One image: a local path, file://, http(s):// or data: URL.")]
+Images = Annotated[str, _arg("Image references in order (image 1 first), separated by commas or new lines.")]
 
 
 def _refs(text: str) -> list[str]:
@@ -33,7 +42,10 @@ def _call(tool: str, arguments: dict[str, Any], instruction: str, *notes: str) -
     return "\n".join(lines)
 
 
-def fuse_images(images: str, goal: str) -> str:
+def fuse_images(
+    images: Images,
+    goal: Annotated[str, _arg("What the fused image shows, e.g. 'the boy of image 1 walks the dog of image 2'.")],
+) -> str:
     """Fuse several images into one (up to 9 with wan2.7), e.g. the boy of image 1 and the dog of image 2."""
     refs = _refs(images)
     instruction = (
@@ -53,7 +65,10 @@ def fuse_images(images: str, goal: str) -> str:
     )
 
 
-def portrait_series(reference: str, styles: str) -> str:
+def portrait_series(
+    reference: Annotated[str, _arg("A photo of the person: a local path or URL.")],
+    styles: Annotated[str, _arg("The styles, one per image, separated by commas or new lines.")],
+) -> str:
     """Keep one person's face and look across a series of styles (subject consistency), one image per style."""
     looks = _refs(styles)
     if _zh(styles):
@@ -69,7 +84,10 @@ def portrait_series(reference: str, styles: str) -> str:
     )
 
 
-def edit_in_boxes(images: str, change: str) -> str:
+def edit_in_boxes(
+    images: Images,
+    change: Annotated[str, _arg("What to change inside the boxes, e.g. 'put the clock of box 1 into box 2'.")],
+) -> str:
     """Edit exactly inside boxes you draw (wan2.7 bbox_list), e.g. replace what box 1 holds with what box 2 holds."""
     refs = _refs(images)
     instruction = (
@@ -87,21 +105,44 @@ def edit_in_boxes(images: str, change: str) -> str:
     )
 
 
-def product_visual_set(product: str, shots: str = "4") -> str:
+_SHOTS = ("key visual", "material close-up", "exploded view", "in-use scene", "still life", "colourways")
+_SHOTS_ZH = ("主視覺", "材質特寫", "爆炸視圖", "佩戴或使用情境", "靜物", "配色方案")
+
+
+def product_visual_set(
+    product: Annotated[str, _arg("The product, described in a sentence or two.")],
+    shots: Annotated[
+        str,
+        _arg(
+            "The shots to make, one per image, separated by commas or new lines (default: the first 4 of key "
+            "visual, material close-up, exploded view, in-use scene, still life, colourways; a number takes that "
+            "many of them). At most 12."
+        ),
+    ] = "",
+) -> str:
     """A coherent product visual set (key visual, macro details, exploded view, lifestyle…) from one description."""
-    count = int(shots) if shots.strip().isdigit() else 4
-    count = max(1, min(count, 12))
-    if _zh(product):
-        instruction = f"為以下產品產生一套{count}張風格統一的商業視覺圖（主視覺、材質特寫、爆炸視圖、佩戴或使用情境、靜物、配色方案等）：{product}"
+    zh = _zh(product, shots)
+    defaults = _SHOTS_ZH if zh else _SHOTS
+    if not shots.strip() or shots.strip().isdigit():
+        listed = list(defaults[: max(1, min(int(shots or 4), len(defaults)))])
     else:
-        instruction = f"A coherent set of {count} commercial visuals for this product (key visual, material close-ups, exploded view, in-use scene, still life, colourways): {product}"
+        listed = _refs(shots.replace("、", ",").replace("，", ","))[:12]
+    count = len(listed)
+    if zh:
+        instruction = f"為以下產品產生一套{count}張風格統一的商業視覺圖，依序為：{'、'.join(listed)}。產品：{product}"
+    else:
+        instruction = f"A coherent set of {count} commercial visuals for this product, in order: {'; '.join(listed)}. Product: {product}"
     arguments = {"prompt": instruction, "enable_sequential": True, "n": count, "size": "2K"}
     return _call(
         "edit_image", arguments, instruction, f"Each image is billed; n={count} is the most the set will contain."
     )
 
 
-def edit_text_in_image(image: str, old_text: str, new_text: str) -> str:
+def edit_text_in_image(
+    image: Image,
+    old_text: Annotated[str, _arg("The text as it is now; several pieces separated by commas.")],
+    new_text: Annotated[str, _arg("The text to write instead, in the same order as old_text.")],
+) -> str:
     """Change the text written in an image, keeping its style: e.g. 18 → 29, JUNE → SEPTEMBER."""
     olds, news = _refs(old_text), _refs(new_text)
     pairs = list(zip(olds, news, strict=False))
@@ -114,7 +155,9 @@ def edit_text_in_image(image: str, old_text: str, new_text: str) -> str:
     return _call("edit_image", {"prompt": instruction, "images": [image]}, instruction)
 
 
-def change_camera_view(image: str, view: str) -> str:
+def change_camera_view(
+    image: Image, view: Annotated[str, _arg("The new camera or view, e.g. 'a fisheye lens' or 'seen from above'.")]
+) -> str:
     """Re-shoot an image from another camera or view: a fisheye lens, a top view, front/side/back views of a character."""
     instruction = f"保持主體特徵不變，{view}" if _zh(view) else f"Keep the subject's features unchanged; {view}"
     return _call(
@@ -125,7 +168,9 @@ def change_camera_view(image: str, view: str) -> str:
     )
 
 
-def extract_elements(image: str, items: str = "") -> str:
+def extract_elements(
+    image: Image, items: Annotated[str, _arg("What to extract (default: the outfit's pieces).")] = ""
+) -> str:
     """Extract items from a photo and lay them out flat on a pure white background (an e-commerce flat lay)."""
     if _zh(items) or not items:
         what = items or "穿搭單品"
@@ -137,18 +182,33 @@ def extract_elements(image: str, items: str = "") -> str:
     return _call("edit_image", {"prompt": instruction, "images": [image]}, instruction)
 
 
-def remove_object(image: str, target: str = "watermark") -> str:
+def remove_object(
+    image: Image, target: Annotated[str, _arg("What to remove, e.g. 'watermark' or 'the power lines'.")] = "watermark"
+) -> str:
     """Remove a watermark or an object from an image and fill the area naturally."""
     if _zh(target):
         instruction = (
             f"去除全圖{target}" if "浮水印" in target or "水印" in target else f"去除圖中的{target}，自然補全背景"
         )
     else:
-        instruction = f"Remove every {target} from the whole image and fill the area naturally"
+        instruction = f"Remove {_every(target)} from the whole image and fill the area naturally"
     return _call("edit_image", {"prompt": instruction, "images": [image]}, instruction)
 
 
-def detect_or_segment(image: str, targets: str, mode: str = "detect", labels: str = "") -> str:
+def _every(target: str) -> str:
+    """'watermark' -> 'every watermark'; 'the watermark', 'all logos', 'my name' stay as they are."""
+    determiners = ("the ", "a ", "an ", "all ", "every ", "each ", "any ", "my ", "his ", "her ", "their ", "its ")
+    return target if target.lower().startswith(determiners) else f"every {target}"
+
+
+def detect_or_segment(
+    image: Image,
+    targets: Annotated[str, _arg("What to find, separated by commas, e.g. 'laptop, clock'.")],
+    mode: Annotated[str, _arg("detect (labelled boxes, the default) or segment.")] = "detect",
+    labels: Annotated[
+        str, _arg("The text of each box, one per target, separated by commas (default: the targets).")
+    ] = "",
+) -> str:
     """Detect objects with labelled boxes, or segment them (the detect_segment tool writes the instruction)."""
     kind = "segment" if mode.strip().lower() == "segment" else "detect"
     names = _refs(targets)
