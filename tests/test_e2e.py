@@ -20,6 +20,7 @@ from mcp.types import INVALID_PARAMS, CallToolResult, ImageContent
 from tests.conftest import TOOL_NAMES, server_env, text
 from wan_image_mcp.emulator import EmulatorConfig, Fault
 from wan_image_mcp.emulator.serve import RunningEmulator
+from wan_image_mcp.sockets import bind
 from wan_image_mcp.specs import MODEL_NAMES
 
 pytestmark = pytest.mark.anyio
@@ -96,8 +97,7 @@ async def test_every_tool_and_model_over_stdio(emulator: RunningEmulator, tmp_pa
 
             detected = await client.call_tool("detect_segment", {"image": URL, "targets": ["car"], "mode": "detect"})
             assert (
-                body(detected)["instruction"]
-                == "Detect the car in the image, draw a box around it and label it “car”."
+                body(detected)["instruction"] == "Detect the car in the image, draw a box around it and label it “car”."
             )
 
             queued = body(await client.call_tool("submit_task", {"prompt": "x"}))["task_id"]
@@ -178,3 +178,33 @@ def test_demo_runs_every_scenario_on_a_machine_with_no_key(tmp_path: Path) -> No
     assert (tmp_path / "journal.sqlite3").is_file()
     pngs = sorted((tmp_path / "results").glob("*.png"))
     assert len(pngs) == 8  # 1 + 1 + 4 (the image set) + 1 + 1
+    page = tmp_path / "results" / "gallery.html"
+    assert f"Gallery of what it made: {page}  (again: wan-image-mcp gallery --folder {tmp_path})" in done.stdout
+    assert "8 image(s) from 5 task(s)" in page.read_text(encoding="utf-8")
+    again = subprocess.run(
+        [sys.executable, "-m", "wan_image_mcp", "gallery", "--folder", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert again.returncode == 0 and again.stdout.strip() == str(page), again.stderr
+
+
+def test_a_port_in_use_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    taken = bind("127.0.0.1", 0)
+    port = str(taken.getsockname()[1])
+    try:
+        for command in (["serve", "--transport", "http", "--port", port], ["emulator", "--port", port]):
+            done = subprocess.run(
+                [sys.executable, "-m", "wan_image_mcp", *command],
+                env=server_env(None, None, tmp_path),
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert done.returncode == 2, done.stderr
+            (line,) = done.stderr.strip().splitlines()
+            assert f"cannot listen on 127.0.0.1:{port}: the port is in use; choose another --port" in line
+    finally:
+        taken.close()

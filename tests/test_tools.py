@@ -347,6 +347,7 @@ async def test_an_unknown_task_is_a_tool_error(mcp: Client) -> None:
     result = await mcp.call_tool("check_task", {"task_id": "no-such-task"})
     assert result.is_error
     assert structured(result)["status"] == "UNKNOWN"
+    assert text(result).startswith("UNKNOWN: task no-such-task\n")
     assert "older than 24 h" in text(result)
 
 

@@ -27,6 +27,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     gallery = commands.add_parser("gallery", help="write an HTML page of every saved result, newest first")
     gallery.add_argument("--open", action="store_true", help="open it in the default browser")
+    gallery.add_argument(
+        "--folder",
+        help="a demo's folder (its results/ and journal.sqlite3) instead of WAN_MCP_OUTPUT_DIR and WAN_MCP_DB",
+    )
     demo = commands.add_parser("demo", help="run the seed's scenarios against a local emulator, no key needed")
     demo.add_argument("--output", help="where the images go (default: a new temporary directory)")
     emulator = commands.add_parser("emulator", help="run the local DashScope emulator on 127.0.0.1")
@@ -77,8 +81,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .errors import ConfigurationError
         from .gallery import write_gallery
 
+        folder = Path(args.folder).expanduser().resolve() if args.folder else None
+        if folder is not None and not (folder / "journal.sqlite3").is_file():
+            print(f"wan-image-mcp: {folder} holds no journal.sqlite3: give the folder a demo printed", file=sys.stderr)
+            return 2
         try:
             settings = Settings.from_env()
+            if folder is not None:
+                settings = replace(settings, output_dir=folder / "results", journal_path=folder / "journal.sqlite3")
             journal = open_journal(settings)
         except ConfigurationError as exc:
             print(f"wan-image-mcp: {exc}", file=sys.stderr)
@@ -100,10 +110,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "emulator":
         from .emulator.serve import run_foreground
         from .emulator.state import EmulatorConfig
+        from .errors import ConfigurationError
 
         keys = frozenset(args.api_key or ["sk-emulator"])
         config = EmulatorConfig(api_keys=keys, latency=args.latency, latency_spread=args.latency_spread)
-        run_foreground(config, host=args.host, port=args.port)
+        try:
+            run_foreground(config, host=args.host, port=args.port)
+        except ConfigurationError as exc:
+            print(f"wan-image-mcp emulator: {exc}", file=sys.stderr)
+            return 2
         return 0
     raise AssertionError(f"unhandled command {args.command}")  # pragma: no cover - argparse refuses others
 

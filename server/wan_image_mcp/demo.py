@@ -163,6 +163,17 @@ def _row(scenario: str, tool: str, result: CallToolResult, seconds: float) -> Ro
     return Row(scenario, tool, body.status, len(body.images), first, seconds)
 
 
+def _gallery(folder: Path) -> Path:
+    from .gallery import write_gallery
+    from .journal import Journal
+
+    journal = Journal(folder / "journal.sqlite3").open()
+    try:
+        return write_gallery(journal, folder / "results")
+    finally:
+        journal.close()
+
+
 def run_demo(output: str | None = None) -> int:
     folder = Path(output).expanduser().resolve() if output else Path(tempfile.mkdtemp(prefix="wan-image-mcp-demo-"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -175,4 +186,5 @@ def run_demo(output: str | None = None) -> int:
     for r in rows:
         print(f"{r.scenario:<{width}}  {r.status:<9} {r.images:>6} {r.seconds:>5.1f}  {r.first}")
     print(f"\nInputs: {folder / 'inputs'}\nResults (each with a .json sidecar): {folder / 'results'}")
+    print(f"Gallery of what it made: {_gallery(folder)}  (again: wan-image-mcp gallery --folder {folder})")
     return 0 if all(r.status == "SUCCEEDED" and r.images for r in rows) else 1

@@ -131,7 +131,7 @@ def _hint(exc: APIStatusError) -> str:
 
 
 def _summary(result: EditResult) -> str:
-    head = f"{result.status}: {result.model or 'task'} task {result.task_id or ''}".rstrip()
+    head = f"{result.status}: " + " ".join(part for part in (result.model, "task", result.task_id) if part)
     lines = [head]
     for image in result.images:
         lines.append(f"- {image.path} ({image.width}×{image.height}, {image.bytes} bytes)")
