@@ -163,15 +163,15 @@ async def test_stdout_carries_only_json_rpc_and_never_the_key(emulator: RunningE
     assert SECRET.encode() not in log.read_bytes()
 
 
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``wan-image-mcp ARGS`` in a subprocess, its output captured, within two minutes."""
+    command = [sys.executable, "-m", "wan_image_mcp", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
 def test_demo_runs_every_scenario_on_a_machine_with_no_key(tmp_path: Path) -> None:
     env = server_env(None, None, None)
-    done = subprocess.run(
-        [sys.executable, "-m", "wan_image_mcp", "demo", "--output", str(tmp_path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = cli(env, "demo", "--output", str(tmp_path))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "lists 7 tools" in done.stdout
     assert done.stdout.count("SUCCEEDED") == 5
@@ -181,13 +181,7 @@ def test_demo_runs_every_scenario_on_a_machine_with_no_key(tmp_path: Path) -> No
     page = tmp_path / "results" / "gallery.html"
     assert f"Gallery of what it made: {page}  (again: wan-image-mcp gallery --folder {tmp_path})" in done.stdout
     assert "8 image(s) from 5 task(s)" in page.read_text(encoding="utf-8")
-    again = subprocess.run(
-        [sys.executable, "-m", "wan_image_mcp", "gallery", "--folder", str(tmp_path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    again = cli(env, "gallery", "--folder", str(tmp_path))
     assert again.returncode == 0 and again.stdout.strip() == str(page), again.stderr
 
 
@@ -196,13 +190,7 @@ def test_a_port_in_use_is_one_line_not_a_traceback(tmp_path: Path) -> None:
     port = str(taken.getsockname()[1])
     try:
         for command in (["serve", "--transport", "http", "--port", port], ["emulator", "--port", port]):
-            done = subprocess.run(
-                [sys.executable, "-m", "wan_image_mcp", *command],
-                env=server_env(None, None, tmp_path),
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
+            done = cli(server_env(None, None, tmp_path), *command)
             assert done.returncode == 2, done.stderr
             (line,) = done.stderr.strip().splitlines()
             assert f"cannot listen on 127.0.0.1:{port}: the port is in use; choose another --port" in line
