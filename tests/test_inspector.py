@@ -28,7 +28,18 @@ def emulator() -> Iterator[RunningEmulator]:
         yield running
 
 
+PORTABILITY_CHECKER = "@modelcontextprotocol/inspector@2.12.0"
+"""The first Inspector CLI with a schema-portability report (it runs on Node 20 despite asking for 22)."""
+
+
 def inspector(emulator: RunningEmulator, folder: Path, *method: str) -> dict[str, Any]:
+    done = run_inspector(emulator, folder, "@modelcontextprotocol/inspector", *method)
+    return json.loads(done.stdout)
+
+
+def run_inspector(
+    emulator: RunningEmulator, folder: Path, package: str, *method: str
+) -> subprocess.CompletedProcess[str]:
     settings = server_env(emulator.base_url, KEY, folder)
     passed = [
         arg
@@ -47,7 +58,7 @@ def inspector(emulator: RunningEmulator, folder: Path, *method: str) -> dict[str
     npm_cache = os.environ.get("NPM_CONFIG_CACHE") or str(Path.home() / ".npm")
     env = server_env(None, None, None, HOME=str(folder), NPM_CONFIG_CACHE=npm_cache)
     done = subprocess.run(
-        ["npx", "-y", "@modelcontextprotocol/inspector", "--cli", *passed, command, "--method", *method],
+        ["npx", "-y", package, "--cli", *passed, command, "--method", *method],
         env=env,
         cwd=folder,
         capture_output=True,
@@ -55,7 +66,7 @@ def inspector(emulator: RunningEmulator, folder: Path, *method: str) -> dict[str
         timeout=300,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    return json.loads(done.stdout)
+    return done
 
 
 def test_the_inspector_lists_the_tools_and_edits_then_checks(emulator: RunningEmulator, tmp_path: Path) -> None:
@@ -82,3 +93,40 @@ def test_the_inspector_lists_the_tools_and_edits_then_checks(emulator: RunningEm
         emulator, tmp_path, "tools/call", "--tool-name", "check_task", "--tool-arg", f"task_id={result['task_id']}"
     )
     assert checked["structuredContent"]["images"] == result["images"]  # found in the journal, not downloaded again
+
+
+CONTROL_SERVER = """
+from mcp.server import MCPServer
+from mcp.server.mcpserver.tools import Tool
+
+
+def nullable(x: str | None = None) -> None:
+    del x
+
+
+tool = Tool.from_function(nullable, structured_output=False)
+tool.parameters = {"type": "object", "properties": {"x": {"type": ["string", "null"]}}}
+MCPServer("control", tools=[tool]).run()
+"""
+
+
+def test_every_schema_passes_the_inspectors_portability_report(emulator: RunningEmulator, tmp_path: Path) -> None:
+    """The report lists each finding, then 'N errors, M warnings'; with none it prints nothing. The control, a
+    server with one nullable argument, shows that the checker runs and speaks."""
+    done = run_inspector(emulator, tmp_path, PORTABILITY_CHECKER, "tools/list", "--strict")
+    assert {tool["name"] for tool in json.loads(done.stdout)["tools"]} == TOOL_NAMES
+    assert "Warning: tool" not in done.stderr and "Error: tool" not in done.stderr, done.stderr[-3000:]
+    assert "Schema portability" not in done.stderr and "warning" not in done.stderr.lower().replace("npm warn", "")
+
+    control = tmp_path / "control.py"
+    control.write_text(CONTROL_SERVER, encoding="utf-8")
+    npm_cache = os.environ.get("NPM_CONFIG_CACHE") or str(Path.home() / ".npm")
+    checked = subprocess.run(
+        ["npx", "-y", PORTABILITY_CHECKER, "--cli", sys.executable, str(control), "--method", "tools/list"],
+        env=server_env(None, None, None, HOME=str(tmp_path), NPM_CONFIG_CACHE=npm_cache),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "Schema portability: 0 errors, 1 warning across 1 tool" in checked.stderr, checked.stderr[-3000:]
