@@ -87,6 +87,11 @@ def startup(emulator: RunningEmulator, folder: Path, runs: int) -> dict[str, flo
 # --- 2 and 3. an edit through MCP vs the SDK ------------------------------------------------------------------
 
 
+def prompt_for(images: list[Path]) -> str:
+    """The seed's two-image edit, or a one-image edit: a prompt never names an image it is not given."""
+    return "把圖2的塗鴉噴繪在圖1的汽車上" if len(images) >= 2 else "把圖1的汽車噴成藍色"
+
+
 def sdk_edit(base_url: str, images: list[Path], folder: Path) -> float:
     """The official SDK's ImageGeneration.call with file:// images, then downloading the result."""
     import dashscope
@@ -97,7 +102,7 @@ def sdk_edit(base_url: str, images: list[Path], folder: Path) -> float:
     dashscope.base_http_api_url = base_url
     started = time.perf_counter()
     content: list[dict[str, str]] = [
-        {"text": "把圖2的塗鴉噴繪在圖1的汽車上"},
+        {"text": prompt_for(images)},
         *({"image": f"file://{p}"} for p in images),
     ]
     call: Any = ImageGeneration.call  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType] - a loosely typed SDK
@@ -153,7 +158,7 @@ def ours_edit(client: Client, images: list[Path]) -> Callable[[], Awaitable[floa
     async def run() -> float:
         started = time.perf_counter()
         result = await client.call_tool(
-            "edit_image", {"prompt": "把圖2的塗鴉噴繪在圖1的汽車上", "images": [str(p) for p in images], "size": "2K"}
+            "edit_image", {"prompt": prompt_for(images), "images": [str(p) for p in images], "size": "2K"}
         )
         assert not result.is_error, result.content
         return time.perf_counter() - started
@@ -345,16 +350,24 @@ async def measure_edits(
     return figures | {f"slow_{name.removeprefix('edit_')}": value for name, value in slow.items()}
 
 
+def tools_list_sizes(listed: dict[str, Any]) -> dict[str, int]:
+    """Measure 6: the whole ``tools/list`` answer, and what a model is shown of it (each tool's name, title,
+    description and input schema), as compact JSON."""
+
+    def compact(value: object) -> int:
+        return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+
+    shown = [{k: t[k] for k in ("name", "title", "description", "inputSchema") if k in t} for t in listed["tools"]]
+    return {"tools_list_bytes": compact(listed), "tools_shown_bytes": compact(shown)}
+
+
 async def session_measures(
     emulator: RunningEmulator, folder: Path, args: argparse.Namespace, two: list[Path], bigs: list[Path]
 ) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     async with Client(server_params(emulator, folder)) as client:
-        tools = (await client.list_tools()).tools
-        figures["tools_list_bytes"] = len(
-            json.dumps(
-                [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tools], ensure_ascii=False
-            ).encode()
+        figures |= tools_list_sizes(
+            (await client.list_tools()).model_dump(mode="json", by_alias=True, exclude_none=True)
         )
         bare_params = server_params(emulator, folder, WAN_MCP_PREVIEWS="0")  # like for like
         with SdkProcess(emulator, folder) as sdk:
@@ -447,7 +460,11 @@ def render(f: dict[str, Any], big_bytes: int, args: argparse.Namespace) -> str:
                 (f"{f['task_s'][0]:g}-{sum(f['task_s']):g} s each", f["spread"]),
             )
         ),
-        ("6. `tools/list` size", f"{f['tools_list_bytes']} bytes", "—"),
+        (
+            "6. `tools/list` size (compact JSON)",
+            f"{f['tools_list_bytes']:,} bytes in all; {f['tools_shown_bytes']:,} bytes shown to the model (names, titles, descriptions, input schemas)",
+            "—",
+        ),
     ]
     lines = [
         f"Machine: {machine()}. Emulator at zero latency unless noted; medians of {args.runs} runs.",

@@ -90,7 +90,9 @@ def tool_errors() -> Generator[None]:
     try:
         yield
     except InvalidRequest as exc:
-        raise ToolError(f"{exc} Nothing was sent; fix these and call again.") from None
+        if len(exc.problems) > 1:
+            raise ToolError(f"{exc}\nNothing was sent; fix these and call again.") from None
+        raise ToolError(f"{exc}. Nothing was sent; fix it and call again.") from None
     except (SubmissionUncertain, SpendLimitExceeded) as exc:
         raise ToolError(str(exc)) from None
     except ConfigurationError as exc:
