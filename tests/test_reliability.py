@@ -186,3 +186,51 @@ def test_a_server_killed_after_submit_leaves_nothing_behind(tmp_path: Path) -> N
     for image in images:  # on disk, whole, matching what was recorded
         assert hashlib.sha256(Path(image["path"]).read_bytes()).hexdigest() == image["sha256"]
     assert not list((tmp_path / "out").glob(".*.part"))
+
+
+# --- poll faults after a successful submit ---------------------------------------------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("no_retry_waits")
+@pytest.mark.parametrize(
+    ("fault", "said"),
+    [
+        (Fault("throttle", target="poll", count=5), "HTTP 429"),
+        (Fault("error", target="poll", status=503, code="ServiceUnavailable", count=6), "HTTP 503"),
+    ],
+    ids=["5x429", "6x503"],
+)
+async def test_poll_faults_after_a_submit_keep_the_task_id_and_say_call_check_task(
+    mcp: Client, emulator: EmulatorState, fault: Fault, said: str
+) -> None:
+    emulator.add_fault(fault)
+    with anyio.fail_after(10):
+        result = await mcp.call_tool("edit_image", {"prompt": "x", "size": "1K", "wait_seconds": 5})
+    answer = body(result)
+    assert not result.is_error, result.content  # the task exists: nothing to fix, nothing to resubmit
+    (task_id,) = emulator.tasks
+    assert answer["task_id"] == task_id and answer["status"] == "PENDING"
+    assert f"call check_task with task_id={task_id!r}" in answer["next_step"]
+    assert "Do not resubmit" in answer["next_step"] and said in answer["next_step"]
+    said_before = ("wait a while and try again", "if this was a submission")  # the generic hints, without the id
+    assert not any(hint in str(result.content) for hint in said_before)
+    emulator.faults.clear()
+    with anyio.fail_after(10):
+        done = body(await mcp.call_tool("check_task", {"task_id": task_id, "wait_seconds": 5}))
+    assert done["status"] == "SUCCEEDED" and len(done["images"]) == 1
+    assert len(emulator.tasks) == 1
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("no_retry_waits")
+async def test_check_task_with_failing_polls_answers_its_last_known_status(
+    mcp: Client, emulator: EmulatorState
+) -> None:
+    submitted = body(await mcp.call_tool("submit_task", {"prompt": "x", "size": "1K"}))
+    emulator.add_fault(Fault("throttle", target="poll", count=4))
+    with anyio.fail_after(10):
+        result = await mcp.call_tool("check_task", {"task_id": submitted["task_id"]})
+    assert not result.is_error, result.content
+    assert body(result)["status"] == "PENDING" and body(result)["task_id"] == submitted["task_id"]
+    assert "call check_task" in body(result)["next_step"]

@@ -23,7 +23,7 @@ import anyio
 import anyio.to_thread
 
 from .access import FileAccess
-from .dashscope import APIConnectionError, APIStatusError, DashScopeClient, TaskResult, TaskStatus
+from .dashscope import APIConnectionError, APIStatusError, DashScopeClient, DashScopeError, TaskResult, TaskStatus
 from .dashscope.client import UploadPolicyRefused
 from .errors import ConfigurationError, WanError
 from .inputs import MIME_TYPES, HashingReader, InputChanged, PreparedImage, RefKind, classify, local_path
@@ -88,6 +88,23 @@ class EditArgs:
 
 def check_hint(task_id: str) -> str:
     return f"Not finished yet. Call check_task with task_id={task_id!r} (wait_seconds up to 50) to get the images."
+
+
+def unqueried_hint(task_id: str, status: str, cause: Exception) -> str:
+    return (
+        f"The task exists (it may be billed) but its status could not be queried just now ({cause}); it was "
+        f"{status} when last seen. Do not resubmit; call check_task with task_id={task_id!r} (wait_seconds up to "
+        "50) to get the images."
+    )
+
+
+class _PollFailed(Exception):
+    """A task query failed after its retries; ``last`` is what the wait saw before, if anything."""
+
+    def __init__(self, cause: DashScopeError, last: TaskResult | None) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.last = last
 
 
 def _iso(ts: float | None) -> str | None:
@@ -286,7 +303,10 @@ class WanService:
                 return EditResult(status="SUCCEEDED", task_id=task_id, model=row.model if row else None, images=saved)
             if row is not None and row.status == EXPIRED:
                 return _from_row(row)
-            task = await self._wait(task_id, wait_seconds, progress)
+            try:
+                task = await self._wait(task_id, wait_seconds, progress)
+            except _PollFailed as failed:
+                return await self._unqueried(task_id, row, failed)
             row = await self._record(task_id, task, row)
             result = _from_task(task_id, task, row)
             if task.status is not TaskStatus.SUCCEEDED:
@@ -418,6 +438,19 @@ class WanService:
         await progress(1.0, f"saved {len(images)} image(s)")
         return result.model_copy(update={"images": images, "next_step": None})
 
+    async def _unqueried(self, task_id: str, row: TaskRow | None, failed: _PollFailed) -> EditResult:
+        """A task that exists but could not be queried (throttled, an outage): its last known status, its id, and
+        to call check_task; never a bare API error that reads as if nothing had been started."""
+        if failed.last is not None:
+            row = await self._record(task_id, failed.last, row)
+        elif row is not None:
+            await self.journal.run(self.journal.sync.schedule, task_id, self.next_poll(row.created_at))
+        if row is None:  # an id this journal never saw, and no answer about it: nothing known to report
+            raise failed.cause
+        log.warning("querying task %s failed: %s", task_id, failed.cause)
+        result = _from_row(row)
+        return result.model_copy(update={"next_step": unqueried_hint(task_id, result.status, failed.cause)})
+
     async def _wait(self, task_id: str, wait_seconds: float, progress: Progress) -> TaskResult:
         """Query a task at once, then every poll interval (growing to poll_interval_max) until it ends or
         ``wait_seconds`` pass; at once when the harvester's task list shows it finished. Whoever asks, one task is
@@ -426,13 +459,18 @@ class WanService:
         started = time.monotonic()
         deadline = started + wait_seconds
         interval = self._poll
+        task: TaskResult | None = None
         try:
             while True:
                 seen = self._waiting[task_id] = anyio.Event()  # before the query: a list seen during it counts
                 too_soon = self._queried.get(task_id, -math.inf) + self._poll - time.monotonic()
                 if too_soon > 0:
                     await anyio.sleep(too_soon)
-                task = await client.get_task(task_id)
+                try:
+                    task = await client.get_task(task_id)
+                except DashScopeError as exc:  # retried already (429, 5xx, connection): give up this wait
+                    self._queried[task_id] = time.monotonic()
+                    raise _PollFailed(exc, task) from None
                 self._queried[task_id] = time.monotonic()
                 elapsed = time.monotonic() - started
                 if task.status.terminal:
