@@ -25,7 +25,7 @@ from .appstate import AppState
 from .config import Settings
 from .dashscope import APIConnectionError, APIStatusError, ContentModerationError, DashScopeError
 from .errors import ConfigurationError, InvalidRequest
-from .models import EditResult, InspectResult, TaskList
+from .models import EditResult, InspectResult, ListedStatus, TaskList
 from .resources import image_link
 from .service import EditArgs, SpendLimitExceeded, SubmissionUncertain
 from .specs import DEFAULT_MODEL, MODEL_NAMES, SEED_RANGE, SPECS, ModelName, Param
@@ -502,8 +502,7 @@ async def inspect_image(
 async def list_tasks(
     ctx: Context[AppState],
     status: Annotated[
-        Literal["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELED", "UNKNOWN", "UNCERTAIN", "REJECTED", "EXPIRED"]
-        | None,
+        ListedStatus | None,
         Field(description="Only tasks in this status (UNCERTAIN: sent, answer lost; EXPIRED: URLs expired unsaved)."),
     ] = None,
     page: Annotated[int, Field(ge=1, le=10_000)] = 1,
