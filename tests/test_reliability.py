@@ -3,7 +3,8 @@
 Each test names a fault and asserts what it leads to. The README's "Reliability" section is this file's
 table. Faults also covered elsewhere: an expired result URL (test_tools), FAILED tasks and moderation
 refusals (test_tools, test_e2e), an unwritable output folder (test_tools), a lost submit answer
-(test_tools: UNCERTAIN).
+(test_tools: UNCERTAIN; test_reconcile: its task found in the task list and saved, several candidates named and
+none adopted, DashScope's time zone learned).
 """
 
 from __future__ import annotations
@@ -134,6 +135,18 @@ class RawServer:
             if message.get("id") == self._next_id:
                 return message
 
+    def notify_call(self, tool: str, arguments: dict[str, Any]) -> None:
+        """Call a tool without waiting for its answer."""
+        self._next_id += 1
+        self._send(
+            {
+                "jsonrpc": "2.0",
+                "id": self._next_id,
+                "method": "tools/call",
+                "params": {"name": tool, "arguments": arguments},
+            }
+        )
+
     def notify(self, method: str) -> None:
         self._send({"jsonrpc": "2.0", "method": method})
 
@@ -234,3 +247,43 @@ async def test_check_task_with_failing_polls_answers_its_last_known_status(
     assert not result.is_error, result.content
     assert body(result)["status"] == "PENDING" and body(result)["task_id"] == submitted["task_id"]
     assert "call check_task" in body(result)["next_step"]
+
+
+def test_a_server_killed_while_its_create_answer_is_in_flight_finds_the_task_on_restart(tmp_path: Path) -> None:
+    """Issue 14: a SIGKILL after DashScope created the task but before its answer arrived left the row SUBMITTING
+    with no task id, and the task was lost. The restarted server finds it in the task list and saves its images."""
+    with RunningEmulator(EmulatorConfig(api_keys=frozenset({KEY}))) as emulator:
+        emulator.state.add_fault(Fault("hold", target="submit"))
+        env = server_env(emulator.base_url, KEY, tmp_path)
+        first = RawServer(env, tmp_path)
+        try:
+            first.request(
+                "initialize",
+                {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}},
+            )
+            first.notify("notifications/initialized")
+            first.notify_call("submit_task", {"prompt": "paid for", "n": 2})
+
+            async def held() -> bool:
+                return emulator.state.holding == 1
+
+            anyio.run(until, held)
+        finally:
+            first.kill()
+        emulator.state.release()  # to a closed connection
+        ((task_id, _),) = emulator.state.tasks.items()
+
+        async def restart() -> dict[str, Any]:
+            params = StdioServerParameters(command=sys.executable, args=["-m", "wan_image_mcp"], env=env, cwd=tmp_path)
+            async with Client(params) as second:
+
+                async def harvested() -> bool:
+                    (row,) = body(await second.call_tool("list_tasks", {}))["tasks"]
+                    return len(row["images"]) == 2
+
+                await until(harvested, within=30)
+                return body(await second.call_tool("list_tasks", {}))["tasks"][0]
+
+        row = anyio.run(restart)
+    assert (row["task_id"], row["status"], row["prompt"]) == (task_id, "SUCCEEDED", "paid for")
+    assert len(emulator.state.tasks) == 1
