@@ -135,6 +135,13 @@ class RawServer:
             if message.get("id") == self._next_id:
                 return message
 
+    def initialize(self) -> None:
+        self.request(
+            "initialize",
+            {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}},
+        )
+        self.notify("notifications/initialized")
+
     def notify_call(self, tool: str, arguments: dict[str, Any]) -> None:
         """Call a tool without waiting for its answer."""
         self._next_id += 1
@@ -170,11 +177,7 @@ def test_a_server_killed_after_submit_leaves_nothing_behind(tmp_path: Path) -> N
         env = server_env(emulator.base_url, KEY, tmp_path)
         first = RawServer(env, tmp_path)
         try:
-            first.request(
-                "initialize",
-                {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}},
-            )
-            first.notify("notifications/initialized")
+            first.initialize()
             answer = first.request("tools/call", {"name": "submit_task", "arguments": {"prompt": "paid for", "n": 2}})
             task_id = answer["result"]["structuredContent"]["task_id"]
         finally:
@@ -257,11 +260,7 @@ def test_a_server_killed_while_its_create_answer_is_in_flight_finds_the_task_on_
         env = server_env(emulator.base_url, KEY, tmp_path)
         first = RawServer(env, tmp_path)
         try:
-            first.request(
-                "initialize",
-                {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}},
-            )
-            first.notify("notifications/initialized")
+            first.initialize()
             first.notify_call("submit_task", {"prompt": "paid for", "n": 2})
 
             async def held() -> bool:
