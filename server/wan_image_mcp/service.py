@@ -82,8 +82,9 @@ class SubmissionUncertain(WanError):
         super().__init__(
             f"The request to start the task was sent but its answer was lost ({cause}). DashScope may have "
             f"started the task, and it would be billed. It is recorded as UNCERTAIN (journal id {journal_id}); "
-            "do not resubmit unless paying twice is acceptable: look for it in list_tasks or the Model Studio "
-            "console first."
+            "do not resubmit unless paying twice is acceptable. While it runs, this server looks for the task in "
+            "DashScope's task list and, when exactly one task can be it, adopts it and saves its images: call "
+            "list_tasks in a few seconds to see its task_id (or AMBIGUOUS with the candidates)."
         )
 
 
