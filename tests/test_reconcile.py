@@ -281,3 +281,20 @@ def test_a_task_an_ambiguous_submission_could_be_is_never_adopted_silently_by_an
     assert (contested.kind, contested.candidates) == ("ambiguous", ("t1",))
     assert judge(unanswered, listed, offset=5 * 3600, known=set(), others=[]).kind == "none"  # another zone
     assert judge(unanswered, listed, offset=None, known=set(), others=[]).kind == "adopt"
+
+
+async def test_a_zone_that_changed_since_it_was_learned_does_not_make_a_lost_task_look_never_created(
+    http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState, client: DashScopeClient
+) -> None:
+    async with Client(build_app(server_settings, http)) as before:  # learned: UTC+8
+        await before.call_tool("edit_image", {"prompt": "known", "model": MODEL, "size": "1K"})
+    emulator.config.tz_offset_hours = 9  # then the service's clock moves an hour
+    sent = time.time() - 600  # ten minutes ago: past the window, so nothing found would mean never created
+    emulator.clock = lambda: sent
+    (task_id,) = await crashed(server_settings, client, ago=600)
+    emulator.clock = time.time
+    async with restarted(http, server_settings) as after:
+        adopted = await saved(after, 2)
+    assert adopted["task_id"] == task_id
+    narrow, wide = list_queries(emulator)
+    assert narrow["start_time"] != wide["start_time"]

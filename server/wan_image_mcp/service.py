@@ -38,7 +38,7 @@ from .inputs import MIME_TYPES, HashingReader, InputChanged, PreparedImage, RefK
 from .instructions import Mode, build_instruction
 from .journal import AMBIGUOUS, OPEN_STATUSES, REJECTED, UNCERTAIN, AsyncJournal, Journal, NewTask, TaskRow
 from .models import ApiError, EditResult, ImageFile, ImageInfo, InspectResult, TaskList, TaskSummary
-from .reconcile import Window, ambiguity, judge, learn_offset
+from .reconcile import Verdict, Window, ambiguity, judge, learn_offset
 from .results import DownloadError, ResultStore, TaskRecord
 from .validation import EditParams, PreparedRequest, prepare_request
 
@@ -368,7 +368,7 @@ class WanService:
         """Find in DashScope's task list the task each unanswered create request (SUBMITTING or UNCERTAIN, younger
         than 24 h, not in flight here) made: adopt it when exactly one task fits and no other submission could
         have made it, mark the row AMBIGUOUS with the candidates when several could, and REJECTED (NotCreated)
-        when none did by ``NOT_CREATED_AFTER`` past its window. Returns the adopted task ids."""
+        when none did by ``NOT_CREATED_AFTER`` past its window, in any zone. Returns the adopted task ids."""
         client = self._api()
         sends = self._sends
         journal = self.journal
@@ -377,6 +377,37 @@ class WanService:
         if not workable:
             return Reconciled(adopted=[], unresolved=len(rows))
         offset = learn_offset(await journal.run(journal.sync.submit_times))
+        verdicts = await self._judge(client, rows, workable, offset)
+        lost = [row for row in workable if verdicts.get(row.id) == Verdict("none") and _past_window(row)]
+        if offset is not None and lost:  # before concluding, in any zone: the one learned may have changed
+            verdicts.update(await self._judge(client, rows, lost, None))
+        if self._sends != sends:  # a submission began meanwhile: its task may be listed and not known yet
+            return Reconciled(adopted=[], unresolved=len(rows))
+        adopted: list[str] = []
+        settled = 0
+        for row in workable:
+            verdict = verdicts.get(row.id)
+            if verdict is not None and verdict.kind == "adopt":
+                assert verdict.task is not None
+                status = (verdict.task.status or TaskStatus.PENDING).value
+                if await journal.run(journal.sync.reconciled, row.id, verdict.task.task_id, status):
+                    log.warning("journal row %d: adopted task %s from the task list", row.id, verdict.task.task_id)
+                    adopted.append(verdict.task.task_id)
+                    settled += 1
+            elif verdict is not None and verdict.kind == "ambiguous":
+                await journal.run(journal.sync.ambiguous, row.id, verdict.candidates, ambiguity(verdict))
+                log.warning("journal row %d: %d candidate tasks, none adopted", row.id, len(verdict.candidates))
+                settled += 1
+            elif verdict is not None and verdict.kind == "none" and _past_window(row):
+                await journal.run(journal.sync.rejected, row.id, "NotCreated", _not_created(row))
+                settled += 1
+        return Reconciled(adopted=adopted, unresolved=len(rows) - settled)
+
+    async def _judge(
+        self, client: DashScopeClient, rows: list[TaskRow], workable: list[TaskRow], offset: float | None
+    ) -> dict[int, Verdict]:
+        """A verdict for each workable row whose surroundings the list showed whole (see reconcile.judge)."""
+        journal = self.journal
         listed: dict[int, list[ListedTask]] = {}
         for row in workable:
             around = await _listed_around(client, row, offset)
@@ -384,30 +415,14 @@ class WanService:
                 listed[row.id] = around
         known = await journal.run(journal.sync.known, {t.task_id for tasks in listed.values() for t in tasks})
         contested = await journal.run(journal.sync.contested, younger_than=time.time() - DAY)
-        if self._sends != sends:  # a submission began meanwhile: its task may be listed and not known yet
-            return Reconciled(adopted=[], unresolved=len(rows))
-        adopted: list[str] = []
-        settled = 0
+        verdicts: dict[int, Verdict] = {}
         for row in workable:
-            if row.id not in listed:
-                continue
-            others = [(other, other.id in listed) for other in rows if other.id != row.id]
-            verdict = judge(row, listed[row.id], offset=offset, known=known, others=others, contested=contested)
-            if verdict.kind == "adopt":
-                assert verdict.task is not None
-                status = (verdict.task.status or TaskStatus.PENDING).value
-                if await journal.run(journal.sync.reconciled, row.id, verdict.task.task_id, status):
-                    log.warning("journal row %d: adopted task %s from the task list", row.id, verdict.task.task_id)
-                    adopted.append(verdict.task.task_id)
-                    settled += 1
-            elif verdict.kind == "ambiguous":
-                await journal.run(journal.sync.ambiguous, row.id, verdict.candidates, ambiguity(verdict))
-                log.warning("journal row %d: %d candidate tasks, none adopted", row.id, len(verdict.candidates))
-                settled += 1
-            elif verdict.kind == "none" and time.time() > Window.of(row).end + NOT_CREATED_AFTER:
-                await journal.run(journal.sync.rejected, row.id, "NotCreated", _not_created(row))
-                settled += 1
-        return Reconciled(adopted=adopted, unresolved=len(rows) - settled)
+            if row.id in listed:
+                others = [(other, other.id in listed) for other in rows if other.id != row.id]
+                verdicts[row.id] = judge(
+                    row, listed[row.id], offset=offset, known=known, others=others, contested=contested
+                )
+        return verdicts
 
     def _reconcilable(self, row: TaskRow) -> bool:
         """Not in flight here, and not possibly in flight elsewhere: made by this process, by one that ran before
@@ -604,6 +619,10 @@ async def _listed_around(client: DashScopeClient, row: TaskRow, offset: float | 
             return tasks
     log.warning("journal row %d: over %d tasks around its submission; it is left for later", row.id, len(tasks))
     return None
+
+
+def _past_window(row: TaskRow) -> bool:
+    return time.time() > Window.of(row).end + NOT_CREATED_AFTER
 
 
 def _not_created(row: TaskRow) -> str:
