@@ -17,6 +17,7 @@ from tests.conftest import EMULATOR_BASE, EMULATOR_KEY, FAST_RETRY, ImageFactory
 from wan_image_mcp.dashscope import (
     APIConnectionError,
     APIStatusError,
+    APITimeoutError,
     AuthenticationError,
     BadRequestError,
     ContentModerationError,
@@ -29,6 +30,7 @@ from wan_image_mcp.dashscope import (
     TaskStatus,
     build_body,
 )
+from wan_image_mcp.dashscope import client as client_module
 from wan_image_mcp.dashscope.errors import status_error
 from wan_image_mcp.emulator import EmulatorState, Fault
 from wan_image_mcp.validation import EditParams, PreparedRequest, prepare_request
@@ -451,3 +453,18 @@ async def test_the_task_list_is_paged_only_until_every_wanted_task_is_seen(
     emulator.requests.clear()
     newest = await client.list_statuses(ids[-2:], page_size=2)  # the list is newest first
     assert newest.keys() == set(ids[-2:]) and pages() == 1
+
+
+async def test_a_create_request_gives_up_at_its_deadline_and_says_it_may_have_been_received(
+    http: httpx2.AsyncClient, emulator: EmulatorState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deadline bounds when the service can have received a create request: the window a lost answer's
+    task is looked for in."""
+    monkeypatch.setattr(client_module, "SUBMIT_READ_TIMEOUT", 0.1)
+    client = DashScopeClient(http, api_key=EMULATOR_KEY, base_url=EMULATOR_BASE, retry=replace(FAST_RETRY, timeout=0.1))
+    assert client.submit_deadline == pytest.approx(0.2)
+    emulator.add_fault(Fault("hold", target="submit"))
+    with anyio.fail_after(5), pytest.raises(APITimeoutError) as caught:
+        await client.submit(prepare_request("wan2.7-image", "x", [CAR]))
+    assert caught.value.request_sent and "no answer within" in str(caught.value)
+    assert len(emulator.tasks) == 1

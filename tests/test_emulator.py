@@ -17,7 +17,7 @@ import httpx2
 import pytest
 from PIL import Image
 
-from tests.conftest import EMULATOR_KEY, FAST_RETRY
+from tests.conftest import EMULATOR_KEY, FAST_RETRY, until
 from wan_image_mcp.dashscope import APIConnectionError, BadRequestError, DashScopeClient, TaskStatus
 from wan_image_mcp.emulator import EmulatorConfig, EmulatorState, Fault, create_app
 from wan_image_mcp.emulator.serve import RunningEmulator
@@ -327,3 +327,85 @@ async def test_a_task_seen_by_two_queries_at_once_renders_its_images_once(
     assert len(emulator.tasks[task_id].outputs) == 1
     (seconds,) = emulator.renders  # one render, timed for the bench
     assert seconds > 0
+
+
+async def test_the_task_list_filters_by_submit_time_in_the_services_zone_by_model_and_status_in_pages(
+    timed: EmulatorState, timed_client: DashScopeClient, clock: Clock
+) -> None:
+    timed.config.tz_offset_hours = -3.5
+    ids: list[str] = []
+    for model in ("wan2.7-image", "wan2.7-image", "wan2.7-image-pro"):
+        task = await timed_client.submit(prepare_request(model, "x", [URL], EditParams(size="768*768")))
+        assert task.task_id is not None
+        ids.append(task.task_id)
+        clock.now += 60
+    first = clock.now - 180  # the first task's submit time, on UTC
+
+    def local(ts: float) -> str:  # YYYYMMDDhhmmss in the service's zone
+        return time.strftime("%Y%m%d%H%M%S", time.gmtime(ts - 3.5 * 3600))
+
+    page = await timed_client.list_tasks(start_time=local(first + 60), end_time=local(first + 120))
+    assert [t.task_id for t in page.tasks] == ids[:0:-1] and page.total == 2  # newest first, both ends included
+    assert page.tasks[1].submit_time == time.strftime("%Y-%m-%d %H:%M:%S.000", time.gmtime(first + 60 - 3.5 * 3600))
+    page = await timed_client.list_tasks(start_time=local(first), model_name="wan2.7-image", page_size=1, page_no=2)
+    assert (page.total, page.page_no, [t.task_id for t in page.tasks]) == (2, 2, ids[:1])
+    assert (await timed_client.list_tasks(status="FAILED")).total == 0
+    assert [t.model for t in (await timed_client.list_tasks(status="SUCCEEDED")).tasks] == [
+        "wan2.7-image-pro",
+        "wan2.7-image",
+        "wan2.7-image",
+    ]
+    with pytest.raises(BadRequestError, match="start_time must be YYYYMMDDhhmmss"):
+        await timed_client.list_tasks(start_time="2026-12-01")
+
+
+async def test_the_task_list_reads_as_the_official_sdks_job_list(
+    client: DashScopeClient, http: httpx2.AsyncClient
+) -> None:
+    from dashscope.v2.resources._jobs import JobList  # pyright: ignore[reportMissingTypeStubs]
+
+    task = await client.submit(prepare_request("wan2.7-image", "x", [URL]))
+    answer = (await http.get("/api/v1/tasks", params={"page_size": "5"}, headers=AUTH)).json()
+    jobs = JobList.from_payload(answer)
+    assert (jobs.total, jobs.page_no, jobs.page_size) == (1, 1, 5)
+    assert (jobs.tasks[0].task_id, jobs.tasks[0].status) == (task.task_id, "RUNNING")  # a list observes it
+    assert jobs.tasks[0].submitted_at is not None
+
+
+async def test_a_held_create_answer_waits_for_a_release_and_can_then_be_dropped(
+    client: DashScopeClient, emulator: EmulatorState
+) -> None:
+    emulator.add_fault(Fault("hold", target="submit"))
+    emulator.add_fault(Fault("hold", target="submit", after_processing=True))
+    request = prepare_request("wan2.7-image", "x", [URL])
+    answers: list[str | None] = []
+
+    async def submit() -> None:
+        try:
+            answers.append((await client.submit(request)).task_id)
+        except APIConnectionError:
+            answers.append(None)
+
+    async def held(count: int) -> bool:
+        return emulator.holding == count
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group:
+            group.start_soon(submit)
+            group.start_soon(submit)
+            await until(lambda: held(2))
+            assert len(emulator.tasks) == 2 and answers == []  # both tasks exist; neither answer has come
+            assert emulator.release() == 2
+    assert answers.count(None) == 1  # one answered once released, one dropped after its task was made
+    assert {a for a in answers if a} < set(emulator.tasks)
+
+
+async def test_submit_times_are_in_the_services_configured_zone(
+    client: DashScopeClient, emulator: EmulatorState
+) -> None:
+    emulator.config.tz_offset_hours = 5.75
+    task = await client.submit(prepare_request("wan2.7-image", "x", [URL]))
+    assert task.task_id is not None
+    submitted = (await client.get_task(task.task_id)).submit_time
+    local = emulator.tasks[task.task_id].created + 5.75 * 3600
+    assert submitted is not None and submitted[:19] == time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(local))

@@ -3,7 +3,8 @@
 Each test names a fault and asserts what it leads to. The README's "Reliability" section is this file's
 table. Faults also covered elsewhere: an expired result URL (test_tools), FAILED tasks and moderation
 refusals (test_tools, test_e2e), an unwritable output folder (test_tools), a lost submit answer
-(test_tools: UNCERTAIN).
+(test_tools: UNCERTAIN; test_reconcile: its task found in the task list and saved, several candidates named and
+none adopted, DashScope's time zone learned).
 """
 
 from __future__ import annotations
@@ -134,6 +135,25 @@ class RawServer:
             if message.get("id") == self._next_id:
                 return message
 
+    def initialize(self) -> None:
+        self.request(
+            "initialize",
+            {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}},
+        )
+        self.notify("notifications/initialized")
+
+    def notify_call(self, tool: str, arguments: dict[str, Any]) -> None:
+        """Call a tool without waiting for its answer."""
+        self._next_id += 1
+        self._send(
+            {
+                "jsonrpc": "2.0",
+                "id": self._next_id,
+                "method": "tools/call",
+                "params": {"name": tool, "arguments": arguments},
+            }
+        )
+
     def notify(self, method: str) -> None:
         self._send({"jsonrpc": "2.0", "method": method})
 
@@ -157,11 +177,7 @@ def test_a_server_killed_after_submit_leaves_nothing_behind(tmp_path: Path) -> N
         env = server_env(emulator.base_url, KEY, tmp_path)
         first = RawServer(env, tmp_path)
         try:
-            first.request(
-                "initialize",
-                {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}},
-            )
-            first.notify("notifications/initialized")
+            first.initialize()
             answer = first.request("tools/call", {"name": "submit_task", "arguments": {"prompt": "paid for", "n": 2}})
             task_id = answer["result"]["structuredContent"]["task_id"]
         finally:
@@ -186,3 +202,87 @@ def test_a_server_killed_after_submit_leaves_nothing_behind(tmp_path: Path) -> N
     for image in images:  # on disk, whole, matching what was recorded
         assert hashlib.sha256(Path(image["path"]).read_bytes()).hexdigest() == image["sha256"]
     assert not list((tmp_path / "out").glob(".*.part"))
+
+
+# --- poll faults after a successful submit ---------------------------------------------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("no_retry_waits")
+@pytest.mark.parametrize(
+    ("fault", "said"),
+    [
+        (Fault("throttle", target="poll", count=5), "HTTP 429"),
+        (Fault("error", target="poll", status=503, code="ServiceUnavailable", count=6), "HTTP 503"),
+    ],
+    ids=["5x429", "6x503"],
+)
+async def test_poll_faults_after_a_submit_keep_the_task_id_and_say_call_check_task(
+    mcp: Client, emulator: EmulatorState, fault: Fault, said: str
+) -> None:
+    emulator.add_fault(fault)
+    with anyio.fail_after(10):
+        result = await mcp.call_tool("edit_image", {"prompt": "x", "size": "1K", "wait_seconds": 5})
+    answer = body(result)
+    assert not result.is_error, result.content  # the task exists: nothing to fix, nothing to resubmit
+    (task_id,) = emulator.tasks
+    assert answer["task_id"] == task_id and answer["status"] == "PENDING"
+    assert f"call check_task with task_id={task_id!r}" in answer["next_step"]
+    assert "Do not resubmit" in answer["next_step"] and said in answer["next_step"]
+    said_before = ("wait a while and try again", "if this was a submission")  # the generic hints, without the id
+    assert not any(hint in str(result.content) for hint in said_before)
+    emulator.faults.clear()
+    with anyio.fail_after(10):
+        done = body(await mcp.call_tool("check_task", {"task_id": task_id, "wait_seconds": 5}))
+    assert done["status"] == "SUCCEEDED" and len(done["images"]) == 1
+    assert len(emulator.tasks) == 1
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("no_retry_waits")
+async def test_check_task_with_failing_polls_answers_its_last_known_status(
+    mcp: Client, emulator: EmulatorState
+) -> None:
+    submitted = body(await mcp.call_tool("submit_task", {"prompt": "x", "size": "1K"}))
+    emulator.add_fault(Fault("throttle", target="poll", count=4))
+    with anyio.fail_after(10):
+        result = await mcp.call_tool("check_task", {"task_id": submitted["task_id"]})
+    assert not result.is_error, result.content
+    assert body(result)["status"] == "PENDING" and body(result)["task_id"] == submitted["task_id"]
+    assert "call check_task" in body(result)["next_step"]
+
+
+def test_a_server_killed_while_its_create_answer_is_in_flight_finds_the_task_on_restart(tmp_path: Path) -> None:
+    """Issue 14: a SIGKILL after DashScope created the task but before its answer arrived left the row SUBMITTING
+    with no task id, and the task was lost. The restarted server finds it in the task list and saves its images."""
+    with RunningEmulator(EmulatorConfig(api_keys=frozenset({KEY}))) as emulator:
+        emulator.state.add_fault(Fault("hold", target="submit"))
+        env = server_env(emulator.base_url, KEY, tmp_path)
+        first = RawServer(env, tmp_path)
+        try:
+            first.initialize()
+            first.notify_call("submit_task", {"prompt": "paid for", "n": 2})
+
+            async def held() -> bool:
+                return emulator.state.holding == 1
+
+            anyio.run(until, held)
+        finally:
+            first.kill()
+        emulator.state.release()  # to a closed connection
+        ((task_id, _),) = emulator.state.tasks.items()
+
+        async def restart() -> dict[str, Any]:
+            params = StdioServerParameters(command=sys.executable, args=["-m", "wan_image_mcp"], env=env, cwd=tmp_path)
+            async with Client(params) as second:
+
+                async def harvested() -> bool:
+                    (row,) = body(await second.call_tool("list_tasks", {}))["tasks"]
+                    return len(row["images"]) == 2
+
+                await until(harvested, within=30)
+                return body(await second.call_tool("list_tasks", {}))["tasks"][0]
+
+        row = anyio.run(restart)
+    assert (row["task_id"], row["status"], row["prompt"]) == (task_id, "SUCCEEDED", "paid for")
+    assert len(emulator.state.tasks) == 1

@@ -12,14 +12,20 @@ task's end instead of at its next backoff step (up to poll_interval_max later). 
 loop, so a slow download never delays the next list; a failing list is left alone for LIST_BACKOFF. Failed
 downloads are retried with backoff until their URLs expire. A failure with one task never stops the others,
 nor the server.
+
+Create requests whose answer never came (a row still SUBMITTING after a crash or a cancelled call, or UNCERTAIN
+after a lost answer) are reconciled against the task list (``WanService.reconcile``): at start, as soon as one
+ends unanswered, and every RECONCILE_EVERY while any is left; a task found for one is harvested like any other.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 import anyio
+from anyio.abc import TaskGroup
 
 from .dashscope import DashScopeError
 from .errors import ConfigurationError
@@ -35,6 +41,9 @@ LIST_EVERY = 1.0
 """Seconds between task-list queries while tasks are open."""
 LIST_BACKOFF = 60.0
 """After a failed list query, tasks are queried one by one for this long before the list is tried again."""
+RECONCILE_EVERY = 10.0
+"""Seconds between reconciliations while submissions without their answer are left (a lost answer starts one at
+once); after a failed one, LIST_BACKOFF."""
 
 
 class Harvester:
@@ -46,11 +55,18 @@ class Harvester:
         self._listed = 0.0
         self._busy: set[str] = set()
         """Tasks being harvested now."""
+        self._reconcile_at = 0.0
+        """When (monotonic) to reconcile unanswered submissions next: at once on start."""
         service.on_submitted = self.wake
+        service.on_unanswered = self.reconcile_soon
         service.first_poll_delay = 2 * LIST_EVERY  # a list query sees a new task before its own query is due
 
     def wake(self) -> None:
         self._wake.set()
+
+    def reconcile_soon(self) -> None:
+        self._reconcile_at = 0.0
+        self.wake()
 
     async def run(self) -> None:
         log.info("harvester started")
@@ -66,6 +82,8 @@ class Harvester:
         async with anyio.create_task_group() as group:
             while True:
                 self._wake = anyio.Event()
+                if time.monotonic() >= self._reconcile_at:
+                    await self._reconcile(group)
                 rows = await journal.run(journal.sync.to_harvest, younger_than=time.time() - self._max_age)
                 open_rows = [row for row in rows if row.status in OPEN_STATUSES]
                 # Only a task submitted over LIST_EVERY ago calls for a list (a younger one is not done yet, and
@@ -85,8 +103,31 @@ class Harvester:
                 if open_rows:
                     next_list = time.time() + LIST_EVERY - (time.monotonic() - self._listed)
                     later.append(max(next_list, min(row.created_at for row in open_rows) + LIST_EVERY))
+                if self._reconcile_at < math.inf:
+                    later.append(time.time() + self._reconcile_at - time.monotonic())
                 with anyio.move_on_after(max(0.0, min([IDLE, *(at - time.time() for at in later)]))):
                     await self._wake.wait()
+
+    async def _reconcile(self, group: TaskGroup) -> None:
+        """Reconcile unanswered submissions; each task adopted is made due now (to_harvest then picks it up, and
+        check() records a FAILED or CANCELED one's code as it does for any task)."""
+        journal = self._service.journal
+        try:
+            reconciled = await self._service.reconcile()
+        except DashScopeError as exc:
+            log.warning("reconciling unanswered submissions failed; trying again in %.0f s: %s", LIST_BACKOFF, exc)
+            self._reconcile_at = time.monotonic() + LIST_BACKOFF
+            return
+        except Exception:  # never let reconciliation stop the harvest
+            log.exception("reconciling unanswered submissions failed unexpectedly")
+            self._reconcile_at = time.monotonic() + LIST_BACKOFF
+            return
+        self._reconcile_at = time.monotonic() + RECONCILE_EVERY if reconciled.unresolved else math.inf
+        for task_id in reconciled.adopted:
+            row = await journal.run(journal.sync.get, task_id)
+            if row is not None and not row.needs_harvest:  # FAILED or CANCELED: one look records why
+                self._busy.add(task_id)
+                group.start_soon(self._harvest, row)
 
     async def _from_list(self, rows: list[TaskRow]) -> None:
         """One list query for many tasks: finished ones become due now, running ones need no query of their own."""

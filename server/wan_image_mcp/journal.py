@@ -16,7 +16,7 @@ import functools
 import json
 import threading
 import time
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Collection, Generator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +77,14 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         PRIMARY KEY (sha256, model)
     )
     """,
+    # 4: reconciling a create request whose answer never came: by when its answer was due (the window in which
+    # the service received it), the service's own submit_time of known tasks (its time zone is learned from
+    # them), and the candidate task ids of a submission that more than one task could be
+    """
+    ALTER TABLE tasks ADD COLUMN answer_by REAL;
+    ALTER TABLE tasks ADD COLUMN submit_time TEXT;
+    ALTER TABLE tasks ADD COLUMN candidates TEXT NOT NULL DEFAULT '[]'
+    """,
 )
 
 SUBMITTING: Final = "SUBMITTING"
@@ -85,6 +93,11 @@ UNCERTAIN: Final = "UNCERTAIN"
 """The create request was sent but its answer was lost: a task may exist (and be billed)."""
 REJECTED: Final = "REJECTED"
 """The API refused the create request, or it provably never reached the API: no task exists."""
+AMBIGUOUS: Final = "AMBIGUOUS"
+"""The answer was lost and more than one task in DashScope's list could be this submission's: none was adopted;
+``candidates`` names them."""
+UNRESOLVED: Final = (SUBMITTING, UNCERTAIN)
+"""A create request without its answer: reconciled against the task list."""
 OPEN_STATUSES: Final = ("PENDING", "RUNNING")
 
 
@@ -120,12 +133,18 @@ class TaskRow:
     next_poll_at: float | None
     inputs: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
     """Each input image: ``ref`` as given (data URLs shortened) and ``path`` when it was a local file."""
+    answer_by: float | None = None
+    """SUBMITTING: when the create request's answer is due at the latest; UNCERTAIN: when it was given up."""
+    submit_time: str | None = None
+    """The task's ``submit_time`` as DashScope reported it, in DashScope's zone."""
+    candidates: list[str] = field(default_factory=list[str])
+    """AMBIGUOUS: the task ids that could be this submission's."""
 
     @classmethod
     def from_sql(cls, row: sqlite3.Row) -> TaskRow:
         # Columns a newer version added are ignored: an older server can still read a newer journal.
         data = {key: row[key] for key in row.keys() if key in _FIELDS}  # noqa: SIM118 - a Row iterates values
-        for key in ("parameters", "adjustments", "result_urls", "texts", "images", "inputs"):
+        for key in ("parameters", "adjustments", "result_urls", "texts", "images", "inputs", "candidates"):
             data[key] = json.loads(data[key])
         data["usage"] = json.loads(data["usage"]) if data["usage"] else None
         return cls(**data)
@@ -151,6 +170,8 @@ class NewTask:
     requested_images: int | None = None
     inputs: Sequence[dict[str, Any]] = ()
     created_at: float = field(default_factory=time.time)
+    answer_within: float = 60.0
+    """Seconds after ``created_at`` by which the create request's answer is due (the client's submit deadline)."""
 
 
 def _version(db: sqlite3.Connection) -> int:
@@ -229,7 +250,7 @@ class Journal:
         """Record a task about to be submitted. Returns its row id."""
         cursor = self._db.execute(
             "INSERT INTO tasks (model, prompt, parameters, adjustments, instruction, requested_images, status,"
-            " created_at, updated_at, inputs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " created_at, updated_at, inputs, answer_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 task.model,
                 task.prompt,
@@ -241,6 +262,7 @@ class Journal:
                 task.created_at,
                 task.created_at,
                 _json(list(task.inputs)),
+                task.created_at + task.answer_within,
             ),
         )
         assert cursor.lastrowid is not None
@@ -250,7 +272,25 @@ class Journal:
         self._update(row_id, task_id=task_id, request_id=request_id, status=status, next_poll_at=next_poll_at)
 
     def uncertain(self, row_id: int, message: str) -> None:
-        self._update(row_id, status=UNCERTAIN, error_code="ResponseLost", error_message=message)
+        self._update(row_id, status=UNCERTAIN, error_code="ResponseLost", error_message=message, answer_by=time.time())
+
+    def reconciled(self, row_id: int, task_id: str, status: str) -> bool:
+        """Give an unanswered submission the task the task list showed it created. False, changing nothing, if the
+        row was answered or reconciled meanwhile, or if another row has that task."""
+        with _transaction(self._db):
+            if self._db.execute("SELECT 1 FROM tasks WHERE task_id = ?", (task_id,)).fetchone():
+                return False
+            cursor = self._db.execute(
+                "UPDATE tasks SET task_id = ?, status = ?, error_code = NULL, error_message = NULL, next_poll_at = ?,"
+                " updated_at = ? WHERE id = ? AND task_id IS NULL AND status IN (?, ?)",
+                (task_id, status, time.time(), time.time(), row_id, *UNRESOLVED),
+            )
+            return cursor.rowcount == 1
+
+    def ambiguous(self, row_id: int, candidates: Sequence[str], message: str) -> None:
+        self._update(
+            row_id, status=AMBIGUOUS, candidates=_json(list(candidates)), error_code="Ambiguous", error_message=message
+        )
 
     def rejected(self, row_id: int, code: str, message: str) -> None:
         self._update(row_id, status=REJECTED, error_code=code, error_message=message, finished_at=time.time())
@@ -268,6 +308,7 @@ class Journal:
         error_code: str | None = None,
         error_message: str | None = None,
         next_poll_at: float | None = None,
+        submit_time: str | None = None,
     ) -> None:
         """What a query said about a task. Creates the row for a task another process submitted."""
         row = self.get(task_id)
@@ -285,6 +326,8 @@ class Journal:
             values["actual_prompt"] = actual_prompt
         if texts:
             values["texts"] = _json(list(texts))
+        if submit_time:
+            values["submit_time"] = submit_time
         if error_code is not None:
             values["error_code"], values["error_message"] = error_code, error_message
         self._update(row_id, **values)
@@ -334,6 +377,46 @@ class Journal:
             (younger_than,),
         ).fetchall()
         return [TaskRow.from_sql(row) for row in rows]
+
+    def unresolved(self, *, younger_than: float) -> list[TaskRow]:
+        """Create requests without their answer (SUBMITTING, UNCERTAIN) created after ``younger_than``, oldest
+        first."""
+        rows = self._db.execute(
+            "SELECT * FROM tasks WHERE task_id IS NULL AND status IN (?, ?) AND created_at >= ? ORDER BY created_at",
+            (*UNRESOLVED, younger_than),
+        ).fetchall()
+        return [TaskRow.from_sql(row) for row in rows]
+
+    def contested(self, *, younger_than: float) -> set[str]:
+        """Task ids AMBIGUOUS rows created after ``younger_than`` name as candidates (and the journal has not
+        adopted since): no other submission may take one of them silently."""
+        found: set[str] = set()
+        for (candidates,) in self._db.execute(
+            "SELECT candidates FROM tasks WHERE status = ? AND created_at >= ?", (AMBIGUOUS, younger_than)
+        ):
+            found.update(json.loads(candidates))
+        return found - self.known(found)
+
+    def known(self, task_ids: Collection[str]) -> set[str]:
+        """Which of these task ids the journal has a row for."""
+        ids = list(task_ids)
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            found.update(r[0] for r in self._db.execute(f"SELECT task_id FROM tasks WHERE task_id IN ({marks})", chunk))
+        return found
+
+    def submit_times(self, *, limit: int = 50) -> list[tuple[float, str]]:
+        """(when we sent it, DashScope's submit_time) of the latest tasks this journal submitted itself and saw
+        queried: how DashScope's time zone is learned. Rows adopted from elsewhere are left out (their created
+        time is when they were first seen, not sent)."""
+        rows = self._db.execute(
+            "SELECT created_at, submit_time FROM tasks WHERE submit_time IS NOT NULL AND model != ''"
+            " ORDER BY created_at DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [(float(row[0]), str(row[1])) for row in rows]
 
     def cached_upload(self, sha256: str, model: str, *, since: float) -> str | None:
         """The oss:// URL of these bytes uploaded for ``model`` after ``since``, if any."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -52,8 +52,29 @@ class TaskStarted(BaseModel):
     next_step: str | None = None
 
 
+ListedStatus = Literal[
+    "PENDING",
+    "RUNNING",
+    "SUCCEEDED",
+    "FAILED",
+    "CANCELED",
+    "UNKNOWN",
+    "SUBMITTING",
+    "UNCERTAIN",
+    "AMBIGUOUS",
+    "REJECTED",
+    "EXPIRED",
+]
+"""Every status ``list_tasks`` can show, so it can filter by each: DashScope's, and the journal's own for a
+submission without its answer (SUBMITTING, UNCERTAIN, AMBIGUOUS, REJECTED) or images lost to expired URLs
+(EXPIRED)."""
+
+
 class TaskSummary(BaseModel):
-    task_id: str | None = Field(default=None, description="None when the submission's answer was lost (UNCERTAIN)")
+    task_id: str | None = Field(
+        default=None,
+        description="None while a submission's answer is missing (SUBMITTING, UNCERTAIN, AMBIGUOUS, REJECTED)",
+    )
     journal_id: int
     status: str
     model: str
@@ -63,6 +84,9 @@ class TaskSummary(BaseModel):
     requested_images: int | None = None
     images: list[str] = Field(default_factory=list[str], description="local paths")
     error: ApiError | None = None
+    candidates: list[str] = Field(
+        default_factory=list[str], description="AMBIGUOUS: task ids that could be this submission's (none adopted)"
+    )
 
 
 class TaskList(BaseModel):

@@ -23,13 +23,22 @@ import anyio
 import anyio.to_thread
 
 from .access import FileAccess
-from .dashscope import APIConnectionError, APIStatusError, DashScopeClient, TaskResult, TaskStatus
+from .dashscope import (
+    APIConnectionError,
+    APIStatusError,
+    DashScopeClient,
+    DashScopeError,
+    ListedTask,
+    TaskResult,
+    TaskStatus,
+)
 from .dashscope.client import UploadPolicyRefused
 from .errors import ConfigurationError, WanError
 from .inputs import MIME_TYPES, HashingReader, InputChanged, PreparedImage, RefKind, classify, local_path
 from .instructions import Mode, build_instruction
-from .journal import OPEN_STATUSES, AsyncJournal, Journal, NewTask, TaskRow
+from .journal import AMBIGUOUS, OPEN_STATUSES, REJECTED, UNCERTAIN, AsyncJournal, Journal, NewTask, TaskRow
 from .models import ApiError, EditResult, ImageFile, ImageInfo, InspectResult, TaskList, TaskSummary
+from .reconcile import Verdict, Window, ambiguity, judge, learn_offset
 from .results import DownloadError, ResultStore, TaskRecord
 from .validation import EditParams, PreparedRequest, prepare_request
 
@@ -73,8 +82,9 @@ class SubmissionUncertain(WanError):
         super().__init__(
             f"The request to start the task was sent but its answer was lost ({cause}). DashScope may have "
             f"started the task, and it would be billed. It is recorded as UNCERTAIN (journal id {journal_id}); "
-            "do not resubmit unless paying twice is acceptable: look for it in list_tasks or the Model Studio "
-            "console first."
+            "do not resubmit unless paying twice is acceptable. While it runs, this server looks for the task in "
+            "DashScope's task list and, when exactly one task can be it, adopts it and saves its images: call "
+            "list_tasks in a few seconds to see its task_id (or AMBIGUOUS with the candidates)."
         )
 
 
@@ -88,6 +98,23 @@ class EditArgs:
 
 def check_hint(task_id: str) -> str:
     return f"Not finished yet. Call check_task with task_id={task_id!r} (wait_seconds up to 50) to get the images."
+
+
+def unqueried_hint(task_id: str, status: str, cause: Exception) -> str:
+    return (
+        f"The task exists (it may be billed) but its status could not be queried just now ({cause}); it was "
+        f"{status} when last seen. Do not resubmit; call check_task with task_id={task_id!r} (wait_seconds up to "
+        "50) to get the images."
+    )
+
+
+class _PollFailed(Exception):
+    """A task query failed after its retries; ``last`` is what the wait saw before, if anything."""
+
+    def __init__(self, cause: DashScopeError, last: TaskResult | None) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.last = last
 
 
 def _iso(ts: float | None) -> str | None:
@@ -128,6 +155,16 @@ class WanService:
         """Called after every new task: the harvester wakes up."""
         self.first_poll_delay = 0.0
         """A new task's first query of its own waits this long (the harvester's list interval, when it runs)."""
+        self.on_unanswered: Callable[[], None] = lambda: None
+        """Called when a create request ends without its answer (UNCERTAIN, or cancelled): the harvester
+        reconciles it."""
+        self._started = time.time()
+        self._begun: set[int] = set()
+        """Journal rows this process submitted."""
+        self._sending: set[int] = set()
+        """Journal rows whose create request is in flight now: never reconciled."""
+        self._sends = 0
+        """Submissions begun so far (a reconciliation during which one begins is discarded)."""
 
     @property
     def can_call_api(self) -> bool:
@@ -193,31 +230,44 @@ class WanService:
             instruction=instruction,
             requested_images=request.paid_images,
             inputs=[{"ref": _input_label(image), "path": image.path} for image in request.images],
+            answer_within=client.submit_deadline,
         )
         journal_id = await self.journal.run(_begin_within_budget, self.journal.sync, new, self._per_day)
+        self._sends += 1  # with no await between: a reconciliation either read this row or sees the count change
+        self._begun.add(journal_id)
+        self._sending.add(journal_id)
+        answered = False
         try:
-            task = await client.submit(request)
-        except APIConnectionError as exc:
-            if exc.request_sent:
-                await self.journal.run(self.journal.sync.uncertain, journal_id, str(exc))
-                raise SubmissionUncertain(journal_id, exc) from None
-            await self.journal.run(self.journal.sync.rejected, journal_id, "ConnectionError", str(exc))
-            raise
-        except APIStatusError as exc:
-            if exc.status >= 500:  # the server failed somewhere: it may or may not have created the task
-                await self.journal.run(self.journal.sync.uncertain, journal_id, str(exc))
-            else:
-                await self.journal.run(self.journal.sync.rejected, journal_id, exc.code, exc.message)
-            raise
-        assert task.task_id is not None  # the client refuses a create response without one
-        await self.journal.run(
-            self.journal.sync.submitted,
-            journal_id,
-            task.task_id,
-            task.request_id,
-            task.status.value,
-            next_poll_at=max(self.next_poll(new.created_at), time.time() + self.first_poll_delay),
-        )
+            try:
+                task = await client.submit(request)
+            except APIConnectionError as exc:
+                if exc.request_sent:
+                    await self.journal.run(self.journal.sync.uncertain, journal_id, str(exc))
+                    raise SubmissionUncertain(journal_id, exc) from None
+                await self.journal.run(self.journal.sync.rejected, journal_id, "ConnectionError", str(exc))
+                answered = True
+                raise
+            except APIStatusError as exc:
+                if exc.status >= 500:  # the server failed somewhere: it may or may not have created the task
+                    await self.journal.run(self.journal.sync.uncertain, journal_id, str(exc))
+                else:
+                    await self.journal.run(self.journal.sync.rejected, journal_id, exc.code, exc.message)
+                    answered = True
+                raise
+            assert task.task_id is not None  # the client refuses a create response without one
+            await self.journal.run(
+                self.journal.sync.submitted,
+                journal_id,
+                task.task_id,
+                task.request_id,
+                task.status.value,
+                next_poll_at=max(self.next_poll(new.created_at), time.time() + self.first_poll_delay),
+            )
+            answered = True
+        finally:
+            self._sending.discard(journal_id)
+            if not answered:  # UNCERTAIN, or cancelled in flight (still SUBMITTING): reconciled from the task list
+                self.on_unanswered()
         self.on_submitted()
         log.info("submitted %s task %s (%d paid images at most)", request.model, task.task_id, request.paid_images)
         return EditResult(
@@ -286,7 +336,10 @@ class WanService:
                 return EditResult(status="SUCCEEDED", task_id=task_id, model=row.model if row else None, images=saved)
             if row is not None and row.status == EXPIRED:
                 return _from_row(row)
-            task = await self._wait(task_id, wait_seconds, progress)
+            try:
+                task = await self._wait(task_id, wait_seconds, progress)
+            except _PollFailed as failed:
+                return await self._unqueried(task_id, row, failed)
             row = await self._record(task_id, task, row)
             result = _from_task(task_id, task, row)
             if task.status is not TaskStatus.SUCCEEDED:
@@ -310,6 +363,74 @@ class WanService:
     def fallback_poll(self) -> float:
         """How often a task the task list already covers is still queried on its own."""
         return 6 * self._poll_max
+
+    async def reconcile(self) -> Reconciled:
+        """Find in DashScope's task list the task each unanswered create request (SUBMITTING or UNCERTAIN, younger
+        than 24 h, not in flight here) made: adopt it when exactly one task fits and no other submission could
+        have made it, mark the row AMBIGUOUS with the candidates when several could, and REJECTED (NotCreated)
+        when none did by ``NOT_CREATED_AFTER`` past its window, in any zone. Returns the adopted task ids."""
+        client = self._api()
+        sends = self._sends
+        journal = self.journal
+        rows = await journal.run(journal.sync.unresolved, younger_than=time.time() - DAY)
+        workable = [row for row in rows if self._reconcilable(row)]
+        if not workable:
+            return Reconciled(adopted=[], unresolved=len(rows))
+        offset = learn_offset(await journal.run(journal.sync.submit_times))
+        verdicts = await self._judge(client, rows, workable, offset)
+        lost = [row for row in workable if verdicts.get(row.id) == Verdict("none") and _past_window(row)]
+        if offset is not None and lost:  # before concluding, in any zone: the one learned may have changed
+            verdicts.update(await self._judge(client, rows, lost, None))
+        if self._sends != sends:  # a submission began meanwhile: its task may be listed and not known yet
+            return Reconciled(adopted=[], unresolved=len(rows))
+        adopted: list[str] = []
+        settled = 0
+        for row in workable:
+            verdict = verdicts.get(row.id)
+            if verdict is not None and verdict.kind == "adopt":
+                assert verdict.task is not None
+                status = (verdict.task.status or TaskStatus.PENDING).value
+                if await journal.run(journal.sync.reconciled, row.id, verdict.task.task_id, status):
+                    log.warning("journal row %d: adopted task %s from the task list", row.id, verdict.task.task_id)
+                    adopted.append(verdict.task.task_id)
+                    settled += 1
+            elif verdict is not None and verdict.kind == "ambiguous":
+                await journal.run(journal.sync.ambiguous, row.id, verdict.candidates, ambiguity(verdict))
+                log.warning("journal row %d: %d candidate tasks, none adopted", row.id, len(verdict.candidates))
+                settled += 1
+            elif verdict is not None and verdict.kind == "none" and _past_window(row):
+                await journal.run(journal.sync.rejected, row.id, "NotCreated", _not_created(row))
+                settled += 1
+        return Reconciled(adopted=adopted, unresolved=len(rows) - settled)
+
+    async def _judge(
+        self, client: DashScopeClient, rows: list[TaskRow], workable: list[TaskRow], offset: float | None
+    ) -> dict[int, Verdict]:
+        """A verdict for each workable row whose surroundings the list showed whole (see reconcile.judge)."""
+        journal = self.journal
+        listed: dict[int, list[ListedTask]] = {}
+        for row in workable:
+            around = await _listed_around(client, row, offset)
+            if around is not None:  # None: more tasks than a pass reads; this row waits
+                listed[row.id] = around
+        known = await journal.run(journal.sync.known, {t.task_id for tasks in listed.values() for t in tasks})
+        contested = await journal.run(journal.sync.contested, younger_than=time.time() - DAY)
+        verdicts: dict[int, Verdict] = {}
+        for row in workable:
+            if row.id in listed:
+                others = [(other, other.id in listed) for other in rows if other.id != row.id]
+                verdicts[row.id] = judge(
+                    row, listed[row.id], offset=offset, known=known, others=others, contested=contested
+                )
+        return verdicts
+
+    def _reconcilable(self, row: TaskRow) -> bool:
+        """Not in flight here, and not possibly in flight elsewhere: made by this process, by one that ran before
+        it (a restart), or past its answer's deadline."""
+        if row.id in self._sending:
+            return False
+        due = row.answer_by if row.answer_by is not None else row.created_at
+        return row.status == UNCERTAIN or row.id in self._begun or row.created_at < self._started or time.time() > due
 
     async def cancel(self, task_id: str) -> str | None:
         request_id = await self._api().cancel_task(task_id)
@@ -375,6 +496,7 @@ class WanService:
             usage=dict(task.usage) if task.usage else None,
             actual_prompt=task.actual_prompt,
             texts=task.texts,
+            submit_time=task.submit_time,
             error_code=(task.code or task.status.value) if failed else None,
             error_message=task.message if failed else None,
             next_poll_at=self.next_poll(created) if not task.status.terminal else None,
@@ -418,6 +540,19 @@ class WanService:
         await progress(1.0, f"saved {len(images)} image(s)")
         return result.model_copy(update={"images": images, "next_step": None})
 
+    async def _unqueried(self, task_id: str, row: TaskRow | None, failed: _PollFailed) -> EditResult:
+        """A task that exists but could not be queried (throttled, an outage): its last known status, its id, and
+        to call check_task; never a bare API error that reads as if nothing had been started."""
+        if failed.last is not None:
+            row = await self._record(task_id, failed.last, row)
+        elif row is not None:
+            await self.journal.run(self.journal.sync.schedule, task_id, self.next_poll(row.created_at))
+        if row is None:  # an id this journal never saw, and no answer about it: nothing known to report
+            raise failed.cause
+        log.warning("querying task %s failed: %s", task_id, failed.cause)
+        result = _from_row(row)
+        return result.model_copy(update={"next_step": unqueried_hint(task_id, result.status, failed.cause)})
+
     async def _wait(self, task_id: str, wait_seconds: float, progress: Progress) -> TaskResult:
         """Query a task at once, then every poll interval (growing to poll_interval_max) until it ends or
         ``wait_seconds`` pass; at once when the harvester's task list shows it finished. Whoever asks, one task is
@@ -426,13 +561,18 @@ class WanService:
         started = time.monotonic()
         deadline = started + wait_seconds
         interval = self._poll
+        task: TaskResult | None = None
         try:
             while True:
                 seen = self._waiting[task_id] = anyio.Event()  # before the query: a list seen during it counts
                 too_soon = self._queried.get(task_id, -math.inf) + self._poll - time.monotonic()
                 if too_soon > 0:
                     await anyio.sleep(too_soon)
-                task = await client.get_task(task_id)
+                try:
+                    task = await client.get_task(task_id)
+                except DashScopeError as exc:  # retried already (429, 5xx, connection): give up this wait
+                    self._queried[task_id] = time.monotonic()
+                    raise _PollFailed(exc, task) from None
                 self._queried[task_id] = time.monotonic()
                 elapsed = time.monotonic() - started
                 if task.status.terminal:
@@ -451,6 +591,47 @@ class WanService:
 
 
 _LOCAL = (RefKind.LOCAL, RefKind.DATA)
+NOT_CREATED_AFTER = 120.0
+"""Seconds past its window after which an unanswered submission the task list never showed was not created."""
+LIST_PAGE = 100
+LIST_PAGES = 20
+"""At most this many pages of the task list per submission and pass."""
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    adopted: list[str]
+    """Task ids given to unanswered submissions."""
+    unresolved: int
+    """Unanswered submissions left (SUBMITTING, UNCERTAIN)."""
+
+
+async def _listed_around(client: DashScopeClient, row: TaskRow, offset: float | None) -> list[ListedTask] | None:
+    """Every task of ``row``'s model the list shows around its window (None: more than LIST_PAGES pages)."""
+    start, end = Window.of(row).query(offset)
+    tasks: list[ListedTask] = []
+    for page_no in range(1, LIST_PAGES + 1):
+        page = await client.list_tasks(
+            start_time=start, end_time=end, model_name=row.model or None, page_no=page_no, page_size=LIST_PAGE
+        )
+        tasks += page.tasks
+        if len(page.tasks) < LIST_PAGE or len(tasks) >= page.total:
+            return tasks
+    log.warning("journal row %d: over %d tasks around its submission; it is left for later", row.id, len(tasks))
+    return None
+
+
+def _past_window(row: TaskRow) -> bool:
+    return time.time() > Window.of(row).end + NOT_CREATED_AFTER
+
+
+def _not_created(row: TaskRow) -> str:
+    window = Window.of(row)
+    return (
+        f"The answer to this submission was lost, and DashScope's task list shows no {row.model} task submitted "
+        f"between {_iso(window.start)} and {_iso(window.end)} that it could have made: no task was created, "
+        "nothing is billed. Submit it again if it is still wanted."
+    )
 
 
 def _sha256(data: bytes) -> str:
@@ -500,7 +681,7 @@ def _record_of(row: TaskRow | None) -> TaskRecord | None:
 
 
 def _error(row: TaskRow) -> ApiError | None:
-    if row.status in ("FAILED", "UNKNOWN", EXPIRED, "UNCERTAIN", "REJECTED") and row.error_code:
+    if row.status in ("FAILED", "UNKNOWN", EXPIRED, UNCERTAIN, REJECTED, AMBIGUOUS) and row.error_code:
         return ApiError(code=row.error_code, message=row.error_message or "", request_id=row.request_id)
     if row.status == EXPIRED or (row.download_error and row.saved_at is None):
         return ApiError(code="DownloadFailed", message=row.download_error or "", request_id=row.request_id)
@@ -564,4 +745,5 @@ def _summary(row: TaskRow) -> TaskSummary:
         requested_images=row.requested_images,
         images=[image["path"] for image in row.images],
         error=_error(row),
+        candidates=row.candidates,
     )

@@ -31,7 +31,7 @@ from .arguments import refusal
 from .config import Settings
 from .dashscope import APIConnectionError, APIStatusError, ContentModerationError, DashScopeError
 from .errors import ConfigurationError, InvalidRequest
-from .models import EditResult, InspectResult, TaskList, TaskStarted
+from .models import EditResult, InspectResult, ListedStatus, TaskList, TaskStarted
 from .resources import image_link
 from .service import EditArgs, SpendLimitExceeded, SubmissionUncertain
 from .specs import DEFAULT_MODEL, SEED_RANGE, ModelName
@@ -417,9 +417,11 @@ async def inspect_image(
 async def list_tasks(
     ctx: Context[AppState],
     status: Annotated[
-        Literal["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELED", "UNKNOWN", "UNCERTAIN", "REJECTED", "EXPIRED"]
-        | None,
-        Field(description="Only tasks in this status (UNCERTAIN: sent, answer lost; EXPIRED: URLs expired unsaved)."),
+        ListedStatus | None,
+        Field(
+            description="Only tasks in this status (SUBMITTING, UNCERTAIN: answer lost, being looked for; AMBIGUOUS: "
+            "several tasks could be it, see candidates; EXPIRED: URLs expired unsaved)."
+        ),
     ] = None,
     page: Annotated[int, Field(ge=1, le=10_000)] = 1,
     page_size: Annotated[int, Field(ge=1, le=50)] = 20,

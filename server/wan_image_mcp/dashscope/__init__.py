@@ -15,7 +15,7 @@ from .errors import (
     RateLimitError,
     TaskFailedError,
 )
-from .wire import ImageFailure, TaskResult, TaskStatus, build_body
+from .wire import ImageFailure, ListedTask, TaskPage, TaskResult, TaskStatus, build_body
 
 __all__ = [
     "APIConnectionError",
@@ -28,12 +28,14 @@ __all__ = [
     "DashScopeError",
     "ImageFailure",
     "InternalServerError",
+    "ListedTask",
     "NotFoundError",
     "PermissionDeniedError",
     "QueryRate",
     "RateLimitError",
     "RetryPolicy",
     "TaskFailedError",
+    "TaskPage",
     "TaskResult",
     "TaskStatus",
     "build_body",

@@ -21,7 +21,7 @@ from collections.abc import AsyncGenerator, Callable, Collection, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, BinaryIO, cast
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import anyio
 import httpx2
@@ -36,11 +36,22 @@ from .errors import (
     DashScopeError,
     status_error,
 )
-from .wire import Envelope, TaskResult, TaskStatus, build_body, needs_oss_resolve, parse_result
+from .wire import (
+    Envelope,
+    TaskPage,
+    TaskResult,
+    TaskStatus,
+    build_body,
+    needs_oss_resolve,
+    parse_result,
+    parse_task_page,
+)
 
 log = logging.getLogger("wan_image_mcp.dashscope")
 
 _NOT_SENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout)
+SUBMIT_READ_TIMEOUT = 30.0
+"""Seconds one create request may wait for its answer."""
 
 
 QUERY_LIMIT = 20
@@ -136,6 +147,12 @@ class DashScopeClient:
     def base_url(self) -> str:
         return self._base_url
 
+    @property
+    def submit_deadline(self) -> float:
+        """Seconds after which ``submit`` has given up, retries included: a create request it sent reached the
+        service before then, if at all (so a lost answer's task was submitted within that time)."""
+        return self._retry.timeout + SUBMIT_READ_TIMEOUT
+
     # --- the API --------------------------------------------------------------------------------
 
     async def submit(self, request: PreparedRequest) -> TaskResult:
@@ -144,7 +161,16 @@ class DashScopeClient:
         if needs_oss_resolve(request):
             headers["X-DashScope-OssResourceResolve"] = "enable"
         body = build_body(request)
-        envelope = await self._call("POST", request.spec.endpoints.submit, body, headers, _retry_submit)
+        path = request.spec.endpoints.submit
+        try:
+            with anyio.fail_after(self.submit_deadline):
+                envelope = await self._call(
+                    "POST", path, body, headers, _retry_submit, read_timeout=SUBMIT_READ_TIMEOUT
+                )
+        except TimeoutError:
+            raise APITimeoutError(
+                f"POST {path} had no answer within {self.submit_deadline:.0f} s", request_sent=True
+            ) from None
         result = parse_result(envelope, default_status=TaskStatus.PENDING)
         if not result.task_id:
             raise APIStatusError(200, "Unknown", "create-task response had no task_id", envelope.request_id)
@@ -208,22 +234,36 @@ class DashScopeClient:
         """Recent tasks' statuses from ``GET /tasks`` (one query per page, newest first): how one query covers
         many tasks. Stops early once every ``wanted`` task has been seen."""
         statuses: dict[str, TaskStatus] = {}
-        for page in range(1, pages + 1):
-            path = f"/tasks?page_no={page}&page_size={page_size}"
-            data = await self._call("GET", path, None, {}, _retry_query, rate=self._query_rate, raw=True)
-            tasks = data.get("tasks")
-            if not isinstance(tasks, list):
-                break
-            for item in cast(list[Any], tasks):
-                if isinstance(item, dict) and isinstance(item.get("task_id"), str):  # pyright: ignore[reportUnknownMemberType]
-                    entry = cast(dict[str, Any], item)
-                    try:
-                        statuses[entry["task_id"]] = TaskStatus(entry.get("task_status"))
-                    except ValueError:
-                        continue
-            if len(cast(list[Any], tasks)) < page_size or (wanted and statuses.keys() >= set(wanted)):
+        for page_no in range(1, pages + 1):
+            page = await self.list_tasks(page_no=page_no, page_size=page_size)
+            statuses.update((t.task_id, t.status) for t in page.tasks if t.status is not None)
+            if len(page.tasks) < page_size or (wanted and statuses.keys() >= set(wanted)):
                 break
         return statuses
+
+    async def list_tasks(
+        self,
+        *,
+        start_time: str | None = None,
+        end_time: str | None = None,
+        model_name: str | None = None,
+        status: str | None = None,
+        page_no: int = 1,
+        page_size: int = 10,
+    ) -> TaskPage:
+        """One page of ``GET /tasks``, newest first. ``start_time`` / ``end_time`` are ``YYYYMMDDhhmmss`` in the
+        service's zone (as its ``submit_time`` is); every filter left None is not sent."""
+        params = {
+            "start_time": start_time,
+            "end_time": end_time,
+            "model_name": model_name,
+            "status": status,
+            "page_no": str(page_no),
+            "page_size": str(page_size),
+        }
+        path = "/tasks?" + urlencode({k: v for k, v in params.items() if v is not None})
+        data = await self._call("GET", path, None, {}, _retry_query, rate=self._query_rate, raw=True)
+        return parse_task_page(data)
 
     async def get_task(self, task_id: str) -> TaskResult:
         envelope = await self._call(

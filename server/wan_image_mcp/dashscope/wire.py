@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict
 
@@ -168,3 +168,54 @@ def parse_result(envelope: Envelope, *, default_status: TaskStatus = TaskStatus.
         submit_time=output.submit_time,
         end_time=output.end_time,
     )
+
+
+# --- the task list --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ListedTask:
+    """One entry of ``GET /tasks``. ``submit_time`` is in the service's own zone, which it does not name."""
+
+    task_id: str
+    status: TaskStatus | None
+    """None for a status this client does not know (e.g. SUSPENDED)."""
+    model: str | None = None
+    submit_time: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskPage:
+    total: int
+    page_no: int
+    page_size: int
+    tasks: tuple[ListedTask, ...]
+
+
+def parse_task_page(data: Mapping[str, JSON]) -> TaskPage:
+    """The list answer, flat ``{total, page_no, page_size, tasks}`` as the SDK's ``JobList`` reads it (an
+    ``output``-wrapped variant is read too, as the SDK does). Entries without a task id are skipped."""
+    output = data.get("output")
+    flat: dict[str, JSON] = {**cast(dict[str, JSON], output), **data} if isinstance(output, dict) else dict(data)
+    raw = flat.get("tasks")
+    tasks: list[ListedTask] = []
+    for item in cast(list[JSON], raw) if isinstance(raw, list) else []:
+        entry = cast(dict[str, JSON], item) if isinstance(item, dict) else {}
+        task_id = entry.get("task_id")
+        if not isinstance(task_id, str):
+            continue
+        status, model, submitted = entry.get("task_status"), entry.get("model_name"), entry.get("submit_time")
+        tasks.append(
+            ListedTask(
+                task_id=task_id,
+                status=TaskStatus(status) if status in TaskStatus.__members__ else None,
+                model=model if isinstance(model, str) else None,
+                submit_time=submitted if isinstance(submitted, str) else None,
+            )
+        )
+
+    def number(name: str, default: int) -> int:
+        value = flat.get(name)
+        return value if isinstance(value, int) else default
+
+    return TaskPage(number("total", len(tasks)), number("page_no", 1), number("page_size", 10), tuple(tasks))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import calendar
 import io
 import json
 import time
@@ -100,13 +101,16 @@ def endpoint(target: Target, *, auth: bool = True) -> Callable[[Handler], Callab
                 token = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
                 if token not in state.config.api_keys:
                     return _error(state, 401, "InvalidApiKey", "Invalid API-key provided.")
-            fault = state.take_fault(target, ("error", "throttle", "drop", "moderation"))
-            if fault and not (fault.kind == "drop" and fault.after_processing):
+            fault = state.take_fault(target, ("error", "throttle", "drop", "moderation", "hold"))
+            if fault and fault.kind != "hold" and not (fault.kind == "drop" and fault.after_processing):
                 return _fault_response(state, fault)
             try:
                 response = await handler(request, state)
             except EmulatedError as exc:
                 return _error(state, exc.status, exc.code, exc.message)
+            if fault and fault.kind == "hold":  # the request took effect; its answer waits for a release
+                await state.hold()
+                return DroppedResponse() if fault.after_processing else response
             return DroppedResponse() if fault else response
 
         return route
@@ -261,11 +265,11 @@ def _usage(task: Task) -> dict[str, Any]:
 def _output(state: EmulatorState, task: Task, origin: str) -> dict[str, Any]:
     """The ``output`` object of a task in its current state, in its model's result shape."""
     out: dict[str, Any] = {"task_id": task.task_id, "task_status": task.status}
-    out["submit_time"] = _beijing(task.created)
+    out["submit_time"] = _service_time(state, task.created)
     if task.status in ("RUNNING", "SUCCEEDED", "FAILED"):
-        out["scheduled_time"] = _beijing(task.created + 0.03)
+        out["scheduled_time"] = _service_time(state, task.created + 0.03)
     if task.finished is not None:
-        out["end_time"] = _beijing(task.finished)
+        out["end_time"] = _service_time(state, task.finished)
     if task.status == "FAILED" and task.failure:
         out["code"], out["message"] = task.failure
     if task.status != "SUCCEEDED":
@@ -304,9 +308,21 @@ def _choices(task: Task, urls: list[str]) -> list[dict[str, Any]]:
     return [choice([{"type": "image", "image": url}]) for url in urls]  # one choice per image
 
 
-def _beijing(ts: float) -> str:
-    """DashScope's times: UTC+8, ``YYYY-MM-DD HH:mm:ss.SSS``."""
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts + 8 * 3600)) + f".{int(ts * 1000) % 1000:03d}"
+def _service_time(state: EmulatorState, ts: float) -> str:
+    """DashScope's times: in its zone (UTC+8 unless configured), ``YYYY-MM-DD HH:mm:ss.SSS``."""
+    local = ts + state.config.tz_offset_hours * 3600
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(local)) + f".{int(local * 1000) % 1000:03d}"
+
+
+def _filter_time(state: EmulatorState, name: str, value: str | None) -> float | None:
+    """A list filter (``YYYYMMDDhhmmss`` in the service's zone) as a UTC timestamp."""
+    if value is None:
+        return None
+    try:
+        local = calendar.timegm(time.strptime(value, "%Y%m%d%H%M%S"))
+    except ValueError:
+        raise invalid(f"{name} must be YYYYMMDDhhmmss, got {value!r}") from None
+    return local - state.config.tz_offset_hours * 3600
 
 
 async def _advance(state: EmulatorState, task: Task) -> None:
@@ -433,16 +449,36 @@ async def cancel_task(request: Request, state: EmulatorState) -> Response:
 
 @endpoint("list")
 async def list_tasks(request: Request, state: EmulatorState) -> Response:
-    page_no = int(request.query_params.get("page_no", 1))
-    page_size = int(request.query_params.get("page_size", 10))
-    status = request.query_params.get("status")
-    for task in list(state.tasks.values()):  # a list observes every task it shows, like a query by id
+    """``GET /tasks``: newest first, filtered by submit time (whole seconds, both ends included, in the service's
+    zone), model and status, in pages; answered flat as the SDK's ``JobList`` reads it."""
+    query = request.query_params
+    try:
+        page_no, page_size = int(query.get("page_no", 1)), int(query.get("page_size", 10))
+    except ValueError:
+        raise invalid("page_no and page_size must be integers") from None
+    if page_no < 1 or not 1 <= page_size <= 100:
+        raise invalid("page_no must be at least 1 and page_size between 1 and 100")
+    start = _filter_time(state, "start_time", query.get("start_time"))
+    end = _filter_time(state, "end_time", query.get("end_time"))
+    model, status = query.get("model_name"), query.get("status")
+    shown = [
+        t
+        for t in state.tasks.values()
+        if (start is None or t.created >= start)
+        and (end is None or t.created < end + 1)
+        and (model is None or t.spec.name == model)
+    ]
+    for task in shown:  # a list observes every task it shows, like a query by id
         await _advance(state, task)
-    tasks = [t for t in state.tasks.values() if status is None or t.status == status]
-    tasks.sort(key=lambda t: t.created, reverse=True)
+    tasks = sorted((t for t in shown if status is None or t.status == status), key=lambda t: t.created, reverse=True)
     page = tasks[(page_no - 1) * page_size : page_no * page_size]
     items = [
-        {"task_id": t.task_id, "task_status": t.status, "model_name": t.spec.name, "submit_time": _beijing(t.created)}
+        {
+            "task_id": t.task_id,
+            "task_status": t.status,
+            "model_name": t.spec.name,
+            "submit_time": _service_time(state, t.created),
+        }
         for t in page
     ]
     return _ok(state, {"total": len(tasks), "page_no": page_no, "page_size": page_size, "tasks": items})
@@ -538,6 +574,11 @@ async def control_requests(request: Request) -> Response:
     return JSONResponse([asdict(r) for r in state.requests])
 
 
+async def control_release(request: Request) -> Response:
+    state: EmulatorState = request.app.state.emulator
+    return JSONResponse({"released": state.release()})
+
+
 async def control_reset(request: Request) -> Response:
     state: EmulatorState = request.app.state.emulator
     state.tasks.clear()
@@ -545,6 +586,7 @@ async def control_reset(request: Request) -> Response:
     state.uploads.clear()
     state.faults.clear()
     state.requests.clear()
+    state.release()
     return JSONResponse({"reset": True})
 
 
@@ -563,6 +605,7 @@ def create_app(state: EmulatorState | None = None) -> Starlette:
         Route("/_emulator/config", control_config, methods=["POST"]),
         Route("/_emulator/expire-results", control_expire, methods=["POST"]),
         Route("/_emulator/requests", control_requests, methods=["GET"]),
+        Route("/_emulator/release", control_release, methods=["POST"]),
         Route("/_emulator/reset", control_reset, methods=["POST"]),
     ]
     app = Starlette(routes=routes)

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from ..specs import Mode, ModelSpec
 
 Target = Literal["submit", "sync", "poll", "list", "cancel", "download", "upload", "policy", "any"]
-FaultKind = Literal["error", "throttle", "moderation", "drop", "slow", "fail_task", "partial_failure"]
+FaultKind = Literal["error", "throttle", "moderation", "drop", "slow", "fail_task", "partial_failure", "hold"]
 
 
 @dataclass
@@ -44,6 +44,9 @@ class EmulatorConfig:
     """Answer result downloads with a 302 to this URL (a hostile redirect)."""
     fetch_remote: bool = False
     """Fetch http(s) inputs from hosts other than loopback (there is no internet here: placeholders stand in)."""
+    tz_offset_hours: float = 8.0
+    """The service's time zone, hours east of UTC: its ``submit_time`` / ``end_time`` and the task list's
+    ``start_time`` / ``end_time`` filters are in it (DashScope's own is UTC+8; a test may pick any)."""
 
 
 @dataclass
@@ -57,7 +60,8 @@ class Fault:
     retry_after: float | None = None
     delay: float = 0.0
     after_processing: bool = False
-    """drop: cut the connection after the request took effect (e.g. the task exists but the reply is lost)."""
+    """drop: cut the connection after the request took effect (e.g. the task exists but the reply is lost).
+    hold: once released, drop the answer instead of sending it."""
     failed_images: int = 1
     """partial_failure: how many images of the next wan2.5 task fail."""
 
@@ -127,6 +131,33 @@ class EmulatorState:
         self.secret = uuid.uuid4().bytes
         self._counter = itertools.count(1)
         self._background: ThreadPoolExecutor | None = None
+        self._held: list[threading.Event] = []
+
+    # --- held answers ---------------------------------------------------------------------------------
+
+    @property
+    def holding(self) -> int:
+        """Answers held now (a ``hold`` fault: the request took effect, its answer waits for ``release``)."""
+        return sum(not event.is_set() for event in self._held)
+
+    def release(self) -> int:
+        """Let every held answer go (answered, or dropped if its fault says ``after_processing``)."""
+        held, self._held = self._held, []
+        for event in held:
+            event.set()
+        return len(held)
+
+    async def hold(self) -> None:
+        """Wait until ``release`` (from any thread); the caller going away cancels the wait."""
+        import anyio  # the state module is used from threads too: only this coroutine needs it
+
+        event = threading.Event()
+        self._held.append(event)
+        try:
+            while not event.is_set():  # noqa: ASYNC110 - released from any thread; an anyio.Event has one loop
+                await anyio.sleep(0.005)
+        finally:
+            event.set()
 
     # --- tasks --------------------------------------------------------------------------------------
 
