@@ -327,3 +327,14 @@ async def test_a_task_seen_by_two_queries_at_once_renders_its_images_once(
     assert len(emulator.tasks[task_id].outputs) == 1
     (seconds,) = emulator.renders  # one render, timed for the bench
     assert seconds > 0
+
+
+async def test_a_task_list_with_a_bad_page_answers_dashscopes_json_error(http: httpx2.AsyncClient) -> None:
+    for query, named in (("page_no=abc", "page_no"), ("page_no=0", "page_no"), ("page_size=101", "page_size")):
+        response = await http.get(f"/api/v1/tasks?{query}", headers=AUTH)
+        assert response.status_code == 400, query
+        assert response.headers["content-type"].startswith("application/json")
+        body = response.json()
+        assert body["code"] == "InvalidParameter" and named in body["message"] and body["request_id"]
+    listed = await http.get("/api/v1/tasks?page_no=2&page_size=100", headers=AUTH)
+    assert (listed.status_code, listed.json()["page_size"]) == (200, 100)
