@@ -23,6 +23,7 @@ from mcp.types import ListRootsResult, Root
 from PIL import Image
 
 from tests.conftest import ImageFactory, server_env, text
+from wan_image_mcp.access import AccessDenied, check_download_url
 from wan_image_mcp.app import build_app
 from wan_image_mcp.config import Settings
 from wan_image_mcp.emulator import EmulatorConfig, EmulatorState, Fault
@@ -132,6 +133,43 @@ async def test_a_crafted_result_url_cannot_make_the_server_fetch_from_a_private_
     assert result.is_error
     assert result.structured_content is not None
     assert why in result.structured_content["error"]["message"]
+
+
+DISGUISED = {
+    "NAT64 loopback": "64:ff9b::127.0.0.1",
+    "NAT64 private": "64:ff9b::10.0.0.1",
+    "NAT64 metadata": "64:ff9b::169.254.169.254",
+    "local-use NAT64 private": "64:ff9b:1::192.168.1.1",
+    "6to4 loopback": "2002:7f00:1::1",
+    "6to4 private": "2002:c0a8:101::1",
+    "6to4 metadata": "2002:a9fe:a9fe::",
+    "IPv4-compatible loopback": "::127.0.0.1",
+    "IPv4-compatible private": "::10.1.2.3",
+    "IPv4-compatible metadata": "::169.254.169.254",
+    "IPv4-mapped metadata": "::ffff:169.254.169.254",
+    "Teredo with a loopback client": "2001:0:4136:e378:8000:63bf:80ff:fffe",
+    "Teredo with a private client": "2001:0:4136:e378:8000:63bf:f5ff:fffe",
+}
+
+
+@pytest.mark.parametrize("address", DISGUISED.values(), ids=DISGUISED.keys())
+async def test_ipv6_disguises_of_private_ipv4_addresses_are_refused_like_the_plain_forms(address: str) -> None:
+    with pytest.raises(AccessDenied, match="not a public address"):
+        await check_download_url(f"https://[{address}]/result.png", api_base_url="https://dashscope-intl.aliyuncs.com")
+
+
+async def test_ipv6_that_carries_a_public_ipv4_address_may_be_downloaded_from() -> None:
+    for address in ("64:ff9b::8.8.8.8", "2002:808:808::1", "2606:4700:4700::1111"):
+        await check_download_url(f"https://[{address}]/result.png", api_base_url="https://dashscope-intl.aliyuncs.com")
+
+
+async def test_a_result_redirected_to_a_nat64_metadata_address_is_not_fetched(
+    mcp: Client, emulator: EmulatorState
+) -> None:
+    emulator.config.result_redirect = "https://[64:ff9b::a9fe:a9fe]/latest/meta-data/"
+    result = await mcp.call_tool("edit_image", {"prompt": "x", "size": "1K"})
+    assert result.is_error and result.structured_content is not None
+    assert "not a public address" in result.structured_content["error"]["message"]
 
 
 async def test_remote_input_urls_are_passed_to_dashscope_not_fetched(mcp: Client, emulator: EmulatorState) -> None:
