@@ -6,6 +6,7 @@ import base64
 import io
 import os
 import re
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -26,8 +27,10 @@ from tests.conftest import ImageFactory, server_env, text
 from wan_image_mcp.access import AccessDenied, check_download_url
 from wan_image_mcp.app import build_app
 from wan_image_mcp.config import Settings
+from wan_image_mcp.dashscope import DashScopeClient, TaskStatus
 from wan_image_mcp.emulator import EmulatorConfig, EmulatorState, Fault
 from wan_image_mcp.emulator.serve import RunningEmulator
+from wan_image_mcp.errors import InvalidRequest
 from wan_image_mcp.pillow import MAX_DECODE_PIXELS
 
 pytestmark = pytest.mark.anyio
@@ -109,6 +112,56 @@ async def test_the_clients_roots_are_allowed_and_asked_for_only_when_needed(
     async with Client(build_app(server_settings, http)) as rootless:
         refused = await rootless.call_tool("edit_image", {"prompt": "x", "images": [str(photo)]})
     assert refused.is_error and "outside the allowed directories" in text(refused)
+
+
+# --- task ids ----------------------------------------------------------------------------------------------
+
+HOSTILE_TASK_IDS = [
+    "../uploads?action=getPolicy&model=wan2.7-image#",
+    "../services/aigc/image-generation/generation#",
+    ".",
+    "..",
+    "\u0000",
+    "\r\nX-Injected: 1",
+    "a/b",
+    "abc?x=1",
+    "abc#frag",
+    "%2e%2e",
+    "task id",
+    "-leading-dash",
+    "ta\u0161k",
+]
+
+
+@pytest.mark.parametrize("task_id", HOSTILE_TASK_IDS)
+async def test_a_task_id_that_is_not_one_plain_path_segment_is_refused_before_any_request(
+    task_id: str, mcp: Client, emulator: EmulatorState, server_settings: Settings
+) -> None:
+    for tool in ("check_task", "cancel_task"):
+        refused = await mcp.call_tool(tool, {"task_id": task_id})
+        assert refused.is_error, tool
+        message = text(refused)
+        assert "Invalid request: task_id: " in message and "is not a task id" in message, message
+        assert "Nothing was sent" in message and "Traceback" not in message
+        assert "\r" not in message and "\x00" not in message  # shown escaped, never raw
+    assert emulator.requests == []
+    journal = server_settings.journal_path
+    if journal.exists():
+        with sqlite3.connect(journal) as db:
+            assert db.execute("SELECT COUNT(*) FROM tasks").fetchone() == (0,)
+
+
+async def test_the_client_refuses_and_quotes_task_ids_whoever_calls_it(
+    client: DashScopeClient, emulator: EmulatorState
+) -> None:
+    for task_id in [*HOSTILE_TASK_IDS, "x" * 129]:
+        with pytest.raises(InvalidRequest, match="task_id"):
+            await client.get_task(task_id)
+        with pytest.raises(InvalidRequest, match="task_id"):
+            await client.cancel_task(task_id)
+    assert emulator.requests == []
+    assert (await client.get_task("0385dc79-5ff8-4d82-bcb6-8a1d7c0e3f21")).status is TaskStatus.UNKNOWN
+    assert [r.path for r in emulator.requests] == ["/api/v1/tasks/0385dc79-5ff8-4d82-bcb6-8a1d7c0e3f21"]
 
 
 # --- remote references ------------------------------------------------------------------------------------

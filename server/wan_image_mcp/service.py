@@ -31,7 +31,7 @@ from .instructions import Mode, build_instruction
 from .journal import OPEN_STATUSES, AsyncJournal, Journal, NewTask, TaskRow
 from .models import ApiError, EditResult, ImageFile, ImageInfo, InspectResult, TaskList, TaskSummary
 from .results import DownloadError, ResultStore, TaskRecord
-from .validation import EditParams, PreparedRequest, prepare_request
+from .validation import EditParams, PreparedRequest, check_task_id, prepare_request
 
 log = logging.getLogger("wan_image_mcp")
 Progress = Callable[[float, str], Awaitable[None]]
@@ -270,6 +270,7 @@ class WanService:
         progress: Progress = _no_progress,
     ) -> EditResult:
         """Look at a task (waiting up to ``wait_seconds``); download its images once when it succeeded."""
+        check_task_id(task_id)
         lock = self._locks.setdefault(task_id, anyio.Lock())
         async with lock:
             row = await self.journal.run(self.journal.sync.get, task_id)
@@ -312,6 +313,7 @@ class WanService:
         return 6 * self._poll_max
 
     async def cancel(self, task_id: str) -> str | None:
+        check_task_id(task_id)
         request_id = await self._api().cancel_task(task_id)
         await self.journal.run(self.journal.sync.observed, task_id, status="CANCELED", request_id=request_id)
         return request_id

@@ -28,7 +28,7 @@ import httpx2
 
 from ..access import check_download_url
 from ..specs import CANCEL_PATH, TASK_PATH, UPLOAD_POLICY_PATH
-from ..validation import PreparedRequest
+from ..validation import PreparedRequest, check_task_id
 from .errors import (
     APIConnectionError,
     APIStatusError,
@@ -227,13 +227,13 @@ class DashScopeClient:
 
     async def get_task(self, task_id: str) -> TaskResult:
         envelope = await self._call(
-            "GET", TASK_PATH.format(task_id=task_id), None, {}, _retry_query, rate=self._query_rate
+            "GET", _task_path(TASK_PATH, task_id), None, {}, _retry_query, rate=self._query_rate
         )
         return parse_result(envelope, default_status=TaskStatus.UNKNOWN)
 
     async def cancel_task(self, task_id: str) -> str | None:
         """Cancel a PENDING task. Returns the request id; raises APIStatusError when it cannot be cancelled."""
-        envelope = await self._call("POST", CANCEL_PATH.format(task_id=task_id), None, {}, _retry_query)
+        envelope = await self._call("POST", _task_path(CANCEL_PATH, task_id), None, {}, _retry_query)
         return envelope.request_id
 
     # --- plumbing -------------------------------------------------------------------------------
@@ -313,6 +313,12 @@ class DashScopeClient:
             return Envelope.model_validate(data)
         except ValueError as exc:
             raise DashScopeError(f"unexpected response shape from {path}: {exc}") from None
+
+
+def _task_path(template: str, task_id: str) -> str:
+    """A task's path, its id checked (InvalidRequest naming task_id) and quoted: an id can never reach another
+    endpoint, add a query or a header, whoever calls."""
+    return template.format(task_id=quote(check_task_id(task_id), safe=""))
 
 
 class UploadPolicyRefused(APIStatusError):
