@@ -27,10 +27,10 @@ from tests.conftest import ImageFactory, server_env, text
 from wan_image_mcp.access import AccessDenied, check_download_url
 from wan_image_mcp.app import build_app
 from wan_image_mcp.config import Settings
-from wan_image_mcp.dashscope import DashScopeClient, TaskStatus
+from wan_image_mcp.dashscope import APIConnectionError, DashScopeClient, TaskStatus
 from wan_image_mcp.emulator import EmulatorConfig, EmulatorState, Fault
 from wan_image_mcp.emulator.serve import RunningEmulator
-from wan_image_mcp.errors import InvalidRequest
+from wan_image_mcp.errors import ConfigurationError, InvalidRequest
 from wan_image_mcp.pillow import MAX_DECODE_PIXELS
 
 pytestmark = pytest.mark.anyio
@@ -329,6 +329,71 @@ async def test_the_key_appears_nowhere_a_session_wrote(served: RunningEmulator, 
         written_bytes = path.read_bytes()
         assert SECRET.encode() not in written_bytes, path
         assert payload[1000:1100].encode() not in written_bytes, path  # nor the image bytes
+
+
+BROKEN_KEYS = {
+    "newline": ("sk-9f3c1e7a\nb2d84f60aa", "contains a newline at position 12"),
+    "header injection": ("sk-9f3c1e7a\r\nX-Injected: b2d84f60aa", "contains a carriage return at position 12"),
+    "non-ASCII": ("sk-9f3c1e7a\u00e9b2d84f60aa", "contains a non-ASCII character at position 12"),
+    "space": ("sk-9f3c1e7a b2d84f60aa", "contains a space at position 12"),
+    "control character": ("sk-9f3c1e7a\x1bb2d84f60aa", "contains a control character at position 12"),
+}
+
+
+@pytest.mark.parametrize(("key", "why"), BROKEN_KEYS.values(), ids=BROKEN_KEYS.keys())
+async def test_a_key_with_a_character_no_header_can_carry_is_refused_at_start_and_never_shown(
+    key: str, why: str, served: RunningEmulator, tmp_path: Path
+) -> None:
+    stdout_log, stderr_log = tmp_path / "stdout.log", tmp_path / "stderr.log"
+    env = server_env(served.base_url, key, tmp_path, WAN_MCP_LOG_LEVEL="DEBUG")
+    tee = [str(Path(__file__).parent / "stdio_tee.py"), str(stdout_log), "--stderr", str(stderr_log)]
+    params = StdioServerParameters(command=sys.executable, args=[*tee, sys.executable, "-m", "wan_image_mcp"], env=env)
+    before = len(served.state.requests)
+    said: list[str] = []
+    with anyio.fail_after(60):
+        async with Client(params) as client:
+            for tool, arguments in (
+                ("edit_image", {"prompt": "x", "size": "1K"}),
+                ("submit_task", {"prompt": "x"}),
+                ("check_task", {"task_id": "0385dc79-5ff8-4d82-bcb6-8a1d7c0e3f21"}),
+                ("cancel_task", {"task_id": "0385dc79-5ff8-4d82-bcb6-8a1d7c0e3f21"}),
+            ):
+                result = await client.call_tool(tool, arguments)
+                assert result.is_error, tool
+                said.append(text(result))
+    assert served.state.requests[before:] == []  # nothing was sent with it
+    for message in said:
+        assert f"DASHSCOPE_API_KEY {why}" in message and "Traceback" not in message, message
+    assert f"DASHSCOPE_API_KEY {why}" in stderr_log.read_text()  # said at start, on stderr
+    halves = ("sk-9f3c1e7a", "b2d84f60aa")
+    for path in [stdout_log, stderr_log, *tmp_path.rglob("*")]:
+        if path.is_file():
+            for half in halves:
+                assert half.encode() not in path.read_bytes(), path
+    for message in said:
+        assert not any(half in message for half in halves), message
+
+
+async def test_a_header_the_http_stack_refuses_is_not_sent_and_its_error_does_not_quote_the_key(
+    served: RunningEmulator,
+) -> None:
+    before = len(served.state.requests)
+    async with httpx2.AsyncClient() as http:
+        client = DashScopeClient(http, api_key=SECRET, base_url=served.base_url, workspace="ws\r\nX-Injected: 1")
+        with pytest.raises(APIConnectionError) as caught:
+            await client.get_task("0385dc79-5ff8-4d82-bcb6-8a1d7c0e3f21")
+    assert not caught.value.request_sent
+    assert "a header is invalid" in str(caught.value) and SECRET not in str(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    assert served.state.requests[before:] == []
+
+
+async def test_a_client_is_never_made_with_a_key_no_header_can_carry() -> None:
+    async with httpx2.AsyncClient() as http:
+        for key, why in BROKEN_KEYS.values():
+            with pytest.raises(ConfigurationError, match=why) as caught:
+                DashScopeClient(http, api_key=key, base_url="http://127.0.0.1:9/api/v1")
+            assert "9f3c1e7a" not in str(caught.value)
 
 
 def test_a_bad_key_in_the_environment_is_named_but_not_shown(tmp_path: Path) -> None:

@@ -27,6 +27,8 @@ import anyio
 import httpx2
 
 from ..access import check_download_url
+from ..config import api_key_problem
+from ..errors import ConfigurationError
 from ..specs import CANCEL_PATH, TASK_PATH, UPLOAD_POLICY_PATH
 from ..validation import PreparedRequest, check_task_id
 from .errors import (
@@ -125,6 +127,8 @@ class DashScopeClient:
         self._query_rate = query_rate or QueryRate()
         self._base_url = base_url.rstrip("/")
         self._retry = retry or RetryPolicy()
+        if problem := api_key_problem(api_key):  # in a header it would fail, and httpx's error would show it
+            raise ConfigurationError(problem)
         self._headers = {"Authorization": f"Bearer {api_key}"}
         if workspace:
             self._headers["X-DashScope-WorkSpace"] = workspace
@@ -289,6 +293,10 @@ class DashScopeClient:
             response = await self._http.request(
                 method, self._base_url + path, content=content, headers=all_headers, timeout=timeout
             )
+        except httpx2.LocalProtocolError:  # refused before sending; its text would quote the headers, the key too
+            raise APIConnectionError(
+                f"{method} {path} could not be sent: a header is invalid", request_sent=False
+            ) from None
         except _NOT_SENT as exc:
             raise APIConnectionError(f"could not connect to {self._base_url}: {exc!r}", request_sent=False) from None
         except httpx2.TimeoutException as exc:
