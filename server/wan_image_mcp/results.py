@@ -14,7 +14,7 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
@@ -23,6 +23,9 @@ import httpx2
 from .access import AccessDenied, check_download_url
 from .dashscope.errors import DashScopeError
 from .models import ImageFile
+
+if TYPE_CHECKING:
+    from .journal import Journal
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "BMP": ".bmp"}
@@ -251,6 +254,20 @@ class ResultStore:
         }
         _atomic_write(path.with_suffix(".json"), json.dumps(sidecar, ensure_ascii=False, indent=2).encode())
         return ImageFile(path=str(path), url=url, width=width, height=height, bytes=part.size, sha256=part.sha256)
+
+
+def saved_image(journal: Journal, root: Path, name: str) -> Path | None:
+    """The file ``name`` in ``root`` if the journal records it as a saved image of the task its name carries
+    (``{time}_{model}_{task_id}_{n}``); None for any other file there, however it is named."""
+    parts = name.rsplit(".", 1)[0].split("_")
+    target = (root / name).resolve()
+    if len(parts) < 4 or target.parent != root.resolve():
+        return None
+    for start in range(2, len(parts) - 1):  # the model is one part or more, the task id the rest
+        row = journal.get("_".join(parts[start:-1]))
+        if row is not None and any(Path(image["path"]).resolve() == target for image in row.images):
+            return target if target.is_file() else None
+    return None
 
 
 WRITE_CHUNK = 1 << 20
