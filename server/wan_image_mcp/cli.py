@@ -44,6 +44,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _remove_leftover_parts(folder: Path) -> None:
+    """Temp files a killed server left in the output folder go at start (never failing the start)."""
+    from .results import remove_leftover_parts
+
+    try:
+        files, size = remove_leftover_parts(folder)
+    except OSError as exc:
+        logging.getLogger("wan_image_mcp").warning("could not look for leftover temp files in %s: %s", folder, exc)
+        return
+    if files:
+        logging.getLogger("wan_image_mcp").info(
+            "removed %d leftover temp file(s) (%.1f MB) from %s", files, size / 1e6, folder
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # stdout belongs to the protocol: every log line goes to stderr.
@@ -63,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             extra = tuple(Path(d).expanduser() for d in getattr(args, "allowed_dirs", []) if d.strip())
             settings = replace(settings, allowed_dirs=settings.allowed_dirs + extra)
             check_journal_folder(settings)  # fail now, in one line, rather than inside the session
+            _remove_leftover_parts(settings.output_dir)
             if getattr(args, "transport", "stdio") == "http":
                 from .http import serve_http
 
