@@ -72,12 +72,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .app import build_app, check_journal_folder
         from .config import Settings
         from .errors import ConfigurationError
+        from .journal import check_journal
 
         try:
             settings = Settings.from_env()
             extra = tuple(Path(d).expanduser() for d in getattr(args, "allowed_dirs", []) if d.strip())
             settings = replace(settings, allowed_dirs=settings.allowed_dirs + extra)
             check_journal_folder(settings)  # fail now, in one line, rather than inside the session
+            check_journal(settings.journal_path)  # a damaged journal too (read-only: the file is left as it is)
             _remove_leftover_parts(settings.output_dir)
             if getattr(args, "transport", "stdio") == "http":
                 from .http import serve_http
