@@ -409,3 +409,14 @@ async def test_submit_times_are_in_the_services_configured_zone(
     submitted = (await client.get_task(task.task_id)).submit_time
     local = emulator.tasks[task.task_id].created + 5.75 * 3600
     assert submitted is not None and submitted[:19] == time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(local))
+
+
+async def test_a_task_list_with_a_bad_page_answers_dashscopes_json_error(http: httpx2.AsyncClient) -> None:
+    for query, named in (("page_no=abc", "page_no"), ("page_no=0", "page_no"), ("page_size=101", "page_size")):
+        response = await http.get(f"/api/v1/tasks?{query}", headers=AUTH)
+        assert response.status_code == 400, query
+        assert response.headers["content-type"].startswith("application/json")
+        body = response.json()
+        assert body["code"] == "InvalidParameter" and named in body["message"] and body["request_id"]
+    listed = await http.get("/api/v1/tasks?page_no=2&page_size=100", headers=AUTH)
+    assert (listed.status_code, listed.json()["page_size"]) == (200, 100)

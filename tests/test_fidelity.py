@@ -100,3 +100,18 @@ def test_sdk_uploads_a_local_file_through_the_temporary_upload_flow(
     assert generation.headers["x-dashscope-ossresourceresolve"] == "enable"
     ref = generation.body["input"]["messages"][0]["content"][1]["image"]
     assert ref.startswith("oss://dashscope-instant/") and ref.endswith("/car.jpg")
+
+
+def test_sdk_streams_wan26_interleave_from_the_synchronous_endpoint(served: RunningEmulator, tmp_path: Path) -> None:
+    # The SDK's stream=True is the X-DashScope-SSE header, with no parameters.stream in the body.
+    before = len(served.state.requests)
+    result = run_example(served, "seed_wan26_interleave_stream.py", tmp_path)
+    (sent,) = served.state.requests[before:]
+    assert sent.headers["x-dashscope-sse"] == "enable" and "stream" not in sent.body["parameters"]
+    (event,) = result["events"]
+    assert event["status_code"] == 200, event
+    (choice,) = event["output"]["choices"]
+    kinds = [item["type"] for item in choice["message"]["content"]]
+    assert kinds == ["text", "image"] * 3
+    urls = [item["image"] for item in choice["message"]["content"] if "image" in item]
+    assert [fetch_png(url).size for url in urls] == [(1280, 1280)] * 3

@@ -8,6 +8,7 @@ import selectors
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,14 +16,17 @@ from pathlib import Path
 import anyio
 import httpx2
 import pytest
+import uvicorn
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS
 
 from tests.conftest import server_env
+from wan_image_mcp.config import Settings
 from wan_image_mcp.emulator import EmulatorConfig
 from wan_image_mcp.emulator.serve import RunningEmulator
+from wan_image_mcp.http import http_app
 from wan_image_mcp.sockets import bind
 
 KEY = "sk-http"
@@ -157,6 +161,39 @@ def test_a_wildcard_bind_answers_only_allowed_hosts_with_the_token(emulator: Run
         emulator, tmp_path, "--host", "0.0.0.0", WAN_MCP_HTTP_TOKEN=TOKEN, WAN_MCP_HTTP_ALLOWED_HOSTS="127.0.0.1"
     ) as url:
         anyio.run(session, url)
+
+
+@contextmanager
+def served_as(host: str, folder: Path, allowed_hosts: list[str]) -> Generator[str]:
+    """The HTTP app configured as for a bind on ``host``, but listening on a loopback port; yields its /mcp URL.
+    The socket listens before the server starts, so requests queue until it answers: no wait for it to start."""
+    settings = Settings(output_dir=folder / "out", journal_path=folder / "journal.sqlite3", harvest=False)
+    app = http_app(settings, host=host, token=TOKEN, allowed_hosts=allowed_hosts)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    sock = bind("127.0.0.1", 0)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/mcp"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_an_allowed_host_is_admitted_with_or_without_its_port(tmp_path: Path) -> None:
+    listing = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    headers = {"Authorization": f"Bearer {TOKEN}", "Accept": "application/json, text/event-stream"}
+    with served_as("0.0.0.0", tmp_path, ["mcp.example.com"]) as url:
+        statuses = {
+            host: httpx2.post(url, json=listing, headers={**headers, "Host": host}, timeout=10).status_code
+            for host in ("mcp.example.com", "mcp.example.com:8443", "evil.example", "mcp.example.com.evil.example")
+        }
+    assert statuses == {
+        "mcp.example.com": 200,
+        "mcp.example.com:8443": 200,
+        "evil.example": 421,
+        "mcp.example.com.evil.example": 421,
+    }
 
 
 @pytest.mark.anyio

@@ -12,9 +12,11 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import os
 import selectors
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -109,15 +111,48 @@ async def test_a_full_disk_is_reported_and_the_task_recovered_after(
     assert not again.is_error and len(body(again)["images"]) == 1
 
 
+@pytest.mark.anyio
+async def test_a_full_disk_during_a_sidecar_write_does_not_download_the_image_again(
+    mcp: Client, emulator: EmulatorState, server_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write = results._atomic_write  # pyright: ignore[reportPrivateUsage]
+
+    def no_space_for_sidecars(path: Path, data: bytes) -> None:
+        if path.suffix == ".json":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write(path, data)
+
+    monkeypatch.setattr(results, "_atomic_write", no_space_for_sidecars)
+    first = await mcp.call_tool("edit_image", {"prompt": "x", "size": "1K", "n": 2})
+    assert first.is_error and "No space left on device" in body(first)["error"]["message"]
+    out = server_settings.output_dir
+    saved = sorted(out.glob("*.png"))
+    assert len(saved) == 2 and not list(out.glob("*.json"))  # renamed into place, their sidecars not written
+    monkeypatch.undo()  # space again
+    again = await mcp.call_tool("check_task", {"task_id": body(first)["task_id"]})
+    assert not again.is_error, again.content
+    images = body(again)["images"]
+    assert sorted(Path(image["path"]) for image in images) == saved  # the same files, under the same names
+    assert sorted(out.glob("*.png")) == saved and len(list(out.glob("*.json"))) == 2
+    for image in images:
+        assert hashlib.sha256(Path(image["path"]).read_bytes()).hexdigest() == image["sha256"]
+        assert image["url"].startswith("http")
+    assert sum(r.path.startswith("/results/") for r in emulator.requests) == 2  # each downloaded once
+
+
 # --- a server killed between submit and completion ------------------------------------------------------
 
 
 class RawServer:
     """The server as a subprocess spoken to in raw JSON-RPC, so the test owns the process and can kill it."""
 
-    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+    def __init__(self, env: dict[str, str], cwd: Path, command: list[str] | None = None) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "wan_image_mcp"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=cwd
+            command or [sys.executable, "-m", "wan_image_mcp"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            cwd=cwd,
         )
         self._selector = selectors.DefaultSelector()
         assert self.process.stdout is not None
@@ -286,3 +321,85 @@ def test_a_server_killed_while_its_create_answer_is_in_flight_finds_the_task_on_
         row = anyio.run(restart)
     assert (row["task_id"], row["status"], row["prompt"]) == (task_id, "SUCCEEDED", "paid for")
     assert len(emulator.state.tasks) == 1
+
+
+KILLED_BEFORE_THE_SIDECAR = """
+import os, signal, sys
+from wan_image_mcp import results
+from wan_image_mcp.cli import main
+
+write = results._atomic_write
+
+def killed(path, data):
+    if path.suffix == ".json":  # an image has just been renamed into place; its sidecar comes next
+        os.kill(os.getpid(), signal.SIGKILL)
+    write(path, data)
+
+results._atomic_write = killed
+sys.exit(main(["serve"]))
+"""
+
+
+def test_a_server_killed_between_an_images_rename_and_its_sidecar_does_not_download_it_again(tmp_path: Path) -> None:
+    with RunningEmulator(EmulatorConfig(api_keys=frozenset({KEY}))) as emulator:
+        env = server_env(emulator.base_url, KEY, tmp_path)
+        first = RawServer(env, tmp_path, [sys.executable, "-c", KILLED_BEFORE_THE_SIDECAR])
+        try:
+            first.initialize()
+            answer = first.request("tools/call", {"name": "submit_task", "arguments": {"prompt": "paid for"}})
+            task_id = answer["result"]["structuredContent"]["task_id"]
+            first.process.wait(timeout=30)  # the harvester downloads the image, renames it, and is killed
+        finally:
+            first.kill()
+        assert first.process.returncode == -9
+        out = tmp_path / "out"
+        (kept,) = out.glob(f"*_{task_id}_1.png")
+        assert not list(out.glob("*.json"))
+        downloads = sum(r.path.startswith("/results/") for r in emulator.state.requests)
+        assert downloads == 1
+
+        async def restart() -> list[dict[str, Any]]:
+            params = StdioServerParameters(command=sys.executable, args=["-m", "wan_image_mcp"], env=env, cwd=tmp_path)
+            async with Client(params) as second:
+
+                async def harvested() -> bool:
+                    listed = body(await second.call_tool("list_tasks", {}))
+                    return any(t["task_id"] == task_id and t["images"] for t in listed["tasks"])
+
+                await until(harvested, within=30)
+                return body(await second.call_tool("check_task", {"task_id": task_id}))["images"]
+
+        (image,) = anyio.run(restart)
+        assert sum(r.path.startswith("/results/") for r in emulator.state.requests) == downloads  # not again
+    assert Path(image["path"]) == kept and sorted(out.glob("*.png")) == [kept]
+    assert hashlib.sha256(kept.read_bytes()).hexdigest() == image["sha256"]
+    sidecar = json.loads(kept.with_suffix(".json").read_text())
+    assert (sidecar["task_id"], sidecar["index"], sidecar["prompt"]) == (task_id, 1, "paid for")
+
+
+def test_temp_files_left_by_a_killed_server_are_removed_at_start(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = results.temp_owner().split("@", 1)[1]
+    dead, alive = f"{gone.stdout.strip()}@{host}", results.temp_owner()  # this test's own process is alive
+    leftovers = [
+        out / f".20261201-101010_wan2.7-image_t1_1.{dead}.k2j3h4l5.part",  # a download cut by a kill
+        out / f".20261201-101010_wan2.7-image_t1_1.json.{dead}.a1b2c3d4.part",  # a sidecar write cut by a kill
+        out / ".20261201-101010_wan2.7-image_t0_1.q9w8e7r6.part",  # from an older server, hours ago
+    ]
+    in_use = [
+        out / f".20261201-101010_wan2.7-image_t2_1.{alive}.z9y8x7w6.part",  # a live server's download
+        out / ".20261201-101010_wan2.7-image_t3_1.m1n2b3v4.part",  # unowned, but written a moment ago
+    ]
+    for path in leftovers + in_use:
+        path.write_bytes(b"\x89PNG" + bytes(300_000))
+    hours_ago = time.time() - 3 * 3600
+    os.utime(leftovers[2], (hours_ago, hours_ago))
+    env = server_env(None, KEY, tmp_path, WAN_MCP_HARVEST="0", WAN_MCP_LOG_LEVEL="INFO")
+    done = subprocess.run(
+        [sys.executable, "-m", "wan_image_mcp"], env=env, capture_output=True, text=True, timeout=30, input=""
+    )
+    assert done.returncode == 0, done.stderr
+    assert sorted(out.glob(".*.part")) == sorted(in_use)
+    assert f"removed 3 leftover temp file(s) (0.9 MB) from {out}" in done.stderr

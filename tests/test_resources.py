@@ -11,6 +11,7 @@ from mcp import Client
 from mcp.types import BlobResourceContents, ResourceLink, TextResourceContents
 
 from wan_image_mcp.catalog import catalog_json
+from wan_image_mcp.config import Settings
 from wan_image_mcp.specs import MODEL_NAMES
 
 pytestmark = pytest.mark.anyio
@@ -70,3 +71,27 @@ async def test_a_task_resource_is_its_journal_entry(mcp: Client) -> None:
 async def test_only_result_images_in_the_output_folder_can_be_read(name: str, mcp: Client) -> None:
     with pytest.raises(Exception):  # noqa: B017, PT011 - any refusal will do; what matters is nothing is returned
         await mcp.read_resource(f"wan://images/{name}")
+
+
+async def test_an_image_someone_else_put_in_the_output_folder_is_not_served(
+    mcp: Client, server_settings: Settings
+) -> None:
+    result = await mcp.call_tool("edit_image", {"prompt": "x", "size": "1K"})
+    assert result.structured_content is not None
+    (image,) = result.structured_content["images"]
+    made = Path(image["path"])
+    task_id = result.structured_content["task_id"]
+    stamp, model = made.name.split("_")[:2]
+    planted = [
+        f"{stamp}_{model}_{task_id}_2.png",  # a second image of a real task, which made only one
+        f"{stamp}_{model}_0385dc79-5ff8-4d82-bcb6-8a1d7c0e3f21_1.png",  # a task the journal does not know
+        f"{stamp}_{model}_{task_id}_1.jpg",  # the real one's name with another extension
+        "holiday.png",
+    ]
+    out = server_settings.output_dir
+    for name in planted:
+        (out / name).write_bytes(made.read_bytes())
+        with pytest.raises(Exception, match="no result image"):
+            await mcp.read_resource(f"wan://images/{name}")
+    (content,) = (await mcp.read_resource(f"wan://images/{made.name}")).contents
+    assert isinstance(content, BlobResourceContents) and base64.b64decode(content.blob) == made.read_bytes()

@@ -6,6 +6,7 @@ import base64
 import io
 import os
 import re
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -23,10 +24,13 @@ from mcp.types import ListRootsResult, Root
 from PIL import Image
 
 from tests.conftest import ImageFactory, server_env, text
+from wan_image_mcp.access import AccessDenied, check_download_url
 from wan_image_mcp.app import build_app
 from wan_image_mcp.config import Settings
+from wan_image_mcp.dashscope import APIConnectionError, DashScopeClient, TaskStatus
 from wan_image_mcp.emulator import EmulatorConfig, EmulatorState, Fault
 from wan_image_mcp.emulator.serve import RunningEmulator
+from wan_image_mcp.errors import ConfigurationError, InvalidRequest
 from wan_image_mcp.pillow import MAX_DECODE_PIXELS
 
 pytestmark = pytest.mark.anyio
@@ -110,6 +114,56 @@ async def test_the_clients_roots_are_allowed_and_asked_for_only_when_needed(
     assert refused.is_error and "outside the allowed directories" in text(refused)
 
 
+# --- task ids ----------------------------------------------------------------------------------------------
+
+HOSTILE_TASK_IDS = [
+    "../uploads?action=getPolicy&model=wan2.7-image#",
+    "../services/aigc/image-generation/generation#",
+    ".",
+    "..",
+    "\u0000",
+    "\r\nX-Injected: 1",
+    "a/b",
+    "abc?x=1",
+    "abc#frag",
+    "%2e%2e",
+    "task id",
+    "-leading-dash",
+    "ta\u0161k",
+]
+
+
+@pytest.mark.parametrize("task_id", HOSTILE_TASK_IDS)
+async def test_a_task_id_that_is_not_one_plain_path_segment_is_refused_before_any_request(
+    task_id: str, mcp: Client, emulator: EmulatorState, server_settings: Settings
+) -> None:
+    for tool in ("check_task", "cancel_task"):
+        refused = await mcp.call_tool(tool, {"task_id": task_id})
+        assert refused.is_error, tool
+        message = text(refused)
+        assert "Invalid request: task_id: " in message and "is not a task id" in message, message
+        assert "Nothing was sent" in message and "Traceback" not in message
+        assert "\r" not in message and "\x00" not in message  # shown escaped, never raw
+    assert emulator.requests == []
+    journal = server_settings.journal_path
+    if journal.exists():
+        with sqlite3.connect(journal) as db:
+            assert db.execute("SELECT COUNT(*) FROM tasks").fetchone() == (0,)
+
+
+async def test_the_client_refuses_and_quotes_task_ids_whoever_calls_it(
+    client: DashScopeClient, emulator: EmulatorState
+) -> None:
+    for task_id in [*HOSTILE_TASK_IDS, "x" * 129]:
+        with pytest.raises(InvalidRequest, match="task_id"):
+            await client.get_task(task_id)
+        with pytest.raises(InvalidRequest, match="task_id"):
+            await client.cancel_task(task_id)
+    assert emulator.requests == []
+    assert (await client.get_task("0385dc79-5ff8-4d82-bcb6-8a1d7c0e3f21")).status is TaskStatus.UNKNOWN
+    assert [r.path for r in emulator.requests] == ["/api/v1/tasks/0385dc79-5ff8-4d82-bcb6-8a1d7c0e3f21"]
+
+
 # --- remote references ------------------------------------------------------------------------------------
 
 
@@ -132,6 +186,43 @@ async def test_a_crafted_result_url_cannot_make_the_server_fetch_from_a_private_
     assert result.is_error
     assert result.structured_content is not None
     assert why in result.structured_content["error"]["message"]
+
+
+DISGUISED = {
+    "NAT64 loopback": "64:ff9b::127.0.0.1",
+    "NAT64 private": "64:ff9b::10.0.0.1",
+    "NAT64 metadata": "64:ff9b::169.254.169.254",
+    "local-use NAT64 private": "64:ff9b:1::192.168.1.1",
+    "6to4 loopback": "2002:7f00:1::1",
+    "6to4 private": "2002:c0a8:101::1",
+    "6to4 metadata": "2002:a9fe:a9fe::",
+    "IPv4-compatible loopback": "::127.0.0.1",
+    "IPv4-compatible private": "::10.1.2.3",
+    "IPv4-compatible metadata": "::169.254.169.254",
+    "IPv4-mapped metadata": "::ffff:169.254.169.254",
+    "Teredo with a loopback client": "2001:0:4136:e378:8000:63bf:80ff:fffe",
+    "Teredo with a private client": "2001:0:4136:e378:8000:63bf:f5ff:fffe",
+}
+
+
+@pytest.mark.parametrize("address", DISGUISED.values(), ids=DISGUISED.keys())
+async def test_ipv6_disguises_of_private_ipv4_addresses_are_refused_like_the_plain_forms(address: str) -> None:
+    with pytest.raises(AccessDenied, match="not a public address"):
+        await check_download_url(f"https://[{address}]/result.png", api_base_url="https://dashscope-intl.aliyuncs.com")
+
+
+async def test_ipv6_that_carries_a_public_ipv4_address_may_be_downloaded_from() -> None:
+    for address in ("64:ff9b::8.8.8.8", "2002:808:808::1", "2606:4700:4700::1111"):
+        await check_download_url(f"https://[{address}]/result.png", api_base_url="https://dashscope-intl.aliyuncs.com")
+
+
+async def test_a_result_redirected_to_a_nat64_metadata_address_is_not_fetched(
+    mcp: Client, emulator: EmulatorState
+) -> None:
+    emulator.config.result_redirect = "https://[64:ff9b::a9fe:a9fe]/latest/meta-data/"
+    result = await mcp.call_tool("edit_image", {"prompt": "x", "size": "1K"})
+    assert result.is_error and result.structured_content is not None
+    assert "not a public address" in result.structured_content["error"]["message"]
 
 
 async def test_remote_input_urls_are_passed_to_dashscope_not_fetched(mcp: Client, emulator: EmulatorState) -> None:
@@ -238,6 +329,71 @@ async def test_the_key_appears_nowhere_a_session_wrote(served: RunningEmulator, 
         written_bytes = path.read_bytes()
         assert SECRET.encode() not in written_bytes, path
         assert payload[1000:1100].encode() not in written_bytes, path  # nor the image bytes
+
+
+BROKEN_KEYS = {
+    "newline": ("sk-9f3c1e7a\nb2d84f60aa", "contains a newline at position 12"),
+    "header injection": ("sk-9f3c1e7a\r\nX-Injected: b2d84f60aa", "contains a carriage return at position 12"),
+    "non-ASCII": ("sk-9f3c1e7a\u00e9b2d84f60aa", "contains a non-ASCII character at position 12"),
+    "space": ("sk-9f3c1e7a b2d84f60aa", "contains a space at position 12"),
+    "control character": ("sk-9f3c1e7a\x1bb2d84f60aa", "contains a control character at position 12"),
+}
+
+
+@pytest.mark.parametrize(("key", "why"), BROKEN_KEYS.values(), ids=BROKEN_KEYS.keys())
+async def test_a_key_with_a_character_no_header_can_carry_is_refused_at_start_and_never_shown(
+    key: str, why: str, served: RunningEmulator, tmp_path: Path
+) -> None:
+    stdout_log, stderr_log = tmp_path / "stdout.log", tmp_path / "stderr.log"
+    env = server_env(served.base_url, key, tmp_path, WAN_MCP_LOG_LEVEL="DEBUG")
+    tee = [str(Path(__file__).parent / "stdio_tee.py"), str(stdout_log), "--stderr", str(stderr_log)]
+    params = StdioServerParameters(command=sys.executable, args=[*tee, sys.executable, "-m", "wan_image_mcp"], env=env)
+    before = len(served.state.requests)
+    said: list[str] = []
+    with anyio.fail_after(60):
+        async with Client(params) as client:
+            for tool, arguments in (
+                ("edit_image", {"prompt": "x", "size": "1K"}),
+                ("submit_task", {"prompt": "x"}),
+                ("check_task", {"task_id": "0385dc79-5ff8-4d82-bcb6-8a1d7c0e3f21"}),
+                ("cancel_task", {"task_id": "0385dc79-5ff8-4d82-bcb6-8a1d7c0e3f21"}),
+            ):
+                result = await client.call_tool(tool, arguments)
+                assert result.is_error, tool
+                said.append(text(result))
+    assert served.state.requests[before:] == []  # nothing was sent with it
+    for message in said:
+        assert f"DASHSCOPE_API_KEY {why}" in message and "Traceback" not in message, message
+    assert f"DASHSCOPE_API_KEY {why}" in stderr_log.read_text()  # said at start, on stderr
+    halves = ("sk-9f3c1e7a", "b2d84f60aa")
+    for path in [stdout_log, stderr_log, *tmp_path.rglob("*")]:
+        if path.is_file():
+            for half in halves:
+                assert half.encode() not in path.read_bytes(), path
+    for message in said:
+        assert not any(half in message for half in halves), message
+
+
+async def test_a_header_the_http_stack_refuses_is_not_sent_and_its_error_does_not_quote_the_key(
+    served: RunningEmulator,
+) -> None:
+    before = len(served.state.requests)
+    async with httpx2.AsyncClient() as http:
+        client = DashScopeClient(http, api_key=SECRET, base_url=served.base_url, workspace="ws\r\nX-Injected: 1")
+        with pytest.raises(APIConnectionError) as caught:
+            await client.get_task("0385dc79-5ff8-4d82-bcb6-8a1d7c0e3f21")
+    assert not caught.value.request_sent
+    assert "a header is invalid" in str(caught.value) and SECRET not in str(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    assert served.state.requests[before:] == []
+
+
+async def test_a_client_is_never_made_with_a_key_no_header_can_carry() -> None:
+    async with httpx2.AsyncClient() as http:
+        for key, why in BROKEN_KEYS.values():
+            with pytest.raises(ConfigurationError, match=why) as caught:
+                DashScopeClient(http, api_key=key, base_url="http://127.0.0.1:9/api/v1")
+            assert "9f3c1e7a" not in str(caught.value)
 
 
 def test_a_bad_key_in_the_environment_is_named_but_not_shown(tmp_path: Path) -> None:

@@ -7,7 +7,9 @@ Windows) and the *resolved* path is both checked and opened, so a symlink cannot
 Downloads: only result URLs from DashScope responses, over https from hosts that resolve only to public
 addresses, or from the API's own host. A crafted response cannot make the server fetch from loopback,
 private or link-local addresses (the emulator's loopback host is reachable only when the configured base
-URL is that same loopback host). Redirects are followed by hand, each hop checked the same way.
+URL is that same loopback host), nor from their IPv6 disguises: an IPv6 address carrying an IPv4 one
+(IPv4-mapped or -compatible, NAT64, 6to4, Teredo) must carry a public one. Redirects are followed by hand,
+each hop checked the same way.
 """
 
 from __future__ import annotations
@@ -67,9 +69,35 @@ class FileAccess:
         )
 
 
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+"""NAT64 prefixes (RFC 6052 well-known, RFC 8215 local-use): the last 32 bits are an IPv4 address."""
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+"""Deprecated IPv4-compatible addresses, ``::a.b.c.d``."""
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries and may reach: IPv4-mapped and -compatible, NAT64, 6to4 and
+    Teredo (its server and its client). A private address in any of them is as private as the plain form."""
+    found: list[ipaddress.IPv4Address] = []
+    last32 = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip.ipv4_mapped is not None:
+        found.append(ip.ipv4_mapped)
+    if ip in _IPV4_COMPATIBLE or any(ip in net for net in _NAT64):
+        found.append(last32)
+    if ip.sixtofour is not None:
+        found.append(ip.sixtofour)
+    if ip.teredo is not None:
+        found.extend(ip.teredo)
+    return found
+
+
 def _is_public(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    return ip.is_global and not ip.is_multicast
+    if not ip.is_global or ip.is_multicast:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        return all(v4.is_global and not v4.is_multicast for v4 in _embedded_ipv4(ip))
+    return True
 
 
 async def check_download_url(url: str, *, api_base_url: str) -> None:

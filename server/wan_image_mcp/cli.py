@@ -44,6 +44,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _remove_leftover_parts(folder: Path) -> None:
+    """Temp files a killed server left in the output folder go at start (never failing the start)."""
+    from .results import remove_leftover_parts
+
+    try:
+        files, size = remove_leftover_parts(folder)
+    except OSError as exc:
+        logging.getLogger("wan_image_mcp").warning("could not look for leftover temp files in %s: %s", folder, exc)
+        return
+    if files:
+        logging.getLogger("wan_image_mcp").info(
+            "removed %d leftover temp file(s) (%.1f MB) from %s", files, size / 1e6, folder
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # stdout belongs to the protocol: every log line goes to stderr.
@@ -57,12 +72,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .app import build_app, check_journal_folder
         from .config import Settings
         from .errors import ConfigurationError
+        from .journal import check_journal
 
         try:
             settings = Settings.from_env()
             extra = tuple(Path(d).expanduser() for d in getattr(args, "allowed_dirs", []) if d.strip())
             settings = replace(settings, allowed_dirs=settings.allowed_dirs + extra)
             check_journal_folder(settings)  # fail now, in one line, rather than inside the session
+            check_journal(settings.journal_path)  # a damaged journal too (read-only: the file is left as it is)
+            _remove_leftover_parts(settings.output_dir)
             if getattr(args, "transport", "stdio") == "http":
                 from .http import serve_http
 

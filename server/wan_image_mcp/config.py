@@ -87,6 +87,21 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+_NAMED = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab", " ": "a space"}
+
+
+def api_key_problem(key: str) -> str | None:
+    """What makes ``key`` unusable in an HTTP header, never quoting it: a key is printable ASCII without spaces."""
+    for position, char in enumerate(key, start=1):
+        if not ("!" <= char <= "~"):
+            what = _NAMED.get(char) or ("a non-ASCII character" if ord(char) > 127 else "a control character")
+            return (
+                f"DASHSCOPE_API_KEY contains {what} at position {position}: a key is printable ASCII without spaces "
+                "or line breaks; copy it again from Alibaba Cloud Model Studio"
+            )
+    return None
+
+
 @dataclass(frozen=True)
 class Settings:
     api_key: SecretStr | None = field(default=None, repr=False)
@@ -155,4 +170,7 @@ class Settings:
                 "DASHSCOPE_API_KEY is not set: create a key in Alibaba Cloud Model Studio for your region "
                 f"({self.region}) and put it in the DASHSCOPE_API_KEY environment variable"
             )
-        return self.api_key.get_secret_value()
+        key = self.api_key.get_secret_value()
+        if problem := api_key_problem(key):
+            raise ConfigurationError(problem)
+        return key

@@ -72,8 +72,8 @@ class Harvester:
         log.info("harvester started")
         try:
             await self._loop()
-        except ConfigurationError as exc:  # the journal cannot be opened; each tool call says so too
-            log.error("harvester stopped: %s", exc)  # noqa: TRY400 - one line; the cause is in the message
+        except* ConfigurationError as group:  # the journal cannot be opened; each tool call says so too
+            log.error("harvester stopped: %s", group.exceptions[0])  # noqa: TRY400 - one line; the cause is in it
 
     async def _loop(self) -> None:
         """List, start the harvest of every due task without waiting for it (so the next list is never late),

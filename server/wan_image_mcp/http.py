@@ -61,7 +61,9 @@ def http_app(settings: Settings, *, host: str, token: str | None, allowed_hosts:
         )
     security = None
     if not loopback:
-        hosts = [f"{host}:*", *(h if ":" in h else f"{h}:*" for h in allowed_hosts)]
+        # A name without a port is admitted bare (a proxy on 443 sends "Host: name") and with any port.
+        names = [host, *allowed_hosts]
+        hosts = [form for h in names for form in ((h,) if ":" in h else (h, f"{h}:*"))]
         origins = [f"{scheme}://{h}" for h in hosts for scheme in ("http", "https")]
         security = TransportSecuritySettings(
             enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins

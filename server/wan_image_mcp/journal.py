@@ -8,6 +8,10 @@ times, status, result URLs, local paths with their sha256, and errors.
 The schema is migrated forward by ``MIGRATIONS`` (``PRAGMA user_version`` says how far), never dropped.
 ``Journal`` is synchronous; ``AsyncJournal`` runs every call on one worker thread at a time so the event
 loop never waits on the disk.
+
+A journal SQLite cannot read (random bytes, a zeroed page) is never written to or replaced: ``check_journal``
+(run by ``serve`` at start, and on first use) reads it read-only with ``PRAGMA quick_check`` and raises one
+ConfigurationError naming the file, what is wrong and what to do; damage found later says the same.
 """
 
 from __future__ import annotations
@@ -202,6 +206,40 @@ def _migrate(db: sqlite3.Connection) -> None:
             db.execute(f"PRAGMA user_version = {version + 1}")
 
 
+_CORRUPT = (11, 26)
+"""SQLITE_CORRUPT and SQLITE_NOTADB: the file is damaged, or is not a database at all."""
+
+
+def damaged(path: Path, why: str) -> ConfigurationError:
+    """The one-line error for a journal SQLite cannot read, saying what to do."""
+    why = "; ".join(line.strip() for line in why.splitlines() if line.strip() and not line.startswith("***"))
+    return ConfigurationError(
+        f"the task journal {path} is damaged ({why[:200]}). It was left as it is: move it aside (or restore a backup) "
+        "and start again to begin a new one, or point WAN_MCP_DB at another file"
+    )
+
+
+def check_journal(path: Path) -> None:
+    """Refuse a journal SQLite cannot read (random bytes, a zeroed page) with ``damaged``, opening it read-only
+    so the file is never written. A journal that does not exist yet is fine: it is created on first use."""
+    import sqlite3
+
+    if not path.is_file():
+        return
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+        try:
+            verdict = [str(row[0]) for row in db.execute("PRAGMA quick_check")]
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as exc:
+        if exc.sqlite_errorcode & 0xFF in _CORRUPT:
+            raise damaged(path, str(exc)) from None
+        raise ConfigurationError(f"cannot open the task journal at {path}: {exc}") from None
+    if verdict != ["ok"]:
+        raise damaged(path, "\n".join(verdict))
+
+
 class Journal:
     """Synchronous access; use from one thread at a time (AsyncJournal sees to that)."""
 
@@ -213,6 +251,7 @@ class Journal:
         """The connection, opened and migrated on first use: the server starts without touching the disk."""
         import sqlite3
 
+        check_journal(self.path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
@@ -458,7 +497,14 @@ class AsyncJournal:
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         def call() -> T:
+            import sqlite3
+
             with self._lock:
-                return fn(*args, **kwargs)
+                try:
+                    return fn(*args, **kwargs)
+                except sqlite3.DatabaseError as exc:  # damaged while the server runs: every caller says so
+                    if exc.sqlite_errorcode & 0xFF in _CORRUPT:
+                        raise damaged(self.sync.path, str(exc)) from None
+                    raise
 
         return await anyio.to_thread.run_sync(call, limiter=self._limiter)

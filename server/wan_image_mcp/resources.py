@@ -21,6 +21,7 @@ from mcp.types import ResourceLink
 from .appstate import AppState
 from .catalog import catalog_json, spec_json
 from .models import ImageFile
+from .results import saved_image
 from .specs import get_spec
 
 IMAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.(png|jpg|webp|bmp)$")
@@ -62,12 +63,14 @@ async def task(task_id: str, ctx: Context[AppState]) -> str:
 
 
 async def image(name: str, ctx: Context[AppState]) -> bytes:
-    root = ctx.request_context.lifespan_context.settings.output_dir
+    """Only an image the server saved (the journal knows it), never any other file in the output folder."""
+    state = ctx.request_context.lifespan_context
     if not IMAGE_NAME.match(name):
         raise ResourceNotFoundError(f"no result image {name!r}")
-    path = (root / name).resolve()
-    if path.parent != root.resolve() or not await anyio.to_thread.run_sync(path.is_file):
-        raise ResourceNotFoundError(f"no result image {name!r} in the output folder")
+    journal = state.service.journal
+    path = await journal.run(saved_image, journal.sync, state.settings.output_dir, name)
+    if path is None:
+        raise ResourceNotFoundError(f"no result image {name!r} saved by this server in the output folder")
     return await anyio.to_thread.run_sync(path.read_bytes)
 
 

@@ -1,5 +1,9 @@
 """Result images on disk: downloaded at once (URLs expire in 24 h), under names the server makes, written
-atomically (temp file + rename), each with a JSON sidecar saying where it came from."""
+atomically (temp file + rename), each with a JSON sidecar saying where it came from.
+
+An image is saved once: one renamed into place is known by its task and index from its name, sidecar or not
+(a kill or a full disk can fall between the rename and the sidecar), and its sidecar is written then. Temp
+files carry their writer (``{pid}@{host}``), so those a killed server left are removed at start."""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
@@ -23,6 +27,9 @@ import httpx2
 from .access import AccessDenied, check_download_url
 from .dashscope.errors import DashScopeError
 from .models import ImageFile
+
+if TYPE_CHECKING:
+    from .journal import Journal
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "BMP": ".bmp"}
@@ -72,19 +79,30 @@ class ResultStore:
         return f"{stamp}_{safe(model)}_{safe(task_id)}_{index}"
 
     def _existing(self, task_id: str) -> tuple[dict[int, ImageFile], int]:
-        """Images of ``task_id`` already on disk by index, and how many the task has in all."""
+        """Images of ``task_id`` already on disk by index, and how many the task has in all (0: not known).
+
+        An image is known by its sidecar or, when the server stopped (or the disk filled) between renaming the
+        image and writing its sidecar, by its name alone: ``{time}_{model}_{task_id}_{n}`` (when the id is the
+        name's own). Such an image's ``url`` is "" until ``save`` writes its sidecar."""
         found: dict[int, ImageFile] = {}
         expected = 0
         if not self.root.is_dir():
             return found, expected
-        for sidecar in self.root.glob(f"*_{safe(task_id)}_*.json"):
+        tag = safe(task_id)
+        named = re.compile(rf"\d{{8}}-\d{{6}}_.+_{re.escape(tag)}_(\d{{1,3}})\.(?:png|jpg|webp|bmp)")
+        bare: dict[int, Path] = {}
+        for path in sorted(self.root.glob(f"*_{tag}_*")):
+            if path.suffix != ".json":
+                if tag == task_id and (match := named.fullmatch(path.name)):
+                    bare.setdefault(int(match[1]), path)  # the earliest, should there be two
+                continue
             try:
-                meta = json.loads(sidecar.read_text(encoding="utf-8"))
-                path = Path(meta["path"])
-                if meta["task_id"] != task_id or not path.is_file():
+                meta = json.loads(path.read_text(encoding="utf-8"))
+                image = Path(meta["path"])
+                if meta["task_id"] != task_id or not image.is_file():
                     continue
                 found[int(meta["index"])] = ImageFile(
-                    path=str(path),
+                    path=str(image),
                     url=meta["url"],
                     width=meta["width"],
                     height=meta["height"],
@@ -94,12 +112,17 @@ class ResultStore:
                 expected = int(meta["count"])
             except (OSError, ValueError, KeyError):
                 continue
+        for index, path in bare.items():
+            if index not in found and (image := _describe(path)) is not None:
+                found[index] = image
         return found, expected
 
     def find(self, task_id: str) -> list[ImageFile] | None:
         """Every image of ``task_id`` already saved (by an earlier call or an earlier run), or None."""
         found, expected = self._existing(task_id)
         if not found or len(found) != expected:  # a partial set is not a result: the rest must still be fetched
+            return None
+        if any(not image.url for image in found.values()):  # one without its sidecar: save() writes it
             return None
         return [found[index] for index in sorted(found)]
 
@@ -125,10 +148,16 @@ class ResultStore:
         meta = {**extra, "count": len(urls)}
 
         async def one(index: int, url: str) -> None:
-            if saved[index - 1] is not None:  # kept from an earlier, partly failed attempt
+            kept = saved[index - 1]
+            if kept is not None and kept.url:  # kept from an earlier, partly failed attempt
                 return
-            stem = self._name(task_id, index, model)
             try:
+                if kept is not None:  # saved, but the sidecar was never written: write it, never download again
+                    saved[index - 1] = await anyio.to_thread.run_sync(
+                        self._sidecar, kept.model_copy(update={"url": url}), index, task_id, record, meta
+                    )
+                    return
+                stem = self._name(task_id, index, model)
                 part = await self._download(url, stem)
                 try:
                     saved[index - 1] = await anyio.to_thread.run_sync(
@@ -225,15 +254,22 @@ class ResultStore:
             raise DownloadError(url, "the result is not an image") from None
         path = self.root / f"{stem}{_EXTENSIONS.get(fmt, '.png')}"
         os.replace(part.path, path)
+        image = ImageFile(path=str(path), url=url, width=width, height=height, bytes=part.size, sha256=part.sha256)
+        return self._sidecar(image, index, task_id, record, extra)
+
+    def _sidecar(
+        self, image: ImageFile, index: int, task_id: str, record: TaskRecord | None, extra: Mapping[str, Any]
+    ) -> ImageFile:
+        """Write the JSON sidecar beside a saved image, saying where it came from."""
         sidecar = {
             "task_id": task_id,
             "index": index,
-            "path": str(path),
-            "url": url,
-            "width": width,
-            "height": height,
-            "bytes": part.size,
-            "sha256": part.sha256,
+            "path": image.path,
+            "url": image.url,
+            "width": image.width,
+            "height": image.height,
+            "bytes": image.bytes,
+            "sha256": image.sha256,
             "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             **(
                 {
@@ -249,8 +285,40 @@ class ResultStore:
             ),
             **dict(extra),
         }
-        _atomic_write(path.with_suffix(".json"), json.dumps(sidecar, ensure_ascii=False, indent=2).encode())
-        return ImageFile(path=str(path), url=url, width=width, height=height, bytes=part.size, sha256=part.sha256)
+        _atomic_write(Path(image.path).with_suffix(".json"), json.dumps(sidecar, ensure_ascii=False, indent=2).encode())
+        return image
+
+
+def _describe(path: Path) -> ImageFile | None:
+    """A saved image known only by its name (its sidecar missing): its size, length and sha256 read back from the
+    file, which was complete and fsync'd before it was renamed. None if it is not an image."""
+    from .pillow import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+        digest, size = hashlib.sha256(), 0
+        with path.open("rb") as file:
+            while chunk := file.read(WRITE_CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
+        return None
+    return ImageFile(path=str(path), url="", width=width, height=height, bytes=size, sha256=digest.hexdigest())
+
+
+def saved_image(journal: Journal, root: Path, name: str) -> Path | None:
+    """The file ``name`` in ``root`` if the journal records it as a saved image of the task its name carries
+    (``{time}_{model}_{task_id}_{n}``); None for any other file there, however it is named."""
+    parts = name.rsplit(".", 1)[0].split("_")
+    target = (root / name).resolve()
+    if len(parts) < 4 or target.parent != root.resolve():
+        return None
+    for start in range(2, len(parts) - 1):  # the model is one part or more, the task id the rest
+        row = journal.get("_".join(parts[start:-1]))
+        if row is not None and any(Path(image["path"]).resolve() == target for image in row.images):
+            return target if target.is_file() else None
+    return None
 
 
 WRITE_CHUNK = 1 << 20
@@ -269,7 +337,7 @@ class _Part:
 
     @classmethod
     def create(cls, folder: Path, stem: str) -> _Part:
-        fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{stem}.", suffix=".part")
+        fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{stem}.{temp_owner()}.", suffix=PART_SUFFIX)
         return cls(Path(temp), os.fdopen(fd, "wb"))
 
     @property
@@ -293,7 +361,7 @@ class _Part:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{temp_owner()}.", suffix=PART_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
@@ -303,3 +371,62 @@ def _atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+PART_SUFFIX = ".part"
+_OWNED = re.compile(r"\.(?P<pid>\d+)@(?P<host>[A-Za-z0-9-]*)\.[^.]*\.part")
+"""The owner a temp file's name carries: ``.{name}.{pid}@{host}.{random}.part``."""
+STALE_PART = 3600.0
+"""A temp file whose owner cannot be checked (older names, another host) is left this long before removal."""
+
+
+def _host() -> str:
+    import socket
+
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40]
+
+
+def temp_owner() -> str:
+    """Who writes a temp file, as its name says: ``{pid}@{host}``."""
+    return f"{os.getpid()}@{_host()}"
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    if os.name == "nt":  # no harmless probe there (signal 0 is CTRL_C_EVENT): rely on the file's age
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists but is not ours to signal
+        return True
+    return True
+
+
+def remove_leftover_parts(root: Path) -> tuple[int, int]:
+    """Remove temp files (``.*.part``) that a server killed mid-download or mid-write left in ``root``: those of
+    a process on this host that is gone, and any other older than ``STALE_PART`` (a live process's stay).
+    Returns how many files and bytes were removed."""
+    if not root.is_dir():
+        return 0, 0
+    host, now = _host(), time.time()
+    files = size = 0
+    for path in root.glob(f".*{PART_SUFFIX}"):
+        try:
+            stat = path.stat()
+            owned = _OWNED.search(path.name)
+            if owned and owned["host"] == host:
+                stale = not _alive(int(owned["pid"])) or now - stat.st_mtime > DAY
+            else:
+                stale = now - stat.st_mtime > STALE_PART
+            if stale and path.is_file():
+                path.unlink()
+                files, size = files + 1, size + stat.st_size
+        except OSError:
+            continue
+    return files, size
+
+
+DAY = 24 * 3600.0

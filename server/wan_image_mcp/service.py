@@ -40,7 +40,7 @@ from .journal import AMBIGUOUS, OPEN_STATUSES, REJECTED, UNCERTAIN, AsyncJournal
 from .models import ApiError, EditResult, ImageFile, ImageInfo, InspectResult, TaskList, TaskSummary
 from .reconcile import Verdict, Window, ambiguity, judge, learn_offset
 from .results import DownloadError, ResultStore, TaskRecord
-from .validation import EditParams, PreparedRequest, prepare_request
+from .validation import EditParams, PreparedRequest, check_task_id, prepare_request
 
 log = logging.getLogger("wan_image_mcp")
 Progress = Callable[[float, str], Awaitable[None]]
@@ -320,6 +320,7 @@ class WanService:
         progress: Progress = _no_progress,
     ) -> EditResult:
         """Look at a task (waiting up to ``wait_seconds``); download its images once when it succeeded."""
+        check_task_id(task_id)
         lock = self._locks.setdefault(task_id, anyio.Lock())
         async with lock:
             row = await self.journal.run(self.journal.sync.get, task_id)
@@ -433,6 +434,7 @@ class WanService:
         return row.status == UNCERTAIN or row.id in self._begun or row.created_at < self._started or time.time() > due
 
     async def cancel(self, task_id: str) -> str | None:
+        check_task_id(task_id)
         request_id = await self._api().cancel_task(task_id)
         await self.journal.run(self.journal.sync.observed, task_id, status="CANCELED", request_id=request_id)
         return request_id

@@ -38,6 +38,28 @@ Boxes = Sequence[Sequence[Sequence[int]]]
 """bbox_list: per image, a list of [x1, y1, x2, y2] boxes in the original image's pixels."""
 
 
+TASK_ID_MAX = 128
+_TASK_ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{TASK_ID_MAX - 1}}}")
+
+
+def check_task_id(task_id: str) -> str:
+    """``task_id`` if it can be a DashScope task id: one URL path segment that needs no quoting (DashScope's are
+    UUIDs), never ``.``, ``..``, a slash, a query, a fragment, whitespace or a control character. Checked before
+    any request and any journal row; anything else raises InvalidRequest naming ``task_id`` and the rule."""
+    if _TASK_ID.fullmatch(task_id):
+        return task_id
+    shown = repr(task_id) if len(task_id) <= 60 else f"{task_id[:60]!r}… ({len(task_id)} characters)"
+    raise InvalidRequest(
+        [
+            Problem(
+                "task_id",
+                f"{shown} is not a task id: it must be 1-{TASK_ID_MAX} letters, digits, '-', '_' or '.', starting "
+                "with a letter or digit, as edit_image, submit_task and list_tasks give it",
+            )
+        ]
+    )
+
+
 @dataclass(frozen=True)
 class EditParams:
     """Every optional request parameter, with our defaults (``n`` is 1, not the API's 4)."""

@@ -27,8 +27,10 @@ import anyio
 import httpx2
 
 from ..access import check_download_url
+from ..config import api_key_problem
+from ..errors import ConfigurationError
 from ..specs import CANCEL_PATH, TASK_PATH, UPLOAD_POLICY_PATH
-from ..validation import PreparedRequest
+from ..validation import PreparedRequest, check_task_id
 from .errors import (
     APIConnectionError,
     APIStatusError,
@@ -136,6 +138,8 @@ class DashScopeClient:
         self._query_rate = query_rate or QueryRate()
         self._base_url = base_url.rstrip("/")
         self._retry = retry or RetryPolicy()
+        if problem := api_key_problem(api_key):  # in a header it would fail, and httpx's error would show it
+            raise ConfigurationError(problem)
         self._headers = {"Authorization": f"Bearer {api_key}"}
         if workspace:
             self._headers["X-DashScope-WorkSpace"] = workspace
@@ -267,13 +271,13 @@ class DashScopeClient:
 
     async def get_task(self, task_id: str) -> TaskResult:
         envelope = await self._call(
-            "GET", TASK_PATH.format(task_id=task_id), None, {}, _retry_query, rate=self._query_rate
+            "GET", _task_path(TASK_PATH, task_id), None, {}, _retry_query, rate=self._query_rate
         )
         return parse_result(envelope, default_status=TaskStatus.UNKNOWN)
 
     async def cancel_task(self, task_id: str) -> str | None:
         """Cancel a PENDING task. Returns the request id; raises APIStatusError when it cannot be cancelled."""
-        envelope = await self._call("POST", CANCEL_PATH.format(task_id=task_id), None, {}, _retry_query)
+        envelope = await self._call("POST", _task_path(CANCEL_PATH, task_id), None, {}, _retry_query)
         return envelope.request_id
 
     # --- plumbing -------------------------------------------------------------------------------
@@ -329,6 +333,10 @@ class DashScopeClient:
             response = await self._http.request(
                 method, self._base_url + path, content=content, headers=all_headers, timeout=timeout
             )
+        except httpx2.LocalProtocolError:  # refused before sending; its text would quote the headers, the key too
+            raise APIConnectionError(
+                f"{method} {path} could not be sent: a header is invalid", request_sent=False
+            ) from None
         except _NOT_SENT as exc:
             raise APIConnectionError(f"could not connect to {self._base_url}: {exc!r}", request_sent=False) from None
         except httpx2.TimeoutException as exc:
@@ -353,6 +361,12 @@ class DashScopeClient:
             return Envelope.model_validate(data)
         except ValueError as exc:
             raise DashScopeError(f"unexpected response shape from {path}: {exc}") from None
+
+
+def _task_path(template: str, task_id: str) -> str:
+    """A task's path, its id checked (InvalidRequest naming task_id) and quoted: an id can never reach another
+    endpoint, add a query or a header, whoever calls."""
+    return template.format(task_id=quote(check_task_id(task_id), safe=""))
 
 
 class UploadPolicyRefused(APIStatusError):

@@ -384,7 +384,9 @@ async def generate(request: Request, state: EmulatorState) -> Response:
     if request.headers.get("x-dashscope-async", "").lower() == "enable":
         raise EmulatedError(403, "AccessDenied", "current user api does not support asynchronous calls")
     job = parse_job(await _json(request), Protocol.MESSAGES)
-    if job.mode.name == "interleave" and job.parameters.get("stream") is not True:
+    sse = request.headers.get("x-dashscope-sse", "").lower() == "enable"
+    # The official SDK's stream=True sends the SSE header and no parameters.stream; the docs' curl sends both.
+    if job.mode.name == "interleave" and not sse and job.parameters.get("stream") is not True:
         raise invalid("enable_interleave on the synchronous endpoint needs stream=true and X-DashScope-Sse: enable")
     task = _new_task(state, job, await _load_inputs(request, state, job))
     if task.failure:
@@ -396,7 +398,7 @@ async def generate(request: Request, state: EmulatorState) -> Response:
     del state.tasks[task.task_id]  # sync calls leave no task behind
     output = {"choices": _choices(task, [state.signed_file_url(_origin(request), n) for n in task.outputs])}
     body = {"output": {**output, "finished": True}, "usage": _usage(task)}
-    if request.headers.get("x-dashscope-sse", "").lower() == "enable":
+    if sse:
         return _sse(state, body)
     return _ok(state, body)
 
@@ -447,17 +449,29 @@ async def cancel_task(request: Request, state: EmulatorState) -> Response:
     return _ok(state, {})
 
 
+MAX_PAGE_SIZE = 100
+"""The most tasks one list page holds (DashScope documents no maximum; the client asks for 100)."""
+
+
+def _page_number(request: Request, name: str, default: int, most: int | None) -> int:
+    """A whole-number paging parameter, or DashScope's 400 InvalidParameter saying which and why."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    value = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 9 else 0
+    if value < 1 or (most is not None and value > most):
+        limit = f"from 1 to {most}" if most is not None else "of at least 1"
+        raise invalid(f"{name} must be a whole number {limit}, got {raw[:40]!r}.")
+    return value
+
+
 @endpoint("list")
 async def list_tasks(request: Request, state: EmulatorState) -> Response:
     """``GET /tasks``: newest first, filtered by submit time (whole seconds, both ends included, in the service's
     zone), model and status, in pages; answered flat as the SDK's ``JobList`` reads it."""
     query = request.query_params
-    try:
-        page_no, page_size = int(query.get("page_no", 1)), int(query.get("page_size", 10))
-    except ValueError:
-        raise invalid("page_no and page_size must be integers") from None
-    if page_no < 1 or not 1 <= page_size <= 100:
-        raise invalid("page_no must be at least 1 and page_size between 1 and 100")
+    page_no = _page_number(request, "page_no", 1, None)
+    page_size = _page_number(request, "page_size", 10, MAX_PAGE_SIZE)
     start = _filter_time(state, "start_time", query.get("start_time"))
     end = _filter_time(state, "end_time", query.get("end_time"))
     model, status = query.get("model_name"), query.get("status")
