@@ -179,7 +179,7 @@ def _show(value: Any) -> str:
         return str(value)
     try:
         text = json.dumps(value, ensure_ascii=False, default=lambda _: "…")
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         text = "…"
     return text if len(text) <= 60 else f"{text[:57]}…"
 

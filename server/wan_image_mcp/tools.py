@@ -464,6 +464,8 @@ class StrictTool(Tool):
             errors: list[ErrorDetails] = []
         except ValidationError as exc:
             errors = exc.errors(include_url=False)
+        except Exception as exc:  # a crash in validation: its text stays on the server, as the SDK does
+            raise UnexpectedToolError(f"Error executing tool {self.name}") from exc
         found = argument_problems(arguments, known, errors)
         if found:
             raise ToolError(refusal(found))
