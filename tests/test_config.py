@@ -47,3 +47,18 @@ def test_the_key_is_never_in_a_repr_or_str() -> None:
     settings = Settings.from_env({"DASHSCOPE_API_KEY": secret})
     assert settings.require_api_key() == secret
     assert secret not in repr(settings) and secret not in str(settings)
+
+
+def test_the_log_level_and_http_settings_are_read_with_the_others() -> None:
+    settings = Settings.from_env(
+        {
+            "WAN_MCP_LOG_LEVEL": "info",
+            "WAN_MCP_HTTP_TOKEN": " s3cret ",
+            "WAN_MCP_HTTP_ALLOWED_HOSTS": "a.example, b:8443,",
+        }
+    )
+    assert settings.log_level == "INFO"
+    assert settings.http_token is not None and settings.http_token.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(settings)
+    assert settings.http_allowed_hosts == ("a.example", "b:8443")
+    assert Settings.from_env({"WAN_MCP_LOG_LEVEL": "LOUD"}).log_level == "WARNING"

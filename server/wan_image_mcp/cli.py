@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -61,16 +60,14 @@ def _remove_leftover_parts(folder: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from .config import Settings
+
     # stdout belongs to the protocol: every log line goes to stderr.
-    level = os.environ.get("WAN_MCP_LOG_LEVEL", "WARNING").strip().upper() or "WARNING"
     logging.basicConfig(
-        stream=sys.stderr,
-        level=level if level in logging.getLevelNamesMapping() else "WARNING",
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr, level=Settings.log_level_of(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     if args.command in (None, "serve"):
         from .app import build_app, check_journal_folder
-        from .config import Settings
         from .errors import ConfigurationError
         from .journal import check_journal
 
@@ -84,8 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if getattr(args, "transport", "stdio") == "http":
                 from .http import serve_http
 
-                token = os.environ.get("WAN_MCP_HTTP_TOKEN", "").strip() or None
-                hosts = [h.strip() for h in os.environ.get("WAN_MCP_HTTP_ALLOWED_HOSTS", "").split(",") if h.strip()]
+                token = settings.http_token.get_secret_value() if settings.http_token else None
+                hosts = settings.http_allowed_hosts
                 serve_http(settings, host=args.host, port=args.port, token=token, allowed_hosts=hosts)
                 return 0
         except ConfigurationError as exc:
@@ -95,7 +92,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "gallery":
         from .app import open_journal
-        from .config import Settings
         from .errors import ConfigurationError
         from .gallery import write_gallery
 

@@ -126,6 +126,22 @@ class Settings:
     """Most paid images one call may request (n, or max_images with interleave)."""
     max_images_per_day: int | None = None
     """Most paid images requested in any 24 hours, counted from the journal; None: no limit."""
+    log_level: str = "WARNING"
+    """stderr log level (WAN_MCP_LOG_LEVEL); stdout is never used for logs."""
+    http_token: SecretStr | None = field(default=None, repr=False)
+    """Bearer token every HTTP request must carry (WAN_MCP_HTTP_TOKEN); required for a non-loopback bind."""
+    http_allowed_hosts: tuple[str, ...] = ()
+    """Extra Host names a non-loopback HTTP bind answers to (WAN_MCP_HTTP_ALLOWED_HOSTS, comma-separated)."""
+
+    @staticmethod
+    def log_level_of(environ: Mapping[str, str] | None = None) -> str:
+        """WAN_MCP_LOG_LEVEL as a logging level name (WARNING when unset or not a level), readable before the
+        other settings, so that a command can log while they are checked."""
+        import logging
+
+        env = os.environ if environ is None else environ
+        level = env.get("WAN_MCP_LOG_LEVEL", "").strip().upper()
+        return level if level in logging.getLevelNamesMapping() else "WARNING"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -162,6 +178,11 @@ class Settings:
             previews=_flag(env.get("WAN_MCP_PREVIEWS"), True),
             poll_interval=poll,
             poll_interval_max=max(poll, _seconds(env, "WAN_MCP_POLL_INTERVAL_MAX", 5.0)),
+            log_level=cls.log_level_of(env),
+            http_token=SecretStr(token) if (token := env.get("WAN_MCP_HTTP_TOKEN", "").strip()) else None,
+            http_allowed_hosts=tuple(
+                host.strip() for host in env.get("WAN_MCP_HTTP_ALLOWED_HOSTS", "").split(",") if host.strip()
+            ),
         )
 
     def require_api_key(self) -> str:
