@@ -33,3 +33,25 @@ def test_ruff_format_is_clean() -> None:
 def test_pyright_strict_is_clean() -> None:
     done = run("pyright")
     assert done.returncode == 0, done.stdout[-5000:]
+
+
+MISTYPED_JOURNAL_CALL = """
+from wan_image_mcp.journal import AsyncJournal
+
+
+async def wrong(journal: AsyncJournal) -> None:
+    await journal.run(journal.sync.saved, 123, "not a list", "extra")
+"""
+
+
+def test_pyright_checks_journal_calls_against_the_journal_methods_signature(tmp_path: Path) -> None:
+    snippet = ROOT / "tests" / f"_mistyped_{tmp_path.name}.py"  # inside the project, so its settings apply
+    snippet.write_text(MISTYPED_JOURNAL_CALL, encoding="utf-8")
+    try:
+        done = run("pyright", str(snippet))
+    finally:
+        snippet.unlink()
+    assert done.returncode != 0
+    assert 'cannot be assigned to parameter "task_id"' in done.stdout or "Expected 2 positional" in done.stdout, (
+        done.stdout
+    )

@@ -24,7 +24,7 @@ from collections.abc import Callable, Collection, Generator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     import sqlite3
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 MIGRATIONS: Final[tuple[str, ...]] = (
     # 1: tasks
@@ -495,7 +496,11 @@ class AsyncJournal:
         self._limiter = anyio.CapacityLimiter(1)
         self._lock = threading.Lock()
 
-    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """``fn(*args, **kwargs)`` on the journal's worker thread; pyright checks the arguments against ``fn``'s
+        own signature (``run(journal.sync.saved, 123, "not a list")`` is an error). A damaged database raises
+        ConfigurationError naming the file."""
+
         def call() -> T:
             import sqlite3
 
