@@ -23,7 +23,7 @@ from wan_image_mcp.config import Settings
 from wan_image_mcp.dashscope import DashScopeClient, ListedTask, TaskStatus
 from wan_image_mcp.emulator import EmulatorState, Fault
 from wan_image_mcp.journal import AsyncJournal, Journal, NewTask
-from wan_image_mcp.models import EditResult
+from wan_image_mcp.outcomes import EditResult
 from wan_image_mcp.reconcile import judge, learn_offset
 from wan_image_mcp.service import EditArgs, WanService
 from wan_image_mcp.validation import EditParams, prepare_request

@@ -20,7 +20,7 @@ from tests.conftest import TOOL_NAMES, ImageFactory, text
 from wan_image_mcp.app import build_app
 from wan_image_mcp.config import Settings
 from wan_image_mcp.emulator import EmulatorState, Fault
-from wan_image_mcp.models import ImageFile
+from wan_image_mcp.outcomes import ImageFile
 from wan_image_mcp.results import ResultStore
 from wan_image_mcp.specs import MODEL_NAMES, SPECS
 

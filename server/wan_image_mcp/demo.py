@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw
 
 from .emulator import EmulatorConfig
 from .emulator.serve import RunningEmulator
-from .models import EditResult
+from .outcomes import EditResult
 
 KEY = "sk-emulator"
 

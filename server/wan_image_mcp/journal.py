@@ -101,9 +101,13 @@ REJECTED: Final = "REJECTED"
 AMBIGUOUS: Final = "AMBIGUOUS"
 """The answer was lost and more than one task in DashScope's list could be this submission's: none was adopted;
 ``candidates`` names them."""
+EXPIRED: Final = "EXPIRED"
+"""The task succeeded but its result URLs expired before the images could be saved."""
 UNRESOLVED: Final = (SUBMITTING, UNCERTAIN)
 """A create request without its answer: reconciled against the task list."""
 OPEN_STATUSES: Final = ("PENDING", "RUNNING")
+DAY: Final = 24 * 3600.0
+"""How long DashScope keeps a task (its id and result URLs): older rows are not harvested or reconciled."""
 
 
 def _json(value: object) -> str:

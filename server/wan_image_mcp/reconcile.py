@@ -17,16 +17,19 @@ ids: never a guess. A candidate another submission still in flight could have ma
 from __future__ import annotations
 
 import calendar
+import logging
 import math
 import time
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from .dashscope import ListedTask
-from .journal import UNCERTAIN, TaskRow
+from .dashscope import DashScopeClient, ListedTask, TaskStatus
+from .journal import DAY, UNCERTAIN, AsyncJournal, TaskRow
+from .outcomes import iso_time
 
+log = logging.getLogger("wan_image_mcp")
 QUARTER: Final = 900.0
 ZONES: Final = (-12 * 3600.0, 14 * 3600.0)
 """The zones there are, as seconds east of UTC."""
@@ -162,3 +165,149 @@ def ambiguity(verdict: Verdict) -> str:
         f"{head}{also}. None was adopted, to avoid a guess. They may be billed: call check_task with a task_id to "
         "see it and save its images; do not resubmit before you have."
     )
+
+
+# --- a pass over the journal -------------------------------------------------------------------------
+
+
+NOT_CREATED_AFTER = 120.0
+"""Seconds past its window after which an unanswered submission the task list never showed was not created."""
+LIST_PAGE = 100
+LIST_PAGES = 20
+"""At most this many pages of the task list per submission and pass."""
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    adopted: list[str]
+    """Task ids given to unanswered submissions."""
+    unresolved: int
+    """Unanswered submissions left (SUBMITTING, UNCERTAIN)."""
+
+
+async def _listed_around(client: DashScopeClient, row: TaskRow, offset: float | None) -> list[ListedTask] | None:
+    """Every task of ``row``'s model the list shows around its window (None: more than LIST_PAGES pages)."""
+    start, end = Window.of(row).query(offset)
+    tasks: list[ListedTask] = []
+    for page_no in range(1, LIST_PAGES + 1):
+        page = await client.list_tasks(
+            start_time=start, end_time=end, model_name=row.model or None, page_no=page_no, page_size=LIST_PAGE
+        )
+        tasks += page.tasks
+        if len(page.tasks) < LIST_PAGE or len(tasks) >= page.total:
+            return tasks
+    log.warning("journal row %d: over %d tasks around its submission; it is left for later", row.id, len(tasks))
+    return None
+
+
+def _past_window(row: TaskRow) -> bool:
+    return time.time() > Window.of(row).end + NOT_CREATED_AFTER
+
+
+def _not_created(row: TaskRow) -> str:
+    window = Window.of(row)
+    return (
+        f"The answer to this submission was lost, and DashScope's task list shows no {row.model} task submitted "
+        f"between {iso_time(window.start)} and {iso_time(window.end)} that it could have made: no task was created, "
+        "nothing is billed. Submit it again if it is still wanted."
+    )
+
+
+@dataclass
+class Submissions:
+    """The create requests this process sends, for reconciliation: which journal rows it began, which are in flight
+    now (never reconciled), and how many began (a reconciliation during which one begins is discarded, as that
+    task may be listed before the journal knows its id). ``begin`` must follow the row's insert with no await
+    between, so that a reconciliation either read the row or sees the count change."""
+
+    started: float = field(default_factory=time.time)
+    begun: set[int] = field(default_factory=set[int])
+    sending: set[int] = field(default_factory=set[int])
+    count: int = 0
+
+    def begin(self, row_id: int) -> None:
+        self.count += 1
+        self.begun.add(row_id)
+        self.sending.add(row_id)
+
+    def answered(self, row_id: int) -> None:
+        """The create request ended, answered or not."""
+        self.sending.discard(row_id)
+
+    def reconcilable(self, row: TaskRow) -> bool:
+        """Not in flight here, and not possibly in flight elsewhere: made by this process, by one that ran before
+        it (a restart), or past its answer's deadline."""
+        if row.id in self.sending:
+            return False
+        due = row.answer_by if row.answer_by is not None else row.created_at
+        return row.status == UNCERTAIN or row.id in self.begun or row.created_at < self.started or time.time() > due
+
+
+class Reconciler:
+    """One pass over the journal's unanswered create requests (see the module's docstring)."""
+
+    def __init__(self, journal: AsyncJournal, submissions: Submissions) -> None:
+        self._journal = journal
+        self._submissions = submissions
+
+    async def run(self, client: DashScopeClient) -> Reconciled:
+        """Find in DashScope's task list the task each unanswered create request (SUBMITTING or UNCERTAIN, younger
+        than 24 h, not in flight here) made: adopt it when exactly one task fits and no other submission could
+        have made it, mark the row AMBIGUOUS with the candidates when several could, and REJECTED (NotCreated)
+        when none did by ``NOT_CREATED_AFTER`` past its window, in any zone. Returns the adopted task ids."""
+        sends = self._submissions.count
+        journal = self._journal
+        rows = await journal.run(journal.sync.unresolved, younger_than=time.time() - DAY)
+        workable = [row for row in rows if self._reconcilable(row)]
+        if not workable:
+            return Reconciled(adopted=[], unresolved=len(rows))
+        offset = learn_offset(await journal.run(journal.sync.submit_times))
+        verdicts = await self._judge(client, rows, workable, offset)
+        lost = [row for row in workable if verdicts.get(row.id) == Verdict("none") and _past_window(row)]
+        if offset is not None and lost:  # before concluding, in any zone: the one learned may have changed
+            verdicts.update(await self._judge(client, rows, lost, None))
+        if self._submissions.count != sends:  # a submission began meanwhile: its task may be listed and not known yet
+            return Reconciled(adopted=[], unresolved=len(rows))
+        adopted: list[str] = []
+        settled = 0
+        for row in workable:
+            verdict = verdicts.get(row.id)
+            if verdict is not None and verdict.kind == "adopt":
+                assert verdict.task is not None
+                status = (verdict.task.status or TaskStatus.PENDING).value
+                if await journal.run(journal.sync.reconciled, row.id, verdict.task.task_id, status):
+                    log.warning("journal row %d: adopted task %s from the task list", row.id, verdict.task.task_id)
+                    adopted.append(verdict.task.task_id)
+                    settled += 1
+            elif verdict is not None and verdict.kind == "ambiguous":
+                await journal.run(journal.sync.ambiguous, row.id, verdict.candidates, ambiguity(verdict))
+                log.warning("journal row %d: %d candidate tasks, none adopted", row.id, len(verdict.candidates))
+                settled += 1
+            elif verdict is not None and verdict.kind == "none" and _past_window(row):
+                await journal.run(journal.sync.rejected, row.id, "NotCreated", _not_created(row))
+                settled += 1
+        return Reconciled(adopted=adopted, unresolved=len(rows) - settled)
+
+    async def _judge(
+        self, client: DashScopeClient, rows: list[TaskRow], workable: list[TaskRow], offset: float | None
+    ) -> dict[int, Verdict]:
+        """A verdict for each workable row whose surroundings the list showed whole (see reconcile.judge)."""
+        journal = self._journal
+        listed: dict[int, list[ListedTask]] = {}
+        for row in workable:
+            around = await _listed_around(client, row, offset)
+            if around is not None:  # None: more tasks than a pass reads; this row waits
+                listed[row.id] = around
+        known = await journal.run(journal.sync.known, {t.task_id for tasks in listed.values() for t in tasks})
+        contested = await journal.run(journal.sync.contested, younger_than=time.time() - DAY)
+        verdicts: dict[int, Verdict] = {}
+        for row in workable:
+            if row.id in listed:
+                others = [(other, other.id in listed) for other in rows if other.id != row.id]
+                verdicts[row.id] = judge(
+                    row, listed[row.id], offset=offset, known=known, others=others, contested=contested
+                )
+        return verdicts
+
+    def _reconcilable(self, row: TaskRow) -> bool:
+        return self._submissions.reconcilable(row)

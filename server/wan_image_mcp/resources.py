@@ -20,7 +20,7 @@ from mcp.types import ResourceLink
 
 from .appstate import AppState
 from .catalog import catalog_json, spec_json
-from .models import ImageFile
+from .outcomes import ImageFile
 from .results import saved_image
 from .specs import get_spec
 

@@ -26,10 +26,10 @@ import httpx2
 
 from .access import AccessDenied, check_download_url
 from .dashscope.errors import DashScopeError
-from .models import ImageFile
+from .outcomes import ImageFile
 
 if TYPE_CHECKING:
-    from .journal import Journal
+    from .journal import Journal, TaskRow
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "BMP": ".bmp"}
@@ -53,6 +53,20 @@ class TaskRecord:
     adjustments: tuple[str, ...] = ()
     instruction: str | None = None
     submitted: float = field(default_factory=time.time)
+
+    @classmethod
+    def of(cls, row: TaskRow | None) -> TaskRecord | None:
+        """What the journal row says of its task, or None for a task the journal does not know."""
+        if row is None or not row.model:
+            return None
+        return cls(
+            model=row.model,
+            prompt=row.prompt,
+            parameters=row.parameters,
+            adjustments=tuple(row.adjustments),
+            instruction=row.instruction,
+            submitted=row.created_at,
+        )
 
 
 def safe(text: str) -> str:

@@ -8,16 +8,12 @@ images are downloaded once, whoever asks first: a ``check_task`` call or the har
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import logging
 import math
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -28,24 +24,32 @@ from .dashscope import (
     APIStatusError,
     DashScopeClient,
     DashScopeError,
-    ListedTask,
     TaskResult,
     TaskStatus,
 )
-from .dashscope.client import UploadPolicyRefused
 from .errors import ConfigurationError, WanError
-from .inputs import MIME_TYPES, HashingReader, InputChanged, PreparedImage, RefKind, classify, local_path
+from .inputs import PreparedImage, RefKind, classify, local_path
 from .instructions import Mode, build_instruction
-from .journal import AMBIGUOUS, OPEN_STATUSES, REJECTED, UNCERTAIN, AsyncJournal, Journal, NewTask, TaskRow
-from .models import ApiError, EditResult, ImageFile, ImageInfo, InspectResult, TaskList, TaskSummary
-from .reconcile import Verdict, Window, ambiguity, judge, learn_offset
+from .journal import DAY, EXPIRED, AsyncJournal, Journal, NewTask, TaskRow
+from .outcomes import (
+    ApiError,
+    EditResult,
+    ImageInfo,
+    InspectResult,
+    TaskList,
+    check_hint,
+    from_row,
+    from_task,
+    summary_of,
+    unqueried_hint,
+)
+from .reconcile import Reconciled, Reconciler, Submissions
 from .results import DownloadError, ResultStore, TaskRecord
+from .uploads import Uploads
 from .validation import EditParams, PreparedRequest, check_task_id, prepare_request
 
 log = logging.getLogger("wan_image_mcp")
 Progress = Callable[[float, str], Awaitable[None]]
-EXPIRED = "EXPIRED"
-"""Journal status: the task succeeded but its result URLs expired before the images could be saved."""
 
 
 async def _no_progress(fraction: float, message: str) -> None:
@@ -54,9 +58,6 @@ async def _no_progress(fraction: float, message: str) -> None:
 
 class SpendLimitExceeded(WanError):
     """A call that would request more paid images than the configured limits allow. Nothing was sent."""
-
-
-DAY = 24 * 3600.0
 
 
 def _begin_within_budget(journal: Journal, task: NewTask, per_day: int | None) -> int:
@@ -96,18 +97,6 @@ class EditArgs:
     params: EditParams
 
 
-def check_hint(task_id: str) -> str:
-    return f"Not finished yet. Call check_task with task_id={task_id!r} (wait_seconds up to 50) to get the images."
-
-
-def unqueried_hint(task_id: str, status: str, cause: Exception) -> str:
-    return (
-        f"The task exists (it may be billed) but its status could not be queried just now ({cause}); it was "
-        f"{status} when last seen. Do not resubmit; call check_task with task_id={task_id!r} (wait_seconds up to "
-        "50) to get the images."
-    )
-
-
 class _PollFailed(Exception):
     """A task query failed after its retries; ``last`` is what the wait saw before, if anything."""
 
@@ -115,10 +104,6 @@ class _PollFailed(Exception):
         super().__init__(str(cause))
         self.cause = cause
         self.last = last
-
-
-def _iso(ts: float | None) -> str | None:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(ts)) if ts else None
 
 
 class WanService:
@@ -136,7 +121,7 @@ class WanService:
         max_images_per_day: int | None = None,
         inline_max_bytes: int = 1_000_000,
     ) -> None:
-        self._inline_max = inline_max_bytes
+        self._uploads = Uploads(journal, inline_max=inline_max_bytes)
         self._client = client
         self._access = access or FileAccess.of([store.root])
         self._per_call = max_images_per_call
@@ -158,13 +143,7 @@ class WanService:
         self.on_unanswered: Callable[[], None] = lambda: None
         """Called when a create request ends without its answer (UNCERTAIN, or cancelled): the harvester
         reconciles it."""
-        self._started = time.time()
-        self._begun: set[int] = set()
-        """Journal rows this process submitted."""
-        self._sending: set[int] = set()
-        """Journal rows whose create request is in flight now: never reconciled."""
-        self._sends = 0
-        """Submissions begun so far (a reconciliation during which one begins is discarded)."""
+        self.submissions = Submissions()
 
     @property
     def can_call_api(self) -> bool:
@@ -218,7 +197,7 @@ class WanService:
                 "WAN_MCP_MAX_IMAGES_PER_CALL in the server's environment."
             )
         client = self._api()
-        request = await self._upload_large(client, request)
+        request = await self._uploads.place(client, request)
         parameters = dict(request.parameters)
         if request.negative_prompt is not None:
             parameters["negative_prompt"] = request.negative_prompt
@@ -233,9 +212,7 @@ class WanService:
             answer_within=client.submit_deadline,
         )
         journal_id = await self.journal.run(_begin_within_budget, self.journal.sync, new, self._per_day)
-        self._sends += 1  # with no await between: a reconciliation either read this row or sees the count change
-        self._begun.add(journal_id)
-        self._sending.add(journal_id)
+        self.submissions.begin(journal_id)  # with no await since the row was written (see Submissions)
         answered = False
         try:
             try:
@@ -265,7 +242,7 @@ class WanService:
             )
             answered = True
         finally:
-            self._sending.discard(journal_id)
+            self.submissions.answered(journal_id)
             if not answered:  # UNCERTAIN, or cancelled in flight (still SUBMITTING): reconciled from the task list
                 self.on_unanswered()
         self.on_submitted()
@@ -325,7 +302,7 @@ class WanService:
         async with lock:
             row = await self.journal.run(self.journal.sync.get, task_id)
             if row is not None and row.saved_at is not None and _on_disk(row):
-                return _from_row(row)
+                return from_row(row)
             # Images can only be on disk already if the journal does not know the task (saved by an earlier run
             # whose row is gone, or under another journal) or if it had seen the result URLs: then look, which
             # reads the whole output folder. A task this journal has never seen succeed skips that.
@@ -336,13 +313,13 @@ class WanService:
                 await self.journal.run(self.journal.sync.saved, task_id, [i.model_dump() for i in saved])
                 return EditResult(status="SUCCEEDED", task_id=task_id, model=row.model if row else None, images=saved)
             if row is not None and row.status == EXPIRED:
-                return _from_row(row)
+                return from_row(row)
             try:
                 task = await self._wait(task_id, wait_seconds, progress)
             except _PollFailed as failed:
                 return await self._unqueried(task_id, row, failed)
             row = await self._record(task_id, task, row)
-            result = _from_task(task_id, task, row)
+            result = from_task(task_id, task, row)
             if task.status is not TaskStatus.SUCCEEDED:
                 return result
             await progress(0.9, f"downloading {len(task.image_urls)} image(s)")
@@ -366,72 +343,8 @@ class WanService:
         return 6 * self._poll_max
 
     async def reconcile(self) -> Reconciled:
-        """Find in DashScope's task list the task each unanswered create request (SUBMITTING or UNCERTAIN, younger
-        than 24 h, not in flight here) made: adopt it when exactly one task fits and no other submission could
-        have made it, mark the row AMBIGUOUS with the candidates when several could, and REJECTED (NotCreated)
-        when none did by ``NOT_CREATED_AFTER`` past its window, in any zone. Returns the adopted task ids."""
-        client = self._api()
-        sends = self._sends
-        journal = self.journal
-        rows = await journal.run(journal.sync.unresolved, younger_than=time.time() - DAY)
-        workable = [row for row in rows if self._reconcilable(row)]
-        if not workable:
-            return Reconciled(adopted=[], unresolved=len(rows))
-        offset = learn_offset(await journal.run(journal.sync.submit_times))
-        verdicts = await self._judge(client, rows, workable, offset)
-        lost = [row for row in workable if verdicts.get(row.id) == Verdict("none") and _past_window(row)]
-        if offset is not None and lost:  # before concluding, in any zone: the one learned may have changed
-            verdicts.update(await self._judge(client, rows, lost, None))
-        if self._sends != sends:  # a submission began meanwhile: its task may be listed and not known yet
-            return Reconciled(adopted=[], unresolved=len(rows))
-        adopted: list[str] = []
-        settled = 0
-        for row in workable:
-            verdict = verdicts.get(row.id)
-            if verdict is not None and verdict.kind == "adopt":
-                assert verdict.task is not None
-                status = (verdict.task.status or TaskStatus.PENDING).value
-                if await journal.run(journal.sync.reconciled, row.id, verdict.task.task_id, status):
-                    log.warning("journal row %d: adopted task %s from the task list", row.id, verdict.task.task_id)
-                    adopted.append(verdict.task.task_id)
-                    settled += 1
-            elif verdict is not None and verdict.kind == "ambiguous":
-                await journal.run(journal.sync.ambiguous, row.id, verdict.candidates, ambiguity(verdict))
-                log.warning("journal row %d: %d candidate tasks, none adopted", row.id, len(verdict.candidates))
-                settled += 1
-            elif verdict is not None and verdict.kind == "none" and _past_window(row):
-                await journal.run(journal.sync.rejected, row.id, "NotCreated", _not_created(row))
-                settled += 1
-        return Reconciled(adopted=adopted, unresolved=len(rows) - settled)
-
-    async def _judge(
-        self, client: DashScopeClient, rows: list[TaskRow], workable: list[TaskRow], offset: float | None
-    ) -> dict[int, Verdict]:
-        """A verdict for each workable row whose surroundings the list showed whole (see reconcile.judge)."""
-        journal = self.journal
-        listed: dict[int, list[ListedTask]] = {}
-        for row in workable:
-            around = await _listed_around(client, row, offset)
-            if around is not None:  # None: more tasks than a pass reads; this row waits
-                listed[row.id] = around
-        known = await journal.run(journal.sync.known, {t.task_id for tasks in listed.values() for t in tasks})
-        contested = await journal.run(journal.sync.contested, younger_than=time.time() - DAY)
-        verdicts: dict[int, Verdict] = {}
-        for row in workable:
-            if row.id in listed:
-                others = [(other, other.id in listed) for other in rows if other.id != row.id]
-                verdicts[row.id] = judge(
-                    row, listed[row.id], offset=offset, known=known, others=others, contested=contested
-                )
-        return verdicts
-
-    def _reconcilable(self, row: TaskRow) -> bool:
-        """Not in flight here, and not possibly in flight elsewhere: made by this process, by one that ran before
-        it (a restart), or past its answer's deadline."""
-        if row.id in self._sending:
-            return False
-        due = row.answer_by if row.answer_by is not None else row.created_at
-        return row.status == UNCERTAIN or row.id in self._begun or row.created_at < self._started or time.time() > due
+        """Find the tasks of create requests whose answer never came (see ``reconcile.Reconciler``)."""
+        return await Reconciler(self.journal, self.submissions).run(self._api())
 
     async def cancel(self, task_id: str) -> str | None:
         check_task_id(task_id)
@@ -443,48 +356,9 @@ class WanService:
         rows, total = await self.journal.run(
             self.journal.sync.recent, status=status, limit=page_size, offset=(page - 1) * page_size
         )
-        return TaskList(tasks=[_summary(row) for row in rows], total=total, page=page, page_size=page_size)
+        return TaskList(tasks=[summary_of(row) for row in rows], total=total, page=page, page_size=page_size)
 
     # --- plumbing -----------------------------------------------------------------------------------
-
-    async def _upload_large(self, client: DashScopeClient, request: PreparedRequest) -> PreparedRequest:
-        """Local and inline images over the inline limit travel as ``oss://`` temporary uploads, each uploaded
-        once per (bytes, model) while its URL lives; the request then carries the resolve header. A local file
-        sent unchanged is streamed from disk and proven to be the bytes that were checked; one under the limit
-        is read back to go inline."""
-        policy: dict[str, Any] | None = None
-        images: list[PreparedImage] = []
-        for image in request.images:
-            if image.kind not in _LOCAL:
-                images.append(image)
-            elif (image.bytes or 0) <= self._inline_max:
-                payload = image.payload or await anyio.to_thread.run_sync(image.read_payload)
-                images.append(dataclasses.replace(image, payload=payload))
-            else:
-                digest = image.sha256 or await anyio.to_thread.run_sync(_sha256, image.read_payload())
-                since = time.time() - UPLOAD_REUSE
-                url = await self.journal.run(self.journal.sync.cached_upload, digest, request.model, since=since)
-                if url is None:
-                    url, policy = await self._upload(client, request.model, image, digest, policy)
-                images.append(dataclasses.replace(image, url=url, payload=None))  # the bytes are no longer needed
-        return dataclasses.replace(request, images=tuple(images))
-
-    async def _upload(
-        self, client: DashScopeClient, model: str, image: PreparedImage, digest: str, policy: dict[str, Any] | None
-    ) -> tuple[str, dict[str, Any]]:
-        """Upload one image, refreshing a refused (expired or rejected) policy once; returns its URL and the policy
-        to reuse."""
-        name = f"{digest[:16]}-{uuid.uuid4().hex[:8]}.{(image.format or 'png').lower().replace('jpeg', 'jpg')}"
-        mime = MIME_TYPES.get(image.format or "PNG", "image/png")
-        policy = policy or await client.upload_policy(model)
-        try:
-            url = await _send(client, policy, image, digest, name, mime)
-        except UploadPolicyRefused:
-            policy = await client.upload_policy(model)
-            url = await _send(client, policy, image, digest, name, mime)
-        await self.journal.run(self.journal.sync.remember_upload, digest, model, url, image.bytes or 0)
-        log.info("uploaded image %d (%d bytes) as %s", image.index, image.bytes or 0, url)
-        return url, policy
 
     async def _record(self, task_id: str, task: TaskResult, row: TaskRow | None) -> TaskRow | None:
         created = row.created_at if row else time.time()
@@ -515,7 +389,7 @@ class WanService:
         *,
         resume: bool,
     ) -> EditResult:
-        record = _record_of(row)
+        record = TaskRecord.of(row)
         try:
             images = await self._store.save(
                 task_id, task.image_urls, record, {"request_id": task.request_id, "usage": task.usage}, resume=resume
@@ -552,7 +426,7 @@ class WanService:
         if row is None:  # an id this journal never saw, and no answer about it: nothing known to report
             raise failed.cause
         log.warning("querying task %s failed: %s", task_id, failed.cause)
-        result = _from_row(row)
+        result = from_row(row)
         return result.model_copy(update={"next_step": unqueried_hint(task_id, result.status, failed.cause)})
 
     async def _wait(self, task_id: str, wait_seconds: float, progress: Progress) -> TaskResult:
@@ -592,72 +466,6 @@ class WanService:
             self._waiting.pop(task_id, None)
 
 
-_LOCAL = (RefKind.LOCAL, RefKind.DATA)
-NOT_CREATED_AFTER = 120.0
-"""Seconds past its window after which an unanswered submission the task list never showed was not created."""
-LIST_PAGE = 100
-LIST_PAGES = 20
-"""At most this many pages of the task list per submission and pass."""
-
-
-@dataclass(frozen=True)
-class Reconciled:
-    adopted: list[str]
-    """Task ids given to unanswered submissions."""
-    unresolved: int
-    """Unanswered submissions left (SUBMITTING, UNCERTAIN)."""
-
-
-async def _listed_around(client: DashScopeClient, row: TaskRow, offset: float | None) -> list[ListedTask] | None:
-    """Every task of ``row``'s model the list shows around its window (None: more than LIST_PAGES pages)."""
-    start, end = Window.of(row).query(offset)
-    tasks: list[ListedTask] = []
-    for page_no in range(1, LIST_PAGES + 1):
-        page = await client.list_tasks(
-            start_time=start, end_time=end, model_name=row.model or None, page_no=page_no, page_size=LIST_PAGE
-        )
-        tasks += page.tasks
-        if len(page.tasks) < LIST_PAGE or len(tasks) >= page.total:
-            return tasks
-    log.warning("journal row %d: over %d tasks around its submission; it is left for later", row.id, len(tasks))
-    return None
-
-
-def _past_window(row: TaskRow) -> bool:
-    return time.time() > Window.of(row).end + NOT_CREATED_AFTER
-
-
-def _not_created(row: TaskRow) -> str:
-    window = Window.of(row)
-    return (
-        f"The answer to this submission was lost, and DashScope's task list shows no {row.model} task submitted "
-        f"between {_iso(window.start)} and {_iso(window.end)} that it could have made: no task was created, "
-        "nothing is billed. Submit it again if it is still wanted."
-    )
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-async def _send(
-    client: DashScopeClient, policy: dict[str, Any], image: PreparedImage, digest: str, name: str, mime: str
-) -> str:
-    """Upload an image's bytes: from memory, or streamed from disk and proven to be the bytes that were checked."""
-    if image.payload is not None:
-        return await client.upload(policy, image.payload, name, mime)
-    assert image.path is not None
-    with HashingReader(image.path) as file:
-        url = await client.upload(policy, file, name, mime)
-    if file.hexdigest() != digest:
-        raise InputChanged(image)
-    return url
-
-
-UPLOAD_REUSE = 47 * 3600.0
-"""Reuse an upload for less than its 48 h life."""
-
-
 def _input_label(image: PreparedImage) -> str:
     """How the journal names an input: the path or URL as given; an inline image only by its kind and size."""
     if image.kind is RefKind.DATA:
@@ -667,85 +475,3 @@ def _input_label(image: PreparedImage) -> str:
 
 def _on_disk(row: TaskRow) -> bool:
     return all(Path(image["path"]).is_file() for image in row.images)
-
-
-def _record_of(row: TaskRow | None) -> TaskRecord | None:
-    if row is None or not row.model:
-        return None
-    return TaskRecord(
-        model=row.model,
-        prompt=row.prompt,
-        parameters=row.parameters,
-        adjustments=tuple(row.adjustments),
-        instruction=row.instruction,
-        submitted=row.created_at,
-    )
-
-
-def _error(row: TaskRow) -> ApiError | None:
-    if row.status in ("FAILED", "UNKNOWN", EXPIRED, UNCERTAIN, REJECTED, AMBIGUOUS) and row.error_code:
-        return ApiError(code=row.error_code, message=row.error_message or "", request_id=row.request_id)
-    if row.status == EXPIRED or (row.download_error and row.saved_at is None):
-        return ApiError(code="DownloadFailed", message=row.download_error or "", request_id=row.request_id)
-    return None
-
-
-def _from_row(row: TaskRow) -> EditResult:
-    return EditResult(
-        status="SUCCEEDED" if row.status == EXPIRED else row.status,
-        task_id=row.task_id,
-        request_id=row.request_id,
-        model=row.model or None,
-        images=[ImageFile.model_validate(image) for image in row.images],
-        texts=row.texts,
-        usage=row.usage,
-        actual_prompt=row.actual_prompt,
-        adjustments=row.adjustments,
-        instruction=row.instruction,
-        requested_images=row.requested_images,
-        error=_error(row),
-    )
-
-
-def _from_task(task_id: str, task: TaskResult, row: TaskRow | None) -> EditResult:
-    result = EditResult(
-        status=task.status.value,
-        task_id=task_id,
-        request_id=task.request_id,
-        model=row.model if row and row.model else None,
-        texts=list(task.texts),
-        usage=dict(task.usage) if task.usage else None,
-        actual_prompt=task.actual_prompt,
-        adjustments=row.adjustments if row else [],
-        instruction=row.instruction if row else None,
-        requested_images=row.requested_images if row else None,
-        image_failures=[ApiError(code=f.code, message=f.message) for f in task.failures],
-    )
-    if task.status is TaskStatus.FAILED:
-        error = ApiError(code=task.code or "Unknown", message=task.message or "", request_id=task.request_id)
-        return result.model_copy(update={"error": error})
-    if task.status is TaskStatus.UNKNOWN:
-        message = "DashScope does not know this task: the id is wrong, older than 24 h, or from another account"
-        return result.model_copy(
-            update={"error": ApiError(code="UNKNOWN", message=message, request_id=task.request_id)}
-        )
-    if task.status.value in OPEN_STATUSES:
-        return result.model_copy(update={"next_step": check_hint(task_id)})
-    return result
-
-
-def _summary(row: TaskRow) -> TaskSummary:
-    prompt = row.prompt if len(row.prompt) <= 120 else row.prompt[:119] + "…"
-    return TaskSummary(
-        task_id=row.task_id,
-        journal_id=row.id,
-        status=row.status,
-        model=row.model,
-        prompt=prompt,
-        created=_iso(row.created_at) or "",
-        finished=_iso(row.finished_at),
-        requested_images=row.requested_images,
-        images=[image["path"] for image in row.images],
-        error=_error(row),
-        candidates=row.candidates,
-    )

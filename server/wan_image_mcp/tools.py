@@ -31,7 +31,7 @@ from .arguments import refusal
 from .config import Settings
 from .dashscope import APIConnectionError, APIStatusError, ContentModerationError, DashScopeError
 from .errors import ConfigurationError, InvalidRequest
-from .models import EditResult, InspectResult, ListedStatus, TaskList, TaskStarted
+from .outcomes import EditResult, InspectResult, ListedStatus, TaskList, TaskStarted
 from .resources import image_link
 from .service import EditArgs, SpendLimitExceeded, SubmissionUncertain
 from .specs import DEFAULT_MODEL, SEED_RANGE, ModelName
