@@ -3,6 +3,8 @@
 WanError
 ├── InvalidRequest            bad input found before any request is sent (one or more Problems)
 ├── ConfigurationError        a setting is missing or wrong (e.g. no DASHSCOPE_API_KEY)
+├── SpendLimitExceeded        a call would request more paid images than the limits allow; nothing was sent
+├── SubmissionUncertain       a create request was sent and its answer lost: a task may exist and be billed
 └── dashscope.DashScopeError  the API or the network said no (see dashscope/errors.py)
 """
 
@@ -18,6 +20,24 @@ class WanError(Exception):
 
 class ConfigurationError(WanError):
     """A setting is missing or invalid. The message names the setting."""
+
+
+class SpendLimitExceeded(WanError):
+    """A call that would request more paid images than the configured limits allow. Nothing was sent."""
+
+
+class SubmissionUncertain(WanError):
+    """The create-task request was sent but its answer was lost: a task may exist and be billed."""
+
+    def __init__(self, journal_id: int, cause: Exception) -> None:
+        self.journal_id = journal_id
+        super().__init__(
+            f"The request to start the task was sent but its answer was lost ({cause}). DashScope may have "
+            f"started the task, and it would be billed. It is recorded as UNCERTAIN (journal id {journal_id}); "
+            "do not resubmit unless paying twice is acceptable. While it runs, this server looks for the task in "
+            "DashScope's task list and, when exactly one task can be it, adopts it and saves its images: call "
+            "list_tasks in a few seconds to see its task_id (or AMBIGUOUS with the candidates)."
+        )
 
 
 @dataclass(frozen=True)

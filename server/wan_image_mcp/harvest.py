@@ -57,9 +57,8 @@ class Harvester:
         """Tasks being harvested now."""
         self._reconcile_at = 0.0
         """When (monotonic) to reconcile unanswered submissions next: at once on start."""
-        service.on_submitted = self.wake
-        service.on_unanswered = self.reconcile_soon
-        service.first_poll_delay = 2 * LIST_EVERY  # a list query sees a new task before its own query is due
+        self._polling = service.polling
+        self._polling.listen(submitted=self.wake, unanswered=self.reconcile_soon, list_every=LIST_EVERY)
 
     def wake(self) -> None:
         self._wake.set()
@@ -139,7 +138,7 @@ class Harvester:
             log.warning("listing tasks failed; tasks are queried one by one for %.0f s: %s", LIST_BACKOFF, exc)
             self._listed += LIST_BACKOFF
             return
-        self._service.seen_finished(task_id for task_id, status in statuses.items() if status.terminal)
+        self._polling.seen_finished(task_id for task_id, status in statuses.items() if status.terminal)
         now = time.time()
         times: dict[str, float] = {}
         for row in rows:
@@ -148,7 +147,7 @@ class Harvester:
             if status is not None and status.terminal:
                 times[row.task_id] = now
             elif status is not None and (row.next_poll_at or 0) < now + 2 * LIST_EVERY:  # due soon: put it off
-                times[row.task_id] = now + self._service.fallback_poll
+                times[row.task_id] = now + self._polling.fallback
         await journal.run(journal.sync.schedule_many, times)
 
     async def _harvest(self, row: TaskRow) -> None:
@@ -169,4 +168,4 @@ class Harvester:
     async def _later(self, row: TaskRow) -> None:
         assert row.task_id is not None
         journal = self._service.journal
-        await journal.run(journal.sync.schedule, row.task_id, self._service.next_poll(row.created_at))
+        await journal.run(journal.sync.schedule, row.task_id, self._polling.next_poll(row.created_at))

@@ -9,9 +9,8 @@ images are downloaded once, whoever asks first: a ``check_task`` call or the har
 from __future__ import annotations
 
 import logging
-import math
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,11 +22,10 @@ from .dashscope import (
     APIConnectionError,
     APIStatusError,
     DashScopeClient,
-    DashScopeError,
     TaskResult,
     TaskStatus,
 )
-from .errors import ConfigurationError, WanError
+from .errors import ConfigurationError, SpendLimitExceeded, SubmissionUncertain
 from .inputs import PreparedImage, RefKind, classify, local_path
 from .instructions import Mode, build_instruction
 from .journal import DAY, EXPIRED, AsyncJournal, Journal, NewTask, TaskRow
@@ -43,21 +41,17 @@ from .outcomes import (
     summary_of,
     unqueried_hint,
 )
+from .polling import PollFailed, Polling, Progress
 from .reconcile import Reconciled, Reconciler, Submissions
 from .results import DownloadError, ResultStore, TaskRecord
 from .uploads import Uploads
 from .validation import EditParams, PreparedRequest, check_task_id, prepare_request
 
 log = logging.getLogger("wan_image_mcp")
-Progress = Callable[[float, str], Awaitable[None]]
 
 
 async def _no_progress(fraction: float, message: str) -> None:
     del fraction, message
-
-
-class SpendLimitExceeded(WanError):
-    """A call that would request more paid images than the configured limits allow. Nothing was sent."""
 
 
 def _begin_within_budget(journal: Journal, task: NewTask, per_day: int | None) -> int:
@@ -75,35 +69,15 @@ def _begin_within_budget(journal: Journal, task: NewTask, per_day: int | None) -
     return journal.begin(task)
 
 
-class SubmissionUncertain(WanError):
-    """The create-task request was sent but its answer was lost: a task may exist and be billed."""
-
-    def __init__(self, journal_id: int, cause: Exception) -> None:
-        self.journal_id = journal_id
-        super().__init__(
-            f"The request to start the task was sent but its answer was lost ({cause}). DashScope may have "
-            f"started the task, and it would be billed. It is recorded as UNCERTAIN (journal id {journal_id}); "
-            "do not resubmit unless paying twice is acceptable. While it runs, this server looks for the task in "
-            "DashScope's task list and, when exactly one task can be it, adopts it and saves its images: call "
-            "list_tasks in a few seconds to see its task_id (or AMBIGUOUS with the candidates)."
-        )
-
-
 @dataclass(frozen=True)
 class EditArgs:
+    """What edit_image and submit_task are asked: the prompt, the image references in order, the model and the
+    other parameters."""
+
     prompt: str
     images: Sequence[str]
     model: str
     params: EditParams
-
-
-class _PollFailed(Exception):
-    """A task query failed after its retries; ``last`` is what the wait saw before, if anything."""
-
-    def __init__(self, cause: DashScopeError, last: TaskResult | None) -> None:
-        super().__init__(str(cause))
-        self.cause = cause
-        self.last = last
 
 
 class WanService:
@@ -128,21 +102,9 @@ class WanService:
         self._per_day = max_images_per_day
         self._store = store
         self.journal = journal
-        self._poll = poll_interval
-        self._poll_max = max(poll_interval, poll_interval_max)
+        self.polling = Polling(poll_interval, poll_interval_max)
         self._missing_key = missing_key
         self._locks: dict[str, anyio.Lock] = {}
-        self._queried: dict[str, float] = {}
-        """Open task -> when it was last queried (monotonic)."""
-        self._waiting: dict[str, anyio.Event] = {}
-        """Task being waited on -> set when something else (the harvester's task list) saw it finish."""
-        self.on_submitted: Callable[[], None] = lambda: None
-        """Called after every new task: the harvester wakes up."""
-        self.first_poll_delay = 0.0
-        """A new task's first query of its own waits this long (the harvester's list interval, when it runs)."""
-        self.on_unanswered: Callable[[], None] = lambda: None
-        """Called when a create request ends without its answer (UNCERTAIN, or cancelled): the harvester
-        reconciles it."""
         self.submissions = Submissions()
 
     @property
@@ -153,18 +115,6 @@ class WanService:
         if self._client is None:
             raise self._missing_key or ConfigurationError("DASHSCOPE_API_KEY is not set")
         return self._client
-
-    def seen_finished(self, task_ids: Iterable[str]) -> None:
-        """Tasks another look (the harvester's task list) found finished: a call waiting on one queries it now,
-        not at its next backoff step (still never within ``poll_interval`` of its last query)."""
-        for task_id in task_ids:
-            if (event := self._waiting.get(task_id)) is not None:
-                event.set()
-
-    def next_poll(self, created_at: float) -> float:
-        """When to query a task next: often while it is young, every poll_interval_max once it is old."""
-        age = time.time() - created_at
-        return time.time() + min(self._poll_max, max(self._poll, age / 10))
 
     # --- tools --------------------------------------------------------------------------------------
 
@@ -238,14 +188,14 @@ class WanService:
                 task.task_id,
                 task.request_id,
                 task.status.value,
-                next_poll_at=max(self.next_poll(new.created_at), time.time() + self.first_poll_delay),
+                next_poll_at=self.polling.first_poll(new.created_at),
             )
             answered = True
         finally:
             self.submissions.answered(journal_id)
             if not answered:  # UNCERTAIN, or cancelled in flight (still SUBMITTING): reconciled from the task list
-                self.on_unanswered()
-        self.on_submitted()
+                self.polling.unanswered()
+        self.polling.submitted()
         log.info("submitted %s task %s (%d paid images at most)", request.model, task.task_id, request.paid_images)
         return EditResult(
             status=task.status.value,
@@ -315,8 +265,9 @@ class WanService:
             if row is not None and row.status == EXPIRED:
                 return from_row(row)
             try:
-                task = await self._wait(task_id, wait_seconds, progress)
-            except _PollFailed as failed:
+                client = self._api()
+                task = await self.polling.wait(task_id, lambda: client.get_task(task_id), wait_seconds, progress)
+            except PollFailed as failed:
                 return await self._unqueried(task_id, row, failed)
             row = await self._record(task_id, task, row)
             result = from_task(task_id, task, row)
@@ -336,11 +287,6 @@ class WanService:
 
     async def list_statuses(self, wanted: Collection[str]) -> dict[str, TaskStatus]:
         return await self._api().list_statuses(wanted)
-
-    @property
-    def fallback_poll(self) -> float:
-        """How often a task the task list already covers is still queried on its own."""
-        return 6 * self._poll_max
 
     async def reconcile(self) -> Reconciled:
         """Find the tasks of create requests whose answer never came (see ``reconcile.Reconciler``)."""
@@ -375,7 +321,7 @@ class WanService:
             submit_time=task.submit_time,
             error_code=(task.code or task.status.value) if failed else None,
             error_message=task.message if failed else None,
-            next_poll_at=self.next_poll(created) if not task.status.terminal else None,
+            next_poll_at=self.polling.next_poll(created) if not task.status.terminal else None,
         )
         return await self.journal.run(self.journal.sync.get, task_id)
 
@@ -400,7 +346,7 @@ class WanService:
             if isinstance(exc, OSError):
                 why = f"cannot write to the output directory {self._store.root}: {exc.strerror or exc}"
             attempts = row.download_attempts if row else 0
-            retry_at = None if expired else time.time() + min(300.0, self._poll * 2.0**attempts)
+            retry_at = None if expired else self.polling.retry_download(attempts)
             await self.journal.run(self.journal.sync.download_failed, task_id, why, retry_at=retry_at)
             if expired:
                 await self.journal.run(self.journal.sync.observed, task_id, status=EXPIRED)
@@ -416,54 +362,18 @@ class WanService:
         await progress(1.0, f"saved {len(images)} image(s)")
         return result.model_copy(update={"images": images, "next_step": None})
 
-    async def _unqueried(self, task_id: str, row: TaskRow | None, failed: _PollFailed) -> EditResult:
+    async def _unqueried(self, task_id: str, row: TaskRow | None, failed: PollFailed) -> EditResult:
         """A task that exists but could not be queried (throttled, an outage): its last known status, its id, and
         to call check_task; never a bare API error that reads as if nothing had been started."""
         if failed.last is not None:
             row = await self._record(task_id, failed.last, row)
         elif row is not None:
-            await self.journal.run(self.journal.sync.schedule, task_id, self.next_poll(row.created_at))
+            await self.journal.run(self.journal.sync.schedule, task_id, self.polling.next_poll(row.created_at))
         if row is None:  # an id this journal never saw, and no answer about it: nothing known to report
             raise failed.cause
         log.warning("querying task %s failed: %s", task_id, failed.cause)
         result = from_row(row)
         return result.model_copy(update={"next_step": unqueried_hint(task_id, result.status, failed.cause)})
-
-    async def _wait(self, task_id: str, wait_seconds: float, progress: Progress) -> TaskResult:
-        """Query a task at once, then every poll interval (growing to poll_interval_max) until it ends or
-        ``wait_seconds`` pass; at once when the harvester's task list shows it finished. Whoever asks, one task is
-        never queried twice within ``poll_interval``."""
-        client = self._api()
-        started = time.monotonic()
-        deadline = started + wait_seconds
-        interval = self._poll
-        task: TaskResult | None = None
-        try:
-            while True:
-                seen = self._waiting[task_id] = anyio.Event()  # before the query: a list seen during it counts
-                too_soon = self._queried.get(task_id, -math.inf) + self._poll - time.monotonic()
-                if too_soon > 0:
-                    await anyio.sleep(too_soon)
-                try:
-                    task = await client.get_task(task_id)
-                except DashScopeError as exc:  # retried already (429, 5xx, connection): give up this wait
-                    self._queried[task_id] = time.monotonic()
-                    raise _PollFailed(exc, task) from None
-                self._queried[task_id] = time.monotonic()
-                elapsed = time.monotonic() - started
-                if task.status.terminal:
-                    del self._queried[task_id]
-                    return task
-                remaining = deadline - time.monotonic()
-                fraction = 0.1 + 0.75 * min(1.0, elapsed / wait_seconds) if wait_seconds else 0.1
-                await progress(fraction, f"{task.status.value} after {elapsed:.0f} s")
-                if remaining <= 0:
-                    return task
-                with anyio.move_on_after(min(interval, remaining)):
-                    await seen.wait()  # seen_finished: query now rather than at the next step
-                interval = min(interval * 1.5, self._poll_max)
-        finally:
-            self._waiting.pop(task_id, None)
 
 
 def _input_label(image: PreparedImage) -> str:

@@ -30,10 +30,10 @@ from .arguments import problems as argument_problems
 from .arguments import refusal
 from .config import Settings
 from .dashscope import APIConnectionError, APIStatusError, ContentModerationError, DashScopeError
-from .errors import ConfigurationError, InvalidRequest
+from .errors import ConfigurationError, InvalidRequest, SpendLimitExceeded, SubmissionUncertain
 from .outcomes import EditResult, InspectResult, ListedStatus, TaskList, TaskStarted
 from .resources import image_link
-from .service import EditArgs, SpendLimitExceeded, SubmissionUncertain
+from .service import EditArgs
 from .specs import DEFAULT_MODEL, SEED_RANGE, ModelName
 from .tool_schemas import MAX_IMAGES, MAX_INPUT_IMAGES, MAX_N, describe, portable
 from .validation import EditParams
