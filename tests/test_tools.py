@@ -498,3 +498,14 @@ async def test_each_result_image_has_its_own_preview_in_order(mcp: Client) -> No
 
     nearest = [min(range(3), key=lambda i: distance(preview, paths[i])) for preview in previews]
     assert nearest == [0, 1, 2]
+
+
+def test_submit_task_takes_exactly_edit_images_arguments_but_wait_seconds() -> None:
+    import inspect
+
+    from wan_image_mcp import tools
+
+    edit = inspect.signature(tools.edit_image, eval_str=True).parameters
+    submit = inspect.signature(tools.submit_task, eval_str=True).parameters
+    expected = [(p.name, p.annotation, p.default, p.kind) for p in edit.values() if p.name != "wait_seconds"]
+    assert [(p.name, p.annotation, p.default, p.kind) for p in submit.values()] == expected

@@ -213,3 +213,28 @@ def summary_of(row: TaskRow) -> TaskSummary:
         error=error_of(row),
         candidates=row.candidates,
     )
+
+
+def summary_text(result: EditResult) -> str:
+    """A result in a few lines for the model to read: status, task, each image, texts, errors, what to do next."""
+    head = f"{result.status}: " + " ".join(part for part in (result.model, "task", result.task_id) if part)
+    lines = [head]
+    for image in result.images:
+        lines.append(f"- {image.path} ({image.width}×{image.height}, {image.bytes} bytes)")
+    lines += [f"- text: {text}" for text in result.texts]
+    if result.instruction:
+        lines.append(f"Instruction: {result.instruction}")
+    if result.actual_prompt:
+        lines.append(f"Prompt as rewritten: {result.actual_prompt}")
+    if result.adjustments:
+        lines.append("Inputs adjusted: " + "; ".join(result.adjustments))
+    if result.requested_images is not None and result.status in ("PENDING", "RUNNING"):
+        lines.append(f"Requested up to {result.requested_images} paid image(s).")
+    for failure in result.image_failures:
+        lines.append(f"One image failed: {failure.code}: {failure.message}")
+    if result.error:
+        rid = f" (request_id {result.error.request_id})" if result.error.request_id else ""
+        lines.append(f"Error {result.error.code}: {result.error.message}{rid}")
+    if result.next_step:
+        lines.append(result.next_step)
+    return "\n".join(lines)

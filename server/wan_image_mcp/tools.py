@@ -9,37 +9,27 @@ failure becomes a ``ToolError`` the model can read and act on.
 from __future__ import annotations
 
 import base64
-import inspect
-import io
 import json
-from collections.abc import Callable, Generator
-from contextlib import contextmanager
-from typing import Annotated, Any, Literal, cast, get_type_hints
+from typing import Annotated, Any, Literal
 
-import anyio
-import anyio.to_thread
 from mcp.server.mcpserver import Context, ListRoots, Resolve
-from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, ContentBlock, ImageContent, ListRootsResult, TextContent, ToolAnnotations
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic_core import ErrorDetails
+from pydantic import BaseModel, ConfigDict, Field
 
 from .appstate import AppState
-from .arguments import problems as argument_problems
-from .arguments import refusal
+from .boundary import StrictTool, tool_errors
 from .config import Settings
-from .dashscope import APIConnectionError, APIStatusError, ContentModerationError, DashScopeError
-from .errors import ConfigurationError, InvalidRequest, SpendLimitExceeded, SubmissionUncertain
-from .outcomes import EditResult, InspectResult, ListedStatus, TaskList, TaskStarted
+from .dashscope import APIStatusError
+from .outcomes import EditResult, InspectResult, ListedStatus, TaskList, TaskStarted, summary_text
+from .previews import previews
 from .resources import image_link
 from .service import EditArgs
 from .specs import DEFAULT_MODEL, SEED_RANGE, ModelName
-from .tool_schemas import MAX_IMAGES, MAX_INPUT_IMAGES, MAX_N, describe, portable
+from .tool_schemas import MAX_IMAGES, MAX_INPUT_IMAGES, MAX_N, describe
 from .validation import EditParams
 
-PREVIEW_SIDE = 512
-PREVIEW_WORKERS = 2
 MAX_WAIT = 300
 _NO_ROOTS = ListRootsResult(roots=[])
 
@@ -81,120 +71,23 @@ EDIT_ANNOTATIONS = ToolAnnotations(
 )
 
 
-# --- results and errors -------------------------------------------------------------------------------
-
-
-@contextmanager
-def tool_errors() -> Generator[None]:
-    """Expected failures -> ToolError with a message that says what to change; never a traceback or the key."""
-    try:
-        yield
-    except InvalidRequest as exc:
-        if len(exc.problems) > 1:
-            raise ToolError(f"{exc}\nNothing was sent; fix these and call again.") from None
-        raise ToolError(f"{exc}. Nothing was sent; fix it and call again.") from None
-    except (SubmissionUncertain, SpendLimitExceeded) as exc:
-        raise ToolError(str(exc)) from None
-    except ConfigurationError as exc:
-        raise ToolError(str(exc)) from None
-    except ContentModerationError as exc:
-        raise ToolError(f"{_api(exc)} The content filter refused the input: change the prompt or images.") from None
-    except APIStatusError as exc:
-        raise ToolError(f"{_api(exc)}{_hint(exc)}") from None
-    except APIConnectionError as exc:
-        if exc.request_sent:
-            raise ToolError(
-                f"DashScope's answer was lost ({exc}). The request may have been received and a task created (and "
-                "billed). Do not resubmit blindly: check the task list in the Model Studio console first."
-            ) from None
-        raise ToolError(
-            f"Cannot reach DashScope: {exc}. Nothing was sent. Check the network or the base URL."
-        ) from None
-    except DashScopeError as exc:
-        raise ToolError(str(exc)) from None
-
-
-def _api(exc: APIStatusError) -> str:
-    rid = f", request_id {exc.request_id}" if exc.request_id else ""
-    return f"DashScope error {exc.code}: {exc.message} (HTTP {exc.status}{rid})."
-
-
-def _hint(exc: APIStatusError) -> str:
-    if exc.code == "InvalidApiKey":
-        return " Check DASHSCOPE_API_KEY and that it belongs to the region of the base URL (WAN_MCP_REGION)."
-    if exc.status == 429:
-        return " Rate or quota limit: wait a while and try again."
-    if exc.status >= 500:
-        return (
-            " A server-side failure. Nothing was retried automatically, because a retry could be billed twice; "
-            "if this was a submission, it is recorded as UNCERTAIN in list_tasks."
-        )
-    return ""
-
-
-def _summary(result: EditResult) -> str:
-    head = f"{result.status}: " + " ".join(part for part in (result.model, "task", result.task_id) if part)
-    lines = [head]
-    for image in result.images:
-        lines.append(f"- {image.path} ({image.width}×{image.height}, {image.bytes} bytes)")
-    lines += [f"- text: {text}" for text in result.texts]
-    if result.instruction:
-        lines.append(f"Instruction: {result.instruction}")
-    if result.actual_prompt:
-        lines.append(f"Prompt as rewritten: {result.actual_prompt}")
-    if result.adjustments:
-        lines.append("Inputs adjusted: " + "; ".join(result.adjustments))
-    if result.requested_images is not None and result.status in ("PENDING", "RUNNING"):
-        lines.append(f"Requested up to {result.requested_images} paid image(s).")
-    for failure in result.image_failures:
-        lines.append(f"One image failed: {failure.code}: {failure.message}")
-    if result.error:
-        rid = f" (request_id {result.error.request_id})" if result.error.request_id else ""
-        lines.append(f"Error {result.error.code}: {result.error.message}{rid}")
-    if result.next_step:
-        lines.append(result.next_step)
-    return "\n".join(lines)
-
-
-def _preview(path: str) -> ImageContent | None:
-    from .pillow import Image
-
-    try:
-        with Image.open(path) as image:
-            # Box-reduced to within 1x of the preview, then resampled: twice as fast as the default 2x, and
-            # indistinguishable at this size.
-            image.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), reducing_gap=1.0)
-            buffer = io.BytesIO()
-            image.convert("RGB").save(buffer, "JPEG", quality=80)
-    except OSError:
-        return None
-    return ImageContent(type="image", data=base64.b64encode(buffer.getvalue()).decode(), mime_type="image/jpeg")
-
-
-async def _previews(paths: list[str]) -> list[ImageContent | None]:
-    """One preview per image, two at a time: decoding a 2K PNG takes ~0.1 s, outside the GIL."""
-    previews: list[ImageContent | None] = [None] * len(paths)
-    limiter = anyio.CapacityLimiter(PREVIEW_WORKERS)
-
-    async def one(index: int) -> None:
-        previews[index] = await anyio.to_thread.run_sync(_preview, paths[index], limiter=limiter)
-
-    async with anyio.create_task_group() as group:
-        for index in range(len(paths)):
-            group.start_soon(one, index)
-    return previews
+# --- results -----------------------------------------------------------------------------------------------
 
 
 async def respond(result: EditResult, settings: Settings, shape: type[BaseModel] = EditResult) -> CallToolResult:
     """The summary, a link and a preview per image, and ``result`` as ``shape`` (the tool's output schema)."""
-    content: list[ContentBlock] = [TextContent(type="text", text=_summary(result))]
+    content: list[ContentBlock] = [TextContent(type="text", text=summary_text(result))]
     content.extend(image_link(image) for image in result.images)
     if settings.previews and result.images:
-        previews = await _previews([image.path for image in result.images])
-        content.extend(p for p in previews if p is not None)
+        made = await previews([image.path for image in result.images])
+        content.extend(_jpeg(data) for data in made if data is not None)
     failed = result.error is not None
     data = structured(shape.model_validate(result.model_dump()))
     return CallToolResult(content=content, structured_content=data, is_error=failed)
+
+
+def _jpeg(data: bytes) -> ImageContent:
+    return ImageContent(type="image", data=base64.b64encode(data).decode(), mime_type="image/jpeg")
 
 
 def structured(result: BaseModel) -> dict[str, Any]:
@@ -213,14 +106,8 @@ def _progress(ctx: Context[AppState]) -> Any:
     return report
 
 
-def _edit_args(prompt: str, images: list[str], model: str, **params: Any) -> EditArgs:
-    palette = params.pop("color_palette", None)
-    return EditArgs(
-        prompt=prompt,
-        images=images,
-        model=model,
-        params=EditParams(color_palette=[c.model_dump() for c in palette] if palette else None, **params),
-    )
+def _palette(colours: list[PaletteColor] | None) -> list[dict[str, str]] | None:
+    return [colour.model_dump() for colour in colours] if colours else None
 
 
 # --- the client's roots, asked for only when a call needs them ----------------------------------------------
@@ -239,6 +126,10 @@ def _roots_for_images(ctx: Context[AppState], images: list[str]) -> ListRoots | 
 
 def _roots_for_image(ctx: Context[AppState], image: str) -> ListRoots | ListRootsResult:
     return _roots(ctx, [image])
+
+
+RootsForImages = Annotated[ListRootsResult, Resolve(_roots_for_images)]
+"""The client's roots when a call's images need them (one resolver, so the tools' signatures compare equal)."""
 
 
 def _uris(roots: ListRootsResult) -> list[str]:
@@ -266,47 +157,75 @@ async def edit_image(
     enable_interleave: Interleave = None,
     max_images: MaxImages = None,
     wait_seconds: Wait = 50,
-    roots: Annotated[ListRootsResult, Resolve(_roots_for_images)] = _NO_ROOTS,
+    roots: RootsForImages = _NO_ROOTS,
 ) -> Annotated[CallToolResult, EditResult]:
     """Edit, fuse or generate images with a Wan model and save them locally.
 
     Refer to the inputs as image 1, image 2 (圖1, 圖2) in the prompt, in the order of `images`. Waits up to
     wait_seconds; if the task is not done by then, returns status RUNNING with a task_id for check_task.
     """
-    arguments = {k: v for k, v in locals().items() if k not in ("ctx", "wait_seconds", "roots")}  # the edit arguments
+    params = EditParams(
+        size=size,
+        n=n,
+        negative_prompt=negative_prompt,
+        seed=seed,
+        watermark=watermark,
+        prompt_extend=prompt_extend,
+        thinking_mode=thinking_mode,
+        bbox_list=bbox_list,
+        enable_sequential=enable_sequential,
+        color_palette=_palette(color_palette),
+        enable_interleave=enable_interleave,
+        max_images=max_images,
+    )
     state = _state(ctx)
+    args = EditArgs(prompt=prompt, images=images, model=model, params=params)
     with tool_errors():
-        args = _edit_args(**arguments)
         result = await state.service.edit(args, wait_seconds=wait_seconds, progress=_progress(ctx), roots=_uris(roots))
     return await respond(result, state.settings)
 
 
-async def submit_task(ctx: Context[AppState], **arguments: Any) -> Annotated[CallToolResult, TaskStarted]:
+async def submit_task(
+    ctx: Context[AppState],
+    prompt: Prompt,
+    images: Images = [],  # noqa: B006 - as edit_image's
+    model: Model = DEFAULT_MODEL,
+    size: Size = None,
+    n: N = 1,
+    negative_prompt: NegativePrompt = None,
+    seed: Seed = None,
+    watermark: Watermark = False,
+    prompt_extend: PromptExtend = None,
+    thinking_mode: ThinkingMode = None,
+    bbox_list: BboxList = None,
+    enable_sequential: Sequential = None,
+    color_palette: Palette = None,
+    enable_interleave: Interleave = None,
+    max_images: MaxImages = None,
+    roots: RootsForImages = _NO_ROOTS,
+) -> Annotated[CallToolResult, TaskStarted]:
     """Start an image task and return at once with its task_id. Takes edit_image's arguments (as described
     there) except wait_seconds. Use check_task to wait for it and get the images.
     """
+    params = EditParams(
+        size=size,
+        n=n,
+        negative_prompt=negative_prompt,
+        seed=seed,
+        watermark=watermark,
+        prompt_extend=prompt_extend,
+        thinking_mode=thinking_mode,
+        bbox_list=bbox_list,
+        enable_sequential=enable_sequential,
+        color_palette=_palette(color_palette),
+        enable_interleave=enable_interleave,
+        max_images=max_images,
+    )
     state = _state(ctx)
-    roots: ListRootsResult = arguments.pop("roots", _NO_ROOTS)
+    args = EditArgs(prompt=prompt, images=images, model=model, params=params)
     with tool_errors():
-        result = await state.service.submit(_edit_args(**arguments), roots=_uris(roots))
+        result = await state.service.submit(args, roots=_uris(roots))
     return await respond(result, state.settings, TaskStarted)
-
-
-# submit_task takes exactly edit_image's arguments but wait_seconds: one parameter list, not two. mcp reads a
-# tool's parameters from its signature and its resolvers from its annotations, so both are derived.
-_edit_signature = inspect.signature(edit_image, eval_str=True)
-_started = Annotated[CallToolResult, TaskStarted]
-setattr(  # noqa: B010 - inspect reads __signature__; pyright does not know the attribute
-    submit_task,
-    "__signature__",
-    _edit_signature.replace(
-        parameters=[p for n, p in _edit_signature.parameters.items() if n != "wait_seconds"],
-        return_annotation=_started,
-    ),
-)
-submit_task.__annotations__ = {
-    name: hint for name, hint in get_type_hints(edit_image, include_extras=True).items() if name != "wait_seconds"
-} | {"return": _started}
 
 
 async def check_task(
@@ -391,13 +310,13 @@ async def inspect_image(
     images: Annotated[
         list[str], Field(min_length=1, max_length=MAX_INPUT_IMAGES, description="Image references, as for edit_image.")
     ],
-    roots: Annotated[ListRootsResult, Resolve(_roots_for_images)] = _NO_ROOTS,
+    roots: RootsForImages = _NO_ROOTS,
 ) -> Annotated[CallToolResult, InspectResult]:
     """Before editing: each image's size, format, EXIF orientation and bytes, which models take it as it is
     (and what would be adjusted or refused for the others), and a preview with a pixel grid for choosing
     bbox_list coordinates in the image's own pixels. Costs nothing: nothing is sent to DashScope."""
     state = _state(ctx)
-    result, previews = await state.service.inspect(images, roots=_uris(roots))
+    result, grids = await state.service.inspect(images, roots=_uris(roots))
     lines: list[str] = []
     for info in result.images:
         if info.problem:
@@ -408,9 +327,7 @@ async def inspect_image(
             lines.append(f"image {info.index}: {info.width}×{info.height} {info.format}, {info.bytes} bytes")
             lines += [f"  {model}: {verdict}" for model, verdict in info.models.items()]
     content: list[ContentBlock] = [TextContent(type="text", text="\n".join(lines))]
-    content += [
-        ImageContent(type="image", data=base64.b64encode(p).decode(), mime_type="image/jpeg") for p in previews if p
-    ]
+    content += [_jpeg(grid) for grid in grids if grid]
     return CallToolResult(content=content, structured_content=structured(result))
 
 
@@ -436,48 +353,6 @@ async def list_tasks(
     return CallToolResult(
         content=[TextContent(type="text", text=json.dumps(data, ensure_ascii=False))], structured_content=data
     )
-
-
-class StrictTool(Tool):
-    """A tool whose arguments are checked before anything runs: an unknown name is refused with the closest
-    valid one, a wrong value in our words (``arguments``), and its schemas are the portable subset."""
-
-    @classmethod
-    def of(
-        cls, fn: Callable[..., Any], title: str, annotations: ToolAnnotations, *, described: bool = True
-    ) -> StrictTool:
-        """``fn`` as a tool. ``described=False`` leaves the argument descriptions out, for a tool whose
-        description points to another tool's arguments (submit_task: edit_image's, without wait_seconds)."""
-        description = inspect.cleandoc(fn.__doc__ or "")
-        tool = cast(StrictTool, cls.from_function(fn, title=title, description=description, annotations=annotations))
-        tool.parameters = portable(tool.parameters, closed=True, described=described)
-        metadata = tool.fn_metadata
-        if metadata.output_schema is not None:  # read live by Tool.output_schema on first use
-            metadata.output_schema = portable(metadata.output_schema, described=False)
-        return tool
-
-    async def run(self, arguments: dict[str, Any], context: Context[Any, Any], convert_result: bool = False) -> Any:
-        fields = self.fn_metadata.arg_model.model_fields
-        known = [field.alias or name for name, field in fields.items()]
-        try:
-            self.fn_metadata.validate_arguments(arguments)
-            errors: list[ErrorDetails] = []
-        except ValidationError as exc:
-            errors = exc.errors(include_url=False)
-        except Exception as exc:  # a crash in validation: its text stays on the server, as the SDK does
-            raise UnexpectedToolError(f"Error executing tool {self.name}") from exc
-        found = argument_problems(arguments, known, errors)
-        if found:
-            raise ToolError(refusal(found))
-        try:
-            return await super().run(arguments, context, convert_result=convert_result)
-        except UnexpectedToolError:
-            raise
-        except ToolError as exc:
-            # The SDK prefixes "Error executing tool NAME: "; the model reads our own sentence.
-            if isinstance(exc.__cause__, ToolError) and not isinstance(exc.__cause__, UnexpectedToolError):
-                raise exc.__cause__ from None
-            raise
 
 
 _CHECK = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True)

@@ -1,0 +1,118 @@
+"""Where tool calls cross into the core: arguments checked strictly on the way in, the core's errors turned into
+tool errors on the way out.
+
+* ``StrictTool`` checks a call's arguments before anything runs: an unknown name is refused with the closest valid
+  one and a wrong value in our words (``arguments``); its schemas are the portable subset (``tool_schemas``).
+* ``tool_errors()`` turns each expected failure into a ``ToolError`` whose message says what to change, with
+  DashScope's code, message and request_id when they come from the API; never a traceback or the key.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Generator
+from contextlib import contextmanager
+from typing import Any, cast
+
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.server.mcpserver.tools import Tool
+from mcp.types import ToolAnnotations
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from .arguments import problems as argument_problems
+from .arguments import refusal
+from .dashscope import APIConnectionError, APIStatusError, ContentModerationError, DashScopeError
+from .errors import ConfigurationError, InvalidRequest, SpendLimitExceeded, SubmissionUncertain
+from .tool_schemas import portable
+
+
+class StrictTool(Tool):
+    """A tool whose arguments are checked before anything runs: an unknown name is refused with the closest
+    valid one, a wrong value in our words (``arguments``), and its schemas are the portable subset."""
+
+    @classmethod
+    def of(
+        cls, fn: Callable[..., Any], title: str, annotations: ToolAnnotations, *, described: bool = True
+    ) -> StrictTool:
+        """``fn`` as a tool. ``described=False`` leaves the argument descriptions out, for a tool whose
+        description points to another tool's arguments (submit_task: edit_image's, without wait_seconds)."""
+        description = inspect.cleandoc(fn.__doc__ or "")
+        tool = cast(StrictTool, cls.from_function(fn, title=title, description=description, annotations=annotations))
+        tool.parameters = portable(tool.parameters, closed=True, described=described)
+        metadata = tool.fn_metadata
+        if metadata.output_schema is not None:  # read live by Tool.output_schema on first use
+            metadata.output_schema = portable(metadata.output_schema, described=False)
+        return tool
+
+    async def run(self, arguments: dict[str, Any], context: Context[Any, Any], convert_result: bool = False) -> Any:
+        fields = self.fn_metadata.arg_model.model_fields
+        known = [field.alias or name for name, field in fields.items()]
+        try:
+            self.fn_metadata.validate_arguments(arguments)
+            errors: list[ErrorDetails] = []
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False)
+        except Exception as exc:  # a crash in validation: its text stays on the server, as the SDK does
+            raise UnexpectedToolError(f"Error executing tool {self.name}") from exc
+        found = argument_problems(arguments, known, errors)
+        if found:
+            raise ToolError(refusal(found))
+        try:
+            return await super().run(arguments, context, convert_result=convert_result)
+        except UnexpectedToolError:
+            raise
+        except ToolError as exc:
+            # The SDK prefixes "Error executing tool NAME: "; the model reads our own sentence.
+            if isinstance(exc.__cause__, ToolError) and not isinstance(exc.__cause__, UnexpectedToolError):
+                raise exc.__cause__ from None
+            raise
+
+
+@contextmanager
+def tool_errors() -> Generator[None]:
+    """Expected failures -> ToolError with a message that says what to change; never a traceback or the key."""
+    try:
+        yield
+    except InvalidRequest as exc:
+        if len(exc.problems) > 1:
+            raise ToolError(f"{exc}\nNothing was sent; fix these and call again.") from None
+        raise ToolError(f"{exc}. Nothing was sent; fix it and call again.") from None
+    except (SubmissionUncertain, SpendLimitExceeded) as exc:
+        raise ToolError(str(exc)) from None
+    except ConfigurationError as exc:
+        raise ToolError(str(exc)) from None
+    except ContentModerationError as exc:
+        raise ToolError(f"{_api(exc)} The content filter refused the input: change the prompt or images.") from None
+    except APIStatusError as exc:
+        raise ToolError(f"{_api(exc)}{_hint(exc)}") from None
+    except APIConnectionError as exc:
+        if exc.request_sent:
+            raise ToolError(
+                f"DashScope's answer was lost ({exc}). The request may have been received and a task created (and "
+                "billed). Do not resubmit blindly: check the task list in the Model Studio console first."
+            ) from None
+        raise ToolError(
+            f"Cannot reach DashScope: {exc}. Nothing was sent. Check the network or the base URL."
+        ) from None
+    except DashScopeError as exc:
+        raise ToolError(str(exc)) from None
+
+
+def _api(exc: APIStatusError) -> str:
+    rid = f", request_id {exc.request_id}" if exc.request_id else ""
+    return f"DashScope error {exc.code}: {exc.message} (HTTP {exc.status}{rid})."
+
+
+def _hint(exc: APIStatusError) -> str:
+    if exc.code == "InvalidApiKey":
+        return " Check DASHSCOPE_API_KEY and that it belongs to the region of the base URL (WAN_MCP_REGION)."
+    if exc.status == 429:
+        return " Rate or quota limit: wait a while and try again."
+    if exc.status >= 500:
+        return (
+            " A server-side failure. Queries were retried; a submission never is, as a retry could be billed "
+            "twice: if this was one, it is recorded as UNCERTAIN in list_tasks and looked for in the task list."
+        )
+    return ""
