@@ -15,22 +15,11 @@ from typing import Any, cast
 from PIL import Image, UnidentifiedImageError
 
 from ..specs import SEED_RANGE, Mode, ModelSpec, Protocol, get_spec, parse_custom_size
+from .exceptions import invalid
 
 _HEX = re.compile(r"^#[0-9A-Fa-f]{6}$")
 _RATIO = re.compile(r"^(\d{1,3})\.(\d{2})%$")
 _STRICT_SIZE = re.compile(r"^\d+\*\d+$")
-
-
-class EmulatedError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-def invalid(message: str) -> EmulatedError:
-    return EmulatedError(400, "InvalidParameter", message)
 
 
 @dataclass
