@@ -68,6 +68,7 @@ def _oss_error(exc: OssError) -> Response:
 
 
 def _origin(request: Request) -> str:
+    """``scheme://host:port`` the request was sent to: where its result URLs point."""
     return f"{request.url.scheme}://{request.url.netloc}"
 
 
@@ -149,11 +150,13 @@ async def _json(request: Request) -> Any:
 
 @endpoint("submit")
 async def create_messages_task(request: Request, backend: EmulatorBackend) -> Response:
+    """The messages protocol's create endpoint (wan2.7, wan2.6): see ``_create``."""
     return await _create(request, backend, Protocol.MESSAGES)
 
 
 @endpoint("submit")
 async def create_prompt_task(request: Request, backend: EmulatorBackend) -> Response:
+    """The prompt protocol's create endpoint (wan2.5's image2image): see ``_create``."""
     return await _create(request, backend, Protocol.PROMPT)
 
 
@@ -195,11 +198,13 @@ def _sse(backend: EmulatorBackend, body: dict[str, Any]) -> Response:
 
 @endpoint("poll")
 async def get_task(request: Request, backend: EmulatorBackend) -> Response:
+    """``GET /tasks/{task_id}``: the task one step further along, in its result shape."""
     return _ok(backend, await backend.query(request.path_params["task_id"], _origin(request)))
 
 
 @endpoint("cancel")
 async def cancel_task(request: Request, backend: EmulatorBackend) -> Response:
+    """``POST /tasks/{task_id}/cancel``: an empty envelope, or 400 ``UnsupportedOperation``."""
     backend.cancel(request.path_params["task_id"])
     return _ok(backend, {})
 
@@ -245,6 +250,7 @@ async def list_tasks(request: Request, backend: EmulatorBackend) -> Response:
 
 @endpoint("policy")
 async def get_policy(request: Request, backend: EmulatorBackend) -> Response:
+    """``GET /uploads?action=getPolicy&model=…``: an upload policy for the model, or 400 ``InvalidParameter``."""
     if request.query_params.get("action") != "getPolicy":
         raise invalid("action must be getPolicy")
     data = backend.new_policy(request.query_params.get("model", ""), f"{_origin(request)}/oss")
@@ -298,18 +304,22 @@ async def control_config(request: Request) -> Response:
 
 
 async def control_expire(request: Request) -> Response:
+    """Expire every result URL now; answers how many files there are."""
     return JSONResponse({"expired": _backend(request).expire_results()})
 
 
 async def control_requests(request: Request) -> Response:
+    """Answers every logged request, oldest first."""
     return JSONResponse([asdict(r) for r in _backend(request).requests])
 
 
 async def control_release(request: Request) -> Response:
+    """Let held answers go; answers how many were held."""
     return JSONResponse({"released": _backend(request).release()})
 
 
 async def control_reset(request: Request) -> Response:
+    """Forget every task, file, upload, fault and logged request."""
     _backend(request).reset()
     return JSONResponse({"reset": True})
 
