@@ -22,6 +22,7 @@ from wan_image_mcp.config import Settings
 ROOT = Path(__file__).parent.parent
 MANIFEST: dict[str, Any] = json.loads((ROOT / "manifest.json").read_text(encoding="utf-8"))
 MCPB = ["npx", "-y", "@anthropic-ai/mcpb@2.1.2"]
+pytestmark = pytest.mark.slow
 needs_npx = pytest.mark.skipif(shutil.which("npx") is None, reason="npx (Node.js) is not installed")
 
 

@@ -169,6 +169,7 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
 
 
+@pytest.mark.slow
 def test_demo_runs_every_scenario_on_a_machine_with_no_key(tmp_path: Path) -> None:
     env = server_env(None, None, None)
     done = cli(env, "demo", "--output", str(tmp_path))

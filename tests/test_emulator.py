@@ -19,11 +19,12 @@ from PIL import Image
 
 from tests.conftest import EMULATOR_KEY, FAST_RETRY, until
 from wan_image_mcp.dashscope import APIConnectionError, BadRequestError, DashScopeClient, TaskStatus
-from wan_image_mcp.emulator import EmulatorConfig, EmulatorState, Fault, create_app
+from wan_image_mcp.emulator import EmulatorBackend, EmulatorConfig, EmulatorState, Fault, create_app
+from wan_image_mcp.emulator.exceptions import EmulatedError, OssError
 from wan_image_mcp.emulator.serve import RunningEmulator
 from wan_image_mcp.emulator.state import Upload
 from wan_image_mcp.inputs import PreparedImage, RefKind
-from wan_image_mcp.specs import SPECS
+from wan_image_mcp.specs import SPECS, Protocol
 from wan_image_mcp.validation import EditParams, prepare_request
 
 pytestmark = pytest.mark.anyio
@@ -420,3 +421,30 @@ async def test_a_task_list_with_a_bad_page_answers_dashscopes_json_error(http: h
         assert body["code"] == "InvalidParameter" and named in body["message"] and body["request_id"]
     listed = await http.get("/api/v1/tasks?page_no=2&page_size=100", headers=AUTH)
     assert (listed.status_code, listed.json()["page_size"]) == (200, 100)
+
+
+async def test_the_backend_runs_a_task_without_http(emulator: EmulatorState) -> None:
+    backend = EmulatorBackend(emulator)
+    content = [{"text": "a fox"}, {"image": URL}]
+    messages = [{"role": "user", "content": content}]
+    body = {"model": "wan2.7-image", "input": {"messages": messages}, "parameters": {"n": 1, "size": "768*768"}}
+    task_id = await backend.create_task(body, Protocol.MESSAGES, resolve_oss=False)
+    assert (await backend.query(task_id, "http://here"))["output"]["task_status"] == "RUNNING"
+    done = await backend.query(task_id, "http://here")
+    assert done["output"]["task_status"] == "SUCCEEDED" and done["usage"]["image_count"] == 1
+    (choice,) = done["output"]["choices"]
+    assert choice["message"]["content"][0]["image"].startswith("http://here/results/")
+    with pytest.raises(EmulatedError) as refused:
+        backend.cancel(task_id)
+    assert (refused.value.status, refused.value.code) == (400, "UnsupportedOperation")
+
+
+async def test_the_backend_refuses_an_upload_outside_its_policy_as_the_object_store(emulator: EmulatorState) -> None:
+    backend = EmulatorBackend(emulator)
+    policy = backend.new_policy("wan2.7-image", "http://here/oss")
+    form = {"policy": policy["policy"], "Signature": policy["signature"], "key": "elsewhere/a.png"}
+    with pytest.raises(OssError) as refused:
+        backend.accept_upload(form, b"png")
+    assert (refused.value.status, refused.value.code) == (403, "AccessDenied")
+    backend.accept_upload({**form, "key": f"{policy['upload_dir']}/a.png"}, b"png")
+    assert emulator.uploads[f"{policy['upload_dir']}/a.png"].model == "wan2.7-image"

@@ -210,6 +210,7 @@ async def test_a_failing_task_list_falls_back_to_one_query_per_task_and_is_not_r
     assert sum(1 for r in emulator.requests if r.path == "/api/v1/tasks") == 1  # tried once, then left alone
 
 
+@pytest.mark.slow
 async def test_a_waiting_edit_ends_as_soon_as_the_task_list_shows_its_task_done(
     http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState
 ) -> None:

@@ -187,6 +187,7 @@ def test_a_png_with_an_exif_orientation_is_turned(tmp_path: Path) -> None:
     assert sent_image(prepared.value).size == (400, 600)
 
 
+@pytest.mark.slow
 def test_too_many_bytes_downscale_as_a_last_resort(tmp_path: Path) -> None:
     noise = Image.frombytes("RGB", (3000, 3000), random.Random(7).randbytes(3000 * 3000 * 3))
     path = tmp_path / "noise.png"

@@ -18,7 +18,10 @@ from tests.conftest import TOOL_NAMES, server_env
 from wan_image_mcp.emulator import EmulatorConfig
 from wan_image_mcp.emulator.serve import RunningEmulator
 
-pytestmark = pytest.mark.skipif(shutil.which("npx") is None, reason="npx (Node.js) is not installed")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("npx") is None, reason="npx (Node.js) is not installed"),
+]
 KEY = "sk-inspector"
 
 

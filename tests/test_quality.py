@@ -11,6 +11,7 @@ import pytest
 
 ROOT = Path(__file__).parent.parent
 BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.slow
 
 
 def run(tool: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -206,6 +206,7 @@ class RawServer:
                 stream.close()
 
 
+@pytest.mark.slow
 def test_a_server_killed_after_submit_leaves_nothing_behind(tmp_path: Path) -> None:
     config = EmulatorConfig(api_keys=frozenset({KEY}), polls_to_finish=1_000_000)  # nothing finishes yet
     with RunningEmulator(config) as emulator:
@@ -287,6 +288,7 @@ async def test_check_task_with_failing_polls_answers_its_last_known_status(
     assert "call check_task" in body(result)["next_step"]
 
 
+@pytest.mark.slow
 def test_a_server_killed_while_its_create_answer_is_in_flight_finds_the_task_on_restart(tmp_path: Path) -> None:
     """Issue 14: a SIGKILL after DashScope created the task but before its answer arrived left the row SUBMITTING
     with no task id, and the task was lost. The restarted server finds it in the task list and saves its images."""
@@ -340,6 +342,7 @@ sys.exit(main(["serve"]))
 """
 
 
+@pytest.mark.slow
 def test_a_server_killed_between_an_images_rename_and_its_sidecar_does_not_download_it_again(tmp_path: Path) -> None:
     with RunningEmulator(EmulatorConfig(api_keys=frozenset({KEY}))) as emulator:
         env = server_env(emulator.base_url, KEY, tmp_path)

@@ -374,6 +374,7 @@ async def test_a_key_with_a_character_no_header_can_carry_is_refused_at_start_an
         assert not any(half in message for half in halves), message
 
 
+@pytest.mark.slow
 async def test_a_header_the_http_stack_refuses_is_not_sent_and_its_error_does_not_quote_the_key(
     served: RunningEmulator,
 ) -> None:

@@ -15,26 +15,17 @@ from typing import Any, cast
 from PIL import Image, UnidentifiedImageError
 
 from ..specs import SEED_RANGE, Mode, ModelSpec, Protocol, get_spec, parse_custom_size
+from .exceptions import invalid
 
 _HEX = re.compile(r"^#[0-9A-Fa-f]{6}$")
 _RATIO = re.compile(r"^(\d{1,3})\.(\d{2})%$")
 _STRICT_SIZE = re.compile(r"^\d+\*\d+$")
 
 
-class EmulatedError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-def invalid(message: str) -> EmulatedError:
-    return EmulatedError(400, "InvalidParameter", message)
-
-
 @dataclass
 class Job:
+    """A valid generation request: the model, the mode its inputs select, prompt, image references, parameters."""
+
     spec: ModelSpec
     mode: Mode
     prompt: str
@@ -56,7 +47,10 @@ def _list(value: object, what: str) -> list[Any]:
 
 
 def parse_job(body: object, protocol: Protocol) -> Job:
-    """Validate a create/sync request body. ``protocol`` is the one the called endpoint serves."""
+    """A create/sync request's JSON ``body`` checked as DashScope checks it, for the endpoint serving
+    ``protocol``; returns the ``Job`` it asks for (prompts truncated as the API truncates them).
+
+    Raises ``EmulatedError`` 400 ``InvalidParameter`` naming the first thing wrong."""
     body = _dict(body, "body")
     model = body.get("model")
     if not isinstance(model, str) or not model:
@@ -195,13 +189,16 @@ def _check_palette(raw: object, spec: ModelSpec) -> None:
 
 @dataclass
 class InputImage:
+    """A decoded, checked input image."""
+
     width: int
     height: int
     data: bytes
 
 
 def check_image(spec: ModelSpec, data: bytes, index: int) -> InputImage:
-    """An input image's bytes against the model's input table."""
+    """Input image number ``index``'s bytes checked against ``spec``'s input table (format, alpha, file size,
+    sides, aspect ratio); returns its size and bytes. Raises ``EmulatedError`` 400 ``InvalidParameter``."""
     limits = spec.image
     try:
         with Image.open(io.BytesIO(data)) as image:

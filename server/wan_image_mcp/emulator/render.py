@@ -73,6 +73,8 @@ def render(
     seed: int | None,
     watermark: bool,
 ) -> bytes:
+    """Output image ``index`` of ``total`` as PNG bytes at ``size``: the ``inputs`` tiled with ``boxes`` drawn,
+    the prompt underneath, an EMULATED banner naming model, size, index and seed. Raises nothing."""
     width, height = size
     canvas = Image.new("RGB", size, _colour(model, prompt, seed, index))
     draw = ImageDraw.Draw(canvas)

@@ -39,6 +39,7 @@ class RunningEmulator:
         self._server.run(sockets=[self._sock])
 
     def __enter__(self) -> RunningEmulator:
+        """Start serving on a background thread; returns once it answers. Raises RuntimeError after 10 s."""
         self._thread.start()
         deadline = time.monotonic() + 10
         while not self._server.started:
@@ -54,6 +55,8 @@ class RunningEmulator:
 
 
 def run_foreground(config: EmulatorConfig, *, host: str, port: int, announce: bool = True) -> None:
+    """Serve an emulator with ``config`` on ``host``:``port`` until interrupted, first printing (``announce``)
+    the two variables that point a client at it. Raises OSError when the port cannot be bound."""
     sock = bind(host, port)
     bound = sock.getsockname()[1]
     if announce:

@@ -24,6 +24,8 @@ FaultKind = Literal["error", "throttle", "moderation", "drop", "slow", "fail_tas
 
 @dataclass
 class EmulatorConfig:
+    """How the emulator behaves; ``POST /_emulator/config`` changes its fields while it runs."""
+
     api_keys: frozenset[str] = frozenset({"sk-emulator"})
     """Keys accepted in ``Authorization: Bearer``; anything else is 401 InvalidApiKey."""
     latency: float = 0.0
@@ -51,6 +53,8 @@ class EmulatorConfig:
 
 @dataclass
 class Fault:
+    """A fault queued for the next ``count`` requests to ``target`` (README: Fault injection)."""
+
     kind: FaultKind
     target: Target = "any"
     count: int = 1
@@ -68,6 +72,8 @@ class Fault:
 
 @dataclass
 class Task:
+    """A task the emulator keeps: its parsed request, output size and count, status and rendered outputs."""
+
     task_id: str
     spec: ModelSpec
     mode: Mode
@@ -93,6 +99,8 @@ class Task:
 
 @dataclass
 class StoredFile:
+    """A result file behind signed URLs, until ``expires``."""
+
     data: bytes
     content_type: str
     expires: float
@@ -100,6 +108,8 @@ class StoredFile:
 
 @dataclass
 class Upload:
+    """A temporarily uploaded file, usable as ``oss://`` by ``model`` only, until ``expires``."""
+
     data: bytes
     model: str
     expires: float
@@ -107,6 +117,8 @@ class Upload:
 
 @dataclass
 class LoggedRequest:
+    """A request as received (without ``Authorization``, data URLs shortened), for ``GET /_emulator/requests``."""
+
     method: str
     path: str
     query: str
@@ -118,6 +130,9 @@ class LoggedRequest:
 
 
 class EmulatorState:
+    """What the emulated service remembers, and the bookkeeping on it; ``backend.EmulatorBackend`` holds the
+    behaviour. Tests read and change it in-process (``tasks``, ``requests``, ``add_fault``, ``release``)."""
+
     def __init__(self, config: EmulatorConfig | None = None, clock: Callable[[], float] = time.time) -> None:
         self.config = config or EmulatorConfig()
         self.clock = clock
@@ -174,6 +189,7 @@ class EmulatorState:
     # --- faults -------------------------------------------------------------------------------------
 
     def add_fault(self, fault: Fault) -> None:
+        """Queue ``fault`` after those already queued."""
         self.faults.append(fault)
 
     def take_fault(self, target: Target, kinds: tuple[FaultKind, ...]) -> Fault | None:
@@ -189,22 +205,28 @@ class EmulatorState:
     # --- ids and signatures -------------------------------------------------------------------------
 
     def new_id(self) -> str:
+        """A fresh id (a UUID4's text), for a task or a request."""
         return str(uuid.uuid4())
 
     def sign(self, text: str) -> str:
+        """``text``'s signature under this emulator's secret (URL-safe base64 of a truncated HMAC-SHA256)."""
         return base64.urlsafe_b64encode(hmac.digest(self.secret, text.encode(), hashlib.sha256)[:18]).decode()
 
     def store_file(self, data: bytes, content_type: str = "image/png") -> str:
+        """Keep ``data`` as a result file until ``result_ttl``; returns its new name."""
         name = f"{uuid.uuid4().hex}-{next(self._counter)}.png"
         self.files[name] = StoredFile(data, content_type, self.clock() + self.config.result_ttl)
         return name
 
     def signed_file_url(self, origin: str, name: str) -> str:
+        """The signed URL of the stored file ``name`` on ``origin``, expiring with it. Raises KeyError for an
+        unknown name."""
         expires = int(self.files[name].expires)
         signature = self.sign(f"{name}:{expires}")
         return f"{origin}/results/{name}?Expires={expires}&OSSAccessKeyId=LTAIemulator&Signature={signature}"
 
     def expire_results(self) -> int:
+        """Make every result file expire now; returns how many there are."""
         now = self.clock()
         for stored in self.files.values():
             stored.expires = min(stored.expires, now - 1)
@@ -213,6 +235,8 @@ class EmulatorState:
     # --- upload policies ----------------------------------------------------------------------------
 
     def new_policy(self, model: str) -> dict[str, Any]:
+        """A signed upload policy for ``model`` in a fresh directory, expiring after ``policy_ttl``: the fields
+        of ``GET /uploads?action=getPolicy``'s ``data`` but the upload host."""
         expires = self.clock() + self.config.policy_ttl
         upload_dir = f"dashscope-instant/{uuid.uuid4().hex}/{time.strftime('%Y-%m-%d')}"
         policy = base64.b64encode(
@@ -231,6 +255,8 @@ class EmulatorState:
         }
 
     def read_policy(self, policy: str, signature: str) -> dict[str, Any] | None:
+        """The decoded ``policy`` (``expiration``, ``model``, ``dir``) if ``signature`` is this emulator's for it,
+        else None (also for a policy that does not decode)."""
         if not hmac.compare_digest(self.sign(policy), signature):
             return None
         try:
@@ -240,4 +266,5 @@ class EmulatorState:
         return decoded
 
     def log(self, entry: LoggedRequest) -> None:
+        """Append ``entry`` to the request log."""
         self.requests.append(entry)
