@@ -26,7 +26,7 @@ from tests.conftest import server_env
 from wan_image_mcp.config import Settings
 from wan_image_mcp.emulator import EmulatorConfig
 from wan_image_mcp.emulator.serve import RunningEmulator
-from wan_image_mcp.http import http_app
+from wan_image_mcp.http_server import http_app
 from wan_image_mcp.sockets import bind
 
 KEY = "sk-http"

@@ -24,7 +24,7 @@ from mcp.types import ListRootsResult, Root
 from PIL import Image
 
 from tests.conftest import ImageFactory, server_env, text
-from wan_image_mcp.access import AccessDenied, check_download_url
+from wan_image_mcp.access import AccessDenied, check_fetch_url
 from wan_image_mcp.app import build_app
 from wan_image_mcp.config import Settings
 from wan_image_mcp.dashscope import APIConnectionError, DashScopeClient, TaskStatus
@@ -208,12 +208,12 @@ DISGUISED = {
 @pytest.mark.parametrize("address", DISGUISED.values(), ids=DISGUISED.keys())
 async def test_ipv6_disguises_of_private_ipv4_addresses_are_refused_like_the_plain_forms(address: str) -> None:
     with pytest.raises(AccessDenied, match="not a public address"):
-        await check_download_url(f"https://[{address}]/result.png", api_base_url="https://dashscope-intl.aliyuncs.com")
+        await check_fetch_url(f"https://[{address}]/result.png", api_base_url="https://dashscope-intl.aliyuncs.com")
 
 
 async def test_ipv6_that_carries_a_public_ipv4_address_may_be_downloaded_from() -> None:
     for address in ("64:ff9b::8.8.8.8", "2002:808:808::1", "2606:4700:4700::1111"):
-        await check_download_url(f"https://[{address}]/result.png", api_base_url="https://dashscope-intl.aliyuncs.com")
+        await check_fetch_url(f"https://[{address}]/result.png", api_base_url="https://dashscope-intl.aliyuncs.com")
 
 
 async def test_a_result_redirected_to_a_nat64_metadata_address_is_not_fetched(

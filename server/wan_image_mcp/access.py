@@ -100,9 +100,10 @@ def _is_public(address: str) -> bool:
     return True
 
 
-async def check_download_url(url: str, *, api_base_url: str) -> None:
-    """Refuse a result URL unless it is on the API's own host (which already has our trust, and is how the
-    emulator serves results) or is https on a host that resolves only to public addresses."""
+async def check_fetch_url(url: str, *, api_base_url: str) -> None:
+    """Refuse a URL the server is about to fetch or post to — a result image, the upload host of a policy, each
+    redirect hop — unless it is on the API's own host (which already has our trust, and is how the emulator serves
+    results) or is https on a host that resolves only to public addresses. Raises AccessDenied saying why."""
     parts = urlsplit(url)
     api = urlsplit(api_base_url)
     if not parts.hostname or parts.scheme not in ("https", "http"):

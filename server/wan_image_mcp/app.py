@@ -33,7 +33,7 @@ from .tools import build_tools
 
 log = logging.getLogger("wan_image_mcp")
 
-INSTRUCTIONS = f"""\
+SERVER_INSTRUCTIONS = f"""\
 Edit, fuse and generate images with Alibaba Cloud's Wan models. Pass input images as local paths or URLs;
 refer to them in the prompt as image 1, image 2 (圖1, 圖2) in order. Results are saved locally and their
 paths returned. Each generated image is billed: n defaults to 1. Long tasks return RUNNING with a task_id:
@@ -135,7 +135,7 @@ def build_app(settings: Settings | None = None, http: httpx2.AsyncClient | None 
         name="wan-image-mcp",
         title="Wan image models",
         version=__version__,
-        instructions=INSTRUCTIONS,
+        instructions=SERVER_INSTRUCTIONS,
         lifespan=lifespan,
         log_level="WARNING",
         tools=build_tools(),

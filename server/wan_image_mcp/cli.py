@@ -79,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_journal(settings.journal_path)  # a damaged journal too (read-only: the file is left as it is)
             _remove_leftover_parts(settings.output_dir)
             if getattr(args, "transport", "stdio") == "http":
-                from .http import serve_http
+                from .http_server import serve_http
 
                 token = settings.http_token.get_secret_value() if settings.http_token else None
                 hosts = settings.http_allowed_hosts

@@ -18,11 +18,11 @@ from typing import Any
 import anyio
 from mcp import Client, StdioServerParameters
 from mcp.types import CallToolResult, TextContent
-from PIL import Image, ImageDraw
 
 from .emulator import EmulatorConfig
 from .emulator.serve import RunningEmulator
 from .outcomes import EditResult
+from .pillow import Image, ImageDraw
 
 KEY = "sk-emulator"
 

@@ -1,5 +1,7 @@
-"""Pillow, with this server's decompression-bomb guard. Imported inside the functions that decode images, so
-Pillow stays off the start path (``from .pillow import Image``): whoever imports it first sets the guard."""
+"""Pillow, with this server's decompression-bomb guard. Every module of the package that decodes images imports
+Pillow from here (the server's core inside the functions that decode, so that Pillow stays off the start path;
+the emulator and the demo at the top): whoever imports it first sets the guard. A test checks that no other
+module of the package imports PIL itself."""
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from mcp.server import MCPServer
 from pydantic import Field
 
-from .instructions import build_instruction, language_of
+from .detection import build_instruction, language_of
 from .specs import DEFAULT_MODEL
 
 

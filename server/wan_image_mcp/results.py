@@ -24,7 +24,7 @@ import anyio
 import anyio.to_thread
 import httpx2
 
-from .access import AccessDenied, check_download_url
+from .access import AccessDenied, check_fetch_url
 from .dashscope.errors import DashScopeError
 from .outcomes import ImageFile
 
@@ -231,7 +231,7 @@ class ResultStore:
         """A streamed GET with every hop checked: the URL itself and each redirect target."""
         for _ in range(MAX_REDIRECTS + 1):
             try:
-                await check_download_url(url, api_base_url=self._api_base_url)
+                await check_fetch_url(url, api_base_url=self._api_base_url)
             except AccessDenied as exc:
                 raise DownloadError(url, str(exc), status=403) from None
             request = self._http.build_request("GET", url, timeout=httpx2.Timeout(60.0))

@@ -25,9 +25,9 @@ from .dashscope import (
     TaskResult,
     TaskStatus,
 )
+from .detection import Mode, build_instruction
 from .errors import ConfigurationError, SpendLimitExceeded, SubmissionUncertain
 from .inputs import PreparedImage, RefKind, classify, local_path
-from .instructions import Mode, build_instruction
 from .journal import DAY, EXPIRED, AsyncJournal, Journal, NewTask, TaskRow
 from .outcomes import (
     ApiError,

@@ -26,7 +26,7 @@ from urllib.parse import quote, urlencode
 import anyio
 import httpx2
 
-from ..access import check_download_url
+from ..access import check_fetch_url
 from ..config import api_key_problem
 from ..errors import ConfigurationError
 from ..specs import CANCEL_PATH, TASK_PATH, UPLOAD_POLICY_PATH
@@ -217,7 +217,7 @@ class DashScopeClient:
             "x-oss-content-type": content_type,
         }
         host = str(policy["upload_host"])
-        await check_download_url(host, api_base_url=self._base_url)
+        await check_fetch_url(host, api_base_url=self._base_url)
         try:
             response = await self._http.post(
                 host, data=form, files={"file": (filename, data, content_type)}, timeout=httpx2.Timeout(120.0)

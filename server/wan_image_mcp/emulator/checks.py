@@ -12,8 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, cast
 
-from PIL import Image, UnidentifiedImageError
-
+from ..pillow import Image, UnidentifiedImageError
 from ..specs import SEED_RANGE, Mode, ModelSpec, Protocol, get_spec, parse_custom_size
 from .exceptions import invalid
 

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 import anyio
 import anyio.to_thread
 import httpx2
-from PIL import Image
 
+from ..pillow import Image
 from ..specs import Protocol, output_size
 from . import render
 from .checks import InputImage, Job, check_image
