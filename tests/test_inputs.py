@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import os
@@ -10,11 +11,15 @@ import random
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
+from mcp import Client
+from mcp.types import CallToolResult
 from PIL import Image, PngImagePlugin
 
-from tests.conftest import ImageFactory
+from tests.conftest import ImageFactory, text
 from wan_image_mcp import inputs
+from wan_image_mcp.emulator import EmulatorState
 from wan_image_mcp.errors import InvalidRequest
 from wan_image_mcp.inputs import EXIF_ORIENTATION, InputChanged, RefKind, decode_data_url, local_path, prepare_image
 from wan_image_mcp.specs import SPECS
@@ -297,3 +302,54 @@ def test_a_whole_jpeg_with_bytes_after_its_end_marker_is_still_accepted(
     path.write_bytes(path.read_bytes() + b"camera trailer")  # some cameras append data after the image
     prepared = prepare_image(str(path), 1, LIMITS, tmp_path)
     assert (prepared.width, prepared.height, prepared.adjustments) == (800, 600, ())
+
+
+def unblock_readers(fifo: Path) -> None:
+    """Open the FIFO for writing and close it, so that a reader stuck opening it (the old behaviour) returns."""
+    with contextlib.suppress(OSError):  # ENXIO: no reader waiting, nothing to release
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+
+@pytest.mark.anyio
+async def test_fifos_in_an_allowed_folder_are_refused_at_once_and_stall_no_other_call(
+    mcp: Client, make_image: ImageFactory, tmp_path: Path, emulator: EmulatorState
+) -> None:
+    """Two FIFOs in one edit would hold both shared image threads if opening one waited for a writer."""
+    fifos = [tmp_path / "pipe.png", tmp_path / "other.png"]
+    for fifo in fifos:
+        os.mkfifo(fifo)
+    photo = make_image("photo.png", (600, 400))
+    results: dict[str, CallToolResult] = {}
+    released: list[bool] = []
+
+    async def call(name: str, tool: str, arguments: dict[str, Any]) -> None:
+        results[name] = await mcp.call_tool(tool, arguments)
+
+    async def release_after_deadline() -> None:
+        await anyio.sleep(10)  # not reached unless a call is stuck opening a FIFO: free it so the test can end
+        released.append(True)
+        for fifo in fifos:
+            unblock_readers(fifo)
+
+    edit = {"prompt": "make the car blue", "size": "1K"}
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as outer:
+            outer.start_soon(release_after_deadline)
+            async with anyio.create_task_group() as group:
+                group.start_soon(
+                    call, "fifo", "edit_image", edit | {"images": [str(fifos[0]), str(photo), str(fifos[1])]}
+                )
+                group.start_soon(call, "inspect", "inspect_image", {"images": [str(fifos[0]), str(photo)]})
+                group.start_soon(call, "photo", "edit_image", edit | {"images": [str(photo)]})
+            outer.cancel_scope.cancel()
+    assert released == [], "a call waited on a FIFO"
+    assert results["fifo"].is_error
+    message = text(results["fifo"])
+    assert f"images (image 1): is a FIFO, not a regular file: {fifos[0]}" in message
+    assert f"images (image 3): is a FIFO, not a regular file: {fifos[1]}" in message
+    assert "Nothing was sent" in message
+    assert results["inspect"].structured_content is not None
+    refused, inspected = results["inspect"].structured_content["images"]
+    assert "is a FIFO, not a regular file" in refused["problem"] and inspected["width"] == 600
+    assert not results["photo"].is_error, text(results["photo"])
+    assert sum(1 for r in emulator.requests if r.method == "POST" and "generation" in r.path) == 1

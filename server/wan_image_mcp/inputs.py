@@ -23,6 +23,7 @@ import io
 import math
 import os
 import re
+import stat
 import threading
 import time
 import warnings
@@ -299,11 +300,15 @@ def read_local(path: Path, access: FileAccess | None) -> tuple[Path, bytes]:
 
 def open_local(path: Path, access: FileAccess | None) -> tuple[Path, io.BufferedReader]:
     """A local file's path as opened, and the open file. With ``access``, only inside an allowed directory, and
-    the resolved path is what is opened. Raises ValueError with the reason."""
+    the resolved path is what is opened. Only a regular file is opened: a FIFO, socket or device could block a
+    reader forever (and with it the threads every image call shares) or change as it is read, so its type is
+    checked before opening, the open is non-blocking, and the type is checked again on what was opened. Raises
+    ValueError with the reason."""
     try:
         if access is not None:
             path = access.resolve(path)
-        return path, path.open("rb")
+        _must_be_regular(path, os.stat(path).st_mode)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except AccessDenied as exc:
         raise ValueError(str(exc)) from None
     except FileNotFoundError:
@@ -312,8 +317,29 @@ def open_local(path: Path, access: FileAccess | None) -> tuple[Path, io.Buffered
         raise ValueError(f"is a directory, not an image file: {path}") from None
     except PermissionError:
         raise ValueError(f"permission denied reading {path}") from None
+    except NotRegularFile as exc:
+        raise ValueError(str(exc)) from None
     except (OSError, ValueError) as exc:
         raise ValueError(f"cannot read {str(path)!r}: {exc.__class__.__name__}") from None
+    try:
+        _must_be_regular(path, os.fstat(fd).st_mode)  # what was opened may not be what was looked at
+    except NotRegularFile as exc:
+        os.close(fd)
+        raise ValueError(str(exc)) from None
+    return path, os.fdopen(fd, "rb")
+
+
+class NotRegularFile(ValueError):
+    pass
+
+
+def _must_be_regular(path: Path, mode: int) -> None:
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(path)
+    kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+    raise NotRegularFile(f"is {kind}, not a regular file: {path} (only regular files are read)")
 
 
 def conform(
