@@ -8,8 +8,9 @@ import hashlib
 import io
 import os
 import random
+import struct
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import pytest
@@ -353,3 +354,71 @@ async def test_fifos_in_an_allowed_folder_are_refused_at_once_and_stall_no_other
     assert "is a FIFO, not a regular file" in refused["problem"] and inspected["width"] == 600
     assert not results["photo"].is_error, text(results["photo"])
     assert sum(1 for r in emulator.requests if r.method == "POST" and "generation" in r.path) == 1
+
+
+def grey_16(path: Path, size: tuple[int, int], values: list[int], **save: Any) -> Path:
+    """A 16-bit grey PNG (Pillow's I;16) whose columns cycle through ``values`` left to right in equal bands."""
+    width, height = size
+    row = [values[x * len(values) // width] for x in range(width)]
+    Image.frombytes("I;16", size, struct.pack(f"<{width}H", *row) * height).save(path, "PNG", **save)
+    return path
+
+
+def grey_of(pixel: Any) -> float:
+    """One 8-bit grey level from an L or RGB pixel (all channels equal for grey)."""
+    if isinstance(pixel, tuple):
+        channels = cast("tuple[int, ...]", pixel)
+        assert max(channels) - min(channels) <= 1, channels
+        return sum(channels) / len(channels)
+    return float(pixel)
+
+
+def test_a_16_bit_grey_png_with_a_transparent_grey_keeps_its_tones_and_is_flattened_onto_white(
+    tmp_path: Path,
+) -> None:
+    path = grey_16(tmp_path / "deep.png", (600, 400), [40000, 7], transparency=7)
+    with Image.open(path) as opened:
+        assert (opened.mode, opened.info["transparency"]) == ("I;16", 7)  # as the file is read
+    prepared = prepare_image(str(path), 1, LIMITS, tmp_path)
+    sent = sent_image(prepared.value)
+    assert grey_of(sent.getpixel((100, 200))) == pytest.approx(40000 / 257, abs=1)  # ~156, not white
+    assert grey_of(sent.getpixel((500, 200))) == 255  # the transparent grey, on white
+    assert "image 1: 16-bit grey scaled to 8 bits" in prepared.adjustments
+    assert "image 1: alpha channel flattened onto white" in prepared.adjustments
+
+
+def test_a_wide_16_bit_grey_png_keeps_its_tone_when_downscaled(tmp_path: Path) -> None:
+    path = grey_16(tmp_path / "wide.png", (8200, 2000), [30000])
+    prepared = prepare_image(str(path), 1, LIMITS, tmp_path)
+    sent = sent_image(prepared.value)
+    assert sent.size == (8000, 1951)
+    tones = [grey_of(sent.getpixel((x, y))) for x in (0, 4000, 7999) for y in (0, 1000, 1950)]
+    assert tones == pytest.approx([30000 / 257] * len(tones), abs=1)  # ~117 everywhere, not white
+
+
+def test_a_16_bit_gradient_spans_the_8_bit_range_in_order(tmp_path: Path) -> None:
+    """Even where nothing else needs changing: a 16-bit file sent as it is was shown white (the emulator, like
+    Pillow's own conversion, clips it to 8 bits)."""
+    path = grey_16(tmp_path / "ramp.png", (1024, 300), list(range(0, 65536, 64)))  # 1024 steps, 0..65472
+    prepared = prepare_image(str(path), 1, LIMITS, tmp_path)
+    sent = sent_image(prepared.value)
+    assert sent.mode == "L"
+    row = [grey_of(sent.getpixel((x, 150))) for x in range(1024)]
+    assert row[0] <= 1 and row[-1] >= 254
+    assert row == sorted(row) and len(set(row)) > 200
+
+
+@pytest.mark.parametrize(
+    ("mode", "value", "expected"),
+    [("I", 40000, 40000 / 257), ("F", 0.6, 0.6 * 255), ("F", 200.0, 200), ("I", -5, 0)],
+)
+def test_32_bit_grey_tiffs_keep_their_tones(mode: str, value: float, expected: float, tmp_path: Path) -> None:
+    image = Image.new(mode, (400, 300), value)
+    image.paste(Image.new(mode, (200, 300), -5 if value == -5 else 0), (200, 0))  # a dark half, for a range
+    if value == -5:
+        image.paste(Image.new(mode, (200, 300), 70000), (200, 0))  # out of 16 bits: stretched min..max
+    image.save(tmp_path / "deep.tiff", "TIFF")
+    prepared = prepare_image(str(tmp_path / "deep.tiff"), 1, LIMITS, tmp_path)
+    sent = sent_image(prepared.value)
+    assert grey_of(sent.getpixel((100, 150))) == pytest.approx(expected, abs=1)
+    assert any("bit" in note and "scaled to 8 bits" in note for note in prepared.adjustments)

@@ -87,3 +87,24 @@ async def test_a_png_whose_exif_follows_its_image_data_is_upright_for_inspect_an
     assert (report["width"], report["height"], report["orientation"]) == (600, 400, 1)
     prepared = prepare_image(str(path), 1, SPECS["wan2.7-image-pro"].image, tmp_path)
     assert prepared.original_size == (600, 400) and prepared.adjustments == ()
+
+
+def preview_pixel(block: ImageContent, xy: tuple[int, int]) -> tuple[int, ...]:
+    with Image.open(io.BytesIO(base64.b64decode(block.data))) as preview:
+        pixel = preview.convert("RGB").getpixel(xy)
+    assert isinstance(pixel, tuple)
+    return pixel
+
+
+async def test_the_preview_shows_what_is_sent_transparency_on_white_and_deep_tones_kept(
+    mcp: Client, make_image: ImageFactory, tmp_path: Path
+) -> None:
+    logo = make_image("logo.png", (600, 400), mode="RGBA", colour=(0, 0, 0, 0))  # transparent black
+    deep = tmp_path / "deep.png"
+    Image.frombytes("I;16", (600, 400), struct.pack("<H", 40000) * 600 * 400).save(deep)
+    result = await mcp.call_tool("inspect_image", {"images": [str(logo), str(deep)]})
+    assert not result.is_error
+    logo_preview, deep_preview = [block for block in result.content if isinstance(block, ImageContent)]
+    between_grid_lines = (150, 150)  # lines every 100 px, labels along the top and left edges
+    assert min(preview_pixel(logo_preview, between_grid_lines)) >= 250  # white, as it is flattened when sent
+    assert preview_pixel(deep_preview, between_grid_lines) == pytest.approx((156, 156, 156), abs=3)  # not white

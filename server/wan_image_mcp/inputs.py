@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 from urllib.parse import unquote, urlsplit
 
 from .access import AccessDenied, FileAccess
@@ -42,6 +42,7 @@ from .specs import ImageLimits
 
 if TYPE_CHECKING:
     from PIL import Image
+    from PIL.Image import ImagePointTransform
 
 MIME_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "BMP": "image/bmp", "WEBP": "image/webp"}
 EXIF_ORIENTATION = 0x0112
@@ -360,7 +361,7 @@ def conform(
     inflated: a cut or altered file fails); other formats are decoded. An open file's bytes are not kept but
     hashed (``payload`` None, ``sha256`` set) to be read again when sent. A JPEG that must shrink is decoded
     near its target size by libjpeg's DCT scaling."""
-    from .pillow import Image, ImageOps, UnidentifiedImageError
+    from .pillow import Image, UnidentifiedImageError
 
     file = io.BytesIO(data) if isinstance(data, bytes) else data
     size = len(data) if isinstance(data, bytes) else os.fstat(data.fileno()).st_size
@@ -385,11 +386,12 @@ def conform(
         raise problem(f"{width}×{height} px is too small: each side must be at least {limits.side.lo} px")
     if limits.max_ratio is not None and long / short > limits.max_ratio:
         raise problem(f"aspect ratio {long / short:.2f}:1 ({width}×{height}) is outside {limits.ratio_text()}")
-    alpha = "A" in image.getbands() or "transparency" in image.info
+    alpha = has_alpha(image)
+    deep = image.mode in DEEP_MODES
     convert = fmt not in limits.formats
     scale = min(1.0, limits.side.hi / long)
 
-    if not (turn or alpha or convert or scale < 1.0) and size <= limits.max_bytes:
+    if not (turn or alpha or deep or convert or scale < 1.0) and size <= limits.max_bytes:
         if fmt == "PNG":
             _read(image.verify, problem)
         elif fmt != "JPEG":
@@ -414,33 +416,32 @@ def conform(
             bytes=size,
         )
 
-    if fmt == "JPEG" and scale < 1.0:
-        image.draft(image.mode, (math.ceil(raw[0] * scale), math.ceil(raw[1] * scale)))
-    _read(image.load, problem)
     notes: list[str] = []
     if turn:
-        image = ImageOps.exif_transpose(image)
         notes.append(f"EXIF orientation {orientation} applied (boxes are read in the orientation shown)")
     if alpha:
-        background = Image.new("RGB", image.size, "white")
-        rgba = image.convert("RGBA")
-        background.paste(rgba, mask=rgba.getchannel("A"))
-        image = background
         notes.append("alpha channel flattened onto white")
+    if deep:
+        notes.append(f"{_DEPTH[image.mode]} scaled to 8 bits")
     if convert:
         frames: int = getattr(image, "n_frames", 1)
         if frames > 1:
             notes.append(f"{fmt} has {frames} frames: the first is used")
         notes.append(f"{fmt} converted (the API reads {', '.join(sorted(limits.formats))})")
-    if scale < 1.0:  # a draft decode lands at or above the target size: finish exactly
+    fit = None
+    if scale < 1.0:
         width, height = max(1, round(width * scale)), max(1, round(height * scale))
-        image = _resize(image, width, height)
         if min(width, height) < limits.side.lo:
             raise problem(
                 f"{long}×{short} px cannot fit: sides must be {limits.side.lo}-{limits.side.hi} px "
                 "and shrinking the long side makes the short one too small"
             )
+        fit = (height, width) if orientation in (5, 6, 7, 8) else (width, height)  # in the stored orientation
         notes.append(f"downscaled to {width}×{height} to fit the {limits.side.hi} px side limit")
+        if fmt == "JPEG":
+            image.draft(image.mode, (math.ceil(raw[0] * scale), math.ceil(raw[1] * scale)))
+    _read(image.load, problem)
+    image = as_sent(image, orientation, resize_to=fit)
 
     out_fmt = "JPEG" if fmt == "JPEG" else "PNG"
     payload = _encode(image, out_fmt)
@@ -499,6 +500,98 @@ def exif_orientation(image: Image.Image) -> int:
     if image.format == "PNG" and "exif" not in image.info:
         return 1
     return image.getexif().get(EXIF_ORIENTATION, 1)
+
+
+DEEP_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I", "F"})
+"""Pillow's modes of more than 8 bits a channel: 16-bit grey PNGs and TIFFs open as I;16, 32-bit ones as I or F.
+(16-bit RGB, RGBA and grey with alpha PNGs are read at 8 bits by Pillow itself.)"""
+_DEPTH = dict.fromkeys(("I;16", "I;16B", "I;16L", "I;16N"), "16-bit grey") | {
+    "I": "32-bit integer grey",
+    "F": "32-bit float grey",
+}
+_TURNS = {
+    2: "FLIP_LEFT_RIGHT",
+    3: "ROTATE_180",
+    4: "FLIP_TOP_BOTTOM",
+    5: "TRANSPOSE",
+    6: "ROTATE_270",
+    7: "TRANSVERSE",
+    8: "ROTATE_90",
+}
+"""EXIF orientation -> the transpose that shows the image upright (as ``ImageOps.exif_transpose`` does)."""
+
+
+def has_alpha(image: Image.Image) -> bool:
+    """Whether an opened image has transparency: an alpha channel, or a colour or palette entry marked transparent."""
+    return "A" in image.getbands() or "transparency" in image.info
+
+
+def eight_bits(image: Image.Image) -> Image.Image:
+    """A loaded image with its tones in 8 bits a channel. Pillow's own conversions clip 16- and 32-bit grey to
+    0-255 (a 16-bit grey of 40000 became white), so they are scaled here: 16-bit data (I;16, and I within
+    0-65535) to v / 257; F within 0-1 to v × 255, within 0-255 as it is, within 0-65535 to v / 257; any other
+    range stretched from its minimum to its maximum. A grey value marked transparent (PNG tRNS) becomes an alpha
+    channel (LA), found at full depth before values merge. A 16-bit RGB tRNS colour (Pillow reads the pixels at
+    8 bits, their high bytes, but keeps the colour at 16) is brought to 8 bits the same way. Other images are
+    returned as they are."""
+    from .pillow import Image, ImageChops
+
+    transparent = image.info.get("transparency")
+    if image.mode == "RGB" and isinstance(transparent, tuple):
+        colour = cast("tuple[int, ...]", transparent)
+        if max(colour) > 255:
+            image = image.copy()
+            image.info["transparency"] = tuple(v >> 8 for v in colour)
+        return image
+    if image.mode not in DEEP_MODES:
+        return image
+    wide = image if image.mode in ("I", "F") else image.convert("I")
+    lo, hi = cast("tuple[float, float]", wide.getextrema())
+    if image.mode == "F" and lo >= 0 and hi <= 1:
+        factor, offset = 255.0, 0.0
+    elif image.mode == "F" and lo >= 0 and hi <= 255:
+        factor, offset = 1.0, 0.0
+    elif lo >= 0 and hi <= 65535:
+        factor, offset = 1 / 257, 0.0
+    else:
+        factor = 255 / (hi - lo) if hi > lo else 0.0
+        offset = -lo * factor
+    grey = wide.point(_linear(factor, offset + 0.5)).convert("L")  # pyright: ignore[reportUnknownMemberType]
+    if image.mode == "F" or not isinstance(transparent, int):
+        return grey
+    # Clipped at 0 on the way to L: ``above`` is nonzero where v > transparent, ``below`` where v < transparent.
+    above = wide.point(_linear(1, -transparent)).convert("L")  # pyright: ignore[reportUnknownMemberType]
+    below = wide.point(_linear(-1, transparent)).convert("L")  # pyright: ignore[reportUnknownMemberType]
+    opaque = ImageChops.lighter(above, below).point([0] + [255] * 255)  # pyright: ignore[reportUnknownMemberType]
+    return Image.merge("LA", (grey, opaque))
+
+
+def _linear(factor: float, offset: float) -> Callable[[ImagePointTransform], ImagePointTransform]:
+    """v × factor + offset, in the form Pillow applies to I and F images at full depth."""
+    return lambda v: v * factor + offset
+
+
+def as_sent(image: Image.Image, orientation: int, *, resize_to: tuple[int, int] | None = None) -> Image.Image:
+    """A loaded image as it is sent, in RGB or L: tones in 8 bits (``eight_bits``), resized (in its stored
+    orientation) when asked, transparency composited onto white, EXIF ``orientation`` applied. The inspect
+    preview and the gallery's input thumbnails show this too, so what is seen is what is sent."""
+    from .pillow import Image
+
+    image = eight_bits(image)
+    grey = image.mode in ("1", "L", "LA")
+    if has_alpha(image):  # composited after any resize: LA and RGBA resize with their alpha premultiplied
+        image = image.convert("LA" if grey else "RGBA")
+    elif image.mode not in ("L", "RGB"):
+        image = image.convert("L" if grey else "RGB")  # P, 1, CMYK, YCbCr...: resized in a mode that blends
+    if resize_to is not None and resize_to != image.size:
+        image = _resize(image, *resize_to)
+    if image.mode in ("LA", "RGBA"):
+        background = Image.new(image.mode[:-1], image.size, "white")
+        background.paste(image, mask=image.getchannel("A"))
+        image = background
+    if orientation in _TURNS:
+        image = image.transpose(Image.Transpose[_TURNS[orientation]])
+    return image
 
 
 def _read(step: Callable[[], object], problem: Callable[[str], InvalidRequest]) -> None:

@@ -15,6 +15,7 @@ from .access import FileAccess
 from .errors import InvalidRequest, Problem
 from .inputs import (
     RefKind,
+    as_sent,
     classify,
     conform,
     decode_data_url,
@@ -23,7 +24,7 @@ from .inputs import (
     local_path,
     read_local,
 )
-from .pillow import Image, ImageDraw, ImageFont, ImageOps
+from .pillow import Image, ImageDraw, ImageFont
 from .specs import SPECS, ImageLimits
 
 GRID_PREVIEW_SIDE = 768
@@ -109,7 +110,8 @@ def inspect_images(refs: Sequence[str], access: FileAccess, cwd: Path) -> tuple[
             with Image.open(io.BytesIO(data)) as opened:
                 fmt = opened.format
                 orientation = int(exif_orientation(opened))
-                shown = ImageOps.exif_transpose(opened) if orientation != 1 else opened
+                opened.load()
+                shown = as_sent(opened, orientation)  # tones, transparency and orientation as they are sent
                 preview = grid_preview(shown)
                 width, height = shown.size
         except (InvalidRequest, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
