@@ -9,6 +9,7 @@ import io
 import os
 import random
 import struct
+import zlib
 from pathlib import Path
 from typing import Any, cast
 
@@ -167,8 +168,47 @@ def noise_png(path: Path, size: tuple[int, int] = (800, 600)) -> Path:
     return path
 
 
-def test_a_png_sent_as_it_is_is_checked_without_being_decoded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A result of an earlier edit (a 2K PNG) is a common input: inflating it only to check it took ~0.1 s."""
+def png_with_image_data(path: Path, size: tuple[int, int], keep: int) -> Path:
+    """A PNG made by Pillow whose image data is cut to its first ``keep`` bytes, every chunk's CRC made to match,
+    so that only decoding it shows that the pixels are missing."""
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", size, random.Random(5).randbytes(size[0] * size[1] * 3)).save(buffer, "PNG")
+    data = buffer.getvalue()
+    chunks: list[tuple[bytes, bytes]] = []
+    at = 8
+    while at < len(data):
+        (length,) = struct.unpack(">I", data[at : at + 4])
+        chunks.append((data[at + 4 : at + 8], data[at + 8 : at + 8 + length]))
+        at += 12 + length
+    idat = b"".join(body for kind, body in chunks if kind == b"IDAT")[:keep]
+    out = [data[:8]]
+    for kind, body in [*[c for c in chunks if c[0] != b"IDAT"][:-1], (b"IDAT", idat), (b"IEND", b"")]:
+        out.append(struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body)))
+    path.write_bytes(b"".join(out))
+    return path
+
+
+def test_a_png_whose_crcs_match_but_whose_pixels_are_missing_is_refused(tmp_path: Path) -> None:
+    path = png_with_image_data(tmp_path / "hollow.png", (1000, 1000), keep=100)
+    with Image.open(path) as opened:
+        opened.verify()  # every chunk matches its CRC: this is what a check without decoding saw
+    with pytest.raises(InvalidRequest, match="damaged or truncated") as caught:
+        prepare_image(str(path), 3, LIMITS, tmp_path)
+    assert caught.value.problems[0].image == 3
+
+
+def test_a_cut_jpeg_is_refused_though_sent_as_it_is(make_image: ImageFactory, tmp_path: Path) -> None:
+    path = tmp_path / "cut.jpg"
+    Image.frombytes("RGB", (800, 600), random.Random(4).randbytes(800 * 600 * 3)).save(path, "JPEG")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size * 2 // 3])
+    with pytest.raises(InvalidRequest, match="damaged or truncated"):
+        prepare_image(str(path), 1, LIMITS, tmp_path)
+
+
+def test_a_png_sent_as_it_is_is_decoded_once_per_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A result of an earlier edit (a 2K PNG) is a common input: it is decoded in full once, then remembered."""
+    monkeypatch.setattr(inputs, "CHECKED", inputs.CheckedFiles())
+    monkeypatch.setattr(inputs.CheckedFiles, "RACY_NS", 0)
     path = noise_png(tmp_path / "earlier-result.png")
     decoded: list[str] = []
     load = PngImagePlugin.PngImageFile.load
@@ -179,7 +219,8 @@ def test_a_png_sent_as_it_is_is_checked_without_being_decoded(tmp_path: Path, mo
 
     monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", counting)
     prepared = prepare_image(str(path), 1, LIMITS, tmp_path)
-    assert decoded == []
+    prepare_image(str(path), 2, LIMITS, tmp_path)
+    assert decoded == ["PNG"]
     assert (prepared.format, prepared.adjustments, prepared.payload) == ("PNG", (), None)
     assert decode_data_url(prepared.value) == path.read_bytes()
 
