@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .inputs import as_sent, exif_orientation
+from .inputs import exif_orientation, small_as_sent
 from .journal import Journal, TaskRow
 from .pillow import Image
 
@@ -60,13 +60,11 @@ def _thumb(source: Path, root: Path) -> str | None:
     if not target.exists():
         try:
             with Image.open(source) as image:
-                orientation = exif_orientation(image)
-                image.load()
-                shown = as_sent(image, orientation)  # an input as it was sent: alpha on white, 8-bit tones
-                shown.thumbnail((THUMB_SIDE, THUMB_SIDE))
+                # An input as it was sent (alpha on white, 8-bit tones), decoded small where the format allows.
+                shown = small_as_sent(image, exif_orientation(image), THUMB_SIDE)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shown.save(target, "JPEG", quality=80)
-        except (OSError, ValueError, Image.DecompressionBombError):
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
             return None
     return f".thumbs/{target.name}"
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -28,12 +29,12 @@ import threading
 import time
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import IO, TYPE_CHECKING, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
 from .access import AccessDenied, FileAccess
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from PIL import Image
     from PIL.Image import ImagePointTransform
 
+_T = TypeVar("_T")
 MIME_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "BMP": "image/bmp", "WEBP": "image/webp"}
 EXIF_ORIENTATION = 0x0112
 _JPEG_QUALITY = 95
@@ -193,6 +195,11 @@ def _conforming() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(CONFORM_WORKERS, thread_name_prefix="conform")
 
 
+def on_image_threads(work: Callable[[int, str], _T], refs: Sequence[str]) -> list[_T]:
+    """``work(index, ref)`` for each reference (1-based), in order, on the shared image threads."""
+    return list(_conforming().map(work, range(1, len(refs) + 1), refs))
+
+
 def prepare_images(
     refs: Sequence[str], limits: ImageLimits, cwd: Path, access: FileAccess | None = None
 ) -> list[PreparedImage | InvalidRequest]:
@@ -204,7 +211,7 @@ def prepare_images(
         except InvalidRequest as exc:
             return exc
 
-    return list(_conforming().map(one, range(1, len(refs) + 1), refs))
+    return on_image_threads(one, refs)
 
 
 def prepare_image(
@@ -292,13 +299,6 @@ class CheckedFiles:
 CHECKED = CheckedFiles()
 
 
-def read_local(path: Path, access: FileAccess | None) -> tuple[Path, bytes]:
-    """A local file's path as opened, and its bytes (see ``open_local``)."""
-    path, file = open_local(path, access)
-    with file:
-        return path, file.read()
-
-
 def open_local(path: Path, access: FileAccess | None) -> tuple[Path, io.BufferedReader]:
     """A local file's path as opened, and the open file. With ``access``, only inside an allowed directory, and
     the resolved path is what is opened. Only a regular file is opened: a FIFO, socket or device could block a
@@ -343,41 +343,48 @@ def _must_be_regular(path: Path, mode: int) -> None:
     raise NotRegularFile(f"is {kind}, not a regular file: {path} (only regular files are read)")
 
 
-def conform(
-    data: bytes | io.BufferedReader,
-    *,
-    index: int,
-    kind: RefKind,
-    source: str,
-    limits: ImageLimits,
-    problem: Callable[[str], InvalidRequest],
-) -> PreparedImage:
-    """Check an image against ``limits`` and fix what can be fixed. ``data`` is the file's bytes or the open file.
-
-    Decoding is the costly part, so what must be done is decided from the header first. Every image is decoded
-    before it is sent, as it is or not: a PNG whose chunks all match their CRCs can still hold too little image
-    data for its header (Pillow's ``verify`` passed one with 100 bytes for 1000×1000 px), and a cut JPEG is
-    found by decoding it. An image sent as it is decodes at 1/8 scale when it is a JPEG (libjpeg still reads
-    every coefficient, and refuses a cut file, at a fraction of the cost and memory), in full otherwise; a local
-    file found whole is remembered (``CHECKED``), so it is decoded once per server, not per call. An open
-    file's bytes are not kept but hashed (``payload`` None, ``sha256`` set) to be read again when sent. A JPEG
-    that must shrink is decoded near its target size by libjpeg's DCT scaling."""
+def open_image(file: IO[bytes], source: str, problem: Callable[[str], InvalidRequest]) -> tuple[Image.Image, int]:
+    """An image opened from ``file`` (its header read, nothing decoded) and its EXIF orientation. Raises the
+    image's problem, worded the same for ``edit_image`` and ``inspect_image``."""
     from .pillow import Image, UnidentifiedImageError
 
-    file = io.BytesIO(data) if isinstance(data, bytes) else data
-    size = len(data) if isinstance(data, bytes) else os.fstat(data.fileno()).st_size
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # the guard's limit is the limit
             image = Image.open(file)
-            orientation = exif_orientation(image)
+            return image, exif_orientation(image)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise problem("image has too many pixels to decode safely") from None
     except UnidentifiedImageError:
         raise problem(f"not an image (content of {source!r} is no format Pillow reads)") from None
-    except _DECODE_ERRORS as exc:
+    except DECODE_ERRORS as exc:
         raise _damaged(problem, exc) from None
 
+
+@dataclass(frozen=True)
+class Plan:
+    """What conforming an image to some limits does, decided from its header alone."""
+
+    format: str
+    original: tuple[int, int]
+    """Size as the user sees it (EXIF orientation applied)."""
+    size: tuple[int, int]
+    """Size sent, before any shrinking to fit the file limit."""
+    scale: float
+    fit: tuple[int, int] | None
+    """The size to resize to, in the stored orientation, when over the side limit."""
+    notes: tuple[str, ...]
+    """Every adjustment known from the header (the file limit's are known only once encoded)."""
+    as_is: bool
+    """Nothing to change: the file is sent as it is, once it is found whole."""
+    estimated_bytes: int
+    """The file's size scaled by the pixels sent: roughly what re-encoding it the same way gives."""
+
+
+def plan(
+    image: Image.Image, orientation: int, size: int, limits: ImageLimits, problem: Callable[[str], InvalidRequest]
+) -> Plan:
+    """Decide from an opened image's header what conforming it to ``limits`` does; raise what makes it refused."""
     fmt = image.format or "unknown"
     raw = image.size
     turn = orientation not in (1, None)
@@ -391,28 +398,6 @@ def conform(
     deep = image.mode in DEEP_MODES
     convert = fmt not in limits.formats
     scale = min(1.0, limits.side.hi / long)
-
-    if not (turn or alpha or deep or convert or scale < 1.0) and size <= limits.max_bytes:
-        if fmt == "JPEG":  # libjpeg still reads every coefficient at 1/8 scale: a cut file is found
-            image.draft(image.mode, (max(1, raw[0] // 8), max(1, raw[1] // 8)))
-        _read(image.load, problem)  # every input is decoded before it is sent: headers and CRCs prove little
-        digest = None
-        if not isinstance(data, bytes):
-            data.seek(0)
-            digest = hashlib.file_digest(data, "sha256").hexdigest()
-        return PreparedImage(
-            index=index,
-            kind=kind,
-            source=source,
-            payload=data if isinstance(data, bytes) else None,
-            sha256=digest,
-            width=width,
-            height=height,
-            original_size=original,
-            format=fmt,
-            bytes=size,
-        )
-
     notes: list[str] = []
     if turn:
         notes.append(f"EXIF orientation {orientation} applied (boxes are read in the orientation shown)")
@@ -435,26 +420,151 @@ def conform(
             )
         fit = (height, width) if orientation in (5, 6, 7, 8) else (width, height)  # in the stored orientation
         notes.append(f"downscaled to {width}×{height} to fit the {limits.side.hi} px side limit")
-        if fmt == "JPEG":
-            image.draft(image.mode, (math.ceil(raw[0] * scale), math.ceil(raw[1] * scale)))
-    _read(image.load, problem)
-    image = as_sent(image, orientation, resize_to=fit)
+    return Plan(
+        format=fmt,
+        original=original,
+        size=(width, height),
+        scale=scale,
+        fit=fit,
+        notes=tuple(notes),
+        as_is=not notes and size <= limits.max_bytes,
+        estimated_bytes=round(size * (width * height) / (raw[0] * raw[1])),
+    )
 
+
+def decoded_bytes(image: Image.Image) -> int:
+    """Memory an opened image takes once decoded (Pillow keeps 8-bit RGB in 4 bytes a pixel), at its draft size."""
+    width, height = image.size
+    per_pixel = 1 if image.mode in ("1", "L", "P") else 2 if image.mode in ("LA", "I;16", "I;16B", "I;16L") else 4
+    return width * height * per_pixel
+
+
+class DecodeBudget:
+    """Decoded pixels held at once, across every call (edits and inspections alike): at most ``SLOTS`` decodes,
+    and a second only while the two fit in ``BYTES`` together. A decode larger than that runs alone, so two
+    9000 px PNGs (324 MB each) are decoded one after the other, two 2K photos side by side."""
+
+    SLOTS = 2
+    BYTES = 600_000_000
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._held: dict[int, int] = {}
+        self.most_at_once = 0
+        """The most decodes ever held at once (for tests: never more than SLOTS)."""
+
+    @contextlib.contextmanager
+    def hold(self, nbytes: int) -> Generator[Holding]:
+        with self._changed:
+            self._changed.wait_for(
+                lambda: (
+                    not self._held or (len(self._held) < self.SLOTS and sum(self._held.values()) + nbytes <= self.BYTES)
+                )
+            )
+            holding = Holding(self)
+            self._held[id(holding)] = nbytes
+            self.most_at_once = max(self.most_at_once, len(self._held))
+        try:
+            yield holding
+        finally:
+            with self._changed:
+                del self._held[id(holding)]
+                self._changed.notify_all()
+
+    def _keep(self, holding: Holding, nbytes: int) -> None:
+        with self._changed:
+            self._held[id(holding)] = nbytes
+            self._changed.notify_all()
+
+
+class Holding:
+    def __init__(self, budget: DecodeBudget) -> None:
+        self._budget = budget
+
+    def keep(self, nbytes: int) -> None:
+        """Hold only ``nbytes`` from now on (the decoded original freed, its smaller result kept)."""
+        self._budget._keep(self, nbytes)  # pyright: ignore[reportPrivateUsage]
+
+
+DECODES = DecodeBudget()
+
+
+def conform(
+    data: bytes | io.BufferedReader,
+    *,
+    index: int,
+    kind: RefKind,
+    source: str,
+    limits: ImageLimits,
+    problem: Callable[[str], InvalidRequest],
+) -> PreparedImage:
+    """Check an image against ``limits`` and fix what can be fixed. ``data`` is the file's bytes or the open file.
+
+    Decoding is the costly part, so what must be done is decided from the header first. Every image is decoded
+    before it is sent, as it is or not: a PNG whose chunks all match their CRCs can still hold too little image
+    data for its header (Pillow's ``verify`` passed one with 100 bytes for 1000×1000 px), and a cut JPEG is
+    found by decoding it. An image sent as it is decodes at 1/8 scale when it is a JPEG (libjpeg still reads
+    every coefficient, and refuses a cut file, at a fraction of the cost and memory), in full otherwise; a local
+    file found whole is remembered (``CHECKED``), so it is decoded once per server, not per call. An open
+    file's bytes are not kept but hashed (``payload`` None, ``sha256`` set) to be read again when sent. A JPEG
+    that must shrink is decoded near its target size by libjpeg's DCT scaling."""
+    file = io.BytesIO(data) if isinstance(data, bytes) else data
+    size = len(data) if isinstance(data, bytes) else os.fstat(data.fileno()).st_size
+    image, orientation = open_image(file, source, problem)
+    todo = plan(image, orientation, size, limits, problem)
+    fmt, raw, original, scale = todo.format, image.size, todo.original, todo.scale
+    width, height = todo.size
+
+    if todo.as_is:
+        if fmt == "JPEG":  # libjpeg still reads every coefficient at 1/8 scale: a cut file is found
+            image.draft(image.mode, (max(1, raw[0] // 8), max(1, raw[1] // 8)))
+        with DECODES.hold(decoded_bytes(image)):
+            _read(image.load, problem)  # every input is decoded before it is sent: headers and CRCs prove little
+            del image  # its pixels are not needed: the file is sent as it is
+        digest = None
+        if not isinstance(data, bytes):
+            data.seek(0)
+            digest = hashlib.file_digest(data, "sha256").hexdigest()
+        return PreparedImage(
+            index=index,
+            kind=kind,
+            source=source,
+            payload=data if isinstance(data, bytes) else None,
+            sha256=digest,
+            width=width,
+            height=height,
+            original_size=original,
+            format=fmt,
+            bytes=size,
+        )
+
+    notes = list(todo.notes)
+    if todo.fit is not None and fmt == "JPEG":
+        image.draft(image.mode, (math.ceil(raw[0] * scale), math.ceil(raw[1] * scale)))
     out_fmt = "JPEG" if fmt == "JPEG" else "PNG"
-    payload = _encode(image, out_fmt)
-    fallback = len(payload) > limits.max_bytes and out_fmt == "PNG"
+    # A PNG bound to be over the file limit goes straight to JPEG (estimated from the file's own bytes a pixel,
+    # with a margin: a 9000 px photo's PNG is several times the limit, and encoding it first cost seconds).
+    fallback = out_fmt == "PNG" and todo.estimated_bytes > 2 * limits.max_bytes
     if fallback:
-        out_fmt, payload = "JPEG", _encode(image, "JPEG")
-    shrunk = False
-    while len(payload) > limits.max_bytes:
-        factor = math.sqrt(limits.max_bytes / len(payload)) * 0.95
-        width, height = max(1, round(width * factor)), max(1, round(height * factor))
-        image = _resize(image, width, height)
-        scale *= factor
-        shrunk = True
-        if min(width, height) < limits.side.lo:
-            raise problem(f"cannot bring the file under {limits.max_bytes // 1_000_000} MB")
+        out_fmt = "JPEG"
+    out_pixels = width * height
+    with DECODES.hold(decoded_bytes(image) + (4 * out_pixels if todo.fit else 0)) as held:
+        _read(image.load, problem)
+        image = as_sent(image, orientation, resize_to=todo.fit)
+        held.keep(4 * out_pixels)  # the decoded original is gone: the next decode can start beside this encode
         payload = _encode(image, out_fmt)
+        if not fallback and len(payload) > limits.max_bytes and out_fmt == "PNG":
+            fallback, out_fmt, payload = True, "JPEG", _encode(image, "JPEG")
+        shrunk = False
+        while len(payload) > limits.max_bytes:
+            factor = math.sqrt(limits.max_bytes / len(payload)) * 0.95
+            width, height = max(1, round(width * factor)), max(1, round(height * factor))
+            image = _resize(image, width, height)
+            scale *= factor
+            shrunk = True
+            if min(width, height) < limits.side.lo:
+                raise problem(f"cannot bring the file under {limits.max_bytes // 1_000_000} MB")
+            payload = _encode(image, out_fmt)
     if size > limits.max_bytes or fallback or shrunk:
         how = f"re-encoded as {out_fmt}" + (f" and downscaled to {width}×{height}" if shrunk else "")
         notes.append(f"{how} to fit the {limits.max_bytes // 1_000_000} MB file limit")
@@ -474,12 +584,17 @@ def conform(
     )
 
 
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError)
+DECODE_ERRORS = (OSError, SyntaxError, ValueError)
 """What Pillow raises for a damaged or cut file, on open or on decode."""
 
 
+def damaged(exc: Exception) -> str:
+    """The problem of an image whose data Pillow could not decode."""
+    return f"image data is damaged or truncated ({exc})"
+
+
 def _damaged(problem: Callable[[str], InvalidRequest], exc: Exception) -> InvalidRequest:
-    return problem(f"image data is damaged or truncated ({exc})")
+    return problem(damaged(exc))
 
 
 def exif_orientation(image: Image.Image) -> int:
@@ -555,6 +670,29 @@ def eight_bits(image: Image.Image) -> Image.Image:
     return Image.merge("LA", (grey, opaque))
 
 
+def preview_size(size: tuple[int, int], side: int) -> tuple[int, int]:
+    """``size`` shrunk, keeping its aspect, to fit a ``side`` px square (as ``Image.thumbnail`` does)."""
+    scale = min(1.0, side / max(size))
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def small_as_sent(image: Image.Image, orientation: int, side: int) -> Image.Image:
+    """An opened image decoded, at most ``side`` px, as it is sent (``as_sent``). A JPEG is decoded near that
+    size (libjpeg's scaling, which still reads the whole file), others in full, then reduced by box averaging
+    before Lanczos. Raises what Pillow raises for damaged data. The decode is counted in ``DECODES`` until its
+    pixels are freed; ``image`` is closed, with its file."""
+    target = preview_size(image.size, side)
+    if image.format == "JPEG":
+        image.draft(image.mode, target)
+    with DECODES.hold(decoded_bytes(image)):
+        try:
+            image.load()
+            shown = as_sent(image, orientation, resize_to=preview_size(image.size, side))
+            return shown.copy() if shown is image else shown  # small already: kept apart from what is closed
+        finally:
+            image.close()  # frees the decoded pixels while they are still counted (and closes the file)
+
+
 def _linear(factor: float, offset: float) -> Callable[[ImagePointTransform], ImagePointTransform]:
     """v × factor + offset, in the form Pillow applies to I and F images at full depth."""
     return lambda v: v * factor + offset
@@ -587,14 +725,38 @@ def _read(step: Callable[[], object], problem: Callable[[str], InvalidRequest]) 
     """Run a Pillow step that reads the image data (``load``); damaged data becomes the image's problem."""
     try:
         step()
-    except _DECODE_ERRORS as exc:
+    except DECODE_ERRORS as exc:
         raise _damaged(problem, exc) from None
 
 
-def _resize(image: Image.Image, width: int, height: int) -> Image.Image:
+_BANDED_PIXELS = 16_000_000
+_BAND_ROWS = 256
+
+
+def _resize(image: Image.Image, width: int, height: int, *, reducing_gap: float = 3.0) -> Image.Image:
+    """Lanczos, after first shrinking by a whole factor with ``reduce`` when the image is ``reducing_gap`` times
+    the target or more (box-averaging, far cheaper; at 3 Pillow finds it indistinguishable from Lanczos alone).
+    A large image is resampled in bands of rows, each from a crop with the filter's reach around it: Pillow's
+    resize makes a whole intermediate image (a 9000 px one, 8000×9000 px, 288 MB, beside the 324 MB original
+    and the 256 MB result), a band's is small. Bands differ from one whole resize only in rounding."""
     from .pillow import Image
 
-    return image.resize((width, height), Image.Resampling.LANCZOS)  # pyright: ignore[reportUnknownMemberType]
+    lanczos = Image.Resampling.LANCZOS
+    factor = int(min(image.width / width, image.height / height) / reducing_gap) if reducing_gap else 0
+    if factor >= 2:
+        image = image.reduce(factor)
+    if image.width * image.height <= _BANDED_PIXELS or height <= _BAND_ROWS:
+        return image.resize((width, height), lanczos)  # pyright: ignore[reportUnknownMemberType]
+    out = Image.new(image.mode, (width, height))
+    step = image.height / height
+    reach = 3 * max(step, 1.0) + 2  # Lanczos reaches 3 output pixels each side, in source rows
+    for y0 in range(0, height, _BAND_ROWS):
+        y1 = min(height, y0 + _BAND_ROWS)
+        top, bottom = max(0, math.floor(y0 * step - reach)), min(image.height, math.ceil(y1 * step + reach))
+        box = (0.0, y0 * step - top, float(image.width), y1 * step - top)
+        band = image.crop((0, top, image.width, bottom))
+        out.paste(band.resize((width, y1 - y0), lanczos, box=box), (0, y0))  # pyright: ignore[reportUnknownMemberType]
+    return out
 
 
 def _encode(image: Image.Image, fmt: str) -> bytes:

@@ -10,4 +10,11 @@ MAX_DECODE_PIXELS = 2 * max(spec.image.side.hi for spec in SPECS.values()) ** 2
 fit, so some headroom is useful); anything bigger is refused before it is decoded."""
 Image.MAX_IMAGE_PIXELS = MAX_DECODE_PIXELS
 
+BLOCK_BYTES = 64 * 1024 * 1024
+"""Pillow allocates an image's pixels in blocks (16 MB by default). glibc serves allocations under its mmap
+threshold, which grows to 32 MB once large blocks are freed, from per-thread heaps that keep freed memory: a
+9000 px PNG decoded on one image thread, then another on the other, held both in the server's memory. Blocks
+of 64 MB are always mapped and unmapped, so a freed decode is given back at once."""
+Image.core.set_block_size(BLOCK_BYTES)  # pyright: ignore[reportUnknownMemberType]
+
 __all__ = ["MAX_DECODE_PIXELS", "Image", "ImageChops", "ImageDraw", "ImageFont", "ImageOps", "UnidentifiedImageError"]
