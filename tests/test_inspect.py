@@ -167,3 +167,17 @@ async def test_decodes_are_held_at_most_two_at_a_time_and_one_too_large_to_share
             group.start_soon(mcp.call_tool, "edit_image", {"prompt": "fuse them", "images": photos, "size": "1K"})
             group.start_soon(mcp.call_tool, "inspect_image", {"images": photos[::-1]})
     assert inputs.DECODES.most_at_once == most
+
+
+@pytest.mark.parametrize("value", [0, 9])
+async def test_an_exif_orientation_that_is_none_of_the_eight_is_taken_as_upright(
+    value: int, mcp: Client, tmp_path: Path
+) -> None:
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = value
+    Image.new("RGB", (600, 400), (9, 90, 9)).save(tmp_path / "odd.jpg", exif=exif)
+    inspected = await mcp.call_tool("inspect_image", {"images": [str(tmp_path / "odd.jpg")]})
+    assert inspected.structured_content is not None, inspected.content
+    (report,) = inspected.structured_content["images"]
+    assert (report["width"], report["height"], report["orientation"]) == (600, 400, 1)
+    assert report["models"]["wan2.7-image-pro"] == "as is"

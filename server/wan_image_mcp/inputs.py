@@ -600,10 +600,12 @@ def _damaged(problem: Callable[[str], InvalidRequest], exc: Exception) -> Invali
 def exif_orientation(image: Image.Image) -> int:
     """The EXIF orientation of a just-opened image. A PNG's is in an eXIf chunk, which must come before the
     image data; looking further, Pillow would decode the whole image, so a PNG without one read at open is
-    taken as upright (by every reader here, so boxes and what is sent agree)."""
+    taken as upright (by every reader here, so boxes and what is sent agree). A value that is not one of the
+    eight orientations is taken as upright too (as ``ImageOps.exif_transpose`` does)."""
     if image.format == "PNG" and "exif" not in image.info:
         return 1
-    return image.getexif().get(EXIF_ORIENTATION, 1)
+    value: object = image.getexif().get(EXIF_ORIENTATION, 1)
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 DEEP_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I", "F"})
