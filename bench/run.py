@@ -188,6 +188,12 @@ def server_pid() -> int:
     raise RuntimeError("the server process was not found")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used (Linux /proc)."""
+    fields = (Path(f"/proc/{pid}") / "stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def memory_kb(pid: int, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -206,6 +212,58 @@ async def peak_rss(emulator: RunningEmulator, folder: Path, images: list[Path]) 
         assert not result.is_error, result.content
         peak = memory_kb(pid, "VmHWM")
     return {"idle_mb": idle / 1024, "peak_mb": peak / 1024}
+
+
+# --- 7. nine very large PNGs ---------------------------------------------------------------------------------
+
+
+def large_png(path: Path, side: int, *, seed: int) -> Path:
+    """A photo-like PNG: gradients, shapes and a coarse grain (9 px cells), ~0.06 bytes a pixel at 9000 px."""
+    from PIL import ImageDraw
+
+    rng = random.Random(seed)
+    size = (side, side)
+    base = Image.linear_gradient("L").resize(size)  # pyright: ignore[reportUnknownMemberType]
+    flipped = base.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
+    image = Image.merge("RGB", (base, base.transpose(Image.Transpose.ROTATE_90), flipped))
+    draw = ImageDraw.Draw(image)
+    for _ in range(200):
+        x, y = rng.randrange(side), rng.randrange(side)
+        extent = (x, y, x + rng.randrange(side // 180 + 1, side // 6), y + rng.randrange(side // 180 + 1, side // 6))
+        draw.ellipse(extent, fill=(rng.randrange(256), rng.randrange(256), rng.randrange(256)))
+    cells = side // 9
+    grain = Image.frombytes("L", (cells, cells), rng.randbytes(cells * cells))
+    grain = grain.resize(size, Image.Resampling.NEAREST)  # pyright: ignore[reportUnknownMemberType]
+    Image.blend(image, Image.merge("RGB", (grain, grain, grain)), 0.1).save(path, "PNG", compress_level=1)
+    return path
+
+
+async def large_images(emulator: RunningEmulator, folder: Path, images: list[Path]) -> dict[str, float]:
+    """``inspect_image`` and ``edit_image`` on the same images, each in a fresh server: seconds, and peak RSS over
+    the server's idle RSS (Linux /proc)."""
+    figures: dict[str, float] = {}
+    refs = [str(p) for p in images]
+    calls = {
+        "inspect": ("inspect_image", {"images": refs}),
+        "edit": ("edit_image", {"prompt": "fuse all nine", "images": refs, "size": "1K"}),
+    }
+    for name, (tool, arguments) in calls.items():
+        async with Client(server_params(emulator, folder, WAN_MCP_HARVEST="0")) as client:
+            await client.list_tools()
+            pid = server_pid()
+            idle = memory_kb(pid, "VmRSS")
+            mark = len(emulator.state.renders)
+            cpu = cpu_seconds(pid)
+            started = time.perf_counter()
+            result = await client.call_tool(tool, arguments)
+            figures[f"{name}_s"] = time.perf_counter() - started
+            figures[f"{name}_cpu_s"] = cpu_seconds(pid) - cpu  # the server's own, whatever else loads the machine
+            figures[f"{name}_render_s"] = sum(emulator.state.renders[mark:])  # the emulator's share
+            assert not result.is_error, result.content
+            figures[f"{name}_mb"] = (memory_kb(pid, "VmHWM") - idle) / 1024
+            seconds, cpu, mb = figures[f"{name}_s"], figures[f"{name}_cpu_s"], figures[f"{name}_mb"]
+            print(f"7. {tool}: {seconds:.1f} s ({cpu:.1f} s CPU), {mb:.0f} MB over idle", file=sys.stderr)
+    return figures
 
 
 # --- 5. many tasks at once ------------------------------------------------------------------------------------
@@ -387,8 +445,13 @@ def main() -> None:
         action="store_true",
         help="check the harness: small photos and 1-2 s tasks (the figures mean nothing)",
     )
+    parser.add_argument("--only-large", action="store_true", help="run measure 7 alone and print its row")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="wan-bench-"))
+    if args.only_large:
+        with RunningEmulator(EmulatorConfig(api_keys=frozenset({KEY}), polls_to_finish=1)) as emulator:
+            print(table([large_row(measure_large(emulator, folder, args))], args), end="")
+        return
     two = [photo(folder / "car.jpg", (2048, 1536), seed=1), photo(folder / "paint.jpg", (2048, 1536), seed=2)]
     bigs = [photo(folder / f"big-{i}.png", (2300, 2200), seed=3 + i, noise=True) for i in range(args.runs)]  # ~15 MB
     with RunningEmulator(EmulatorConfig(api_keys=frozenset({KEY}), polls_to_finish=1)) as emulator:
@@ -399,6 +462,7 @@ def main() -> None:
         nine = [photo(folder / "rss" / f"large-{i}.jpg", large, seed=10 + i, quality=100) for i in range(9)]
         figures["nine_mb"] = statistics.mean(p.stat().st_size for p in nine) / 1_000_000
         figures["rss"] = anyio.run(peak_rss, emulator, folder / "rss", nine)
+        figures |= measure_large(emulator, folder, args)
         # Tasks take real time here: what matters is polling and harvesting. First all finish together (the
         # worst case), then spread over 9 s as real ones are (the reference's wan2.7 samples took 12-21 s).
         latency, most = figures["task_s"] = (1.0, 1.0) if args.quick else (3.0, 9.0)
@@ -411,9 +475,44 @@ def main() -> None:
 
             (folder / name).mkdir()
             figures[name] = anyio.run(many)
-    table = render(figures, bigs[0].stat().st_size, args)
-    Path(args.out).write_text(table, encoding="utf-8")
-    print(table)
+    results = render(figures, bigs[0].stat().st_size, args)
+    Path(args.out).write_text(results, encoding="utf-8")
+    print(results)
+
+
+def large_row(f: dict[str, Any]) -> tuple[str, str, str]:
+    return (
+        f"7. nine {f['large_side']}×{f['large_side']} PNGs ({f['large_mb']:.0f} MB each)",
+        f"`inspect_image` {f['large']['inspect_s']:.1f} s ({f['large']['inspect_cpu_s']:.1f} s of the server's CPU), "
+        f"{f['large']['inspect_mb']:.0f} MB over idle; `edit_image` {f['large']['edit_s']:.1f} s "
+        f"({f['large']['edit_cpu_s']:.1f} s of the server's CPU; the emulator rendering the result "
+        f"{f['large']['edit_render_s']:.1f} s), {f['large']['edit_mb']:.0f} MB over idle",
+        "—",
+    )
+
+
+def table(rows: list[tuple[str, str, str]], args: argparse.Namespace) -> str:
+    lines = [
+        f"Machine: {machine()}. Emulator at zero latency unless noted; medians of {args.runs} runs.",
+        "",
+        "| measure | wan-image-mcp | official SDK |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return "\n".join(lines) + "\n"
+
+
+def measure_large(emulator: RunningEmulator, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Measure 7: nine PNGs over the 8000 px side limit (1200 px with --quick), made here and deleted after."""
+    (folder / "large").mkdir()
+    side = 1200 if args.quick else 9000
+    pngs = [large_png(folder / "large" / f"large-{i}.png", side, seed=20 + i) for i in range(9)]
+    figures: dict[str, Any] = {"large_side": side}
+    figures["large_mb"] = statistics.mean(p.stat().st_size for p in pngs) / 1_000_000
+    figures["large"] = anyio.run(large_images, emulator, folder / "large", pngs)
+    for png in pngs:
+        png.unlink()
+    return figures
 
 
 def render(f: dict[str, Any], big_bytes: int, args: argparse.Namespace) -> str:
@@ -465,15 +564,9 @@ def render(f: dict[str, Any], big_bytes: int, args: argparse.Namespace) -> str:
             f"{f['tools_list_bytes']:,} bytes in all; {f['tools_shown_bytes']:,} bytes shown to the model (names, titles, descriptions, input schemas)",
             "—",
         ),
+        large_row(f),
     ]
-    lines = [
-        f"Machine: {machine()}. Emulator at zero latency unless noted; medians of {args.runs} runs.",
-        "",
-        "| measure | wan-image-mcp | official SDK |",
-        "|---|---|---|",
-    ]
-    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
-    return "\n".join(lines) + "\n"
+    return table(rows, args)
 
 
 if __name__ == "__main__":

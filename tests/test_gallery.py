@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from mcp import Client
+from PIL import Image
 
 from tests.conftest import ImageFactory, server_env
 from wan_image_mcp.config import Settings
@@ -103,3 +104,21 @@ def test_the_cli_writes_the_page_into_the_output_folder(tmp_path: Path) -> None:
     page = Path(done.stdout.strip())
     assert page == tmp_path / "out" / "gallery.html"
     assert "No saved images yet." in page.read_text(encoding="utf-8")
+
+
+@pytest.mark.anyio
+async def test_an_input_thumbnail_shows_the_image_as_it_was_sent(
+    mcp: Client, make_image: ImageFactory, server_settings: Settings
+) -> None:
+    logo = make_image("logo.png", (600, 400), mode="RGBA", colour=(0, 0, 0, 0))  # transparent black
+    result = await mcp.call_tool("edit_image", {"prompt": "put the logo on a mug", "images": [str(logo)], "size": "1K"})
+    assert not result.is_error
+    journal = Journal(server_settings.journal_path)
+    try:
+        page = write_gallery(journal, server_settings.output_dir)
+    finally:
+        journal.close()
+    (thumb,) = re.findall(r'<img src="(\.thumbs/[^"]+)" alt="input"', page.read_text(encoding="utf-8"))
+    with Image.open(page.parent / thumb) as shown:
+        pixel = shown.convert("RGB").getpixel((shown.width // 2, shown.height // 2))
+    assert isinstance(pixel, tuple) and min(pixel) >= 250  # flattened onto white, as sent; it was black

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import os
 import random
+import struct
+import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import anyio
 import pytest
+from mcp import Client
+from mcp.types import CallToolResult
 from PIL import Image, PngImagePlugin
 
-from tests.conftest import ImageFactory
+from tests.conftest import ImageFactory, text
 from wan_image_mcp import inputs
+from wan_image_mcp.emulator import EmulatorState
 from wan_image_mcp.errors import InvalidRequest
 from wan_image_mcp.inputs import EXIF_ORIENTATION, InputChanged, RefKind, decode_data_url, local_path, prepare_image
 from wan_image_mcp.specs import SPECS
@@ -161,19 +168,60 @@ def noise_png(path: Path, size: tuple[int, int] = (800, 600)) -> Path:
     return path
 
 
-def test_a_png_sent_as_it_is_is_checked_without_being_decoded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A result of an earlier edit (a 2K PNG) is a common input: inflating it only to check it took ~0.1 s."""
+def png_with_image_data(path: Path, size: tuple[int, int], keep: int) -> Path:
+    """A PNG made by Pillow whose image data is cut to its first ``keep`` bytes, every chunk's CRC made to match,
+    so that only decoding it shows that the pixels are missing."""
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", size, random.Random(5).randbytes(size[0] * size[1] * 3)).save(buffer, "PNG")
+    data = buffer.getvalue()
+    chunks: list[tuple[bytes, bytes]] = []
+    at = 8
+    while at < len(data):
+        (length,) = struct.unpack(">I", data[at : at + 4])
+        chunks.append((data[at + 4 : at + 8], data[at + 8 : at + 8 + length]))
+        at += 12 + length
+    idat = b"".join(body for kind, body in chunks if kind == b"IDAT")[:keep]
+    out = [data[:8]]
+    for kind, body in [*[c for c in chunks if c[0] != b"IDAT"][:-1], (b"IDAT", idat), (b"IEND", b"")]:
+        out.append(struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body)))
+    path.write_bytes(b"".join(out))
+    return path
+
+
+def test_a_png_whose_crcs_match_but_whose_pixels_are_missing_is_refused(tmp_path: Path) -> None:
+    path = png_with_image_data(tmp_path / "hollow.png", (1000, 1000), keep=100)
+    with Image.open(path) as opened:
+        opened.verify()  # every chunk matches its CRC: this is what a check without decoding saw
+    with pytest.raises(InvalidRequest, match="damaged or truncated") as caught:
+        prepare_image(str(path), 3, LIMITS, tmp_path)
+    assert caught.value.problems[0].image == 3
+
+
+def test_a_cut_jpeg_is_refused_though_sent_as_it_is(make_image: ImageFactory, tmp_path: Path) -> None:
+    path = tmp_path / "cut.jpg"
+    Image.frombytes("RGB", (800, 600), random.Random(4).randbytes(800 * 600 * 3)).save(path, "JPEG")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size * 2 // 3])
+    with pytest.raises(InvalidRequest, match="damaged or truncated"):
+        prepare_image(str(path), 1, LIMITS, tmp_path)
+
+
+def test_a_png_sent_as_it_is_is_decoded_once_per_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A result of an earlier edit (a 2K PNG) is a common input: it is decoded in full once, then remembered."""
+    monkeypatch.setattr(inputs, "CHECKED", inputs.CheckedFiles())
+    monkeypatch.setattr(inputs.CheckedFiles, "RACY_NS", 0)
     path = noise_png(tmp_path / "earlier-result.png")
     decoded: list[str] = []
     load = PngImagePlugin.PngImageFile.load
 
     def counting(self: PngImagePlugin.PngImageFile) -> Any:
-        decoded.append(self.format or "")
+        if self.tile:  # data still to decode (later calls find it decoded)
+            decoded.append(self.format or "")
         return load(self)
 
     monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", counting)
     prepared = prepare_image(str(path), 1, LIMITS, tmp_path)
-    assert decoded == []
+    prepare_image(str(path), 2, LIMITS, tmp_path)
+    assert decoded == ["PNG"]
     assert (prepared.format, prepared.adjustments, prepared.payload) == ("PNG", (), None)
     assert decode_data_url(prepared.value) == path.read_bytes()
 
@@ -298,3 +346,122 @@ def test_a_whole_jpeg_with_bytes_after_its_end_marker_is_still_accepted(
     path.write_bytes(path.read_bytes() + b"camera trailer")  # some cameras append data after the image
     prepared = prepare_image(str(path), 1, LIMITS, tmp_path)
     assert (prepared.width, prepared.height, prepared.adjustments) == (800, 600, ())
+
+
+def unblock_readers(fifo: Path) -> None:
+    """Open the FIFO for writing and close it, so that a reader stuck opening it (the old behaviour) returns."""
+    with contextlib.suppress(OSError):  # ENXIO: no reader waiting, nothing to release
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+
+@pytest.mark.anyio
+async def test_fifos_in_an_allowed_folder_are_refused_at_once_and_stall_no_other_call(
+    mcp: Client, make_image: ImageFactory, tmp_path: Path, emulator: EmulatorState
+) -> None:
+    """Two FIFOs in one edit would hold both shared image threads if opening one waited for a writer."""
+    fifos = [tmp_path / "pipe.png", tmp_path / "other.png"]
+    for fifo in fifos:
+        os.mkfifo(fifo)
+    photo = make_image("photo.png", (600, 400))
+    results: dict[str, CallToolResult] = {}
+    released: list[bool] = []
+
+    async def call(name: str, tool: str, arguments: dict[str, Any]) -> None:
+        results[name] = await mcp.call_tool(tool, arguments)
+
+    async def release_after_deadline() -> None:
+        await anyio.sleep(10)  # not reached unless a call is stuck opening a FIFO: free it so the test can end
+        released.append(True)
+        for fifo in fifos:
+            unblock_readers(fifo)
+
+    edit = {"prompt": "make the car blue", "size": "1K"}
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as outer:
+            outer.start_soon(release_after_deadline)
+            async with anyio.create_task_group() as group:
+                group.start_soon(
+                    call, "fifo", "edit_image", edit | {"images": [str(fifos[0]), str(photo), str(fifos[1])]}
+                )
+                group.start_soon(call, "inspect", "inspect_image", {"images": [str(fifos[0]), str(photo)]})
+                group.start_soon(call, "photo", "edit_image", edit | {"images": [str(photo)]})
+            outer.cancel_scope.cancel()
+    assert released == [], "a call waited on a FIFO"
+    assert results["fifo"].is_error
+    message = text(results["fifo"])
+    assert f"images (image 1): is a FIFO, not a regular file: {fifos[0]}" in message
+    assert f"images (image 3): is a FIFO, not a regular file: {fifos[1]}" in message
+    assert "Nothing was sent" in message
+    assert results["inspect"].structured_content is not None
+    refused, inspected = results["inspect"].structured_content["images"]
+    assert "is a FIFO, not a regular file" in refused["problem"] and inspected["width"] == 600
+    assert not results["photo"].is_error, text(results["photo"])
+    assert sum(1 for r in emulator.requests if r.method == "POST" and "generation" in r.path) == 1
+
+
+def grey_16(path: Path, size: tuple[int, int], values: list[int], **save: Any) -> Path:
+    """A 16-bit grey PNG (Pillow's I;16) whose columns cycle through ``values`` left to right in equal bands."""
+    width, height = size
+    row = [values[x * len(values) // width] for x in range(width)]
+    Image.frombytes("I;16", size, struct.pack(f"<{width}H", *row) * height).save(path, "PNG", **save)
+    return path
+
+
+def grey_of(pixel: Any) -> float:
+    """One 8-bit grey level from an L or RGB pixel (all channels equal for grey)."""
+    if isinstance(pixel, tuple):
+        channels = cast("tuple[int, ...]", pixel)
+        assert max(channels) - min(channels) <= 1, channels
+        return sum(channels) / len(channels)
+    return float(pixel)
+
+
+def test_a_16_bit_grey_png_with_a_transparent_grey_keeps_its_tones_and_is_flattened_onto_white(
+    tmp_path: Path,
+) -> None:
+    path = grey_16(tmp_path / "deep.png", (600, 400), [40000, 7], transparency=7)
+    with Image.open(path) as opened:
+        assert (opened.mode, opened.info["transparency"]) == ("I;16", 7)  # as the file is read
+    prepared = prepare_image(str(path), 1, LIMITS, tmp_path)
+    sent = sent_image(prepared.value)
+    assert grey_of(sent.getpixel((100, 200))) == pytest.approx(40000 / 257, abs=1)  # ~156, not white
+    assert grey_of(sent.getpixel((500, 200))) == 255  # the transparent grey, on white
+    assert "image 1: 16-bit grey scaled to 8 bits" in prepared.adjustments
+    assert "image 1: alpha channel flattened onto white" in prepared.adjustments
+
+
+def test_a_wide_16_bit_grey_png_keeps_its_tone_when_downscaled(tmp_path: Path) -> None:
+    path = grey_16(tmp_path / "wide.png", (8200, 2000), [30000])
+    prepared = prepare_image(str(path), 1, LIMITS, tmp_path)
+    sent = sent_image(prepared.value)
+    assert sent.size == (8000, 1951)
+    tones = [grey_of(sent.getpixel((x, y))) for x in (0, 4000, 7999) for y in (0, 1000, 1950)]
+    assert tones == pytest.approx([30000 / 257] * len(tones), abs=1)  # ~117 everywhere, not white
+
+
+def test_a_16_bit_gradient_spans_the_8_bit_range_in_order(tmp_path: Path) -> None:
+    """Even where nothing else needs changing: a 16-bit file sent as it is was shown white (the emulator, like
+    Pillow's own conversion, clips it to 8 bits)."""
+    path = grey_16(tmp_path / "ramp.png", (1024, 300), list(range(0, 65536, 64)))  # 1024 steps, 0..65472
+    prepared = prepare_image(str(path), 1, LIMITS, tmp_path)
+    sent = sent_image(prepared.value)
+    assert sent.mode == "L"
+    row = [grey_of(sent.getpixel((x, 150))) for x in range(1024)]
+    assert row[0] <= 1 and row[-1] >= 254
+    assert row == sorted(row) and len(set(row)) > 200
+
+
+@pytest.mark.parametrize(
+    ("mode", "value", "expected"),
+    [("I", 40000, 40000 / 257), ("F", 0.6, 0.6 * 255), ("F", 200.0, 200), ("I", -5, 0)],
+)
+def test_32_bit_grey_tiffs_keep_their_tones(mode: str, value: float, expected: float, tmp_path: Path) -> None:
+    image = Image.new(mode, (400, 300), value)
+    image.paste(Image.new(mode, (200, 300), -5 if value == -5 else 0), (200, 0))  # a dark half, for a range
+    if value == -5:
+        image.paste(Image.new(mode, (200, 300), 70000), (200, 0))  # out of 16 bits: stretched min..max
+    image.save(tmp_path / "deep.tiff", "TIFF")
+    prepared = prepare_image(str(tmp_path / "deep.tiff"), 1, LIMITS, tmp_path)
+    sent = sent_image(prepared.value)
+    assert grey_of(sent.getpixel((100, 150))) == pytest.approx(expected, abs=1)
+    assert any("bit" in note and "scaled to 8 bits" in note for note in prepared.adjustments)

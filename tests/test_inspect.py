@@ -7,13 +7,16 @@ import io
 import struct
 import zlib
 from pathlib import Path
+from typing import Any
 
+import anyio
 import pytest
 from mcp import Client
 from mcp.types import ImageContent
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
-from tests.conftest import ImageFactory
+from tests.conftest import ImageFactory, text
+from wan_image_mcp import inputs
 from wan_image_mcp.emulator import EmulatorState
 from wan_image_mcp.inputs import EXIF_ORIENTATION, prepare_image
 from wan_image_mcp.inspection import GRID_PREVIEW_SIDE
@@ -87,3 +90,94 @@ async def test_a_png_whose_exif_follows_its_image_data_is_upright_for_inspect_an
     assert (report["width"], report["height"], report["orientation"]) == (600, 400, 1)
     prepared = prepare_image(str(path), 1, SPECS["wan2.7-image-pro"].image, tmp_path)
     assert prepared.original_size == (600, 400) and prepared.adjustments == ()
+
+
+def preview_pixel(block: ImageContent, xy: tuple[int, int]) -> tuple[int, ...]:
+    with Image.open(io.BytesIO(base64.b64decode(block.data))) as preview:
+        pixel = preview.convert("RGB").getpixel(xy)
+    assert isinstance(pixel, tuple)
+    return pixel
+
+
+async def test_the_preview_shows_what_is_sent_transparency_on_white_and_deep_tones_kept(
+    mcp: Client, make_image: ImageFactory, tmp_path: Path
+) -> None:
+    logo = make_image("logo.png", (600, 400), mode="RGBA", colour=(0, 0, 0, 0))  # transparent black
+    deep = tmp_path / "deep.png"
+    Image.frombytes("I;16", (600, 400), struct.pack("<H", 40000) * 600 * 400).save(deep)
+    result = await mcp.call_tool("inspect_image", {"images": [str(logo), str(deep)]})
+    assert not result.is_error
+    logo_preview, deep_preview = [block for block in result.content if isinstance(block, ImageContent)]
+    between_grid_lines = (150, 150)  # lines every 100 px, labels along the top and left edges
+    assert min(preview_pixel(logo_preview, between_grid_lines)) >= 250  # white, as it is flattened when sent
+    assert preview_pixel(deep_preview, between_grid_lines) == pytest.approx((156, 156, 156), abs=3)  # not white
+
+
+async def test_a_data_url_that_is_no_image_is_worded_as_edit_image_words_it(mcp: Client) -> None:
+    ref = "data:image/png;base64,AAAA"
+    inspected = await mcp.call_tool("inspect_image", {"images": [ref]})
+    assert inspected.structured_content is not None
+    (report,) = inspected.structured_content["images"]
+    expected = "not an image (content of 'data:image/png;base64,… (26 chars)' is no format Pillow reads)"
+    assert report["problem"] == expected
+    assert "BytesIO" not in report["problem"]
+    edited = await mcp.call_tool("edit_image", {"prompt": "make it blue", "images": [ref]})
+    assert edited.is_error and f"images (image 1): {expected}" in text(edited)
+
+
+async def test_a_9000_px_png_is_judged_from_its_header_and_decoded_once(
+    mcp: Client, make_image: ImageFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verdicts for every model come from the header; the one decode is the preview's (which proves it whole)."""
+    wide = make_image("wide.png", (9000, 1500))
+    decoded: list[tuple[int, int]] = []
+    encoded: list[str] = []
+    load = PngImagePlugin.PngImageFile.load
+
+    def counting_load(self: PngImagePlugin.PngImageFile) -> Any:
+        if self.tile:  # data still to decode (later calls find it decoded)
+            decoded.append(self.size)
+        return load(self)
+
+    def no_encode(image: Image.Image, fmt: str) -> bytes:
+        encoded.append(fmt)
+        raise AssertionError("inspecting encodes nothing")
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", counting_load)
+    monkeypatch.setattr(inputs, "_encode", no_encode)
+    result = await mcp.call_tool("inspect_image", {"images": [str(wide)]})
+    assert result.structured_content is not None
+    (report,) = result.structured_content["images"]
+    assert report["models"]["wan2.7-image-pro"] == "adjusted: downscaled to 8000×1333 to fit the 8000 px side limit"
+    assert report["models"]["wan2.5-i2i-preview"].startswith("refused: aspect ratio 6.00:1")
+    assert (decoded, encoded) == ([(9000, 1500)], [])
+
+
+@pytest.mark.parametrize(("budget", "most"), [(10**12, 2), (1, 1)])
+async def test_decodes_are_held_at_most_two_at_a_time_and_one_too_large_to_share_alone(
+    budget: int, most: int, mcp: Client, make_image: ImageFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(inputs.DecodeBudget, "BYTES", budget)  # 1: every decode is too large to share
+    monkeypatch.setattr(inputs, "DECODES", inputs.DecodeBudget())
+    monkeypatch.setattr(inputs, "CHECKED", inputs.CheckedFiles())
+    photos = [str(make_image(f"photo-{i}.png", (900, 700), colour=(i, 90, 200))) for i in range(4)]
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as group:
+            group.start_soon(mcp.call_tool, "inspect_image", {"images": photos})
+            group.start_soon(mcp.call_tool, "edit_image", {"prompt": "fuse them", "images": photos, "size": "1K"})
+            group.start_soon(mcp.call_tool, "inspect_image", {"images": photos[::-1]})
+    assert inputs.DECODES.most_at_once == most
+
+
+@pytest.mark.parametrize("value", [0, 9])
+async def test_an_exif_orientation_that_is_none_of_the_eight_is_taken_as_upright(
+    value: int, mcp: Client, tmp_path: Path
+) -> None:
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = value
+    Image.new("RGB", (600, 400), (9, 90, 9)).save(tmp_path / "odd.jpg", exif=exif)
+    inspected = await mcp.call_tool("inspect_image", {"images": [str(tmp_path / "odd.jpg")]})
+    assert inspected.structured_content is not None, inspected.content
+    (report,) = inspected.structured_content["images"]
+    assert (report["width"], report["height"], report["orientation"]) == (600, 400, 1)
+    assert report["models"]["wan2.7-image-pro"] == "as is"

@@ -12,12 +12,14 @@ import hashlib
 import html
 import json
 import os
+import stat
 import tempfile
 import time
 from pathlib import Path
 
+from .inputs import exif_orientation, small_as_sent
 from .journal import Journal, TaskRow
-from .pillow import Image, ImageOps
+from .pillow import Image
 
 THUMB_SIDE = 320
 PAGE = "gallery.html"
@@ -48,19 +50,21 @@ window.addEventListener('load', () => {
 def _thumb(source: Path, root: Path) -> str | None:
     """A cached JPEG thumbnail of ``source`` (relative URL from the page), or None if it cannot be read."""
     try:
-        stat = source.stat()
+        found = source.stat()
     except OSError:
         return None
-    key = hashlib.sha256(f"{source}:{stat.st_mtime_ns}:{stat.st_size}".encode()).hexdigest()[:24]
+    if not stat.S_ISREG(found.st_mode):  # a FIFO or device put where an image was would block the page
+        return None
+    key = hashlib.sha256(f"{source}:{found.st_mtime_ns}:{found.st_size}".encode()).hexdigest()[:24]
     target = root / ".thumbs" / f"{key}.jpg"
     if not target.exists():
         try:
             with Image.open(source) as image:
-                shown = ImageOps.exif_transpose(image).convert("RGB")
-                shown.thumbnail((THUMB_SIDE, THUMB_SIDE))
+                # An input as it was sent (alpha on white, 8-bit tones), decoded small where the format allows.
+                shown = small_as_sent(image, exif_orientation(image), THUMB_SIDE)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shown.save(target, "JPEG", quality=80)
-        except (OSError, ValueError, Image.DecompressionBombError):
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
             return None
     return f".thumbs/{target.name}"
 

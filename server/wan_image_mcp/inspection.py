@@ -7,6 +7,7 @@ the user sees it (EXIF orientation applied) — the space ``bbox_list`` coordina
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,16 +15,20 @@ from pathlib import Path
 from .access import FileAccess
 from .errors import InvalidRequest, Problem
 from .inputs import (
+    DECODE_ERRORS,
     RefKind,
     classify,
-    conform,
+    damaged,
     decode_data_url,
     describe_ref,
-    exif_orientation,
     local_path,
-    read_local,
+    on_image_threads,
+    open_image,
+    open_local,
+    plan,
+    small_as_sent,
 )
-from .pillow import Image, ImageDraw, ImageFont, ImageOps
+from .pillow import Image, ImageDraw, ImageFont
 from .specs import SPECS, ImageLimits
 
 GRID_PREVIEW_SIDE = 768
@@ -44,18 +49,30 @@ class ImageReport:
     problem: str | None = None
 
 
-def _verdicts(data: bytes, index: int, source: str, kind: RefKind) -> dict[str, str]:
+def _verdicts(image: Image.Image, orientation: int, size: int) -> dict[str, str]:
+    """Per model, what conforming would do, from the header alone (as ``conform`` decides it): no model's
+    version is decoded, resized or encoded. Only the file limit's outcome (PNG, else JPEG, else smaller) is
+    known once encoded, so it is said to be settled then."""
     by_limits: dict[ImageLimits, str] = {}
     verdicts: dict[str, str] = {}
     for name, spec in SPECS.items():
-        if spec.image not in by_limits:
+        limits = spec.image
+        if limits not in by_limits:
             try:
-                prepared = conform(data, index=index, kind=kind, source=source, limits=spec.image, problem=_raise)
-                notes = [note.split(": ", 1)[1] for note in prepared.adjustments]
-                by_limits[spec.image] = "adjusted: " + "; ".join(notes) if notes else "as is"
+                todo = plan(image, orientation, size, limits, _raise)
             except InvalidRequest as exc:
-                by_limits[spec.image] = "refused: " + exc.problems[0].message
-        verdicts[name] = by_limits[spec.image]
+                by_limits[limits] = "refused: " + exc.problems[0].message
+            else:
+                notes = list(todo.notes)
+                mb = limits.max_bytes // 1_000_000
+                if size > limits.max_bytes:
+                    notes.append(
+                        f"re-encoded to fit the {mb} MB file limit (PNG, else JPEG, else smaller: settled when encoded)"
+                    )
+                elif not todo.as_is and todo.estimated_bytes > limits.max_bytes:
+                    notes.append(f"may be re-encoded to fit the {mb} MB file limit (settled when encoded)")
+                by_limits[limits] = "adjusted: " + "; ".join(notes) if notes else "as is"
+        verdicts[name] = by_limits[limits]
     return verdicts
 
 
@@ -70,11 +87,11 @@ def _step(long_side: int) -> int:
     return 5000
 
 
-def grid_preview(image: Image.Image) -> bytes:
-    """A JPEG of at most GRID_PREVIEW_SIDE px with grid lines labelled in the original pixels."""
-    width, height = image.size
+def grid_preview(image: Image.Image, original: tuple[int, int]) -> bytes:
+    """A JPEG of ``image`` (already at most GRID_PREVIEW_SIDE px, as sent) with grid lines labelled in the
+    ``original`` image's pixels."""
+    width, height = original
     preview = image.convert("RGB")
-    preview.thumbnail((GRID_PREVIEW_SIDE, GRID_PREVIEW_SIDE))
     scale = preview.width / width
     draw = ImageDraw.Draw(preview, "RGBA")
     font = ImageFont.load_default(12)
@@ -92,43 +109,48 @@ def grid_preview(image: Image.Image) -> bytes:
     return out.getvalue()
 
 
+def _inspect_one(index: int, ref: str, access: FileAccess, cwd: Path) -> tuple[ImageReport, bytes | None]:
+    kind = classify(ref)
+    source = describe_ref(ref)
+    if kind in (RefKind.REMOTE, RefKind.OSS):
+        note = "remote: DashScope fetches it; this server does not, so its size is unknown here"
+        return ImageReport(index, source, kind.value, models=dict.fromkeys(SPECS, note)), None
+    try:
+        if kind is RefKind.DATA:
+            data = decode_data_url(ref)
+            file, size = io.BytesIO(data), len(data)
+        else:
+            file = open_local(local_path(ref, cwd), access)[1]
+            size = os.fstat(file.fileno()).st_size
+        with file:
+            opened, orientation = open_image(file, source, _raise)
+            verdicts = _verdicts(opened, orientation, size)
+            fmt, raw = opened.format, opened.size
+            try:
+                shown = small_as_sent(opened, orientation, GRID_PREVIEW_SIDE)
+            except DECODE_ERRORS as exc:
+                raise _raise(damaged(exc)) from None
+    except (InvalidRequest, ValueError) as exc:
+        message = exc.problems[0].message if isinstance(exc, InvalidRequest) else str(exc)
+        return ImageReport(index, source, kind.value, problem=message), None
+    width, height = (raw[1], raw[0]) if orientation in (5, 6, 7, 8) else raw
+    report = ImageReport(
+        index,
+        source,
+        kind.value,
+        width=width,
+        height=height,
+        format=fmt,
+        orientation=orientation,
+        bytes=size,
+        models=verdicts,
+    )
+    return report, grid_preview(shown, (width, height))
+
+
 def inspect_images(refs: Sequence[str], access: FileAccess, cwd: Path) -> tuple[list[ImageReport], list[bytes | None]]:
-    """Reports and grid previews (None where the image could not be read), one per reference, in order."""
-    reports: list[ImageReport] = []
-    previews: list[bytes | None] = []
-    for index, ref in enumerate(refs, start=1):
-        kind = classify(ref)
-        source = describe_ref(ref)
-        if kind in (RefKind.REMOTE, RefKind.OSS):
-            note = "remote: DashScope fetches it; this server does not, so its size is unknown here"
-            reports.append(ImageReport(index, source, kind.value, models=dict.fromkeys(SPECS, note)))
-            previews.append(None)
-            continue
-        try:
-            data = decode_data_url(ref) if kind is RefKind.DATA else read_local(local_path(ref, cwd), access)[1]
-            with Image.open(io.BytesIO(data)) as opened:
-                fmt = opened.format
-                orientation = int(exif_orientation(opened))
-                shown = ImageOps.exif_transpose(opened) if orientation != 1 else opened
-                preview = grid_preview(shown)
-                width, height = shown.size
-        except (InvalidRequest, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-            message = exc.problems[0].message if isinstance(exc, InvalidRequest) else f"cannot read it: {exc}"
-            reports.append(ImageReport(index, source, kind.value, problem=message))
-            previews.append(None)
-            continue
-        reports.append(
-            ImageReport(
-                index,
-                source,
-                kind.value,
-                width=width,
-                height=height,
-                format=fmt,
-                orientation=orientation,
-                bytes=len(data),
-                models=_verdicts(data, index, source, kind),
-            )
-        )
-        previews.append(preview)
-    return reports, previews
+    """Reports and grid previews (None where the image could not be read), one per reference, in order, on the
+    shared image threads: sizes and verdicts from each header, one decode each (for the preview, which also
+    proves the data whole), never more decodes at once than ``DECODES`` allows."""
+    done = on_image_threads(lambda index, ref: _inspect_one(index, ref, access, cwd), refs)
+    return [report for report, _ in done], [preview for _, preview in done]
