@@ -15,7 +15,7 @@ from .errors import (
     RateLimitError,
     TaskFailedError,
 )
-from .wire import ImageFailure, ListedTask, TaskPage, TaskResult, TaskStatus, build_body
+from .wire import ImageFailure, ImageRequest, ListedTask, TaskPage, TaskResult, TaskStatus, build_body, check_task_id
 
 __all__ = [
     "APIConnectionError",
@@ -27,6 +27,7 @@ __all__ = [
     "DashScopeClient",
     "DashScopeError",
     "ImageFailure",
+    "ImageRequest",
     "InternalServerError",
     "ListedTask",
     "NotFoundError",
@@ -39,4 +40,5 @@ __all__ = [
     "TaskResult",
     "TaskStatus",
     "build_body",
+    "check_task_id",
 ]

@@ -30,7 +30,6 @@ from ..access import check_download_url
 from ..config import api_key_problem
 from ..errors import ConfigurationError
 from ..specs import CANCEL_PATH, TASK_PATH, UPLOAD_POLICY_PATH
-from ..validation import PreparedRequest, check_task_id
 from .errors import (
     APIConnectionError,
     APIStatusError,
@@ -40,11 +39,12 @@ from .errors import (
 )
 from .wire import (
     Envelope,
+    ImageRequest,
     TaskPage,
     TaskResult,
     TaskStatus,
     build_body,
-    needs_oss_resolve,
+    check_task_id,
     parse_result,
     parse_task_page,
 )
@@ -159,13 +159,13 @@ class DashScopeClient:
 
     # --- the API --------------------------------------------------------------------------------
 
-    async def submit(self, request: PreparedRequest) -> TaskResult:
+    async def submit(self, request: ImageRequest) -> TaskResult:
         """Create an async task. Returns it PENDING with its ``task_id``."""
         headers = {"X-DashScope-Async": "enable"}
-        if needs_oss_resolve(request):
+        if request.oss_resolve:
             headers["X-DashScope-OssResourceResolve"] = "enable"
         body = build_body(request)
-        path = request.spec.endpoints.submit
+        path = request.endpoints.submit
         try:
             with anyio.fail_after(self.submit_deadline):
                 envelope = await self._call(
@@ -180,14 +180,14 @@ class DashScopeClient:
             raise APIStatusError(200, "Unknown", "create-task response had no task_id", envelope.request_id)
         return result
 
-    async def generate(self, request: PreparedRequest) -> TaskResult:
+    async def generate(self, request: ImageRequest) -> TaskResult:
         """One synchronous call (wan2.7 / wan2.6 edit mode). Blocks until the images exist."""
-        path = request.spec.endpoints.sync
+        path = request.endpoints.sync
         if path is None:
             raise ValueError(f"{request.model} has no synchronous endpoint; use submit()")
-        if request.mode.name == "interleave":
+        if request.interleave:
             raise ValueError("interleave output needs streaming on the sync endpoint; use submit()")
-        headers = {"X-DashScope-OssResourceResolve": "enable"} if needs_oss_resolve(request) else {}
+        headers = {"X-DashScope-OssResourceResolve": "enable"} if request.oss_resolve else {}
         envelope = await self._call("POST", path, build_body(request), headers, _retry_submit, read_timeout=300)
         return parse_result(envelope)
 
