@@ -1,6 +1,6 @@
 """The DashScope HTTP API for the Wan image models: client, wire shapes, errors."""
 
-from .client import DashScopeClient, QueryRate, RetryPolicy
+from .client import DashScopeClient, RetryPolicy
 from .errors import (
     APIConnectionError,
     APIStatusError,
@@ -15,6 +15,7 @@ from .errors import (
     RateLimitError,
     TaskFailedError,
 )
+from .rate import QueryRate
 from .wire import ImageFailure, ImageRequest, ListedTask, TaskPage, TaskResult, TaskStatus, build_body, check_task_id
 
 __all__ = [
