@@ -1,12 +1,12 @@
 """Every DashScope request the server makes, on one injected ``httpx2.AsyncClient``.
 
-Retry rules (a submission is billed, a query is not):
+Retry rules (a submission is billed, a query is not), one entry point each:
 
-* GET (task queries): retried on 429, 5xx and connection errors, with jittered exponential backoff that
-  honours ``Retry-After``.
-* POST that creates work (submit, sync generate): retried only on 429 and on connection errors that
-  provably happened before the request reached the server. Never after a 5xx or a lost response: a
-  second attempt could be a second paid task.
+* ``_query``, what bills nothing (a task, the task list, an upload policy, a cancel): retried on 429, 5xx
+  and connection errors, with jittered exponential backoff that honours ``Retry-After``.
+* ``_create``, a POST that creates work (submit, sync generate): retried only on 429 and on connection
+  errors that provably happened before the request reached the server. Never after a 5xx or a lost
+  response: a second attempt could be a second paid task.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import re
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO, Literal, cast
 from urllib.parse import quote, urlencode
 
 import anyio
@@ -36,6 +36,7 @@ from .errors import (
 )
 from .rate import QueryRate
 from .wire import (
+    JSON,
     Envelope,
     ImageRequest,
     TaskPage,
@@ -77,6 +78,13 @@ def _retry_submit(exc: Exception) -> bool | float:
 
 
 class DashScopeClient:
+    """DashScope's image API for one key. Raises ConfigurationError for a key no HTTP header can carry.
+
+    Each call raises, once its retries are spent, the errors of ``dashscope.errors``: the APIStatusError
+    subclass of an error envelope (non-2xx, inside HTTP 200, or not JSON), APIConnectionError /
+    APITimeoutError (with ``request_sent``) when no answer came, DashScopeError for an answer of the wrong
+    shape. A task id that is not one raises InvalidRequest before anything is sent."""
+
     def __init__(
         self,
         http: httpx2.AsyncClient,
@@ -113,7 +121,8 @@ class DashScopeClient:
     # --- the API --------------------------------------------------------------------------------
 
     async def submit(self, request: ImageRequest) -> TaskResult:
-        """Create an async task. Returns it PENDING with its ``task_id``."""
+        """Create an async task for ``request``; returns it PENDING with its ``task_id``. Raises APITimeoutError
+        (``request_sent``: a task may exist) when no answer came within ``submit_deadline``."""
         headers = {"X-DashScope-Async": "enable"}
         if request.oss_resolve:
             headers["X-DashScope-OssResourceResolve"] = "enable"
@@ -121,9 +130,7 @@ class DashScopeClient:
         path = request.endpoints.submit
         try:
             with anyio.fail_after(self.submit_deadline):
-                envelope = await self._call(
-                    "POST", path, body, headers, _retry_submit, read_timeout=SUBMIT_READ_TIMEOUT
-                )
+                envelope = await self._create(path, body, headers, read_timeout=SUBMIT_READ_TIMEOUT)
         except TimeoutError:
             raise APITimeoutError(
                 f"POST {path} had no answer within {self.submit_deadline:.0f} s", request_sent=True
@@ -134,30 +141,33 @@ class DashScopeClient:
         return result
 
     async def generate(self, request: ImageRequest) -> TaskResult:
-        """One synchronous call (wan2.7 / wan2.6 edit mode). Blocks until the images exist."""
+        """One synchronous call for ``request`` (wan2.7 / wan2.6 edit mode); returns the finished result once
+        its images exist. Raises ValueError for a model without a sync endpoint, or interleaved output."""
         path = request.endpoints.sync
         if path is None:
             raise ValueError(f"{request.model} has no synchronous endpoint; use submit()")
         if request.interleave:
             raise ValueError("interleave output needs streaming on the sync endpoint; use submit()")
         headers = {"X-DashScope-OssResourceResolve": "enable"} if request.oss_resolve else {}
-        envelope = await self._call("POST", path, build_body(request), headers, _retry_submit, read_timeout=300)
-        return parse_result(envelope)
+        return parse_result(await self._create(path, build_body(request), headers, read_timeout=300))
 
     async def upload_policy(self, model: str) -> dict[str, Any]:
-        """A temporary-upload policy for ``model`` (``GET /uploads?action=getPolicy``)."""
+        """A temporary-upload policy for ``model`` (``GET /uploads?action=getPolicy``): the ``data`` object, for
+        ``upload``. Raises APIStatusError when the answer holds no policy."""
         path = f"{UPLOAD_POLICY_PATH}?action=getPolicy&model={quote(model)}"
-        envelope = await self._call("GET", path, None, {}, _retry_query, raw=True)
-        data = envelope.get("data")
+        answer = await self._query("GET", path)
+        data = answer.get("data")
         if not isinstance(data, dict) or "upload_host" not in data:
-            raise APIStatusError(200, "Unknown", "getPolicy answered without a policy", envelope.get("request_id"))
+            raise APIStatusError(200, "Unknown", "getPolicy answered without a policy", answer.get("request_id"))
         return cast(dict[str, Any], data)
 
     async def upload(self, policy: Mapping[str, Any], data: bytes | BinaryIO, filename: str, content_type: str) -> str:
         """Form-POST ``data`` (bytes, or a file streamed from disk) to the policy's upload host (no Authorization
-        header); returns its ``oss://`` URL.
+        header); returns its ``oss://`` URL. Not retried.
 
-        Raises UploadPolicyRefused when the host refuses the policy (fetch a new one and try again)."""
+        Raises AccessDenied for a host neither the API's own nor https on public addresses, UploadPolicyRefused when
+        the host refuses the policy (fetch a new one and try again), APIConnectionError when it cannot be
+        reached, and the APIStatusError subclass of any other refusal."""
         key = f"{policy['upload_dir']}/{filename}"
         form = {
             "OSSAccessKeyId": str(policy["oss_access_key_id"]),
@@ -219,34 +229,54 @@ class DashScopeClient:
             "page_size": str(page_size),
         }
         path = "/tasks?" + urlencode({k: v for k, v in params.items() if v is not None})
-        data = await self._call("GET", path, None, {}, _retry_query, rate=self._query_rate, raw=True)
-        return parse_task_page(data)
+        return parse_task_page(await self._query("GET", path, rate=self._query_rate))
 
     async def get_task(self, task_id: str) -> TaskResult:
-        envelope = await self._call(
-            "GET", _task_path(TASK_PATH, task_id), None, {}, _retry_query, rate=self._query_rate
-        )
+        """A task as the API describes it now; UNKNOWN (not an error) for an id it does not know."""
+        path = _task_path(TASK_PATH, task_id)
+        envelope = _envelope(await self._query("GET", path, rate=self._query_rate), path)
         return parse_result(envelope, default_status=TaskStatus.UNKNOWN)
 
     async def cancel_task(self, task_id: str) -> str | None:
-        """Cancel a PENDING task. Returns the request id; raises APIStatusError when it cannot be cancelled."""
-        envelope = await self._call("POST", _task_path(CANCEL_PATH, task_id), None, {}, _retry_query)
-        return envelope.request_id
+        """Cancel a PENDING task; returns the request id. A task past PENDING cannot be cancelled: BadRequestError
+        (``UnsupportedOperation``)."""
+        path = _task_path(CANCEL_PATH, task_id)
+        return _envelope(await self._query("POST", path), path).request_id
 
     # --- plumbing -------------------------------------------------------------------------------
 
-    async def _call(
+    async def _create(
+        self, path: str, body: Mapping[str, JSON], headers: Mapping[str, str], *, read_timeout: float
+    ) -> Envelope:
+        """POST ``body`` to an endpoint that creates paid work (a task, a synchronous generation); returns its
+        envelope. Retried only where no second task can come of it (``_retry_submit``). Raises what ``_send``
+        raises, and DashScopeError for an answer that is not an envelope."""
+        answer = await self._send(
+            "POST", path, retry_on=_retry_submit, body=body, headers=headers, read_timeout=read_timeout
+        )
+        return _envelope(answer, path)
+
+    async def _query(
+        self, method: Literal["GET", "POST"], path: str, *, rate: QueryRate | None = None
+    ) -> dict[str, JSON]:
+        """A request without a body that bills nothing (a task, the task list, an upload policy, a cancel);
+        returns its JSON object. Retried on 429, 5xx and connection errors (``_retry_query``), each attempt
+        holding a place in ``rate`` when given. Raises what ``_send`` raises."""
+        return await self._send(method, path, retry_on=_retry_query, rate=rate)
+
+    async def _send(
         self,
         method: str,
         path: str,
-        body: Mapping[str, Any] | None,
-        headers: Mapping[str, str],
-        retry_on: Callable[[Exception], bool | float],
         *,
+        retry_on: Callable[[Exception], bool | float],
+        body: Mapping[str, JSON] | None = None,
+        headers: Mapping[str, str] | None = None,
         read_timeout: float | None = None,
         rate: QueryRate | None = None,
-        raw: bool = False,
-    ) -> Any:
+    ) -> dict[str, JSON]:
+        """``_once`` under the retry policy: an error ``retry_on`` accepts is tried again (after its float, in
+        seconds, when it gives one) until the attempts or the time run out; then the last error is raised."""
         import stamina  # off the start path
 
         policy = self._retry
@@ -260,21 +290,22 @@ class DashScopeClient:
         ):
             with attempt:
                 if rate is None:
-                    return await self._once(method, path, body, headers, read_timeout, raw=raw)
+                    return await self._once(method, path, body, headers or {}, read_timeout)
                 async with rate.query():
-                    return await self._once(method, path, body, headers, read_timeout, raw=raw)
+                    return await self._once(method, path, body, headers or {}, read_timeout)
         raise AssertionError("unreachable")  # pragma: no cover - retry_context either returns or raises
 
     async def _once(
         self,
         method: str,
         path: str,
-        body: Mapping[str, Any] | None,
+        body: Mapping[str, JSON] | None,
         headers: Mapping[str, str],
         read_timeout: float | None,
-        *,
-        raw: bool = False,
-    ) -> Any:
+    ) -> dict[str, JSON]:
+        """One attempt; returns the answer's JSON object. Raises APIConnectionError / APITimeoutError (with
+        ``request_sent``) when no answer came, and the APIStatusError subclass of an error envelope, a non-200
+        status or an answer that is not a JSON object."""
         all_headers = {**self._headers, **headers}
         content = None
         if body is not None:
@@ -308,12 +339,15 @@ class DashScopeClient:
         )
         if response.status_code != 200 or not isinstance(data, dict) or data.get("code"):
             raise status_error(response.status_code, data, response.headers)
-        if raw:
-            return data
-        try:
-            return Envelope.model_validate(data)
-        except ValueError as exc:
-            raise DashScopeError(f"unexpected response shape from {path}: {exc}") from None
+        return data
+
+
+def _envelope(answer: Mapping[str, JSON], path: str) -> Envelope:
+    """``answer`` read as a DashScope envelope; DashScopeError naming ``path`` when it is not one."""
+    try:
+        return Envelope.model_validate(answer)
+    except ValueError as exc:
+        raise DashScopeError(f"unexpected response shape from {path}: {exc}") from None
 
 
 def _task_path(template: str, task_id: str) -> str:
