@@ -13,7 +13,7 @@ from .errors import (
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
-    TaskFailedError,
+    UploadPolicyRefused,
 )
 from .rate import QueryRate
 from .wire import ImageFailure, ImageRequest, ListedTask, TaskPage, TaskResult, TaskStatus, build_body, check_task_id
@@ -36,10 +36,10 @@ __all__ = [
     "QueryRate",
     "RateLimitError",
     "RetryPolicy",
-    "TaskFailedError",
     "TaskPage",
     "TaskResult",
     "TaskStatus",
+    "UploadPolicyRefused",
     "build_body",
     "check_task_id",
 ]

@@ -32,6 +32,7 @@ from .errors import (
     APIStatusError,
     APITimeoutError,
     DashScopeError,
+    UploadPolicyRefused,
     status_error,
 )
 from .rate import QueryRate
@@ -354,11 +355,6 @@ def _task_path(template: str, task_id: str) -> str:
     """A task's path, its id checked (InvalidRequest naming task_id) and quoted: an id can never reach another
     endpoint, add a query or a header, whoever calls."""
     return template.format(task_id=quote(check_task_id(task_id), safe=""))
-
-
-class UploadPolicyRefused(APIStatusError):
-    """The upload host refused the policy (expired, signature not matching, a condition failed): fetch a new
-    one."""
 
 
 def _xml(text: str, tag: str) -> str | None:
