@@ -80,7 +80,7 @@ def retries() -> Iterator[list[RetryDetails]]:
 
 def test_messages_body_matches_the_seed_curl_example() -> None:
     request = prepare_request("wan2.7-image-pro", "把圖2的塗鴉噴繪在圖1的汽車上", [CAR, PAINT], EditParams(size="2K"))
-    assert build_body(request) == {
+    assert build_body(request.to_wire()) == {
         "model": "wan2.7-image-pro",
         "input": {
             "messages": [
@@ -97,7 +97,7 @@ def test_messages_body_matches_the_seed_curl_example() -> None:
 def test_prompt_body_puts_negative_prompt_in_input_for_wan25() -> None:
     params = EditParams(negative_prompt="", prompt_extend=True, seed=12345)
     request = prepare_request("wan2.5-i2i-preview", "將圖1中的鬧鐘放置到圖2的餐桌", [CAR, PAINT], params)
-    assert build_body(request) == {
+    assert build_body(request.to_wire()) == {
         "model": "wan2.5-i2i-preview",
         "input": {"prompt": "將圖1中的鬧鐘放置到圖2的餐桌", "images": [CAR, PAINT], "negative_prompt": ""},
         "parameters": {"n": 1, "watermark": False, "prompt_extend": True, "seed": 12345},
@@ -106,7 +106,7 @@ def test_prompt_body_puts_negative_prompt_in_input_for_wan25() -> None:
 
 def test_wan26_negative_prompt_goes_in_parameters() -> None:
     request = prepare_request("wan2.6-image", "x", [CAR], EditParams(negative_prompt="blur"))
-    assert build_body(request)["parameters"]["negative_prompt"] == "blur"
+    assert build_body(request.to_wire())["parameters"]["negative_prompt"] == "blur"
 
 
 # --- the task life cycle ----------------------------------------------------------------------------
@@ -117,7 +117,7 @@ async def test_async_edit_runs_pending_running_succeeded_and_the_image_downloads
 ) -> None:
     wide = make_image("wide.png", (1600, 800))
     request = prepare_request("wan2.7-image-pro", "paint it", [CAR, str(wide)], EditParams(size="1K"))
-    task = await client.submit(request)
+    task = await client.submit(request.to_wire())
     assert (task.status, bool(task.task_id), bool(task.request_id)) == (TaskStatus.PENDING, True, True)
     assert task.task_id is not None
     assert (await client.get_task(task.task_id)).status is TaskStatus.RUNNING
@@ -134,7 +134,7 @@ async def test_async_edit_runs_pending_running_succeeded_and_the_image_downloads
 
 
 async def test_several_images_come_as_several_choices(client: DashScopeClient) -> None:
-    task = await client.submit(prepare_request("wan2.7-image", "x", [CAR], EditParams(n=3, size="1K")))
+    task = await client.submit(prepare_request("wan2.7-image", "x", [CAR], EditParams(n=3, size="1K")).to_wire())
     assert task.task_id is not None
     done = await finish(client, task.task_id)
     assert len(done.image_urls) == 3 and len(set(done.image_urls)) == 3
@@ -142,7 +142,7 @@ async def test_several_images_come_as_several_choices(client: DashScopeClient) -
 
 async def test_an_image_set_comes_as_one_choice_with_several_items(client: DashScopeClient) -> None:
     params = EditParams(n=4, size="1K", enable_sequential=True)
-    task = await client.submit(prepare_request("wan2.7-image-pro", "four seasons", [], params))
+    task = await client.submit(prepare_request("wan2.7-image-pro", "four seasons", [], params).to_wire())
     assert task.task_id is not None
     done = await finish(client, task.task_id)
     assert len(done.image_urls) == 4
@@ -150,7 +150,7 @@ async def test_an_image_set_comes_as_one_choice_with_several_items(client: DashS
 
 async def test_interleave_returns_texts_and_images(client: DashScopeClient) -> None:
     params = EditParams(enable_interleave=True, max_images=2, size="1024*1024")
-    task = await client.submit(prepare_request("wan2.6-image", "a recipe in steps", [], params))
+    task = await client.submit(prepare_request("wan2.6-image", "a recipe in steps", [], params).to_wire())
     assert task.task_id is not None
     done = await finish(client, task.task_id)
     assert len(done.image_urls) == 2 and len(done.texts) == 2
@@ -158,7 +158,7 @@ async def test_interleave_returns_texts_and_images(client: DashScopeClient) -> N
 
 async def test_wan25_results_carry_the_rewritten_prompt(client: DashScopeClient) -> None:
     request = prepare_request("wan2.5-i2i-preview", "move the clock", [CAR, PAINT], EditParams(prompt_extend=True))
-    task = await client.submit(request)
+    task = await client.submit(request.to_wire())
     assert task.task_id is not None
     done = await finish(client, task.task_id)
     assert len(done.image_urls) == 1
@@ -170,7 +170,7 @@ async def test_wan25_partial_failure_reports_the_failed_images(
     client: DashScopeClient, emulator: EmulatorState
 ) -> None:
     emulator.add_fault(Fault("partial_failure", failed_images=1))
-    task = await client.submit(prepare_request("wan2.5-i2i-preview", "x", [CAR], EditParams(n=3)))
+    task = await client.submit(prepare_request("wan2.5-i2i-preview", "x", [CAR], EditParams(n=3)).to_wire())
     assert task.task_id is not None
     done = await finish(client, task.task_id)
     assert done.status is TaskStatus.SUCCEEDED
@@ -179,21 +179,21 @@ async def test_wan25_partial_failure_reports_the_failed_images(
 
 
 async def test_sync_generate_returns_images_at_once(client: DashScopeClient, emulator: EmulatorState) -> None:
-    done = await client.generate(prepare_request("wan2.7-image", "x", [CAR], EditParams(size="1K", n=2)))
+    done = await client.generate(prepare_request("wan2.7-image", "x", [CAR], EditParams(size="1K", n=2)).to_wire())
     assert done.status is TaskStatus.SUCCEEDED and len(done.image_urls) == 2
     assert emulator.tasks == {}
 
 
 async def test_wan25_has_no_sync_endpoint(client: DashScopeClient) -> None:
     with pytest.raises(ValueError, match="no synchronous endpoint"):
-        await client.generate(prepare_request("wan2.5-i2i-preview", "x", [CAR]))
+        await client.generate(prepare_request("wan2.5-i2i-preview", "x", [CAR]).to_wire())
 
 
 async def test_a_failed_task_is_a_result_with_code_and_message(
     client: DashScopeClient, emulator: EmulatorState
 ) -> None:
     emulator.add_fault(Fault("fail_task", code="InternalError.Algo", message="Algorithm process error."))
-    task = await client.submit(prepare_request("wan2.7-image", "x", [CAR]))
+    task = await client.submit(prepare_request("wan2.7-image", "x", [CAR]).to_wire())
     assert task.task_id is not None
     done = await finish(client, task.task_id)
     assert (done.status, done.code, done.message) == (
@@ -210,12 +210,12 @@ async def test_an_unknown_task_id_is_unknown_not_an_error(client: DashScopeClien
 
 
 async def test_only_a_pending_task_can_be_cancelled(client: DashScopeClient) -> None:
-    first = await client.submit(prepare_request("wan2.7-image", "x", [CAR]))
+    first = await client.submit(prepare_request("wan2.7-image", "x", [CAR]).to_wire())
     assert first.task_id is not None
     assert await client.cancel_task(first.task_id)
     assert (await client.get_task(first.task_id)).status is TaskStatus.CANCELED
 
-    second = await client.submit(prepare_request("wan2.7-image", "x", [CAR]))
+    second = await client.submit(prepare_request("wan2.7-image", "x", [CAR]).to_wire())
     assert second.task_id is not None
     await client.get_task(second.task_id)  # now RUNNING
     with pytest.raises(BadRequestError) as caught:
@@ -246,7 +246,7 @@ async def test_oss_references_get_the_resolve_header(
     image = make_image("car.png", (640, 480)).read_bytes()
     uploaded = await http.post(policy["upload_host"], data=form, files={"file": ("car.png", image, "image/png")})
     assert uploaded.status_code == 200
-    task = await client.submit(prepare_request("wan2.7-image", "x", [f"oss://{key}"], EditParams(size="1K")))
+    task = await client.submit(prepare_request("wan2.7-image", "x", [f"oss://{key}"], EditParams(size="1K")).to_wire())
     assert task.task_id is not None
     done = await finish(client, task.task_id)
     assert done.usage is not None and done.usage["size"] == "1184*880"  # aspect of the uploaded 640×480
@@ -272,7 +272,7 @@ async def test_the_emulator_refuses_what_validation_would_have(client: DashScope
     valid = prepare_request("wan2.7-image", "x", [CAR])
     broken: PreparedRequest = replace(valid, parameters={**valid.parameters, "n": 9})
     with pytest.raises(BadRequestError) as caught:
-        await client.submit(broken)
+        await client.submit(broken.to_wire())
     assert (caught.value.status, caught.value.code) == (400, "InvalidParameter")
     assert "n must be in [1, 4]" in caught.value.message
 
@@ -280,12 +280,12 @@ async def test_the_emulator_refuses_what_validation_would_have(client: DashScope
 async def test_moderation_refusal_has_its_own_class(client: DashScopeClient, emulator: EmulatorState) -> None:
     emulator.add_fault(Fault("moderation", target="submit"))
     with pytest.raises(ContentModerationError) as caught:
-        await client.submit(prepare_request("wan2.7-image", "x", [CAR]))
+        await client.submit(prepare_request("wan2.7-image", "x", [CAR]).to_wire())
     assert caught.value.code == "DataInspectionFailed"
 
 
 async def test_async_endpoint_without_the_async_header_is_access_denied(http: httpx2.AsyncClient) -> None:
-    body = build_body(prepare_request("wan2.5-i2i-preview", "x", [CAR]))
+    body = build_body(prepare_request("wan2.5-i2i-preview", "x", [CAR]).to_wire())
     response = await http.post(
         "/api/v1/services/aigc/image2image/image-synthesis",
         json=body,
@@ -297,7 +297,7 @@ async def test_async_endpoint_without_the_async_header_is_access_denied(http: ht
 
 
 async def test_a_model_on_the_wrong_path_is_url_error(http: httpx2.AsyncClient) -> None:
-    body = build_body(prepare_request("wan2.5-i2i-preview", "x", [CAR]))
+    body = build_body(prepare_request("wan2.5-i2i-preview", "x", [CAR]).to_wire())
     response = await http.post(
         "/api/v1/services/aigc/image-generation/generation",
         json=body,
@@ -354,7 +354,7 @@ async def test_throttled_submit_is_retried(
     client: DashScopeClient, emulator: EmulatorState, retries: list[RetryDetails]
 ) -> None:
     emulator.add_fault(Fault("throttle", target="submit", count=2))
-    task = await client.submit(prepare_request("wan2.7-image", "x", [CAR]))
+    task = await client.submit(prepare_request("wan2.7-image", "x", [CAR]).to_wire())
     assert task.task_id is not None
     assert submits(emulator) == 3
     assert len(retries) == 2
@@ -372,14 +372,14 @@ async def test_retry_after_is_honoured(
 async def test_a_5xx_on_submit_is_not_retried(client: DashScopeClient, emulator: EmulatorState) -> None:
     emulator.add_fault(Fault("error", target="submit", status=500))
     with pytest.raises(InternalServerError):
-        await client.submit(prepare_request("wan2.7-image", "x", [CAR]))
+        await client.submit(prepare_request("wan2.7-image", "x", [CAR]).to_wire())
     assert submits(emulator) == 1
 
 
 async def test_a_lost_submit_response_is_not_retried(client: DashScopeClient, emulator: EmulatorState) -> None:
     emulator.add_fault(Fault("drop", target="submit", after_processing=True))
     with pytest.raises(APIConnectionError) as caught:
-        await client.submit(prepare_request("wan2.7-image", "x", [CAR]))
+        await client.submit(prepare_request("wan2.7-image", "x", [CAR]).to_wire())
     assert caught.value.request_sent is True
     assert submits(emulator) == 1
     assert len(emulator.tasks) == 1  # the task exists (and will be billed): nobody may submit it twice
@@ -388,7 +388,7 @@ async def test_a_lost_submit_response_is_not_retried(client: DashScopeClient, em
 async def test_5xx_and_dropped_polls_are_retried(
     client: DashScopeClient, emulator: EmulatorState, retries: list[RetryDetails]
 ) -> None:
-    task = await client.submit(prepare_request("wan2.7-image", "x", [CAR]))
+    task = await client.submit(prepare_request("wan2.7-image", "x", [CAR]).to_wire())
     assert task.task_id is not None
     emulator.add_fault(Fault("error", target="poll", status=503, code="ServiceUnavailable"))
     emulator.add_fault(Fault("drop", target="poll"))
@@ -399,7 +399,7 @@ async def test_5xx_and_dropped_polls_are_retried(
 async def test_a_non_retryable_429_is_not_retried(client: DashScopeClient, emulator: EmulatorState) -> None:
     emulator.add_fault(Fault("error", target="submit", status=429, code="PrepaidBillOverdue", message="overdue"))
     with pytest.raises(RateLimitError):
-        await client.submit(prepare_request("wan2.7-image", "x", [CAR]))
+        await client.submit(prepare_request("wan2.7-image", "x", [CAR]).to_wire())
     assert submits(emulator) == 1
 
 
@@ -412,7 +412,7 @@ async def test_submit_to_a_closed_port_is_retried_then_says_nothing_was_sent(ret
             http, api_key=EMULATOR_KEY, base_url=f"http://127.0.0.1:{port}/api/v1", retry=FAST_RETRY
         )
         with pytest.raises(APIConnectionError) as caught:
-            await client.submit(prepare_request("wan2.7-image", "x", [CAR]))
+            await client.submit(prepare_request("wan2.7-image", "x", [CAR]).to_wire())
     assert caught.value.request_sent is False
     assert len(retries) == FAST_RETRY.attempts - 1
 
@@ -423,7 +423,7 @@ async def test_submit_to_a_closed_port_is_retried_then_says_nothing_was_sent(ret
 @pytest.mark.live
 async def test_live_text_to_image_round_trip(live_client: DashScopeClient) -> None:
     task = await live_client.submit(
-        prepare_request("wan2.7-image", "a red apple on a white table", [], EditParams(size="1K"))
+        prepare_request("wan2.7-image", "a red apple on a white table", [], EditParams(size="1K")).to_wire()
     )
     assert task.task_id is not None
     result = task
@@ -441,7 +441,7 @@ async def test_the_task_list_is_paged_only_until_every_wanted_task_is_seen(
 ) -> None:
     ids: list[str] = []
     for _ in range(5):
-        task = await client.submit(prepare_request("wan2.7-image", "x", ["https://example.com/photo.png"]))
+        task = await client.submit(prepare_request("wan2.7-image", "x", ["https://example.com/photo.png"]).to_wire())
         assert task.task_id is not None
         ids.append(task.task_id)
 
@@ -465,6 +465,6 @@ async def test_a_create_request_gives_up_at_its_deadline_and_says_it_may_have_be
     assert client.submit_deadline == pytest.approx(0.2)
     emulator.add_fault(Fault("hold", target="submit"))
     with anyio.fail_after(5), pytest.raises(APITimeoutError) as caught:
-        await client.submit(prepare_request("wan2.7-image", "x", [CAR]))
+        await client.submit(prepare_request("wan2.7-image", "x", [CAR]).to_wire())
     assert caught.value.request_sent and "no answer within" in str(caught.value)
     assert len(emulator.tasks) == 1

@@ -58,7 +58,7 @@ async def timed_client(timed: EmulatorState) -> AsyncIterator[DashScopeClient]:
 
 
 async def succeeded_url(client: DashScopeClient, model: str = "wan2.7-image") -> str:
-    task = await client.submit(prepare_request(model, "x", [URL], EditParams(size="768*768")))
+    task = await client.submit(prepare_request(model, "x", [URL], EditParams(size="768*768")).to_wire())
     assert task.task_id is not None
     for _ in range(3):
         result = await client.get_task(task.task_id)
@@ -85,7 +85,7 @@ async def test_result_urls_expire(client: DashScopeClient, http: httpx2.AsyncCli
 
 
 async def test_tasks_take_real_time_when_the_emulator_has_latency(timed_client: DashScopeClient, clock: Clock) -> None:
-    task = await timed_client.submit(prepare_request("wan2.7-image", "x", [URL], EditParams(size="768*768")))
+    task = await timed_client.submit(prepare_request("wan2.7-image", "x", [URL], EditParams(size="768*768")).to_wire())
     assert task.task_id is not None
     start, seen = clock.now, list[TaskStatus]()
     for elapsed in (1, 3, 9.9, 10, 50):  # latency 10 s: PENDING for the first fifth, then RUNNING
@@ -106,7 +106,9 @@ async def test_with_a_spread_each_task_takes_its_own_fixed_time(
     timed.config.latency_spread = 20
     ids: list[str] = []
     for _ in range(4):
-        task = await timed_client.submit(prepare_request("wan2.7-image", "x", [URL], EditParams(size="768*768")))
+        task = await timed_client.submit(
+            prepare_request("wan2.7-image", "x", [URL], EditParams(size="768*768")).to_wire()
+        )
         assert task.task_id is not None
         ids.append(task.task_id)
     durations = [timed.duration(timed.tasks[i]) for i in ids]
@@ -139,7 +141,7 @@ async def test_a_synchronous_call_with_a_latency_answers_when_its_task_would_be_
 
 
 async def test_a_task_older_than_24_hours_is_unknown(timed_client: DashScopeClient, clock: Clock) -> None:
-    task = await timed_client.submit(prepare_request("wan2.7-image", "x", [URL]))
+    task = await timed_client.submit(prepare_request("wan2.7-image", "x", [URL]).to_wire())
     assert task.task_id is not None
     clock.now += 24 * 3600 + 1
     assert (await timed_client.get_task(task.task_id)).status is TaskStatus.UNKNOWN
@@ -203,7 +205,7 @@ async def test_outputs_are_multiples_of_16_with_the_last_inputs_aspect(
     last = data_url(Image.new("RGB", (1200, 800)))
     images = [last] if params.enable_interleave else [first, last]
     request = prepare_request(model, "x", images, params)
-    task = await client.submit(request)
+    task = await client.submit(request.to_wire())
     assert task.task_id is not None
     await client.get_task(task.task_id)
     done = await client.get_task(task.task_id)
@@ -243,14 +245,14 @@ async def test_too_small_an_image_is_refused_server_side(client: DashScopeClient
     tiny = data_url(Image.new("RGB", (100, 100)))
     broken = replace(valid, images=(PreparedImage(index=1, kind=RefKind.DATA, source="tiny", url=tiny),))
     with pytest.raises(BadRequestError, match="resolution 100x100 is out of range"):
-        await client.submit(broken)
+        await client.submit(broken.to_wire())
 
 
 async def test_the_request_log_keeps_no_key_and_short_data_urls(
     client: DashScopeClient, emulator: EmulatorState
 ) -> None:
     big = data_url(Image.new("RGB", (600, 600)))
-    await client.submit(prepare_request("wan2.7-image", "x", [big]))
+    await client.submit(prepare_request("wan2.7-image", "x", [big]).to_wire())
     (entry,) = emulator.requests
     assert "authorization" not in entry.headers
     assert EMULATOR_KEY not in repr(entry)
@@ -266,7 +268,7 @@ def test_the_control_api_and_drops_work_over_a_real_socket() -> None:
                 f"{origin}/_emulator/faults", json={"kind": "drop", "target": "submit", "after_processing": True}
             )
             with pytest.raises(APIConnectionError) as caught:
-                await client.submit(prepare_request("wan2.7-image", "x", [URL]))
+                await client.submit(prepare_request("wan2.7-image", "x", [URL]).to_wire())
             assert caught.value.request_sent
             listed = (await http.get(f"{base_url}/tasks", headers=AUTH)).json()
             assert listed["total"] == 1  # the dropped submit still created its task
@@ -311,7 +313,7 @@ async def test_a_task_seen_by_two_queries_at_once_renders_its_images_once(
     client: DashScopeClient, http: httpx2.AsyncClient, emulator: EmulatorState
 ) -> None:
     emulator.config.polls_to_finish = 1
-    task = await client.submit(prepare_request("wan2.7-image", "x", [URL], EditParams(size="768*768")))
+    task = await client.submit(prepare_request("wan2.7-image", "x", [URL], EditParams(size="768*768")).to_wire())
     assert task.task_id is not None
     task_id = task.task_id
 
@@ -336,7 +338,7 @@ async def test_the_task_list_filters_by_submit_time_in_the_services_zone_by_mode
     timed.config.tz_offset_hours = -3.5
     ids: list[str] = []
     for model in ("wan2.7-image", "wan2.7-image", "wan2.7-image-pro"):
-        task = await timed_client.submit(prepare_request(model, "x", [URL], EditParams(size="768*768")))
+        task = await timed_client.submit(prepare_request(model, "x", [URL], EditParams(size="768*768")).to_wire())
         assert task.task_id is not None
         ids.append(task.task_id)
         clock.now += 60
@@ -365,7 +367,7 @@ async def test_the_task_list_reads_as_the_official_sdks_job_list(
 ) -> None:
     from dashscope.v2.resources._jobs import JobList  # pyright: ignore[reportMissingTypeStubs]
 
-    task = await client.submit(prepare_request("wan2.7-image", "x", [URL]))
+    task = await client.submit(prepare_request("wan2.7-image", "x", [URL]).to_wire())
     answer = (await http.get("/api/v1/tasks", params={"page_size": "5"}, headers=AUTH)).json()
     jobs = JobList.from_payload(answer)
     assert (jobs.total, jobs.page_no, jobs.page_size) == (1, 1, 5)
@@ -383,7 +385,7 @@ async def test_a_held_create_answer_waits_for_a_release_and_can_then_be_dropped(
 
     async def submit() -> None:
         try:
-            answers.append((await client.submit(request)).task_id)
+            answers.append((await client.submit(request.to_wire())).task_id)
         except APIConnectionError:
             answers.append(None)
 
@@ -405,7 +407,7 @@ async def test_submit_times_are_in_the_services_configured_zone(
     client: DashScopeClient, emulator: EmulatorState
 ) -> None:
     emulator.config.tz_offset_hours = 5.75
-    task = await client.submit(prepare_request("wan2.7-image", "x", [URL]))
+    task = await client.submit(prepare_request("wan2.7-image", "x", [URL]).to_wire())
     assert task.task_id is not None
     submitted = (await client.get_task(task.task_id)).submit_time
     local = emulator.tasks[task.task_id].created + 5.75 * 3600

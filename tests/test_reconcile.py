@@ -47,7 +47,7 @@ async def crashed(settings: Settings, client: DashScopeClient, *, creates: int =
         journal.close()
     ids: list[str] = []
     for _ in range(creates):
-        task = await client.submit(prepare_request(MODEL, "lost answer", [], EditParams(size="1K")))
+        task = await client.submit(prepare_request(MODEL, "lost answer", [], EditParams(size="1K")).to_wire())
         assert task.task_id is not None
         ids.append(task.task_id)
     return ids

@@ -166,7 +166,7 @@ class WanService:
         answered = False
         try:
             try:
-                task = await client.submit(request)
+                task = await client.submit(request.to_wire())
             except APIConnectionError as exc:
                 if exc.request_sent:
                     await self.journal.run(self.journal.sync.uncertain, journal_id, str(exc))

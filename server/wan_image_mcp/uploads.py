@@ -15,7 +15,7 @@ import anyio
 import anyio.to_thread
 
 from .dashscope import DashScopeClient
-from .dashscope.client import UploadPolicyRefused
+from .dashscope.errors import UploadPolicyRefused
 from .inputs import MIME_TYPES, HashingReader, InputChanged, PreparedImage, RefKind
 from .journal import AsyncJournal
 from .validation import PreparedRequest

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from .access import FileAccess
+from .dashscope.wire import ImageRequest
+from .dashscope.wire import check_task_id as check_task_id  # a wire rule; the name stays here too
 from .errors import InvalidRequest, Problem
 from .inputs import PreparedImage, prepare_images
 from .prompt_images import references
@@ -36,28 +38,6 @@ _HEX = re.compile(r"^#[0-9A-Fa-f]{6}$")
 _RATIO = re.compile(r"^(\d{1,3})\.(\d{2})%$")
 Boxes = Sequence[Sequence[Sequence[int]]]
 """bbox_list: per image, a list of [x1, y1, x2, y2] boxes in the original image's pixels."""
-
-
-TASK_ID_MAX = 128
-_TASK_ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{TASK_ID_MAX - 1}}}")
-
-
-def check_task_id(task_id: str) -> str:
-    """``task_id`` if it can be a DashScope task id: one URL path segment that needs no quoting (DashScope's are
-    UUIDs), never ``.``, ``..``, a slash, a query, a fragment, whitespace or a control character. Checked before
-    any request and any journal row; anything else raises InvalidRequest naming ``task_id`` and the rule."""
-    if _TASK_ID.fullmatch(task_id):
-        return task_id
-    shown = repr(task_id) if len(task_id) <= 60 else f"{task_id[:60]!r}… ({len(task_id)} characters)"
-    raise InvalidRequest(
-        [
-            Problem(
-                "task_id",
-                f"{shown} is not a task id: it must be 1-{TASK_ID_MAX} letters, digits, '-', '_' or '.', starting "
-                "with a letter or digit, as edit_image, submit_task and list_tasks give it",
-            )
-        ]
-    )
 
 
 @dataclass(frozen=True)
@@ -98,7 +78,7 @@ class EditParams:
 
 @dataclass(frozen=True)
 class PreparedRequest:
-    """A request checked against the model's table, ready for ``dashscope.wire``."""
+    """A request checked against the model's table; ``to_wire`` gives what the client sends."""
 
     spec: ModelSpec
     mode: Mode
@@ -114,6 +94,21 @@ class PreparedRequest:
     @property
     def model(self) -> str:
         return self.spec.name
+
+    def to_wire(self) -> ImageRequest:
+        """The request as ``DashScopeClient.submit`` / ``generate`` take it. Each inline image becomes its base64
+        data URL here; a local file sent unchanged is read again for it, which raises InputChanged if the file is
+        no longer the one checked."""
+        return ImageRequest(
+            model=self.model,
+            protocol=self.spec.protocol,
+            endpoints=self.spec.endpoints,
+            prompt=self.prompt,
+            images=tuple(image.value for image in self.images),
+            parameters=self.parameters,
+            negative_prompt=self.negative_prompt,
+            interleave=self.mode.name == "interleave",
+        )
 
     @property
     def paid_images(self) -> int:

@@ -1,6 +1,6 @@
 """The DashScope HTTP API for the Wan image models: client, wire shapes, errors."""
 
-from .client import DashScopeClient, QueryRate, RetryPolicy
+from .client import DashScopeClient, RetryPolicy
 from .errors import (
     APIConnectionError,
     APIStatusError,
@@ -13,9 +13,10 @@ from .errors import (
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
-    TaskFailedError,
+    UploadPolicyRefused,
 )
-from .wire import ImageFailure, ListedTask, TaskPage, TaskResult, TaskStatus, build_body
+from .rate import QueryRate
+from .wire import ImageFailure, ImageRequest, ListedTask, TaskPage, TaskResult, TaskStatus, build_body, check_task_id
 
 __all__ = [
     "APIConnectionError",
@@ -27,6 +28,7 @@ __all__ = [
     "DashScopeClient",
     "DashScopeError",
     "ImageFailure",
+    "ImageRequest",
     "InternalServerError",
     "ListedTask",
     "NotFoundError",
@@ -34,9 +36,10 @@ __all__ = [
     "QueryRate",
     "RateLimitError",
     "RetryPolicy",
-    "TaskFailedError",
     "TaskPage",
     "TaskResult",
     "TaskStatus",
+    "UploadPolicyRefused",
     "build_body",
+    "check_task_id",
 ]

@@ -1,26 +1,23 @@
 """Every DashScope request the server makes, on one injected ``httpx2.AsyncClient``.
 
-Retry rules (a submission is billed, a query is not):
+Retry rules (a submission is billed, a query is not), one entry point each:
 
-* GET (task queries): retried on 429, 5xx and connection errors, with jittered exponential backoff that
-  honours ``Retry-After``.
-* POST that creates work (submit, sync generate): retried only on 429 and on connection errors that
-  provably happened before the request reached the server. Never after a 5xx or a lost response: a
-  second attempt could be a second paid task.
+* ``_query``, what bills nothing (a task, the task list, an upload policy, a cancel): retried on 429, 5xx
+  and connection errors, with jittered exponential backoff that honours ``Retry-After``.
+* ``_create``, a POST that creates work (submit, sync generate): retried only on 429 and on connection
+  errors that provably happened before the request reached the server. Never after a 5xx or a lost
+  response: a second attempt could be a second paid task.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 import time
-from collections import deque
-from collections.abc import AsyncGenerator, Callable, Collection, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO, Literal, cast
 from urllib.parse import quote, urlencode
 
 import anyio
@@ -30,21 +27,24 @@ from ..access import check_fetch_url
 from ..config import api_key_problem
 from ..errors import ConfigurationError
 from ..specs import CANCEL_PATH, TASK_PATH, UPLOAD_POLICY_PATH
-from ..validation import PreparedRequest, check_task_id
 from .errors import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
     DashScopeError,
+    UploadPolicyRefused,
     status_error,
 )
+from .rate import QueryRate
 from .wire import (
+    JSON,
     Envelope,
+    ImageRequest,
     TaskPage,
     TaskResult,
     TaskStatus,
     build_body,
-    needs_oss_resolve,
+    check_task_id,
     parse_result,
     parse_task_page,
 )
@@ -54,51 +54,6 @@ log = logging.getLogger("wan_image_mcp.dashscope")
 _NOT_SENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout)
 SUBMIT_READ_TIMEOUT = 30.0
 """Seconds one create request may wait for its answer."""
-
-
-QUERY_LIMIT = 20
-"""DashScope's task queries per second per account (docs/wan-api.md §1.3)."""
-
-
-class QueryRate:
-    """At most ``limit`` task queries in any ``window`` seconds *as the service counts them*, shared by every
-    caller. The service counts a query when it arrives, somewhere between its sending and its answer, so a query
-    holds its place from being sent until ``window`` after its answer: however queries bunch up in transit, no
-    window can see more than ``limit`` of them arrive. After a quiet moment a burst goes at once (a list showing
-    ten tasks done fetches all ten together); a long run is held to ``limit`` per ``window`` plus a round trip.
-
-    The default is 19 a second, one under the account's 20, for a service that counts both ends of its second.
-    """
-
-    def __init__(self, limit: int = QUERY_LIMIT - 1, window: float = 1.0) -> None:
-        self._limit = limit
-        self._window = window
-        self._answered: deque[float] = deque()  # when recent answers came, oldest first
-        self._in_flight = 0
-        self._turn = anyio.Lock()  # waiters go in turn
-        self._answer = anyio.Event()  # set (and replaced) at each answer
-
-    @asynccontextmanager
-    async def query(self) -> AsyncGenerator[None]:
-        """Wait for a place, then hold it while the query is sent and answered (or fails)."""
-        async with self._turn:
-            while True:
-                now = anyio.current_time()
-                while self._answered and self._answered[0] + self._window <= now:
-                    self._answered.popleft()
-                if self._in_flight + len(self._answered) < self._limit:
-                    break
-                answer = self._answer  # every place is taken: wait for the oldest answer to age, or a first answer
-                with anyio.move_on_after(self._answered[0] + self._window - now if self._answered else math.inf):
-                    await answer.wait()
-            self._in_flight += 1
-        try:
-            yield
-        finally:  # no await here: a cancelled query gives back its place all the same
-            self._in_flight -= 1
-            self._answered.append(anyio.current_time())
-            self._answer.set()
-            self._answer = anyio.Event()
 
 
 @dataclass(frozen=True)
@@ -124,6 +79,13 @@ def _retry_submit(exc: Exception) -> bool | float:
 
 
 class DashScopeClient:
+    """DashScope's image API for one key. Raises ConfigurationError for a key no HTTP header can carry.
+
+    Each call raises, once its retries are spent, the errors of ``dashscope.errors``: the APIStatusError
+    subclass of an error envelope (non-2xx, inside HTTP 200, or not JSON), APIConnectionError /
+    APITimeoutError (with ``request_sent``) when no answer came, DashScopeError for an answer of the wrong
+    shape. A task id that is not one raises InvalidRequest before anything is sent."""
+
     def __init__(
         self,
         http: httpx2.AsyncClient,
@@ -159,18 +121,17 @@ class DashScopeClient:
 
     # --- the API --------------------------------------------------------------------------------
 
-    async def submit(self, request: PreparedRequest) -> TaskResult:
-        """Create an async task. Returns it PENDING with its ``task_id``."""
+    async def submit(self, request: ImageRequest) -> TaskResult:
+        """Create an async task for ``request``; returns it PENDING with its ``task_id``. Raises APITimeoutError
+        (``request_sent``: a task may exist) when no answer came within ``submit_deadline``."""
         headers = {"X-DashScope-Async": "enable"}
-        if needs_oss_resolve(request):
+        if request.oss_resolve:
             headers["X-DashScope-OssResourceResolve"] = "enable"
         body = build_body(request)
-        path = request.spec.endpoints.submit
+        path = request.endpoints.submit
         try:
             with anyio.fail_after(self.submit_deadline):
-                envelope = await self._call(
-                    "POST", path, body, headers, _retry_submit, read_timeout=SUBMIT_READ_TIMEOUT
-                )
+                envelope = await self._create(path, body, headers, read_timeout=SUBMIT_READ_TIMEOUT)
         except TimeoutError:
             raise APITimeoutError(
                 f"POST {path} had no answer within {self.submit_deadline:.0f} s", request_sent=True
@@ -180,31 +141,34 @@ class DashScopeClient:
             raise APIStatusError(200, "Unknown", "create-task response had no task_id", envelope.request_id)
         return result
 
-    async def generate(self, request: PreparedRequest) -> TaskResult:
-        """One synchronous call (wan2.7 / wan2.6 edit mode). Blocks until the images exist."""
-        path = request.spec.endpoints.sync
+    async def generate(self, request: ImageRequest) -> TaskResult:
+        """One synchronous call for ``request`` (wan2.7 / wan2.6 edit mode); returns the finished result once
+        its images exist. Raises ValueError for a model without a sync endpoint, or interleaved output."""
+        path = request.endpoints.sync
         if path is None:
             raise ValueError(f"{request.model} has no synchronous endpoint; use submit()")
-        if request.mode.name == "interleave":
+        if request.interleave:
             raise ValueError("interleave output needs streaming on the sync endpoint; use submit()")
-        headers = {"X-DashScope-OssResourceResolve": "enable"} if needs_oss_resolve(request) else {}
-        envelope = await self._call("POST", path, build_body(request), headers, _retry_submit, read_timeout=300)
-        return parse_result(envelope)
+        headers = {"X-DashScope-OssResourceResolve": "enable"} if request.oss_resolve else {}
+        return parse_result(await self._create(path, build_body(request), headers, read_timeout=300))
 
     async def upload_policy(self, model: str) -> dict[str, Any]:
-        """A temporary-upload policy for ``model`` (``GET /uploads?action=getPolicy``)."""
+        """A temporary-upload policy for ``model`` (``GET /uploads?action=getPolicy``): the ``data`` object, for
+        ``upload``. Raises APIStatusError when the answer holds no policy."""
         path = f"{UPLOAD_POLICY_PATH}?action=getPolicy&model={quote(model)}"
-        envelope = await self._call("GET", path, None, {}, _retry_query, raw=True)
-        data = envelope.get("data")
+        answer = await self._query("GET", path)
+        data = answer.get("data")
         if not isinstance(data, dict) or "upload_host" not in data:
-            raise APIStatusError(200, "Unknown", "getPolicy answered without a policy", envelope.get("request_id"))
+            raise APIStatusError(200, "Unknown", "getPolicy answered without a policy", answer.get("request_id"))
         return cast(dict[str, Any], data)
 
     async def upload(self, policy: Mapping[str, Any], data: bytes | BinaryIO, filename: str, content_type: str) -> str:
         """Form-POST ``data`` (bytes, or a file streamed from disk) to the policy's upload host (no Authorization
-        header); returns its ``oss://`` URL.
+        header); returns its ``oss://`` URL. Not retried.
 
-        Raises UploadPolicyRefused when the host refuses the policy (fetch a new one and try again)."""
+        Raises AccessDenied for a host neither the API's own nor https on public addresses, UploadPolicyRefused when
+        the host refuses the policy (fetch a new one and try again), APIConnectionError when it cannot be
+        reached, and the APIStatusError subclass of any other refusal."""
         key = f"{policy['upload_dir']}/{filename}"
         form = {
             "OSSAccessKeyId": str(policy["oss_access_key_id"]),
@@ -266,34 +230,54 @@ class DashScopeClient:
             "page_size": str(page_size),
         }
         path = "/tasks?" + urlencode({k: v for k, v in params.items() if v is not None})
-        data = await self._call("GET", path, None, {}, _retry_query, rate=self._query_rate, raw=True)
-        return parse_task_page(data)
+        return parse_task_page(await self._query("GET", path, rate=self._query_rate))
 
     async def get_task(self, task_id: str) -> TaskResult:
-        envelope = await self._call(
-            "GET", _task_path(TASK_PATH, task_id), None, {}, _retry_query, rate=self._query_rate
-        )
+        """A task as the API describes it now; UNKNOWN (not an error) for an id it does not know."""
+        path = _task_path(TASK_PATH, task_id)
+        envelope = _envelope(await self._query("GET", path, rate=self._query_rate), path)
         return parse_result(envelope, default_status=TaskStatus.UNKNOWN)
 
     async def cancel_task(self, task_id: str) -> str | None:
-        """Cancel a PENDING task. Returns the request id; raises APIStatusError when it cannot be cancelled."""
-        envelope = await self._call("POST", _task_path(CANCEL_PATH, task_id), None, {}, _retry_query)
-        return envelope.request_id
+        """Cancel a PENDING task; returns the request id. A task past PENDING cannot be cancelled: BadRequestError
+        (``UnsupportedOperation``)."""
+        path = _task_path(CANCEL_PATH, task_id)
+        return _envelope(await self._query("POST", path), path).request_id
 
     # --- plumbing -------------------------------------------------------------------------------
 
-    async def _call(
+    async def _create(
+        self, path: str, body: Mapping[str, JSON], headers: Mapping[str, str], *, read_timeout: float
+    ) -> Envelope:
+        """POST ``body`` to an endpoint that creates paid work (a task, a synchronous generation); returns its
+        envelope. Retried only where no second task can come of it (``_retry_submit``). Raises what ``_send``
+        raises, and DashScopeError for an answer that is not an envelope."""
+        answer = await self._send(
+            "POST", path, retry_on=_retry_submit, body=body, headers=headers, read_timeout=read_timeout
+        )
+        return _envelope(answer, path)
+
+    async def _query(
+        self, method: Literal["GET", "POST"], path: str, *, rate: QueryRate | None = None
+    ) -> dict[str, JSON]:
+        """A request without a body that bills nothing (a task, the task list, an upload policy, a cancel);
+        returns its JSON object. Retried on 429, 5xx and connection errors (``_retry_query``), each attempt
+        holding a place in ``rate`` when given. Raises what ``_send`` raises."""
+        return await self._send(method, path, retry_on=_retry_query, rate=rate)
+
+    async def _send(
         self,
         method: str,
         path: str,
-        body: Mapping[str, Any] | None,
-        headers: Mapping[str, str],
-        retry_on: Callable[[Exception], bool | float],
         *,
+        retry_on: Callable[[Exception], bool | float],
+        body: Mapping[str, JSON] | None = None,
+        headers: Mapping[str, str] | None = None,
         read_timeout: float | None = None,
         rate: QueryRate | None = None,
-        raw: bool = False,
-    ) -> Any:
+    ) -> dict[str, JSON]:
+        """``_once`` under the retry policy: an error ``retry_on`` accepts is tried again (after its float, in
+        seconds, when it gives one) until the attempts or the time run out; then the last error is raised."""
         import stamina  # off the start path
 
         policy = self._retry
@@ -307,21 +291,22 @@ class DashScopeClient:
         ):
             with attempt:
                 if rate is None:
-                    return await self._once(method, path, body, headers, read_timeout, raw=raw)
+                    return await self._once(method, path, body, headers or {}, read_timeout)
                 async with rate.query():
-                    return await self._once(method, path, body, headers, read_timeout, raw=raw)
+                    return await self._once(method, path, body, headers or {}, read_timeout)
         raise AssertionError("unreachable")  # pragma: no cover - retry_context either returns or raises
 
     async def _once(
         self,
         method: str,
         path: str,
-        body: Mapping[str, Any] | None,
+        body: Mapping[str, JSON] | None,
         headers: Mapping[str, str],
         read_timeout: float | None,
-        *,
-        raw: bool = False,
-    ) -> Any:
+    ) -> dict[str, JSON]:
+        """One attempt; returns the answer's JSON object. Raises APIConnectionError / APITimeoutError (with
+        ``request_sent``) when no answer came, and the APIStatusError subclass of an error envelope, a non-200
+        status or an answer that is not a JSON object."""
         all_headers = {**self._headers, **headers}
         content = None
         if body is not None:
@@ -355,23 +340,21 @@ class DashScopeClient:
         )
         if response.status_code != 200 or not isinstance(data, dict) or data.get("code"):
             raise status_error(response.status_code, data, response.headers)
-        if raw:
-            return data
-        try:
-            return Envelope.model_validate(data)
-        except ValueError as exc:
-            raise DashScopeError(f"unexpected response shape from {path}: {exc}") from None
+        return data
+
+
+def _envelope(answer: Mapping[str, JSON], path: str) -> Envelope:
+    """``answer`` read as a DashScope envelope; DashScopeError naming ``path`` when it is not one."""
+    try:
+        return Envelope.model_validate(answer)
+    except ValueError as exc:
+        raise DashScopeError(f"unexpected response shape from {path}: {exc}") from None
 
 
 def _task_path(template: str, task_id: str) -> str:
     """A task's path, its id checked (InvalidRequest naming task_id) and quoted: an id can never reach another
     endpoint, add a query or a header, whoever calls."""
     return template.format(task_id=quote(check_task_id(task_id), safe=""))
-
-
-class UploadPolicyRefused(APIStatusError):
-    """The upload host refused the policy (expired, signature not matching, a condition failed): fetch a new
-    one."""
 
 
 def _xml(text: str, tag: str) -> str | None:

@@ -1,17 +1,23 @@
-"""Errors shaped after the wire.
+"""Errors shaped after the wire: every exception the ``dashscope`` package defines and raises is here.
 
-    DashScopeError
+    DashScopeError                anything the API, its upload host or the network refused
     ├── APIConnectionError        no HTTP response; .request_sent says whether the server may have it
     │   └── APITimeoutError
-    ├── APIStatusError            an error envelope: .status, .code, .message, .request_id
-    │   ├── BadRequestError           400
-    │   │   └── ContentModerationError    400 DataInspectionFailed / IPInfringementSuspect
-    │   ├── AuthenticationError       401
-    │   ├── PermissionDeniedError     403 (and Arrearage)
-    │   ├── NotFoundError             404
-    │   ├── RateLimitError            429 (.retry_after)
-    │   └── InternalServerError       5xx
-    └── TaskFailedError           a task ended FAILED / CANCELED / UNKNOWN: .task_id, .status, .code, .message
+    └── APIStatusError            an error envelope: .status, .code, .message, .request_id
+        ├── BadRequestError           400
+        │   └── ContentModerationError    400 DataInspectionFailed / IPInfringementSuspect
+        ├── AuthenticationError       401
+        ├── PermissionDeniedError     403 (and Arrearage)
+        ├── NotFoundError             404
+        ├── RateLimitError            429 (.retry_after)
+        ├── InternalServerError       5xx
+        └── UploadPolicyRefused       403 from the upload host: the policy expired or was refused; get a new one
+
+A task that ends FAILED, CANCELED or UNKNOWN is not an error here: ``get_task`` returns it as a TaskResult
+with its ``status``, ``code`` and ``message``. The client also raises errors of the package root, defined
+there: ConfigurationError (a key no HTTP header can carry), InvalidRequest (a task id that is not one) and
+AccessDenied (an upload host that is not allowed). Outside this module, ``results.DownloadError`` (a result
+image that could not be fetched) subclasses DashScopeError.
 
 The API key is never part of any of these: they are built from status, body and response headers only.
 """
@@ -97,14 +103,9 @@ class InternalServerError(APIStatusError):
         return self.code != "InternalError.Timeout"
 
 
-class TaskFailedError(DashScopeError):
-    def __init__(self, task_id: str, status: str, code: str, message: str, request_id: str | None) -> None:
-        self.task_id = task_id
-        self.status = status
-        self.code = code
-        self.message = message
-        self.request_id = request_id
-        super().__init__(f"task {task_id} {status}: {code}: {message}")
+class UploadPolicyRefused(APIStatusError):
+    """The upload host refused the policy (expired, signature not matching, a condition failed): fetch a new
+    one."""
 
 
 _BY_STATUS: Mapping[int, type[APIStatusError]] = {

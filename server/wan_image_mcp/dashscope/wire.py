@@ -1,16 +1,18 @@
-"""The exact JSON shapes of the DashScope image API: request bodies out, typed results in."""
+"""The exact JSON shapes of the DashScope image API: requests (``ImageRequest``) and their bodies out, typed
+results in; and what a task id may be."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict
 
-from ..specs import Protocol
-from ..validation import PreparedRequest
+from ..errors import InvalidRequest, Problem
+from ..specs import Endpoints, Protocol
 
 JSON = Any
 
@@ -31,25 +33,67 @@ class TaskStatus(StrEnum):
 # --- requests -------------------------------------------------------------------------------------
 
 
-def build_body(request: PreparedRequest) -> dict[str, JSON]:
+@dataclass(frozen=True)
+class ImageRequest:
+    """One image request as DashScope takes it: what ``build_body`` writes and the client sends. Built from a
+    validated request (``validation.PreparedRequest.to_wire``); nothing here is checked again."""
+
+    model: str
+    protocol: Protocol
+    """Where prompt, images and ``negative_prompt`` go in the body."""
+    endpoints: Endpoints
+    """The model's create-task path and its synchronous path (None when it has none)."""
+    prompt: str
+    images: tuple[str, ...] = ()
+    """Each input image as sent, in order: its ``http(s)://`` or ``oss://`` URL, or a base64 ``data:`` URL."""
+    parameters: Mapping[str, JSON] = field(default_factory=dict[str, JSON])
+    """Wire ``parameters`` (``negative_prompt`` excluded: its place depends on the protocol)."""
+    negative_prompt: str | None = None
+    interleave: bool = False
+    """Text and images interleaved in the answer: only a task serves it (synchronously it needs streaming)."""
+
+    @property
+    def oss_resolve(self) -> bool:
+        """Whether an image is an ``oss://`` temporary upload, which needs ``X-DashScope-OssResourceResolve``."""
+        return any(image.startswith("oss://") for image in self.images)
+
+
+def build_body(request: ImageRequest) -> dict[str, JSON]:
     """The JSON body for ``request`` in its model's protocol."""
-    values = [image.value for image in request.images]
     parameters = dict(request.parameters)
-    if request.spec.protocol is Protocol.MESSAGES:
+    if request.protocol is Protocol.MESSAGES:
         if request.negative_prompt is not None:
             parameters["negative_prompt"] = request.negative_prompt
-        content: list[dict[str, str]] = [{"image": value} for value in values]
+        content: list[dict[str, str]] = [{"image": image} for image in request.images]
         content.append({"text": request.prompt})
         payload: dict[str, JSON] = {"messages": [{"role": "user", "content": content}]}
     else:
-        payload = {"prompt": request.prompt, "images": values}
+        payload = {"prompt": request.prompt, "images": list(request.images)}
         if request.negative_prompt is not None:
             payload["negative_prompt"] = request.negative_prompt
     return {"model": request.model, "input": payload, "parameters": parameters}
 
 
-def needs_oss_resolve(request: PreparedRequest) -> bool:
-    return any(image.url is not None and image.url.startswith("oss://") for image in request.images)
+TASK_ID_MAX = 128
+_TASK_ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{TASK_ID_MAX - 1}}}")
+
+
+def check_task_id(task_id: str) -> str:
+    """``task_id`` if it can be a DashScope task id: one URL path segment that needs no quoting (DashScope's are
+    UUIDs), never ``.``, ``..``, a slash, a query, a fragment, whitespace or a control character. Checked before
+    any request and any journal row; anything else raises InvalidRequest naming ``task_id`` and the rule."""
+    if _TASK_ID.fullmatch(task_id):
+        return task_id
+    shown = repr(task_id) if len(task_id) <= 60 else f"{task_id[:60]!r}… ({len(task_id)} characters)"
+    raise InvalidRequest(
+        [
+            Problem(
+                "task_id",
+                f"{shown} is not a task id: it must be 1-{TASK_ID_MAX} letters, digits, '-', '_' or '.', starting "
+                "with a letter or digit, as edit_image, submit_task and list_tasks give it",
+            )
+        ]
+    )
 
 
 # --- responses ------------------------------------------------------------------------------------
