@@ -134,3 +134,31 @@ def test_values_are_shown_short_and_as_json() -> None:
     assert found.startswith('prompt must be a string; got ["xxx') and found.endswith("…")
     assert len(found) < 100
     assert refusal([found]).endswith(". Nothing was sent.")
+
+
+@pytest.mark.parametrize("tool", sorted(TOOL_NAMES - {"cancel_task"}))
+async def test_null_for_any_optional_argument_means_not_given(tool: str, mcp: Client) -> None:
+    listed = {t.name: t for t in (await mcp.list_tools()).tools}
+    schema = listed[tool].input_schema
+    optional = set(schema["properties"]) - set(schema.get("required", []))
+    arguments = {**VALID[tool], **dict.fromkeys(optional - set(VALID[tool]))}
+    result = await mcp.call_tool(tool, arguments)
+    assert "got null" not in text(result) and "must be" not in text(result), text(result)
+
+
+async def test_null_for_a_required_argument_is_refused(mcp: Client) -> None:
+    result = await mcp.call_tool("edit_image", {"prompt": None})
+    assert text(result) == "prompt must be a string; got null. Nothing was sent."
+
+
+async def test_a_comma_separated_string_of_images_is_answered_with_the_list_to_send(mcp: Client) -> None:
+    result = await mcp.call_tool("edit_image", {"prompt": "x", "images": "/a.png, /b.png"})
+    assert text(result) == (
+        'images must be a list with one reference per image: ["/a.png", "/b.png"], not "/a.png, /b.png". '
+        "Nothing was sent."
+    )
+
+
+async def test_a_number_too_large_to_parse_is_worded_as_ours(mcp: Client) -> None:
+    result = await mcp.call_tool("edit_image", {"prompt": "x", "seed": 1e308})
+    assert text(result) == "seed must be a whole number of sensible size; got 1e+308. Nothing was sent."

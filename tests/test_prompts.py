@@ -161,6 +161,7 @@ async def test_detecting_one_target_says_it_not_them(mcp: Client) -> None:
         ("edit_text_in_image", {}, "prompt 'edit_text_in_image': missing required arguments image, new_text, old_text"),
         ("fuse_images", {"images": "a.png"}, "prompt 'fuse_images': missing required argument goal"),
         ("remove_object", {"image": "a.png", "targt": "logo"}, "unknown argument 'targt' — did you mean 'target'?"),
+        ("fuse_images", {"images": "a.png", "goal": "  "}, "prompt 'fuse_images': required argument goal empty"),
     ],
 )
 async def test_prompt_mistakes_are_invalid_params_naming_what_is_wrong(
@@ -172,3 +173,9 @@ async def test_prompt_mistakes_are_invalid_params_naming_what_is_wrong(
     assert message in caught.value.message
     assert "{" not in caught.value.message  # no Python set repr
     assert "Traceback" not in caplog.text
+
+
+@pytest.mark.parametrize(("shots", "count"), [(", , ,", 4), ("-3", 1), ("2", 2), ("", 4)])
+async def test_shots_that_list_nothing_take_the_default_shots(shots: str, count: int, mcp: Client) -> None:
+    _, _, call = await suggestion(mcp, "product_visual_set", {"product": "headphones", "shots": shots})
+    assert call["n"] == count

@@ -101,11 +101,13 @@ class WanServer(MCPServer[AppState]):
         given = arguments or {}
         declared = prompt.arguments or []
         missing = sorted(arg.name for arg in declared if arg.required and arg.name not in given)
-        unknown = argument_problems(given, [arg.name for arg in declared], [])
-        if missing or unknown:
-            said = (
-                [f"missing required argument{'s' if len(missing) > 1 else ''} {', '.join(missing)}"] if missing else []
-            )
+        blank = sorted(
+            arg.name for arg in declared if arg.required and arg.name in given and not given[arg.name].strip()
+        )
+        unknown = sorted(argument_problems(given, [arg.name for arg in declared], []))
+        said = [f"missing required argument{'s' if len(missing) > 1 else ''} {', '.join(missing)}"] if missing else []
+        said += [f"required argument{'s' if len(blank) > 1 else ''} {', '.join(blank)} empty"] if blank else []
+        if said or unknown:
             raise MCPError(INVALID_PARAMS, f"prompt '{name}': {'; '.join(said + unknown)}")
         return await super().get_prompt(name, arguments, context)
 

@@ -53,6 +53,7 @@ _KINDS: Mapping[str, str] = {
     "int_type": "a whole number",
     "int_parsing": "a whole number",
     "int_from_float": "a whole number",
+    "int_parsing_size": "a whole number of sensible size",
     "float_type": "a number",
     "float_parsing": "a number",
     "bool_type": "true or false",
@@ -109,7 +110,7 @@ def _unknown(name: str, known: Sequence[str]) -> str:
         guess = close[0] if close else None
     if guess is not None:
         return f"unknown argument '{name}' — did you mean '{guess}'?"
-    return f"unknown argument '{name}' — the arguments are {', '.join(known)}"
+    return f"unknown argument '{name}' — the arguments are {', '.join(sorted(known))}"
 
 
 def _explain(error: ErrorDetails, arguments: Mapping[str, Any]) -> str:
@@ -127,7 +128,9 @@ def _explain(error: ErrorDetails, arguments: Mapping[str, Any]) -> str:
     if kind == "missing":
         return f"{where} is required" if len(loc) == 1 else f"{where} is missing"
     if argument == "images" and kind == "list_type" and len(loc) == 1 and isinstance(value, str):
-        return f"images must be a list with one reference per image: [{_show(value)}], not {_show(value)}"
+        parts = [part.strip() for part in value.split(",") if part.strip()] if "," in value else [value]
+        listed = ", ".join(_show(part) for part in parts)
+        return f"images must be a list with one reference per image: [{listed}], not {_show(value)}"
     if kind in _KINDS:
         return f"{where} must be {_KINDS[kind]}; got {_show(value)}"
     if kind == "literal_error" or kind == "enum":

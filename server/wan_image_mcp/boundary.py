@@ -49,6 +49,9 @@ class StrictTool(Tool):
     async def run(self, arguments: dict[str, Any], context: Context[Any, Any], convert_result: bool = False) -> Any:
         fields = self.fn_metadata.arg_model.model_fields
         known = [field.alias or name for name, field in fields.items()]
+        # An optional argument sent as null means "not given" (hosts with strict schemas send every field).
+        optional = {field.alias or name for name, field in fields.items() if not field.is_required()}
+        arguments = {key: value for key, value in arguments.items() if not (value is None and key in optional)}
         try:
             self.fn_metadata.validate_arguments(arguments)
             errors: list[ErrorDetails] = []

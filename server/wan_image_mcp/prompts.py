@@ -123,10 +123,10 @@ def product_visual_set(
     """A coherent product visual set (key visual, macro details, exploded view, lifestyle…) from one description."""
     zh = _zh(product, shots)
     defaults = _SHOTS_ZH if zh else _SHOTS
-    if not shots.strip() or shots.strip().isdigit():
+    listed = _refs(shots.replace("、", ",").replace("，", ","))[:12]
+    if len(listed) <= 1 and re.fullmatch(r"\s*[-+]?\d+\s*", shots or "4"):  # a number: that many of the defaults
         listed = list(defaults[: max(1, min(int(shots or 4), len(defaults)))])
-    else:
-        listed = _refs(shots.replace("、", ",").replace("，", ","))[:12]
+    listed = listed or list(defaults[:4])
     count = len(listed)
     if zh:
         instruction = f"為以下產品產生一套{count}張風格統一的商業視覺圖，依序為：{'、'.join(listed)}。產品：{product}"
