@@ -29,6 +29,19 @@ pytestmark = pytest.mark.anyio
         ("the 3rd image's colours", 3),
         ("take the third picture's sky", 3),
         ("把圖十的燈放到圖1", 10),
+        ("combine images 1, 2 and 3", 3),
+        ("images 1 to 3 side by side", 3),
+        ("pictures 1-3 as a strip", 3),
+        ("把图1-3拼在一起", 3),
+        ("the sky of image three", 3),
+        ("Image-3 is the style", 3),
+        ("image_3 background", 3),
+        ("the logo in image (3)", 3),
+        ("input 3 is the logo", 3),
+        ("把3号图的猫放进来", 3),
+        ("圖３的花", 3),
+        ("put the dog of image 3 in the garden", 3),
+        ("第3張的人物", 3),
     ],
 )
 def test_each_way_of_naming_an_image_is_found(prompt: str, number: int) -> None:
@@ -47,6 +60,22 @@ def test_each_way_of_naming_an_image_is_found(prompt: str, number: int) -> None:
         "試圖3次都失敗的人",
         "生成3張海報",
         "image 1 and image 2, 12 colours",
+        "把第3个人的衣服换成红色",
+        "移除画面中第三个苹果",
+        "一张海报，标题写着“第一张专辑”",
+        "photo 360° turntable",
+        "image 8 bit style",
+        "图3D效果",
+        "图 4K 壁纸",
+        "picture 5 stars",
+        "image 3 inches wide",
+        "image 300 dpi",
+        "photo 10 minutes later",
+        "image 3 people waving",
+        "the 3rd picture frame on the wall",
+        "a kid holding a photo 2 people smiling",
+        "A calendar photo 1 of 12",
+        "a picture 3 meters tall",
     ],
 )
 def test_numbers_that_are_not_references_are_not_flagged(prompt: str) -> None:
@@ -77,6 +106,15 @@ async def test_references_within_the_images_given_pass(mcp: Client, make_image: 
     result = await mcp.call_tool(
         "edit_image", {"prompt": "paint image 2's graffiti on image 1, 3 variations", "images": images}
     )
+    assert not result.is_error, text(result)
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    ["三个小孩站成一排，第一个穿红衣服", "the first image on the wall is a sunset", "第二張海報是藍色的"],
+)
+async def test_a_text_to_image_prompt_may_use_ordinals(prompt: str, mcp: Client) -> None:
+    result = await mcp.call_tool("edit_image", {"prompt": prompt})
     assert not result.is_error, text(result)
 
 

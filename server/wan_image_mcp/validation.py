@@ -176,11 +176,13 @@ def check_parameters(spec: ModelSpec, mode: Mode, prompt: str, image_count: int,
 def _check_references(prompt: str, image_count: int, mode: Mode) -> list[Problem]:
     """A prompt that names an image beyond those given (圖3 with two images) would be billed for an edit that
     cannot be what was meant. In an image set or an interleaved answer, 第3張 and 'the third image' usually
-    number the outputs, so only 圖3 / image 3 count there, and only when images are given."""
+    number the outputs, and with no images they describe the scene, so there only 圖3 / image 3 count; an image
+    set or an interleaved answer without images is not checked at all (its prompt may number its outputs)."""
     outputs_numbered = mode.name in ("image-set", "interleave")
     if outputs_numbered and image_count == 0:
         return []
-    beyond = [(n, said) for n, said in references(prompt, ordinals=not outputs_numbered) if n > image_count]
+    ordinals = image_count > 0 and not outputs_numbered
+    beyond = [(n, said) for n, said in references(prompt, ordinals=ordinals) if n > image_count]
     if not beyond:
         return []
     number, said = beyond[0]
