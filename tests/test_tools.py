@@ -509,3 +509,8 @@ def test_submit_task_takes_exactly_edit_images_arguments_but_wait_seconds() -> N
     submit = inspect.signature(tools.submit_task, eval_str=True).parameters
     expected = [(p.name, p.annotation, p.default, p.kind) for p in edit.values() if p.name != "wait_seconds"]
     assert [(p.name, p.annotation, p.default, p.kind) for p in submit.values()] == expected
+
+
+async def test_an_id_neither_the_journal_nor_dashscope_knows_is_not_remembered(mcp: Client) -> None:
+    await mcp.call_tool("check_task", {"task_id": "no-such-task"})
+    assert structured(await mcp.call_tool("list_tasks", {}))["tasks"] == []

@@ -269,7 +269,8 @@ class WanService:
                 task = await self.polling.wait(task_id, lambda: client.get_task(task_id), wait_seconds, progress)
             except PollFailed as failed:
                 return await self._unqueried(task_id, row, failed)
-            row = await self._record(task_id, task, row)
+            if row is not None or task.status is not TaskStatus.UNKNOWN:  # an id DashScope does not know either
+                row = await self._record(task_id, task, row)  # is no task of ours: nothing to remember
             result = from_task(task_id, task, row)
             if task.status is not TaskStatus.SUCCEEDED:
                 return result
