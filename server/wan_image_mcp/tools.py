@@ -336,8 +336,8 @@ async def list_tasks(
     status: Annotated[
         ListedStatus | None,
         Field(
-            description="Only tasks in this status (SUBMITTING, UNCERTAIN: answer lost, being looked for; AMBIGUOUS: "
-            "several tasks could be it, see candidates; EXPIRED: URLs expired unsaved)."
+            description="Only this status (SUBMITTING/UNCERTAIN: answer lost, being looked for; AMBIGUOUS: see "
+            "candidates; EXPIRED: URLs expired unsaved)."
         ),
     ] = None,
     page: Annotated[int, Field(ge=1, le=10_000)] = 1,
