@@ -414,16 +414,24 @@ async def test_another_clients_task_with_the_same_model_and_parameters_cannot_be
     service.journal.sync.close()
 
 
-async def test_a_lost_submission_whose_only_candidate_made_another_size_was_not_created(
+async def test_a_lost_submission_whose_only_candidate_made_another_size_is_ambiguous_not_called_unbilled(
     http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState, client: DashScopeClient
 ) -> None:
-    sent = time.time() - 600
+    sent = time.time() - 600  # ten minutes ago: past the window
     emulator.clock = lambda: sent
     (foreign,) = await crashed(server_settings, client, ago=600, made=EditParams(size="2K"))
     emulator.clock = time.time
-    rejected = await concluded(http, server_settings)
-    assert rejected["error"]["code"] == "NotCreated" and "nothing is billed" in rejected["error"]["message"]
-    assert f"task {foreign}: its images are 2048*2048" in rejected["error"]["message"]
+    async with restarted(http, server_settings) as after:
+
+        async def judged() -> bool:
+            return (await row(after, 1))["status"] == "AMBIGUOUS"
+
+        await until(judged, within=10)
+        unlike = await row(after, 1)
+    assert unlike.get("task_id") is None and unlike["candidates"] == [foreign]
+    message = unlike["error"]["message"]
+    assert f"task {foreign}: its images are 2048*2048" in message and "1024*1024" in message
+    assert "probably another client's" in message and "none was adopted" in message
 
 
 def test_what_dashscope_reports_of_a_task_rules_it_out_when_the_request_cannot_have_made_it(tmp_path: Path) -> None:

@@ -287,15 +287,24 @@ def _past_window(row: TaskRow) -> bool:
     return time.time() > Window.of(row).end + NOT_CREATED_AFTER
 
 
-def _not_created(row: TaskRow, verdict: Verdict) -> str:
+def _not_created(row: TaskRow) -> str:
     window = Window.of(row)
-    others = "; ".join(f"task {task_id}: {why}" for task_id, why in verdict.ruled_out)
-    seen = f" (the {row.model} tasks submitted then are not its own, by what DashScope reports: {others})"
     return (
         f"The answer to this submission was lost, and DashScope's task list shows no {row.model} task submitted "
         f"between {iso_time(window.start)} and {iso_time(window.end)} (in any time zone, allowing for its clock being "
-        f"up to {MAX_SKEW / 60:.0f} min off) that it could have made{seen if others else ''}: no task was created, "
-        "nothing is billed. Submit it again if it is still wanted."
+        f"up to {MAX_SKEW / 60:.0f} min off) that it could have made: no task was created, nothing is billed. Submit "
+        "it again if it is still wanted."
+    )
+
+
+def _unlike(verdict: Verdict) -> str:
+    """What an AMBIGUOUS row says when the only tasks submitted in its window are unlike what it asked for."""
+    why = "; ".join(f"task {task_id}: {reason}" for task_id, reason in verdict.ruled_out)
+    return (
+        f"The answer to this submission was lost. The only tasks of its model submitted when it was sent are unlike "
+        f"what it asked for ({why}), so they are probably another client's on the same API key, and none was "
+        "adopted. Call check_task with a task_id to see it; if none is this submission's, it made no task and "
+        "nothing of it is billed."
     )
 
 
@@ -340,8 +349,10 @@ class Reconciler:
         """Find in DashScope's task list the task each unanswered create request (SUBMITTING or UNCERTAIN, younger
         than 24 h, not in flight here) made: adopt it when exactly one task fits, DashScope's report of it does not
         contradict the request, and no other submission could have made it; mark the row AMBIGUOUS with the
-        candidates when several could, and REJECTED (NotCreated) when none did by ``NOT_CREATED_AFTER`` past its
-        window, in any zone and allowing ``MAX_SKEW`` of clock skew. Returns the adopted task ids."""
+        candidates when several could, or when by ``NOT_CREATED_AFTER`` past its window the only tasks there are
+        ones DashScope's report rules out, and REJECTED (NotCreated) when by then no task of its model was
+        submitted in its window, in any zone and allowing ``MAX_SKEW`` of clock skew. Returns the adopted task
+        ids."""
         sends = self._submissions.count
         journal = self._journal
         rows = await journal.run(journal.sync.unresolved, younger_than=time.time() - DAY)
@@ -370,8 +381,13 @@ class Reconciler:
                 await journal.run(journal.sync.ambiguous, row.id, verdict.candidates, ambiguity(verdict))
                 log.warning("journal row %d: %d candidate tasks, none adopted", row.id, len(verdict.candidates))
                 settled += 1
+            elif verdict is not None and verdict.kind == "none" and _past_window(row) and verdict.ruled_out:
+                # a task of its model was submitted then: "nothing is billed" is not said on our reading alone
+                candidates = [task_id for task_id, _ in verdict.ruled_out]
+                await journal.run(journal.sync.ambiguous, row.id, candidates, _unlike(verdict))
+                settled += 1
             elif verdict is not None and verdict.kind == "none" and _past_window(row):
-                await journal.run(journal.sync.rejected, row.id, "NotCreated", _not_created(row, verdict))
+                await journal.run(journal.sync.rejected, row.id, "NotCreated", _not_created(row))
                 settled += 1
         return Reconciled(adopted=adopted, unresolved=len(rows) - settled)
 
