@@ -20,7 +20,7 @@ from mcp import Client
 from tests.conftest import until
 from wan_image_mcp.app import build_app, build_state
 from wan_image_mcp.config import Settings
-from wan_image_mcp.dashscope import DashScopeClient, ListedTask, RetryPolicy, TaskResult, TaskStatus
+from wan_image_mcp.dashscope import DashScopeClient, ListedTask, TaskResult, TaskStatus
 from wan_image_mcp.emulator import EmulatorState, Fault
 from wan_image_mcp.errors import SubmissionUncertain
 from wan_image_mcp.journal import AsyncJournal, Journal, NewTask
@@ -363,54 +363,93 @@ async def test_with_no_known_task_a_clock_minutes_off_still_fits_its_zone(
         assert (await saved(after, 1))["task_id"] == task_id
 
 
-def other_client(http: httpx2.AsyncClient) -> DashScopeClient:
-    """Another process on the same API key (a second replica with its own journal, a script)."""
-    retry = RetryPolicy(attempts=1, timeout=5, wait_initial=0.001, wait_max=0.01, wait_jitter=0.0)
-    return DashScopeClient(http, api_key="sk-emulator", base_url="http://emulator.test/api/v1", retry=retry)
-
-
 async def lost_then_foreign(
-    http: httpx2.AsyncClient, settings: Settings, emulator: EmulatorState, foreign: EditParams
+    http: httpx2.AsyncClient,
+    settings: Settings,
+    emulator: EmulatorState,
+    other: DashScopeClient,
+    foreign: EditParams,
+    *,
+    model: str = MODEL,
+    images: tuple[str, ...] = (),
+    prompt: str = "a blue whale",
+    size: str = "1K",
 ) -> tuple[WanService, str]:
-    """Our create request never reaches DashScope (no task), and another client on the key then submits another
-    prompt with ``foreign`` parameters, in our submission's window. Returns our service and the foreign task id."""
+    """Our create request (``size``, one image) never reaches DashScope (no task), and ``other`` client on the same key
+    (a second replica with its own journal, a script) then submits ``prompt`` with ``foreign`` parameters, in our
+    submission's window. Returns our service and the foreign task id."""
     emulator.add_fault(Fault("drop", target="submit", after_processing=False))
     service = build_state(settings, http, AsyncJournal(Journal(settings.journal_path))).service
-    args = EditArgs(prompt="MY prompt: a red fox", images=[], model=MODEL, params=EditParams(size="1K"))
+    args = EditArgs(prompt="MY prompt: a red fox", images=list(images), model=model, params=EditParams(size=size))
     with pytest.raises(SubmissionUncertain):
         await service.submit(args)
     assert emulator.tasks == {}
-    task = await other_client(http).submit(prepare_request(MODEL, "a blue whale", [], foreign).to_wire())
+    task = await other.submit(prepare_request(model, prompt, list(images), foreign).to_wire())
     assert task.task_id is not None
     return service, task.task_id
 
 
+async def adopted_in(service: WanService, passes: int = 3) -> list[str]:
+    """Task ids adopted over a few passes (the first may find a candidate still running and wait for it)."""
+    adopted: list[str] = []
+    for _ in range(passes):
+        reconciled = await service.reconcile()
+        adopted += reconciled.adopted
+    return adopted
+
+
 @pytest.mark.parametrize("foreign", [EditParams(size="2K"), EditParams(size="1K", n=2)], ids=["2K", "n=2"])
 async def test_a_lost_submission_does_not_adopt_another_clients_task_that_made_another_size_or_count(
-    http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState, foreign: EditParams
+    http: httpx2.AsyncClient,
+    server_settings: Settings,
+    emulator: EmulatorState,
+    client: DashScopeClient,
+    foreign: EditParams,
 ) -> None:
-    service, foreign_id = await lost_then_foreign(http, server_settings, emulator, foreign)
+    service, foreign_id = await lost_then_foreign(http, server_settings, emulator, client, foreign)
     (row,) = service.journal.sync.unresolved(younger_than=0)
     assert row.expected_size == "1024*1024" and row.requested_images == 1  # recorded when it was sent
-    for _ in range(3):  # the first pass may see it still running; then DashScope says what it made
-        reconciled = await service.reconcile()
-        assert reconciled.adopted == [] and reconciled.unresolved == 1
-    assert emulator.tasks[foreign_id].status == "SUCCEEDED"
+    assert await adopted_in(service) == []
+    assert emulator.tasks[foreign_id].status == "SUCCEEDED"  # DashScope said what it made
     (still,) = service.journal.sync.unresolved(younger_than=0)
     assert (still.status, still.task_id) == ("UNCERTAIN", None)
     service.journal.sync.close()
 
 
 async def test_another_clients_task_with_the_same_model_and_parameters_cannot_be_told_apart_and_is_adopted(
-    http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState
+    http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState, client: DashScopeClient
 ) -> None:
-    """Documented in the README: DashScope reports no prompt for wan2.7, so the same size and count in the same
-    seconds is indistinguishable."""
-    service, foreign_id = await lost_then_foreign(http, server_settings, emulator, EditParams(size="1K"))
-    adopted: list[str] = []
-    for _ in range(3):
-        adopted += (await service.reconcile()).adopted
-    assert adopted == [foreign_id]
+    """Documented in the README: DashScope reports no prompt for wan2.7 and 2.6, so the same size and count in the
+    same seconds is indistinguishable."""
+    service, foreign_id = await lost_then_foreign(http, server_settings, emulator, client, EditParams(size="1K"))
+    assert await adopted_in(service) == [foreign_id]
+    service.journal.sync.close()
+
+
+@pytest.mark.parametrize(("prompt", "adopted"), [("a blue whale", False), ("MY prompt: a red fox", True)])
+async def test_a_wan25_task_is_told_apart_by_the_prompt_it_reports(
+    http: httpx2.AsyncClient,
+    server_settings: Settings,
+    emulator: EmulatorState,
+    client: DashScopeClient,
+    prompt: str,
+    adopted: bool,
+) -> None:
+    """wan2.5 reports each image's orig_prompt: another prompt with the same parameters is not ours."""
+    car = "https://help-static-aliyun-doc.aliyuncs.com/file-manage-files/zh-CN/20251229/pjeqdf/car.webp"
+    same = EditParams(size="1024*1024")
+    service, foreign_id = await lost_then_foreign(
+        http,
+        server_settings,
+        emulator,
+        client,
+        same,
+        model="wan2.5-i2i-preview",
+        images=(car,),
+        size="1024*1024",
+        prompt=prompt,
+    )
+    assert await adopted_in(service) == ([foreign_id] if adopted else [])
     service.journal.sync.close()
 
 
