@@ -156,13 +156,14 @@ async def test_interleave_returns_texts_and_images(client: DashScopeClient) -> N
     assert len(done.image_urls) == 2 and len(done.texts) == 2
 
 
-async def test_wan25_results_carry_the_rewritten_prompt(client: DashScopeClient) -> None:
+async def test_wan25_results_carry_the_prompt_as_given_and_rewritten(client: DashScopeClient) -> None:
     request = prepare_request("wan2.5-i2i-preview", "move the clock", [CAR, PAINT], EditParams(prompt_extend=True))
     task = await client.submit(request.to_wire())
     assert task.task_id is not None
     done = await finish(client, task.task_id)
     assert len(done.image_urls) == 1
     assert done.actual_prompt is not None and done.actual_prompt.startswith("move the clock")
+    assert done.orig_prompt == "move the clock"  # what reconciliation compares a candidate task with
     assert done.usage == {"image_count": 1}
 
 

@@ -20,11 +20,12 @@ from mcp import Client
 from tests.conftest import until
 from wan_image_mcp.app import build_app, build_state
 from wan_image_mcp.config import Settings
-from wan_image_mcp.dashscope import DashScopeClient, ListedTask, TaskStatus
+from wan_image_mcp.dashscope import DashScopeClient, ListedTask, TaskResult, TaskStatus
 from wan_image_mcp.emulator import EmulatorState, Fault
+from wan_image_mcp.errors import SubmissionUncertain
 from wan_image_mcp.journal import AsyncJournal, Journal, NewTask
 from wan_image_mcp.outcomes import EditResult
-from wan_image_mcp.reconcile import judge, learn_offset
+from wan_image_mcp.reconcile import contradiction, judge, learn_offset
 from wan_image_mcp.service import EditArgs, WanService
 from wan_image_mcp.validation import EditParams, prepare_request
 
@@ -37,17 +38,35 @@ def body(result: Any) -> dict[str, Any]:
     return result.structured_content
 
 
-async def crashed(settings: Settings, client: DashScopeClient, *, creates: int = 1, ago: float = 0.0) -> list[str]:
-    """What a server killed between sending a create request and reading its answer leaves: a SUBMITTING row,
-    and in DashScope the task(s) its request made. Returns their ids."""
+async def crashed(
+    settings: Settings,
+    client: DashScopeClient,
+    *,
+    creates: int = 1,
+    ago: float = 0.0,
+    made: EditParams | None = None,
+) -> list[str]:
+    """What a server killed between sending a create request (1K, one image) and reading its answer leaves: a
+    SUBMITTING row, and in DashScope the task(s) its request made (or ones with the parameters ``made``, as
+    another client's would be). Returns their ids."""
     journal = Journal(settings.journal_path)
     try:
-        journal.begin(NewTask(model=MODEL, prompt="lost answer", parameters={"n": 1}, created_at=time.time() - ago))
+        journal.begin(
+            NewTask(
+                model=MODEL,
+                prompt="lost answer",
+                parameters={"n": 1},
+                requested_images=1,
+                created_at=time.time() - ago,
+                expected_size=(1024, 1024),
+            )
+        )
     finally:
         journal.close()
     ids: list[str] = []
     for _ in range(creates):
-        task = await client.submit(prepare_request(MODEL, "lost answer", [], EditParams(size="1K")).to_wire())
+        params = made or EditParams(size="1K")
+        task = await client.submit(prepare_request(MODEL, "lost answer", [], params).to_wire())
         assert task.task_id is not None
         ids.append(task.task_id)
     return ids
@@ -70,6 +89,17 @@ async def saved(client: Client, journal_id: int, images: int = 1) -> dict[str, A
 
     await until(done, within=10)
     return await row(client, journal_id)
+
+
+async def concluded(http: httpx2.AsyncClient, settings: Settings) -> dict[str, Any]:
+    """Journal row 1 once a restarted server has concluded that its submission made no task."""
+    async with restarted(http, settings) as after:
+
+        async def rejected() -> bool:
+            return (await row(after, 1))["status"] == "REJECTED"
+
+        await until(rejected, within=10)
+        return await row(after, 1)
 
 
 @asynccontextmanager
@@ -198,7 +228,9 @@ async def test_two_fitting_tasks_are_not_adopted_and_list_tasks_names_both(
     assert ambiguous.get("task_id") is None and ambiguous["candidates"] == sorted(ids)
     assert all(task_id in ambiguous["error"]["message"] for task_id in ids)
     assert "None was adopted" in ambiguous["error"]["message"]
-    assert not any(r.path.startswith("/api/v1/tasks/") for r in emulator.requests)  # neither was taken
+    queried = sorted(r.path.rsplit("/", 1)[1] for r in emulator.requests if r.path.startswith("/api/v1/tasks/"))
+    assert queried == sorted(ids)  # each looked at once, to compare it with the request
+    assert not any(r.path.startswith("/results/") for r in emulator.requests)  # neither was taken
 
 
 async def test_one_task_that_two_lost_submissions_could_have_made_is_adopted_by_neither(
@@ -244,27 +276,26 @@ async def test_a_lost_submission_the_list_never_shows_was_not_created(
     http: httpx2.AsyncClient, server_settings: Settings, client: DashScopeClient
 ) -> None:
     await crashed(server_settings, client, creates=0, ago=600)  # killed before sending, ten minutes ago
-    async with restarted(http, server_settings) as after:
-
-        async def concluded() -> bool:
-            return (await row(after, 1))["status"] == "REJECTED"
-
-        await until(concluded, within=10)
-        rejected = await row(after, 1)
+    rejected = await concluded(http, server_settings)
     assert rejected["error"]["code"] == "NotCreated" and "nothing is billed" in rejected["error"]["message"]
 
 
-def test_the_zone_is_the_most_common_quarter_hour_and_odd_sends_say_nothing() -> None:
+def test_the_offset_is_the_median_of_the_largest_agreeing_group_never_rounded_and_odd_sends_say_nothing() -> None:
     sent = 1_800_000_000.0
 
     def at(offset: float) -> str:
-        return time.strftime("%Y-%m-%d %H:%M:%S.123", time.gmtime(sent + offset))
+        return time.strftime("%Y-%m-%d %H:%M:%S.%%03d", time.gmtime(sent + offset)) % round(offset * 1000 % 1000)
 
     assert learn_offset([]) is None
-    assert learn_offset([(sent, at(8 * 3600 + 0.4))]) == 8 * 3600
-    assert learn_offset([(sent, at(5.75 * 3600 - 3))]) == 5.75 * 3600
+    assert learn_offset([(sent, at(8 * 3600 + 0.4))]) == pytest.approx(8 * 3600 + 0.4, abs=0.01)
+    assert learn_offset([(sent, at(5.75 * 3600 - 3))]) == pytest.approx(5.75 * 3600 - 3, abs=0.01)
+    assert learn_offset([(sent, at(8 * 3600 + 30))]) == pytest.approx(8 * 3600 + 30, abs=0.01)  # a clock 30 s ahead
+    assert learn_offset([(sent, at(8 * 3600 - 200))]) == pytest.approx(8 * 3600 - 200, abs=0.01)
     assert learn_offset([(sent, at(8 * 3600 + 400))]) is None  # 6 min 40 s past a quarter hour: a retried send
-    assert learn_offset([(sent, at(3600)), (sent, at(0)), (sent, at(0))]) == 0
+    retried = [(sent, at(30.2)), (sent, at(90)), (sent, at(30.6)), (sent, at(30.4))]
+    assert learn_offset(retried) == pytest.approx(30.4, abs=0.01)  # the send retried for a minute is left out
+    assert learn_offset([(sent, at(3600)), (sent, at(0)), (sent, at(0))]) == pytest.approx(0, abs=0.01)
+    assert learn_offset([(sent, at(9 * 3600)), (sent, at(8 * 3600))]) == pytest.approx(9 * 3600, abs=0.01)  # newest
     assert learn_offset([(sent, "not a time"), (sent, at(-20 * 3600))]) is None
 
 
@@ -283,12 +314,17 @@ def test_a_task_an_ambiguous_submission_could_be_is_never_adopted_silently_by_an
     assert judge(unanswered, listed, offset=None, known=set(), others=[]).kind == "adopt"
 
 
-async def test_a_zone_that_changed_since_it_was_learned_does_not_make_a_lost_task_look_never_created(
-    http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState, client: DashScopeClient
+@pytest.mark.parametrize("hours", [9.0, 8 + 150 / 3600], ids=["zone moved an hour", "clock 2.5 min ahead"])
+async def test_a_zone_or_clock_that_changed_since_it_was_learned_does_not_make_a_lost_task_look_never_created(
+    http: httpx2.AsyncClient,
+    server_settings: Settings,
+    emulator: EmulatorState,
+    client: DashScopeClient,
+    hours: float,
 ) -> None:
-    async with Client(build_app(server_settings, http)) as before:  # learned: UTC+8
+    async with Client(build_app(server_settings, http)) as before:  # learned: UTC+8, clocks agreeing
         await before.call_tool("edit_image", {"prompt": "known", "model": MODEL, "size": "1K"})
-    emulator.config.tz_offset_hours = 9  # then the service's clock moves an hour
+    emulator.config.tz_offset_hours = hours  # then the service's zone or clock moves (summer time, a VM resumed)
     sent = time.time() - 600  # ten minutes ago: past the window, so nothing found would mean never created
     emulator.clock = lambda: sent
     (task_id,) = await crashed(server_settings, client, ago=600)
@@ -298,3 +334,177 @@ async def test_a_zone_that_changed_since_it_was_learned_does_not_make_a_lost_tas
     assert adopted["task_id"] == task_id
     narrow, wide = list_queries(emulator)
     assert narrow["start_time"] != wide["start_time"]
+
+
+@pytest.mark.parametrize("skew", [30.0, 60.0, 200.0, -45.0])
+async def test_a_lost_answer_is_adopted_when_dashscopes_clock_is_off_by_minutes(
+    http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState, skew: float
+) -> None:
+    """DashScope's clock `skew` seconds from this machine's: the offset learned from a known task keeps it."""
+    emulator.config.tz_offset_hours = 8 + skew / 3600
+    async with restarted(http, server_settings) as mcp:
+        known = body(await mcp.call_tool("edit_image", {"prompt": "known", "model": MODEL, "size": "1K"}))
+        emulator.add_fault(Fault("drop", target="submit", after_processing=True))
+        lost = await mcp.call_tool("edit_image", {"prompt": "paid, answer lost", "model": MODEL, "size": "1K"})
+        assert lost.is_error and "UNCERTAIN" in str(lost.content)
+        adopted = await saved(mcp, 2)
+    (task_id,) = set(emulator.tasks) - {known["task_id"]}
+    assert (adopted["task_id"], adopted["status"], adopted["prompt"]) == (task_id, "SUCCEEDED", "paid, answer lost")
+    assert Path(adopted["images"][0]).is_file()
+
+
+@pytest.mark.parametrize("skew", [60.0, -200.0])
+async def test_with_no_known_task_a_clock_minutes_off_still_fits_its_zone(
+    http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState, client: DashScopeClient, skew: float
+) -> None:
+    emulator.config.tz_offset_hours = -9.5 + skew / 3600
+    (task_id,) = await crashed(server_settings, client)
+    async with restarted(http, server_settings) as after:
+        assert (await saved(after, 1))["task_id"] == task_id
+
+
+async def lost_then_foreign(
+    http: httpx2.AsyncClient,
+    settings: Settings,
+    emulator: EmulatorState,
+    other: DashScopeClient,
+    foreign: EditParams,
+    *,
+    model: str = MODEL,
+    images: tuple[str, ...] = (),
+    prompt: str = "a blue whale",
+    size: str = "1K",
+) -> tuple[WanService, str]:
+    """Our create request (``size``, one image) never reaches DashScope (no task), and ``other`` client on the same key
+    (a second replica with its own journal, a script) then submits ``prompt`` with ``foreign`` parameters, in our
+    submission's window. Returns our service and the foreign task id."""
+    emulator.add_fault(Fault("drop", target="submit", after_processing=False))
+    service = build_state(settings, http, AsyncJournal(Journal(settings.journal_path))).service
+    args = EditArgs(prompt="MY prompt: a red fox", images=list(images), model=model, params=EditParams(size=size))
+    with pytest.raises(SubmissionUncertain):
+        await service.submit(args)
+    assert emulator.tasks == {}
+    task = await other.submit(prepare_request(model, prompt, list(images), foreign).to_wire())
+    assert task.task_id is not None
+    return service, task.task_id
+
+
+async def adopted_in(service: WanService, passes: int = 3) -> list[str]:
+    """Task ids adopted over a few passes (the first may find a candidate still running and wait for it)."""
+    adopted: list[str] = []
+    for _ in range(passes):
+        reconciled = await service.reconcile()
+        adopted += reconciled.adopted
+    return adopted
+
+
+@pytest.mark.parametrize("foreign", [EditParams(size="2K"), EditParams(size="1K", n=2)], ids=["2K", "n=2"])
+async def test_a_lost_submission_does_not_adopt_another_clients_task_that_made_another_size_or_count(
+    http: httpx2.AsyncClient,
+    server_settings: Settings,
+    emulator: EmulatorState,
+    client: DashScopeClient,
+    foreign: EditParams,
+) -> None:
+    service, foreign_id = await lost_then_foreign(http, server_settings, emulator, client, foreign)
+    (row,) = service.journal.sync.unresolved(younger_than=0)
+    assert row.expected_size == "1024*1024" and row.requested_images == 1  # recorded when it was sent
+    assert await adopted_in(service) == []
+    assert emulator.tasks[foreign_id].status == "SUCCEEDED"  # DashScope said what it made
+    (still,) = service.journal.sync.unresolved(younger_than=0)
+    assert (still.status, still.task_id) == ("UNCERTAIN", None)
+    service.journal.sync.close()
+
+
+async def test_another_clients_task_with_the_same_model_and_parameters_cannot_be_told_apart_and_is_adopted(
+    http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState, client: DashScopeClient
+) -> None:
+    """Documented in the README: DashScope reports no prompt for wan2.7 and 2.6, so the same size and count in the
+    same seconds is indistinguishable."""
+    service, foreign_id = await lost_then_foreign(http, server_settings, emulator, client, EditParams(size="1K"))
+    assert await adopted_in(service) == [foreign_id]
+    service.journal.sync.close()
+
+
+@pytest.mark.parametrize(("prompt", "adopted"), [("a blue whale", False), ("MY prompt: a red fox", True)])
+async def test_a_wan25_task_is_told_apart_by_the_prompt_it_reports(
+    http: httpx2.AsyncClient,
+    server_settings: Settings,
+    emulator: EmulatorState,
+    client: DashScopeClient,
+    prompt: str,
+    adopted: bool,
+) -> None:
+    """wan2.5 reports each image's orig_prompt: another prompt with the same parameters is not ours."""
+    car = "https://help-static-aliyun-doc.aliyuncs.com/file-manage-files/zh-CN/20251229/pjeqdf/car.webp"
+    same = EditParams(size="1024*1024")
+    service, foreign_id = await lost_then_foreign(
+        http,
+        server_settings,
+        emulator,
+        client,
+        same,
+        model="wan2.5-i2i-preview",
+        images=(car,),
+        size="1024*1024",
+        prompt=prompt,
+    )
+    assert await adopted_in(service) == ([foreign_id] if adopted else [])
+    service.journal.sync.close()
+
+
+async def test_a_lost_submission_whose_only_candidate_made_another_size_is_ambiguous_not_called_unbilled(
+    http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState, client: DashScopeClient
+) -> None:
+    sent = time.time() - 600  # ten minutes ago: past the window
+    emulator.clock = lambda: sent
+    (foreign,) = await crashed(server_settings, client, ago=600, made=EditParams(size="2K"))
+    emulator.clock = time.time
+    async with restarted(http, server_settings) as after:
+
+        async def judged() -> bool:
+            return (await row(after, 1))["status"] == "AMBIGUOUS"
+
+        await until(judged, within=10)
+        unlike = await row(after, 1)
+    assert unlike.get("task_id") is None and unlike["candidates"] == [foreign]
+    message = unlike["error"]["message"]
+    assert f"task {foreign}: its images are 2048*2048" in message and "1024*1024" in message
+    assert "probably another client's" in message and "none was adopted" in message
+
+
+def test_what_dashscope_reports_of_a_task_rules_it_out_when_the_request_cannot_have_made_it(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    journal.begin(NewTask(model=MODEL, prompt="a fox", parameters={}, requested_images=2, expected_size=(2985, 1405)))
+    (asked,) = journal.unresolved(younger_than=0)
+    journal.close()
+
+    def made(**fields: Any) -> TaskResult:
+        return TaskResult(status=TaskStatus.SUCCEEDED, **fields)
+
+    assert contradiction(asked, made(usage={"image_count": 2, "size": "2976*1408"})) is None  # a little off: fine
+    assert contradiction(asked, made(usage={"image_count": 1})) is None
+    assert contradiction(asked, made()) is None  # nothing reported, nothing ruled out
+    assert "3 images" in (contradiction(asked, made(usage={"image_count": 3})) or "")
+    assert "2048*2048" in (contradiction(asked, made(usage={"image_count": 1, "size": "2048*2048"})) or "")
+    assert contradiction(asked, made(orig_prompt="a fox")) is None
+    assert "another prompt" in (contradiction(asked, made(orig_prompt="a whale")) or "")
+    unknown_size = replace(asked, expected_size=None)
+    assert contradiction(unknown_size, made(usage={"size": "2048*2048"})) is None
+
+
+def test_a_candidate_still_running_is_waited_for_and_a_ruled_out_one_never_adopted(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    journal.begin(NewTask(model=MODEL, prompt="p", parameters={}, requested_images=1, expected_size=(1024, 1024)))
+    (unanswered,) = journal.unresolved(younger_than=0)
+    journal.close()
+    at = time.strftime("%Y-%m-%d %H:%M:%S.000", time.gmtime(unanswered.created_at + 8 * 3600))
+    listed = [ListedTask("t1", TaskStatus.RUNNING, MODEL, at)]
+
+    def verdict(result: TaskResult) -> str:
+        return judge(unanswered, listed, offset=8 * 3600, known=set(), others=[], queried={"t1": result}).kind
+
+    assert verdict(TaskResult(TaskStatus.RUNNING)) == "wait"
+    assert verdict(TaskResult(TaskStatus.SUCCEEDED, usage={"image_count": 1, "size": "1024*1024"})) == "adopt"
+    assert verdict(TaskResult(TaskStatus.SUCCEEDED, usage={"image_count": 1, "size": "2048*2048"})) == "none"
+    assert verdict(TaskResult(TaskStatus.FAILED)) == "adopt"  # nothing it reports contradicts the request

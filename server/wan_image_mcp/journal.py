@@ -90,6 +90,9 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     ALTER TABLE tasks ADD COLUMN submit_time TEXT;
     ALTER TABLE tasks ADD COLUMN candidates TEXT NOT NULL DEFAULT '[]'
     """,
+    # 5: the output size a submission asked for (``W*H``, when known at submit time), so that reconciliation can
+    # tell a candidate task that made another size from its own
+    "ALTER TABLE tasks ADD COLUMN expected_size TEXT",
 )
 
 SUBMITTING: Final = "SUBMITTING"
@@ -148,6 +151,8 @@ class TaskRow:
     """The task's ``submit_time`` as DashScope reported it, in DashScope's zone."""
     candidates: list[str] = field(default_factory=list[str])
     """AMBIGUOUS: the task ids that could be this submission's."""
+    expected_size: str | None = None
+    """``W*H`` the request should produce (None: not known when it was sent, e.g. a remote last image)."""
 
     @classmethod
     def from_sql(cls, row: sqlite3.Row) -> TaskRow:
@@ -181,6 +186,8 @@ class NewTask:
     created_at: float = field(default_factory=time.time)
     answer_within: float = 60.0
     """Seconds after ``created_at`` by which the create request's answer is due (the client's submit deadline)."""
+    expected_size: tuple[int, int] | None = None
+    """The output size the request should produce, when known."""
 
 
 def _version(db: sqlite3.Connection) -> int:
@@ -294,7 +301,7 @@ class Journal:
         """Record a task about to be submitted. Returns its row id."""
         cursor = self._db.execute(
             "INSERT INTO tasks (model, prompt, parameters, adjustments, instruction, requested_images, status,"
-            " created_at, updated_at, inputs, answer_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " created_at, updated_at, inputs, answer_by, expected_size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 task.model,
                 task.prompt,
@@ -307,6 +314,7 @@ class Journal:
                 task.created_at,
                 _json(list(task.inputs)),
                 task.created_at + task.answer_within,
+                f"{task.expected_size[0]}*{task.expected_size[1]}" if task.expected_size else None,
             ),
         )
         assert cursor.lastrowid is not None

@@ -4,14 +4,20 @@ connection): which entry of DashScope's task list is that submission's.
 A create request reaches the service between the journal row's ``created_at`` (written just before sending) and
 its ``answer_by`` (the client's submit deadline, or when the answer was given up), so the task's ``submit_time``
 lies in that window, give or take ``SKEW``. DashScope reports ``submit_time`` as a wall-clock time in its own zone
-without naming it (UTC+8 today; nothing promises it), so the zone is learned from tasks the journal knows: their
-``submit_time`` against when we sent them, rounded to the quarter hour (every zone is a whole number of quarter
-hours from UTC). With no known task the list is read ±14 h around the window, and a task fits only if some
-quarter-hour zone puts it inside the window.
+without naming it (UTC+8 today; nothing promises it), on its own clock, which may be minutes from ours (a VM after
+suspend, no NTP). So the offset (zone and clock skew together, never rounded) is learned from tasks the journal
+knows: the central value of their ``submit_time`` against when we sent them, sends that disagree with the rest
+(e.g. retried for a while) left out. With no known task, and before concluding that a submission made no task,
+the list is read ±14 h around the window, and a task fits when some quarter-hour zone, give or take
+``MAX_SKEW`` of clock skew, puts it inside the window.
 
-A submission adopts a candidate only when it is the one task that fits (same model, unknown to the journal) and no
-other unanswered submission could have made it; several, or one shared, leave the row AMBIGUOUS with the candidate
-ids: never a guess. A candidate another submission still in flight could have made defers the decision.
+Before a candidate is adopted it is queried by id, and what DashScope says it made is compared with what the row
+asked for: more images than requested, another output size, or (wan2.5) another prompt rule it out; a candidate
+still running is waited for. A submission adopts a candidate only when it is the one task that fits (same model,
+unknown to the journal, not ruled out) and no other unanswered submission could have made it; several, or one
+shared, leave the row AMBIGUOUS with the candidate ids: never a guess. A candidate another submission still in
+flight could have made defers the decision. Two requests with the same model and parameters sent within the same
+few seconds (another process or script on the same key) cannot be told apart.
 """
 
 from __future__ import annotations
@@ -19,13 +25,13 @@ from __future__ import annotations
 import calendar
 import logging
 import math
+import statistics
 import time
-from collections import Counter
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from .dashscope import DashScopeClient, ListedTask, TaskStatus
+from .dashscope import DashScopeClient, ListedTask, TaskResult, TaskStatus
 from .journal import DAY, UNCERTAIN, AsyncJournal, TaskRow
 from .outcomes import iso_time
 
@@ -34,10 +40,14 @@ QUARTER: Final = 900.0
 ZONES: Final = (-12 * 3600.0, 14 * 3600.0)
 """The zones there are, as seconds east of UTC."""
 SKEW: Final = 5.0
-"""Seconds allowed either side of the window for clock differences and the list's whole-second filters."""
-MAX_RESIDUAL: Final = 120.0
-"""A known task says nothing about the zone if its submit_time is further than this from a quarter hour after our
-sending (e.g. a send retried on 429 for a while)."""
+"""Seconds allowed either side of the window with a learned offset: jitter of the network and of the clocks since
+it was learned, and the list's whole-second filters."""
+MAX_SKEW: Final = 300.0
+"""How far DashScope's clock may be from a quarter-hour zone after ours: the any-zone search allows this either side
+of each zone, and a known task further than this from a quarter hour after our sending says nothing."""
+AGREE: Final = 10.0
+"""Seconds within which the offsets of two known tasks agree (the rest: sends retried for a while, a zone or clock
+that changed since)."""
 DEFAULT_ANSWER_WITHIN: Final = 60.0
 """For rows written before the journal recorded ``answer_by``."""
 
@@ -60,18 +70,25 @@ def filter_time(wall: float) -> str:
 
 
 def learn_offset(known: Iterable[tuple[float, str]]) -> float | None:
-    """The service's zone (seconds east of UTC) from known tasks, newest first: (when we sent it, its
-    submit_time). The most common quarter hour wins; on a tie the newest (a zone that changed, as in summer time)."""
-    votes: Counter[float] = Counter()
+    """The service's clock against ours (seconds to add to our time to get its ``submit_time`` wall clock: its zone
+    and its skew together) from known tasks, newest first: (when we sent it, its submit_time). The largest group of
+    known tasks whose offsets agree within ``AGREE`` wins, on a tie the newest (a zone or clock that changed); its
+    median is the offset. A task more than ``MAX_SKEW`` from a quarter-hour zone says nothing."""
+    gaps: list[float] = []
     for sent, submitted in known:
         wall = service_seconds(submitted)
         if wall is None:
             continue
         gap = wall - sent
-        offset = round(gap / QUARTER) * QUARTER
-        if abs(gap - offset) <= MAX_RESIDUAL and ZONES[0] <= offset <= ZONES[1]:
-            votes[offset] += 1
-    return votes.most_common(1)[0][0] if votes else None
+        zone = round(gap / QUARTER) * QUARTER
+        if abs(gap - zone) <= MAX_SKEW and ZONES[0] <= zone <= ZONES[1]:
+            gaps.append(gap)
+    best: list[float] = []
+    for gap in gaps:
+        group = [other for other in gaps if abs(other - gap) <= AGREE]
+        if len(group) > len(best):
+            best = group
+    return statistics.median(best) if best else None
 
 
 @dataclass(frozen=True)
@@ -88,31 +105,81 @@ class Window:
             due = row.updated_at if row.status == UNCERTAIN else row.created_at + DEFAULT_ANSWER_WITHIN
         return cls(row.created_at - SKEW, max(due, row.created_at) + SKEW)
 
-    def query(self, offset: float | None) -> tuple[str, str]:
-        """The list's ``start_time`` and ``end_time`` that cover the window, in the service's zone (any zone when
-        it is not known)."""
-        if offset is None:
-            return filter_time(self.start + ZONES[0]), filter_time(self.end + ZONES[1])
+    def query(self, offset: float | None, *, any_zone: bool = False) -> tuple[str, str]:
+        """The list's ``start_time`` and ``end_time`` that cover the window, in the service's zone (any zone, give
+        or take ``MAX_SKEW``, when it is not known or ``any_zone``)."""
+        if offset is None or any_zone:
+            return filter_time(self.start + ZONES[0] - MAX_SKEW), filter_time(self.end + ZONES[1] + MAX_SKEW)
         return filter_time(self.start + offset), filter_time(self.end + offset)
 
-    def fits(self, wall: float, offset: float | None) -> bool:
-        """Whether a task submitted at ``wall`` (the service's clock) was submitted in the window: in the known
-        zone, or, with none known, in some quarter-hour zone."""
-        if offset is not None:
+    def fits(self, wall: float, offset: float | None, *, any_zone: bool = False) -> bool:
+        """Whether a task submitted at ``wall`` (the service's clock) was submitted in the window: with the learned
+        offset, or, with none known or ``any_zone``, in some quarter-hour zone give or take ``MAX_SKEW`` (around the
+        learned skew, when there is one)."""
+        if offset is not None and not any_zone:
             return self.start <= wall - offset <= self.end
-        low, high = max(ZONES[0], wall - self.end), min(ZONES[1], wall - self.start)
+        skew = 0.0 if offset is None else offset - round(offset / QUARTER) * QUARTER
+        low = max(ZONES[0], wall - skew - self.end - MAX_SKEW)
+        high = min(ZONES[1], wall - skew - self.start + MAX_SKEW)
         return math.ceil(low / QUARTER) * QUARTER <= high
+
+
+def _size(text: object) -> tuple[int, int] | None:
+    if not isinstance(text, str):
+        return None
+    width, star, height = text.partition("*")
+    return (int(width), int(height)) if star and width.isdigit() and height.isdigit() else None
+
+
+def _near(actual: tuple[int, int], expected: tuple[int, int]) -> bool:
+    """DashScope's output may be a little off the size asked for (2976*1408 for an expected 2985*1405)."""
+    return all(abs(a - e) <= max(32, 0.05 * e) for a, e in zip(actual, expected, strict=True))
+
+
+def contradiction(row: TaskRow, task: TaskResult) -> str | None:
+    """What DashScope reports about ``task`` that ``row``'s request cannot have made, or None: more images than
+    it asked for, images of another size than it should produce, another prompt (wan2.5 reports it)."""
+    usage = task.usage or {}
+    count = usage.get("image_count")
+    if isinstance(count, int) and row.requested_images is not None and count > row.requested_images:
+        return f"it made {count} images, more than the {row.requested_images} this submission asked for"
+    size, expected = _size(usage.get("size")), _size(row.expected_size)
+    if size is not None and expected is not None and not _near(size, expected):
+        return f"its images are {size[0]}*{size[1]}, and this submission's would be about {row.expected_size}"
+    if task.orig_prompt is not None and task.orig_prompt.strip() != row.prompt.strip():
+        return "it was given another prompt"
+    return None
 
 
 @dataclass(frozen=True)
 class Verdict:
     kind: Literal["adopt", "ambiguous", "none", "wait"]
     """adopt ``task``; ambiguous between ``candidates``; none found (yet); wait: a submission still in flight
-    could have made a candidate."""
+    could have made a candidate, or a candidate is still running (what it made is not known yet)."""
     task: ListedTask | None = None
     candidates: tuple[str, ...] = ()
     shared_with: tuple[int, ...] = ()
     """Journal ids of the other unanswered submissions that could have made a candidate."""
+    ruled_out: tuple[tuple[str, str], ...] = ()
+    """(task id, why) of tasks that fit the window but that DashScope says this submission cannot have made."""
+    status: TaskStatus | None = None
+    """adopt: the task's status as its query reported it."""
+
+
+def fitting(
+    row: TaskRow, listed: Iterable[ListedTask], *, offset: float | None, known: Collection[str], any_zone: bool = False
+) -> dict[str, tuple[ListedTask, float]]:
+    """The listed tasks ``row``'s submission may have made (its model, unknown to the journal, submitted in its
+    window), with their submit time on the service's clock."""
+    window = Window.of(row)
+    found: dict[str, tuple[ListedTask, float]] = {}
+    for task in listed:
+        wall = service_seconds(task.submit_time)
+        if task.task_id in known or wall is None or (task.model is not None and task.model != row.model):
+            continue
+        if window.fits(wall, offset, any_zone=any_zone):
+            found[task.task_id] = (task, wall)
+    return found
 
 
 def judge(
@@ -123,33 +190,43 @@ def judge(
     known: Collection[str],
     others: Sequence[tuple[TaskRow, bool]],
     contested: Collection[str] = (),
+    queried: Mapping[str, TaskResult] | None = None,
+    any_zone: bool = False,
 ) -> Verdict:
     """Which listed task ``row``'s submission created. ``others``: every other unanswered submission, and
     whether it is being reconciled too (False: still in flight, here or in another process). ``contested``: task
-    ids an earlier AMBIGUOUS submission could be, so never adopted silently by this one."""
-    window = Window.of(row)
-    candidates: dict[str, tuple[ListedTask, float]] = {}
-    for task in listed:
-        wall = service_seconds(task.submit_time)
-        if task.task_id in known or wall is None or (task.model is not None and task.model != row.model):
-            continue
-        if window.fits(wall, offset):
-            candidates[task.task_id] = (task, wall)
+    ids an earlier AMBIGUOUS submission could be, so never adopted silently by this one. ``queried``: what the
+    query by id of some candidates said (a candidate not queried is judged by the list alone)."""
+    details = queried or {}
+    candidates = fitting(row, listed, offset=offset, known=known, any_zone=any_zone)
+    ruled_out: list[tuple[str, str]] = []
+    for task_id in list(candidates):
+        why = contradiction(row, details[task_id]) if task_id in details else None
+        if why is not None:
+            ruled_out.append((task_id, why))
+            del candidates[task_id]
     if not candidates:
-        return Verdict("none")
+        return Verdict("none", ruled_out=tuple(ruled_out))
     shared: set[int] = set()
     for other, reconciling in others:
         if other.model != row.model:
             continue
-        if any(Window.of(other).fits(wall, offset) for _, wall in candidates.values()):
+        if any(
+            Window.of(other).fits(wall, offset, any_zone=any_zone)
+            and (task_id not in details or contradiction(other, details[task_id]) is None)
+            for task_id, (_, wall) in candidates.items()
+        ):
             if not reconciling:
                 return Verdict("wait")
             shared.add(other.id)
+    if any(task_id in details and not details[task_id].status.terminal for task_id in candidates):
+        return Verdict("wait")  # what it made, and so whether it can be this submission's, is not known yet
     ids = tuple(sorted(candidates))
     if len(candidates) == 1 and not shared and ids[0] not in contested:
         ((task, _),) = candidates.values()
-        return Verdict("adopt", task=task, candidates=ids)
-    return Verdict("ambiguous", candidates=ids, shared_with=tuple(sorted(shared)))
+        status = details[task.task_id].status if task.task_id in details else task.status
+        return Verdict("adopt", task=task, candidates=ids, ruled_out=tuple(ruled_out), status=status)
+    return Verdict("ambiguous", candidates=ids, shared_with=tuple(sorted(shared)), ruled_out=tuple(ruled_out))
 
 
 def ambiguity(verdict: Verdict) -> str:
@@ -175,6 +252,10 @@ NOT_CREATED_AFTER = 120.0
 LIST_PAGE = 100
 LIST_PAGES = 20
 """At most this many pages of the task list per submission and pass."""
+QUERY_AT_MOST = 5
+"""A submission with more candidates than this is judged by the list alone (it is AMBIGUOUS whatever they made)."""
+QUERIES = 20
+"""At most this many candidate tasks queried by id per pass."""
 
 
 @dataclass(frozen=True)
@@ -185,9 +266,11 @@ class Reconciled:
     """Unanswered submissions left (SUBMITTING, UNCERTAIN)."""
 
 
-async def _listed_around(client: DashScopeClient, row: TaskRow, offset: float | None) -> list[ListedTask] | None:
+async def _listed_around(
+    client: DashScopeClient, row: TaskRow, offset: float | None, *, any_zone: bool
+) -> list[ListedTask] | None:
     """Every task of ``row``'s model the list shows around its window (None: more than LIST_PAGES pages)."""
-    start, end = Window.of(row).query(offset)
+    start, end = Window.of(row).query(offset, any_zone=any_zone)
     tasks: list[ListedTask] = []
     for page_no in range(1, LIST_PAGES + 1):
         page = await client.list_tasks(
@@ -208,8 +291,20 @@ def _not_created(row: TaskRow) -> str:
     window = Window.of(row)
     return (
         f"The answer to this submission was lost, and DashScope's task list shows no {row.model} task submitted "
-        f"between {iso_time(window.start)} and {iso_time(window.end)} that it could have made: no task was created, "
-        "nothing is billed. Submit it again if it is still wanted."
+        f"between {iso_time(window.start)} and {iso_time(window.end)} (in any time zone, allowing for its clock being "
+        f"up to {MAX_SKEW / 60:.0f} min off) that it could have made: no task was created, nothing is billed. Submit "
+        "it again if it is still wanted."
+    )
+
+
+def _unlike(verdict: Verdict) -> str:
+    """What an AMBIGUOUS row says when the only tasks submitted in its window are unlike what it asked for."""
+    why = "; ".join(f"task {task_id}: {reason}" for task_id, reason in verdict.ruled_out)
+    return (
+        f"The answer to this submission was lost. The only tasks of its model submitted when it was sent are unlike "
+        f"what it asked for ({why}), so they are probably another client's on the same API key, and none was "
+        "adopted. Call check_task with a task_id to see it; if none is this submission's, it made no task and "
+        "nothing of it is billed."
     )
 
 
@@ -252,9 +347,12 @@ class Reconciler:
 
     async def run(self, client: DashScopeClient) -> Reconciled:
         """Find in DashScope's task list the task each unanswered create request (SUBMITTING or UNCERTAIN, younger
-        than 24 h, not in flight here) made: adopt it when exactly one task fits and no other submission could
-        have made it, mark the row AMBIGUOUS with the candidates when several could, and REJECTED (NotCreated)
-        when none did by ``NOT_CREATED_AFTER`` past its window, in any zone. Returns the adopted task ids."""
+        than 24 h, not in flight here) made: adopt it when exactly one task fits, DashScope's report of it does not
+        contradict the request, and no other submission could have made it; mark the row AMBIGUOUS with the
+        candidates when several could, or when by ``NOT_CREATED_AFTER`` past its window the only tasks there are
+        ones DashScope's report rules out, and REJECTED (NotCreated) when by then no task of its model was
+        submitted in its window, in any zone and allowing ``MAX_SKEW`` of clock skew. Returns the adopted task
+        ids."""
         sends = self._submissions.count
         journal = self._journal
         rows = await journal.run(journal.sync.unresolved, younger_than=time.time() - DAY)
@@ -262,10 +360,10 @@ class Reconciler:
         if not workable:
             return Reconciled(adopted=[], unresolved=len(rows))
         offset = learn_offset(await journal.run(journal.sync.submit_times))
-        verdicts = await self._judge(client, rows, workable, offset)
-        lost = [row for row in workable if verdicts.get(row.id) == Verdict("none") and _past_window(row)]
-        if offset is not None and lost:  # before concluding, in any zone: the one learned may have changed
-            verdicts.update(await self._judge(client, rows, lost, None))
+        verdicts = await self._judge(client, rows, workable, offset, any_zone=offset is None)
+        lost = [row for row in workable if row.id in verdicts and verdicts[row.id].kind == "none" and _past_window(row)]
+        if offset is not None and lost:  # before concluding, in any zone: the learned offset may have changed
+            verdicts.update(await self._judge(client, rows, lost, offset, any_zone=True))
         if self._submissions.count != sends:  # a submission began meanwhile: its task may be listed and not known yet
             return Reconciled(adopted=[], unresolved=len(rows))
         adopted: list[str] = []
@@ -274,7 +372,7 @@ class Reconciler:
             verdict = verdicts.get(row.id)
             if verdict is not None and verdict.kind == "adopt":
                 assert verdict.task is not None
-                status = (verdict.task.status or TaskStatus.PENDING).value
+                status = (verdict.status or TaskStatus.PENDING).value
                 if await journal.run(journal.sync.reconciled, row.id, verdict.task.task_id, status):
                     log.warning("journal row %d: adopted task %s from the task list", row.id, verdict.task.task_id)
                     adopted.append(verdict.task.task_id)
@@ -283,29 +381,58 @@ class Reconciler:
                 await journal.run(journal.sync.ambiguous, row.id, verdict.candidates, ambiguity(verdict))
                 log.warning("journal row %d: %d candidate tasks, none adopted", row.id, len(verdict.candidates))
                 settled += 1
+            elif verdict is not None and verdict.kind == "none" and _past_window(row) and verdict.ruled_out:
+                # a task of its model was submitted then: "nothing is billed" is not said on our reading alone
+                candidates = [task_id for task_id, _ in verdict.ruled_out]
+                await journal.run(journal.sync.ambiguous, row.id, candidates, _unlike(verdict))
+                settled += 1
             elif verdict is not None and verdict.kind == "none" and _past_window(row):
                 await journal.run(journal.sync.rejected, row.id, "NotCreated", _not_created(row))
                 settled += 1
         return Reconciled(adopted=adopted, unresolved=len(rows) - settled)
 
     async def _judge(
-        self, client: DashScopeClient, rows: list[TaskRow], workable: list[TaskRow], offset: float | None
+        self,
+        client: DashScopeClient,
+        rows: list[TaskRow],
+        workable: list[TaskRow],
+        offset: float | None,
+        *,
+        any_zone: bool,
     ) -> dict[int, Verdict]:
-        """A verdict for each workable row whose surroundings the list showed whole (see reconcile.judge)."""
+        """A verdict for each workable row whose surroundings the list showed whole (see reconcile.judge), its
+        candidates queried by id first (see ``QUERY_AT_MOST``, ``QUERIES``)."""
         journal = self._journal
         listed: dict[int, list[ListedTask]] = {}
         for row in workable:
-            around = await _listed_around(client, row, offset)
+            around = await _listed_around(client, row, offset, any_zone=any_zone)
             if around is not None:  # None: more tasks than a pass reads; this row waits
                 listed[row.id] = around
         known = await journal.run(journal.sync.known, {t.task_id for tasks in listed.values() for t in tasks})
         contested = await journal.run(journal.sync.contested, younger_than=time.time() - DAY)
+        queried: dict[str, TaskResult] = {}
+        for row in workable:
+            if row.id not in listed:
+                continue
+            candidates = fitting(row, listed[row.id], offset=offset, known=known, any_zone=any_zone)
+            if len(candidates) > QUERY_AT_MOST:
+                continue
+            for task_id in candidates:
+                if task_id not in queried and len(queried) < QUERIES:
+                    queried[task_id] = await client.get_task(task_id)
         verdicts: dict[int, Verdict] = {}
         for row in workable:
             if row.id in listed:
                 others = [(other, other.id in listed) for other in rows if other.id != row.id]
                 verdicts[row.id] = judge(
-                    row, listed[row.id], offset=offset, known=known, others=others, contested=contested
+                    row,
+                    listed[row.id],
+                    offset=offset,
+                    known=known,
+                    others=others,
+                    contested=contested,
+                    queried=queried,
+                    any_zone=any_zone,
                 )
         return verdicts
 

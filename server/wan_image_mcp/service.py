@@ -160,6 +160,7 @@ class WanService:
             requested_images=request.paid_images,
             inputs=[{"ref": _input_label(image), "path": image.path} for image in request.images],
             answer_within=client.submit_deadline,
+            expected_size=request.expected_size,
         )
         journal_id = await self.journal.run(_begin_within_budget, self.journal.sync, new, self._per_day)
         self.submissions.begin(journal_id)  # with no await since the row was written (see Submissions)

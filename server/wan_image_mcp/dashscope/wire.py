@@ -166,6 +166,8 @@ class TaskResult:
     failures: tuple[ImageFailure, ...] = ()
     usage: Mapping[str, JSON] | None = None
     actual_prompt: str | None = None
+    orig_prompt: str | None = None
+    """The prompt as the task was given it (wan2.5's ``results[].orig_prompt``; None for the other models)."""
     code: str | None = None
     message: str | None = None
     submit_time: str | None = None
@@ -186,6 +188,7 @@ def parse_result(envelope: Envelope, *, default_status: TaskStatus = TaskStatus.
     texts: list[str] = []
     failures: list[ImageFailure] = []
     actual_prompt: str | None = None
+    orig_prompt: str | None = None
     for choice in output.choices or ():
         for item in (choice.message.content if choice.message else None) or ():
             if item.image and item.image not in urls:
@@ -193,6 +196,7 @@ def parse_result(envelope: Envelope, *, default_status: TaskStatus = TaskStatus.
             elif item.text:
                 texts.append(item.text)
     for result in output.results or ():
+        orig_prompt = orig_prompt or result.orig_prompt
         if result.url:
             urls.append(result.url)
             actual_prompt = actual_prompt or result.actual_prompt
@@ -207,6 +211,7 @@ def parse_result(envelope: Envelope, *, default_status: TaskStatus = TaskStatus.
         failures=tuple(failures),
         usage=envelope.usage,
         actual_prompt=actual_prompt,
+        orig_prompt=orig_prompt,
         code=output.code,
         message=output.message,
         submit_time=output.submit_time,
