@@ -217,6 +217,23 @@ def test_a_loopback_bind_outside_the_usual_names_keeps_dns_rebinding_protection(
     assert statuses == {"127.0.0.2:8000": 200, "localhost:8000": 200, "[::1]:8000": 200, "evil.example": 421}
 
 
+def test_the_bearer_scheme_is_matched_in_any_case_and_the_token_exactly(tmp_path: Path) -> None:
+    admitted = [f"Bearer {TOKEN}", f"bearer {TOKEN}", f"BEARER {TOKEN}", f"bEaReR {TOKEN}", f"Bearer  {TOKEN}"]
+    refused = ["Bearer", f"Bearer {TOKEN}x", f"Bearer {TOKEN[:-1]}", f"Basic {TOKEN}", TOKEN, f"Bearer{TOKEN}", ""]
+    listing = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    with served_as("127.0.0.1", tmp_path, []) as url:
+        statuses = {
+            given: httpx2.post(
+                url,
+                json=listing,
+                headers={"Accept": "application/json, text/event-stream", "Authorization": given},
+                timeout=10,
+            ).status_code
+            for given in [*admitted, *refused]
+        }
+    assert statuses == {given: 200 if given in admitted else 401 for given in statuses}
+
+
 def ipv6_loopback() -> bool:
     try:
         with socket.socket(socket.AF_INET6) as probe:

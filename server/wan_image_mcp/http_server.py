@@ -34,22 +34,26 @@ class BearerToken:
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self._app = app
-        self._expected = f"Bearer {token}".encode()
+        self._expected = token.encode()
+
+    def _admits(self, authorization: bytes) -> bool:
+        """``Bearer <token>``, the scheme in any case (RFC 7235), the token compared in constant time."""
+        scheme, _, credentials = authorization.partition(b" ")
+        matches = hmac.compare_digest(credentials.lstrip(b" "), self._expected)
+        return scheme.lower() == b"bearer" and matches
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            given = dict(scope["headers"]).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self._expected):
-                body = json.dumps({"error": "unauthorized: send Authorization: Bearer <WAN_MCP_HTTP_TOKEN>"}).encode()
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 401,
-                        "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
-                return
+        if scope["type"] == "http" and not self._admits(dict(scope["headers"]).get(b"authorization", b"")):
+            body = json.dumps({"error": "unauthorized: send Authorization: Bearer <WAN_MCP_HTTP_TOKEN>"}).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 401,
+                    "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
         await self._app(scope, receive, send)
 
 
