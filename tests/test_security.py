@@ -200,6 +200,9 @@ DISGUISED = {
     "IPv4-compatible private": "::10.1.2.3",
     "IPv4-compatible metadata": "::169.254.169.254",
     "IPv4-mapped metadata": "::ffff:169.254.169.254",
+    "IPv4-translated loopback": "::ffff:0:7f00:1",
+    "IPv4-translated private": "::ffff:0:10.1.2.3",
+    "IPv4-translated metadata": "::ffff:0:a9fe:a9fe",
     "Teredo with a loopback client": "2001:0:4136:e378:8000:63bf:80ff:fffe",
     "Teredo with a private client": "2001:0:4136:e378:8000:63bf:f5ff:fffe",
 }
@@ -212,7 +215,7 @@ async def test_ipv6_disguises_of_private_ipv4_addresses_are_refused_like_the_pla
 
 
 async def test_ipv6_that_carries_a_public_ipv4_address_may_be_downloaded_from() -> None:
-    for address in ("64:ff9b::8.8.8.8", "2002:808:808::1", "2606:4700:4700::1111"):
+    for address in ("64:ff9b::8.8.8.8", "2002:808:808::1", "::ffff:0:8.8.8.8", "2606:4700:4700::1111"):
         await check_fetch_url(f"https://[{address}]/result.png", api_base_url="https://dashscope-intl.aliyuncs.com")
 
 

@@ -8,7 +8,7 @@ Downloads: only result URLs from DashScope responses, over https from hosts that
 addresses, or from the API's own host. A crafted response cannot make the server fetch from loopback,
 private or link-local addresses (the emulator's loopback host is reachable only when the configured base
 URL is that same loopback host), nor from their IPv6 disguises: an IPv6 address carrying an IPv4 one
-(IPv4-mapped or -compatible, NAT64, 6to4, Teredo) must carry a public one. Redirects are followed by hand,
+(IPv4-mapped, -compatible or -translated, NAT64, 6to4, Teredo) must carry a public one. Redirects are followed by hand,
 each hop checked the same way.
 """
 
@@ -73,16 +73,19 @@ _NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1:
 """NAT64 prefixes (RFC 6052 well-known, RFC 8215 local-use): the last 32 bits are an IPv4 address."""
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
 """Deprecated IPv4-compatible addresses, ``::a.b.c.d``."""
+_IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")
+"""IPv4-translated addresses (SIIT, RFC 2765), ``::ffff:0:a.b.c.d``."""
 
 
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
-    """The IPv4 addresses an IPv6 address carries and may reach: IPv4-mapped and -compatible, NAT64, 6to4 and
-    Teredo (its server and its client). A private address in any of them is as private as the plain form."""
+    """The IPv4 addresses an IPv6 address carries and may reach: IPv4-mapped, -compatible and -translated,
+    NAT64, 6to4 and Teredo (its server and its client). A private address in any of them is as private as the
+    plain form."""
     found: list[ipaddress.IPv4Address] = []
     last32 = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     if ip.ipv4_mapped is not None:
         found.append(ip.ipv4_mapped)
-    if ip in _IPV4_COMPATIBLE or any(ip in net for net in _NAT64):
+    if ip in _IPV4_COMPATIBLE or ip in _IPV4_TRANSLATED or any(ip in net for net in _NAT64):
         found.append(last32)
     if ip.sixtofour is not None:
         found.append(ip.sixtofour)
