@@ -27,7 +27,7 @@ import anyio
 import anyio.to_thread
 import httpx2
 
-from .access import AccessDenied, check_fetch_url
+from .access import AccessDenied, send_checked
 from .dashscope.errors import DashScopeError
 from .outcomes import ImageFile
 
@@ -231,22 +231,21 @@ class ResultStore:
 
     @asynccontextmanager
     async def _get(self, url: str) -> AsyncGenerator[httpx2.Response]:
-        """A streamed GET with every hop checked: the URL itself and each redirect target."""
+        """A streamed GET with every hop checked, and connected to the address its check approved: the URL itself
+        and each redirect target."""
         for _ in range(MAX_REDIRECTS + 1):
-            try:
-                await check_fetch_url(url, api_base_url=self._api_base_url)
-            except AccessDenied as exc:
-                raise DownloadError(url, str(exc), status=403) from None
             request = self._http.build_request("GET", url, timeout=httpx2.Timeout(60.0))
             try:
-                response = await self._http.send(request, stream=True, follow_redirects=False)
+                response = await send_checked(self._http, request, api_base_url=self._api_base_url, stream=True)
+            except AccessDenied as exc:
+                raise DownloadError(url, str(exc), status=403) from None
             except httpx2.TransportError as exc:
                 raise DownloadError(url, f"download failed: {exc!r}") from None
             try:
                 if not response.is_redirect or "location" not in response.headers:
                     yield response
                     return
-                url = str(response.url.join(response.headers["location"]))
+                url = str(httpx2.URL(url).join(response.headers["location"]))  # the name's, not the address's
             finally:
                 await response.aclose()
         raise DownloadError(url, f"more than {MAX_REDIRECTS} redirects", status=310)
