@@ -56,7 +56,7 @@ def http_server(
         line = process.stderr.readline()
         assert "serving MCP over HTTP at " in line, line
         url = line.rsplit(" ", 1)[1].strip()
-        yield url.replace("0.0.0.0", "127.0.0.1")
+        yield url.replace("0.0.0.0", "127.0.0.1").replace("[::]", "[::1]")
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -181,19 +181,87 @@ def served_as(host: str, folder: Path, allowed_hosts: list[str]) -> Generator[st
 
 
 def test_an_allowed_host_is_admitted_with_or_without_its_port(tmp_path: Path) -> None:
-    listing = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
-    headers = {"Authorization": f"Bearer {TOKEN}", "Accept": "application/json, text/event-stream"}
     with served_as("0.0.0.0", tmp_path, ["mcp.example.com"]) as url:
-        statuses = {
-            host: httpx2.post(url, json=listing, headers={**headers, "Host": host}, timeout=10).status_code
-            for host in ("mcp.example.com", "mcp.example.com:8443", "evil.example", "mcp.example.com.evil.example")
-        }
+        statuses = statuses_for(
+            url, ["mcp.example.com", "mcp.example.com:8443", "evil.example", "mcp.example.com.evil.example"]
+        )
     assert statuses == {
         "mcp.example.com": 200,
         "mcp.example.com:8443": 200,
         "evil.example": 421,
         "mcp.example.com.evil.example": 421,
     }
+
+
+def statuses_for(url: str, hosts: list[str]) -> dict[str, int]:
+    """The status of an authorised tools/list sent with each of these Host headers."""
+    listing = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    headers = {"Authorization": f"Bearer {TOKEN}", "Accept": "application/json, text/event-stream"}
+    return {
+        host: httpx2.post(url, json=listing, headers={**headers, "Host": host}, timeout=10).status_code
+        for host in hosts
+    }
+
+
+def test_an_ipv6_bind_admits_its_address_and_listed_ipv6_literals_in_brackets(tmp_path: Path) -> None:
+    admitted = ["[::]", "[::]:8000", "[2001:db8::1]", "[2001:db8::1]:8443", "[2001:db8:0::1]:80", "[2001:db8::2]:8443"]
+    refused = ["[2001:db8::2]:9000", "[2001:db8::2]", "[::2]:8000", "::", "evil.example"]
+    with served_as("::", tmp_path, ["2001:db8:0::1", "[2001:db8::2]:8443"]) as url:
+        statuses = statuses_for(url, [*admitted, *refused])
+    assert statuses == {host: 200 if host in admitted else 421 for host in statuses}
+
+
+def test_a_loopback_bind_outside_the_usual_names_keeps_dns_rebinding_protection(tmp_path: Path) -> None:
+    with served_as("127.0.0.2", tmp_path, []) as url:
+        statuses = statuses_for(url, ["127.0.0.2:8000", "localhost:8000", "[::1]:8000", "evil.example"])
+    assert statuses == {"127.0.0.2:8000": 200, "localhost:8000": 200, "[::1]:8000": 200, "evil.example": 421}
+
+
+def test_the_bearer_scheme_is_matched_in_any_case_and_the_token_exactly(tmp_path: Path) -> None:
+    admitted = [f"Bearer {TOKEN}", f"bearer {TOKEN}", f"BEARER {TOKEN}", f"bEaReR {TOKEN}", f"Bearer  {TOKEN}"]
+    refused = ["Bearer", f"Bearer {TOKEN}x", f"Bearer {TOKEN[:-1]}", f"Basic {TOKEN}", TOKEN, f"Bearer{TOKEN}", ""]
+    listing = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    with served_as("127.0.0.1", tmp_path, []) as url:
+        statuses = {
+            given: httpx2.post(
+                url,
+                json=listing,
+                headers={"Accept": "application/json, text/event-stream", "Authorization": given},
+                timeout=10,
+            ).status_code
+            for given in [*admitted, *refused]
+        }
+    assert statuses == {given: 200 if given in admitted else 401 for given in statuses}
+
+
+def ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not ipv6_loopback(), reason="this machine has no IPv6 loopback (::1 cannot be bound)")
+def test_the_http_server_bound_on_ipv6_answers_the_sdk_client(emulator: RunningEmulator, tmp_path: Path) -> None:
+    async def session(url: str, token: str | None) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with (
+            httpx2.AsyncClient(headers=headers) as http,
+            Client(streamable_http_client(url, http_client=http)) as client,
+        ):
+            assert (await client.list_tools()).tools
+
+    with http_server(emulator, tmp_path, "--host", "::1") as url:  # loopback: no token needed
+        assert url.startswith("http://[::1]:")
+        anyio.run(session, url, None)
+    with http_server(
+        emulator, tmp_path, "--host", "::", WAN_MCP_HTTP_TOKEN=TOKEN, WAN_MCP_HTTP_ALLOWED_HOSTS="::1"
+    ) as url:
+        anyio.run(session, url, TOKEN)  # Host: [::1]:port, listed as ::1
+        port = url.rsplit(":", 1)[1].split("/")[0]
+        assert statuses_for(url, [f"[::]:{port}", "evil.example"]) == {f"[::]:{port}": 200, "evil.example": 421}
 
 
 @pytest.mark.anyio

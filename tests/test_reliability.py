@@ -406,3 +406,52 @@ def test_temp_files_left_by_a_killed_server_are_removed_at_start(tmp_path: Path)
     assert done.returncode == 0, done.stderr
     assert sorted(out.glob(".*.part")) == sorted(in_use)
     assert f"removed 3 leftover temp file(s) (0.9 MB) from {out}" in done.stderr
+
+
+def test_only_the_servers_own_temp_files_are_ever_removed_at_start(tmp_path: Path) -> None:
+    hours_ago = time.time() - 3 * 3600
+    theirs = [
+        ".thesis-draft.docx.part",
+        ".vacation.jpg.part",
+        "..part",
+        ".x.part",
+        ".20261201-101010_a_b_1.notrand.part",
+    ]
+    ours = [
+        ".20261201-101010_wan2.7-image_t0_1.q9w8e7r6.part",  # an image, unowned (older servers)
+        ".20261201-101010_wan2.7-image_t0_1.png.q9w8e7r6.part",  # an image written whole (the first servers)
+        ".20261201-101010_wan2.7-image_t0_1.json.a1b2c3d4.part",  # a sidecar, unowned
+        ".gallery.z_9y8x7w.part",  # the gallery page
+        ".20261201-101010_wan2.7-image_t0_1.1@elsewhere.m1n2b3v4.part",  # another host's
+    ]
+    for name in theirs + ours:
+        (tmp_path / name).write_bytes(b"x" * 10)
+        os.utime(tmp_path / name, (hours_ago, hours_ago))
+    (tmp_path / ".20261201-101010_wan2.7-image_t9_1.j7h6g5f4.part").mkdir()  # not a regular file: kept too
+    os.utime(tmp_path / ".20261201-101010_wan2.7-image_t9_1.j7h6g5f4.part", (hours_ago, hours_ago))
+    assert results.remove_leftover_parts(tmp_path) == (len(ours), 10 * len(ours))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [*theirs, ".20261201-101010_wan2.7-image_t9_1.j7h6g5f4.part"]
+    )
+
+
+@pytest.mark.skipif(not Path(f"/proc/{os.getpid()}/stat").is_file(), reason="process start times are read from /proc")
+def test_a_temp_file_of_an_earlier_process_with_a_live_pid_is_removed_at_start(tmp_path: Path) -> None:
+    # In a container the server is PID 1 after every restart: the pid alone would make its old files look alive.
+    me, host = os.getpid(), results.temp_owner().split("@", 1)[1]
+    parent = os.getppid()
+    parent_start = Path(f"/proc/{parent}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    gone = [
+        f".20261201-101010_wan2.7-image_t1_1.{me}-1@{host}.k2j3h4l5.part",  # this pid, an earlier start
+        f".20261201-101010_wan2.7-image_t1_1.json.{me}@{host}.a1b2c3d4.part",  # this pid, before starts were named
+        f".20261201-101010_wan2.7-image_t2_1.{parent}-{int(parent_start) + 1}@{host}.z9y8x7w6.part",  # pid reused
+    ]
+    kept = [
+        f".20261201-101010_wan2.7-image_t3_1.{results.temp_owner()}.q9w8e7r6.part",  # this very process
+        f".20261201-101010_wan2.7-image_t4_1.{parent}-{parent_start}@{host}.m1n2b3v4.part",  # a live process
+        f".20261201-101010_wan2.7-image_t5_1.{parent}@{host}.m1n2b3v4.part",  # alive, its start not named
+    ]
+    for name in gone + kept:
+        (tmp_path / name).write_bytes(b"x")
+    assert results.remove_leftover_parts(tmp_path) == (3, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)

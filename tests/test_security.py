@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import base64
+import http.server
 import io
 import os
 import re
+import shutil
 import sqlite3
+import ssl
 import struct
 import subprocess
 import sys
+import threading
 import zlib
 from collections.abc import Iterator
 from dataclasses import replace
@@ -24,7 +28,8 @@ from mcp.types import ListRootsResult, Root
 from PIL import Image
 
 from tests.conftest import ImageFactory, server_env, text
-from wan_image_mcp.access import AccessDenied, check_fetch_url
+from wan_image_mcp import access
+from wan_image_mcp.access import AccessDenied, check_fetch_url, send_checked
 from wan_image_mcp.app import build_app
 from wan_image_mcp.config import Settings
 from wan_image_mcp.dashscope import APIConnectionError, DashScopeClient, TaskStatus
@@ -32,6 +37,7 @@ from wan_image_mcp.emulator import EmulatorConfig, EmulatorState, Fault
 from wan_image_mcp.emulator.serve import RunningEmulator
 from wan_image_mcp.errors import ConfigurationError, InvalidRequest
 from wan_image_mcp.pillow import MAX_DECODE_PIXELS
+from wan_image_mcp.results import DownloadError, ResultStore
 
 pytestmark = pytest.mark.anyio
 URL = "https://example.com/a-1024-1024.png"
@@ -200,6 +206,9 @@ DISGUISED = {
     "IPv4-compatible private": "::10.1.2.3",
     "IPv4-compatible metadata": "::169.254.169.254",
     "IPv4-mapped metadata": "::ffff:169.254.169.254",
+    "IPv4-translated loopback": "::ffff:0:7f00:1",
+    "IPv4-translated private": "::ffff:0:10.1.2.3",
+    "IPv4-translated metadata": "::ffff:0:a9fe:a9fe",
     "Teredo with a loopback client": "2001:0:4136:e378:8000:63bf:80ff:fffe",
     "Teredo with a private client": "2001:0:4136:e378:8000:63bf:f5ff:fffe",
 }
@@ -212,7 +221,7 @@ async def test_ipv6_disguises_of_private_ipv4_addresses_are_refused_like_the_pla
 
 
 async def test_ipv6_that_carries_a_public_ipv4_address_may_be_downloaded_from() -> None:
-    for address in ("64:ff9b::8.8.8.8", "2002:808:808::1", "2606:4700:4700::1111"):
+    for address in ("64:ff9b::8.8.8.8", "2002:808:808::1", "::ffff:0:8.8.8.8", "2606:4700:4700::1111"):
         await check_fetch_url(f"https://[{address}]/result.png", api_base_url="https://dashscope-intl.aliyuncs.com")
 
 
@@ -223,6 +232,164 @@ async def test_a_result_redirected_to_a_nat64_metadata_address_is_not_fetched(
     result = await mcp.call_tool("edit_image", {"prompt": "x", "size": "1K"})
     assert result.is_error and result.structured_content is not None
     assert "not a public address" in result.structured_content["error"]["message"]
+
+
+class Rebinding:
+    """A resolver whose first ``honest`` answers are public and every later one loopback (DNS rebinding)."""
+
+    def __init__(self, *public: str, honest: int = 1) -> None:
+        self.public = public
+        self.honest = honest
+        self.asked: list[str] = []
+
+    async def __call__(self, host: str, port: int, **_: Any) -> list[tuple[Any, ...]]:
+        self.asked.append(host)
+        addresses = self.public if len(self.asked) <= self.honest else ("127.0.0.1",)
+        return [(2, 1, 6, "", (address, port)) for address in addresses]
+
+
+def png_bytes() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(out, "PNG")
+    return out.getvalue()
+
+
+def seen(request: httpx2.Request) -> tuple[str, str, str]:
+    """Where a request was sent: its URL, Host header and TLS name, as they were when it was sent."""
+    return str(request.url), request.headers["host"], str(request.extensions.get("sni_hostname"))
+
+
+async def test_a_result_is_fetched_from_the_address_its_check_approved_not_from_a_second_lookup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    resolver = Rebinding("93.184.215.14", "93.184.215.15")
+    monkeypatch.setattr(anyio, "getaddrinfo", resolver)
+    sent: list[tuple[str, str, str]] = []
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        sent.append(seen(request))
+        if request.url.host == "93.184.215.14":  # the first address does not answer: the next one is tried
+            raise httpx2.ConnectError("refused", request=request)
+        return httpx2.Response(200, content=png_bytes())
+
+    async with httpx2.AsyncClient(transport=httpx2.MockTransport(answer)) as http:
+        store = ResultStore(tmp_path, http, api_base_url="https://dashscope-intl.aliyuncs.com/api/v1")
+        (image,) = await store.save("t1", ["https://results.example/r.png?Expires=1"], None, {})
+    assert resolver.asked == ["results.example"]  # resolved once, for the check; never again to connect
+    assert sent == [
+        ("https://93.184.215.14/r.png?Expires=1", "results.example", "results.example"),
+        ("https://93.184.215.15/r.png?Expires=1", "results.example", "results.example"),
+    ]
+    assert image.url == "https://results.example/r.png?Expires=1" and Path(image.path).is_file()
+
+
+async def test_each_redirect_hop_is_checked_and_pinned_under_the_name_it_came_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(anyio, "getaddrinfo", Rebinding("93.184.215.14", honest=2))
+    sent: list[tuple[str, str, str]] = []
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        sent.append(seen(request))
+        location = {"/first.png": "/second.png", "/second.png": "https://results.example/third.png"}
+        if request.url.path in location:
+            return httpx2.Response(302, headers={"location": location[request.url.path]})
+        return httpx2.Response(200, content=png_bytes())
+
+    async with httpx2.AsyncClient(transport=httpx2.MockTransport(answer)) as http:
+        store = ResultStore(tmp_path, http, api_base_url="https://dashscope-intl.aliyuncs.com/api/v1")
+        with pytest.raises(DownloadError, match=r"results\.example \(127\.0\.0\.1\): not a public address"):
+            await store.save("t1", ["https://results.example/first.png"], None, {})
+    assert sent == [  # the relative hop joined to the name, not the address; the third lookup rebound: refused
+        ("https://93.184.215.14/first.png", "results.example", "results.example"),
+        ("https://93.184.215.14/second.png", "results.example", "results.example"),
+    ]
+
+
+async def test_an_upload_goes_to_the_address_its_check_approved(monkeypatch: pytest.MonkeyPatch) -> None:
+    resolver = Rebinding("93.184.215.14")
+    monkeypatch.setattr(anyio, "getaddrinfo", resolver)
+    sent: list[tuple[str, str, str]] = []
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        sent.append(seen(request))
+        return httpx2.Response(200)
+
+    policy = {
+        "upload_host": "https://uploads.example",
+        "upload_dir": "dir",
+        "oss_access_key_id": "id",
+        "signature": "sig",
+        "policy": "p",
+        "x_oss_object_acl": "private",
+        "x_oss_forbid_overwrite": "true",
+    }
+    async with httpx2.AsyncClient(transport=httpx2.MockTransport(answer)) as http:
+        client = DashScopeClient(http, api_key="sk-x", base_url="https://dashscope-intl.aliyuncs.com/api/v1")
+        assert await client.upload(policy, b"bytes", "a.png", "image/png") == "oss://dir/a.png"
+    assert resolver.asked == ["uploads.example"]
+    assert sent == [("https://93.184.215.14", "uploads.example", "uploads.example")]
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """A real HTTPS server on a loopback port whose certificate is for results.example (made with the openssl
+    command), answering every GET with the Host header it was sent; yields its port and the certificate."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the test's certificate is made with the openssl command")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subject = ["-subj", "/CN=results.example", "-addext", "subjectAltName=DNS:results.example"]
+    files = ["-keyout", key, "-out", cert]
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", *subject, *files],
+        check=True,
+        capture_output=True,
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = str(self.headers["Host"]).encode()
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            del format, args
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Answer)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], cert
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+
+
+async def test_a_pinned_connection_still_verifies_the_certificate_for_the_name(
+    tls_server: tuple[int, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The check is told the names resolve to the server's loopback address and that it is fine, so what is
+    # tested is only where the connection goes and which name TLS verifies.
+    port, cert = tls_server
+    monkeypatch.setattr(anyio, "getaddrinfo", Rebinding("127.0.0.1", honest=99))
+
+    def loopback_allowed(address: str) -> bool:
+        return address == "127.0.0.1"
+
+    monkeypatch.setattr(access, "_is_public", loopback_allowed)
+    async with httpx2.AsyncClient(verify=ssl.create_default_context(cafile=cert)) as client:
+        request = client.build_request("GET", f"https://results.example:{port}/r.png")
+        response = await send_checked(client, request, api_base_url="https://dashscope.example/api/v1")
+        assert (response.status_code, response.text) == (200, f"results.example:{port}")
+        other = client.build_request("GET", f"https://localhost:{port}/r.png")  # same address, not its certificate's
+        with pytest.raises(httpx2.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            await send_checked(client, other, api_base_url="https://dashscope.example/api/v1")
 
 
 async def test_remote_input_urls_are_passed_to_dashscope_not_fetched(mcp: Client, emulator: EmulatorState) -> None:

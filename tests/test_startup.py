@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from dataclasses import replace
@@ -18,10 +19,10 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.shared.exceptions import MCPError
 
-from tests.conftest import server_env, text
+from tests.conftest import server_env, text, until
 from wan_image_mcp.app import build_app
 from wan_image_mcp.config import Settings
-from wan_image_mcp.journal import Journal, NewTask
+from wan_image_mcp.journal import MIGRATIONS, Journal, NewTask, check_journal
 
 LAZY = ("PIL", "sqlite3", "stamina", "wan_image_mcp.emulator", "wan_image_mcp.inspection")
 
@@ -70,7 +71,7 @@ async def test_a_journal_that_cannot_be_opened_is_a_tool_error_naming_it(
     async with Client(build_app(replace(server_settings, journal_path=unopenable), http)) as client:
         result = await client.call_tool("list_tasks", {})
     assert result.is_error
-    assert f"cannot open the task journal at {unopenable}: unable to open database file" in text(result)
+    assert f"the task journal {unopenable} is a directory, not a file" in text(result)
 
 
 PAGE = 4096
@@ -106,17 +107,13 @@ CALLS: list[dict[str, Any]] = [
 ]
 
 
-@pytest.mark.parametrize("damage", DAMAGE)
-def test_a_damaged_journal_stops_the_server_at_start_in_one_line_and_is_left_as_it_is(
-    damage: str, tmp_path: Path
-) -> None:
-    journal = tmp_path / "journal.sqlite3"
-    before = damaged_journal(journal, damage)
-    files = sorted(tmp_path.iterdir())
-    env = server_env(None, "sk-test", tmp_path)
+def refused_at_start(journal: Path) -> str:
+    """Start the server (stdio, calls waiting on its input) with ``journal`` beside its output folder; it must
+    stop at start with exit 2 and one line, answer nothing and write nothing. Returns the line."""
+    files = sorted(journal.parent.iterdir())
     done = subprocess.run(
         [sys.executable, "-m", "wan_image_mcp"],
-        env=env,
+        env=server_env(None, "sk-test", journal.parent),
         capture_output=True,
         text=True,
         timeout=30,
@@ -124,15 +121,115 @@ def test_a_damaged_journal_stops_the_server_at_start_in_one_line_and_is_left_as_
     )
     assert done.returncode == 2
     (line,) = done.stderr.splitlines()
-    assert line.startswith(f"wan-image-mcp: the task journal {journal} is damaged ("), line
-    assert "left as it is: move it aside (or restore a backup)" in line and "WAN_MCP_DB" in line
     assert "Traceback" not in done.stderr and "ExceptionGroup" not in done.stderr
     assert done.stdout == ""  # no call was taken in, so none is left without an answer
-    assert hashlib.sha256(journal.read_bytes()).hexdigest() == before
     # nothing else written: at most SQLite's own empty -wal and -shm files of a read-only look
     wal = journal.with_name(journal.name + "-wal")
-    assert set(tmp_path.iterdir()) - set(files) <= {wal, journal.with_name(journal.name + "-shm")}
+    assert set(journal.parent.iterdir()) - set(files) <= {wal, journal.with_name(journal.name + "-shm")}
     assert not wal.exists() or wal.stat().st_size == 0
+    return line
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_a_damaged_journal_stops_the_server_at_start_in_one_line_and_is_left_as_it_is(
+    damage: str, tmp_path: Path
+) -> None:
+    journal = tmp_path / "journal.sqlite3"
+    before = damaged_journal(journal, damage)
+    line = refused_at_start(journal)
+    assert line.startswith(f"wan-image-mcp: the task journal {journal} is damaged ("), line
+    assert "left as it is: move it aside (or restore a backup)" in line and "WAN_MCP_DB" in line
+    assert hashlib.sha256(journal.read_bytes()).hexdigest() == before
+
+
+def foreign_journal(path: Path, kind: str) -> None:
+    """Something at the journal's path that is not a wan-image-mcp journal."""
+    if kind == "a directory":
+        path.mkdir()
+        return
+    if kind == "a FIFO":
+        os.mkfifo(path)
+        return
+    db = sqlite3.connect(path)
+    if kind == "another app's database":
+        db.execute("CREATE TABLE photos (id INTEGER PRIMARY KEY, name TEXT)")
+        db.execute("INSERT INTO photos VALUES (1, 'beach')")
+    elif kind == "another app's, user_version 999":
+        db.execute("PRAGMA user_version = 999")
+    elif kind == "another app's tasks table":
+        db.execute("CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT, done INTEGER)")
+        db.execute("PRAGMA user_version = 3")
+    else:  # our journal with a table of someone else's added
+        db.close()
+        Journal(path).open().close()
+        db = sqlite3.connect(path)
+        db.execute("CREATE TABLE photos (id INTEGER PRIMARY KEY)")
+    db.commit()
+    db.close()
+
+
+FOREIGN = {
+    "a directory": "is a directory, not a file. It was left as it is: point WAN_MCP_DB at a file",
+    "a FIFO": "is a FIFO, not a file. It was left as it is: point WAN_MCP_DB at a file",
+    "another app's database": "is not a wan-image-mcp journal: it has no tasks table (user_version 0, tables: photos)",
+    "another app's, user_version 999": "is not a wan-image-mcp journal: it has no tasks table (user_version 999",
+    "another app's tasks table": "is not a wan-image-mcp journal: its tables are not a journal's of version 3",
+    "a journal with another app's table": "is not a wan-image-mcp journal: its tables are not a journal's of version",
+}
+
+
+def fingerprint(path: Path) -> str:
+    if path.is_file():
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    return f"{path.stat().st_mode:o} {sorted(path.iterdir()) if path.is_dir() else ''}"
+
+
+@pytest.mark.parametrize("kind", FOREIGN)
+def test_a_journal_path_holding_something_else_stops_the_server_at_start_in_one_line_and_is_left_as_it_is(
+    kind: str, tmp_path: Path
+) -> None:
+    journal = tmp_path / "journal.sqlite3"
+    foreign_journal(journal, kind)
+    before = fingerprint(journal)
+    line = refused_at_start(journal)
+    assert line.startswith(f"wan-image-mcp: the task journal {journal} {FOREIGN[kind]}"), line
+    assert "WAN_MCP_DB" in line
+    assert fingerprint(journal) == before
+
+
+def test_a_newer_journal_with_our_tables_is_taken_and_an_empty_file_begins_one(tmp_path: Path) -> None:
+    newer = tmp_path / "newer.sqlite3"
+    Journal(newer).open().close()
+    db = sqlite3.connect(newer)
+    db.execute("ALTER TABLE tasks ADD COLUMN future TEXT")
+    db.execute("CREATE TABLE future_things (id INTEGER)")
+    db.execute("PRAGMA user_version = 999")
+    db.commit()
+    db.close()
+    check_journal(newer)  # read-only compatible: a later version's columns and tables are its own
+    empty = tmp_path / "empty.sqlite3"
+    empty.touch()
+    check_journal(empty)
+    assert Journal(empty).open().version == len(MIGRATIONS)
+
+
+@pytest.mark.anyio
+async def test_a_foreign_journal_stops_the_harvester_of_a_server_started_anyway_in_one_log_line(
+    http: httpx2.AsyncClient, server_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    foreign_journal(server_settings.journal_path, "another app's, user_version 999")
+    before = fingerprint(server_settings.journal_path)
+    with anyio.fail_after(30):
+        async with Client(build_app(replace(server_settings, harvest=True), http)) as client:
+            result = await client.call_tool("list_tasks", {})
+            assert result.is_error and "is not a wan-image-mcp journal" in text(result), text(result)
+
+            async def stopped() -> bool:
+                return "harvester stopped" in caplog.text
+
+            await until(stopped, within=10)
+    assert "Traceback" not in caplog.text and "failed unexpectedly" not in caplog.text
+    assert fingerprint(server_settings.journal_path) == before
 
 
 @pytest.mark.anyio

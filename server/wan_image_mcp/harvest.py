@@ -117,6 +117,8 @@ class Harvester:
             log.warning("reconciling unanswered submissions failed; trying again in %.0f s: %s", LIST_BACKOFF, exc)
             self._reconcile_at = time.monotonic() + LIST_BACKOFF
             return
+        except ConfigurationError:  # the journal cannot be used: run() says so in one line and stops
+            raise
         except Exception:  # never let reconciliation stop the harvest
             log.exception("reconciling unanswered submissions failed unexpectedly")
             self._reconcile_at = time.monotonic() + LIST_BACKOFF
@@ -158,6 +160,8 @@ class Harvester:
         except (DashScopeError, OSError) as exc:
             log.warning("harvesting %s: %s", row.task_id, exc)
             await self._later(row)
+        except ConfigurationError:
+            raise
         except Exception:  # never let one task stop the harvest
             log.exception("harvesting %s failed unexpectedly", row.task_id)
             await self._later(row)

@@ -11,13 +11,16 @@ loop never waits on the disk.
 
 A journal SQLite cannot read (random bytes, a zeroed page) is never written to or replaced: ``check_journal``
 (run by ``serve`` at start, and on first use) reads it read-only with ``PRAGMA quick_check`` and raises one
-ConfigurationError naming the file, what is wrong and what to do; damage found later says the same.
+ConfigurationError naming the file, what is wrong and what to do; damage found later says the same. So is
+anything else at the journal's path that is not a wan-image-mcp journal: a directory, a FIFO, another
+application's database (tables that are not ours, or no ``tasks`` table) is refused, never migrated into.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import stat
 import threading
 import time
 from collections.abc import Callable, Collection, Generator, Mapping, Sequence
@@ -231,17 +234,73 @@ def damaged(path: Path, why: str) -> ConfigurationError:
     )
 
 
-def check_journal(path: Path) -> None:
-    """Refuse a journal SQLite cannot read (random bytes, a zeroed page) with ``damaged``, opening it read-only
-    so the file is never written. A journal that does not exist yet is fine: it is created on first use."""
+def _tables(db: sqlite3.Connection) -> frozenset[str]:
+    """The database's own tables (not SQLite's, such as ``sqlite_sequence``)."""
+    rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'")
+    return frozenset(str(row[0]) for row in rows)
+
+
+def _task_columns(db: sqlite3.Connection) -> frozenset[str]:
+    return frozenset(str(row[1]) for row in db.execute("PRAGMA table_info(tasks)"))
+
+
+@functools.cache
+def _schema(version: int) -> tuple[frozenset[str], frozenset[str]]:
+    """The tables, and the tasks table's columns, that ``MIGRATIONS`` make up to ``version``."""
     import sqlite3
 
-    if not path.is_file():
+    db = sqlite3.connect(":memory:")
+    try:
+        for migration in MIGRATIONS[:version]:
+            db.executescript(migration)
+        return _tables(db), _task_columns(db)
+    finally:
+        db.close()
+
+
+def _not_ours(db: sqlite3.Connection) -> str | None:
+    """Why this database is not a wan-image-mcp journal, or None if it is one (or is empty: a new journal).
+
+    A journal of a version this server knows has exactly that version's tables and columns; one of a newer
+    version (read-only compatible) has at least this version's; anything else belongs to someone else."""
+    version, tables = _version(db), _tables(db)
+    if version == 0 and not tables:
+        return None
+    listed = f"user_version {version}, tables: {', '.join(sorted(tables)) or 'none'}"
+    if "tasks" not in tables:
+        return f"it has no tasks table ({listed})"
+    ours, columns = _schema(min(version, len(MIGRATIONS))), (tables, _task_columns(db))
+    fits = columns == ours if version <= len(MIGRATIONS) else columns[0] >= ours[0] and columns[1] >= ours[1]
+    return None if fits else f"its tables are not a journal's of version {version} ({listed})"
+
+
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"))
+
+
+def check_journal(path: Path) -> None:
+    """Refuse, in one ConfigurationError naming the file and what is wrong, a journal path that is not a regular
+    file (a directory, a FIFO), a database SQLite cannot read (random bytes, a zeroed page: ``damaged``) and one
+    that is not a wan-image-mcp journal (another application's), opening it read-only so the file is never
+    written. A journal that does not exist yet is fine: it is created on first use."""
+    import sqlite3
+
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
         return
+    except OSError as exc:
+        raise ConfigurationError(f"cannot open the task journal at {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+        raise ConfigurationError(
+            f"the task journal {path} is {kind}, not a file. It was left as it is: point WAN_MCP_DB at a file "
+            "(one that does not exist yet begins a new journal)"
+        )
     try:
         db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
         try:
             verdict = [str(row[0]) for row in db.execute("PRAGMA quick_check")]
+            foreign = _not_ours(db) if verdict == ["ok"] else None
         finally:
             db.close()
     except sqlite3.DatabaseError as exc:
@@ -250,6 +309,11 @@ def check_journal(path: Path) -> None:
         raise ConfigurationError(f"cannot open the task journal at {path}: {exc}") from None
     if verdict != ["ok"]:
         raise damaged(path, "\n".join(verdict))
+    if foreign is not None:
+        raise ConfigurationError(
+            f"the task journal {path} is not a wan-image-mcp journal: {foreign}. It was left as it is: point "
+            "WAN_MCP_DB at another file (one that does not exist yet begins a new journal)"
+        )
 
 
 class Journal:

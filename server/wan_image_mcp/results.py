@@ -3,15 +3,18 @@ atomically (temp file + rename), each with a JSON sidecar saying where it came f
 
 An image is saved once: one renamed into place is known by its task and index from its name, sidecar or not
 (a kill or a full disk can fall between the rename and the sidecar), and its sidecar is written then. Temp
-files carry their writer (``{pid}@{host}``), so those a killed server left are removed at start."""
+files carry their writer (``{pid}-{start}@{host}``), so those a killed server left are removed at start (and no
+other file, whatever its name)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
 import os
 import re
+import stat
 import tempfile
 import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
@@ -24,7 +27,7 @@ import anyio
 import anyio.to_thread
 import httpx2
 
-from .access import AccessDenied, check_fetch_url
+from .access import AccessDenied, send_checked
 from .dashscope.errors import DashScopeError
 from .outcomes import ImageFile
 
@@ -228,22 +231,21 @@ class ResultStore:
 
     @asynccontextmanager
     async def _get(self, url: str) -> AsyncGenerator[httpx2.Response]:
-        """A streamed GET with every hop checked: the URL itself and each redirect target."""
+        """A streamed GET with every hop checked, and connected to the address its check approved: the URL itself
+        and each redirect target."""
         for _ in range(MAX_REDIRECTS + 1):
-            try:
-                await check_fetch_url(url, api_base_url=self._api_base_url)
-            except AccessDenied as exc:
-                raise DownloadError(url, str(exc), status=403) from None
             request = self._http.build_request("GET", url, timeout=httpx2.Timeout(60.0))
             try:
-                response = await self._http.send(request, stream=True, follow_redirects=False)
+                response = await send_checked(self._http, request, api_base_url=self._api_base_url, stream=True)
+            except AccessDenied as exc:
+                raise DownloadError(url, str(exc), status=403) from None
             except httpx2.TransportError as exc:
                 raise DownloadError(url, f"download failed: {exc!r}") from None
             try:
                 if not response.is_redirect or "location" not in response.headers:
                     yield response
                     return
-                url = str(response.url.join(response.headers["location"]))
+                url = str(httpx2.URL(url).join(response.headers["location"]))  # the name's, not the address's
             finally:
                 await response.aclose()
         raise DownloadError(url, f"more than {MAX_REDIRECTS} redirects", status=310)
@@ -388,8 +390,14 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 PART_SUFFIX = ".part"
-_OWNED = re.compile(r"\.(?P<pid>\d+)@(?P<host>[A-Za-z0-9-]*)\.[^.]*\.part")
-"""The owner a temp file's name carries: ``.{name}.{pid}@{host}.{random}.part``."""
+_RESULT_NAME = r"\d{8}-\d{6}_[A-Za-z0-9._-]+_[A-Za-z0-9._-]+_\d+(?:\.(?:png|jpg|webp|bmp|json))?|gallery"
+_OURS = re.compile(
+    rf"\.(?:{_RESULT_NAME})\.(?:(?P<pid>\d+)(?:-(?P<start>\d+))?@(?P<host>[A-Za-z0-9-]*)\.)?[a-z0-9_]{{8}}\{PART_SUFFIX}"
+)
+"""The temp files this server writes, and only those: ``.{result name}.{owner}.{random}.part``, where the result
+name is ``{time}_{model}_{task_id}_{n}`` (with ``.png``, ``.jpg``, ``.webp``, ``.bmp`` or ``.json``, or none) or
+the gallery's, the owner ``{pid}-{start}@{host}`` (before it, ``{pid}@{host}``, and before that none) and the
+random part mkstemp's eight characters. A user's ``.thesis.docx.part`` is none of them."""
 STALE_PART = 3600.0
 """A temp file whose owner cannot be checked (older names, another host) is left this long before removal."""
 
@@ -400,14 +408,36 @@ def _host() -> str:
     return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40]
 
 
+def _started(pid: int) -> str | None:
+    """When process ``pid`` started, as the kernel counts it (clock ticks since boot, read from /proc on Linux);
+    None where that cannot be read (another OS, or no such process)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    fields = text.rsplit(b")", 1)[-1].split()  # the command name in parentheses may hold spaces
+    return fields[19].decode() if len(fields) > 19 and fields[19].isdigit() else None  # field 22, starttime
+
+
+@functools.cache
+def _own_start(pid: int) -> str:
+    """This process's start: the kernel's count where it can be read, else when this process first asked."""
+    return _started(pid) or str(time.time_ns() // 1_000_000)
+
+
 def temp_owner() -> str:
-    """Who writes a temp file, as its name says: ``{pid}@{host}``."""
-    return f"{os.getpid()}@{_host()}"
+    """Who writes a temp file, as its name says: ``{pid}-{start}@{host}``. The start tells this process from an
+    earlier one that had the same pid: in a container the server is often PID 1 after every restart."""
+    pid = os.getpid()
+    return f"{pid}-{_own_start(pid)}@{_host()}"
 
 
-def _alive(pid: int) -> bool:
+def _alive(pid: int, start: str | None) -> bool:
+    """Whether the process that wrote a temp file (``pid``, and ``start`` when the name records it) still runs."""
     if pid == os.getpid():
-        return True
+        return start == _own_start(pid)  # an earlier process with this pid (or an older name) is gone
+    if start is not None and (now := _started(pid)) is not None:
+        return now == start  # a different start: the pid was given to another process since
     if os.name == "nt":  # no harmless probe there (signal 0 is CTRL_C_EVENT): rely on the file's age
         return True
     try:
@@ -420,24 +450,28 @@ def _alive(pid: int) -> bool:
 
 
 def remove_leftover_parts(root: Path) -> tuple[int, int]:
-    """Remove temp files (``.*.part``) that a server killed mid-download or mid-write left in ``root``: those of
-    a process on this host that is gone, and any other older than ``STALE_PART`` (a live process's stay).
-    Returns how many files and bytes were removed."""
+    """Remove the temp files (``_OURS``, regular files only) that a server killed mid-download or mid-write left
+    in ``root``: those of a process on this host that is gone, and any other older than ``STALE_PART`` (a live
+    process's stay a day). No other file is touched, however it is named. Returns how many files and bytes were
+    removed."""
     if not root.is_dir():
         return 0, 0
     host, now = _host(), time.time()
     files = size = 0
     for path in root.glob(f".*{PART_SUFFIX}"):
+        if (ours := _OURS.fullmatch(path.name)) is None:
+            continue
         try:
-            stat = path.stat()
-            owned = _OWNED.search(path.name)
-            if owned and owned["host"] == host:
-                stale = not _alive(int(owned["pid"])) or now - stat.st_mtime > DAY
+            info = path.lstat()
+            if not stat.S_ISREG(info.st_mode):
+                continue
+            if ours["pid"] is not None and ours["host"] == host:
+                stale = not _alive(int(ours["pid"]), ours["start"]) or now - info.st_mtime > DAY
             else:
-                stale = now - stat.st_mtime > STALE_PART
-            if stale and path.is_file():
+                stale = now - info.st_mtime > STALE_PART
+            if stale:
                 path.unlink()
-                files, size = files + 1, size + stat.st_size
+                files, size = files + 1, size + info.st_size
         except OSError:
             continue
     return files, size

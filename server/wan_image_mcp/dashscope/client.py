@@ -23,7 +23,7 @@ from urllib.parse import quote, urlencode
 import anyio
 import httpx2
 
-from ..access import check_fetch_url
+from ..access import send_checked
 from ..config import api_key_problem
 from ..errors import ConfigurationError
 from ..specs import CANCEL_PATH, TASK_PATH, UPLOAD_POLICY_PATH
@@ -181,11 +181,11 @@ class DashScopeClient:
             "x-oss-content-type": content_type,
         }
         host = str(policy["upload_host"])
-        await check_fetch_url(host, api_base_url=self._base_url)
+        request = self._http.build_request(
+            "POST", host, data=form, files={"file": (filename, data, content_type)}, timeout=httpx2.Timeout(120.0)
+        )
         try:
-            response = await self._http.post(
-                host, data=form, files={"file": (filename, data, content_type)}, timeout=httpx2.Timeout(120.0)
-            )
+            response = await send_checked(self._http, request, api_base_url=self._base_url)
         except httpx2.TransportError as exc:
             raise APIConnectionError(f"upload to {host} failed: {exc!r}", request_sent=True) from None
         if response.status_code == 200:
