@@ -22,8 +22,8 @@ from PIL import Image, PngImagePlugin
 from tests.conftest import ImageFactory, text
 from wan_image_mcp import inputs
 from wan_image_mcp.emulator import EmulatorState
-from wan_image_mcp.errors import InvalidRequest
-from wan_image_mcp.inputs import EXIF_ORIENTATION, InputChanged, RefKind, decode_data_url, local_path, prepare_image
+from wan_image_mcp.errors import InputChanged, InvalidRequest
+from wan_image_mcp.inputs import EXIF_ORIENTATION, RefKind, decode_data_url, local_path, prepare_image
 from wan_image_mcp.specs import SPECS
 
 LIMITS = SPECS["wan2.7-image-pro"].image

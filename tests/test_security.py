@@ -29,15 +29,16 @@ from PIL import Image
 
 from tests.conftest import ImageFactory, server_env, text
 from wan_image_mcp import access
-from wan_image_mcp.access import AccessDenied, check_fetch_url, send_checked
+from wan_image_mcp.access import check_fetch_url, send_checked
 from wan_image_mcp.app import build_app
 from wan_image_mcp.config import Settings
 from wan_image_mcp.dashscope import APIConnectionError, DashScopeClient, TaskStatus
+from wan_image_mcp.dashscope.errors import DownloadError
 from wan_image_mcp.emulator import EmulatorConfig, EmulatorState, Fault
 from wan_image_mcp.emulator.serve import RunningEmulator
-from wan_image_mcp.errors import ConfigurationError, InvalidRequest
+from wan_image_mcp.errors import AccessDenied, ConfigurationError, InvalidRequest
 from wan_image_mcp.pillow import MAX_DECODE_PIXELS
-from wan_image_mcp.results import DownloadError, ResultStore
+from wan_image_mcp.results import ResultStore
 
 pytestmark = pytest.mark.anyio
 URL = "https://example.com/a-1024-1024.png"

@@ -25,14 +25,10 @@ from urllib.parse import unquote, urlsplit
 
 import anyio
 
-from .errors import WanError
+from .errors import AccessDenied
 
 if TYPE_CHECKING:
     import httpx2
-
-
-class AccessDenied(WanError, PermissionError):
-    """A path outside the allowed directories, or a URL the server will not fetch."""
 
 
 def _real(path: Path) -> Path:

@@ -2,10 +2,15 @@
 
 WanError
 ├── InvalidRequest            bad input found before any request is sent (one or more Problems)
-├── ConfigurationError        a setting is missing or wrong (e.g. no DASHSCOPE_API_KEY)
+│   └── InputChanged          a local image changed on disk between its check and its sending; nothing was submitted
+├── ConfigurationError        a setting is missing or wrong (e.g. no DASHSCOPE_API_KEY, a damaged journal)
+├── AccessDenied              a file outside the allowed folders, or a URL not to be fetched (also a PermissionError)
 ├── SpendLimitExceeded        a call would request more paid images than the limits allow; nothing was sent
 ├── SubmissionUncertain       a create request was sent and its answer lost: a task may exist and be billed
-└── dashscope.DashScopeError  the API or the network said no (see dashscope/errors.py)
+└── dashscope.DashScopeError  the API, its upload host, a result URL or the network said no (dashscope/errors.py)
+
+Every error this package defines is in one of those two modules; ``polling.PollFailed`` is an internal signal
+between the polling loop and the service, and the emulator's error answers are its own (``emulator/exceptions``).
 """
 
 from __future__ import annotations
@@ -65,3 +70,15 @@ class InvalidRequest(WanError, ValueError):
             return f"Invalid request: {self.problems[0]}"
         lines = "\n".join(f"- {p}" for p in self.problems)
         return f"Invalid request ({len(self.problems)} problems):\n{lines}"
+
+
+class AccessDenied(WanError, PermissionError):
+    """A path outside the allowed directories, or a URL the server will not fetch."""
+
+
+class InputChanged(InvalidRequest):
+    """A local image changed on disk between being checked and being sent. Nothing was submitted."""
+
+    def __init__(self, path: object, index: int) -> None:
+        message = f"{path} changed on disk while it was being sent; nothing was submitted, call again"
+        super().__init__([Problem("images", message, image=index)])

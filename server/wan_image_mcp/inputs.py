@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
-from .access import AccessDenied, FileAccess
-from .errors import InvalidRequest, Problem
+from .access import FileAccess
+from .errors import AccessDenied, InputChanged, InvalidRequest, Problem
 from .specs import ImageLimits
 
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ class PreparedImage:
         assert self.path is not None and self.sha256 is not None
         data = Path(self.path).read_bytes()
         if hashlib.sha256(data).hexdigest() != self.sha256:
-            raise InputChanged(self)
+            raise InputChanged(self.path, self.index)
         return data
 
     @property
@@ -104,14 +104,6 @@ class PreparedImage:
             return self.url
         assert self.format is not None
         return f"data:{MIME_TYPES[self.format]};base64,{base64.b64encode(self.read_payload()).decode('ascii')}"
-
-
-class InputChanged(InvalidRequest):
-    """A local image changed on disk between being checked and being sent. Nothing was submitted."""
-
-    def __init__(self, image: PreparedImage) -> None:
-        message = f"{image.path} changed on disk while it was being sent; nothing was submitted, call again"
-        super().__init__([Problem("images", message, image=image.index)])
 
 
 class HashingReader(io.FileIO):

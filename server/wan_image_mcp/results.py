@@ -27,8 +27,9 @@ import anyio
 import anyio.to_thread
 import httpx2
 
-from .access import AccessDenied, send_checked
-from .dashscope.errors import DashScopeError
+from .access import send_checked
+from .dashscope.errors import DownloadError
+from .errors import AccessDenied
 from .outcomes import ImageFile
 
 if TYPE_CHECKING:
@@ -36,14 +37,6 @@ if TYPE_CHECKING:
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "BMP": ".bmp"}
-
-
-class DownloadError(DashScopeError):
-    def __init__(self, url: str, message: str, *, status: int | None = None, expired: bool = False) -> None:
-        super().__init__(message)
-        self.url = url
-        self.status = status
-        self.expired = expired
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from .dashscope import (
     TaskResult,
     TaskStatus,
 )
+from .dashscope.errors import DownloadError
 from .detection import Mode, build_instruction
 from .errors import ConfigurationError, SpendLimitExceeded, SubmissionUncertain
 from .inputs import PreparedImage, RefKind, classify, local_path
@@ -43,7 +44,7 @@ from .outcomes import (
 )
 from .polling import PollFailed, Polling, Progress
 from .reconcile import Reconciled, Reconciler, Submissions
-from .results import DownloadError, ResultStore, TaskRecord
+from .results import ResultStore, TaskRecord
 from .uploads import Uploads
 from .validation import EditParams, PreparedRequest, check_task_id, prepare_request
 

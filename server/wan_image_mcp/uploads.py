@@ -16,7 +16,8 @@ import anyio.to_thread
 
 from .dashscope import DashScopeClient
 from .dashscope.errors import UploadPolicyRefused
-from .inputs import MIME_TYPES, HashingReader, InputChanged, PreparedImage, RefKind
+from .errors import InputChanged
+from .inputs import MIME_TYPES, HashingReader, PreparedImage, RefKind
 from .journal import AsyncJournal
 from .validation import PreparedRequest
 
@@ -88,5 +89,5 @@ async def _send(
     with HashingReader(image.path) as file:
         url = await client.upload(policy, file, name, mime)
     if file.hexdigest() != digest:
-        raise InputChanged(image)
+        raise InputChanged(image.path, image.index)
     return url

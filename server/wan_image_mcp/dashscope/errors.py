@@ -12,12 +12,12 @@
         ├── RateLimitError            429 (.retry_after)
         ├── InternalServerError       5xx
         └── UploadPolicyRefused       403 from the upload host: the policy expired or was refused; get a new one
+    DownloadError                 a result image could not be fetched (.url, .status, .expired)
 
 A task that ends FAILED, CANCELED or UNKNOWN is not an error here: ``get_task`` returns it as a TaskResult
 with its ``status``, ``code`` and ``message``. The client also raises errors of the package root, defined
 there: ConfigurationError (a key no HTTP header can carry), InvalidRequest (a task id that is not one) and
-AccessDenied (an upload host that is not allowed). Outside this module, ``results.DownloadError`` (a result
-image that could not be fetched) subclasses DashScopeError.
+AccessDenied (an upload host that is not allowed).
 
 The API key is never part of any of these: they are built from status, body and response headers only.
 """
@@ -165,3 +165,13 @@ def status_error(status: int, body: Any, headers: Mapping[str, str]) -> APIStatu
         message = str(body)[:500] if body else f"HTTP {status} with an empty body"
     cls = _class_for(status, code)
     return cls(status, code, message, request_id, retry_after=parse_retry_after(headers))
+
+
+class DownloadError(DashScopeError):
+    """A result image could not be fetched: ``expired`` when its signed URL has lapsed (it cannot be recovered)."""
+
+    def __init__(self, url: str, message: str, *, status: int | None = None, expired: bool = False) -> None:
+        super().__init__(message)
+        self.url = url
+        self.status = status
+        self.expired = expired
