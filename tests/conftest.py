@@ -20,10 +20,10 @@ from mcp.types import CallToolResult, TextContent
 from PIL import Image
 from pydantic import SecretStr
 
-from wan_image_mcp.app import build_app
-from wan_image_mcp.config import Settings
+from wan_image_mcp.core.config import Settings
 from wan_image_mcp.dashscope import DashScopeClient, RetryPolicy
 from wan_image_mcp.emulator import EmulatorConfig, EmulatorState, create_app
+from wan_image_mcp.mcp_server.app import build_app
 
 LIVE_KEY = os.environ.get("DASHSCOPE_API_KEY", "")
 LIVE = bool(LIVE_KEY) and os.environ.get("WAN_MCP_LIVE_TESTS") == "1"

@@ -11,7 +11,7 @@ from mcp import Client
 from pydantic import BaseModel, ValidationError
 
 from tests.conftest import TOOL_NAMES, text
-from wan_image_mcp.arguments import problems, refusal
+from wan_image_mcp.core.arguments import problems, refusal
 from wan_image_mcp.emulator import EmulatorState
 
 pytestmark = pytest.mark.anyio

@@ -16,8 +16,8 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from tests.conftest import TOOL_NAMES, server_env
-from wan_image_mcp.app import build_app
-from wan_image_mcp.config import Settings
+from wan_image_mcp.core.config import Settings
+from wan_image_mcp.mcp_server.app import build_app
 
 ROOT = Path(__file__).parent.parent
 MANIFEST: dict[str, Any] = json.loads((ROOT / "manifest.json").read_text(encoding="utf-8"))
@@ -63,7 +63,7 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     unpacked = folder / "installed"
     with zipfile.ZipFile(packed) as archive:
         names = archive.namelist()
-        assert {"manifest.json", "pyproject.toml", "README.md", "server/wan_image_mcp/app.py"} <= set(names)
+        assert {"manifest.json", "pyproject.toml", "README.md", "server/wan_image_mcp/mcp_server/app.py"} <= set(names)
         assert not [n for n in names if n.startswith((".venv/", "tests/", ".git/"))]
         archive.extractall(unpacked)
     return unpacked

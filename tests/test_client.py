@@ -14,6 +14,7 @@ from PIL import Image
 from stamina.instrumentation import RetryDetails, set_on_retry_hooks
 
 from tests.conftest import EMULATOR_BASE, EMULATOR_KEY, FAST_RETRY, ImageFactory
+from wan_image_mcp.core.validation import EditParams, PreparedRequest, prepare_request
 from wan_image_mcp.dashscope import (
     APIConnectionError,
     APIStatusError,
@@ -33,7 +34,6 @@ from wan_image_mcp.dashscope import (
 from wan_image_mcp.dashscope import client as client_module
 from wan_image_mcp.dashscope.errors import status_error
 from wan_image_mcp.emulator import EmulatorState, Fault
-from wan_image_mcp.validation import EditParams, PreparedRequest, prepare_request
 
 pytestmark = pytest.mark.anyio
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from wan_image_mcp.config import REGIONS, Settings
-from wan_image_mcp.errors import ConfigurationError
+from wan_image_mcp.core.config import REGIONS, Settings
+from wan_image_mcp.core.errors import ConfigurationError
 
 
 def test_singapore_is_the_default_region() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from wan_image_mcp.detection import build_instruction
-from wan_image_mcp.errors import InvalidRequest
+from wan_image_mcp.core.detection import build_instruction
+from wan_image_mcp.core.errors import InvalidRequest
 
 
 @pytest.mark.parametrize(

@@ -18,10 +18,10 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS, CallToolResult, ImageContent
 
 from tests.conftest import TOOL_NAMES, server_env, text
+from wan_image_mcp.core.specs import MODEL_NAMES
 from wan_image_mcp.emulator import EmulatorConfig, Fault
 from wan_image_mcp.emulator.serve import RunningEmulator
 from wan_image_mcp.sockets import bind
-from wan_image_mcp.specs import MODEL_NAMES
 
 pytestmark = pytest.mark.anyio
 SECRET = "sk-e2e-very-secret-key-7f3a9c"

@@ -18,14 +18,14 @@ import pytest
 from PIL import Image
 
 from tests.conftest import EMULATOR_KEY, FAST_RETRY, until
+from wan_image_mcp.core.inputs import PreparedImage, RefKind
+from wan_image_mcp.core.specs import SPECS, Protocol
+from wan_image_mcp.core.validation import EditParams, prepare_request
 from wan_image_mcp.dashscope import APIConnectionError, BadRequestError, DashScopeClient, TaskStatus
 from wan_image_mcp.emulator import EmulatorBackend, EmulatorConfig, EmulatorState, Fault, create_app
 from wan_image_mcp.emulator.exceptions import EmulatedError, OssError
 from wan_image_mcp.emulator.serve import RunningEmulator
 from wan_image_mcp.emulator.state import Upload
-from wan_image_mcp.inputs import PreparedImage, RefKind
-from wan_image_mcp.specs import SPECS, Protocol
-from wan_image_mcp.validation import EditParams, prepare_request
 
 pytestmark = pytest.mark.anyio
 AUTH = {"Authorization": f"Bearer {EMULATOR_KEY}"}

@@ -14,9 +14,9 @@ from mcp import Client
 from PIL import Image
 
 from tests.conftest import ImageFactory, server_env
-from wan_image_mcp.config import Settings
+from wan_image_mcp.core.config import Settings
+from wan_image_mcp.core.journal import Journal
 from wan_image_mcp.gallery import write_gallery
-from wan_image_mcp.journal import Journal
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (.ci/run installs it)")

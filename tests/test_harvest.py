@@ -18,11 +18,11 @@ import pytest
 from mcp import Client
 
 from tests.conftest import until
-from wan_image_mcp.app import build_app
-from wan_image_mcp.config import Settings
+from wan_image_mcp.core.config import Settings
+from wan_image_mcp.core.journal import Journal, NewTask
 from wan_image_mcp.dashscope import QueryRate
 from wan_image_mcp.emulator import EmulatorState, Fault
-from wan_image_mcp.journal import Journal, NewTask
+from wan_image_mcp.mcp_server.app import build_app
 
 pytestmark = pytest.mark.anyio
 

@@ -24,9 +24,9 @@ from PIL import Image
 from pydantic import SecretStr
 
 from tests.conftest import EMULATOR_BASE, EMULATOR_KEY
-from wan_image_mcp.app import build_app
-from wan_image_mcp.config import Settings
+from wan_image_mcp.core.config import Settings
 from wan_image_mcp.emulator import EmulatorState, create_app
+from wan_image_mcp.mcp_server.app import build_app
 
 TOOLS = ["edit_image", "submit_task", "check_task", "cancel_task", "detect_segment", "list_tasks"]
 EDIT_ARGS = [

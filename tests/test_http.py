@@ -23,10 +23,10 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS
 
 from tests.conftest import server_env
-from wan_image_mcp.config import Settings
+from wan_image_mcp.core.config import Settings
 from wan_image_mcp.emulator import EmulatorConfig
 from wan_image_mcp.emulator.serve import RunningEmulator
-from wan_image_mcp.http_server import http_app
+from wan_image_mcp.mcp_server.http_server import http_app
 from wan_image_mcp.sockets import bind
 
 KEY = "sk-http"

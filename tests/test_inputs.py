@@ -20,11 +20,11 @@ from mcp.types import CallToolResult
 from PIL import Image, PngImagePlugin
 
 from tests.conftest import ImageFactory, text
-from wan_image_mcp import inputs
+from wan_image_mcp.core import inputs
+from wan_image_mcp.core.errors import InputChanged, InvalidRequest
+from wan_image_mcp.core.inputs import EXIF_ORIENTATION, RefKind, decode_data_url, local_path, prepare_image
+from wan_image_mcp.core.specs import SPECS
 from wan_image_mcp.emulator import EmulatorState
-from wan_image_mcp.errors import InputChanged, InvalidRequest
-from wan_image_mcp.inputs import EXIF_ORIENTATION, RefKind, decode_data_url, local_path, prepare_image
-from wan_image_mcp.specs import SPECS
 
 LIMITS = SPECS["wan2.7-image-pro"].image
 

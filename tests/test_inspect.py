@@ -16,11 +16,11 @@ from mcp.types import ImageContent
 from PIL import Image, PngImagePlugin
 
 from tests.conftest import ImageFactory, text
-from wan_image_mcp import inputs
+from wan_image_mcp.core import inputs
+from wan_image_mcp.core.inputs import EXIF_ORIENTATION, prepare_image
+from wan_image_mcp.core.inspection import GRID_PREVIEW_SIDE
+from wan_image_mcp.core.specs import SPECS
 from wan_image_mcp.emulator import EmulatorState
-from wan_image_mcp.inputs import EXIF_ORIENTATION, prepare_image
-from wan_image_mcp.inspection import GRID_PREVIEW_SIDE
-from wan_image_mcp.specs import SPECS
 
 pytestmark = pytest.mark.anyio
 

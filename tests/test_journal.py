@@ -14,10 +14,10 @@ from mcp import Client
 from pydantic import SecretStr
 
 from tests.conftest import EMULATOR_KEY, ImageFactory
-from wan_image_mcp import journal as journal_module
-from wan_image_mcp.app import build_app
-from wan_image_mcp.config import Settings
-from wan_image_mcp.journal import AsyncJournal, Journal, NewTask
+from wan_image_mcp.core import journal as journal_module
+from wan_image_mcp.core.config import Settings
+from wan_image_mcp.core.journal import AsyncJournal, Journal, NewTask
+from wan_image_mcp.mcp_server.app import build_app
 
 pytestmark = pytest.mark.anyio
 

@@ -12,7 +12,7 @@ import sys
 import wan_image_mcp.dashscope
 from wan_image_mcp.dashscope import errors
 
-FORBIDDEN = ("PIL", "wan_image_mcp.validation", "wan_image_mcp.inputs")
+FORBIDDEN = ("PIL", "wan_image_mcp.core.validation", "wan_image_mcp.core.inputs")
 
 
 def test_the_dashscope_package_imports_no_validation_inputs_or_pillow() -> None:

@@ -7,8 +7,8 @@ import pytest
 from mcp import Client
 
 from tests.conftest import ImageFactory, text
+from wan_image_mcp.core.prompt_images import references
 from wan_image_mcp.emulator import EmulatorState
-from wan_image_mcp.prompt_images import references
 
 pytestmark = pytest.mark.anyio
 

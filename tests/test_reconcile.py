@@ -18,16 +18,16 @@ from anyio.abc import TaskGroup
 from mcp import Client
 
 from tests.conftest import until
-from wan_image_mcp.app import build_app, build_state
-from wan_image_mcp.config import Settings
+from wan_image_mcp.core.config import Settings
+from wan_image_mcp.core.errors import SubmissionUncertain
+from wan_image_mcp.core.journal import AsyncJournal, Journal, NewTask
+from wan_image_mcp.core.outcomes import EditResult
+from wan_image_mcp.core.reconcile import contradiction, judge, learn_offset
+from wan_image_mcp.core.service import EditArgs, WanService
+from wan_image_mcp.core.validation import EditParams, prepare_request
 from wan_image_mcp.dashscope import DashScopeClient, ListedTask, TaskResult, TaskStatus
 from wan_image_mcp.emulator import EmulatorState, Fault
-from wan_image_mcp.errors import SubmissionUncertain
-from wan_image_mcp.journal import AsyncJournal, Journal, NewTask
-from wan_image_mcp.outcomes import EditResult
-from wan_image_mcp.reconcile import contradiction, judge, learn_offset
-from wan_image_mcp.service import EditArgs, WanService
-from wan_image_mcp.validation import EditParams, prepare_request
+from wan_image_mcp.mcp_server.app import build_app, build_state
 
 pytestmark = pytest.mark.anyio
 MODEL = "wan2.7-image"

@@ -27,11 +27,11 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from tests.conftest import EMULATOR_KEY, server_env, until
-from wan_image_mcp import results
-from wan_image_mcp.app import build_app
-from wan_image_mcp.config import Settings
+from wan_image_mcp.core import results
+from wan_image_mcp.core.config import Settings
 from wan_image_mcp.emulator import EmulatorConfig, EmulatorState, Fault
 from wan_image_mcp.emulator.serve import RunningEmulator
+from wan_image_mcp.mcp_server.app import build_app
 
 KEY = "sk-reliability"
 
@@ -327,7 +327,7 @@ def test_a_server_killed_while_its_create_answer_is_in_flight_finds_the_task_on_
 
 KILLED_BEFORE_THE_SIDECAR = """
 import os, signal, sys
-from wan_image_mcp import results
+from wan_image_mcp.core import results
 from wan_image_mcp.cli import main
 
 write = results._atomic_write

@@ -10,9 +10,9 @@ import pytest
 from mcp import Client
 from mcp.types import BlobResourceContents, ResourceLink, TextResourceContents
 
-from wan_image_mcp.catalog import catalog_json
-from wan_image_mcp.config import Settings
-from wan_image_mcp.specs import MODEL_NAMES
+from wan_image_mcp.core.catalog import catalog_json
+from wan_image_mcp.core.config import Settings
+from wan_image_mcp.core.specs import MODEL_NAMES
 
 pytestmark = pytest.mark.anyio
 

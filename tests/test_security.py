@@ -28,17 +28,17 @@ from mcp.types import ListRootsResult, Root
 from PIL import Image
 
 from tests.conftest import ImageFactory, server_env, text
-from wan_image_mcp import access
-from wan_image_mcp.access import check_fetch_url, send_checked
-from wan_image_mcp.app import build_app
-from wan_image_mcp.config import Settings
+from wan_image_mcp.core import access
+from wan_image_mcp.core.access import check_fetch_url, send_checked
+from wan_image_mcp.core.config import Settings
+from wan_image_mcp.core.errors import AccessDenied, ConfigurationError, InvalidRequest
+from wan_image_mcp.core.pillow import MAX_DECODE_PIXELS
+from wan_image_mcp.core.results import ResultStore
 from wan_image_mcp.dashscope import APIConnectionError, DashScopeClient, TaskStatus
 from wan_image_mcp.dashscope.errors import DownloadError
 from wan_image_mcp.emulator import EmulatorConfig, EmulatorState, Fault
 from wan_image_mcp.emulator.serve import RunningEmulator
-from wan_image_mcp.errors import AccessDenied, ConfigurationError, InvalidRequest
-from wan_image_mcp.pillow import MAX_DECODE_PIXELS
-from wan_image_mcp.results import ResultStore
+from wan_image_mcp.mcp_server.app import build_app
 
 pytestmark = pytest.mark.anyio
 URL = "https://example.com/a-1024-1024.png"

@@ -20,18 +20,18 @@ from mcp import Client, StdioServerParameters
 from mcp.shared.exceptions import MCPError
 
 from tests.conftest import server_env, text, until
-from wan_image_mcp.app import build_app
-from wan_image_mcp.config import Settings
-from wan_image_mcp.journal import MIGRATIONS, Journal, NewTask, check_journal
+from wan_image_mcp.core.config import Settings
+from wan_image_mcp.core.journal import MIGRATIONS, Journal, NewTask, check_journal
+from wan_image_mcp.mcp_server.app import build_app
 
-LAZY = ("PIL", "sqlite3", "stamina", "wan_image_mcp.emulator", "wan_image_mcp.inspection")
+LAZY = ("PIL", "sqlite3", "stamina", "wan_image_mcp.emulator", "wan_image_mcp.core.inspection")
 
 PROBE = f"""
 import anyio, json, sys
 from mcp import Client
-from wan_image_mcp.app import build_app
-from wan_image_mcp.config import Settings
-from wan_image_mcp.journal import Journal, NewTask
+from wan_image_mcp.mcp_server.app import build_app
+from wan_image_mcp.core.config import Settings
+from wan_image_mcp.core.journal import Journal, NewTask
 
 async def main():
     async with Client(build_app(Settings.from_env())) as client:
@@ -279,7 +279,9 @@ def test_every_module_takes_pillow_from_pillow_py_with_its_bomb_guard() -> None:
     assert direct == []
 
 
-MCP_ADAPTERS = {"app.py", "boundary.py", "tools.py", "resources.py", "prompts.py", "http_server.py", "demo.py"}
+MCP_ADAPTERS = {"demo.py"} | {
+    f"mcp_server/{name}.py" for name in ("app", "boundary", "tools", "resources", "prompts", "http_server")
+}
 """The modules that speak MCP (demo.py is an MCP client); the core, the client and the emulator know nothing of it."""
 
 
@@ -294,4 +296,5 @@ def test_only_the_mcp_adapters_import_mcp() -> None:
         )
     }
     assert speaking <= MCP_ADAPTERS, sorted(speaking - MCP_ADAPTERS)
-    assert {"app.py", "tools.py", "boundary.py"} <= speaking  # the check sees imports at all
+    assert {"mcp_server/app.py", "mcp_server/tools.py"} <= speaking  # the check sees imports at all
+    assert not any(name.startswith("core/") for name in speaking)

@@ -17,12 +17,12 @@ from mcp.types import CallToolResult, ImageContent
 from PIL import Image, ImageChops, ImageStat
 
 from tests.conftest import TOOL_NAMES, ImageFactory, text
-from wan_image_mcp.app import build_app
-from wan_image_mcp.config import Settings
+from wan_image_mcp.core.config import Settings
+from wan_image_mcp.core.outcomes import ImageFile
+from wan_image_mcp.core.results import ResultStore
+from wan_image_mcp.core.specs import MODEL_NAMES, SPECS
 from wan_image_mcp.emulator import EmulatorState, Fault
-from wan_image_mcp.outcomes import ImageFile
-from wan_image_mcp.results import ResultStore
-from wan_image_mcp.specs import MODEL_NAMES, SPECS
+from wan_image_mcp.mcp_server.app import build_app
 
 pytestmark = pytest.mark.anyio
 URL = "https://example.com/photo-1200-800.png"
@@ -503,7 +503,7 @@ async def test_each_result_image_has_its_own_preview_in_order(mcp: Client) -> No
 def test_submit_task_takes_exactly_edit_images_arguments_but_wait_seconds() -> None:
     import inspect
 
-    from wan_image_mcp import tools
+    from wan_image_mcp.mcp_server import tools
 
     edit = inspect.signature(tools.edit_image, eval_str=True).parameters
     submit = inspect.signature(tools.submit_task, eval_str=True).parameters

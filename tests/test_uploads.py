@@ -15,9 +15,9 @@ from mcp import Client
 from PIL import Image
 
 from tests.conftest import text
-from wan_image_mcp.app import build_app
-from wan_image_mcp.config import Settings
+from wan_image_mcp.core.config import Settings
 from wan_image_mcp.emulator import EmulatorState, Fault, create_app
+from wan_image_mcp.mcp_server.app import build_app
 
 pytestmark = pytest.mark.anyio
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ImageFactory
-from wan_image_mcp.errors import InvalidRequest
-from wan_image_mcp.specs import SPECS
-from wan_image_mcp.validation import EditParams, prepare_request
+from wan_image_mcp.core.errors import InvalidRequest
+from wan_image_mcp.core.specs import SPECS
+from wan_image_mcp.core.validation import EditParams, prepare_request
 
 URL = "https://example.com/img-{}.png"
 

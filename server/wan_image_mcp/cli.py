@@ -45,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _remove_leftover_parts(folder: Path) -> None:
     """Temp files a killed server left in the output folder go at start (never failing the start)."""
-    from .results import remove_leftover_parts
+    from .core.results import remove_leftover_parts
 
     try:
         files, size = remove_leftover_parts(folder)
@@ -60,16 +60,16 @@ def _remove_leftover_parts(folder: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from .config import Settings
+    from .core.config import Settings
 
     # stdout belongs to the protocol: every log line goes to stderr.
     logging.basicConfig(
         stream=sys.stderr, level=Settings.log_level_of(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     if args.command in (None, "serve"):
-        from .app import build_app, check_journal_folder
-        from .errors import ConfigurationError
-        from .journal import check_journal
+        from .core.errors import ConfigurationError
+        from .core.journal import check_journal
+        from .mcp_server.app import build_app, check_journal_folder
 
         try:
             settings = Settings.from_env()
@@ -79,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_journal(settings.journal_path)  # a damaged journal too (read-only: the file is left as it is)
             _remove_leftover_parts(settings.output_dir)
             if getattr(args, "transport", "stdio") == "http":
-                from .http_server import serve_http
+                from .mcp_server.http_server import serve_http
 
                 token = settings.http_token.get_secret_value() if settings.http_token else None
                 hosts = settings.http_allowed_hosts
@@ -91,9 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_app(settings).run()
         return 0
     if args.command == "gallery":
-        from .app import open_journal
-        from .errors import ConfigurationError
+        from .core.errors import ConfigurationError
         from .gallery import write_gallery
+        from .mcp_server.app import open_journal
 
         folder = Path(args.folder).expanduser().resolve() if args.folder else None
         if folder is not None and not (folder / "journal.sqlite3").is_file():
@@ -122,9 +122,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_demo(args.output)
     if args.command == "emulator":
+        from .core.errors import ConfigurationError
         from .emulator.serve import run_foreground
         from .emulator.state import EmulatorConfig
-        from .errors import ConfigurationError
 
         keys = frozenset(args.api_key or ["sk-emulator"])
         config = EmulatorConfig(api_keys=keys, latency=args.latency, latency_spread=args.latency_spread)

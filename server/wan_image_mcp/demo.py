@@ -19,10 +19,10 @@ import anyio
 from mcp import Client, StdioServerParameters
 from mcp.types import CallToolResult, TextContent
 
+from .core.outcomes import EditResult
+from .core.pillow import Image, ImageDraw
 from .emulator import EmulatorConfig
 from .emulator.serve import RunningEmulator
-from .outcomes import EditResult
-from .pillow import Image, ImageDraw
 
 KEY = "sk-emulator"
 
@@ -164,8 +164,8 @@ def _row(scenario: str, tool: str, result: CallToolResult, seconds: float) -> Ro
 
 
 def _gallery(folder: Path) -> Path:
+    from .core.journal import Journal
     from .gallery import write_gallery
-    from .journal import Journal
 
     journal = Journal(folder / "journal.sqlite3").open()
     try:

@@ -17,9 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from .inputs import exif_orientation, small_as_sent
-from .journal import Journal, TaskRow
-from .pillow import Image
+from .core.inputs import exif_orientation, small_as_sent
+from .core.journal import Journal, TaskRow
+from .core.pillow import Image
 
 THUMB_SIDE = 320
 PAGE = "gallery.html"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import socket
 
-from .errors import ConfigurationError
+from .core.errors import ConfigurationError
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -23,10 +23,10 @@ from urllib.parse import quote, urlencode
 import anyio
 import httpx2
 
-from ..access import send_checked
-from ..config import api_key_problem
-from ..errors import ConfigurationError
-from ..specs import CANCEL_PATH, TASK_PATH, UPLOAD_POLICY_PATH
+from ..core.access import send_checked
+from ..core.config import api_key_problem
+from ..core.errors import ConfigurationError
+from ..core.specs import CANCEL_PATH, TASK_PATH, UPLOAD_POLICY_PATH
 from .errors import (
     APIConnectionError,
     APIStatusError,

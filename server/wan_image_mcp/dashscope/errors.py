@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import WanError
+from ..core.errors import WanError
 
 _NOT_RETRYABLE_429 = frozenset({"CommodityNotPurchased", "PrepaidBillOverdue", "PostpaidBillOverdue"})
 _MODERATION = frozenset({"DataInspectionFailed", "IPInfringementSuspect"})

@@ -11,8 +11,8 @@ from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict
 
-from ..errors import InvalidRequest, Problem
-from ..specs import Endpoints, Protocol
+from ..core.errors import InvalidRequest, Problem
+from ..core.specs import Endpoints, Protocol
 
 JSON = Any
 

@@ -26,7 +26,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from ..specs import Protocol
+from ..core.specs import Protocol
 from .backend import MAX_PAGE_SIZE, EmulatorBackend, TaskFilter
 from .exceptions import EmulatedError, OssError, invalid
 from .state import EmulatorState, Fault, Target

@@ -16,7 +16,7 @@ from typing import Any, cast
 
 import anyio
 
-from ..specs import Protocol
+from ..core.specs import Protocol
 from . import wire
 from .checks import parse_job
 from .exceptions import EmulatedError, OssError, invalid

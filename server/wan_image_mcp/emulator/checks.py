@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, cast
 
-from ..pillow import Image, UnidentifiedImageError
-from ..specs import SEED_RANGE, Mode, ModelSpec, Protocol, get_spec, parse_custom_size
+from ..core.pillow import Image, UnidentifiedImageError
+from ..core.specs import SEED_RANGE, Mode, ModelSpec, Protocol, get_spec, parse_custom_size
 from .exceptions import invalid
 
 _HEX = re.compile(r"^#[0-9A-Fa-f]{6}$")

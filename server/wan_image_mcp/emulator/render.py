@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
-from ..pillow import Image, ImageDraw, ImageFont
+from ..core.pillow import Image, ImageDraw, ImageFont
 
 _CJK_FONTS = (
     "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",

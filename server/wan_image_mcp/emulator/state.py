@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..specs import Mode, ModelSpec
+from ..core.specs import Mode, ModelSpec
 
 Target = Literal["submit", "sync", "poll", "list", "cancel", "download", "upload", "policy", "any"]
 FaultKind = Literal["error", "throttle", "moderation", "drop", "slow", "fail_task", "partial_failure", "hold"]

@@ -16,8 +16,8 @@ import anyio
 import anyio.to_thread
 import httpx2
 
-from ..pillow import Image
-from ..specs import Protocol, output_size
+from ..core.pillow import Image
+from ..core.specs import Protocol, output_size
 from . import render
 from .checks import InputImage, Job, check_image
 from .exceptions import EmulatedError, invalid

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..specs import Protocol
+from ..core.specs import Protocol
 from .state import EmulatorState, Task
 
 

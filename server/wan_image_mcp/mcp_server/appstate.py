@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import Settings
-from .service import WanService
+from ..core.config import Settings
+from ..core.service import WanService
 
 
 @dataclass

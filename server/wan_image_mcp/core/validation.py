@@ -15,9 +15,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ..dashscope.wire import ImageRequest
+from ..dashscope.wire import check_task_id as check_task_id  # a wire rule; the name stays here too
 from .access import FileAccess
-from .dashscope.wire import ImageRequest
-from .dashscope.wire import check_task_id as check_task_id  # a wire rule; the name stays here too
 from .errors import InvalidRequest, Problem
 from .inputs import PreparedImage, prepare_images
 from .prompt_images import references

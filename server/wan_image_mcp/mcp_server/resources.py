@@ -18,11 +18,11 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 from mcp.types import ResourceLink
 
+from ..core.catalog import catalog_json, spec_json
+from ..core.outcomes import ImageFile
+from ..core.results import saved_image
+from ..core.specs import get_spec
 from .appstate import AppState
-from .catalog import catalog_json, spec_json
-from .outcomes import ImageFile
-from .results import saved_image
-from .specs import get_spec
 
 IMAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.(png|jpg|webp|bmp)$")
 MIME = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp", "bmp": "image/bmp"}

@@ -15,20 +15,20 @@ from mcp.server.mcpserver import Context
 from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS, GetPromptResult, InputRequiredResult
 
-from . import __version__
-from .access import FileAccess
+from .. import __version__
+from ..core.access import FileAccess
+from ..core.arguments import problems as argument_problems
+from ..core.catalog import model_limits
+from ..core.config import Settings
+from ..core.errors import ConfigurationError
+from ..core.harvest import Harvester
+from ..core.journal import AsyncJournal, Journal
+from ..core.results import ResultStore
+from ..core.service import WanService
+from ..dashscope import DashScopeClient
 from .appstate import AppState
-from .arguments import problems as argument_problems
-from .catalog import model_limits
-from .config import Settings
-from .dashscope import DashScopeClient
-from .errors import ConfigurationError
-from .harvest import Harvester
-from .journal import AsyncJournal, Journal
 from .prompts import register as register_prompts
 from .resources import register as register_resources
-from .results import ResultStore
-from .service import WanService
 from .tools import build_tools
 
 log = logging.getLogger("wan_image_mcp")

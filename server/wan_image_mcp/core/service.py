@@ -17,15 +17,15 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 
-from .access import FileAccess
-from .dashscope import (
+from ..dashscope import (
     APIConnectionError,
     APIStatusError,
     DashScopeClient,
     TaskResult,
     TaskStatus,
 )
-from .dashscope.errors import DownloadError
+from ..dashscope.errors import DownloadError
+from .access import FileAccess
 from .detection import Mode, build_instruction
 from .errors import ConfigurationError, SpendLimitExceeded, SubmissionUncertain
 from .inputs import PreparedImage, RefKind, classify, local_path

@@ -21,11 +21,11 @@ from mcp.types import ToolAnnotations
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from .arguments import problems as argument_problems
-from .arguments import refusal
-from .dashscope import APIConnectionError, APIStatusError, ContentModerationError, DashScopeError
-from .errors import ConfigurationError, InvalidRequest, SpendLimitExceeded, SubmissionUncertain
-from .tool_schemas import portable
+from ..core.arguments import problems as argument_problems
+from ..core.arguments import refusal
+from ..core.errors import ConfigurationError, InvalidRequest, SpendLimitExceeded, SubmissionUncertain
+from ..core.tool_schemas import portable
+from ..dashscope import APIConnectionError, APIStatusError, ContentModerationError, DashScopeError
 
 
 class StrictTool(Tool):

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 import anyio
 
-from .dashscope import DashScopeError, TaskResult
+from ..dashscope import DashScopeError, TaskResult
 
 Progress = Callable[[float, str], Awaitable[None]]
 

@@ -18,17 +18,17 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, ContentBlock, ImageContent, ListRootsResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..core.config import Settings
+from ..core.outcomes import EditResult, InspectResult, ListedStatus, TaskList, TaskStarted, summary_text
+from ..core.previews import previews
+from ..core.service import EditArgs
+from ..core.specs import DEFAULT_MODEL, SEED_RANGE, ModelName
+from ..core.tool_schemas import MAX_IMAGES, MAX_INPUT_IMAGES, MAX_N, describe
+from ..core.validation import EditParams
+from ..dashscope import APIStatusError
 from .appstate import AppState
 from .boundary import StrictTool, tool_errors
-from .config import Settings
-from .dashscope import APIStatusError
-from .outcomes import EditResult, InspectResult, ListedStatus, TaskList, TaskStarted, summary_text
-from .previews import previews
 from .resources import image_link
-from .service import EditArgs
-from .specs import DEFAULT_MODEL, SEED_RANGE, ModelName
-from .tool_schemas import MAX_IMAGES, MAX_INPUT_IMAGES, MAX_N, describe
-from .validation import EditParams
 
 MAX_WAIT = 300
 _NO_ROOTS = ListRootsResult(roots=[])

@@ -22,11 +22,11 @@ import uvicorn
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .access import is_loopback_host
+from ..core.access import is_loopback_host
+from ..core.config import Settings
+from ..core.errors import ConfigurationError
+from ..sockets import bind
 from .app import build_app
-from .config import Settings
-from .errors import ConfigurationError
-from .sockets import bind
 
 
 class BearerToken:

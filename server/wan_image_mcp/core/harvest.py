@@ -27,7 +27,7 @@ import time
 import anyio
 from anyio.abc import TaskGroup
 
-from .dashscope import DashScopeError
+from ..dashscope import DashScopeError
 from .errors import ConfigurationError
 from .journal import OPEN_STATUSES, TaskRow
 from .service import WanService

@@ -15,8 +15,8 @@ from typing import Annotated, Any
 from mcp.server import MCPServer
 from pydantic import Field
 
-from .detection import build_instruction, language_of
-from .specs import DEFAULT_MODEL
+from ..core.detection import build_instruction, language_of
+from ..core.specs import DEFAULT_MODEL
 
 
 def _arg(description: str) -> Any:

@@ -14,8 +14,8 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from .dashscope import DashScopeClient
-from .dashscope.errors import UploadPolicyRefused
+from ..dashscope import DashScopeClient
+from ..dashscope.errors import UploadPolicyRefused
 from .errors import InputChanged
 from .inputs import MIME_TYPES, HashingReader, PreparedImage, RefKind
 from .journal import AsyncJournal

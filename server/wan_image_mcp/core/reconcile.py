@@ -31,7 +31,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from .dashscope import DashScopeClient, ListedTask, TaskResult, TaskStatus
+from ..dashscope import DashScopeClient, ListedTask, TaskResult, TaskStatus
 from .journal import DAY, UNCERTAIN, AsyncJournal, TaskRow
 from .outcomes import iso_time
 

@@ -27,8 +27,8 @@ import anyio
 import anyio.to_thread
 import httpx2
 
+from ..dashscope.errors import DownloadError
 from .access import send_checked
-from .dashscope.errors import DownloadError
 from .errors import AccessDenied
 from .outcomes import ImageFile
 

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from .dashscope import TaskResult, TaskStatus
+from ..dashscope import TaskResult, TaskStatus
 from .journal import AMBIGUOUS, EXPIRED, OPEN_STATUSES, REJECTED, UNCERTAIN, TaskRow
 
 
