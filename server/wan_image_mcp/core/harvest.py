@@ -16,6 +16,8 @@ nor the server.
 Create requests whose answer never came (a row still SUBMITTING after a crash or a cancelled call, or UNCERTAIN
 after a lost answer) are reconciled against the task list (``WanService.reconcile``): at start, as soon as one
 ends unanswered, and every RECONCILE_EVERY while any is left; a task found for one is harvested like any other.
+
+Its schedule runs on the service's ``Clock`` (``clock.py``), so tests can run it in virtual time.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ A new task is queried at once, then every ``interval`` seconds growing ×1.5 to 
 one task is never queried twice within ``interval``. The harvester's once-a-second task list tells a waiting call
 that its task has finished (``seen_finished``), so the wait queries it then, not at its next backoff step. The
 harvester also hears of every new submission and of every create request that ended without its answer
-(``listen``).
+(``listen``). Its times and waits come from a ``Clock`` (``clock.py``): the real one unless a test passes its own.
 """
 
 from __future__ import annotations
