@@ -1,12 +1,14 @@
 """The harvester saves every paid image without being asked, resumes after a restart, and shares the
-account's query budget."""
+account's query budget.
+
+These tests run on a virtual clock (``tests/virtual_clock.py``) shared by the server and the emulator: polling
+intervals, task latency and the harvester's schedule cost no real seconds, and the times asserted are exact."""
 
 from __future__ import annotations
 
 import itertools
 import random
 import sqlite3
-import time
 from collections.abc import AsyncIterator
 from contextlib import closing
 from dataclasses import replace
@@ -17,7 +19,7 @@ import httpx2
 import pytest
 from mcp import Client
 
-from tests.conftest import until
+from tests.virtual_clock import VirtualClock
 from wan_image_mcp.core.config import Settings
 from wan_image_mcp.core.journal import Journal, NewTask
 from wan_image_mcp.dashscope import QueryRate
@@ -28,8 +30,21 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def harvesting(http: httpx2.AsyncClient, server_settings: Settings) -> AsyncIterator[Client]:
-    async with Client(build_app(replace(server_settings, harvest=True), http)) as client:
+async def clock() -> AsyncIterator[VirtualClock]:
+    async with VirtualClock().running() as clock:
+        yield clock
+
+
+@pytest.fixture
+def emulator(emulator: EmulatorState, clock: VirtualClock) -> EmulatorState:
+    """The emulator on the test's clock: its task latency and request log run in the same virtual time."""
+    emulator.clock = clock.time
+    return emulator
+
+
+@pytest.fixture
+async def harvesting(http: httpx2.AsyncClient, server_settings: Settings, clock: VirtualClock) -> AsyncIterator[Client]:
+    async with Client(build_app(replace(server_settings, harvest=True), http, clock=clock)) as client:
         yield client
 
 
@@ -43,7 +58,9 @@ def downloads(emulator: EmulatorState) -> int:
     return sum(r.path.startswith("/results/") for r in emulator.requests)
 
 
-async def test_images_nobody_asked_for_are_saved(harvesting: Client, emulator: EmulatorState) -> None:
+async def test_images_nobody_asked_for_are_saved(
+    harvesting: Client, emulator: EmulatorState, clock: VirtualClock
+) -> None:
     submitted = await harvesting.call_tool("submit_task", {"prompt": "x", "n": 2, "size": "1K"})
     assert submitted.structured_content is not None
     task_id = submitted.structured_content["task_id"]
@@ -51,32 +68,34 @@ async def test_images_nobody_asked_for_are_saved(harvesting: Client, emulator: E
     async def saved() -> bool:
         return len((await task(harvesting, task_id))["images"]) == 2
 
-    await until(saved)
+    await clock.until(saved)
     assert (await task(harvesting, task_id))["status"] == "SUCCEEDED"
     assert downloads(emulator) == 2
 
 
 async def test_a_restart_resumes_tasks_younger_than_a_day(
-    http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState
+    http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState, clock: VirtualClock
 ) -> None:
-    async with Client(build_app(server_settings, http)) as before:  # no harvester: the task stays unfinished
+    async with Client(build_app(server_settings, http, clock=clock)) as before:  # no harvester: tasks stay open
         fresh = (await before.call_tool("submit_task", {"prompt": "fresh", "size": "1K"})).structured_content
         old = (await before.call_tool("submit_task", {"prompt": "old", "size": "1K"})).structured_content
     assert fresh is not None and old is not None
     with closing(sqlite3.connect(server_settings.journal_path)) as db, db:  # the second one is 25 hours old
-        db.execute("UPDATE tasks SET created_at = ? WHERE task_id = ?", (time.time() - 25 * 3600, old["task_id"]))
+        db.execute("UPDATE tasks SET created_at = ? WHERE task_id = ?", (clock.time() - 25 * 3600, old["task_id"]))
 
-    async with Client(build_app(replace(server_settings, harvest=True), http)) as after:
+    async with Client(build_app(replace(server_settings, harvest=True), http, clock=clock)) as after:
 
         async def saved() -> bool:
             return bool((await task(after, fresh["task_id"]))["images"])
 
-        await until(saved)
+        await clock.until(saved)
         assert (await task(after, old["task_id"]))["status"] == "PENDING"
     assert not any(old["task_id"] in r.path for r in emulator.requests)
 
 
-async def test_the_harvester_and_check_task_download_once(harvesting: Client, emulator: EmulatorState) -> None:
+async def test_the_harvester_and_check_task_download_once(
+    harvesting: Client, emulator: EmulatorState, clock: VirtualClock
+) -> None:
     submitted = (await harvesting.call_tool("submit_task", {"prompt": "x", "size": "1K"})).structured_content
     assert submitted is not None
     checked = await harvesting.call_tool("check_task", {"task_id": submitted["task_id"], "wait_seconds": 10})
@@ -85,11 +104,14 @@ async def test_the_harvester_and_check_task_download_once(harvesting: Client, em
     async def settled() -> bool:
         return bool((await task(harvesting, submitted["task_id"]))["images"])
 
-    await until(settled)
+    await clock.until(settled)
+    await clock.sleep(5)  # long enough for a harvest, had one been due
     assert downloads(emulator) == 1
 
 
-async def test_a_failed_download_is_retried_without_being_asked(harvesting: Client, emulator: EmulatorState) -> None:
+async def test_a_failed_download_is_retried_without_being_asked(
+    harvesting: Client, emulator: EmulatorState, clock: VirtualClock
+) -> None:
     emulator.add_fault(Fault("error", target="download", status=404, code="NoSuchKey", message="gone", count=2))
     submitted = (await harvesting.call_tool("submit_task", {"prompt": "x", "size": "1K"})).structured_content
     assert submitted is not None
@@ -97,37 +119,37 @@ async def test_a_failed_download_is_retried_without_being_asked(harvesting: Clie
     async def saved() -> bool:
         return bool((await task(harvesting, submitted["task_id"]))["images"])
 
-    await until(saved)
+    await clock.until(saved)
     assert downloads(emulator) == 3  # two refusals, then the image
 
 
-async def test_task_queries_never_exceed_the_limit_in_any_window() -> None:
-    rate = QueryRate(limit=5, window=0.2)
+async def test_task_queries_never_exceed_the_limit_in_any_window(clock: VirtualClock) -> None:
+    rate = QueryRate(limit=5, window=0.2, clock=clock)
     sent: list[float] = []
 
     async def query() -> None:
         async with rate.query():
-            sent.append(anyio.current_time())
+            sent.append(clock.monotonic())
 
     async with anyio.create_task_group() as group:
         for _ in range(16):
             group.start_soon(query)
-    assert sent[4] - sent[0] < 0.1  # the first five go at once
+    assert sent[4] == sent[0]  # the first five go at once
     for first, sixth in itertools.pairwise(sent[::5]):
-        assert sixth - first >= 0.2  # the sixth only once the first has left the window
-    assert max(sum(1 for t in sent if start <= t < start + 0.2) for start in sent) == 5
+        assert sixth - first == pytest.approx(0.2)  # the sixth exactly once the first has left the window
+    assert max(sum(1 for t in sent if start <= t < start + 0.2 - 1e-9) for start in sent) == 5
 
 
-async def test_no_window_sees_more_than_the_limit_arrive_however_long_answers_take() -> None:
-    rate = QueryRate(limit=4, window=0.2)
+async def test_no_window_sees_more_than_the_limit_arrive_however_long_answers_take(clock: VirtualClock) -> None:
+    rate = QueryRate(limit=4, window=0.2, clock=clock)
     rng = random.Random(7)
     spans: list[tuple[float, float]] = []
 
     async def query() -> None:
         async with rate.query():
-            sent = anyio.current_time()
-            await anyio.sleep(rng.uniform(0, 0.1))  # the round trip
-            spans.append((sent, anyio.current_time()))
+            sent = clock.monotonic()
+            await clock.sleep(rng.uniform(0, 0.1))  # the round trip
+            spans.append((sent, clock.monotonic()))
 
     with anyio.fail_after(10):
         async with anyio.create_task_group() as group:
@@ -162,9 +184,11 @@ async def all_saved(client: Client, ids: list[str]) -> bool:
     return all([bool((await task(client, task_id))["images"]) for task_id in ids])
 
 
-async def test_open_tasks_are_watched_through_the_task_list(harvesting: Client, emulator: EmulatorState) -> None:
+async def test_open_tasks_are_watched_through_the_task_list(
+    harvesting: Client, emulator: EmulatorState, clock: VirtualClock
+) -> None:
     ids = await submit_tasks(harvesting, 5)
-    await until(lambda: all_saved(harvesting, ids))
+    await clock.until(lambda: all_saved(harvesting, ids))
     by_id = [r for r in emulator.requests if r.method == "GET" and r.path.startswith("/api/v1/tasks/")]
     listed = [r for r in emulator.requests if r.method == "GET" and r.path == "/api/v1/tasks"]
     assert len(by_id) == len(ids)  # one query of its own per task, once it is done
@@ -172,23 +196,23 @@ async def test_open_tasks_are_watched_through_the_task_list(harvesting: Client, 
 
 
 async def test_edit_queries_its_task_right_after_submitting_it(
-    http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState
+    http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState, clock: VirtualClock
 ) -> None:
     emulator.config.polls_to_finish = 1  # done on its first query
     slow = replace(server_settings, poll_interval=30.0, poll_interval_max=30.0)
-    async with Client(build_app(slow, http)) as client:
-        with anyio.fail_after(10):  # far less than one 30 s poll interval
-            result = await client.call_tool("edit_image", {"prompt": "x", "size": "1K"})
+    async with Client(build_app(slow, http, clock=clock)) as client:
+        result = await client.call_tool("edit_image", {"prompt": "x", "size": "1K"})
     assert result.structured_content is not None
     assert result.structured_content["status"] == "SUCCEEDED" and len(result.structured_content["images"]) == 1
+    assert clock.elapsed(clock.time()) == 0  # queried at once, not after a 30 s poll interval
 
 
 async def test_a_task_is_never_queried_twice_within_the_poll_interval_whoever_asks(
-    http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState
+    http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState, clock: VirtualClock
 ) -> None:
     emulator.config.polls_to_finish = 5
     spaced = replace(server_settings, poll_interval=0.3, poll_interval_max=0.3)
-    async with Client(build_app(spaced, http)) as client:
+    async with Client(build_app(spaced, http, clock=clock)) as client:
         first = await client.call_tool("edit_image", {"prompt": "x", "size": "1K", "wait_seconds": 0})
         assert first.structured_content is not None
         task_id = first.structured_content["task_id"]
@@ -196,33 +220,31 @@ async def test_a_task_is_never_queried_twice_within_the_poll_interval_whoever_as
             await client.call_tool("check_task", {"task_id": task_id})
         done = await client.call_tool("check_task", {"task_id": task_id, "wait_seconds": 10})
     assert done.structured_content is not None and done.structured_content["status"] == "SUCCEEDED"
-    queries = [r.at for r in emulator.requests if r.path == f"/api/v1/tasks/{task_id}"]
-    assert len(queries) == 5
-    assert min(b - a for a, b in itertools.pairwise(queries)) >= 0.3
+    queries = [clock.elapsed(r.at) for r in emulator.requests if r.path == f"/api/v1/tasks/{task_id}"]
+    assert queries == [0, 0.3, 0.6, 0.9, 1.2]  # each call waits out the interval since the last query
 
 
 async def test_a_failing_task_list_falls_back_to_one_query_per_task_and_is_not_retried_at_once(
-    harvesting: Client, emulator: EmulatorState
+    harvesting: Client, emulator: EmulatorState, clock: VirtualClock
 ) -> None:
     emulator.add_fault(Fault("error", target="list", status=403, code="AccessDenied", message="no", count=100))
     ids = await submit_tasks(harvesting, 2)
-    await until(lambda: all_saved(harvesting, ids))
+    await clock.until(lambda: all_saved(harvesting, ids))
     assert sum(1 for r in emulator.requests if r.path == "/api/v1/tasks") == 1  # tried once, then left alone
 
 
-@pytest.mark.slow
 async def test_a_waiting_edit_ends_as_soon_as_the_task_list_shows_its_task_done(
-    http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState
+    http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState, clock: VirtualClock
 ) -> None:
     """An edit's own queries back off (1, 1.5, 2.25, 3.4 s, ...); the harvester's list, once a second, sees the
     end sooner, and the edit queries then instead of at its next step."""
-    emulator.config.latency = 5.5  # own queries at about 0, 1, 2.5, 4.75, then 8.1 s; lists every second from 1 s
+    emulator.config.latency = 5.5  # own queries at 0, 1, 2.5, 4.75, then 8.125 s; lists every second from 1 s
     settings = replace(server_settings, harvest=True, poll_interval=1.0, poll_interval_max=10.0)
-    async with Client(build_app(settings, http)) as client:
+    async with Client(build_app(settings, http, clock=clock)) as client:
         result = await client.call_tool("edit_image", {"prompt": "x", "size": "1K", "wait_seconds": 30})
     assert result.structured_content is not None and result.structured_content["status"] == "SUCCEEDED"
     task_id = result.structured_content["task_id"]
-    own = [r.at for r in emulator.requests if r.path == f"/api/v1/tasks/{task_id}"]
-    lists = [r.at for r in emulator.requests if r.path == "/api/v1/tasks"]
-    assert own[-1] - own[-2] < 2.5  # not its own next step (3.4 s after the last)
-    assert any(0 <= own[-1] - listed < 0.5 for listed in lists)  # but right after a list
+    own = [clock.elapsed(r.at) for r in emulator.requests if r.path == f"/api/v1/tasks/{task_id}"]
+    lists = [clock.elapsed(r.at) for r in emulator.requests if r.path == "/api/v1/tasks"]
+    assert own == [0, 1, 2.5, 4.75, 6]  # not its own next step (8.125 s), but at the list of 6 s
+    assert lists[:6] == [1, 2, 3, 4, 5, 6]  # the first list to see it done (5.5 s) is that of 6 s

@@ -16,18 +16,20 @@ nor the server.
 Create requests whose answer never came (a row still SUBMITTING after a crash or a cancelled call, or UNCERTAIN
 after a lost answer) are reconciled against the task list (``WanService.reconcile``): at start, as soon as one
 ends unanswered, and every RECONCILE_EVERY while any is left; a task found for one is harvested like any other.
+
+Its schedule runs on the service's ``Clock`` (``clock.py``), so tests can run it in virtual time.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import time
 
 import anyio
 from anyio.abc import TaskGroup
 
 from ..dashscope import DashScopeError
+from .clock import Clock
 from .errors import ConfigurationError
 from .journal import OPEN_STATUSES, TaskRow
 from .service import WanService
@@ -47,8 +49,9 @@ once); after a failed one, LIST_BACKOFF."""
 
 
 class Harvester:
-    def __init__(self, service: WanService, *, max_age: float = MAX_AGE) -> None:
+    def __init__(self, service: WanService, *, max_age: float = MAX_AGE, clock: Clock | None = None) -> None:
         self._service = service
+        self._clock = clock or service.clock
         self._max_age = max_age
         self._wake = anyio.Event()
         self._slots = anyio.CapacityLimiter(CONCURRENCY)
@@ -81,18 +84,18 @@ class Harvester:
         async with anyio.create_task_group() as group:
             while True:
                 self._wake = anyio.Event()
-                if time.monotonic() >= self._reconcile_at:
+                if self._clock.monotonic() >= self._reconcile_at:
                     await self._reconcile(group)
-                rows = await journal.run(journal.sync.to_harvest, younger_than=time.time() - self._max_age)
+                rows = await journal.run(journal.sync.to_harvest, younger_than=self._clock.time() - self._max_age)
                 open_rows = [row for row in rows if row.status in OPEN_STATUSES]
                 # Only a task submitted over LIST_EVERY ago calls for a list (a younger one is not done yet, and
                 # edit_image watches its own); a list then covers every open task, the young ones too.
-                settled = any(row.created_at <= time.time() - LIST_EVERY for row in open_rows)
-                if settled and time.monotonic() - self._listed >= LIST_EVERY:
+                settled = any(row.created_at <= self._clock.time() - LIST_EVERY for row in open_rows)
+                if settled and self._clock.monotonic() - self._listed >= LIST_EVERY:
                     await self._from_list(open_rows)
-                    rows = await journal.run(journal.sync.to_harvest, younger_than=time.time() - self._max_age)
+                    rows = await journal.run(journal.sync.to_harvest, younger_than=self._clock.time() - self._max_age)
                 rows = [row for row in rows if row.task_id not in self._busy]
-                now = time.time()
+                now = self._clock.time()
                 for row in rows:
                     if (row.next_poll_at or 0) <= now:
                         assert row.task_id is not None
@@ -100,12 +103,11 @@ class Harvester:
                         group.start_soon(self._harvest, row)
                 later = [row.next_poll_at for row in rows if row.next_poll_at and row.next_poll_at > now]
                 if open_rows:
-                    next_list = time.time() + LIST_EVERY - (time.monotonic() - self._listed)
+                    next_list = self._clock.time() + LIST_EVERY - (self._clock.monotonic() - self._listed)
                     later.append(max(next_list, min(row.created_at for row in open_rows) + LIST_EVERY))
                 if self._reconcile_at < math.inf:
-                    later.append(time.time() + self._reconcile_at - time.monotonic())
-                with anyio.move_on_after(max(0.0, min([IDLE, *(at - time.time() for at in later)]))):
-                    await self._wake.wait()
+                    later.append(self._clock.time() + self._reconcile_at - self._clock.monotonic())
+                await self._clock.wait(self._wake, max(0.0, min([IDLE, *(at - self._clock.time() for at in later)])))
 
     async def _reconcile(self, group: TaskGroup) -> None:
         """Reconcile unanswered submissions; each task adopted is made due now (to_harvest then picks it up, and
@@ -115,15 +117,15 @@ class Harvester:
             reconciled = await self._service.reconcile()
         except DashScopeError as exc:
             log.warning("reconciling unanswered submissions failed; trying again in %.0f s: %s", LIST_BACKOFF, exc)
-            self._reconcile_at = time.monotonic() + LIST_BACKOFF
+            self._reconcile_at = self._clock.monotonic() + LIST_BACKOFF
             return
         except ConfigurationError:  # the journal cannot be used: run() says so in one line and stops
             raise
         except Exception:  # never let reconciliation stop the harvest
             log.exception("reconciling unanswered submissions failed unexpectedly")
-            self._reconcile_at = time.monotonic() + LIST_BACKOFF
+            self._reconcile_at = self._clock.monotonic() + LIST_BACKOFF
             return
-        self._reconcile_at = time.monotonic() + RECONCILE_EVERY if reconciled.unresolved else math.inf
+        self._reconcile_at = self._clock.monotonic() + RECONCILE_EVERY if reconciled.unresolved else math.inf
         for task_id in reconciled.adopted:
             row = await journal.run(journal.sync.get, task_id)
             if row is not None and not row.needs_harvest:  # FAILED or CANCELED: one look records why
@@ -132,7 +134,7 @@ class Harvester:
 
     async def _from_list(self, rows: list[TaskRow]) -> None:
         """One list query for many tasks: finished ones become due now, running ones need no query of their own."""
-        self._listed = time.monotonic()
+        self._listed = self._clock.monotonic()
         journal = self._service.journal
         try:
             statuses = await self._service.list_statuses([row.task_id for row in rows if row.task_id])
@@ -141,7 +143,7 @@ class Harvester:
             self._listed += LIST_BACKOFF
             return
         self._polling.seen_finished(task_id for task_id, status in statuses.items() if status.terminal)
-        now = time.time()
+        now = self._clock.time()
         times: dict[str, float] = {}
         for row in rows:
             assert row.task_id is not None

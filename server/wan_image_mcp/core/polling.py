@@ -4,18 +4,18 @@ A new task is queried at once, then every ``interval`` seconds growing ×1.5 to 
 one task is never queried twice within ``interval``. The harvester's once-a-second task list tells a waiting call
 that its task has finished (``seen_finished``), so the wait queries it then, not at its next backoff step. The
 harvester also hears of every new submission and of every create request that ended without its answer
-(``listen``).
+(``listen``). Its times and waits come from a ``Clock`` (``clock.py``): the real one unless a test passes its own.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Awaitable, Callable, Iterable
 
 import anyio
 
 from ..dashscope import DashScopeError, TaskResult
+from .clock import SYSTEM_CLOCK, Clock
 
 Progress = Callable[[float, str], Awaitable[None]]
 
@@ -32,7 +32,8 @@ class PollFailed(Exception):
 class Polling:
     """The query schedule of every open task, and the signals between the calls that wait and the harvester."""
 
-    def __init__(self, interval: float = 1.0, interval_max: float = 5.0) -> None:
+    def __init__(self, interval: float = 1.0, interval_max: float = 5.0, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.clock = clock
         self.interval = interval
         self.interval_max = max(interval, interval_max)
         self._first_delay = 0.0
@@ -73,16 +74,16 @@ class Polling:
 
     def next_poll(self, created_at: float) -> float:
         """When to query a task next (epoch seconds): often while it is young, every interval_max once it is old."""
-        age = time.time() - created_at
-        return time.time() + min(self.interval_max, max(self.interval, age / 10))
+        age = self.clock.time() - created_at
+        return self.clock.time() + min(self.interval_max, max(self.interval, age / 10))
 
     def first_poll(self, created_at: float) -> float:
         """When a new task is first queried by the harvester."""
-        return max(self.next_poll(created_at), time.time() + self._first_delay)
+        return max(self.next_poll(created_at), self.clock.time() + self._first_delay)
 
     def retry_download(self, attempts: int) -> float:
         """When (epoch seconds) to try a failed download again after ``attempts`` failures: doubling, ≤ 5 min."""
-        return time.time() + min(300.0, self.interval * 2.0**attempts)
+        return self.clock.time() + min(300.0, self.interval * 2.0**attempts)
 
     async def wait(
         self,
@@ -94,33 +95,32 @@ class Polling:
         """``query`` the task at once, then on the schedule, until it ends or ``wait_seconds`` pass; at once when
         the task list shows it finished. Returns the last answer; raises PollFailed when a query fails after its
         retries (429, 5xx, connection)."""
-        started = time.monotonic()
+        started = self.clock.monotonic()
         deadline = started + wait_seconds
         step = self.interval
         task: TaskResult | None = None
         try:
             while True:
                 seen = self._waiting[task_id] = anyio.Event()  # before the query: a list seen during it counts
-                too_soon = self._queried.get(task_id, -math.inf) + self.interval - time.monotonic()
+                too_soon = self._queried.get(task_id, -math.inf) + self.interval - self.clock.monotonic()
                 if too_soon > 0:
-                    await anyio.sleep(too_soon)
+                    await self.clock.sleep(too_soon)
                 try:
                     task = await query()
                 except DashScopeError as exc:  # retried already: give up this wait
-                    self._queried[task_id] = time.monotonic()
+                    self._queried[task_id] = self.clock.monotonic()
                     raise PollFailed(exc, task) from None
-                self._queried[task_id] = time.monotonic()
-                elapsed = time.monotonic() - started
+                self._queried[task_id] = self.clock.monotonic()
+                elapsed = self.clock.monotonic() - started
                 if task.status.terminal:
                     del self._queried[task_id]
                     return task
-                remaining = deadline - time.monotonic()
+                remaining = deadline - self.clock.monotonic()
                 fraction = 0.1 + 0.75 * min(1.0, elapsed / wait_seconds) if wait_seconds else 0.1
                 await progress(fraction, f"{task.status.value} after {elapsed:.0f} s")
                 if remaining <= 0:
                     return task
-                with anyio.move_on_after(min(step, remaining)):
-                    await seen.wait()  # seen_finished: query now rather than at the next step
+                await self.clock.wait(seen, min(step, remaining))  # seen_finished: query now, not at the next step
                 step = min(step * 1.5, self.interval_max)
         finally:
             self._waiting.pop(task_id, None)

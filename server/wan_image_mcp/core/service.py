@@ -9,7 +9,6 @@ images are downloaded once, whoever asks first: a ``check_task`` call or the har
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from ..dashscope import (
 )
 from ..dashscope.errors import DownloadError
 from .access import FileAccess
+from .clock import SYSTEM_CLOCK, Clock
 from .detection import Mode, build_instruction
 from .errors import ConfigurationError, SpendLimitExceeded, SubmissionUncertain
 from .inputs import PreparedImage, RefKind, classify, local_path
@@ -56,10 +56,10 @@ async def _no_progress(fraction: float, message: str) -> None:
 
 
 def _begin_within_budget(journal: Journal, task: NewTask, per_day: int | None) -> int:
-    """Check the daily budget and record the task in one journal call, so concurrent submissions cannot
-    both slip under the limit."""
+    """Check the daily budget (the 24 h before the task's creation) and record the task in one journal call, so
+    concurrent submissions cannot both slip under the limit."""
     if per_day is not None:
-        used = journal.requested_since(time.time() - DAY)
+        used = journal.requested_since(task.created_at - DAY)
         asked = task.requested_images or 0
         if used + asked > per_day:
             raise SpendLimitExceeded(
@@ -95,7 +95,9 @@ class WanService:
         max_images_per_call: int | None = None,
         max_images_per_day: int | None = None,
         inline_max_bytes: int = 1_000_000,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        self.clock = clock
         self._uploads = Uploads(journal, inline_max=inline_max_bytes)
         self._client = client
         self._access = access or FileAccess.of([store.root])
@@ -103,7 +105,7 @@ class WanService:
         self._per_day = max_images_per_day
         self._store = store
         self.journal = journal
-        self.polling = Polling(poll_interval, poll_interval_max)
+        self.polling = Polling(poll_interval, poll_interval_max, clock=clock)
         self._missing_key = missing_key
         self._locks: dict[str, anyio.Lock] = {}
         self.submissions = Submissions()
@@ -162,6 +164,7 @@ class WanService:
             inputs=[{"ref": _input_label(image), "path": image.path} for image in request.images],
             answer_within=client.submit_deadline,
             expected_size=request.expected_size,
+            created_at=self.clock.time(),
         )
         journal_id = await self.journal.run(_begin_within_budget, self.journal.sync, new, self._per_day)
         self.submissions.begin(journal_id)  # with no await since the row was written (see Submissions)
@@ -310,7 +313,7 @@ class WanService:
     # --- plumbing -----------------------------------------------------------------------------------
 
     async def _record(self, task_id: str, task: TaskResult, row: TaskRow | None) -> TaskRow | None:
-        created = row.created_at if row else time.time()
+        created = row.created_at if row else self.clock.time()
         failed = task.status in (TaskStatus.FAILED, TaskStatus.UNKNOWN)
         await self.journal.run(
             self.journal.sync.observed,

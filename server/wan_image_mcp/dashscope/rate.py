@@ -9,6 +9,8 @@ from contextlib import asynccontextmanager
 
 import anyio
 
+from ..core.clock import SYSTEM_CLOCK, Clock
+
 QUERY_LIMIT = 20
 """DashScope's task queries per second per account (docs/wan-api.md §1.3)."""
 
@@ -23,7 +25,8 @@ class QueryRate:
     The default is 19 a second, one under the account's 20, for a service that counts both ends of its second.
     """
 
-    def __init__(self, limit: int = QUERY_LIMIT - 1, window: float = 1.0) -> None:
+    def __init__(self, limit: int = QUERY_LIMIT - 1, window: float = 1.0, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._clock = clock
         self._limit = limit
         self._window = window
         self._answered: deque[float] = deque()  # when recent answers came, oldest first
@@ -36,19 +39,18 @@ class QueryRate:
         """Wait for a place, then hold it while the query is sent and answered (or fails)."""
         async with self._turn:
             while True:
-                now = anyio.current_time()
+                now = self._clock.monotonic()
                 while self._answered and self._answered[0] + self._window <= now:
                     self._answered.popleft()
                 if self._in_flight + len(self._answered) < self._limit:
                     break
                 answer = self._answer  # every place is taken: wait for the oldest answer to age, or a first answer
-                with anyio.move_on_after(self._answered[0] + self._window - now if self._answered else math.inf):
-                    await answer.wait()
+                await self._clock.wait(answer, self._answered[0] + self._window - now if self._answered else math.inf)
             self._in_flight += 1
         try:
             yield
         finally:  # no await here: a cancelled query gives back its place all the same
             self._in_flight -= 1
-            self._answered.append(anyio.current_time())
+            self._answered.append(self._clock.monotonic())
             self._answer.set()
             self._answer = anyio.Event()

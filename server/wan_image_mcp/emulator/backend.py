@@ -67,10 +67,10 @@ class EmulatorBackend:
         return self.state.new_id()
 
     def record(self, method: str, path: str, query: str, headers: Mapping[str, str], body: Any, size: int) -> None:
-        """Log a request as received: ``headers`` without ``Authorization``, ``body`` (decoded JSON, a text
-        prefix or None) with data URLs shortened, ``size`` the bytes of its body."""
+        """Log a request as received, at the emulator's clock: ``headers`` without ``Authorization``, ``body``
+        (decoded JSON, a text prefix or None) with data URLs shortened, ``size`` the bytes of its body."""
         kept = {k: v for k, v in headers.items() if k.lower() != "authorization"}
-        entry = LoggedRequest(method, path, query, kept, loggable(body))
+        entry = LoggedRequest(method, path, query, kept, loggable(body), at=self.state.clock())
         entry.size = size
         self.state.log(entry)
 

@@ -19,13 +19,14 @@ from .. import __version__
 from ..core.access import FileAccess
 from ..core.arguments import problems as argument_problems
 from ..core.catalog import model_limits
+from ..core.clock import SYSTEM_CLOCK, Clock
 from ..core.config import Settings
 from ..core.errors import ConfigurationError
 from ..core.harvest import Harvester
 from ..core.journal import AsyncJournal, Journal
 from ..core.results import ResultStore
 from ..core.service import WanService
-from ..dashscope import DashScopeClient
+from ..dashscope import DashScopeClient, QueryRate
 from .appstate import AppState
 from .prompts import register as register_prompts
 from .resources import register as register_resources
@@ -43,10 +44,12 @@ interleave = enable_interleave):
 {model_limits()}"""
 
 
-def build_state(settings: Settings, http: httpx2.AsyncClient, journal: AsyncJournal) -> AppState:
+def build_state(
+    settings: Settings, http: httpx2.AsyncClient, journal: AsyncJournal, clock: Clock = SYSTEM_CLOCK
+) -> AppState:
     try:
         client: DashScopeClient | None = DashScopeClient(
-            http, api_key=settings.require_api_key(), base_url=settings.base_url
+            http, api_key=settings.require_api_key(), base_url=settings.base_url, query_rate=QueryRate(clock=clock)
         )
         missing = None
     except ConfigurationError as exc:
@@ -63,6 +66,7 @@ def build_state(settings: Settings, http: httpx2.AsyncClient, journal: AsyncJour
         max_images_per_call=settings.max_images_per_call,
         max_images_per_day=settings.max_images_per_day,
         inline_max_bytes=settings.inline_max_bytes,
+        clock=clock,
     )
     return AppState(service=service, settings=settings)
 
@@ -112,8 +116,11 @@ class WanServer(MCPServer[AppState]):
         return await super().get_prompt(name, arguments, context)
 
 
-def build_app(settings: Settings | None = None, http: httpx2.AsyncClient | None = None) -> MCPServer[AppState]:
-    """The server. ``http`` lets tests route DashScope traffic to the in-process emulator."""
+def build_app(
+    settings: Settings | None = None, http: httpx2.AsyncClient | None = None, *, clock: Clock = SYSTEM_CLOCK
+) -> MCPServer[AppState]:
+    """The server. ``http`` lets tests route DashScope traffic to the in-process emulator, ``clock`` run its
+    schedules (polling, the harvester, the query rate) in virtual time."""
     resolved = settings or Settings.from_env()
 
     @asynccontextmanager
@@ -124,7 +131,7 @@ def build_app(settings: Settings | None = None, http: httpx2.AsyncClient | None 
                 client = http or await stack.enter_async_context(
                     httpx2.AsyncClient(timeout=httpx2.Timeout(30.0, connect=10.0), follow_redirects=False)
                 )
-                state = build_state(resolved, client, AsyncJournal(journal))
+                state = build_state(resolved, client, AsyncJournal(journal), clock)
                 async with anyio.create_task_group() as background:
                     if resolved.harvest and state.service.can_call_api:
                         background.start_soon(Harvester(state.service).run)
