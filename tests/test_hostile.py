@@ -172,7 +172,9 @@ def assert_clean(result: CallToolResult, harness: Harness) -> None:
 FAST = settings(
     max_examples=int(os.environ.get("WAN_MCP_HYPOTHESIS_EXAMPLES", "60")),
     deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
+    # data_too_large: now and then the arbitrary-JSON strategy draws more than hypothesis buffers for one example;
+    # that is the generator's limit, not the server's, and failed the suite at random (seed 158206887…).
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
 )
 
 
