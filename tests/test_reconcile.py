@@ -22,8 +22,8 @@ from wan_image_mcp.core.config import Settings
 from wan_image_mcp.core.errors import SubmissionUncertain
 from wan_image_mcp.core.journal import AsyncJournal, Journal, NewTask
 from wan_image_mcp.core.outcomes import EditResult
-from wan_image_mcp.core.reconcile import contradiction, judge, learn_offset
 from wan_image_mcp.core.service import EditArgs, WanService
+from wan_image_mcp.core.task_matching import contradiction, judge, learn_offset
 from wan_image_mcp.core.validation import EditParams, prepare_request
 from wan_image_mcp.dashscope import DashScopeClient, ListedTask, TaskResult, TaskStatus
 from wan_image_mcp.emulator import EmulatorState, Fault
