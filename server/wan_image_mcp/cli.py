@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.command in (None, "serve"):
         from .core.errors import ConfigurationError
-        from .core.journal import check_journal
+        from .core.journal_schema import check_journal
         from .mcp_server.app import build_app, check_journal_folder
 
         try:
