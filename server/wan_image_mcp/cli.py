@@ -45,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _remove_leftover_parts(folder: Path) -> None:
     """Temp files a killed server left in the output folder go at start (never failing the start)."""
-    from .core.results import remove_leftover_parts
+    from .core.output_folder import remove_leftover_parts
 
     try:
         files, size = remove_leftover_parts(folder)
