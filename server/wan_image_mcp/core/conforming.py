@@ -186,80 +186,55 @@ def _reencoded(
     problem: Callable[[str], InvalidRequest],
 ) -> PreparedImage:
     """``base`` completed for an image that must change: decoded (near its target size, for a JPEG that must
-    shrink), made as it is sent (``as_sent``), encoded under the byte limit (``_under_byte_limit``), every
-    adjustment noted. Raises ``problem(...)`` for damaged data or a file that cannot be brought under the limit."""
+    shrink), made as it is sent (``as_sent``), then encoded under the byte limit (as PNG, then JPEG, then
+    downscaled), every adjustment noted. Raises ``problem(...)`` for damaged data, or for a file that cannot be
+    brought under the limit without a side falling under the side limit."""
     image, fmt = opened.take(), todo.format
-    raw = image.size
+    raw, (width, height), scale = image.size, todo.size, todo.scale
     if todo.fit is not None and fmt == "JPEG":
-        image.draft(image.mode, (math.ceil(raw[0] * todo.scale), math.ceil(raw[1] * todo.scale)))
+        image.draft(image.mode, (math.ceil(raw[0] * scale), math.ceil(raw[1] * scale)))
     out_fmt = "JPEG" if fmt == "JPEG" else "PNG"
     # A PNG bound to be over the file limit goes straight to JPEG (estimated from the file's own bytes a pixel,
     # with a margin: a 9000 px photo's PNG is several times the limit, and encoding it first cost seconds).
     fallback = out_fmt == "PNG" and todo.estimated_bytes > 2 * limits.max_bytes
     if fallback:
         out_fmt = "JPEG"
-    out_pixels = todo.size[0] * todo.size[1]
+    out_pixels = width * height
     with hold_decoded(image, 4 * out_pixels if todo.fit else 0) as held:
         decode(image.load, problem)
         image = as_sent(image, opened.orientation, resize_to=todo.fit)
         held.keep(4 * out_pixels)  # the decoded original is gone: the next decode can start beside this encode
-        fitted = _under_byte_limit(image, _Encoded(out_fmt, fallback, todo.size, todo.scale), limits, problem)
+        payload = _encode(image, out_fmt)
+        if not fallback and len(payload) > limits.max_bytes and out_fmt == "PNG":
+            fallback, out_fmt, payload = True, "JPEG", _encode(image, "JPEG")
+        shrunk = False
+        while len(payload) > limits.max_bytes:
+            factor = math.sqrt(limits.max_bytes / len(payload)) * 0.95
+            width, height = max(1, round(width * factor)), max(1, round(height * factor))
+            image = resize(image, width, height)
+            scale *= factor
+            shrunk = True
+            if min(width, height) < limits.side.lo:
+                raise problem(f"cannot bring the file under {limits.max_bytes // 1_000_000} MB")
+            payload = _encode(image, out_fmt)
     notes = list(todo.notes)
-    if size > limits.max_bytes or fitted.fallback or fitted.shrunk:
-        width, height = fitted.size
-        how = f"re-encoded as {fitted.format}" + (f" and downscaled to {width}×{height}" if fitted.shrunk else "")
+    if size > limits.max_bytes or fallback or shrunk:
+        how = f"re-encoded as {out_fmt}" + (f" and downscaled to {width}×{height}" if shrunk else "")
         notes.append(f"{how} to fit the {limits.max_bytes // 1_000_000} MB file limit")
     return replace(
         base,
-        payload=fitted.payload,
-        width=fitted.size[0],
-        height=fitted.size[1],
-        format=fitted.format,
-        bytes=len(fitted.payload),
-        scale=fitted.scale,
+        payload=payload,
+        width=width,
+        height=height,
+        format=out_fmt,
+        bytes=len(payload),
+        scale=scale,
         adjustments=tuple(f"image {base.index}: {note}" for note in notes),
     )
 
 
-@dataclass(frozen=True)
-class _Encoded:
-    """An encoding of the image as it is sent, and how it came to be."""
-
-    format: str
-    fallback: bool
-    """Encoded as JPEG though it would be a PNG, to fit the byte limit."""
-    size: tuple[int, int]
-    scale: float
-    """Sent size / original size."""
-    shrunk: bool = False
-    """Downscaled further to fit the byte limit."""
-    payload: bytes = b""
-
-
-def _under_byte_limit(
-    image: Image.Image, start: _Encoded, limits: ImageLimits, problem: Callable[[str], InvalidRequest]
-) -> _Encoded:
-    """``image`` (as it is sent, at ``start.size``) encoded within ``limits.max_bytes``: in ``start.format``; then,
-    for a PNG over the limit, as JPEG; then downscaled until it fits. Raises ``problem(...)`` when fitting would
-    take a side under the limit."""
-    fmt, fallback, (width, height), scale = start.format, start.fallback, start.size, start.scale
-    payload = _encode(image, fmt)
-    if not fallback and len(payload) > limits.max_bytes and fmt == "PNG":
-        fallback, fmt, payload = True, "JPEG", _encode(image, "JPEG")
-    shrunk = False
-    while len(payload) > limits.max_bytes:
-        factor = math.sqrt(limits.max_bytes / len(payload)) * 0.95
-        width, height = max(1, round(width * factor)), max(1, round(height * factor))
-        image = resize(image, width, height)
-        scale *= factor
-        shrunk = True
-        if min(width, height) < limits.side.lo:
-            raise problem(f"cannot bring the file under {limits.max_bytes // 1_000_000} MB")
-        payload = _encode(image, fmt)
-    return _Encoded(fmt, fallback, (width, height), scale, shrunk, payload)
-
-
 def _encode(image: Image.Image, fmt: str) -> bytes:
+    """``image`` as a ``fmt`` file (JPEG at quality 95, or PNG), in RGB or L."""
     if image.mode not in ("RGB", "L"):
         image = image.convert("RGB")
     buffer = io.BytesIO()

@@ -104,6 +104,8 @@ class DecodeBudget:
 
     @contextlib.contextmanager
     def hold(self, nbytes: int) -> Generator[Holding]:
+        """Wait until ``nbytes`` of decoded pixels may be held beside those held now, then hold them for the
+        block (``Holding.keep`` changes how many); released when the block ends, however it ends."""
         with self._changed:
             self._changed.wait_for(
                 lambda: (
@@ -127,6 +129,8 @@ class DecodeBudget:
 
 
 class Holding:
+    """One decode's place in a DecodeBudget, while its block runs."""
+
     def __init__(self, budget: DecodeBudget) -> None:
         self._budget = budget
 

@@ -84,6 +84,7 @@ MIGRATIONS: Final[tuple[str, ...]] = (
 
 
 def schema_version(db: sqlite3.Connection) -> int:
+    """How many of ``MIGRATIONS`` the database has had (its ``PRAGMA user_version``; 0 for a new one)."""
     return int(db.execute("PRAGMA user_version").fetchone()[0])
 
 

@@ -30,6 +30,8 @@ MIME_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "BMP": "image/bmp", "WEB
 
 
 class RefKind(StrEnum):
+    """The kinds of image reference: read here (LOCAL, DATA) or passed through as URLs (REMOTE, OSS)."""
+
     LOCAL = "local"
     DATA = "data"
     REMOTE = "remote"
@@ -109,6 +111,7 @@ class HashingReader(io.FileIO):
 
 
 def describe_ref(ref: str) -> str:
+    """``ref`` as messages show it: a data URL as its head and length, anything else cut to 200 characters."""
     if ref.startswith("data:"):
         head = ref.split(",", 1)[0]
         return f"{head},… ({len(ref)} chars)"
@@ -116,6 +119,7 @@ def describe_ref(ref: str) -> str:
 
 
 def classify(ref: str) -> RefKind:
+    """What kind of reference ``ref`` is, from its scheme (case-insensitive); anything without one is LOCAL."""
     lowered = ref[:8].lower()
     if lowered.startswith("data:"):
         return RefKind.DATA
@@ -144,6 +148,8 @@ _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[^;,]*
 
 
 def decode_data_url(ref: str) -> bytes:
+    """The bytes a base64 ``data:`` URL holds. Raises ValueError saying what is wrong with a malformed one, one
+    that is not base64, or invalid base64 data."""
     match = _DATA_URL.match(ref)
     if match is None:
         raise ValueError("malformed data URL: expected data:<mime>;base64,<data>")
@@ -187,10 +193,11 @@ def open_local(path: Path, access: FileAccess | None) -> tuple[Path, io.Buffered
 
 
 class NotRegularFile(ValueError):
-    pass
+    """A local reference names a FIFO, socket or device: only regular files are read."""
 
 
 def _must_be_regular(path: Path, mode: int) -> None:
+    """Return if ``mode`` is a regular file's; raise IsADirectoryError for a directory, NotRegularFile otherwise."""
     if stat.S_ISREG(mode):
         return
     if stat.S_ISDIR(mode):
