@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import EMULATOR_KEY, FAST_RETRY, until
-from wan_image_mcp.core.inputs import PreparedImage, RefKind
+from wan_image_mcp.core.references import PreparedImage, RefKind
 from wan_image_mcp.core.specs import SPECS, Protocol
 from wan_image_mcp.core.validation import EditParams, prepare_request
 from wan_image_mcp.dashscope import APIConnectionError, BadRequestError, DashScopeClient, TaskStatus

@@ -20,9 +20,11 @@ from mcp.types import CallToolResult
 from PIL import Image, PngImagePlugin
 
 from tests.conftest import ImageFactory, text
-from wan_image_mcp.core import inputs
+from wan_image_mcp.core import decoding, inputs
+from wan_image_mcp.core.decoding import EXIF_ORIENTATION
 from wan_image_mcp.core.errors import InputChanged, InvalidRequest
-from wan_image_mcp.core.inputs import EXIF_ORIENTATION, RefKind, decode_data_url, local_path, prepare_image
+from wan_image_mcp.core.inputs import prepare_image
+from wan_image_mcp.core.references import PreparedImage, RefKind, decode_data_url, local_path
 from wan_image_mcp.core.specs import SPECS
 from wan_image_mcp.emulator import EmulatorState
 
@@ -207,8 +209,8 @@ def test_a_cut_jpeg_is_refused_though_sent_as_it_is(make_image: ImageFactory, tm
 
 def test_a_png_sent_as_it_is_is_decoded_once_per_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A result of an earlier edit (a 2K PNG) is a common input: it is decoded in full once, then remembered."""
-    monkeypatch.setattr(inputs, "CHECKED", inputs.CheckedFiles())
-    monkeypatch.setattr(inputs.CheckedFiles, "RACY_NS", 0)
+    monkeypatch.setattr(inputs, "CHECKED", decoding.CheckedFiles())
+    monkeypatch.setattr(decoding.CheckedFiles, "RACY_NS", 0)
     path = noise_png(tmp_path / "earlier-result.png")
     decoded: list[str] = []
     load = PngImagePlugin.PngImageFile.load
@@ -274,11 +276,11 @@ def test_a_file_changed_after_its_check_is_refused_when_sent(make_image: ImageFa
 @pytest.fixture
 def conformed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The index of every image actually checked (decoded or hashed), with an empty memory of checked files."""
-    monkeypatch.setattr(inputs, "CHECKED", inputs.CheckedFiles())
+    monkeypatch.setattr(inputs, "CHECKED", decoding.CheckedFiles())
     calls: list[int] = []
     original = inputs.conform
 
-    def counting(data: bytes | io.BufferedReader, **kwargs: Any) -> inputs.PreparedImage:
+    def counting(data: bytes | io.BufferedReader, **kwargs: Any) -> PreparedImage:
         calls.append(kwargs["index"])
         return original(data, **kwargs)
 
@@ -289,7 +291,7 @@ def conformed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def test_an_unchanged_file_is_checked_once_across_calls(
     conformed: list[int], make_image: ImageFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(inputs.CheckedFiles, "RACY_NS", 0)  # remember even a file written a moment ago
+    monkeypatch.setattr(decoding.CheckedFiles, "RACY_NS", 0)  # remember even a file written a moment ago
     path = make_image("photo.png", (1200, 900))
     first = prepare_image(str(path), 1, LIMITS, tmp_path)
     again = prepare_image(f"file://{path}", 2, LIMITS, tmp_path)
@@ -301,7 +303,7 @@ def test_an_unchanged_file_is_checked_once_across_calls(
 def test_a_file_touched_or_rewritten_since_its_check_is_checked_again(
     conformed: list[int], make_image: ImageFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(inputs.CheckedFiles, "RACY_NS", 0)
+    monkeypatch.setattr(decoding.CheckedFiles, "RACY_NS", 0)
     path = make_image("photo.png", (1200, 900))
     prepare_image(str(path), 1, LIMITS, tmp_path)
     st = path.stat()

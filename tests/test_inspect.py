@@ -16,8 +16,9 @@ from mcp.types import ImageContent
 from PIL import Image, PngImagePlugin
 
 from tests.conftest import ImageFactory, text
-from wan_image_mcp.core import inputs
-from wan_image_mcp.core.inputs import EXIF_ORIENTATION, prepare_image
+from wan_image_mcp.core import conforming, decoding, inputs
+from wan_image_mcp.core.decoding import EXIF_ORIENTATION
+from wan_image_mcp.core.inputs import prepare_image
 from wan_image_mcp.core.inspection import GRID_PREVIEW_SIDE
 from wan_image_mcp.core.specs import SPECS
 from wan_image_mcp.emulator import EmulatorState
@@ -144,7 +145,7 @@ async def test_a_9000_px_png_is_judged_from_its_header_and_decoded_once(
         raise AssertionError("inspecting encodes nothing")
 
     monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", counting_load)
-    monkeypatch.setattr(inputs, "_encode", no_encode)
+    monkeypatch.setattr(conforming, "_encode", no_encode)
     result = await mcp.call_tool("inspect_image", {"images": [str(wide)]})
     assert result.structured_content is not None
     (report,) = result.structured_content["images"]
@@ -157,16 +158,16 @@ async def test_a_9000_px_png_is_judged_from_its_header_and_decoded_once(
 async def test_decodes_are_held_at_most_two_at_a_time_and_one_too_large_to_share_alone(
     budget: int, most: int, mcp: Client, make_image: ImageFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(inputs.DecodeBudget, "BYTES", budget)  # 1: every decode is too large to share
-    monkeypatch.setattr(inputs, "DECODES", inputs.DecodeBudget())
-    monkeypatch.setattr(inputs, "CHECKED", inputs.CheckedFiles())
+    monkeypatch.setattr(decoding.DecodeBudget, "BYTES", budget)  # 1: every decode is too large to share
+    monkeypatch.setattr(decoding, "DECODES", decoding.DecodeBudget())
+    monkeypatch.setattr(inputs, "CHECKED", decoding.CheckedFiles())
     photos = [str(make_image(f"photo-{i}.png", (900, 700), colour=(i, 90, 200))) for i in range(4)]
     with anyio.fail_after(30):
         async with anyio.create_task_group() as group:
             group.start_soon(mcp.call_tool, "inspect_image", {"images": photos})
             group.start_soon(mcp.call_tool, "edit_image", {"prompt": "fuse them", "images": photos, "size": "1K"})
             group.start_soon(mcp.call_tool, "inspect_image", {"images": photos[::-1]})
-    assert inputs.DECODES.most_at_once == most
+    assert decoding.DECODES.most_at_once == most
 
 
 @pytest.mark.parametrize("value", [0, 9])

@@ -14,7 +14,7 @@ from mcp import Client
 from pydantic import SecretStr
 
 from tests.conftest import EMULATOR_KEY, ImageFactory
-from wan_image_mcp.core import journal as journal_module
+from wan_image_mcp.core import journal_schema
 from wan_image_mcp.core.config import Settings
 from wan_image_mcp.core.journal import AsyncJournal, Journal, NewTask
 from wan_image_mcp.mcp_server.app import build_app
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.anyio
 
 def test_a_new_journal_is_migrated_to_the_latest_schema_in_wal_mode(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.sqlite3")
-    assert journal.version == len(journal_module.MIGRATIONS)
+    assert journal.version == len(journal_schema.MIGRATIONS)
     with sqlite3.connect(tmp_path / "j.sqlite3") as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     journal.close()
@@ -36,8 +36,8 @@ def test_a_schema_change_migrates_forward_and_keeps_every_row(tmp_path: Path, mo
     row_id = old.begin(NewTask(model="wan2.7-image", prompt="keep me", parameters={"n": 1}))
     old.submitted(row_id, "task-1", "req-1", "PENDING", next_poll_at=0)
     old.close()
-    future = (*journal_module.MIGRATIONS, "ALTER TABLE tasks ADD COLUMN note TEXT DEFAULT 'migrated'")
-    monkeypatch.setattr(journal_module, "MIGRATIONS", future)
+    future = (*journal_schema.MIGRATIONS, "ALTER TABLE tasks ADD COLUMN note TEXT DEFAULT 'migrated'")
+    monkeypatch.setattr(journal_schema, "MIGRATIONS", future)
     new = Journal(path)
     assert new.version == len(future)
     row = new.get("task-1")

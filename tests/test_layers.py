@@ -12,7 +12,15 @@ import sys
 import wan_image_mcp.dashscope
 from wan_image_mcp.dashscope import errors
 
-FORBIDDEN = ("PIL", "wan_image_mcp.core.validation", "wan_image_mcp.core.inputs")
+FORBIDDEN = (
+    "PIL",
+    "wan_image_mcp.core.validation",
+    "wan_image_mcp.core.inputs",
+    "wan_image_mcp.core.references",
+    "wan_image_mcp.core.decoding",
+    "wan_image_mcp.core.conforming",
+    "wan_image_mcp.core.pixels",
+)
 
 
 def test_the_dashscope_package_imports_no_validation_inputs_or_pillow() -> None:

@@ -27,7 +27,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from tests.conftest import EMULATOR_KEY, server_env, until
-from wan_image_mcp.core import results
+from wan_image_mcp.core import output_folder, results
 from wan_image_mcp.core.config import Settings
 from wan_image_mcp.emulator import EmulatorConfig, EmulatorState, Fault
 from wan_image_mcp.emulator.serve import RunningEmulator
@@ -384,8 +384,8 @@ def test_temp_files_left_by_a_killed_server_are_removed_at_start(tmp_path: Path)
     out = tmp_path / "out"
     out.mkdir()
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    host = results.temp_owner().split("@", 1)[1]
-    dead, alive = f"{gone.stdout.strip()}@{host}", results.temp_owner()  # this test's own process is alive
+    host = output_folder.temp_owner().split("@", 1)[1]
+    dead, alive = f"{gone.stdout.strip()}@{host}", output_folder.temp_owner()  # this test's own process is alive
     leftovers = [
         out / f".20261201-101010_wan2.7-image_t1_1.{dead}.k2j3h4l5.part",  # a download cut by a kill
         out / f".20261201-101010_wan2.7-image_t1_1.json.{dead}.a1b2c3d4.part",  # a sidecar write cut by a kill
@@ -429,7 +429,7 @@ def test_only_the_servers_own_temp_files_are_ever_removed_at_start(tmp_path: Pat
         os.utime(tmp_path / name, (hours_ago, hours_ago))
     (tmp_path / ".20261201-101010_wan2.7-image_t9_1.j7h6g5f4.part").mkdir()  # not a regular file: kept too
     os.utime(tmp_path / ".20261201-101010_wan2.7-image_t9_1.j7h6g5f4.part", (hours_ago, hours_ago))
-    assert results.remove_leftover_parts(tmp_path) == (len(ours), 10 * len(ours))
+    assert output_folder.remove_leftover_parts(tmp_path) == (len(ours), 10 * len(ours))
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [*theirs, ".20261201-101010_wan2.7-image_t9_1.j7h6g5f4.part"]
     )
@@ -438,7 +438,7 @@ def test_only_the_servers_own_temp_files_are_ever_removed_at_start(tmp_path: Pat
 @pytest.mark.skipif(not Path(f"/proc/{os.getpid()}/stat").is_file(), reason="process start times are read from /proc")
 def test_a_temp_file_of_an_earlier_process_with_a_live_pid_is_removed_at_start(tmp_path: Path) -> None:
     # In a container the server is PID 1 after every restart: the pid alone would make its old files look alive.
-    me, host = os.getpid(), results.temp_owner().split("@", 1)[1]
+    me, host = os.getpid(), output_folder.temp_owner().split("@", 1)[1]
     parent = os.getppid()
     parent_start = Path(f"/proc/{parent}/stat").read_text().rsplit(")", 1)[1].split()[19]
     gone = [
@@ -447,11 +447,11 @@ def test_a_temp_file_of_an_earlier_process_with_a_live_pid_is_removed_at_start(t
         f".20261201-101010_wan2.7-image_t2_1.{parent}-{int(parent_start) + 1}@{host}.z9y8x7w6.part",  # pid reused
     ]
     kept = [
-        f".20261201-101010_wan2.7-image_t3_1.{results.temp_owner()}.q9w8e7r6.part",  # this very process
+        f".20261201-101010_wan2.7-image_t3_1.{output_folder.temp_owner()}.q9w8e7r6.part",  # this very process
         f".20261201-101010_wan2.7-image_t4_1.{parent}-{parent_start}@{host}.m1n2b3v4.part",  # a live process
         f".20261201-101010_wan2.7-image_t5_1.{parent}@{host}.m1n2b3v4.part",  # alive, its start not named
     ]
     for name in gone + kept:
         (tmp_path / name).write_bytes(b"x")
-    assert results.remove_leftover_parts(tmp_path) == (3, 3)
+    assert output_folder.remove_leftover_parts(tmp_path) == (3, 3)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)

@@ -21,7 +21,8 @@ from mcp.shared.exceptions import MCPError
 
 from tests.conftest import server_env, text, until
 from wan_image_mcp.core.config import Settings
-from wan_image_mcp.core.journal import MIGRATIONS, Journal, NewTask, check_journal
+from wan_image_mcp.core.journal import Journal, NewTask
+from wan_image_mcp.core.journal_schema import MIGRATIONS, check_journal
 from wan_image_mcp.mcp_server.app import build_app
 
 LAZY = ("PIL", "sqlite3", "stamina", "wan_image_mcp.emulator", "wan_image_mcp.core.inspection")

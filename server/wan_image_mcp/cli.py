@@ -45,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _remove_leftover_parts(folder: Path) -> None:
     """Temp files a killed server left in the output folder go at start (never failing the start)."""
-    from .core.results import remove_leftover_parts
+    from .core.output_folder import remove_leftover_parts
 
     try:
         files, size = remove_leftover_parts(folder)
@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.command in (None, "serve"):
         from .core.errors import ConfigurationError
-        from .core.journal import check_journal
+        from .core.journal_schema import check_journal
         from .mcp_server.app import build_app, check_journal_folder
 
         try:

@@ -17,9 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from .core.inputs import exif_orientation, small_as_sent
+from .core.decoding import exif_orientation
 from .core.journal import Journal, TaskRow
 from .core.pillow import Image
+from .core.pixels import small_as_sent
 
 THUMB_SIDE = 320
 PAGE = "gallery.html"

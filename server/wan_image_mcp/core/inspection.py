@@ -13,22 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .access import FileAccess
+from .conforming import plan
+from .decoding import DECODE_ERRORS, damaged, open_image
 from .errors import InvalidRequest, Problem
-from .inputs import (
-    DECODE_ERRORS,
-    RefKind,
-    classify,
-    damaged,
-    decode_data_url,
-    describe_ref,
-    local_path,
-    on_image_threads,
-    open_image,
-    open_local,
-    plan,
-    small_as_sent,
-)
+from .inputs import on_image_threads
 from .pillow import Image, ImageDraw, ImageFont
+from .pixels import small_as_sent
+from .references import RefKind, classify, decode_data_url, describe_ref, local_path, open_local
 from .specs import SPECS, ImageLimits
 
 GRID_PREVIEW_SIDE = 768

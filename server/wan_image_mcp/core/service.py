@@ -28,7 +28,6 @@ from .access import FileAccess
 from .clock import SYSTEM_CLOCK, Clock
 from .detection import Mode, build_instruction
 from .errors import ConfigurationError, SpendLimitExceeded, SubmissionUncertain
-from .inputs import PreparedImage, RefKind, classify, local_path
 from .journal import DAY, EXPIRED, AsyncJournal, Journal, NewTask, TaskRow
 from .outcomes import (
     ApiError,
@@ -44,6 +43,7 @@ from .outcomes import (
 )
 from .polling import PollFailed, Polling, Progress
 from .reconcile import Reconciled, Reconciler, Submissions
+from .references import PreparedImage, RefKind, classify, local_path
 from .results import ResultStore, TaskRecord
 from .uploads import Uploads
 from .validation import EditParams, PreparedRequest, check_task_id, prepare_request

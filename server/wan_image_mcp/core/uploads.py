@@ -17,8 +17,8 @@ import anyio.to_thread
 from ..dashscope import DashScopeClient
 from ..dashscope.errors import UploadPolicyRefused
 from .errors import InputChanged
-from .inputs import MIME_TYPES, HashingReader, PreparedImage, RefKind
 from .journal import AsyncJournal
+from .references import MIME_TYPES, HashingReader, PreparedImage, RefKind
 from .validation import PreparedRequest
 
 log = logging.getLogger("wan_image_mcp")

@@ -19,8 +19,9 @@ from ..dashscope.wire import ImageRequest
 from ..dashscope.wire import check_task_id as check_task_id  # a wire rule; the name stays here too
 from .access import FileAccess
 from .errors import InvalidRequest, Problem
-from .inputs import PreparedImage, prepare_images
+from .inputs import prepare_images
 from .prompt_images import references
+from .references import PreparedImage
 from .specs import (
     MODEL_NAMES,
     SEED_RANGE,

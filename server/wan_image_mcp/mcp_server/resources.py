@@ -20,7 +20,7 @@ from mcp.types import ResourceLink
 
 from ..core.catalog import catalog_json, spec_json
 from ..core.outcomes import ImageFile
-from ..core.results import saved_image
+from ..core.output_folder import saved_image
 from ..core.specs import get_spec
 from .appstate import AppState
 

@@ -1,0 +1,245 @@
+"""Conforming an image to a model's ``ImageLimits``: decided from its header (``plan``), then done
+(``conform``) within the shared decode budget.
+
+Fixed and reported as adjustments: EXIF orientation applied, alpha flattened onto white, 16- and 32-bit grey
+scaled to 8 bits, formats the API does not read converted, images over the side limit downscaled (bbox
+coordinates follow through ``PreparedImage.scale``), files over the byte limit re-encoded (PNG, then JPEG,
+then downscaled). Refused with a ``Problem``: too small, aspect ratio out of range, or a file that cannot be
+brought under the byte limit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from .decoding import decode, hold_decoded, open_image
+from .errors import InvalidRequest
+from .pixels import DEEP_MODES, DEPTH_NAMES, as_sent, has_alpha, resize
+from .references import PreparedImage, RefKind
+from .specs import ImageLimits
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+_JPEG_QUALITY = 95
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What conforming an image to some limits does, decided from its header alone."""
+
+    format: str
+    original: tuple[int, int]
+    """Size as the user sees it (EXIF orientation applied)."""
+    size: tuple[int, int]
+    """Size sent, before any shrinking to fit the file limit."""
+    scale: float
+    fit: tuple[int, int] | None
+    """The size to resize to, in the stored orientation, when over the side limit."""
+    notes: tuple[str, ...]
+    """Every adjustment known from the header (the file limit's are known only once encoded)."""
+    as_is: bool
+    """Nothing to change: the file is sent as it is, once it is found whole."""
+    estimated_bytes: int
+    """The file's size scaled by the pixels sent: roughly what re-encoding it the same way gives."""
+
+
+def plan(
+    image: Image.Image, orientation: int, size: int, limits: ImageLimits, problem: Callable[[str], InvalidRequest]
+) -> Plan:
+    """Decide from an opened image's header what conforming it to ``limits`` does; raise what makes it refused."""
+    fmt = image.format or "unknown"
+    raw = image.size
+    turn = orientation not in (1, None)
+    original = width, height = (raw[1], raw[0]) if orientation in (5, 6, 7, 8) else raw
+    short, long = min(width, height), max(width, height)
+    if short < limits.side.lo:
+        raise problem(f"{width}×{height} px is too small: each side must be at least {limits.side.lo} px")
+    if limits.max_ratio is not None and long / short > limits.max_ratio:
+        raise problem(f"aspect ratio {long / short:.2f}:1 ({width}×{height}) is outside {limits.ratio_text()}")
+    alpha = has_alpha(image)
+    deep = image.mode in DEEP_MODES
+    convert = fmt not in limits.formats
+    scale = min(1.0, limits.side.hi / long)
+    notes: list[str] = []
+    if turn:
+        notes.append(f"EXIF orientation {orientation} applied (boxes are read in the orientation shown)")
+    if alpha:
+        notes.append("alpha channel flattened onto white")
+    if deep:
+        notes.append(f"{DEPTH_NAMES[image.mode]} scaled to 8 bits")
+    if convert:
+        frames: int = getattr(image, "n_frames", 1)
+        if frames > 1:
+            notes.append(f"{fmt} has {frames} frames: the first is used")
+        notes.append(f"{fmt} converted (the API reads {', '.join(sorted(limits.formats))})")
+    fit = None
+    if scale < 1.0:
+        width, height = max(1, round(width * scale)), max(1, round(height * scale))
+        if min(width, height) < limits.side.lo:
+            raise problem(
+                f"{long}×{short} px cannot fit: sides must be {limits.side.lo}-{limits.side.hi} px "
+                "and shrinking the long side makes the short one too small"
+            )
+        fit = (height, width) if orientation in (5, 6, 7, 8) else (width, height)  # in the stored orientation
+        notes.append(f"downscaled to {width}×{height} to fit the {limits.side.hi} px side limit")
+    return Plan(
+        format=fmt,
+        original=original,
+        size=(width, height),
+        scale=scale,
+        fit=fit,
+        notes=tuple(notes),
+        as_is=not notes and size <= limits.max_bytes,
+        estimated_bytes=round(size * (width * height) / (raw[0] * raw[1])),
+    )
+
+
+def conform(
+    data: bytes | io.BufferedReader,
+    *,
+    index: int,
+    kind: RefKind,
+    source: str,
+    limits: ImageLimits,
+    problem: Callable[[str], InvalidRequest],
+) -> PreparedImage:
+    """Check an image against ``limits`` and fix what can be fixed. ``data`` is the file's bytes or the open file;
+    returns what is sent for image ``index``; raises ``problem(...)``, an InvalidRequest, for what is refused.
+
+    Decoding is the costly part, so what must be done is decided from the header first (``plan``). Every image is
+    decoded before it is sent, as it is or not: a PNG whose chunks all match their CRCs can still hold too little
+    image data for its header (Pillow's ``verify`` passed one with 100 bytes for 1000×1000 px), and a cut JPEG is
+    found by decoding it. An image sent as it is decodes at 1/8 scale when it is a JPEG (libjpeg still reads
+    every coefficient, and refuses a cut file, at a fraction of the cost and memory), in full otherwise; a local
+    file found whole is remembered (``CHECKED``), so it is decoded once per server, not per call. An open
+    file's bytes are not kept but hashed (``payload`` None, ``sha256`` set) to be read again when sent. A JPEG
+    that must shrink is decoded near its target size by libjpeg's DCT scaling."""
+    file = io.BytesIO(data) if isinstance(data, bytes) else data
+    size = len(data) if isinstance(data, bytes) else os.fstat(data.fileno()).st_size
+    opened = _Opened(*open_image(file, source, problem))
+    todo = plan(opened.image, opened.orientation, size, limits, problem)
+    base = PreparedImage(index=index, kind=kind, source=source, original_size=todo.original)
+    if todo.as_is:
+        return _sent_as_is(base, opened, data, size, todo, problem)
+    return _reencoded(base, opened, size, todo, limits, problem)
+
+
+@dataclass(eq=False)
+class _Opened:
+    """An opened image handed to the step that decodes it, which ``take``s it: no other reference then keeps its
+    pixels alive once that step has freed them (while they are still counted in ``DECODES``)."""
+
+    _image: Image.Image | None
+    orientation: int
+
+    @property
+    def image(self) -> Image.Image:
+        """The image, not yet taken."""
+        assert self._image is not None
+        return self._image
+
+    def take(self) -> Image.Image:
+        """The image, which this holder no longer references."""
+        image, self._image = self.image, None
+        return image
+
+
+def _sent_as_is(
+    base: PreparedImage,
+    opened: _Opened,
+    data: bytes | io.BufferedReader,
+    size: int,
+    todo: Plan,
+    problem: Callable[[str], InvalidRequest],
+) -> PreparedImage:
+    """``base`` completed for an image with nothing to change (``todo.as_is``), once decoding proves it whole:
+    ``data`` itself as the payload or, for an open file, its sha256 (the file is read again when sent). Raises
+    ``problem(...)`` for damaged data."""
+    image = opened.take()
+    if todo.format == "JPEG":  # libjpeg still reads every coefficient at 1/8 scale: a cut file is found
+        image.draft(image.mode, (max(1, image.size[0] // 8), max(1, image.size[1] // 8)))
+    with hold_decoded(image):
+        decode(image.load, problem)  # every input is decoded before it is sent: headers and CRCs prove little
+        del image  # its pixels are not needed: the file is sent as it is
+    digest = None
+    if not isinstance(data, bytes):
+        data.seek(0)
+        digest = hashlib.file_digest(data, "sha256").hexdigest()
+    width, height = todo.size
+    payload = data if isinstance(data, bytes) else None
+    return replace(base, payload=payload, sha256=digest, width=width, height=height, format=todo.format, bytes=size)
+
+
+def _reencoded(
+    base: PreparedImage,
+    opened: _Opened,
+    size: int,
+    todo: Plan,
+    limits: ImageLimits,
+    problem: Callable[[str], InvalidRequest],
+) -> PreparedImage:
+    """``base`` completed for an image that must change: decoded (near its target size, for a JPEG that must
+    shrink), made as it is sent (``as_sent``), then encoded under the byte limit (as PNG, then JPEG, then
+    downscaled), every adjustment noted. Raises ``problem(...)`` for damaged data, or for a file that cannot be
+    brought under the limit without a side falling under the side limit."""
+    image, fmt = opened.take(), todo.format
+    raw, (width, height), scale = image.size, todo.size, todo.scale
+    if todo.fit is not None and fmt == "JPEG":
+        image.draft(image.mode, (math.ceil(raw[0] * scale), math.ceil(raw[1] * scale)))
+    out_fmt = "JPEG" if fmt == "JPEG" else "PNG"
+    # A PNG bound to be over the file limit goes straight to JPEG (estimated from the file's own bytes a pixel,
+    # with a margin: a 9000 px photo's PNG is several times the limit, and encoding it first cost seconds).
+    fallback = out_fmt == "PNG" and todo.estimated_bytes > 2 * limits.max_bytes
+    if fallback:
+        out_fmt = "JPEG"
+    out_pixels = width * height
+    with hold_decoded(image, 4 * out_pixels if todo.fit else 0) as held:
+        decode(image.load, problem)
+        image = as_sent(image, opened.orientation, resize_to=todo.fit)
+        held.keep(4 * out_pixels)  # the decoded original is gone: the next decode can start beside this encode
+        payload = _encode(image, out_fmt)
+        if not fallback and len(payload) > limits.max_bytes and out_fmt == "PNG":
+            fallback, out_fmt, payload = True, "JPEG", _encode(image, "JPEG")
+        shrunk = False
+        while len(payload) > limits.max_bytes:
+            factor = math.sqrt(limits.max_bytes / len(payload)) * 0.95
+            width, height = max(1, round(width * factor)), max(1, round(height * factor))
+            image = resize(image, width, height)
+            scale *= factor
+            shrunk = True
+            if min(width, height) < limits.side.lo:
+                raise problem(f"cannot bring the file under {limits.max_bytes // 1_000_000} MB")
+            payload = _encode(image, out_fmt)
+    notes = list(todo.notes)
+    if size > limits.max_bytes or fallback or shrunk:
+        how = f"re-encoded as {out_fmt}" + (f" and downscaled to {width}×{height}" if shrunk else "")
+        notes.append(f"{how} to fit the {limits.max_bytes // 1_000_000} MB file limit")
+    return replace(
+        base,
+        payload=payload,
+        width=width,
+        height=height,
+        format=out_fmt,
+        bytes=len(payload),
+        scale=scale,
+        adjustments=tuple(f"image {base.index}: {note}" for note in notes),
+    )
+
+
+def _encode(image: Image.Image, fmt: str) -> bytes:
+    """``image`` as a ``fmt`` file (JPEG at quality 95, or PNG), in RGB or L."""
+    if image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    buffer = io.BytesIO()
+    if fmt == "JPEG":
+        image.save(buffer, "JPEG", quality=_JPEG_QUALITY)
+    else:
+        image.save(buffer, "PNG")
+    return buffer.getvalue()

@@ -1,0 +1,197 @@
+"""Decoding images safely, within a budget, and once: every input is decoded before it is sent.
+
+``open_image`` reads a header by content (never by extension) under Pillow's decompression-bomb guard, with
+its EXIF orientation; ``decode`` runs a step that reads image data, turning damaged data into the image's
+problem. Decoded pixels are counted across every call in ``DECODES`` (``hold_decoded``), and a local file
+found whole and sendable as it is is remembered in ``CHECKED``, so it is decoded once per server, not per
+call. ``verify_whole`` is the check of an image sent as it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import threading
+import time
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING
+
+from .errors import InvalidRequest
+from .specs import ImageLimits
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from .references import PreparedImage
+
+EXIF_ORIENTATION = 0x0112
+
+
+DECODE_ERRORS = (OSError, SyntaxError, ValueError)
+"""What Pillow raises for a damaged or cut file, on open or on decode."""
+
+
+def damaged(exc: Exception) -> str:
+    """The problem of an image whose data Pillow could not decode."""
+    return f"image data is damaged or truncated ({exc})"
+
+
+def _damaged(problem: Callable[[str], InvalidRequest], exc: Exception) -> InvalidRequest:
+    return problem(damaged(exc))
+
+
+def exif_orientation(image: Image.Image) -> int:
+    """The EXIF orientation of a just-opened image. A PNG's is in an eXIf chunk, which must come before the
+    image data; looking further, Pillow would decode the whole image, so a PNG without one read at open is
+    taken as upright (by every reader here, so boxes and what is sent agree). A value that is not one of the
+    eight orientations is taken as upright too (as ``ImageOps.exif_transpose`` does)."""
+    if image.format == "PNG" and "exif" not in image.info:
+        return 1
+    value: object = image.getexif().get(EXIF_ORIENTATION, 1)
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def decode(step: Callable[[], object], problem: Callable[[str], InvalidRequest]) -> None:
+    """Run a Pillow step that reads the image data (``load``); damaged data becomes the image's problem."""
+    try:
+        step()
+    except DECODE_ERRORS as exc:
+        raise _damaged(problem, exc) from None
+
+
+def open_image(file: IO[bytes], source: str, problem: Callable[[str], InvalidRequest]) -> tuple[Image.Image, int]:
+    """An image opened from ``file`` (its header read, nothing decoded) and its EXIF orientation. Raises the
+    image's problem, worded the same for ``edit_image`` and ``inspect_image``."""
+    from .pillow import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # the guard's limit is the limit
+            image = Image.open(file)
+            return image, exif_orientation(image)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise problem("image has too many pixels to decode safely") from None
+    except UnidentifiedImageError:
+        raise problem(f"not an image (content of {source!r} is no format Pillow reads)") from None
+    except DECODE_ERRORS as exc:
+        raise _damaged(problem, exc) from None
+
+
+def decoded_bytes(image: Image.Image) -> int:
+    """Memory an opened image takes once decoded (Pillow keeps 8-bit RGB in 4 bytes a pixel), at its draft size."""
+    width, height = image.size
+    per_pixel = 1 if image.mode in ("1", "L", "P") else 2 if image.mode in ("LA", "I;16", "I;16B", "I;16L") else 4
+    return width * height * per_pixel
+
+
+class DecodeBudget:
+    """Decoded pixels held at once, across every call (edits and inspections alike): at most ``SLOTS`` decodes,
+    and a second only while the two fit in ``BYTES`` together. A decode larger than that runs alone, so two
+    9000 px PNGs (324 MB each) are decoded one after the other, two 2K photos side by side."""
+
+    SLOTS = 2
+    BYTES = 600_000_000
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._held: dict[int, int] = {}
+        self.most_at_once = 0
+        """The most decodes ever held at once (for tests: never more than SLOTS)."""
+
+    @contextlib.contextmanager
+    def hold(self, nbytes: int) -> Generator[Holding]:
+        """Wait until ``nbytes`` of decoded pixels may be held beside those held now, then hold them for the
+        block (``Holding.keep`` changes how many); released when the block ends, however it ends."""
+        with self._changed:
+            self._changed.wait_for(
+                lambda: (
+                    not self._held or (len(self._held) < self.SLOTS and sum(self._held.values()) + nbytes <= self.BYTES)
+                )
+            )
+            holding = Holding(self)
+            self._held[id(holding)] = nbytes
+            self.most_at_once = max(self.most_at_once, len(self._held))
+        try:
+            yield holding
+        finally:
+            with self._changed:
+                del self._held[id(holding)]
+                self._changed.notify_all()
+
+    def _keep(self, holding: Holding, nbytes: int) -> None:
+        with self._changed:
+            self._held[id(holding)] = nbytes
+            self._changed.notify_all()
+
+
+class Holding:
+    """One decode's place in a DecodeBudget, while its block runs."""
+
+    def __init__(self, budget: DecodeBudget) -> None:
+        self._budget = budget
+
+    def keep(self, nbytes: int) -> None:
+        """Hold only ``nbytes`` from now on (the decoded original freed, its smaller result kept)."""
+        self._budget._keep(self, nbytes)  # pyright: ignore[reportPrivateUsage]
+
+
+DECODES = DecodeBudget()
+
+
+def hold_decoded(image: Image.Image, more: int = 0) -> contextlib.AbstractContextManager[Holding]:
+    """Room in ``DECODES`` for ``image`` decoded at its draft size (``decoded_bytes``) and ``more`` bytes beside it,
+    waiting until there is: enter it before decoding, leave it once the pixels are freed."""
+    return DECODES.hold(decoded_bytes(image) + more)
+
+
+@dataclass(frozen=True)
+class FileIdentity:
+    """A file as it is now: any write changes its size, modification or change time (``ctime`` cannot be set
+    back from user space), and replacing it changes its inode."""
+
+    device: int
+    inode: int
+    size: int
+    modified_ns: int
+    changed_ns: int
+
+    @classmethod
+    def of(cls, file: io.BufferedReader) -> FileIdentity:
+        st = os.fstat(file.fileno())
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class CheckedFiles:
+    """Local files already found sendable as they are, by identity and limits: an agent editing the same large
+    photo in a loop has it read, checked and hashed once, not on every call. A file touched within
+    ``RACY_NS`` of being checked is not remembered, since a filesystem with coarse timestamps could hide a
+    second write in the same tick (git's "racy clean" rule). What is sent is still hashed against the check."""
+
+    SIZE = 256
+    RACY_NS = 2_000_000_000
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: OrderedDict[tuple[FileIdentity, ImageLimits], PreparedImage] = OrderedDict()
+
+    def get(self, key: tuple[FileIdentity, ImageLimits]) -> PreparedImage | None:
+        with self._lock:
+            if (found := self._items.get(key)) is not None:
+                self._items.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[FileIdentity, ImageLimits], image: PreparedImage) -> None:
+        identity = key[0]
+        if image.payload is not None or time.time_ns() - max(identity.modified_ns, identity.changed_ns) < self.RACY_NS:
+            return  # conformed bytes are not worth holding; a just-written file may change unseen
+        with self._lock:
+            self._items[key] = image
+            while len(self._items) > self.SIZE:
+                self._items.popitem(last=False)
+
+
+CHECKED = CheckedFiles()

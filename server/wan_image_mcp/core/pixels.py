@@ -1,0 +1,161 @@
+"""The pixel work of sending an image: tones in 8 bits, alpha onto white, EXIF orientation applied, and
+Lanczos resizing in bands of rows. ``as_sent`` is what the API receives, and what the inspect preview and the
+gallery's input thumbnails show (``small_as_sent``), so what is seen is what is sent.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
+
+from .decoding import hold_decoded
+
+if TYPE_CHECKING:
+    from PIL import Image
+    from PIL.Image import ImagePointTransform
+
+
+DEEP_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I", "F"})
+"""Pillow's modes of more than 8 bits a channel: 16-bit grey PNGs and TIFFs open as I;16, 32-bit ones as I or F.
+(16-bit RGB, RGBA and grey with alpha PNGs are read at 8 bits by Pillow itself.)"""
+DEPTH_NAMES = dict.fromkeys(("I;16", "I;16B", "I;16L", "I;16N"), "16-bit grey") | {
+    "I": "32-bit integer grey",
+    "F": "32-bit float grey",
+}
+_TURNS = {
+    2: "FLIP_LEFT_RIGHT",
+    3: "ROTATE_180",
+    4: "FLIP_TOP_BOTTOM",
+    5: "TRANSPOSE",
+    6: "ROTATE_270",
+    7: "TRANSVERSE",
+    8: "ROTATE_90",
+}
+"""EXIF orientation -> the transpose that shows the image upright (as ``ImageOps.exif_transpose`` does)."""
+
+
+def has_alpha(image: Image.Image) -> bool:
+    """Whether an opened image has transparency: an alpha channel, or a colour or palette entry marked transparent."""
+    return "A" in image.getbands() or "transparency" in image.info
+
+
+def eight_bits(image: Image.Image) -> Image.Image:
+    """A loaded image with its tones in 8 bits a channel. Pillow's own conversions clip 16- and 32-bit grey to
+    0-255 (a 16-bit grey of 40000 became white), so they are scaled here: 16-bit data (I;16, and I within
+    0-65535) to v / 257; F within 0-1 to v × 255, within 0-255 as it is, within 0-65535 to v / 257; any other
+    range stretched from its minimum to its maximum. A grey value marked transparent (PNG tRNS) becomes an alpha
+    channel (LA), found at full depth before values merge. A 16-bit RGB tRNS colour (Pillow reads the pixels at
+    8 bits, their high bytes, but keeps the colour at 16) is brought to 8 bits the same way. Other images are
+    returned as they are."""
+    from .pillow import Image, ImageChops
+
+    transparent = image.info.get("transparency")
+    if image.mode == "RGB" and isinstance(transparent, tuple):
+        colour = cast("tuple[int, ...]", transparent)
+        if max(colour) > 255:
+            image = image.copy()
+            image.info["transparency"] = tuple(v >> 8 for v in colour)
+        return image
+    if image.mode not in DEEP_MODES:
+        return image
+    wide = image if image.mode in ("I", "F") else image.convert("I")
+    lo, hi = cast("tuple[float, float]", wide.getextrema())
+    if image.mode == "F" and lo >= 0 and hi <= 1:
+        factor, offset = 255.0, 0.0
+    elif image.mode == "F" and lo >= 0 and hi <= 255:
+        factor, offset = 1.0, 0.0
+    elif lo >= 0 and hi <= 65535:
+        factor, offset = 1 / 257, 0.0
+    else:
+        factor = 255 / (hi - lo) if hi > lo else 0.0
+        offset = -lo * factor
+    grey = wide.point(_linear(factor, offset + 0.5)).convert("L")  # pyright: ignore[reportUnknownMemberType]
+    if image.mode == "F" or not isinstance(transparent, int):
+        return grey
+    # Clipped at 0 on the way to L: ``above`` is nonzero where v > transparent, ``below`` where v < transparent.
+    above = wide.point(_linear(1, -transparent)).convert("L")  # pyright: ignore[reportUnknownMemberType]
+    below = wide.point(_linear(-1, transparent)).convert("L")  # pyright: ignore[reportUnknownMemberType]
+    opaque = ImageChops.lighter(above, below).point([0] + [255] * 255)  # pyright: ignore[reportUnknownMemberType]
+    return Image.merge("LA", (grey, opaque))
+
+
+def preview_size(size: tuple[int, int], side: int) -> tuple[int, int]:
+    """``size`` shrunk, keeping its aspect, to fit a ``side`` px square (as ``Image.thumbnail`` does)."""
+    scale = min(1.0, side / max(size))
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def small_as_sent(image: Image.Image, orientation: int, side: int) -> Image.Image:
+    """An opened image decoded, at most ``side`` px, as it is sent (``as_sent``). A JPEG is decoded near that
+    size (libjpeg's scaling, which still reads the whole file), others in full, then reduced by box averaging
+    before Lanczos. Raises what Pillow raises for damaged data. The decode is counted in ``DECODES`` until its
+    pixels are freed; ``image`` is closed, with its file."""
+    target = preview_size(image.size, side)
+    if image.format == "JPEG":
+        image.draft(image.mode, target)
+    with hold_decoded(image):
+        try:
+            image.load()
+            shown = as_sent(image, orientation, resize_to=preview_size(image.size, side))
+            return shown.copy() if shown is image else shown  # small already: kept apart from what is closed
+        finally:
+            image.close()  # frees the decoded pixels while they are still counted (and closes the file)
+
+
+def _linear(factor: float, offset: float) -> Callable[[ImagePointTransform], ImagePointTransform]:
+    """v × factor + offset, in the form Pillow applies to I and F images at full depth."""
+    return lambda v: v * factor + offset
+
+
+def as_sent(image: Image.Image, orientation: int, *, resize_to: tuple[int, int] | None = None) -> Image.Image:
+    """A loaded image as it is sent, in RGB or L: tones in 8 bits (``eight_bits``), resized (in its stored
+    orientation) when asked, transparency composited onto white, EXIF ``orientation`` applied. The inspect
+    preview and the gallery's input thumbnails show this too, so what is seen is what is sent."""
+    from .pillow import Image
+
+    image = eight_bits(image)
+    grey = image.mode in ("1", "L", "LA")
+    if has_alpha(image):  # composited after any resize: LA and RGBA resize with their alpha premultiplied
+        image = image.convert("LA" if grey else "RGBA")
+    elif image.mode not in ("L", "RGB"):
+        image = image.convert("L" if grey else "RGB")  # P, 1, CMYK, YCbCr...: resized in a mode that blends
+    if resize_to is not None and resize_to != image.size:
+        image = resize(image, *resize_to)
+    if image.mode in ("LA", "RGBA"):
+        background = Image.new(image.mode[:-1], image.size, "white")
+        background.paste(image, mask=image.getchannel("A"))
+        image = background
+    if orientation in _TURNS:
+        image = image.transpose(Image.Transpose[_TURNS[orientation]])
+    return image
+
+
+_BANDED_PIXELS = 16_000_000
+_BAND_ROWS = 256
+
+
+def resize(image: Image.Image, width: int, height: int, *, reducing_gap: float = 3.0) -> Image.Image:
+    """Lanczos, after first shrinking by a whole factor with ``reduce`` when the image is ``reducing_gap`` times
+    the target or more (box-averaging, far cheaper; at 3 Pillow finds it indistinguishable from Lanczos alone).
+    A large image is resampled in bands of rows, each from a crop with the filter's reach around it: Pillow's
+    resize makes a whole intermediate image (a 9000 px one, 8000×9000 px, 288 MB, beside the 324 MB original
+    and the 256 MB result), a band's is small. Bands differ from one whole resize only in rounding."""
+    from .pillow import Image
+
+    lanczos = Image.Resampling.LANCZOS
+    factor = int(min(image.width / width, image.height / height) / reducing_gap) if reducing_gap else 0
+    if factor >= 2:
+        image = image.reduce(factor)
+    if image.width * image.height <= _BANDED_PIXELS or height <= _BAND_ROWS:
+        return image.resize((width, height), lanczos)  # pyright: ignore[reportUnknownMemberType]
+    out = Image.new(image.mode, (width, height))
+    step = image.height / height
+    reach = 3 * max(step, 1.0) + 2  # Lanczos reaches 3 output pixels each side, in source rows
+    for y0 in range(0, height, _BAND_ROWS):
+        y1 = min(height, y0 + _BAND_ROWS)
+        top, bottom = max(0, math.floor(y0 * step - reach)), min(image.height, math.ceil(y1 * step + reach))
+        box = (0.0, y0 * step - top, float(image.width), y1 * step - top)
+        band = image.crop((0, top, image.width, bottom))
+        out.paste(band.resize((width, y1 - y0), lanczos, box=box), (0, y0))  # pyright: ignore[reportUnknownMemberType]
+    return out
