@@ -15,8 +15,9 @@ from pydantic import SecretStr
 
 from tests.conftest import EMULATOR_KEY, ImageFactory
 from wan_image_mcp.core import journal_schema
+from wan_image_mcp.core.async_journal import AsyncJournal
 from wan_image_mcp.core.config import Settings
-from wan_image_mcp.core.journal import AsyncJournal, Journal, NewTask
+from wan_image_mcp.core.journal import Journal, NewTask
 from wan_image_mcp.mcp_server.app import build_app
 
 pytestmark = pytest.mark.anyio

@@ -18,9 +18,10 @@ from anyio.abc import TaskGroup
 from mcp import Client
 
 from tests.conftest import until
+from wan_image_mcp.core.async_journal import AsyncJournal
 from wan_image_mcp.core.config import Settings
 from wan_image_mcp.core.errors import SubmissionUncertain
-from wan_image_mcp.core.journal import AsyncJournal, Journal, NewTask
+from wan_image_mcp.core.journal import Journal, NewTask
 from wan_image_mcp.core.outcomes import EditResult
 from wan_image_mcp.core.service import EditArgs, WanService
 from wan_image_mcp.core.task_matching import contradiction, judge, learn_offset

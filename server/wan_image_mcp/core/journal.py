@@ -14,17 +14,13 @@ from __future__ import annotations
 
 import functools
 import json
-import threading
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar
 
-import anyio
-import anyio.to_thread
-
-from .journal_schema import CORRUPT, connect, damaged, schema_version, transaction
+from .journal_schema import connect, schema_version, transaction
 
 if TYPE_CHECKING:
     import sqlite3
@@ -145,12 +141,14 @@ class Journal:
         return self
 
     def close(self) -> None:
+        """Close the connection if it was opened; the journal opens again on its next use."""
         if "_db" in self.__dict__:
             self._db.close()
             del self.__dict__["_db"]
 
     @property
     def version(self) -> int:
+        """The schema version of the open journal (``PRAGMA user_version``)."""
         return schema_version(self._db)
 
     def _update(self, row_id: int, **values: Any) -> None:
@@ -184,9 +182,11 @@ class Journal:
         return cursor.lastrowid
 
     def submitted(self, row_id: int, task_id: str, request_id: str | None, status: str, *, next_poll_at: float) -> None:
+        """Row ``row_id``'s create request was answered with ``task_id``; its first query is at ``next_poll_at``."""
         self._update(row_id, task_id=task_id, request_id=request_id, status=status, next_poll_at=next_poll_at)
 
     def uncertain(self, row_id: int, message: str) -> None:
+        """The create request of row ``row_id`` was sent and its answer lost: a task may exist (UNCERTAIN)."""
         self._update(row_id, status=UNCERTAIN, error_code="ResponseLost", error_message=message, answer_by=time.time())
 
     def reconciled(self, row_id: int, task_id: str, status: str) -> bool:
@@ -203,11 +203,13 @@ class Journal:
             return cursor.rowcount == 1
 
     def ambiguous(self, row_id: int, candidates: Sequence[str], message: str) -> None:
+        """Several listed tasks could be row ``row_id``'s: none is adopted; ``candidates`` names them (AMBIGUOUS)."""
         self._update(
             row_id, status=AMBIGUOUS, candidates=_json(list(candidates)), error_code="Ambiguous", error_message=message
         )
 
     def rejected(self, row_id: int, code: str, message: str) -> None:
+        """No task exists for row ``row_id``: the API refused it, or it provably never reached the API (REJECTED)."""
         self._update(row_id, status=REJECTED, error_code=code, error_message=message, finished_at=time.time())
 
     def observed(
@@ -248,6 +250,7 @@ class Journal:
         self._update(row_id, **values)
 
     def adopt(self, task_id: str) -> int:
+        """A row for a task another process (or an earlier journal) submitted; returns its row id."""
         now = time.time()
         cursor = self._db.execute(
             "INSERT INTO tasks (task_id, model, prompt, status, created_at, updated_at) VALUES (?, '', '', ?, ?, ?)",
@@ -257,16 +260,19 @@ class Journal:
         return cursor.lastrowid
 
     def saved(self, task_id: str, images: Sequence[dict[str, Any]]) -> None:
+        """The task's images are on disk: ``images`` as ``ImageFile`` dicts (path, url, size, bytes, sha256)."""
         row = self.get(task_id)
         assert row is not None
         self._update(row.id, images=_json(list(images)), saved_at=time.time(), download_error=None, next_poll_at=None)
 
     def download_failed(self, task_id: str, message: str, *, retry_at: float | None) -> None:
+        """Saving the task's images failed (``message``); try again at ``retry_at``, or never when it is None."""
         row = self.get(task_id)
         assert row is not None
         self._update(row.id, download_attempts=row.download_attempts + 1, download_error=message, next_poll_at=retry_at)
 
     def schedule(self, task_id: str, at: float | None) -> None:
+        """Query the task next at ``at`` (epoch seconds), or not at all when it is None."""
         self.schedule_many({task_id: at})
 
     def schedule_many(self, times: Mapping[str, float | None]) -> None:
@@ -281,6 +287,7 @@ class Journal:
     # --- reading ------------------------------------------------------------------------------------
 
     def get(self, task_id: str) -> TaskRow | None:
+        """The row of ``task_id``, or None if the journal does not know it."""
         row = self._db.execute("SELECT * FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
         return TaskRow.from_sql(row) if row else None
 
@@ -341,6 +348,7 @@ class Journal:
         return str(row[0]) if row else None
 
     def remember_upload(self, sha256: str, model: str, url: str, size: int) -> None:
+        """These bytes (``sha256``, ``size``) were uploaded for ``model`` as ``url`` (an oss:// URL), now."""
         self._db.execute(
             "INSERT OR REPLACE INTO uploads (sha256, model, url, bytes, created_at) VALUES (?, ?, ?, ?, ?)",
             (sha256, model, url, size, time.time()),
@@ -355,36 +363,10 @@ class Journal:
         return int(row[0])
 
     def recent(self, *, status: str | None = None, limit: int = 20, offset: int = 0) -> tuple[list[TaskRow], int]:
+        """A page of rows, newest first (only ``status`` when given), and how many rows match in all."""
         where, args = ("WHERE status = ?", [status]) if status else ("", [])
         total = int(self._db.execute(f"SELECT COUNT(*) FROM tasks {where}", args).fetchone()[0])
         rows = self._db.execute(
             f"SELECT * FROM tasks {where} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?", [*args, limit, offset]
         ).fetchall()
         return [TaskRow.from_sql(row) for row in rows], total
-
-
-class AsyncJournal:
-    """The journal for async code: each call runs on a worker thread, one call at a time."""
-
-    def __init__(self, journal: Journal) -> None:
-        self.sync = journal
-        self._limiter = anyio.CapacityLimiter(1)
-        self._lock = threading.Lock()
-
-    async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """``fn(*args, **kwargs)`` on the journal's worker thread; pyright checks the arguments against ``fn``'s
-        own signature (``run(journal.sync.saved, 123, "not a list")`` is an error). A damaged database raises
-        ConfigurationError naming the file."""
-
-        def call() -> T:
-            import sqlite3
-
-            with self._lock:
-                try:
-                    return fn(*args, **kwargs)
-                except sqlite3.DatabaseError as exc:  # damaged while the server runs: every caller says so
-                    if exc.sqlite_errorcode & 0xFF in CORRUPT:
-                        raise damaged(self.sync.path, str(exc)) from None
-                    raise
-
-        return await anyio.to_thread.run_sync(call, limiter=self._limiter)

@@ -11,7 +11,8 @@ import time
 from dataclasses import dataclass, field
 
 from ..dashscope import DashScopeClient, ListedTask, TaskResult, TaskStatus
-from .journal import DAY, UNCERTAIN, AsyncJournal, TaskRow
+from .async_journal import AsyncJournal
+from .journal import DAY, UNCERTAIN, TaskRow
 from .outcomes import iso_time
 from .task_matching import MAX_SKEW, Verdict, Window, ambiguity, fitting, judge, learn_offset
 

@@ -25,10 +25,11 @@ from ..dashscope import (
 )
 from ..dashscope.errors import DownloadError
 from .access import FileAccess
+from .async_journal import AsyncJournal
 from .clock import SYSTEM_CLOCK, Clock
 from .detection import Mode, build_instruction
 from .errors import ConfigurationError, SpendLimitExceeded, SubmissionUncertain
-from .journal import DAY, EXPIRED, AsyncJournal, Journal, NewTask, TaskRow
+from .journal import DAY, EXPIRED, Journal, NewTask, TaskRow
 from .outcomes import (
     ApiError,
     EditResult,

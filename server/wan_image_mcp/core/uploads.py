@@ -16,8 +16,8 @@ import anyio.to_thread
 
 from ..dashscope import DashScopeClient
 from ..dashscope.errors import UploadPolicyRefused
+from .async_journal import AsyncJournal
 from .errors import InputChanged
-from .journal import AsyncJournal
 from .references import MIME_TYPES, HashingReader, PreparedImage, RefKind
 from .validation import PreparedRequest
 

@@ -18,12 +18,13 @@ from mcp.types import INVALID_PARAMS, GetPromptResult, InputRequiredResult
 from .. import __version__
 from ..core.access import FileAccess
 from ..core.arguments import problems as argument_problems
+from ..core.async_journal import AsyncJournal
 from ..core.catalog import model_limits
 from ..core.clock import SYSTEM_CLOCK, Clock
 from ..core.config import Settings
 from ..core.errors import ConfigurationError
 from ..core.harvest import Harvester
-from ..core.journal import AsyncJournal, Journal
+from ..core.journal import Journal
 from ..core.results import ResultStore
 from ..core.service import WanService
 from ..dashscope import DashScopeClient, QueryRate
