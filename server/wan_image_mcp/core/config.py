@@ -50,6 +50,7 @@ def default_output_dir() -> Path:
 
 
 def default_journal() -> Path:
+    """The platform's user data directory for the app + journal.sqlite3."""
     return platformdirs.user_data_path(APP_NAME, appauthor=False) / "journal.sqlite3"
 
 
@@ -104,6 +105,8 @@ def api_key_problem(key: str) -> str | None:
 
 @dataclass(frozen=True)
 class Settings:
+    """Every setting of the server; ``from_env`` reads them from the environment (the README's table)."""
+
     api_key: SecretStr | None = field(default=None, repr=False)
     base_url: str = REGIONS[DEFAULT_REGION]
     region: str = DEFAULT_REGION
@@ -186,6 +189,7 @@ class Settings:
         )
 
     def require_api_key(self) -> str:
+        """The API key; raises ConfigurationError naming DASHSCOPE_API_KEY when it is missing or unusable."""
         if self.api_key is None:
             raise ConfigurationError(
                 "DASHSCOPE_API_KEY is not set: create a key in Alibaba Cloud Model Studio for your region "

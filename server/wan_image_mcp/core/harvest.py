@@ -49,6 +49,8 @@ once); after a failed one, LIST_BACKOFF."""
 
 
 class Harvester:
+    """Polls every unfinished task in the journal and saves its images, unasked (see the module's docstring)."""
+
     def __init__(self, service: WanService, *, max_age: float = MAX_AGE, clock: Clock | None = None) -> None:
         self._service = service
         self._clock = clock or service.clock
@@ -64,13 +66,16 @@ class Harvester:
         self._polling.listen(submitted=self.wake, unanswered=self.reconcile_soon, list_every=LIST_EVERY)
 
     def wake(self) -> None:
+        """Look at the journal now (a new task, a finished harvest)."""
         self._wake.set()
 
     def reconcile_soon(self) -> None:
+        """Reconcile unanswered submissions at the next look (a create request just ended without its answer)."""
         self._reconcile_at = 0.0
         self.wake()
 
     async def run(self) -> None:
+        """Harvest until cancelled; a journal that cannot be opened stops it with one log line."""
         log.info("harvester started")
         try:
             await self._loop()

@@ -13,6 +13,8 @@ from .journal import AMBIGUOUS, EXPIRED, OPEN_STATUSES, REJECTED, UNCERTAIN, Tas
 
 
 class ImageFile(BaseModel):
+    """One saved result image: where it is, where it came from, its size and hash."""
+
     path: str = Field(description="absolute path of the saved image")
     url: str = Field(description="DashScope result URL (expires 24 h after generation)")
     width: int
@@ -22,12 +24,16 @@ class ImageFile(BaseModel):
 
 
 class ApiError(BaseModel):
+    """Why something failed: DashScope's (or our) code and message, with the request_id when there is one."""
+
     code: str
     message: str
     request_id: str | None = None
 
 
 class EditResult(BaseModel):
+    """What edit_image, check_task and detect_segment return: a task's status, its saved images and what to do next."""
+
     status: str = Field(description="PENDING, RUNNING, SUCCEEDED, FAILED, CANCELED or UNKNOWN")
     task_id: str | None = None
     request_id: str | None = None
@@ -76,6 +82,8 @@ submission without its answer (SUBMITTING, UNCERTAIN, AMBIGUOUS, REJECTED) or im
 
 
 class TaskSummary(BaseModel):
+    """One journal row as list_tasks shows it."""
+
     task_id: str | None = Field(
         default=None,
         description="None while a submission's answer is missing (SUBMITTING, UNCERTAIN, AMBIGUOUS, REJECTED)",
@@ -95,6 +103,8 @@ class TaskSummary(BaseModel):
 
 
 class TaskList(BaseModel):
+    """A page of list_tasks, newest first, with the total number of matching rows."""
+
     tasks: list[TaskSummary]
     total: int
     page: int
@@ -102,6 +112,8 @@ class TaskList(BaseModel):
 
 
 class ImageInfo(BaseModel):
+    """inspect_image's report on one image: size, format, orientation and a verdict per model."""
+
     index: int = Field(description="1-based, as image 1 / 圖1")
     source: str
     kind: str = Field(description="local, data, remote or oss")
@@ -117,6 +129,8 @@ class ImageInfo(BaseModel):
 
 
 class InspectResult(BaseModel):
+    """What inspect_image returns: one report per image, in order."""
+
     images: list[ImageInfo]
 
 
