@@ -82,7 +82,8 @@ async def respond(result: EditResult, settings: Settings, shape: type[BaseModel]
         made = await previews([image.path for image in result.images])
         content.extend(_jpeg(data) for data in made if data is not None)
     failed = result.error is not None
-    data = structured(shape.model_validate(result.model_dump()))
+    shaped = result if isinstance(result, shape) else shape.model_validate(result.model_dump())  # TaskStarted
+    data = structured(shaped)
     return CallToolResult(content=content, structured_content=data, is_error=failed)
 
 
