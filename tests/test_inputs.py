@@ -467,3 +467,69 @@ def test_32_bit_grey_tiffs_keep_their_tones(mode: str, value: float, expected: f
     sent = sent_image(prepared.value)
     assert grey_of(sent.getpixel((100, 150))) == pytest.approx(expected, abs=1)
     assert any("bit" in note and "scaled to 8 bits" in note for note in prepared.adjustments)
+
+
+def test_a_lossless_image_of_more_than_16_mpx_that_must_change_is_sent_as_jpeg_with_full_colour(
+    tmp_path: Path,
+) -> None:
+    """An 8000 px PNG takes seconds to encode; the same pixels as JPEG at quality 95 take a tenth of that."""
+    from PIL import JpegImagePlugin
+
+    source = Image.new("RGB", (9000, 2400), (220, 20, 20))
+    source.paste((20, 20, 220), (4500, 0, 9000, 2400))
+    source.save(tmp_path / "banner.png")
+    prepared = prepare_image(str(tmp_path / "banner.png"), 1, LIMITS, tmp_path)
+    assert (prepared.format, prepared.width, prepared.height) == ("JPEG", 8000, 2133)
+    assert "image 1: sent as JPEG (quality 95): a 17 Mpx PNG takes seconds to encode" in prepared.adjustments
+    sent = sent_image(prepared.value)
+    assert isinstance(sent, JpegImagePlugin.JpegImageFile)
+    assert JpegImagePlugin.get_sampling(sent) == 0  # 4:4:4: colour edges at full resolution
+    assert sent.getpixel((100, 1000)) == pytest.approx((220, 20, 20), abs=3)
+    assert sent.getpixel((7900, 1000)) == pytest.approx((20, 20, 220), abs=3)
+
+
+def test_a_lossless_image_of_16_mpx_or_fewer_stays_png(tmp_path: Path) -> None:
+    Image.new("RGB", (4000, 4000), (9, 99, 199)).save(tmp_path / "square.png")  # 16 Mpx, with alpha to flatten
+    Image.open(tmp_path / "square.png").convert("RGBA").save(tmp_path / "square.png")
+    prepared = prepare_image(str(tmp_path / "square.png"), 1, LIMITS, tmp_path)
+    assert prepared.format == "PNG"
+    assert prepared.adjustments == ("image 1: alpha channel flattened onto white",)
+
+
+def test_an_image_downscaled_to_the_side_limit_is_sent_at_no_more_than_40_mpx(tmp_path: Path) -> None:
+    """With an input image the models make at most 4.2 Mpx; 8000×5714 px would be 45.7 Mpx of pixels no output
+    shows, and a 9000 px PNG's decode beside them more memory than an edit may take."""
+    Image.new("RGB", (8400, 6000), (30, 160, 90)).save(tmp_path / "poster.png")
+    prepared = prepare_image(str(tmp_path / "poster.png"), 1, LIMITS, tmp_path)
+    assert (prepared.width, prepared.height) == (7483, 5345)
+    assert 7483 * 5345 <= 40_000_000
+    assert prepared.scale == pytest.approx(7483 / 8400, abs=1e-4)  # boxes follow
+    assert (
+        "image 1: downscaled to 7483×5345 to fit the 8000 px side limit (and at most 40 Mpx: no output shows more)"
+        in prepared.adjustments
+    )
+    assert sent_image(prepared.value).size == (7483, 5345)
+
+
+def test_an_image_within_the_side_limit_is_not_held_to_40_mpx(tmp_path: Path) -> None:
+    Image.new("RGBA", (7000, 6000), (30, 160, 90, 255)).save(tmp_path / "poster.png")  # 42 Mpx, alpha to flatten
+    prepared = prepare_image(str(tmp_path / "poster.png"), 1, LIMITS, tmp_path)
+    assert (prepared.width, prepared.height, prepared.scale) == (7000, 6000, 1.0)
+
+
+def test_a_large_conformed_file_waits_on_disk_until_sent_and_its_file_goes_with_it(tmp_path: Path) -> None:
+    """Nine conformed 9000 px PNGs were 111 MB held in memory beside the next image's decode."""
+    import gc
+
+    noise = Image.frombytes("RGB", (1200, 1000), random.Random(3).randbytes(1200 * 1000 * 3))
+    noise.convert("RGBA").save(tmp_path / "noise.png")  # alpha to flatten: conformed, ~3.6 MB as PNG
+    open_files = len(os.listdir("/proc/self/fd"))
+    prepared = prepare_image(str(tmp_path / "noise.png"), 1, LIMITS, tmp_path)
+    assert prepared.payload is None and prepared.spool is not None
+    assert prepared.bytes is not None and prepared.bytes > 1_000_000
+    assert len(os.listdir("/proc/self/fd")) == open_files + 1
+    sent = sent_image(prepared.value)
+    assert sent.tobytes() == noise.tobytes()  # flattened onto white: opaque noise is unchanged
+    del prepared
+    gc.collect()
+    assert len(os.listdir("/proc/self/fd")) == open_files

@@ -140,7 +140,7 @@ async def test_a_9000_px_png_is_judged_from_its_header_and_decoded_once(
             decoded.append(self.size)
         return load(self)
 
-    def no_encode(image: Image.Image, fmt: str) -> bytes:
+    def no_encode(image: Image.Image, fmt: str, *, full_colour: bool) -> bytes:
         encoded.append(fmt)
         raise AssertionError("inspecting encodes nothing")
 

@@ -3,6 +3,7 @@ the same bytes for the same model are not uploaded again while their oss:// URL 
 
 from __future__ import annotations
 
+import io
 import random
 import sqlite3
 import time
@@ -60,6 +61,20 @@ async def test_an_upload_is_bound_to_its_model(mcp: Client, emulator: EmulatorSt
     other = await mcp.call_tool("edit_image", {"prompt": "x", "images": [str(big_photo)], "model": "wan2.6-image"})
     assert not other.is_error, text(other)
     assert uploads(emulator) == 2
+
+
+async def test_a_large_conformed_image_is_uploaded_from_where_it_waited(
+    mcp: Client, emulator: EmulatorState, tmp_path: Path
+) -> None:
+    noise = Image.frombytes("RGB", (900, 900), random.Random(2).randbytes(900 * 900 * 3))
+    noise.convert("RGBA").save(tmp_path / "noise.png")  # alpha to flatten: conformed, kept on disk until sent
+    result = await mcp.call_tool("edit_image", {"prompt": "x", "images": [str(tmp_path / "noise.png")], "size": "1K"})
+    assert not result.is_error, text(result)
+    (ref,) = sent_images(emulator)
+    assert ref.startswith("oss://") and uploads(emulator) == 1
+    upload = emulator.uploads[ref.removeprefix("oss://")]
+    with Image.open(io.BytesIO(upload.data)) as sent:
+        assert sent.mode == "RGB" and sent.tobytes() == noise.tobytes()
 
 
 async def test_small_images_stay_inline(mcp: Client, emulator: EmulatorState, tmp_path: Path) -> None:

@@ -21,13 +21,22 @@ from typing import TYPE_CHECKING
 from .decoding import decode, hold_decoded, open_image
 from .errors import InvalidRequest
 from .pixels import DEEP_MODES, DEPTH_NAMES, as_sent, has_alpha, resize
-from .references import PreparedImage, RefKind
+from .references import PreparedImage, RefKind, kept
 from .specs import ImageLimits
 
 if TYPE_CHECKING:
     from PIL import Image
 
 _JPEG_QUALITY = 95
+_DOWNSCALED_PIXELS = 40_000_000
+"""An image downscaled to fit the side limit is downscaled to at most this many pixels too. With an input image
+the models make at most 2048×2048 px (4.2 Mpx), so 40 Mpx still holds nine times what any output can show; the
+8000×8000 px the limit allows would hold a 9000 px PNG's 324 MB decode beside a 256 MB result, over the 600 MB
+an edit of nine such images may take, and upload 60% more for nothing the model uses."""
+_LOSSLESS_PIXELS = 16_000_000
+"""Above this many pixels sent, a lossless image that must be re-encoded is sent as JPEG (quality 95, colour at
+full resolution), not PNG: Pillow's PNG encoder tries four row filters on every row, so an 8000 px PNG took
+1.3 s to encode where JPEG takes 0.15 s, and nine of them were a third of a 44 s edit."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,9 @@ class Plan:
     """Nothing to change: the file is sent as it is, once it is found whole."""
     estimated_bytes: int
     """The file's size scaled by the pixels sent: roughly what re-encoding it the same way gives."""
+    encoding: str
+    """The format it is re-encoded in, unless sent as it is: JPEG for a JPEG or a lossless image of more than
+    ``_LOSSLESS_PIXELS``, else PNG (the file limit may still turn a PNG into a JPEG, known once encoded)."""
 
 
 def plan(
@@ -80,15 +92,26 @@ def plan(
             notes.append(f"{fmt} has {frames} frames: the first is used")
         notes.append(f"{fmt} converted (the API reads {', '.join(sorted(limits.formats))})")
     fit = None
+    capped = scale < 1.0 and width * height * scale * scale > _DOWNSCALED_PIXELS
+    if capped:
+        scale = math.sqrt(_DOWNSCALED_PIXELS / (width * height))
     if scale < 1.0:
-        width, height = max(1, round(width * scale)), max(1, round(height * scale))
+        to_int = math.floor if capped else round  # the cap is a ceiling
+        width, height = max(1, to_int(width * scale)), max(1, to_int(height * scale))
         if min(width, height) < limits.side.lo:
             raise problem(
                 f"{long}×{short} px cannot fit: sides must be {limits.side.lo}-{limits.side.hi} px "
                 "and shrinking the long side makes the short one too small"
             )
         fit = (height, width) if orientation in (5, 6, 7, 8) else (width, height)  # in the stored orientation
-        notes.append(f"downscaled to {width}×{height} to fit the {limits.side.hi} px side limit")
+        cap = f" (and at most {_DOWNSCALED_PIXELS // 1_000_000} Mpx: no output shows more)" if capped else ""
+        notes.append(f"downscaled to {width}×{height} to fit the {limits.side.hi} px side limit{cap}")
+    as_is = not notes and size <= limits.max_bytes
+    encoding = "JPEG" if fmt == "JPEG" else "PNG"
+    if encoding == "PNG" and not as_is and width * height > _LOSSLESS_PIXELS:
+        encoding = "JPEG"
+        pixels = width * height / 1e6
+        notes.append(f"sent as JPEG (quality {_JPEG_QUALITY}): a {pixels:.0f} Mpx PNG takes seconds to encode")
     return Plan(
         format=fmt,
         original=original,
@@ -96,8 +119,9 @@ def plan(
         scale=scale,
         fit=fit,
         notes=tuple(notes),
-        as_is=not notes and size <= limits.max_bytes,
+        as_is=as_is,
         estimated_bytes=round(size * (width * height) / (raw[0] * raw[1])),
+        encoding=encoding,
     )
 
 
@@ -186,14 +210,15 @@ def _reencoded(
     problem: Callable[[str], InvalidRequest],
 ) -> PreparedImage:
     """``base`` completed for an image that must change: decoded (near its target size, for a JPEG that must
-    shrink), made as it is sent (``as_sent``), then encoded under the byte limit (as PNG, then JPEG, then
-    downscaled), every adjustment noted. Raises ``problem(...)`` for damaged data, or for a file that cannot be
-    brought under the limit without a side falling under the side limit."""
+    shrink), made as it is sent (``as_sent``), then encoded under the byte limit (as ``todo.encoding``; a PNG
+    over it as JPEG; then downscaled), every adjustment noted. Raises ``problem(...)`` for damaged data, or for
+    a file that cannot be brought under the limit without a side falling under the side limit."""
     image, fmt = opened.take(), todo.format
     raw, (width, height), scale = image.size, todo.size, todo.scale
     if todo.fit is not None and fmt == "JPEG":
         image.draft(image.mode, (math.ceil(raw[0] * scale), math.ceil(raw[1] * scale)))
-    out_fmt = "JPEG" if fmt == "JPEG" else "PNG"
+    out_fmt = todo.encoding
+    full_colour = fmt != "JPEG"  # a lossless image's colour edges (text, lines) keep their resolution
     # A PNG bound to be over the file limit goes straight to JPEG (estimated from the file's own bytes a pixel,
     # with a margin: a 9000 px photo's PNG is several times the limit, and encoding it first cost seconds).
     fallback = out_fmt == "PNG" and todo.estimated_bytes > 2 * limits.max_bytes
@@ -204,9 +229,9 @@ def _reencoded(
         decode(image.load, problem)
         image = as_sent(image, opened.orientation, resize_to=todo.fit)
         held.keep(4 * out_pixels)  # the decoded original is gone: the next decode can start beside this encode
-        payload = _encode(image, out_fmt)
+        payload = _encode(image, out_fmt, full_colour=full_colour)
         if not fallback and len(payload) > limits.max_bytes and out_fmt == "PNG":
-            fallback, out_fmt, payload = True, "JPEG", _encode(image, "JPEG")
+            fallback, out_fmt, payload = True, "JPEG", _encode(image, "JPEG", full_colour=full_colour)
         shrunk = False
         while len(payload) > limits.max_bytes:
             factor = math.sqrt(limits.max_bytes / len(payload)) * 0.95
@@ -216,14 +241,14 @@ def _reencoded(
             shrunk = True
             if min(width, height) < limits.side.lo:
                 raise problem(f"cannot bring the file under {limits.max_bytes // 1_000_000} MB")
-            payload = _encode(image, out_fmt)
+            payload = _encode(image, out_fmt, full_colour=full_colour)
     notes = list(todo.notes)
     if size > limits.max_bytes or fallback or shrunk:
         how = f"re-encoded as {out_fmt}" + (f" and downscaled to {width}×{height}" if shrunk else "")
         notes.append(f"{how} to fit the {limits.max_bytes // 1_000_000} MB file limit")
     return replace(
         base,
-        payload=payload,
+        **kept(payload),
         width=width,
         height=height,
         format=out_fmt,
@@ -233,13 +258,14 @@ def _reencoded(
     )
 
 
-def _encode(image: Image.Image, fmt: str) -> bytes:
-    """``image`` as a ``fmt`` file (JPEG at quality 95, or PNG), in RGB or L."""
+def _encode(image: Image.Image, fmt: str, *, full_colour: bool) -> bytes:
+    """``image`` as a ``fmt`` file, in RGB or L: PNG, or JPEG at quality 95 (colour at full resolution when
+    ``full_colour``, else at half, as cameras store it)."""
     if image.mode not in ("RGB", "L"):
         image = image.convert("RGB")
     buffer = io.BytesIO()
     if fmt == "JPEG":
-        image.save(buffer, "JPEG", quality=_JPEG_QUALITY)
+        image.save(buffer, "JPEG", quality=_JPEG_QUALITY, subsampling=0 if full_colour else -1)
     else:
         image.save(buffer, "PNG")
     return buffer.getvalue()

@@ -186,7 +186,7 @@ class CheckedFiles:
 
     def put(self, key: tuple[FileIdentity, ImageLimits], image: PreparedImage) -> None:
         identity = key[0]
-        if image.payload is not None or time.time_ns() - max(identity.modified_ns, identity.changed_ns) < self.RACY_NS:
+        if image.sha256 is None or time.time_ns() - max(identity.modified_ns, identity.changed_ns) < self.RACY_NS:
             return  # conformed bytes are not worth holding; a just-written file may change unseen
         with self._lock:
             self._items[key] = image

@@ -5,7 +5,9 @@ gallery's input thumbnails show (``small_as_sent``), so what is seen is what is 
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
@@ -152,10 +154,33 @@ def resize(image: Image.Image, width: int, height: int, *, reducing_gap: float =
     out = Image.new(image.mode, (width, height))
     step = image.height / height
     reach = 3 * max(step, 1.0) + 2  # Lanczos reaches 3 output pixels each side, in source rows
-    for y0 in range(0, height, _BAND_ROWS):
+
+    def band(y0: int) -> Image.Image:
         y1 = min(height, y0 + _BAND_ROWS)
         top, bottom = max(0, math.floor(y0 * step - reach)), min(image.height, math.ceil(y1 * step + reach))
         box = (0.0, y0 * step - top, float(image.width), y1 * step - top)
-        band = image.crop((0, top, image.width, bottom))
-        out.paste(band.resize((width, y1 - y0), lanczos, box=box), (0, y0))  # pyright: ignore[reportUnknownMemberType]
+        source = image.crop((0, top, image.width, bottom))
+        return source.resize((width, y1 - y0), lanczos, box=box)  # pyright: ignore[reportUnknownMemberType]
+
+    starts = range(0, height, _BAND_ROWS)
+    pool = _band_pool()
+    for first in range(0, len(starts), _BAND_THREADS):  # a pair at a time: finished bands never pile up
+        pair = starts[first : first + _BAND_THREADS]
+        for y0, done in zip(pair, [pool.submit(band, y0) for y0 in pair], strict=True):
+            out.paste(done.result(), (0, y0))
     return out
+
+
+_BAND_THREADS = 2
+_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _band_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """The threads that resample bands (Pillow lets go of the GIL while it resamples, so two bands take the
+    time of one on two cores), made when first needed."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = concurrent.futures.ThreadPoolExecutor(_BAND_THREADS, thread_name_prefix="resize-band")
+        return _pool

@@ -47,14 +47,14 @@ class Uploads:
                 images.append(image)
             elif (image.bytes or 0) <= self._inline_max:
                 payload = image.payload or await anyio.to_thread.run_sync(image.read_payload)
-                images.append(dataclasses.replace(image, payload=payload))
+                images.append(dataclasses.replace(image, payload=payload, spool=None))
             else:
                 digest = image.sha256 or await anyio.to_thread.run_sync(_sha256, image.read_payload())
                 since = time.time() - UPLOAD_REUSE
                 url = await self._journal.run(self._journal.sync.cached_upload, digest, request.model, since=since)
                 if url is None:
                     url, policy = await self._upload(client, request.model, image, digest, policy)
-                images.append(dataclasses.replace(image, url=url, payload=None))  # the bytes are no longer needed
+                images.append(dataclasses.replace(image, url=url, payload=None, spool=None))  # bytes not needed now
         return dataclasses.replace(request, images=tuple(images))
 
     async def _upload(
@@ -82,9 +82,10 @@ def _sha256(data: bytes) -> str:
 async def _send(
     client: DashScopeClient, policy: dict[str, Any], image: PreparedImage, digest: str, name: str, mime: str
 ) -> str:
-    """Upload an image's bytes: from memory, or streamed from disk and proven to be the bytes that were checked."""
-    if image.payload is not None:
-        return await client.upload(policy, image.payload, name, mime)
+    """Upload an image's bytes: conformed (from memory or its spool), or a file sent unchanged streamed from disk
+    and proven to be the bytes that were checked."""
+    if image.sha256 is None:
+        return await client.upload(policy, await anyio.to_thread.run_sync(image.read_payload), name, mime)
     assert image.path is not None
     with HashingReader(image.path) as file:
         url = await client.upload(policy, file, name, mime)

@@ -11,6 +11,7 @@ import textwrap
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
+from typing import NamedTuple
 
 from ..core.pillow import Image, ImageDraw, ImageFont
 
@@ -24,6 +25,27 @@ _CJK_FONTS = (
 _DIMENSIONS_IN_URL = re.compile(r"(\d{3,4})[-x*_](\d{3,4})")
 
 Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
+
+
+class Shown(NamedTuple):
+    """An input image as drawn: a copy at most ``SHOWN_SIDE`` px, and the size its boxes are given in."""
+
+    image: Image.Image
+    size: tuple[int, int]
+
+
+SHOWN_SIDE = 1024
+
+
+def shown(data: bytes) -> Shown:
+    """An input image's bytes decoded small (JPEG by libjpeg's scaling, others reduced by whole factors before
+    resampling), for drawing into outputs. Raises what Pillow raises for data it cannot read."""
+    with Image.open(io.BytesIO(data)) as opened:
+        size = opened.size
+        opened.draft("RGB", (SHOWN_SIDE, SHOWN_SIDE))
+        image = opened.convert("RGB")
+    image.thumbnail((SHOWN_SIDE, SHOWN_SIDE))  # pyright: ignore[reportUnknownMemberType]
+    return Shown(image, size)
 
 
 @cache
@@ -50,7 +72,7 @@ def _colour(*parts: object) -> tuple[int, int, int]:
     return (60 + digest[0] % 140, 60 + digest[1] % 140, 60 + digest[2] % 140)
 
 
-def placeholder(url: str) -> Image.Image:
+def placeholder(url: str) -> Shown:
     """Stands in for a remote image the emulator cannot fetch (no internet): sized from the URL when it says."""
     match = _DIMENSIONS_IN_URL.search(url)
     width, height = (int(match[1]), int(match[2])) if match else (1024, 1024)
@@ -58,7 +80,7 @@ def placeholder(url: str) -> Image.Image:
     draw = ImageDraw.Draw(image)
     label = "remote image (not fetched):\n" + textwrap.fill(url.rsplit("/", 1)[-1][:120], 40)
     draw.multiline_text((width // 20, height // 8), label, fill="white", font=_font(max(14, width // 30)))
-    return image
+    return Shown(image, image.size)
 
 
 def render(
@@ -66,7 +88,7 @@ def render(
     size: tuple[int, int],
     model: str,
     prompt: str,
-    inputs: Sequence[Image.Image],
+    inputs: Sequence[Shown],
     boxes: Sequence[Sequence[Sequence[int]]] | None,
     index: int,
     total: int,
@@ -106,7 +128,7 @@ def render(
 def _tile(
     canvas: Image.Image,
     draw: ImageDraw.ImageDraw,
-    inputs: Sequence[Image.Image],
+    inputs: Sequence[Shown],
     boxes: Sequence[Sequence[Sequence[int]]] | None,
     area: tuple[int, int, int, int],
     unit: int,
@@ -115,12 +137,12 @@ def _tile(
     cols = math.ceil(math.sqrt(len(inputs)))
     rows = math.ceil(len(inputs) / cols)
     cell_w, cell_h = (right - left) // cols, (bottom - top) // rows
-    for i, source in enumerate(inputs):
-        scale = min((cell_w - unit) / source.width, (cell_h - unit) / source.height)
+    for i, (source, (source_w, source_h)) in enumerate(inputs):
+        scale = min((cell_w - unit) / source_w, (cell_h - unit) / source_h)  # boxes are in the input's own pixels
         if scale <= 0:
             continue
-        thumb_size = (max(1, int(source.width * scale)), max(1, int(source.height * scale)))
-        thumb = source.convert("RGB").resize(thumb_size)  # pyright: ignore[reportUnknownMemberType]
+        thumb_size = (max(1, int(source_w * scale)), max(1, int(source_h * scale)))
+        thumb = source.resize(thumb_size)  # pyright: ignore[reportUnknownMemberType]
         x = left + (i % cols) * cell_w + (cell_w - thumb.width) // 2
         y = top + (i // cols) * cell_h + (cell_h - thumb.height) // 2
         canvas.paste(thumb, (x, y))

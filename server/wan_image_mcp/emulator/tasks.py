@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import time
 from urllib.parse import urlsplit
 
@@ -16,7 +15,6 @@ import anyio
 import anyio.to_thread
 import httpx2
 
-from ..core.pillow import Image
 from ..core.specs import Protocol, output_size
 from . import render
 from .checks import InputImage, Job, check_image
@@ -155,14 +153,10 @@ async def render_once(state: EmulatorState, task: Task) -> None:
 
 
 def _render_outputs(state: EmulatorState, task: Task) -> None:
-    inputs: list[Image.Image] = []
-    for data, ref in zip(task.images, task.image_refs, strict=True):
-        if data is None:
-            inputs.append(render.placeholder(ref))
-        else:
-            with Image.open(io.BytesIO(data)) as opened:
-                opened.draft("RGB", (1024, 1024))
-                inputs.append(opened.convert("RGB"))
+    inputs = [
+        render.placeholder(ref) if data is None else render.shown(data)
+        for data, ref in zip(task.images, task.image_refs, strict=True)
+    ]
     produced = task.count - task.failed_images
     seed = task.parameters.get("seed")
     for index in range(1, produced + 1):
