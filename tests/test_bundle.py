@@ -47,6 +47,7 @@ def test_user_config_reaches_the_server_through_mcp_config() -> None:
     assert MANIFEST["user_config"]["api_key"]["sensitive"] is True
     assert config["env"]["DASHSCOPE_API_KEY"] == "${user_config.api_key}"
     assert config["env"]["WAN_MCP_REGION"] == "${user_config.region}"
+    assert config["env"]["WAN_MCP_WORKSPACE"] == "${user_config.workspace}"
     assert config["env"]["WAN_MCP_OUTPUT_DIR"] == "${user_config.output_dir}"
     assert config["args"][-2:] == ["--allowed-dirs", "${user_config.allowed_dirs}"]  # a multiple value: one arg each
 
@@ -96,6 +97,7 @@ def test_the_manifest_command_starts_a_server_from_the_bundle(bundle: Path, tmp_
         "__dirname": str(bundle),
         "user_config.api_key": "sk-from-the-host",
         "user_config.region": "singapore",
+        "user_config.workspace": "",  # an optional value left empty, filled with its default
         "user_config.output_dir": str(tmp_path / "out"),
         "user_config.allowed_dirs": [str(pictures)],
     }

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-import pytest
+import dataclasses
 
+import httpx2
+import pytest
+from mcp import Client
+
+from tests.conftest import text
 from wan_image_mcp.core.config import REGIONS, Settings
 from wan_image_mcp.core.errors import ConfigurationError
+from wan_image_mcp.emulator import EmulatorState
+from wan_image_mcp.mcp_server.app import build_app
 
 
 def test_singapore_is_the_default_region() -> None:
@@ -62,3 +69,55 @@ def test_the_log_level_and_http_settings_are_read_with_the_others() -> None:
     assert "s3cret" not in repr(settings)
     assert settings.http_allowed_hosts == ("a.example", "b:8443")
     assert Settings.from_env({"WAN_MCP_LOG_LEVEL": "LOUD"}).log_level == "WARNING"
+
+
+@pytest.mark.parametrize(
+    ("region", "name", "code"),
+    [
+        ("cn-beijing", "beijing", "cn-beijing"),
+        ("ap-southeast-1", "singapore", "ap-southeast-1"),
+        ("cn-hongkong", "hongkong", "cn-hongkong"),
+        ("us-east-1", "virginia", "us-east-1"),
+        ("eu-central-1", "frankfurt", "eu-central-1"),
+        ("ap-northeast-1", "tokyo", "ap-northeast-1"),
+    ],
+)
+def test_every_region_the_sdk_knows_reaches_its_workspace_host(region: str, name: str, code: str) -> None:
+    settings = Settings.from_env({"WAN_MCP_REGION": region, "WAN_MCP_WORKSPACE": "ws-Ab12"})
+    assert (settings.region, settings.workspace) == (name, "ws-Ab12")
+    assert settings.base_url == f"https://ws-ab12.{code}.maas.aliyuncs.com/api/v1"
+
+
+@pytest.mark.parametrize("region", ["frankfurt", "eu-central-1", "tokyo", "ap-northeast-1"])
+def test_a_region_with_only_workspace_hosts_asks_for_the_workspace(region: str) -> None:
+    with pytest.raises(
+        ConfigurationError, match=rf"WAN_MCP_REGION='{region}' has only workspace-dedicated hosts.*WAN_MCP_WORKSPACE"
+    ):
+        Settings.from_env({"WAN_MCP_REGION": region})
+
+
+@pytest.mark.parametrize("workspace", ["evil.example.com/x", "ws_1", "-ws", "a" * 64, "ws 1"])
+def test_a_workspace_id_that_is_no_host_label_is_refused(workspace: str) -> None:
+    with pytest.raises(ConfigurationError, match="WAN_MCP_WORKSPACE must be a workspace id"):
+        Settings.from_env({"WAN_MCP_WORKSPACE": workspace})
+
+
+def test_the_sdk_base_url_still_wins_over_a_workspace_whose_header_is_kept() -> None:
+    env = {"WAN_MCP_WORKSPACE": "ws-1", "DASHSCOPE_HTTP_BASE_URL": "http://127.0.0.1:9/api/v1"}
+    settings = Settings.from_env(env)
+    assert (settings.base_url, settings.workspace) == ("http://127.0.0.1:9/api/v1", "ws-1")
+
+
+@pytest.mark.anyio
+async def test_the_workspace_header_reaches_dashscope_and_a_foreign_workspace_is_explained(
+    http: httpx2.AsyncClient, emulator: EmulatorState, server_settings: Settings
+) -> None:
+    emulator.config.workspaces = frozenset({"ws-team"})
+    for workspace, refused in (("ws-team", False), ("ws-other", True)):
+        settings = dataclasses.replace(server_settings, workspace=workspace)
+        async with Client(build_app(settings, http)) as client:
+            result = await client.call_tool("submit_task", {"prompt": "a red kite", "size": "1K"})
+        assert result.is_error is refused, text(result)
+        assert emulator.requests[-1].headers.get("x-dashscope-workspace") == workspace
+        if refused:
+            assert "Workspace.AccessDenied" in text(result) and "Check WAN_MCP_WORKSPACE" in text(result)

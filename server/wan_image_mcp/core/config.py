@@ -7,6 +7,7 @@ settings start with ``WAN_MCP_``.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,20 +27,41 @@ REGIONS: Final[Mapping[str, str]] = MappingProxyType(
         "hongkong": "https://cn-hongkong.dashscope.aliyuncs.com/api/v1",
     }
 )
-"""Legacy DashScope hosts per region (docs/wan-api.md §1.1). Workspace hosts: set DASHSCOPE_HTTP_BASE_URL."""
+"""Legacy DashScope hosts per region (docs/wan-api.md §1.1); Frankfurt and Tokyo have none."""
+
+REGION_CODES: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "singapore": "ap-southeast-1",
+        "beijing": "cn-beijing",
+        "virginia": "us-east-1",
+        "hongkong": "cn-hongkong",
+        "frankfurt": "eu-central-1",
+        "tokyo": "ap-northeast-1",
+    }
+)
+"""Every region the official SDK 2.0.2 knows (``dashscope/v2/_config.py``), by our name: its code names the
+workspace-dedicated host ``https://{workspace}.{code}.maas.aliyuncs.com/api/v1``."""
 
 REGION_ALIASES: Final[Mapping[str, str]] = MappingProxyType(
     {
+        **{code: name for name, code in REGION_CODES.items()},
         "intl": "singapore",
-        "ap-southeast-1": "singapore",
-        "cn-beijing": "beijing",
         "china": "beijing",
         "us": "virginia",
-        "us-east-1": "virginia",
-        "cn-hongkong": "hongkong",
         "hk": "hongkong",
+        "germany": "frankfurt",
+        "japan": "tokyo",
     }
 )
+_WORKSPACE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+"""A workspace id becomes a host name label: letters, digits and inner hyphens, at most 63."""
+
+
+def workspace_url(region: str, workspace: str) -> str:
+    """The workspace-dedicated API base URL of ``workspace`` in ``region`` (one of REGION_CODES)."""
+    return f"https://{workspace.lower()}.{REGION_CODES[region]}.maas.aliyuncs.com/api/v1"
+
+
 DEFAULT_REGION: Final = "singapore"
 APP_NAME: Final = "wan-image-mcp"
 
@@ -110,6 +132,8 @@ class Settings:
     api_key: SecretStr | None = field(default=None, repr=False)
     base_url: str = REGIONS[DEFAULT_REGION]
     region: str = DEFAULT_REGION
+    workspace: str | None = None
+    """The workspace id (WAN_MCP_WORKSPACE): its dedicated host, and the ``X-DashScope-WorkSpace`` header."""
     output_dir: Path = field(default_factory=default_output_dir)
     """Where result images and their sidecars are written."""
     previews: bool = True
@@ -150,16 +174,7 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         key = env.get("DASHSCOPE_API_KEY", "").strip()
-        raw_region = env.get("WAN_MCP_REGION", "").strip().lower() or DEFAULT_REGION
-        region = REGION_ALIASES.get(raw_region, raw_region)
-        base_url = env.get("DASHSCOPE_HTTP_BASE_URL", "").strip()
-        if not base_url:
-            if region not in REGIONS:
-                raise ConfigurationError(
-                    f"WAN_MCP_REGION={raw_region!r} is not a known region; use one of {', '.join(REGIONS)} "
-                    "or set DASHSCOPE_HTTP_BASE_URL"
-                )
-            base_url = REGIONS[region]
+        region, workspace, base_url = _endpoint(env)
         if not base_url.startswith(("http://", "https://")):
             raise ConfigurationError(f"DASHSCOPE_HTTP_BASE_URL must be an http(s) URL, got {base_url!r}")
         raw_dir = env.get("WAN_MCP_OUTPUT_DIR", "").strip()
@@ -169,6 +184,7 @@ class Settings:
             api_key=SecretStr(key) if key else None,
             base_url=base_url.rstrip("/"),
             region=region,
+            workspace=workspace,
             output_dir=_home_relative(raw_dir) if raw_dir else default_output_dir(),
             journal_path=_home_relative(raw_db) if raw_db else default_journal(),
             harvest=_flag(env.get("WAN_MCP_HARVEST"), True),
@@ -199,3 +215,33 @@ class Settings:
         if problem := api_key_problem(key):
             raise ConfigurationError(problem)
         return key
+
+
+def _endpoint(env: Mapping[str, str]) -> tuple[str, str | None, str]:
+    """The region (our name), the workspace id and the API base URL the environment chooses: the SDK's
+    ``DASHSCOPE_HTTP_BASE_URL`` wins, then the workspace-dedicated host of ``WAN_MCP_WORKSPACE`` in
+    ``WAN_MCP_REGION``, then the region's legacy host. Raises ConfigurationError naming the variable."""
+    raw_region = env.get("WAN_MCP_REGION", "").strip().lower() or DEFAULT_REGION
+    region = REGION_ALIASES.get(raw_region, raw_region)
+    workspace = env.get("WAN_MCP_WORKSPACE", "").strip() or None
+    if workspace is not None and not _WORKSPACE.fullmatch(workspace):
+        raise ConfigurationError(
+            "WAN_MCP_WORKSPACE must be a workspace id (letters, digits and inner hyphens, at most 63), "
+            "as Model Studio shows it"
+        )
+    base_url = env.get("DASHSCOPE_HTTP_BASE_URL", "").strip()
+    if base_url:
+        return region, workspace, base_url
+    if region not in REGION_CODES:
+        raise ConfigurationError(
+            f"WAN_MCP_REGION={raw_region!r} is not a known region; use one of {', '.join(REGION_CODES)} (or its "
+            f"code: {', '.join(REGION_CODES.values())}), or set DASHSCOPE_HTTP_BASE_URL"
+        )
+    if workspace is not None:
+        return region, workspace, workspace_url(region, workspace)
+    if region not in REGIONS:
+        raise ConfigurationError(
+            f"WAN_MCP_REGION={raw_region!r} has only workspace-dedicated hosts: set WAN_MCP_WORKSPACE to your "
+            "workspace id (Model Studio shows it), or DASHSCOPE_HTTP_BASE_URL"
+        )
+    return region, workspace, REGIONS[region]

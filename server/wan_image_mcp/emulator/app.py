@@ -106,6 +106,8 @@ def endpoint(target: Target, *, auth: bool = True) -> Callable[[Handler], Callab
                 token = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
                 if not backend.authorized(token):
                     return _error(backend, 401, "InvalidApiKey", "Invalid API-key provided.")
+                if not backend.workspace_allowed(request.headers.get("x-dashscope-workspace")):
+                    return _error(backend, 403, "Workspace.AccessDenied", "Workspace access denied.")
             fault = backend.take_fault(target, ("error", "throttle", "drop", "moderation", "hold"))
             if fault and fault.kind != "hold" and not (fault.kind == "drop" and fault.after_processing):
                 return _fault_response(backend, fault)
@@ -300,7 +302,8 @@ async def control_faults(request: Request) -> Response:
 async def control_config(request: Request) -> Response:
     """Change the configuration fields the JSON body names; answers the config without its API keys."""
     config = _backend(request).configure(cast(dict[str, Any], await request.json()))
-    return JSONResponse({k: v for k, v in asdict(config).items() if k != "api_keys"})
+    shown = {k: v for k, v in asdict(config).items() if k != "api_keys"}
+    return JSONResponse(shown | {"workspaces": sorted(config.workspaces)})
 
 
 async def control_expire(request: Request) -> Response:

@@ -78,6 +78,12 @@ class EmulatorBackend:
         """Whether ``token`` (the bearer token, possibly empty) is one of the configured API keys."""
         return token in self.state.config.api_keys
 
+    def workspace_allowed(self, workspace: str | None) -> bool:
+        """Whether a request's ``X-DashScope-WorkSpace`` header (None when absent) names a workspace the keys
+        may use: any, when the emulator is configured with none."""
+        allowed = self.state.config.workspaces
+        return not allowed or workspace is None or workspace in allowed
+
     def take_fault(self, target: Target, kinds: tuple[FaultKind, ...]) -> Fault | None:
         """The first queued fault of one of ``kinds`` aimed at ``target`` (or any), one of its count used up."""
         return self.state.take_fault(target, kinds)
@@ -238,7 +244,8 @@ class EmulatorBackend:
         """Set the configuration fields named in ``changes`` (other names are ignored); returns the config."""
         config = self.state.config
         for name in {f.name for f in fields(EmulatorConfig)} & changes.keys():
-            setattr(config, name, changes[name])
+            value = changes[name]
+            setattr(config, name, frozenset(value) if name in ("api_keys", "workspaces") else value)  # JSON lists
         return config
 
     def expire_results(self) -> int:

@@ -28,6 +28,9 @@ class EmulatorConfig:
 
     api_keys: frozenset[str] = frozenset({"sk-emulator"})
     """Keys accepted in ``Authorization: Bearer``; anything else is 401 InvalidApiKey."""
+    workspaces: frozenset[str] = frozenset()
+    """Workspace ids the keys may use: a request whose ``X-DashScope-WorkSpace`` header names another is 403
+    ``Workspace.AccessDenied``. Empty: any header is accepted (and none is needed)."""
     latency: float = 0.0
     """0: tasks advance one step per poll (tests). >0: seconds a task takes, PENDING for the first fifth."""
     latency_spread: float = 0.0

@@ -50,7 +50,11 @@ def build_state(
 ) -> AppState:
     try:
         client: DashScopeClient | None = DashScopeClient(
-            http, api_key=settings.require_api_key(), base_url=settings.base_url, query_rate=QueryRate(clock=clock)
+            http,
+            api_key=settings.require_api_key(),
+            base_url=settings.base_url,
+            workspace=settings.workspace,
+            query_rate=QueryRate(clock=clock),
         )
         missing = None
     except ConfigurationError as exc:

@@ -111,6 +111,8 @@ def _api(exc: APIStatusError) -> str:
 def _hint(exc: APIStatusError) -> str:
     if exc.code == "InvalidApiKey":
         return " Check DASHSCOPE_API_KEY and that it belongs to the region of the base URL (WAN_MCP_REGION)."
+    if exc.code in ("NOT AUTHORIZED", "Workspace.AccessDenied"):
+        return " Check WAN_MCP_WORKSPACE: the workspace id, its region (WAN_MCP_REGION) and that the key may use it."
     if exc.status == 429:
         return " Rate or quota limit: wait a while and try again."
     if exc.status >= 500:
