@@ -10,6 +10,7 @@ import itertools
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import cast
 
 import anyio
 import httpx2
@@ -20,6 +21,7 @@ from mcp.types import CallToolResult, TextContent
 from PIL import Image
 from pydantic import SecretStr
 
+from tests.postgres_server import PostgresServer, binaries
 from wan_image_mcp.core.config import Settings
 from wan_image_mcp.dashscope import DashScopeClient, RetryPolicy
 from wan_image_mcp.emulator import EmulatorConfig, EmulatorState, create_app
@@ -113,8 +115,28 @@ def make_image(tmp_path: Path) -> ImageFactory:
     return make
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A module marked ``both_journals`` runs each test that has a server twice: on SQLite and on PostgreSQL."""
+    if metafunc.definition.get_closest_marker("both_journals") and "server_settings" in metafunc.fixturenames:
+        metafunc.parametrize("server_settings", ["sqlite", "postgres"], indirect=True)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session (``.ci/run`` installs it); tests take a database each."""
+    if binaries() is None:
+        pytest.skip("PostgreSQL is not installed (.ci/run installs Debian's postgresql package)")
+    with PostgresServer() as server:
+        yield server
+
+
 @pytest.fixture
-def server_settings(tmp_path: Path) -> Settings:
+def server_settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    """The server's settings for a test: the emulator, a quick poll, the journal in SQLite under ``tmp_path``
+    or (parametrized ``"postgres"``, see ``both_journals``) in a new PostgreSQL database."""
+    journal_url = None
+    if getattr(request, "param", "sqlite") == "postgres":
+        journal_url = cast(PostgresServer, request.getfixturevalue("postgres")).database()
     return Settings(
         api_key=SecretStr(EMULATOR_KEY),
         base_url=EMULATOR_BASE,
@@ -122,6 +144,7 @@ def server_settings(tmp_path: Path) -> Settings:
         poll_interval=0.01,
         poll_interval_max=0.05,
         journal_path=tmp_path / "journal.sqlite3",
+        journal_url=journal_url,
         harvest=False,  # tests that need the harvester turn it on
         allowed_dirs=(tmp_path,),  # where make_image writes
     )

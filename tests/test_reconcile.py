@@ -30,7 +30,7 @@ from wan_image_mcp.dashscope import DashScopeClient, ListedTask, TaskResult, Tas
 from wan_image_mcp.emulator import EmulatorState, Fault
 from wan_image_mcp.mcp_server.app import build_app, build_state
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.both_journals]
 MODEL = "wan2.7-image"
 
 
@@ -50,7 +50,7 @@ async def crashed(
     """What a server killed between sending a create request (1K, one image) and reading its answer leaves: a
     SUBMITTING row, and in DashScope the task(s) its request made (or ones with the parameters ``made``, as
     another client's would be). Returns their ids."""
-    journal = Journal(settings.journal_path)
+    journal = Journal(settings.journal_location)
     try:
         journal.begin(
             NewTask(
@@ -109,7 +109,7 @@ async def held_edit(
 ) -> AsyncGenerator[tuple[TaskGroup, WanService, list[EditResult]]]:
     """An edit whose create request DashScope has taken and whose answer it holds: yields while it is held."""
     emulator.add_fault(Fault("hold", target="submit"))
-    journal = AsyncJournal(Journal(settings.journal_path))
+    journal = AsyncJournal(Journal(settings.journal_location))
     service = build_state(settings, http, journal).service
     results: list[EditResult] = []
 
@@ -237,7 +237,7 @@ async def test_two_fitting_tasks_are_not_adopted_and_list_tasks_names_both(
 async def test_one_task_that_two_lost_submissions_could_have_made_is_adopted_by_neither(
     http: httpx2.AsyncClient, server_settings: Settings, client: DashScopeClient
 ) -> None:
-    journal = Journal(server_settings.journal_path)
+    journal = Journal(server_settings.journal_location)
     journal.begin(NewTask(model=MODEL, prompt="first", parameters={}))
     journal.close()
     (task_id,) = await crashed(server_settings, client)
@@ -255,7 +255,7 @@ async def test_one_task_that_two_lost_submissions_could_have_made_is_adopted_by_
 async def test_a_task_the_journal_knows_is_never_adopted_twice(
     http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState
 ) -> None:
-    journal = Journal(server_settings.journal_path)
+    journal = Journal(server_settings.journal_location)
     journal.begin(NewTask(model=MODEL, prompt="never sent", parameters={}))  # killed before sending
     journal.close()
     async with Client(build_app(server_settings, http)) as before:  # then a task of the same model, answered
@@ -380,7 +380,7 @@ async def lost_then_foreign(
     (a second replica with its own journal, a script) then submits ``prompt`` with ``foreign`` parameters, in our
     submission's window. Returns our service and the foreign task id."""
     emulator.add_fault(Fault("drop", target="submit", after_processing=False))
-    service = build_state(settings, http, AsyncJournal(Journal(settings.journal_path))).service
+    service = build_state(settings, http, AsyncJournal(Journal(settings.journal_location))).service
     args = EditArgs(prompt="MY prompt: a red fox", images=list(images), model=model, params=EditParams(size=size))
     with pytest.raises(SubmissionUncertain):
         await service.submit(args)

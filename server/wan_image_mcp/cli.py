@@ -76,7 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             extra = tuple(Path(d).expanduser() for d in getattr(args, "allowed_dirs", []) if d.strip())
             settings = replace(settings, allowed_dirs=settings.allowed_dirs + extra)
             check_journal_folder(settings)  # fail now, in one line, rather than inside the session
-            check_journal(settings.journal_path)  # a damaged journal too (read-only: the file is left as it is)
+            if settings.journal_url is None:  # a damaged journal too (read-only: the file is left as it is)
+                check_journal(settings.journal_path)
             _remove_leftover_parts(settings.output_dir)
             if getattr(args, "transport", "stdio") == "http":
                 from .mcp_server.http_server import serve_http
@@ -102,7 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             settings = Settings.from_env()
             if folder is not None:
-                settings = replace(settings, output_dir=folder / "results", journal_path=folder / "journal.sqlite3")
+                settings = replace(
+                    settings, output_dir=folder / "results", journal_path=folder / "journal.sqlite3", journal_url=None
+                )
             journal = open_journal(settings)
         except ConfigurationError as exc:
             print(f"wan-image-mcp: {exc}", file=sys.stderr)

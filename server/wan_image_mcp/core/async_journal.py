@@ -37,7 +37,7 @@ class AsyncJournal:
                 try:
                     return fn(*args, **kwargs)
                 except sqlite3.DatabaseError as exc:  # damaged while the server runs: every caller says so
-                    if exc.sqlite_errorcode & 0xFF in CORRUPT:
+                    if self.sync.path is not None and exc.sqlite_errorcode & 0xFF in CORRUPT:
                         raise damaged(self.sync.path, str(exc)) from None
                     raise
 

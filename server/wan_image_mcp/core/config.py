@@ -18,6 +18,7 @@ import platformdirs
 from pydantic import SecretStr
 
 from .errors import ConfigurationError
+from .journal_postgres import SCHEMES
 
 REGIONS: Final[Mapping[str, str]] = MappingProxyType(
     {
@@ -142,6 +143,9 @@ class Settings:
     """First wait between task queries; it grows to poll_interval_max."""
     poll_interval_max: float = 5.0
     journal_path: Path = field(default_factory=default_journal)
+    journal_url: str | None = field(default=None, repr=False)
+    """A PostgreSQL database for the journal (WAN_MCP_DB=postgresql://…), in place of the SQLite file at
+    ``journal_path``; it may hold a password, so it is never shown (``journal_location`` is what is opened)."""
     """The SQLite task journal (WAN_MCP_DB)."""
     harvest: bool = True
     """Poll unfinished tasks and download their images in the background (WAN_MCP_HARVEST=0 turns it off)."""
@@ -179,6 +183,7 @@ class Settings:
             raise ConfigurationError(f"DASHSCOPE_HTTP_BASE_URL must be an http(s) URL, got {base_url!r}")
         raw_dir = env.get("WAN_MCP_OUTPUT_DIR", "").strip()
         raw_db = env.get("WAN_MCP_DB", "").strip()
+        postgres = raw_db.startswith(SCHEMES)
         poll = _seconds(env, "WAN_MCP_POLL_INTERVAL", 1.0)
         return cls(
             api_key=SecretStr(key) if key else None,
@@ -186,7 +191,8 @@ class Settings:
             region=region,
             workspace=workspace,
             output_dir=_home_relative(raw_dir) if raw_dir else default_output_dir(),
-            journal_path=_home_relative(raw_db) if raw_db else default_journal(),
+            journal_path=_home_relative(raw_db) if raw_db and not postgres else default_journal(),
+            journal_url=raw_db if postgres else None,
             harvest=_flag(env.get("WAN_MCP_HARVEST"), True),
             allowed_dirs=tuple(
                 _home_relative(part) for part in env.get("WAN_MCP_ALLOWED_DIRS", "").split(os.pathsep) if part.strip()
@@ -203,6 +209,11 @@ class Settings:
                 host.strip() for host in env.get("WAN_MCP_HTTP_ALLOWED_HOSTS", "").split(",") if host.strip()
             ),
         )
+
+    @property
+    def journal_location(self) -> Path | str:
+        """What the journal opens: the PostgreSQL URL when one is set, else the SQLite file."""
+        return self.journal_url or self.journal_path
 
     def require_api_key(self) -> str:
         """The API key; raises ConfigurationError naming DASHSCOPE_API_KEY when it is missing or unusable."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+import uuid
 
 import anyio
 from anyio.abc import TaskGroup
@@ -32,6 +33,7 @@ from ..dashscope import DashScopeError
 from .clock import Clock
 from .errors import ConfigurationError
 from .journal import OPEN_STATUSES, TaskRow
+from .output_folder import owner_gone, temp_owner
 from .service import WanService
 
 log = logging.getLogger("wan_image_mcp.harvest")
@@ -43,6 +45,9 @@ LIST_EVERY = 1.0
 """Seconds between task-list queries while tasks are open."""
 LIST_BACKOFF = 60.0
 """After a failed list query, tasks are queried one by one for this long before the list is tried again."""
+CLAIM = 600.0
+"""Seconds a harvester holds a task it harvests: another server on the same journal (a replica) leaves it alone
+meanwhile, and takes it over once the claim runs out (the holder died)."""
 RECONCILE_EVERY = 10.0
 """Seconds between reconciliations while submissions without their answer are left (a lost answer starts one at
 once); after a failed one, LIST_BACKOFF."""
@@ -60,6 +65,9 @@ class Harvester:
         self._listed = 0.0
         self._busy: set[str] = set()
         """Tasks being harvested now."""
+        self._owner = f"{temp_owner()}#{uuid.uuid4().hex[:8]}"
+        """This harvester's name in the journal's claims: its process (so that a server restarted after a kill
+        takes over its own tasks at once, see ``owner_gone``) and which harvester of it."""
         self._reconcile_at = 0.0
         """When (monotonic) to reconcile unanswered submissions next: at once on start."""
         self._polling = service.polling
@@ -103,9 +111,7 @@ class Harvester:
                 now = self._clock.time()
                 for row in rows:
                     if (row.next_poll_at or 0) <= now:
-                        assert row.task_id is not None
-                        self._busy.add(row.task_id)
-                        group.start_soon(self._harvest, row)
+                        await self._start(group, row)
                 later = [row.next_poll_at for row in rows if row.next_poll_at and row.next_poll_at > now]
                 if open_rows:
                     next_list = self._clock.time() + LIST_EVERY - (self._clock.monotonic() - self._listed)
@@ -134,8 +140,7 @@ class Harvester:
         for task_id in reconciled.adopted:
             row = await journal.run(journal.sync.get, task_id)
             if row is not None and not row.needs_harvest:  # FAILED or CANCELED: one look records why
-                self._busy.add(task_id)
-                group.start_soon(self._harvest, row)
+                await self._start(group, row)
 
     async def _from_list(self, rows: list[TaskRow]) -> None:
         """One list query for many tasks: finished ones become due now, running ones need no query of their own."""
@@ -159,6 +164,19 @@ class Harvester:
                 times[row.task_id] = now + self._polling.fallback
         await journal.run(journal.sync.schedule_many, times)
 
+    async def _start(self, group: TaskGroup, row: TaskRow) -> None:
+        """Harvest ``row``'s task beside the loop, unless another server on the journal is harvesting it."""
+        assert row.task_id is not None
+        journal, now = self._service.journal, self._clock.time()
+        claimed = await journal.run(journal.sync.claim, row.task_id, self._owner, now=now, until=now + CLAIM)
+        if not claimed and (holder := await journal.run(journal.sync.claimant, row.task_id)) and owner_gone(holder):
+            claimed = await journal.run(
+                journal.sync.claim, row.task_id, self._owner, now=now, until=now + CLAIM, over=holder
+            )
+        if claimed:
+            self._busy.add(row.task_id)
+            group.start_soon(self._harvest, row)
+
     async def _harvest(self, row: TaskRow) -> None:
         assert row.task_id is not None
         try:
@@ -174,6 +192,8 @@ class Harvester:
             await self._later(row)
         finally:
             self._busy.discard(row.task_id)
+            with anyio.CancelScope(shield=True):
+                await self._service.journal.run(self._service.journal.sync.release, row.task_id, self._owner)
             self.wake()
 
     async def _later(self, row: TaskRow) -> None:

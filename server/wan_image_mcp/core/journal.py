@@ -18,12 +18,9 @@ import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar
+from typing import Any, Final, ParamSpec, TypeVar
 
-from .journal_schema import connect, schema_version, transaction
-
-if TYPE_CHECKING:
-    import sqlite3
+from .journal_db import Database, Row, is_postgres, open_database
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -89,7 +86,7 @@ class TaskRow:
     """``W*H`` the request should produce (None: not known when it was sent, e.g. a remote last image)."""
 
     @classmethod
-    def from_sql(cls, row: sqlite3.Row) -> TaskRow:
+    def from_sql(cls, row: Row) -> TaskRow:
         # Columns a newer version added are ignored: an older server can still read a newer journal.
         data = {key: row[key] for key in row.keys() if key in _FIELDS}  # noqa: SIM118 - a Row iterates values
         for key in ("parameters", "adjustments", "result_urls", "texts", "images", "inputs", "candidates"):
@@ -125,15 +122,18 @@ class NewTask:
 
 
 class Journal:
-    """Synchronous access; use from one thread at a time (AsyncJournal sees to that)."""
+    """Synchronous access; use from one thread at a time (AsyncJournal sees to that). ``location`` is a SQLite
+    file's path, or a ``postgresql://`` URL."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, location: Path | str) -> None:
+        self.location = location
+        self.path = Path(location) if not is_postgres(location) else None
+        """The SQLite file (None for PostgreSQL)."""
 
     @functools.cached_property
-    def _db(self) -> sqlite3.Connection:
+    def _db(self) -> Database:
         """The connection, opened and migrated on first use: the server starts without touching the disk."""
-        return connect(self.path)
+        return open_database(self.location)
 
     def open(self) -> Journal:
         """Open now (where failing early is better than failing on first use)."""
@@ -148,8 +148,8 @@ class Journal:
 
     @property
     def version(self) -> int:
-        """The schema version of the open journal (``PRAGMA user_version``)."""
-        return schema_version(self._db)
+        """The schema version of the open journal (how many migrations it has had)."""
+        return self._db.version
 
     def _update(self, row_id: int, **values: Any) -> None:
         values["updated_at"] = time.time()
@@ -160,7 +160,7 @@ class Journal:
 
     def begin(self, task: NewTask) -> int:
         """Record a task about to be submitted. Returns its row id."""
-        cursor = self._db.execute(
+        return self._db.insert(
             "INSERT INTO tasks (model, prompt, parameters, adjustments, instruction, requested_images, status,"
             " created_at, updated_at, inputs, answer_by, expected_size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -178,8 +178,6 @@ class Journal:
                 f"{task.expected_size[0]}*{task.expected_size[1]}" if task.expected_size else None,
             ),
         )
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
 
     def submitted(self, row_id: int, task_id: str, request_id: str | None, status: str, *, next_poll_at: float) -> None:
         """Row ``row_id``'s create request was answered with ``task_id``; its first query is at ``next_poll_at``."""
@@ -191,16 +189,20 @@ class Journal:
 
     def reconciled(self, row_id: int, task_id: str, status: str) -> bool:
         """Give an unanswered submission the task the task list showed it created. False, changing nothing, if the
-        row was answered or reconciled meanwhile, or if another row has that task."""
-        with transaction(self._db):
-            if self._db.execute("SELECT 1 FROM tasks WHERE task_id = ?", (task_id,)).fetchone():
-                return False
-            cursor = self._db.execute(
-                "UPDATE tasks SET task_id = ?, status = ?, error_code = NULL, error_message = NULL, next_poll_at = ?,"
-                " updated_at = ? WHERE id = ? AND task_id IS NULL AND status IN (?, ?)",
-                (task_id, status, time.time(), time.time(), row_id, *UNRESOLVED),
-            )
-            return cursor.rowcount == 1
+        row was answered or reconciled meanwhile, or if another row has that task (another replica may take it
+        between the check and the write: the task id's uniqueness refuses the second)."""
+        try:
+            with self._db.transaction():
+                if self._db.execute("SELECT 1 FROM tasks WHERE task_id = ?", (task_id,)).fetchone():
+                    return False
+                cursor = self._db.execute(
+                    "UPDATE tasks SET task_id = ?, status = ?, error_code = NULL, error_message = NULL,"
+                    " next_poll_at = ?, updated_at = ? WHERE id = ? AND task_id IS NULL AND status IN (?, ?)",
+                    (task_id, status, time.time(), time.time(), row_id, *UNRESOLVED),
+                )
+                return cursor.rowcount == 1
+        except self._db.duplicate:
+            return False
 
     def ambiguous(self, row_id: int, candidates: Sequence[str], message: str) -> None:
         """Several listed tasks could be row ``row_id``'s: none is adopted; ``candidates`` names them (AMBIGUOUS)."""
@@ -252,12 +254,10 @@ class Journal:
     def adopt(self, task_id: str) -> int:
         """A row for a task another process (or an earlier journal) submitted; returns its row id."""
         now = time.time()
-        cursor = self._db.execute(
+        return self._db.insert(
             "INSERT INTO tasks (task_id, model, prompt, status, created_at, updated_at) VALUES (?, '', '', ?, ?, ?)",
             (task_id, "UNKNOWN", now, now),
         )
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
 
     def saved(self, task_id: str, images: Sequence[dict[str, Any]]) -> None:
         """The task's images are on disk: ``images`` as ``ImageFile`` dicts (path, url, size, bytes, sha256)."""
@@ -279,10 +279,34 @@ class Journal:
         """``schedule`` for many tasks in one transaction (one write to disk, not one per task)."""
         if not times:
             return
-        with transaction(self._db):
+        with self._db.transaction():
             self._db.executemany(
                 "UPDATE tasks SET next_poll_at = ? WHERE task_id = ?", [(at, tid) for tid, at in times.items()]
             )
+
+    def claim(self, task_id: str, owner: str, *, now: float, until: float, over: str | None = None) -> bool:
+        """Take the harvest of ``task_id`` for ``owner`` until ``until``: False, changing nothing, while another
+        owner's claim runs past ``now`` (unless that owner is ``over``, known to be gone). One statement, so of two
+        servers on one journal only one wins (SQLite writes one at a time; PostgreSQL re-reads a row another
+        transaction just changed)."""
+        cursor = self._db.execute(
+            "UPDATE tasks SET claimed_by = ?, claimed_until = ? WHERE task_id = ?"
+            " AND (claimed_by IS NULL OR claimed_by = ? OR claimed_until < ? OR claimed_by = ?)",
+            (owner, until, task_id, owner, now, over),
+        )
+        return bool(cursor.rowcount == 1)
+
+    def claimant(self, task_id: str) -> str | None:
+        """Who holds (or last held) the claim on ``task_id``."""
+        row = self._db.execute("SELECT claimed_by FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
+        return str(row[0]) if row and row[0] is not None else None
+
+    def release(self, task_id: str, owner: str) -> None:
+        """``owner`` is done with ``task_id`` (its claim, if it still holds it, ends)."""
+        self._db.execute(
+            "UPDATE tasks SET claimed_by = NULL, claimed_until = NULL WHERE task_id = ? AND claimed_by = ?",
+            (task_id, owner),
+        )
 
     # --- reading ------------------------------------------------------------------------------------
 
@@ -350,7 +374,8 @@ class Journal:
     def remember_upload(self, sha256: str, model: str, url: str, size: int) -> None:
         """These bytes (``sha256``, ``size``) were uploaded for ``model`` as ``url`` (an oss:// URL), now."""
         self._db.execute(
-            "INSERT OR REPLACE INTO uploads (sha256, model, url, bytes, created_at) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO uploads (sha256, model, url, bytes, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (sha256,"
+            " model) DO UPDATE SET url = excluded.url, bytes = excluded.bytes, created_at = excluded.created_at",
             (sha256, model, url, size, time.time()),
         )
 

@@ -12,12 +12,13 @@ migrated into.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import stat
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from .errors import ConfigurationError
 
@@ -80,6 +81,11 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     # 5: the output size a submission asked for (``W*H``, when known at submit time), so that reconciliation can
     # tell a candidate task that made another size from its own
     "ALTER TABLE tasks ADD COLUMN expected_size TEXT",
+    # 6: which server (a replica, or another process on the same journal) harvests a task now, until when
+    """
+    ALTER TABLE tasks ADD COLUMN claimed_by TEXT;
+    ALTER TABLE tasks ADD COLUMN claimed_until REAL
+    """,
 )
 
 
@@ -225,3 +231,38 @@ def connect(path: Path) -> sqlite3.Connection:
     except (OSError, sqlite3.Error) as exc:
         raise ConfigurationError(f"cannot open the task journal at {path}: {exc}") from exc
     return db
+
+
+class SqliteDatabase:
+    """The journal's SQLite connection (``connect``), with the few calls the journal's queries need, as
+    ``journal_postgres.PostgresDatabase`` offers them for PostgreSQL."""
+
+    def __init__(self, path: Path) -> None:
+        import sqlite3
+
+        self.name = str(path)
+        self._db = connect(path)
+        self.duplicate: tuple[type[Exception], ...] = (sqlite3.IntegrityError,)
+        """What a write that would give two rows one task id raises."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        return self._db.execute(sql, params)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._db.executemany(sql, rows)
+
+    def insert(self, sql: str, params: Sequence[Any]) -> int:
+        """Run an INSERT into ``tasks``; returns the new row's id."""
+        cursor = self._db.execute(sql, params)
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        return transaction(self._db)
+
+    @property
+    def version(self) -> int:
+        return schema_version(self._db)
+
+    def close(self) -> None:
+        self._db.close()

@@ -160,6 +160,13 @@ def temp_owner() -> str:
     return f"{pid}-{_own_start(pid)}@{_host()}"
 
 
+def owner_gone(owner: str) -> bool:
+    """Whether the process a ``temp_owner()`` name (with anything after a ``#``) stands for is known to have
+    ended: a process on this host that no longer runs. One on another host is never known to be gone."""
+    match = re.fullmatch(r"(\d+)(?:-(\d+))?@([A-Za-z0-9-]+)(?:#.*)?", owner)
+    return match is not None and match[3] == _host() and not _alive(int(match[1]), match[2])
+
+
 def _alive(pid: int, start: str | None) -> bool:
     """Whether the process that wrote a temp file (``pid``, and ``start`` when the name records it) still runs."""
     if pid == os.getpid():

@@ -79,14 +79,16 @@ def build_state(
 def open_journal(settings: Settings) -> Journal:
     """The journal, opened now. Raises ConfigurationError naming the file and WAN_MCP_DB."""
     try:
-        return Journal(settings.journal_path).open()
+        return Journal(settings.journal_location).open()
     except ConfigurationError as exc:
         raise ConfigurationError(f"{exc} (WAN_MCP_DB)") from exc
 
 
 def check_journal_folder(settings: Settings) -> None:
     """Fail at start, in one line, on a journal folder that cannot exist, without opening the journal (that
-    happens on first use, off the start path)."""
+    happens on first use, off the start path). A PostgreSQL journal has no folder."""
+    if settings.journal_url is not None:
+        return
     folder = settings.journal_path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -130,7 +132,7 @@ def build_app(
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncGenerator[AppState]:
-        journal = Journal(resolved.journal_path)  # opened on its worker thread by the first call
+        journal = Journal(resolved.journal_location)  # opened on its worker thread by the first call
         try:
             async with AsyncExitStack() as stack:
                 client = http or await stack.enter_async_context(

@@ -1,0 +1,146 @@
+"""Servers sharing one PostgreSQL journal (a team's replicas): each task is harvested and each image saved once,
+an upload made by one is reused by the other, and a replica that dies leaves its tasks to the others.
+
+The servers run in-process on one virtual clock (``tests/virtual_clock.py``) with the emulator, as in
+``test_harvest.py``; the journal is a real PostgreSQL database."""
+
+from __future__ import annotations
+
+import random
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import replace
+from pathlib import Path
+
+import anyio
+import httpx2
+import pytest
+from mcp import Client
+from PIL import Image
+
+from tests.conftest import text
+from tests.postgres_server import PostgresServer
+from tests.virtual_clock import VirtualClock
+from wan_image_mcp.core import output_folder
+from wan_image_mcp.core.config import Settings
+from wan_image_mcp.core.journal import Journal
+from wan_image_mcp.emulator import EmulatorState, Fault
+from wan_image_mcp.mcp_server.app import build_app
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def clock() -> AsyncIterator[VirtualClock]:
+    async with VirtualClock().running() as clock:
+        yield clock
+
+
+@pytest.fixture
+def emulator(emulator: EmulatorState, clock: VirtualClock) -> EmulatorState:
+    """The emulator on the test's clock (as in test_harvest.py)."""
+    emulator.clock = clock.time
+    return emulator
+
+
+@pytest.fixture
+def team(server_settings: Settings, postgres: PostgresServer) -> Settings:
+    """Settings every replica shares: one PostgreSQL journal, one output folder, the harvester on."""
+    return replace(server_settings, journal_url=postgres.database(), harvest=True)
+
+
+async def saved_tasks(journal_url: str) -> set[str]:
+    def read() -> set[str]:
+        journal = Journal(journal_url)
+        try:
+            rows, _ = journal.recent(limit=100)
+            return {row.task_id for row in rows if row.task_id and row.saved_at is not None}
+        finally:
+            journal.close()
+
+    return await anyio.to_thread.run_sync(read)
+
+
+@pytest.mark.slow
+async def test_two_replicas_save_each_image_once(
+    http: httpx2.AsyncClient, team: Settings, emulator: EmulatorState, clock: VirtualClock
+) -> None:
+    assert team.journal_url is not None
+    async with AsyncExitStack() as stack:
+        first = await stack.enter_async_context(Client(build_app(team, http, clock=clock)))
+        await stack.enter_async_context(Client(build_app(team, http, clock=clock)))  # a second harvester
+        emulator.faults.append(Fault("slow", "download", count=16, delay=0.3))  # both see them due while one saves
+        ids: list[str] = []
+        for i in range(8):
+            started = await first.call_tool("submit_task", {"prompt": f"poster {i}", "n": 2, "size": "1K"})
+            assert started.structured_content is not None, text(started)
+            ids.append(started.structured_content["task_id"])
+
+        async def all_saved() -> bool:
+            return set(ids) <= await saved_tasks(team.journal_url or "")
+
+        await clock.until(all_saved)
+    fetched = Counter(r.path for r in emulator.requests if r.path.startswith("/results/"))
+    assert len(fetched) == 16 and set(fetched.values()) == {1}  # every image downloaded once, by one replica
+    saved = sorted(p.name for p in (team.output_dir).rglob("*.png"))
+    assert len(saved) == 16
+
+
+async def test_an_upload_made_through_one_replica_is_reused_by_another(
+    http: httpx2.AsyncClient, team: Settings, emulator: EmulatorState, tmp_path: Path
+) -> None:
+    photo = tmp_path / "big.png"
+    Image.frombytes("RGB", (700, 700), random.Random(1).randbytes(700 * 700 * 3)).save(photo, compress_level=1)
+    quiet = replace(team, harvest=False)
+    for _ in range(2):
+        async with Client(build_app(quiet, http)) as replica:
+            result = await replica.call_tool("edit_image", {"prompt": "x", "images": [str(photo)], "size": "1K"})
+            assert not result.is_error, text(result)
+    assert sum(1 for r in emulator.requests if r.path == "/oss") == 1
+
+
+async def test_a_task_claimed_by_a_replica_that_died_is_harvested_by_another_once_its_claim_runs_out(
+    http: httpx2.AsyncClient, team: Settings, emulator: EmulatorState, clock: VirtualClock
+) -> None:
+    assert team.journal_url is not None
+    async with Client(build_app(replace(team, harvest=False), http, clock=clock)) as submitter:
+        started = await submitter.call_tool("submit_task", {"prompt": "left behind", "size": "1K"})
+    assert started.structured_content is not None
+    task_id = started.structured_content["task_id"]
+    journal = Journal(team.journal_url)
+    try:  # a replica took the task and was killed before it saved anything
+        assert journal.claim(task_id, "dead-replica", now=clock.time(), until=clock.time() + 600)
+    finally:
+        journal.close()
+    async with Client(build_app(team, http, clock=clock)):
+
+        async def saved() -> bool:
+            return task_id in await saved_tasks(team.journal_url or "")
+
+        await clock.until(saved, within=3600, step=10)
+        assert clock.time() >= emulator.tasks[task_id].created + 600  # not before the dead replica's claim ran out
+
+
+async def test_a_claim_left_by_a_killed_server_on_this_host_is_taken_over_at_once(
+    http: httpx2.AsyncClient, team: Settings, emulator: EmulatorState, clock: VirtualClock
+) -> None:
+    assert team.journal_url is not None
+    async with Client(build_app(replace(team, harvest=False), http, clock=clock)) as submitter:
+        started = await submitter.call_tool("submit_task", {"prompt": "restarted", "size": "1K"})
+    assert started.structured_content is not None
+    task_id = started.structured_content["task_id"]
+    gone = await anyio.run_process([sys.executable, "-c", "import os; print(os.getpid())"])
+    killed = f"{gone.stdout.decode().strip()}@{output_folder.temp_owner().split('@', 1)[1]}#a1b2c3d4"  # ended, here
+    journal = Journal(team.journal_url)
+    try:
+        assert journal.claim(task_id, killed, now=clock.time(), until=clock.time() + 600)
+    finally:
+        journal.close()
+    async with Client(build_app(team, http, clock=clock)):
+
+        async def saved() -> bool:
+            return task_id in await saved_tasks(team.journal_url or "")
+
+        await clock.until(saved, within=60, step=1)
