@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Final
+from urllib.parse import urlsplit
 
 import platformdirs
 from pydantic import SecretStr
 
+from .access import is_loopback_host
 from .errors import ConfigurationError
 from .journal_postgres import SCHEMES
 
@@ -163,6 +165,10 @@ class Settings:
     """Bearer token every HTTP request must carry (WAN_MCP_HTTP_TOKEN); required for a non-loopback bind."""
     http_allowed_hosts: tuple[str, ...] = ()
     """Extra Host names a non-loopback HTTP bind answers to (WAN_MCP_HTTP_ALLOWED_HOSTS, comma-separated)."""
+    auth_issuer: str | None = None
+    """The OAuth authorization server whose JWT access tokens the HTTP server accepts (WAN_MCP_AUTH_ISSUER)."""
+    public_url: str | None = None
+    """The HTTP server's public URL (WAN_MCP_PUBLIC_URL): its resource identifier, the audience tokens carry."""
 
     @staticmethod
     def log_level_of(environ: Mapping[str, str] | None = None) -> str:
@@ -208,6 +214,7 @@ class Settings:
             http_allowed_hosts=tuple(
                 host.strip() for host in env.get("WAN_MCP_HTTP_ALLOWED_HOSTS", "").split(",") if host.strip()
             ),
+            **_oauth(env),
         )
 
     @property
@@ -256,3 +263,23 @@ def _endpoint(env: Mapping[str, str]) -> tuple[str, str | None, str]:
             "workspace id (Model Studio shows it), or DASHSCOPE_HTTP_BASE_URL"
         )
     return region, workspace, REGIONS[region]
+
+
+def _oauth(env: Mapping[str, str]) -> dict[str, str | None]:
+    """WAN_MCP_AUTH_ISSUER and WAN_MCP_PUBLIC_URL, given together or not at all, each an https URL (http only
+    on a loopback host). Raises ConfigurationError naming the variable."""
+    issuer = env.get("WAN_MCP_AUTH_ISSUER", "").strip() or None
+    public = env.get("WAN_MCP_PUBLIC_URL", "").strip() or None
+    if (issuer is None) != (public is None):
+        given, missing = (
+            ("WAN_MCP_AUTH_ISSUER", "WAN_MCP_PUBLIC_URL") if issuer else ("WAN_MCP_PUBLIC_URL", "WAN_MCP_AUTH_ISSUER")
+        )
+        raise ConfigurationError(f"{given} is set but {missing} is not: OAuth needs both (see Run it for a team)")
+    for name, url in (("WAN_MCP_AUTH_ISSUER", issuer), ("WAN_MCP_PUBLIC_URL", public)):
+        if url is None:
+            continue
+        parts = urlsplit(url)
+        local = parts.hostname is not None and is_loopback_host(parts.hostname)
+        if not parts.hostname or not (parts.scheme == "https" or (parts.scheme == "http" and local)):
+            raise ConfigurationError(f"{name} must be an https URL (http only on a loopback host), got {url!r}")
+    return {"auth_issuer": issuer, "public_url": public}

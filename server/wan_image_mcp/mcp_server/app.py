@@ -29,6 +29,7 @@ from ..core.results import ResultStore
 from ..core.service import WanService
 from ..dashscope import DashScopeClient, QueryRate
 from .appstate import AppState
+from .oauth import oauth_kwargs
 from .prompts import register as register_prompts
 from .resources import register as register_resources
 from .tools import build_tools
@@ -155,6 +156,7 @@ def build_app(
         lifespan=lifespan,
         log_level="WARNING",
         tools=build_tools(),
+        **oauth_kwargs(resolved),
     )
     register_resources(server)
     register_prompts(server)

@@ -80,11 +80,16 @@ def host_forms(name: str) -> tuple[str, ...]:
 
 
 def http_app(settings: Settings, *, host: str, token: str | None, allowed_hosts: Sequence[str] = ()) -> ASGIApp:
-    loopback = is_loopback_host(host)
-    if not loopback and not token:
+    loopback, oauth = is_loopback_host(host), settings.auth_issuer is not None
+    if oauth and token:
+        raise ConfigurationError(
+            "WAN_MCP_HTTP_TOKEN and WAN_MCP_AUTH_ISSUER are both set: use one (the static token for a simple "
+            "setup, OAuth for a team)"
+        )
+    if not loopback and not token and not oauth:
         raise ConfigurationError(
             f"serving on {host} (not loopback) needs a bearer token: set WAN_MCP_HTTP_TOKEN to a long random "
-            "secret that clients send as 'Authorization: Bearer <token>'"
+            "secret that clients send as 'Authorization: Bearer <token>', or OAuth (WAN_MCP_AUTH_ISSUER)"
         )
     # A loopback bind answers to loopback names; any other to the bound host and the names listed. A name
     # without a port is admitted bare (a proxy on 443 sends "Host: name") and with any port.
