@@ -69,8 +69,9 @@ class WanService:
     ConfigurationError saying DASHSCOPE_API_KEY is not set). ``store`` saves result images, ``journal`` records
     every task; ``access`` says which local files may be read (default: the output folder only). The two limits
     bound the paid images one call and the last 24 h may request (None: no limit); local images up to
-    ``inline_max_bytes`` go inline, larger ones are uploaded. ``clock`` is what polling and the journal's times
-    go by (tests pass a virtual one). ``polling`` and ``submissions`` are shared with the harvester.
+    ``inline_max_bytes`` go inline, larger ones are uploaded. ``clock`` is what polling, reconciling and the
+    times the service records go by (tests pass a virtual one). ``polling`` and ``submissions`` are shared with
+    the harvester.
     """
 
     def __init__(
@@ -89,7 +90,7 @@ class WanService:
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.clock = clock
-        self._uploads = Uploads(journal, inline_max=inline_max_bytes)
+        self._uploads = Uploads(journal, inline_max=inline_max_bytes, clock=clock)
         self._client = client
         self._access = access or FileAccess.of([store.root])
         self._per_call = max_images_per_call
@@ -98,7 +99,7 @@ class WanService:
         self.journal = journal
         self.polling = Polling(poll_interval, poll_interval_max, clock=clock)
         self._missing_key = missing_key
-        self.submissions = Submissions()
+        self.submissions = Submissions(clock)
         self._tasks = TaskCheck(self._api, store, journal, self.polling, clock)
 
     @property
@@ -301,7 +302,7 @@ class WanService:
         UNCERTAIN ones) in DashScope's task list: each is adopted, marked AMBIGUOUS, or REJECTED as never created
         (``reconcile.Reconciler``). Returns the task ids adopted and how many are left unresolved; raises
         ConfigurationError without a key and the client's DashScopeError."""
-        return await Reconciler(self.journal, self.submissions).run(self._api())
+        return await Reconciler(self.journal, self.submissions, clock=self.clock).run(self._api())
 
     async def cancel(self, task_id: str) -> str | None:
         """Cancel a PENDING task and journal it CANCELED; returns the cancel request's id. Raises InvalidRequest
