@@ -63,7 +63,7 @@ class EditArgs:
 
 
 class WanService:
-    """The tools' work, free of MCP: one per server, built by the lifespan (``mcp_server/appstate.py``).
+    """The tools' work, free of MCP: one per server, built by the lifespan (``mcp_server.app.build_state``).
 
     ``client`` is None when no key is set: every call that needs the API then raises ``missing_key`` (or a
     ConfigurationError saying DASHSCOPE_API_KEY is not set). ``store`` saves result images, ``journal`` records
@@ -132,8 +132,8 @@ class WanService:
     async def prepare(self, args: EditArgs, *, roots: Sequence[str] = ()) -> PreparedRequest:
         """Validate ``args`` against the model's spec and conform its images, in a worker thread (Pillow work must
         not block the event loop); ``roots`` (``file://`` URIs the client declared) widen the allowed folders
-        for this call. Returns the request ready to send; raises InvalidRequest listing every problem and
-        AccessDenied for a file outside the allowed folders. Sends nothing."""
+        for this call. Returns the request ready to send; raises InvalidRequest listing every problem (a file
+        outside the allowed folders among them). Sends nothing."""
         access = self._access.with_roots(roots)
         return await anyio.to_thread.run_sync(
             lambda: prepare_request(args.model, args.prompt, args.images, args.params, cwd=Path.cwd(), access=access)
@@ -147,8 +147,8 @@ class WanService:
         ``next_step`` naming ``check_task``. Raises what ``prepare`` raises; SpendLimitExceeded over either
         limit and ConfigurationError without a key (nothing sent then); InputChanged when a local image changed
         after its check; SubmissionUncertain when the request was sent and its answer lost (the row is UNCERTAIN
-        and reconciled later); the client's DashScopeError when the API refused it (the row is REJECTED) or its
-        5xx left the outcome open (the row is UNCERTAIN).
+        and reconciled later); the client's DashScopeError when an upload was refused (before any row), when the
+        API refused the request (the row is REJECTED) or when its 5xx left the outcome open (the row is UNCERTAIN).
         """
         request = await self.prepare(args, roots=roots)
         if self._per_call is not None and request.paid_images > self._per_call:
@@ -159,21 +159,7 @@ class WanService:
             )
         client = self._api()
         request = await self._uploads.place(client, request)
-        parameters = dict(request.parameters)
-        if request.negative_prompt is not None:
-            parameters["negative_prompt"] = request.negative_prompt
-        new = NewTask(
-            model=request.model,
-            prompt=request.prompt,
-            parameters=parameters,
-            adjustments=request.adjustments,
-            instruction=instruction,
-            requested_images=request.paid_images,
-            inputs=[{"ref": _input_label(image), "path": image.path} for image in request.images],
-            answer_within=client.submit_deadline,
-            expected_size=request.expected_size,
-            created_at=self.clock.time(),
-        )
+        new = _new_task(request, instruction, answer_within=client.submit_deadline, created_at=self.clock.time())
         journal_id = await self.journal.run(_begin_within_budget, self.journal.sync, new, self._per_day)
         self.submissions.begin(journal_id)  # with no await since the row was written (see Submissions)
         answered = False
@@ -282,9 +268,9 @@ class WanService:
         self, refs: Sequence[str], *, roots: Sequence[str] = ()
     ) -> tuple[InspectResult, list[bytes | None]]:
         """Report each image reference (size, format, orientation, per-model verdicts) as it would be sent, in
-        order, with a JPEG grid preview each (None where it could not be read). An unreadable image is a report
-        with its ``problem``, not an error; raises AccessDenied for a file outside the allowed folders. Sends
-        nothing to DashScope."""
+        order, with a JPEG grid preview each (None where it could not be read). An image that cannot be read, or
+        is outside the allowed folders, is a report with its ``problem``, not an error. Sends nothing to
+        DashScope."""
         from .inspection import inspect_images  # Pillow's drawing, off the start path
 
         access = self._access.with_roots(roots)
@@ -321,6 +307,26 @@ class WanService:
             self.journal.sync.recent, status=status, limit=page_size, offset=(page - 1) * page_size
         )
         return TaskList(tasks=[summary_of(row) for row in rows], total=total, page=page, page_size=page_size)
+
+
+def _new_task(request: PreparedRequest, instruction: str | None, *, answer_within: float, created_at: float) -> NewTask:
+    """What the journal records of ``request`` before it is sent (never image bytes): its model, prompt, wire
+    parameters with the negative prompt, adjustments, inputs, paid images and expected size."""
+    parameters = dict(request.parameters)
+    if request.negative_prompt is not None:
+        parameters["negative_prompt"] = request.negative_prompt
+    return NewTask(
+        model=request.model,
+        prompt=request.prompt,
+        parameters=parameters,
+        adjustments=request.adjustments,
+        instruction=instruction,
+        requested_images=request.paid_images,
+        inputs=[{"ref": _input_label(image), "path": image.path} for image in request.images],
+        answer_within=answer_within,
+        expected_size=request.expected_size,
+        created_at=created_at,
+    )
 
 
 def _input_label(image: PreparedImage) -> str:
