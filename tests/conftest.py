@@ -22,6 +22,7 @@ from PIL import Image
 from pydantic import SecretStr
 
 from tests.postgres_server import PostgresServer, binaries
+from tests.virtual_clock import VirtualClock
 from wan_image_mcp.core.config import Settings
 from wan_image_mcp.dashscope import DashScopeClient, RetryPolicy
 from wan_image_mcp.emulator import EmulatorConfig, EmulatorState, create_app
@@ -157,8 +158,17 @@ async def mcp(http: httpx2.AsyncClient, server_settings: Settings) -> AsyncItera
         yield client
 
 
+@pytest.fixture
+async def clock() -> AsyncIterator[VirtualClock]:
+    """Virtual time for a test that waits on the server's own schedules (polling, harvesting, reconciling): pass it to
+    ``build_app(..., clock=clock)`` and wait with ``clock.until``."""
+    async with VirtualClock().running() as clock:
+        yield clock
+
+
 async def until(check: Callable[[], Awaitable[bool]], *, within: float = 15, step: float = 0.02) -> None:
-    """Wait for a background worker's effect: re-check every ``step`` seconds, fail after ``within`` s."""
+    """Wait on the wall clock for what no virtual clock can move: a subprocess, the OS. Re-check every ``step``
+    seconds, fail after ``within`` s. (A wait for the server's own schedules is ``VirtualClock.until``.)"""
     with anyio.fail_after(within):
         for _ in itertools.count():
             if await check():

@@ -30,12 +30,6 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def clock() -> AsyncIterator[VirtualClock]:
-    async with VirtualClock().running() as clock:
-        yield clock
-
-
-@pytest.fixture
 def emulator(emulator: EmulatorState, clock: VirtualClock) -> EmulatorState:
     """The emulator on the test's clock: its task latency and request log run in the same virtual time."""
     emulator.clock = clock.time

@@ -1,5 +1,8 @@
 """A create request whose answer never came is reconciled against DashScope's task list: its task is adopted and
-its images saved when exactly one task can be it, and named, not adopted, when several can."""
+its images saved when exactly one task can be it, and named, not adopted, when several can.
+
+Tests that wait for the harvester's reconciliation run the server and the emulator on a virtual clock
+(``tests/virtual_clock.py``, the ``clock`` fixture): its passes and the polling cost no real seconds."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ import pytest
 from anyio.abc import TaskGroup
 from mcp import Client
 
-from tests.conftest import until
+from tests.virtual_clock import VirtualClock
 from wan_image_mcp.core.async_journal import AsyncJournal
 from wan_image_mcp.core.config import Settings
 from wan_image_mcp.core.errors import SubmissionUncertain
@@ -42,6 +45,7 @@ def body(result: Any) -> dict[str, Any]:
 async def crashed(
     settings: Settings,
     client: DashScopeClient,
+    clock: VirtualClock,
     *,
     creates: int = 1,
     ago: float = 0.0,
@@ -49,7 +53,9 @@ async def crashed(
 ) -> list[str]:
     """What a server killed between sending a create request (1K, one image) and reading its answer leaves: a
     SUBMITTING row, and in DashScope the task(s) its request made (or ones with the parameters ``made``, as
-    another client's would be). Returns their ids."""
+    another client's would be), its row created ``ago`` seconds ago on ``clock``, which then moves on a second
+    (the restart comes after the crash: at one instant the row would look made by the restarted process). Returns
+    their ids."""
     journal = Journal(settings.journal_location)
     try:
         journal.begin(
@@ -58,7 +64,7 @@ async def crashed(
                 prompt="lost answer",
                 parameters={"n": 1},
                 requested_images=1,
-                created_at=time.time() - ago,
+                created_at=clock.time() - ago,
                 expected_size=(1024, 1024),
             )
         )
@@ -70,12 +76,20 @@ async def crashed(
         task = await client.submit(prepare_request(MODEL, "lost answer", [], params).to_wire())
         assert task.task_id is not None
         ids.append(task.task_id)
+    await clock.sleep(1)
     return ids
 
 
+@pytest.fixture
+def emulator(emulator: EmulatorState, clock: VirtualClock) -> EmulatorState:
+    """The emulator on the test's clock: the submit times the task list shows run in the server's virtual time."""
+    emulator.clock = clock.time
+    return emulator
+
+
 @asynccontextmanager
-async def restarted(http: httpx2.AsyncClient, settings: Settings) -> AsyncGenerator[Client]:
-    async with Client(build_app(replace(settings, harvest=True), http)) as client:
+async def restarted(http: httpx2.AsyncClient, settings: Settings, clock: VirtualClock) -> AsyncGenerator[Client]:
+    async with Client(build_app(replace(settings, harvest=True), http, clock=clock)) as client:
         yield client
 
 
@@ -84,33 +98,33 @@ async def row(client: Client, journal_id: int) -> dict[str, Any]:
     return next(t for t in listed["tasks"] if t["journal_id"] == journal_id)
 
 
-async def saved(client: Client, journal_id: int, images: int = 1) -> dict[str, Any]:
+async def saved(client: Client, clock: VirtualClock, journal_id: int, images: int = 1) -> dict[str, Any]:
     async def done() -> bool:
         return len((await row(client, journal_id))["images"]) == images
 
-    await until(done, within=10)
+    await clock.until(done, within=10)
     return await row(client, journal_id)
 
 
-async def concluded(http: httpx2.AsyncClient, settings: Settings) -> dict[str, Any]:
+async def concluded(http: httpx2.AsyncClient, settings: Settings, clock: VirtualClock) -> dict[str, Any]:
     """Journal row 1 once a restarted server has concluded that its submission made no task."""
-    async with restarted(http, settings) as after:
+    async with restarted(http, settings, clock) as after:
 
         async def rejected() -> bool:
             return (await row(after, 1))["status"] == "REJECTED"
 
-        await until(rejected, within=10)
+        await clock.until(rejected, within=10)
         return await row(after, 1)
 
 
 @asynccontextmanager
 async def held_edit(
-    http: httpx2.AsyncClient, settings: Settings, emulator: EmulatorState, args: EditArgs
+    http: httpx2.AsyncClient, settings: Settings, emulator: EmulatorState, args: EditArgs, clock: VirtualClock
 ) -> AsyncGenerator[tuple[TaskGroup, WanService, list[EditResult]]]:
     """An edit whose create request DashScope has taken and whose answer it holds: yields while it is held."""
     emulator.add_fault(Fault("hold", target="submit"))
-    journal = AsyncJournal(Journal(settings.journal_location))
-    service = build_state(settings, http, journal).service
+    journal = AsyncJournal(Journal(settings.journal_location, clock=clock))
+    service = build_state(settings, http, journal, clock).service
     results: list[EditResult] = []
 
     async def edit() -> None:
@@ -123,7 +137,7 @@ async def held_edit(
         with anyio.fail_after(10):
             async with anyio.create_task_group() as group:
                 group.start_soon(edit)
-                await until(held)
+                await clock.until(held)
                 yield group, service, results
     finally:
         journal.sync.close()
@@ -138,40 +152,40 @@ def list_queries(emulator: EmulatorState) -> list[dict[str, str]]:
 
 
 async def test_a_submission_cut_off_in_flight_is_adopted_on_restart_and_its_images_saved(
-    http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState
+    http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState, clock: VirtualClock
 ) -> None:
     """The create request reaches DashScope, its answer is held, and the call is cancelled before it comes: the
     journal row stays SUBMITTING with no task id, as after a SIGKILL."""
     args = EditArgs(prompt="paid for", images=[], model=MODEL, params=EditParams(size="1K", n=2))
-    async with held_edit(http, server_settings, emulator, args) as (group, _, _):
+    async with held_edit(http, server_settings, emulator, args, clock) as (group, _, _):
         group.cancel_scope.cancel()  # the answer never arrives
     ((task_id, task),) = emulator.tasks.items()
     assert task.count == 2
 
-    async with restarted(http, server_settings) as after:
+    async with restarted(http, server_settings, clock) as after:
         assert (await row(after, 1)).get("task_id") in (None, task_id)
-        adopted = await saved(after, 1, images=2)
+        adopted = await saved(after, clock, 1, images=2)
     assert (adopted["task_id"], adopted["status"], adopted["prompt"]) == (task_id, "SUCCEEDED", "paid for")
     assert len(emulator.tasks) == 1  # found, never resubmitted
 
 
 async def test_a_lost_answer_is_reconciled_by_the_running_server_and_its_image_saved(
-    http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState
+    http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState, clock: VirtualClock
 ) -> None:
     emulator.add_fault(Fault("drop", target="submit", after_processing=True))
-    async with restarted(http, server_settings) as mcp:
+    async with restarted(http, server_settings, clock) as mcp:
         lost = await mcp.call_tool("edit_image", {"prompt": "draw a fox", "size": "1K"})
         assert lost.is_error and "UNCERTAIN" in str(lost.content)
-        adopted = await saved(mcp, 1)
+        adopted = await saved(mcp, clock, 1)
     (task_id,) = emulator.tasks
     assert (adopted["task_id"], adopted["status"], adopted.get("error")) == (task_id, "SUCCEEDED", None)
 
 
 async def test_a_row_that_is_being_sent_now_is_never_reconciled(
-    http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState
+    http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState, clock: VirtualClock
 ) -> None:
     args = EditArgs(prompt="in flight", images=[], model=MODEL, params=EditParams(size="1K"))
-    async with held_edit(http, server_settings, emulator, args) as (_, service, results):
+    async with held_edit(http, server_settings, emulator, args, clock) as (_, service, results):
         reconciled = await service.reconcile()  # the task exists, its answer is on its way
         assert reconciled.adopted == [] and reconciled.unresolved == 1
         assert list_queries(emulator) == []
@@ -187,13 +201,14 @@ async def test_the_service_zone_is_learned_from_known_tasks_and_the_window_stays
     emulator: EmulatorState,
     client: DashScopeClient,
     hours: float,
+    clock: VirtualClock,
 ) -> None:
     emulator.config.tz_offset_hours = hours  # this machine runs on UTC
-    async with Client(build_app(server_settings, http)) as before:  # a known task teaches the zone
+    async with Client(build_app(server_settings, http, clock=clock)) as before:  # a known task teaches the zone
         known = body(await before.call_tool("edit_image", {"prompt": "known", "model": MODEL, "size": "1K"}))
-    (task_id,) = await crashed(server_settings, client)
-    async with restarted(http, server_settings) as after:
-        adopted = await saved(after, 2)
+    (task_id,) = await crashed(server_settings, client, clock)
+    async with restarted(http, server_settings, clock) as after:
+        adopted = await saved(after, clock, 2)
     assert adopted["task_id"] == task_id != known["task_id"]
     (query,) = list_queries(emulator)
     start, end = (calendar.timegm(time.strptime(query[k], "%Y%m%d%H%M%S")) for k in ("start_time", "end_time"))
@@ -203,27 +218,35 @@ async def test_the_service_zone_is_learned_from_known_tasks_and_the_window_stays
 
 
 async def test_with_no_known_task_any_zone_is_searched_and_one_fitting_task_adopted(
-    http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState, client: DashScopeClient
+    http: httpx2.AsyncClient,
+    server_settings: Settings,
+    emulator: EmulatorState,
+    client: DashScopeClient,
+    clock: VirtualClock,
 ) -> None:
     emulator.config.tz_offset_hours = -9.5
-    (task_id,) = await crashed(server_settings, client)
-    async with restarted(http, server_settings) as after:
-        assert (await saved(after, 1))["task_id"] == task_id
+    (task_id,) = await crashed(server_settings, client, clock)
+    async with restarted(http, server_settings, clock) as after:
+        assert (await saved(after, clock, 1))["task_id"] == task_id
     (query,) = list_queries(emulator)
     start, end = (calendar.timegm(time.strptime(query[k], "%Y%m%d%H%M%S")) for k in ("start_time", "end_time"))
     assert end - start > 26 * 3600
 
 
 async def test_two_fitting_tasks_are_not_adopted_and_list_tasks_names_both(
-    http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState, client: DashScopeClient
+    http: httpx2.AsyncClient,
+    server_settings: Settings,
+    emulator: EmulatorState,
+    client: DashScopeClient,
+    clock: VirtualClock,
 ) -> None:
-    ids = await crashed(server_settings, client, creates=2)
-    async with restarted(http, server_settings) as after:
+    ids = await crashed(server_settings, client, clock, creates=2)
+    async with restarted(http, server_settings, clock) as after:
 
         async def judged() -> bool:
             return (await row(after, 1))["status"] == "AMBIGUOUS"
 
-        await until(judged, within=10)
+        await clock.until(judged, within=10)
         listed = body(await after.call_tool("list_tasks", {"status": "AMBIGUOUS"}))
     (ambiguous,) = listed["tasks"]
     assert ambiguous.get("task_id") is None and ambiguous["candidates"] == sorted(ids)
@@ -235,38 +258,47 @@ async def test_two_fitting_tasks_are_not_adopted_and_list_tasks_names_both(
 
 
 async def test_one_task_that_two_lost_submissions_could_have_made_is_adopted_by_neither(
-    http: httpx2.AsyncClient, server_settings: Settings, client: DashScopeClient
+    http: httpx2.AsyncClient,
+    server_settings: Settings,
+    emulator: EmulatorState,
+    client: DashScopeClient,
+    clock: VirtualClock,
 ) -> None:
     journal = Journal(server_settings.journal_location)
-    journal.begin(NewTask(model=MODEL, prompt="first", parameters={}))
+    journal.begin(NewTask(model=MODEL, prompt="first", parameters={}, created_at=clock.time()))
     journal.close()
-    (task_id,) = await crashed(server_settings, client)
-    async with restarted(http, server_settings) as after:
+    (task_id,) = await crashed(server_settings, client, clock)
+    async with restarted(http, server_settings, clock) as after:
 
         async def judged() -> bool:
             return (await row(after, 1))["status"] == (await row(after, 2))["status"] == "AMBIGUOUS"
 
-        await until(judged, within=10)
+        await clock.until(judged, within=10)
         first, second = await row(after, 1), await row(after, 2)
     assert first["candidates"] == second["candidates"] == [task_id]
     assert "journal id 2" in first["error"]["message"] and "journal id 1" in second["error"]["message"]
 
 
 async def test_a_task_the_journal_knows_is_never_adopted_twice(
-    http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState
+    http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState, clock: VirtualClock
 ) -> None:
     journal = Journal(server_settings.journal_location)
-    journal.begin(NewTask(model=MODEL, prompt="never sent", parameters={}))  # killed before sending
+    journal.begin(
+        NewTask(model=MODEL, prompt="never sent", parameters={}, created_at=clock.time())
+    )  # killed before sending
     journal.close()
-    async with Client(build_app(server_settings, http)) as before:  # then a task of the same model, answered
+    async with Client(
+        build_app(server_settings, http, clock=clock)
+    ) as before:  # then a task of the same model, answered
         known = body(await before.call_tool("submit_task", {"prompt": "known", "model": MODEL, "size": "1K"}))
-    async with restarted(http, server_settings) as after:
-        await saved(after, 2)
+    await clock.sleep(1)  # then a restart (at the same instant, row 1 would look made by the restarted process)
+    async with restarted(http, server_settings, clock) as after:
+        await saved(after, clock, 2)
 
         async def looked() -> bool:
             return bool(list_queries(emulator))
 
-        await until(looked, within=10)
+        await clock.until(looked, within=10)
         listed = body(await after.call_tool("list_tasks", {"status": "SUBMITTING"}))
     (unanswered,) = listed["tasks"]
     assert (unanswered["journal_id"], unanswered.get("task_id")) == (1, None)
@@ -274,10 +306,14 @@ async def test_a_task_the_journal_knows_is_never_adopted_twice(
 
 
 async def test_a_lost_submission_the_list_never_shows_was_not_created(
-    http: httpx2.AsyncClient, server_settings: Settings, client: DashScopeClient
+    http: httpx2.AsyncClient,
+    server_settings: Settings,
+    emulator: EmulatorState,
+    client: DashScopeClient,
+    clock: VirtualClock,
 ) -> None:
-    await crashed(server_settings, client, creates=0, ago=600)  # killed before sending, ten minutes ago
-    rejected = await concluded(http, server_settings)
+    await crashed(server_settings, client, clock, creates=0, ago=600)  # killed before sending, ten minutes ago
+    rejected = await concluded(http, server_settings, clock)
     assert rejected["error"]["code"] == "NotCreated" and "nothing is billed" in rejected["error"]["message"]
 
 
@@ -322,16 +358,17 @@ async def test_a_zone_or_clock_that_changed_since_it_was_learned_does_not_make_a
     emulator: EmulatorState,
     client: DashScopeClient,
     hours: float,
+    clock: VirtualClock,
 ) -> None:
-    async with Client(build_app(server_settings, http)) as before:  # learned: UTC+8, clocks agreeing
+    async with Client(build_app(server_settings, http, clock=clock)) as before:  # learned: UTC+8, clocks agreeing
         await before.call_tool("edit_image", {"prompt": "known", "model": MODEL, "size": "1K"})
     emulator.config.tz_offset_hours = hours  # then the service's zone or clock moves (summer time, a VM resumed)
-    sent = time.time() - 600  # ten minutes ago: past the window, so nothing found would mean never created
+    sent = clock.time() - 600  # ten minutes ago: past the window, so nothing found would mean never created
     emulator.clock = lambda: sent
-    (task_id,) = await crashed(server_settings, client, ago=600)
-    emulator.clock = time.time
-    async with restarted(http, server_settings) as after:
-        adopted = await saved(after, 2)
+    (task_id,) = await crashed(server_settings, client, clock, ago=600)
+    emulator.clock = clock.time
+    async with restarted(http, server_settings, clock) as after:
+        adopted = await saved(after, clock, 2)
     assert adopted["task_id"] == task_id
     narrow, wide = list_queries(emulator)
     assert narrow["start_time"] != wide["start_time"]
@@ -339,16 +376,16 @@ async def test_a_zone_or_clock_that_changed_since_it_was_learned_does_not_make_a
 
 @pytest.mark.parametrize("skew", [30.0, 60.0, 200.0, -45.0])
 async def test_a_lost_answer_is_adopted_when_dashscopes_clock_is_off_by_minutes(
-    http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState, skew: float
+    http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState, skew: float, clock: VirtualClock
 ) -> None:
     """DashScope's clock `skew` seconds from this machine's: the offset learned from a known task keeps it."""
     emulator.config.tz_offset_hours = 8 + skew / 3600
-    async with restarted(http, server_settings) as mcp:
+    async with restarted(http, server_settings, clock) as mcp:
         known = body(await mcp.call_tool("edit_image", {"prompt": "known", "model": MODEL, "size": "1K"}))
         emulator.add_fault(Fault("drop", target="submit", after_processing=True))
         lost = await mcp.call_tool("edit_image", {"prompt": "paid, answer lost", "model": MODEL, "size": "1K"})
         assert lost.is_error and "UNCERTAIN" in str(lost.content)
-        adopted = await saved(mcp, 2)
+        adopted = await saved(mcp, clock, 2)
     (task_id,) = set(emulator.tasks) - {known["task_id"]}
     assert (adopted["task_id"], adopted["status"], adopted["prompt"]) == (task_id, "SUCCEEDED", "paid, answer lost")
     assert Path(adopted["images"][0]).is_file()
@@ -356,12 +393,17 @@ async def test_a_lost_answer_is_adopted_when_dashscopes_clock_is_off_by_minutes(
 
 @pytest.mark.parametrize("skew", [60.0, -200.0])
 async def test_with_no_known_task_a_clock_minutes_off_still_fits_its_zone(
-    http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState, client: DashScopeClient, skew: float
+    http: httpx2.AsyncClient,
+    server_settings: Settings,
+    emulator: EmulatorState,
+    client: DashScopeClient,
+    skew: float,
+    clock: VirtualClock,
 ) -> None:
     emulator.config.tz_offset_hours = -9.5 + skew / 3600
-    (task_id,) = await crashed(server_settings, client)
-    async with restarted(http, server_settings) as after:
-        assert (await saved(after, 1))["task_id"] == task_id
+    (task_id,) = await crashed(server_settings, client, clock)
+    async with restarted(http, server_settings, clock) as after:
+        assert (await saved(after, clock, 1))["task_id"] == task_id
 
 
 async def lost_then_foreign(
@@ -370,6 +412,7 @@ async def lost_then_foreign(
     emulator: EmulatorState,
     other: DashScopeClient,
     foreign: EditParams,
+    clock: VirtualClock,
     *,
     model: str = MODEL,
     images: tuple[str, ...] = (),
@@ -380,7 +423,7 @@ async def lost_then_foreign(
     (a second replica with its own journal, a script) then submits ``prompt`` with ``foreign`` parameters, in our
     submission's window. Returns our service and the foreign task id."""
     emulator.add_fault(Fault("drop", target="submit", after_processing=False))
-    service = build_state(settings, http, AsyncJournal(Journal(settings.journal_location))).service
+    service = build_state(settings, http, AsyncJournal(Journal(settings.journal_location, clock=clock)), clock).service
     args = EditArgs(prompt="MY prompt: a red fox", images=list(images), model=model, params=EditParams(size=size))
     with pytest.raises(SubmissionUncertain):
         await service.submit(args)
@@ -406,8 +449,9 @@ async def test_a_lost_submission_does_not_adopt_another_clients_task_that_made_a
     emulator: EmulatorState,
     client: DashScopeClient,
     foreign: EditParams,
+    clock: VirtualClock,
 ) -> None:
-    service, foreign_id = await lost_then_foreign(http, server_settings, emulator, client, foreign)
+    service, foreign_id = await lost_then_foreign(http, server_settings, emulator, client, foreign, clock)
     (row,) = service.journal.sync.unresolved(younger_than=0)
     assert row.expected_size == "1024*1024" and row.requested_images == 1  # recorded when it was sent
     assert await adopted_in(service) == []
@@ -418,11 +462,15 @@ async def test_a_lost_submission_does_not_adopt_another_clients_task_that_made_a
 
 
 async def test_another_clients_task_with_the_same_model_and_parameters_cannot_be_told_apart_and_is_adopted(
-    http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState, client: DashScopeClient
+    http: httpx2.AsyncClient,
+    server_settings: Settings,
+    emulator: EmulatorState,
+    client: DashScopeClient,
+    clock: VirtualClock,
 ) -> None:
     """Documented in the README: DashScope reports no prompt for wan2.7 and 2.6, so the same size and count in the
     same seconds is indistinguishable."""
-    service, foreign_id = await lost_then_foreign(http, server_settings, emulator, client, EditParams(size="1K"))
+    service, foreign_id = await lost_then_foreign(http, server_settings, emulator, client, EditParams(size="1K"), clock)
     assert await adopted_in(service) == [foreign_id]
     service.journal.sync.close()
 
@@ -435,6 +483,7 @@ async def test_a_wan25_task_is_told_apart_by_the_prompt_it_reports(
     client: DashScopeClient,
     prompt: str,
     adopted: bool,
+    clock: VirtualClock,
 ) -> None:
     """wan2.5 reports each image's orig_prompt: another prompt with the same parameters is not ours."""
     car = "https://help-static-aliyun-doc.aliyuncs.com/file-manage-files/zh-CN/20251229/pjeqdf/car.webp"
@@ -445,6 +494,7 @@ async def test_a_wan25_task_is_told_apart_by_the_prompt_it_reports(
         emulator,
         client,
         same,
+        clock,
         model="wan2.5-i2i-preview",
         images=(car,),
         size="1024*1024",
@@ -455,18 +505,22 @@ async def test_a_wan25_task_is_told_apart_by_the_prompt_it_reports(
 
 
 async def test_a_lost_submission_whose_only_candidate_made_another_size_is_ambiguous_not_called_unbilled(
-    http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState, client: DashScopeClient
+    http: httpx2.AsyncClient,
+    server_settings: Settings,
+    emulator: EmulatorState,
+    client: DashScopeClient,
+    clock: VirtualClock,
 ) -> None:
-    sent = time.time() - 600  # ten minutes ago: past the window
+    sent = clock.time() - 600  # ten minutes ago: past the window
     emulator.clock = lambda: sent
-    (foreign,) = await crashed(server_settings, client, ago=600, made=EditParams(size="2K"))
-    emulator.clock = time.time
-    async with restarted(http, server_settings) as after:
+    (foreign,) = await crashed(server_settings, client, clock, ago=600, made=EditParams(size="2K"))
+    emulator.clock = clock.time
+    async with restarted(http, server_settings, clock) as after:
 
         async def judged() -> bool:
             return (await row(after, 1))["status"] == "AMBIGUOUS"
 
-        await until(judged, within=10)
+        await clock.until(judged, within=10)
         unlike = await row(after, 1)
     assert unlike.get("task_id") is None and unlike["candidates"] == [foreign]
     message = unlike["error"]["message"]

@@ -5,6 +5,9 @@ table. Faults also covered elsewhere: an expired result URL (test_tools), FAILED
 refusals (test_tools, test_e2e), an unwritable output folder (test_tools), a lost submit answer
 (test_tools: UNCERTAIN; test_reconcile: its task found in the task list and saved, several candidates named and
 none adopted, DashScope's time zone learned).
+
+The tests that kill a server wait on the wall clock (``conftest.until``): what they wait for happens in a server
+subprocess (its restart, its harvester), which no virtual clock of this process can move.
 """
 
 from __future__ import annotations
@@ -230,7 +233,7 @@ def test_a_server_killed_after_submit_leaves_nothing_behind(tmp_path: Path) -> N
                     row = next(t for t in listed["tasks"] if t["task_id"] == task_id)
                     return len(row["images"]) == 2
 
-                await until(harvested, within=30)
+                await until(harvested, within=30)  # the subprocess's harvester, on the wall clock
                 return body(await second.call_tool("check_task", {"task_id": task_id}))["images"]
 
         images = anyio.run(restart)
@@ -303,7 +306,7 @@ def test_a_server_killed_while_its_create_answer_is_in_flight_finds_the_task_on_
             async def held() -> bool:
                 return emulator.state.holding == 1
 
-            anyio.run(until, held)
+            anyio.run(until, held)  # the subprocess's request reaching the emulator: wall-clock time
         finally:
             first.kill()
         emulator.state.release()  # to a closed connection
@@ -317,7 +320,7 @@ def test_a_server_killed_while_its_create_answer_is_in_flight_finds_the_task_on_
                     (row,) = body(await second.call_tool("list_tasks", {}))["tasks"]
                     return len(row["images"]) == 2
 
-                await until(harvested, within=30)
+                await until(harvested, within=30)  # the subprocess's harvester, on the wall clock
                 return body(await second.call_tool("list_tasks", {}))["tasks"][0]
 
         row = anyio.run(restart)
@@ -369,7 +372,7 @@ def test_a_server_killed_between_an_images_rename_and_its_sidecar_does_not_downl
                     listed = body(await second.call_tool("list_tasks", {}))
                     return any(t["task_id"] == task_id and t["images"] for t in listed["tasks"])
 
-                await until(harvested, within=30)
+                await until(harvested, within=30)  # the subprocess's harvester, on the wall clock
                 return body(await second.call_tool("check_task", {"task_id": task_id}))["images"]
 
         (image,) = anyio.run(restart)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import random
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import replace
 from pathlib import Path
@@ -30,12 +29,6 @@ from wan_image_mcp.emulator import EmulatorState, Fault
 from wan_image_mcp.mcp_server.app import build_app
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def clock() -> AsyncIterator[VirtualClock]:
-    async with VirtualClock().running() as clock:
-        yield clock
 
 
 @pytest.fixture

@@ -19,7 +19,8 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.shared.exceptions import MCPError
 
-from tests.conftest import server_env, text, until
+from tests.conftest import server_env, text
+from tests.virtual_clock import VirtualClock
 from wan_image_mcp.core.config import Settings
 from wan_image_mcp.core.journal import Journal, NewTask
 from wan_image_mcp.core.journal_schema import MIGRATIONS, check_journal
@@ -216,19 +217,19 @@ def test_a_newer_journal_with_our_tables_is_taken_and_an_empty_file_begins_one(t
 
 @pytest.mark.anyio
 async def test_a_foreign_journal_stops_the_harvester_of_a_server_started_anyway_in_one_log_line(
-    http: httpx2.AsyncClient, server_settings: Settings, caplog: pytest.LogCaptureFixture
+    http: httpx2.AsyncClient, server_settings: Settings, caplog: pytest.LogCaptureFixture, clock: VirtualClock
 ) -> None:
     foreign_journal(server_settings.journal_path, "another app's, user_version 999")
     before = fingerprint(server_settings.journal_path)
     with anyio.fail_after(30):
-        async with Client(build_app(replace(server_settings, harvest=True), http)) as client:
+        async with Client(build_app(replace(server_settings, harvest=True), http, clock=clock)) as client:
             result = await client.call_tool("list_tasks", {})
             assert result.is_error and "is not a wan-image-mcp journal" in text(result), text(result)
 
             async def stopped() -> bool:
                 return "harvester stopped" in caplog.text
 
-            await until(stopped, within=10)
+            await clock.until(stopped, within=10)
     assert "Traceback" not in caplog.text and "failed unexpectedly" not in caplog.text
     assert fingerprint(server_settings.journal_path) == before
 

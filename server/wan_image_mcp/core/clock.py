@@ -1,4 +1,5 @@
-"""The time the service, its polling and the harvester go by: the wall clock, a monotonic clock, and waiting.
+"""The time the service, its polling, the harvester, the reconciler and the journal's own timestamps go by: the wall
+clock, a monotonic clock, and waiting.
 
 Production code uses ``SYSTEM_CLOCK`` (``time.time``, ``time.monotonic``, ``anyio.sleep``). Tests pass a clock of
 their own so that schedules run in virtual time: seconds of waiting cost no real seconds, and the times seen are

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, ParamSpec, TypeVar
 
+from .clock import SYSTEM_CLOCK, Clock
 from .journal_db import Database, Row, is_postgres, open_database
 
 T = TypeVar("T")
@@ -123,12 +124,14 @@ class NewTask:
 
 class Journal:
     """Synchronous access; use from one thread at a time (AsyncJournal sees to that). ``location`` is a SQLite
-    file's path, or a ``postgresql://`` URL."""
+    file's path, or a ``postgresql://`` URL. The times it writes by itself (updated, finished, saved, answer given
+    up) are ``clock.time()``: the service's clock, in a server."""
 
-    def __init__(self, location: Path | str) -> None:
+    def __init__(self, location: Path | str, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self.location = location
         self.path = Path(location) if not is_postgres(location) else None
         """The SQLite file (None for PostgreSQL)."""
+        self._clock = clock
 
     @functools.cached_property
     def _db(self) -> Database:
@@ -152,7 +155,7 @@ class Journal:
         return self._db.version
 
     def _update(self, row_id: int, **values: Any) -> None:
-        values["updated_at"] = time.time()
+        values["updated_at"] = self._clock.time()
         columns = ", ".join(f"{name} = ?" for name in values)
         self._db.execute(f"UPDATE tasks SET {columns} WHERE id = ?", [*values.values(), row_id])
 
@@ -185,7 +188,9 @@ class Journal:
 
     def uncertain(self, row_id: int, message: str) -> None:
         """The create request of row ``row_id`` was sent and its answer lost: a task may exist (UNCERTAIN)."""
-        self._update(row_id, status=UNCERTAIN, error_code="ResponseLost", error_message=message, answer_by=time.time())
+        self._update(
+            row_id, status=UNCERTAIN, error_code="ResponseLost", error_message=message, answer_by=self._clock.time()
+        )
 
     def reconciled(self, row_id: int, task_id: str, status: str) -> bool:
         """Give an unanswered submission the task the task list showed it created. False, changing nothing, if the
@@ -198,7 +203,7 @@ class Journal:
                 cursor = self._db.execute(
                     "UPDATE tasks SET task_id = ?, status = ?, error_code = NULL, error_message = NULL,"
                     " next_poll_at = ?, updated_at = ? WHERE id = ? AND task_id IS NULL AND status IN (?, ?)",
-                    (task_id, status, time.time(), time.time(), row_id, *UNRESOLVED),
+                    (task_id, status, self._clock.time(), self._clock.time(), row_id, *UNRESOLVED),
                 )
                 return cursor.rowcount == 1
         except self._db.duplicate:
@@ -212,7 +217,7 @@ class Journal:
 
     def rejected(self, row_id: int, code: str, message: str) -> None:
         """No task exists for row ``row_id``: the API refused it, or it provably never reached the API (REJECTED)."""
-        self._update(row_id, status=REJECTED, error_code=code, error_message=message, finished_at=time.time())
+        self._update(row_id, status=REJECTED, error_code=code, error_message=message, finished_at=self._clock.time())
 
     def observed(
         self,
@@ -236,7 +241,7 @@ class Journal:
         if request_id:
             values["request_id"] = request_id
         if status not in OPEN_STATUSES:
-            values["finished_at"] = row.finished_at if row and row.finished_at else time.time()
+            values["finished_at"] = row.finished_at if row and row.finished_at else self._clock.time()
         if result_urls:
             values["result_urls"] = _json(list(result_urls))
         if usage is not None:
@@ -253,7 +258,7 @@ class Journal:
 
     def adopt(self, task_id: str) -> int:
         """A row for a task another process (or an earlier journal) submitted; returns its row id."""
-        now = time.time()
+        now = self._clock.time()
         return self._db.insert(
             "INSERT INTO tasks (task_id, model, prompt, status, created_at, updated_at) VALUES (?, '', '', ?, ?, ?)",
             (task_id, "UNKNOWN", now, now),
@@ -263,7 +268,9 @@ class Journal:
         """The task's images are on disk: ``images`` as ``ImageFile`` dicts (path, url, size, bytes, sha256)."""
         row = self.get(task_id)
         assert row is not None
-        self._update(row.id, images=_json(list(images)), saved_at=time.time(), download_error=None, next_poll_at=None)
+        self._update(
+            row.id, images=_json(list(images)), saved_at=self._clock.time(), download_error=None, next_poll_at=None
+        )
 
     def download_failed(self, task_id: str, message: str, *, retry_at: float | None) -> None:
         """Saving the task's images failed (``message``); try again at ``retry_at``, or never when it is None."""
@@ -376,7 +383,7 @@ class Journal:
         self._db.execute(
             "INSERT INTO uploads (sha256, model, url, bytes, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (sha256,"
             " model) DO UPDATE SET url = excluded.url, bytes = excluded.bytes, created_at = excluded.created_at",
-            (sha256, model, url, size, time.time()),
+            (sha256, model, url, size, self._clock.time()),
         )
 
     def requested_since(self, since: float) -> int:

@@ -17,16 +17,16 @@ Image.MAX_IMAGE_PIXELS = MAX_DECODE_PIXELS
 
 BLOCK_BYTES = 64 * 1024 * 1024
 """Pillow allocates an image's pixels in blocks (16 MB by default). glibc serves allocations under its mmap
-threshold, which grows to 32 MB once large blocks are freed, from per-thread heaps that keep freed memory: a
-9000 px PNG decoded on one image thread, then another on the other, held both in the server's memory. Blocks
-of 64 MB are always mapped and unmapped, so a freed decode is given back at once."""
+threshold, which grows to 32 MB once large blocks are freed, from per-thread heaps that keep freed memory.
+Blocks of 64 MB are always mapped and unmapped, so a freed decode is given back at once (why: README, Design
+notes)."""
 Image.core.set_block_size(BLOCK_BYTES)  # pyright: ignore[reportUnknownMemberType]
 
 MAPPED_BYTES = 16 * 1024 * 1024
 """Allocations from this size up are mapped and unmapped (glibc's ``M_MMAP_THRESHOLD``, fixed), not carved from
 the per-thread heaps. Besides Pillow's blocks, the work of a large image allocates buffers of 8-30 MB (a band of
-rows being resampled, an encoded file growing), and a heap that kept them after a later payload pinned it was
-70-80 MB of an edit of nine 9000 px PNGs. Elsewhere (musl, macOS, Windows) nothing is changed."""
+rows being resampled, an encoded file growing), which a heap would keep once a later payload pinned it.
+Elsewhere (musl, macOS, Windows) nothing is changed."""
 
 
 def _map_large_allocations() -> None:

@@ -1,17 +1,18 @@
 """A pass over the journal's create requests whose answer never came (a crash while one was in flight, a dropped
 connection): each is looked up in DashScope's task list and adopted, marked AMBIGUOUS, or REJECTED as never
 created, by the rules of ``task_matching`` (whose docstring explains them). ``Submissions`` tracks the create
-requests this process sends, so that one in flight is never reconciled.
+requests this process sends, so that one in flight is never reconciled. "Now" is the service's ``Clock``
+(``clock.py``), the one the journal's times were written by.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 
 from ..dashscope import DashScopeClient, ListedTask, TaskResult, TaskStatus
 from .async_journal import AsyncJournal
+from .clock import SYSTEM_CLOCK, Clock
 from .journal import DAY, UNCERTAIN, TaskRow
 from .outcomes import iso_time
 from .task_matching import MAX_SKEW, Verdict, Window, ambiguity, fitting, judge, learn_offset
@@ -55,8 +56,9 @@ async def _listed_around(
     return None
 
 
-def _past_window(row: TaskRow) -> bool:
-    return time.time() > Window.of(row).end + NOT_CREATED_AFTER
+def _past_window(row: TaskRow, now: float) -> bool:
+    """Whether ``now`` is ``NOT_CREATED_AFTER`` past the row's window: long enough for its task to be listed."""
+    return now > Window.of(row).end + NOT_CREATED_AFTER
 
 
 def _not_created(row: TaskRow) -> str:
@@ -85,14 +87,20 @@ class Submissions:
     """The create requests this process sends, for reconciliation: which journal rows it began, which are in flight
     now (never reconciled), and how many began (a reconciliation during which one begins is discarded, as that
     task may be listed before the journal knows its id). ``begin`` must follow the row's insert with no await
-    between, so that a reconciliation either read the row or sees the count change."""
+    between, so that a reconciliation either read the row or sees the count change. ``clock`` is the service's."""
 
-    started: float = field(default_factory=time.time)
+    clock: Clock = SYSTEM_CLOCK
+    started: float = field(init=False)
+    """When this process began (``clock.time()`` when the Submissions was made): older rows are a past process's."""
     begun: set[int] = field(default_factory=set[int])
     sending: set[int] = field(default_factory=set[int])
     count: int = 0
 
+    def __post_init__(self) -> None:
+        self.started = self.clock.time()
+
     def begin(self, row_id: int) -> None:
+        """Row ``row_id`` was just inserted and its create request is about to be sent."""
         self.count += 1
         self.begun.add(row_id)
         self.sending.add(row_id)
@@ -107,15 +115,18 @@ class Submissions:
         if row.id in self.sending:
             return False
         due = row.answer_by if row.answer_by is not None else row.created_at
-        return row.status == UNCERTAIN or row.id in self.begun or row.created_at < self.started or time.time() > due
+        return (
+            row.status == UNCERTAIN or row.id in self.begun or row.created_at < self.started or self.clock.time() > due
+        )
 
 
 class Reconciler:
     """One pass over the journal's unanswered create requests (see the module's docstring)."""
 
-    def __init__(self, journal: AsyncJournal, submissions: Submissions) -> None:
+    def __init__(self, journal: AsyncJournal, submissions: Submissions, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self._journal = journal
         self._submissions = submissions
+        self._clock = clock
 
     async def run(self, client: DashScopeClient) -> Reconciled:
         """Find in DashScope's task list the task each unanswered create request (SUBMITTING or UNCERTAIN, younger
@@ -124,16 +135,16 @@ class Reconciler:
         candidates when several could, or when by ``NOT_CREATED_AFTER`` past its window the only tasks there are
         ones DashScope's report rules out, and REJECTED (NotCreated) when by then no task of its model was
         submitted in its window, in any zone and allowing ``MAX_SKEW`` of clock skew. Returns the adopted task
-        ids."""
+        ids and how many unanswered create requests are left. Raises the client's DashScopeError."""
         sends = self._submissions.count
         journal = self._journal
-        rows = await journal.run(journal.sync.unresolved, younger_than=time.time() - DAY)
+        rows = await journal.run(journal.sync.unresolved, younger_than=self._clock.time() - DAY)
         workable = [row for row in rows if self._reconcilable(row)]
         if not workable:
             return Reconciled(adopted=[], unresolved=len(rows))
         offset = learn_offset(await journal.run(journal.sync.submit_times))
         verdicts = await self._judge(client, rows, workable, offset, any_zone=offset is None)
-        lost = [row for row in workable if row.id in verdicts and verdicts[row.id].kind == "none" and _past_window(row)]
+        lost = [row for row in workable if row.id in verdicts and verdicts[row.id].kind == "none" and self._past(row)]
         if offset is not None and lost:  # before concluding, in any zone: the learned offset may have changed
             verdicts.update(await self._judge(client, rows, lost, offset, any_zone=True))
         if self._submissions.count != sends:  # a submission began meanwhile: its task may be listed and not known yet
@@ -153,12 +164,12 @@ class Reconciler:
                 await journal.run(journal.sync.ambiguous, row.id, verdict.candidates, ambiguity(verdict))
                 log.warning("journal row %d: %d candidate tasks, none adopted", row.id, len(verdict.candidates))
                 settled += 1
-            elif verdict is not None and verdict.kind == "none" and _past_window(row) and verdict.ruled_out:
+            elif verdict is not None and verdict.kind == "none" and self._past(row) and verdict.ruled_out:
                 # a task of its model was submitted then: "nothing is billed" is not said on our reading alone
                 candidates = [task_id for task_id, _ in verdict.ruled_out]
                 await journal.run(journal.sync.ambiguous, row.id, candidates, _unlike(verdict))
                 settled += 1
-            elif verdict is not None and verdict.kind == "none" and _past_window(row):
+            elif verdict is not None and verdict.kind == "none" and self._past(row):
                 await journal.run(journal.sync.rejected, row.id, "NotCreated", _not_created(row))
                 settled += 1
         return Reconciled(adopted=adopted, unresolved=len(rows) - settled)
@@ -181,7 +192,7 @@ class Reconciler:
             if around is not None:  # None: more tasks than a pass reads; this row waits
                 listed[row.id] = around
         known = await journal.run(journal.sync.known, {t.task_id for tasks in listed.values() for t in tasks})
-        contested = await journal.run(journal.sync.contested, younger_than=time.time() - DAY)
+        contested = await journal.run(journal.sync.contested, younger_than=self._clock.time() - DAY)
         queried: dict[str, TaskResult] = {}
         for row in workable:
             if row.id not in listed:
@@ -210,3 +221,6 @@ class Reconciler:
 
     def _reconcilable(self, row: TaskRow) -> bool:
         return self._submissions.reconcilable(row)
+
+    def _past(self, row: TaskRow) -> bool:
+        return _past_window(row, self._clock.time())

@@ -2,8 +2,9 @@
 
 ``WanService`` turns arguments into an ``EditResult``. Expected failures are raised as the package's own
 errors (InvalidRequest, ConfigurationError, DashScopeError, SubmissionUncertain); a task that ended badly
-is a result whose ``error`` says why. Every task is in the journal before its id is returned, and its
-images are downloaded once, whoever asks first: a ``check_task`` call or the harvester.
+is a result whose ``error`` says why. Every task is in the journal before its create request is sent, and its
+images are downloaded once, whoever asks first: a ``check_task`` call or the harvester. Looking at a task and
+saving its images is ``task_check``'s; this module sends the create requests and routes the other calls.
 """
 
 from __future__ import annotations
@@ -16,44 +17,23 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 
-from ..dashscope import (
-    APIConnectionError,
-    APIStatusError,
-    DashScopeClient,
-    TaskResult,
-    TaskStatus,
-)
-from ..dashscope.errors import DownloadError
+from ..dashscope import APIConnectionError, APIStatusError, DashScopeClient, TaskStatus
 from .access import FileAccess
 from .async_journal import AsyncJournal
 from .clock import SYSTEM_CLOCK, Clock
 from .detection import Mode, build_instruction
 from .errors import ConfigurationError, SpendLimitExceeded, SubmissionUncertain
-from .journal import DAY, EXPIRED, Journal, NewTask, TaskRow
-from .outcomes import (
-    ApiError,
-    EditResult,
-    ImageInfo,
-    InspectResult,
-    TaskList,
-    check_hint,
-    from_row,
-    from_task,
-    summary_of,
-    unqueried_hint,
-)
-from .polling import PollFailed, Polling, Progress
+from .journal import DAY, Journal, NewTask
+from .outcomes import EditResult, ImageInfo, InspectResult, TaskList, check_hint, summary_of
+from .polling import Polling, Progress
 from .reconcile import Reconciled, Reconciler, Submissions
 from .references import PreparedImage, RefKind, classify, local_path
-from .results import ResultStore, TaskRecord
+from .results import ResultStore
+from .task_check import TaskCheck, no_progress
 from .uploads import Uploads
 from .validation import EditParams, PreparedRequest, check_task_id, prepare_request
 
 log = logging.getLogger("wan_image_mcp")
-
-
-async def _no_progress(fraction: float, message: str) -> None:
-    del fraction, message
 
 
 def _begin_within_budget(journal: Journal, task: NewTask, per_day: int | None) -> int:
@@ -83,6 +63,17 @@ class EditArgs:
 
 
 class WanService:
+    """The tools' work, free of MCP: one per server, built by the lifespan (``mcp_server.app.build_state``).
+
+    ``client`` is None when no key is set: every call that needs the API then raises ``missing_key`` (or a
+    ConfigurationError saying DASHSCOPE_API_KEY is not set). ``store`` saves result images, ``journal`` records
+    every task; ``access`` says which local files may be read (default: the output folder only). The two limits
+    bound the paid images one call and the last 24 h may request (None: no limit); local images up to
+    ``inline_max_bytes`` go inline, larger ones are uploaded. ``clock`` is what polling, reconciling and the
+    times the service records go by (tests pass a virtual one). ``polling`` and ``submissions`` are shared with
+    the harvester.
+    """
+
     def __init__(
         self,
         client: DashScopeClient | None,
@@ -99,7 +90,7 @@ class WanService:
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.clock = clock
-        self._uploads = Uploads(journal, inline_max=inline_max_bytes)
+        self._uploads = Uploads(journal, inline_max=inline_max_bytes, clock=clock)
         self._client = client
         self._access = access or FileAccess.of([store.root])
         self._per_call = max_images_per_call
@@ -108,14 +99,16 @@ class WanService:
         self.journal = journal
         self.polling = Polling(poll_interval, poll_interval_max, clock=clock)
         self._missing_key = missing_key
-        self._locks: dict[str, anyio.Lock] = {}
-        self.submissions = Submissions()
+        self.submissions = Submissions(clock)
+        self._tasks = TaskCheck(self._api, store, journal, self.polling, clock)
 
     @property
     def can_call_api(self) -> bool:
+        """Whether a key is set (without one, every call that needs the API raises ConfigurationError)."""
         return self._client is not None
 
     def _api(self) -> DashScopeClient:
+        """The client; raises the ConfigurationError of a missing or unusable key when there is none."""
         if self._client is None:
             raise self._missing_key or ConfigurationError("DASHSCOPE_API_KEY is not set")
         return self._client
@@ -123,8 +116,9 @@ class WanService:
     # --- tools --------------------------------------------------------------------------------------
 
     def needs_roots(self, refs: Sequence[str]) -> bool:
-        """Whether a call names a local file outside the configured directories (then the client's roots
-        are worth asking for)."""
+        """Whether ``refs`` (image references as given) name a local file outside the configured directories:
+        then the client's roots are worth asking for. A path that cannot be resolved counts as inside (its
+        error comes from validation). Raises nothing."""
         cwd = Path.cwd()
         for ref in refs:
             if classify(ref) is RefKind.LOCAL:
@@ -136,13 +130,26 @@ class WanService:
         return False
 
     async def prepare(self, args: EditArgs, *, roots: Sequence[str] = ()) -> PreparedRequest:
-        """Validate and conform in a worker thread (Pillow work must not block the event loop)."""
+        """Validate ``args`` against the model's spec and conform its images, in a worker thread (Pillow work must
+        not block the event loop); ``roots`` (``file://`` URIs the client declared) widen the allowed folders
+        for this call. Returns the request ready to send; raises InvalidRequest listing every problem (a file
+        outside the allowed folders among them). Sends nothing."""
         access = self._access.with_roots(roots)
         return await anyio.to_thread.run_sync(
             lambda: prepare_request(args.model, args.prompt, args.images, args.params, cwd=Path.cwd(), access=access)
         )
 
     async def submit(self, args: EditArgs, *, instruction: str | None = None, roots: Sequence[str] = ()) -> EditResult:
+        """Validate ``args``, record the task in the journal, then send its create request; ``instruction`` is
+        recorded for ``detect_segment``, ``roots`` as in ``prepare``.
+
+        Returns at once with the task's id, its status as created, model, adjustments, requested images and a
+        ``next_step`` naming ``check_task``. Raises what ``prepare`` raises; SpendLimitExceeded over either
+        limit and ConfigurationError without a key (nothing sent then); InputChanged when a local image changed
+        after its check; SubmissionUncertain when the request was sent and its answer lost (the row is UNCERTAIN
+        and reconciled later); the client's DashScopeError when an upload was refused (before any row), when the
+        API refused the request (the row is REJECTED) or when its 5xx left the outcome open (the row is UNCERTAIN).
+        """
         request = await self.prepare(args, roots=roots)
         if self._per_call is not None and request.paid_images > self._per_call:
             raise SpendLimitExceeded(
@@ -152,21 +159,7 @@ class WanService:
             )
         client = self._api()
         request = await self._uploads.place(client, request)
-        parameters = dict(request.parameters)
-        if request.negative_prompt is not None:
-            parameters["negative_prompt"] = request.negative_prompt
-        new = NewTask(
-            model=request.model,
-            prompt=request.prompt,
-            parameters=parameters,
-            adjustments=request.adjustments,
-            instruction=instruction,
-            requested_images=request.paid_images,
-            inputs=[{"ref": _input_label(image), "path": image.path} for image in request.images],
-            answer_within=client.submit_deadline,
-            expected_size=request.expected_size,
-            created_at=self.clock.time(),
-        )
+        new = _new_task(request, instruction, answer_within=client.submit_deadline, created_at=self.clock.time())
         journal_id = await self.journal.run(_begin_within_budget, self.journal.sync, new, self._per_day)
         self.submissions.begin(journal_id)  # with no await since the row was written (see Submissions)
         answered = False
@@ -219,10 +212,14 @@ class WanService:
         args: EditArgs,
         *,
         wait_seconds: float,
-        progress: Progress = _no_progress,
+        progress: Progress = no_progress,
         instruction: str | None = None,
         roots: Sequence[str] = (),
     ) -> EditResult:
+        """``submit``, then ``check`` for up to ``wait_seconds``, reporting to ``progress`` (submitted,
+        running, downloading, saved). Returns what ``check`` returns, with the create request's id when the
+        query gave none; raises what ``submit`` raises (a task not done in time is a RUNNING result, not an
+        error)."""
         submitted = await self.submit(args, instruction=instruction, roots=roots)
         assert submitted.task_id is not None
         await progress(0.05, f"submitted task {submitted.task_id}")
@@ -238,9 +235,12 @@ class WanService:
         labels: Sequence[str] | None,
         model: str,
         wait_seconds: float,
-        progress: Progress = _no_progress,
+        progress: Progress = no_progress,
         roots: Sequence[str] = (),
     ) -> EditResult:
+        """Detect (``mode="detect"``: labelled boxes) or segment ``targets`` in one image: writes the
+        instruction in the targets' language (``labels``: one per target, default their names), then ``edit``.
+        Returns ``edit``'s result with the ``instruction``; raises what ``edit`` raises."""
         instruction = build_instruction(targets, mode, labels)
         args = EditArgs(prompt=instruction, images=[image], model=model, params=EditParams())
         return await self.edit(args, wait_seconds=wait_seconds, progress=progress, instruction=instruction, roots=roots)
@@ -250,42 +250,27 @@ class WanService:
         task_id: str,
         *,
         wait_seconds: float = 0,
-        progress: Progress = _no_progress,
+        progress: Progress = no_progress,
     ) -> EditResult:
-        """Look at a task (waiting up to ``wait_seconds``); download its images once when it succeeded."""
-        check_task_id(task_id)
-        lock = self._locks.setdefault(task_id, anyio.Lock())
-        async with lock:
-            row = await self.journal.run(self.journal.sync.get, task_id)
-            if row is not None and row.saved_at is not None and _on_disk(row):
-                return from_row(row)
-            # Images can only be on disk already if the journal does not know the task (saved by an earlier run
-            # whose row is gone, or under another journal) or if it had seen the result URLs: then look, which
-            # reads the whole output folder. A task this journal has never seen succeed skips that.
-            earlier = row is None or bool(row.result_urls)
-            saved = await anyio.to_thread.run_sync(self._store.find, task_id) if earlier else None
-            if saved:
-                await self.journal.run(self.journal.sync.observed, task_id, status="SUCCEEDED")
-                await self.journal.run(self.journal.sync.saved, task_id, [i.model_dump() for i in saved])
-                return EditResult(status="SUCCEEDED", task_id=task_id, model=row.model if row else None, images=saved)
-            if row is not None and row.status == EXPIRED:
-                return from_row(row)
-            try:
-                client = self._api()
-                task = await self.polling.wait(task_id, lambda: client.get_task(task_id), wait_seconds, progress)
-            except PollFailed as failed:
-                return await self._unqueried(task_id, row, failed)
-            if row is not None or task.status is not TaskStatus.UNKNOWN:  # an id DashScope does not know either
-                row = await self._record(task_id, task, row)  # is no task of ours: nothing to remember
-            result = from_task(task_id, task, row)
-            if task.status is not TaskStatus.SUCCEEDED:
-                return result
-            await progress(0.9, f"downloading {len(task.image_urls)} image(s)")
-            return await self._save(task_id, task, row, result, progress, resume=earlier)
+        """Look at a task once, or wait up to ``wait_seconds`` for it to end; download its images once when it
+        succeeded (``task_check.TaskCheck``).
+
+        Returns the task as an EditResult: SUCCEEDED with its saved ``images`` (found in the journal or on disk
+        without a query when they were saved before), still PENDING/RUNNING with a ``next_step`` to call again,
+        ended badly with its ``error``, or with a DownloadFailed ``error`` when its images could not be saved. A
+        task that could not be queried comes back with its last known status and a hint. Raises InvalidRequest
+        for a malformed id, ConfigurationError without a key, and the query's DashScopeError only for an id this
+        journal never saw.
+        """
+        return await self._tasks.check(task_id, wait_seconds=wait_seconds, progress=progress)
 
     async def inspect(
         self, refs: Sequence[str], *, roots: Sequence[str] = ()
     ) -> tuple[InspectResult, list[bytes | None]]:
+        """Report each image reference (size, format, orientation, per-model verdicts) as it would be sent, in
+        order, with a JPEG grid preview each (None where it could not be read). An image that cannot be read, or
+        is outside the allowed folders, is a report with its ``problem``, not an error. Sends nothing to
+        DashScope."""
         from .inspection import inspect_images  # Pillow's drawing, off the start path
 
         access = self._access.with_roots(roots)
@@ -293,94 +278,55 @@ class WanService:
         return InspectResult(images=[ImageInfo(**report.__dict__) for report in reports]), previews
 
     async def list_statuses(self, wanted: Collection[str]) -> dict[str, TaskStatus]:
+        """Task id -> status for recent tasks in DashScope's task list, stopping once all of ``wanted`` are
+        seen (the harvester's one query for many tasks). Raises ConfigurationError without a key and the
+        client's DashScopeError."""
         return await self._api().list_statuses(wanted)
 
     async def reconcile(self) -> Reconciled:
-        """Find the tasks of create requests whose answer never came (see ``reconcile.Reconciler``)."""
-        return await Reconciler(self.journal, self.submissions).run(self._api())
+        """Look for the tasks of create requests whose answer never came (SUBMITTING rows not in flight, and
+        UNCERTAIN ones) in DashScope's task list: each is adopted, marked AMBIGUOUS, or REJECTED as never created
+        (``reconcile.Reconciler``). Returns the task ids adopted and how many are left unresolved; raises
+        ConfigurationError without a key and the client's DashScopeError."""
+        return await Reconciler(self.journal, self.submissions, clock=self.clock).run(self._api())
 
     async def cancel(self, task_id: str) -> str | None:
+        """Cancel a PENDING task and journal it CANCELED; returns the cancel request's id. Raises InvalidRequest
+        for a malformed id, ConfigurationError without a key, and BadRequestError (``UnsupportedOperation``) for
+        a task past PENDING."""
         check_task_id(task_id)
         request_id = await self._api().cancel_task(task_id)
         await self.journal.run(self.journal.sync.observed, task_id, status="CANCELED", request_id=request_id)
         return request_id
 
     async def list_tasks(self, *, status: str | None, page: int, page_size: int) -> TaskList:
+        """Page ``page`` (from 1) of the tasks in the journal, newest first, ``page_size`` to a page, only
+        ``status`` when given, with the total that match. Reads the journal only: no key needed, raises
+        nothing of its own."""
         rows, total = await self.journal.run(
             self.journal.sync.recent, status=status, limit=page_size, offset=(page - 1) * page_size
         )
         return TaskList(tasks=[summary_of(row) for row in rows], total=total, page=page, page_size=page_size)
 
-    # --- plumbing -----------------------------------------------------------------------------------
 
-    async def _record(self, task_id: str, task: TaskResult, row: TaskRow | None) -> TaskRow | None:
-        created = row.created_at if row else self.clock.time()
-        failed = task.status in (TaskStatus.FAILED, TaskStatus.UNKNOWN)
-        await self.journal.run(
-            self.journal.sync.observed,
-            task_id,
-            status=task.status.value,
-            request_id=task.request_id,
-            result_urls=task.image_urls,
-            usage=dict(task.usage) if task.usage else None,
-            actual_prompt=task.actual_prompt,
-            texts=task.texts,
-            submit_time=task.submit_time,
-            error_code=(task.code or task.status.value) if failed else None,
-            error_message=task.message if failed else None,
-            next_poll_at=self.polling.next_poll(created) if not task.status.terminal else None,
-        )
-        return await self.journal.run(self.journal.sync.get, task_id)
-
-    async def _save(
-        self,
-        task_id: str,
-        task: TaskResult,
-        row: TaskRow | None,
-        result: EditResult,
-        progress: Progress,
-        *,
-        resume: bool,
-    ) -> EditResult:
-        record = TaskRecord.of(row)
-        try:
-            images = await self._store.save(
-                task_id, task.image_urls, record, {"request_id": task.request_id, "usage": task.usage}, resume=resume
-            )
-        except (DownloadError, OSError) as exc:
-            expired = isinstance(exc, DownloadError) and exc.expired
-            why = str(exc)
-            if isinstance(exc, OSError):
-                why = f"cannot write to the output directory {self._store.root}: {exc.strerror or exc}"
-            attempts = row.download_attempts if row else 0
-            retry_at = None if expired else self.polling.retry_download(attempts)
-            await self.journal.run(self.journal.sync.download_failed, task_id, why, retry_at=retry_at)
-            if expired:
-                await self.journal.run(self.journal.sync.observed, task_id, status=EXPIRED)
-            hint = (
-                "The result URLs have expired; these images cannot be recovered."
-                if expired
-                else "The task succeeded and is paid for, but its images are not saved yet. Fix the cause and "
-                "call check_task again within 24 h of the task's end (the server also retries by itself)."
-            )
-            error = ApiError(code="DownloadFailed", message=why, request_id=task.request_id)
-            return result.model_copy(update={"error": error, "next_step": hint})
-        await self.journal.run(self.journal.sync.saved, task_id, [image.model_dump() for image in images])
-        await progress(1.0, f"saved {len(images)} image(s)")
-        return result.model_copy(update={"images": images, "next_step": None})
-
-    async def _unqueried(self, task_id: str, row: TaskRow | None, failed: PollFailed) -> EditResult:
-        """A task that exists but could not be queried (throttled, an outage): its last known status, its id, and
-        to call check_task; never a bare API error that reads as if nothing had been started."""
-        if failed.last is not None:
-            row = await self._record(task_id, failed.last, row)
-        elif row is not None:
-            await self.journal.run(self.journal.sync.schedule, task_id, self.polling.next_poll(row.created_at))
-        if row is None:  # an id this journal never saw, and no answer about it: nothing known to report
-            raise failed.cause
-        log.warning("querying task %s failed: %s", task_id, failed.cause)
-        result = from_row(row)
-        return result.model_copy(update={"next_step": unqueried_hint(task_id, result.status, failed.cause)})
+def _new_task(request: PreparedRequest, instruction: str | None, *, answer_within: float, created_at: float) -> NewTask:
+    """What the journal records of ``request`` before it is sent (never image bytes): its model, prompt, wire
+    parameters with the negative prompt, adjustments, inputs, paid images and expected size."""
+    parameters = dict(request.parameters)
+    if request.negative_prompt is not None:
+        parameters["negative_prompt"] = request.negative_prompt
+    return NewTask(
+        model=request.model,
+        prompt=request.prompt,
+        parameters=parameters,
+        adjustments=request.adjustments,
+        instruction=instruction,
+        requested_images=request.paid_images,
+        inputs=[{"ref": _input_label(image), "path": image.path} for image in request.images],
+        answer_within=answer_within,
+        expected_size=request.expected_size,
+        created_at=created_at,
+    )
 
 
 def _input_label(image: PreparedImage) -> str:
@@ -388,7 +334,3 @@ def _input_label(image: PreparedImage) -> str:
     if image.kind is RefKind.DATA:
         return f"inline {image.format or 'image'} image, {image.width}×{image.height}"
     return image.source
-
-
-def _on_disk(row: TaskRow) -> bool:
-    return all(Path(image["path"]).is_file() for image in row.images)

@@ -17,13 +17,16 @@ from types import MappingProxyType
 from typing import Final, Literal
 
 ModelName = Literal["wan2.7-image-pro", "wan2.7-image", "wan2.6-image", "wan2.5-i2i-preview"]
-
+"""The models this server offers, as DashScope names them (the keys of ``SPECS``)."""
 SEED_RANGE: Final = (0, 2_147_483_647)
+"""Smallest and largest ``seed``, inclusive, for every model."""
 OUTPUT_ROUNDING: Final = 16
 """Output width and height are multiples of this (the reference says so for wan2.6; we apply it to all)."""
 
 
 class Protocol(StrEnum):
+    """How a model's request body is shaped."""
+
     MESSAGES = "messages"
     """wan2.7 / wan2.6: ``input.messages[0].content`` holds one text item and N image items."""
     PROMPT = "prompt"
@@ -63,6 +66,8 @@ class Range:
 
 @dataclass(frozen=True)
 class Endpoints:
+    """Where a model's requests go."""
+
     sync: str | None
     """Path of the single-request endpoint, relative to the base URL; None when the model has none."""
     submit: str
@@ -74,6 +79,7 @@ MESSAGES_ENDPOINTS: Final = Endpoints(
     submit="/services/aigc/image-generation/generation",
 )
 PROMPT_ENDPOINTS: Final = Endpoints(sync=None, submit="/services/aigc/image2image/image-synthesis")
+# The task and upload endpoints every model shares, relative to the base URL.
 TASK_PATH: Final = "/tasks/{task_id}"
 CANCEL_PATH: Final = "/tasks/{task_id}/cancel"
 UPLOAD_POLICY_PATH: Final = "/uploads"
@@ -88,10 +94,12 @@ class ImageLimits:
     side: Range
     """Each of width and height, in pixels."""
     max_bytes: int
+    """Largest file the API takes, in bytes."""
     max_ratio: float | None
     """Largest long-side/short-side ratio, or None when unrestricted."""
 
     def ratio_text(self) -> str:
+        """``max_ratio`` for people: ``"1:8 to 8:1"``, or ``"any"``."""
         if self.max_ratio is None:
             return "any"
         r = _fmt(self.max_ratio)
@@ -100,7 +108,9 @@ class ImageLimits:
 
 @dataclass(frozen=True)
 class Mode:
-    """One way of calling a model: the rules that change with the image count and mode switches."""
+    """One way of calling a model: the rules that change with the image count and mode switches. ``name`` is
+    edit, text-to-image, image-set or interleave; ``images`` how many input images it takes; ``n`` how many
+    outputs may be asked for."""
 
     name: str
     images: Range
@@ -123,6 +133,7 @@ class Mode:
     """Default size keeps the last input's own size when it is under default_side squared."""
 
     def describe_size(self) -> str:
+        """The sizes this mode takes, for schemas and errors: presets, then the custom ``W*H`` bounds."""
         parts: list[str] = []
         if self.presets:
             parts.append("/".join(self.presets))
@@ -133,6 +144,9 @@ class Mode:
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """One model: its wire ``protocol`` and ``endpoints``, its input ``image`` limits, its prompt length in
+    characters, its ``modes``; ``summary`` is the one line the README table and tool descriptions show."""
+
     name: ModelName
     protocol: Protocol
     endpoints: Endpoints
@@ -156,16 +170,19 @@ class ModelSpec:
 
     @property
     def max_input_images(self) -> int:
+        """Most input images any mode takes."""
         return max(m.images.hi for m in self.modes)
 
     @property
     def all_presets(self) -> tuple[str, ...]:
+        """Every size preset of any mode, in the table's order, each once."""
         seen: dict[str, None] = {}
         for mode in self.modes:
             seen.update(dict.fromkeys(mode.presets))
         return tuple(seen)
 
     def mode(self, name: str) -> Mode:
+        """The mode called ``name``; raises StopIteration when the model has none of that name."""
         return next(m for m in self.modes if m.name == name)
 
     def select_mode(self, image_count: int, *, sequential: bool, interleave: bool) -> Mode:
@@ -333,10 +350,12 @@ SPECS: Final[Mapping[ModelName, ModelSpec]] = MappingProxyType(
 )
 
 MODEL_NAMES: Final[tuple[ModelName, ...]] = tuple(SPECS)
+"""Every model, in the table's order (the tools' model enum)."""
 DEFAULT_MODEL: Final[ModelName] = "wan2.7-image-pro"
 
 
 def get_spec(model: str) -> ModelSpec | None:
+    """The spec of ``model``, or None when it is not one of ours (any string may be asked)."""
     return SPECS.get(model)  # type: ignore[call-overload]  # any str may be looked up
 
 
@@ -362,7 +381,7 @@ def output_size(mode: Mode, size: str | None, last_input: tuple[int, int] | None
     """The output dimensions the API produces for a valid request (the emulator renders at this size).
 
     Presets and the default keep the aspect ratio of the last input image (square without one); a custom
-    ``W*H`` is honoured, rounded to multiples of 16.
+    ``W*H`` is honoured, rounded to multiples of 16. Raises ValueError for a ``size`` that is neither.
     """
     aspect = last_input[0] / last_input[1] if last_input else 1.0
     if size is not None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import time
 import uuid
 from typing import Any
 
@@ -17,6 +16,7 @@ import anyio.to_thread
 from ..dashscope import DashScopeClient
 from ..dashscope.errors import UploadPolicyRefused
 from .async_journal import AsyncJournal
+from .clock import SYSTEM_CLOCK, Clock
 from .errors import InputChanged
 from .references import MIME_TYPES, HashingReader, PreparedImage, RefKind
 from .validation import PreparedRequest
@@ -30,9 +30,10 @@ UPLOAD_REUSE = 47 * 3600.0
 class Uploads:
     """Places a request's local images: inline, or uploaded once and reused (the cache is the journal's)."""
 
-    def __init__(self, journal: AsyncJournal, *, inline_max: int) -> None:
+    def __init__(self, journal: AsyncJournal, *, inline_max: int, clock: Clock = SYSTEM_CLOCK) -> None:
         self._journal = journal
         self._inline_max = inline_max
+        self._clock = clock
 
     async def place(self, client: DashScopeClient, request: PreparedRequest) -> PreparedRequest:
         """Local and inline images over the inline limit travel as ``oss://`` temporary uploads, each uploaded
@@ -50,7 +51,7 @@ class Uploads:
                 images.append(dataclasses.replace(image, payload=payload, spool=None))
             else:
                 digest = image.sha256 or await anyio.to_thread.run_sync(_sha256, image.read_payload())
-                since = time.time() - UPLOAD_REUSE
+                since = self._clock.time() - UPLOAD_REUSE
                 url = await self._journal.run(self._journal.sync.cached_upload, digest, request.model, since=since)
                 if url is None:
                     url, policy = await self._upload(client, request.model, image, digest, policy)

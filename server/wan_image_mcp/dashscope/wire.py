@@ -15,9 +15,12 @@ from ..core.errors import InvalidRequest, Problem
 from ..core.specs import Endpoints, Protocol
 
 JSON = Any
+"""A decoded JSON value (pydantic and ``json`` give ``Any``; the parsers below check what they read)."""
 
 
 class TaskStatus(StrEnum):
+    """A task's ``task_status`` as DashScope reports it; a status this client does not know reads as UNKNOWN."""
+
     PENDING = "PENDING"
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"
@@ -27,6 +30,7 @@ class TaskStatus(StrEnum):
 
     @property
     def terminal(self) -> bool:
+        """Whether the task has ended (anything but PENDING and RUNNING): it will not change again."""
         return self not in (TaskStatus.PENDING, TaskStatus.RUNNING)
 
 
@@ -49,6 +53,7 @@ class ImageRequest:
     parameters: Mapping[str, JSON] = field(default_factory=dict[str, JSON])
     """Wire ``parameters`` (``negative_prompt`` excluded: its place depends on the protocol)."""
     negative_prompt: str | None = None
+    """Sent in ``parameters`` (messages protocol) or in ``input`` (prompt protocol); None: not sent."""
     interleave: bool = False
     """Text and images interleaved in the answer: only a task serves it (synchronously it needs streaming)."""
 
@@ -75,6 +80,7 @@ def build_body(request: ImageRequest) -> dict[str, JSON]:
 
 
 TASK_ID_MAX = 128
+"""Longest task id accepted (DashScope's are 36-character UUIDs)."""
 _TASK_ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{TASK_ID_MAX - 1}}}")
 
 
@@ -99,27 +105,40 @@ def check_task_id(task_id: str) -> str:
 # --- responses ------------------------------------------------------------------------------------
 
 
+# The response models below read DashScope's answers leniently: every field is optional and fields they do not
+# name are ignored, so a new field in an answer never breaks a parse; ``parse_result`` decides what is missing.
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
 class ContentItem(_Model):
+    """One item of a choice's message (wan2.7/2.6): an ``image`` URL or a piece of ``text``."""
+
     type: str | None = None
     image: str | None = None
     text: str | None = None
 
 
 class Message(_Model):
+    """A choice's message: its ``content`` items in order."""
+
     role: str | None = None
     content: list[ContentItem] | None = None
 
 
 class Choice(_Model):
+    """One choice of ``output.choices`` (wan2.7/2.6); several images come as several choices or content items."""
+
     finish_reason: str | None = None
     message: Message | None = None
 
 
 class ResultItem(_Model):
+    """One entry of ``output.results`` (wan2.5): an image ``url`` with the prompt as given and as rewritten, or
+    the ``code`` and ``message`` of an image that failed."""
+
     url: str | None = None
     orig_prompt: str | None = None
     actual_prompt: str | None = None
@@ -128,6 +147,9 @@ class ResultItem(_Model):
 
 
 class Output(_Model):
+    """An envelope's ``output``: the task's id and status, its results in either shape, its error, its times (as
+    DashScope writes them, in its own zone)."""
+
     task_id: str | None = None
     task_status: str | None = None
     choices: list[Choice] | None = None
@@ -139,6 +161,9 @@ class Output(_Model):
 
 
 class Envelope(_Model):
+    """Every DashScope answer: ``request_id``, and ``output`` and ``usage`` on success or ``code`` and
+    ``message`` on an error."""
+
     request_id: str | None = None
     output: Output | None = None
     usage: dict[str, JSON] | None = None
@@ -156,7 +181,9 @@ class ImageFailure:
 
 @dataclass(frozen=True)
 class TaskResult:
-    """A task (or a sync call) as the API last described it."""
+    """A task (or a sync call) as the API last described it: ``image_urls`` (and wan2.6 interleave's ``texts``)
+    in order, per-image ``failures``, ``usage``, the ``code`` and ``message`` of a task that ended badly, and
+    ``submit_time``/``end_time`` as DashScope wrote them."""
 
     status: TaskStatus
     task_id: str | None = None
@@ -178,6 +205,8 @@ def parse_result(envelope: Envelope, *, default_status: TaskStatus = TaskStatus.
     """Read either result shape: ``choices[].message.content[]`` (wan2.7/2.6) or ``results[]`` (wan2.5).
 
     Several images may come as several choices or as several content items of one choice; both are read.
+    ``default_status`` is the status of an answer without ``task_status`` (a synchronous call's); a status
+    this client does not know is UNKNOWN. Raises nothing: what is missing is left empty.
     """
     output = envelope.output or Output()
     try:
@@ -235,6 +264,8 @@ class ListedTask:
 
 @dataclass(frozen=True)
 class TaskPage:
+    """One page of ``GET /tasks``: ``total`` tasks in all, page ``page_no`` (from 1) of ``page_size``."""
+
     total: int
     page_no: int
     page_size: int

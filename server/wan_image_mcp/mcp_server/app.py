@@ -133,7 +133,7 @@ def build_app(
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncGenerator[AppState]:
-        journal = Journal(resolved.journal_location)  # opened on its worker thread by the first call
+        journal = Journal(resolved.journal_location, clock=clock)  # opened on its worker thread by the first call
         try:
             async with AsyncExitStack() as stack:
                 client = http or await stack.enter_async_context(

@@ -16,6 +16,7 @@ from mcp.server import MCPServer
 from pydantic import Field
 
 from ..core.detection import build_instruction, language_of
+from ..core.prompt_images import references
 from ..core.specs import DEFAULT_MODEL
 
 
@@ -50,7 +51,7 @@ def fuse_images(
     refs = _refs(images)
     instruction = (
         goal
-        if re.search(r"(圖|图|image)\s*\d", goal)
+        if references(goal)  # the goal already says which image is which (validation's own reading)
         else (
             f"將{''.join(f'圖{i}' for i in range(1, len(refs) + 1))}融合：{goal}"
             if _zh(goal)

@@ -4,6 +4,9 @@ wan://models            every model's limits and capabilities (JSON, from specs.
 wan://models/{model}    one model
 wan://tasks/{task_id}   the journal's entry for a task (JSON)
 wan://images/{name}     a result image from the output folder (each tool result links to its images)
+
+The four readers' docstrings are also the resources' descriptions: the SDK sends ``fn.__doc__`` to clients, so
+they are written for an agent as much as for a maintainer.
 """
 
 from __future__ import annotations
@@ -25,14 +28,19 @@ from ..core.specs import get_spec
 from .appstate import AppState
 
 IMAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.(png|jpg|webp|bmp)$")
+"""What a result image's file name may be (the names ``output_folder.result_stem`` gives): nothing else is looked
+up, so a name can never walk out of the output folder."""
 MIME = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp", "bmp": "image/bmp"}
+"""Extension -> media type of the result images served."""
 
 
 def image_uri(image: ImageFile) -> str:
+    """The ``wan://images/{name}`` URI of a saved result image."""
     return f"wan://images/{Path(image.path).name}"
 
 
 def image_link(image: ImageFile) -> ResourceLink:
+    """A tool result's link to a saved image: its URI, file name, media type and size in bytes."""
     name = Path(image.path).name
     return ResourceLink(
         type="resource_link",
@@ -44,10 +52,12 @@ def image_link(image: ImageFile) -> ResourceLink:
 
 
 def models() -> str:
+    """Every Wan model this server offers, with its limits and capabilities (JSON)."""
     return json.dumps(catalog_json(), ensure_ascii=False, indent=1)
 
 
 def model(model: str) -> str:
+    """One model's limits and capabilities (JSON). An unknown model is not found; wan://models lists them."""
     spec = get_spec(model)
     if spec is None:
         raise ResourceNotFoundError(f"no model {model!r}; wan://models lists them")
@@ -55,6 +65,8 @@ def model(model: str) -> str:
 
 
 async def task(task_id: str, ctx: Context[AppState]) -> str:
+    """The journal's entry for a task this server started (JSON): status, model, prompt, parameters, times,
+    result URLs, saved images and errors. A task the journal does not know is not found."""
     service = ctx.request_context.lifespan_context.service
     row = await service.journal.run(service.journal.sync.get, task_id)
     if row is None:
@@ -63,7 +75,8 @@ async def task(task_id: str, ctx: Context[AppState]) -> str:
 
 
 async def image(name: str, ctx: Context[AppState]) -> bytes:
-    """Only an image the server saved (the journal knows it), never any other file in the output folder."""
+    """A result image this server saved (the journal knows it), as its bytes; never any other file in the output
+    folder. Any other name is not found."""
     state = ctx.request_context.lifespan_context
     if not IMAGE_NAME.match(name):
         raise ResourceNotFoundError(f"no result image {name!r}")
@@ -75,6 +88,7 @@ async def image(name: str, ctx: Context[AppState]) -> bytes:
 
 
 def register(server: MCPServer[AppState]) -> None:
+    """Add the four resources to ``server`` (called once by ``app.build_app``)."""
     server.resource("wan://models", name="models", title="Wan models and their limits", mime_type="application/json")(
         models
     )
