@@ -533,3 +533,19 @@ def test_a_large_conformed_file_waits_on_disk_until_sent_and_its_file_goes_with_
     del prepared
     gc.collect()
     assert len(os.listdir("/proc/self/fd")) == open_files
+
+
+def test_a_spooled_file_reads_back_whole_from_many_threads_without_positioned_reads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Windows has no ``os.pread``; the server runs there too (README: macOS, Windows and Linux)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from wan_image_mcp.core.references import Spool
+
+    data = random.Random(5).randbytes(1_500_000)
+    spool = Spool(data)
+    monkeypatch.delattr(os, "pread")
+    with ThreadPoolExecutor(4) as pool:
+        reads = [done.result(timeout=10) for done in [pool.submit(spool.read) for _ in range(16)]]
+    assert all(read == data for read in reads)

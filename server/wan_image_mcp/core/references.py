@@ -19,6 +19,7 @@ import os
 import re
 import stat
 import tempfile
+import threading
 import weakref
 from dataclasses import dataclass
 from enum import StrEnum
@@ -41,11 +42,14 @@ class Spool:
             file.flush()
             self._fd = os.dup(file.fileno())  # the file lives on through this descriptor
         self.size = len(data)
+        self._lock = threading.Lock()
         weakref.finalize(self, os.close, self._fd)
 
     def read(self) -> bytes:
-        """All the bytes (any thread: no shared file position)."""
-        return os.pread(self._fd, self.size, 0)
+        """All the bytes (any thread: one reader at a time seeks and reads; Windows has no ``os.pread``)."""
+        with self._lock:
+            os.lseek(self._fd, 0, os.SEEK_SET)
+            return os.read(self._fd, self.size)
 
 
 def kept(data: bytes) -> dict[str, bytes | Spool]:
