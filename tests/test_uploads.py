@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import random
 import sqlite3
+import threading
 import time
 from contextlib import closing
 from pathlib import Path
@@ -75,6 +76,29 @@ async def test_a_large_conformed_image_is_uploaded_from_where_it_waited(
     upload = emulator.uploads[ref.removeprefix("oss://")]
     with Image.open(io.BytesIO(upload.data)) as sent:
         assert sent.mode == "RGB" and sent.tobytes() == noise.tobytes()
+
+
+async def test_a_large_conformed_image_is_read_from_its_spool_off_the_event_loop(
+    mcp: Client, emulator: EmulatorState, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading a spool is disk I/O: on the event loop it would stall every other call meanwhile."""
+    from wan_image_mcp.core.references import Spool
+
+    loop_thread = threading.current_thread()
+    readers: list[threading.Thread] = []
+    read = Spool.read
+
+    def recorded(self: Spool) -> bytes:
+        readers.append(threading.current_thread())
+        return read(self)
+
+    monkeypatch.setattr(Spool, "read", recorded)
+    noise = Image.frombytes("RGB", (900, 900), random.Random(4).randbytes(900 * 900 * 3))
+    noise.convert("RGBA").save(tmp_path / "noise.png")  # alpha to flatten: conformed, kept on disk until sent
+    result = await mcp.call_tool("edit_image", {"prompt": "x", "images": [str(tmp_path / "noise.png")], "size": "1K"})
+    assert not result.is_error, text(result)
+    assert uploads(emulator) == 1
+    assert readers and loop_thread not in readers
 
 
 async def test_small_images_stay_inline(mcp: Client, emulator: EmulatorState, tmp_path: Path) -> None:

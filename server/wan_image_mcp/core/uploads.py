@@ -49,7 +49,7 @@ class Uploads:
                 payload = image.payload or await anyio.to_thread.run_sync(image.read_payload)
                 images.append(dataclasses.replace(image, payload=payload, spool=None))
             else:
-                digest = image.sha256 or await anyio.to_thread.run_sync(_sha256, image.read_payload())
+                digest = image.sha256 or await anyio.to_thread.run_sync(_digest, image)
                 since = time.time() - UPLOAD_REUSE
                 url = await self._journal.run(self._journal.sync.cached_upload, digest, request.model, since=since)
                 if url is None:
@@ -75,8 +75,9 @@ class Uploads:
         return url, policy
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def _digest(image: PreparedImage) -> str:
+    """The sha256 of a conformed image's bytes, read (from its spool, maybe) on the calling thread."""
+    return hashlib.sha256(image.read_payload()).hexdigest()
 
 
 async def _send(
