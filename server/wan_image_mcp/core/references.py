@@ -15,6 +15,7 @@ import base64
 import binascii
 import hashlib
 import io
+import logging
 import os
 import re
 import stat
@@ -29,6 +30,7 @@ from urllib.parse import unquote, urlsplit
 from .access import FileAccess
 from .errors import AccessDenied, InputChanged
 
+log = logging.getLogger("wan_image_mcp")
 SPOOL_BYTES = 1_000_000
 """A conformed file larger than this waits on disk (``PreparedImage.spool``), not in memory, until it is sent."""
 
@@ -53,8 +55,15 @@ class Spool:
 
 
 def kept(data: bytes) -> dict[str, bytes | Spool]:
-    """The ``PreparedImage`` fields that keep a conformed file: ``payload`` when small, else ``spool``."""
-    return {"payload": data} if len(data) <= SPOOL_BYTES else {"spool": Spool(data)}
+    """The ``PreparedImage`` fields that keep a conformed file: ``payload`` when small, else ``spool``; ``payload``
+    too when no temporary file can be written (the directory full, gone or read-only): spooling only saves
+    memory, and is no reason to fail a call."""
+    if len(data) > SPOOL_BYTES:
+        try:
+            return {"spool": Spool(data)}
+        except OSError as exc:
+            log.warning("a conformed image is kept in memory: no temporary file could be written (%s)", exc)
+    return {"payload": data}
 
 
 MIME_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "BMP": "image/bmp", "WEBP": "image/webp"}
