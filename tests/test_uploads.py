@@ -3,6 +3,7 @@ the same bytes for the same model are not uploaded again while their oss:// URL 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import random
 import sqlite3
@@ -186,3 +187,45 @@ async def test_a_file_changed_while_it_is_sent_is_refused_and_nothing_is_submitt
     assert not [r for r in emulator.requests if r.path.endswith("/generation")]  # nothing paid for
     with closing(sqlite3.connect(server_settings.journal_path)) as db:
         assert db.execute("SELECT count(*) FROM uploads").fetchone() == (0,)  # nor remembered as uploaded
+
+
+def spooled_files() -> int:
+    """Descriptors this process holds on deleted files in the temporary directory: spools."""
+    import os
+    import tempfile
+
+    held = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own descriptor is gone by now
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            held += target.startswith(tempfile.gettempdir()) and target.endswith("(deleted)")
+    return held
+
+
+@pytest.mark.parametrize("failure", ["refused", "upload failed"])
+async def test_a_failed_call_lets_go_of_its_spooled_files_at_once(
+    mcp: Client, emulator: EmulatorState, tmp_path: Path, failure: str
+) -> None:
+    """A failed call's images were held by its traceback's reference cycles, each spool a descriptor and up to
+    the file limit on disk, until the garbage collector ran."""
+    import gc
+
+    images: list[str] = []
+    for seed in (7, 8):
+        noise = Image.frombytes("RGB", (900, 900), random.Random(seed).randbytes(900 * 900 * 3))
+        noise.convert("RGBA").save(tmp_path / f"noise-{seed}.png")  # alpha to flatten: spooled, ~2.4 MB
+        images.append(str(tmp_path / f"noise-{seed}.png"))
+    if failure == "refused":
+        Image.new("RGB", (100, 100)).save(tmp_path / "tiny.png")  # too small: refused once the others are spooled
+        images.append(str(tmp_path / "tiny.png"))
+    else:
+        emulator.add_fault(Fault("error", target="upload", status=400, code="InvalidParameter", message="no"))
+    gc.collect()
+    before = spooled_files()
+    gc.disable()
+    try:
+        result = await mcp.call_tool("edit_image", {"prompt": "x", "images": images, "size": "1K"})
+        assert result.is_error
+        assert spooled_files() == before
+    finally:
+        gc.enable()

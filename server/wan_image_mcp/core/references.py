@@ -22,6 +22,7 @@ import stat
 import tempfile
 import threading
 import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -45,13 +46,29 @@ class Spool:
             self._fd = os.dup(file.fileno())  # the file lives on through this descriptor
         self.size = len(data)
         self._lock = threading.Lock()
-        weakref.finalize(self, os.close, self._fd)
+        self._open = weakref.finalize(self, os.close, self._fd)
 
     def read(self) -> bytes:
-        """All the bytes (any thread: one reader at a time seeks and reads; Windows has no ``os.pread``)."""
+        """All the bytes (any thread: one reader at a time seeks and reads; Windows has no ``os.pread``). Raises
+        ValueError once closed."""
         with self._lock:
+            if not self._open.alive:
+                raise ValueError("read of a spool already closed")
             os.lseek(self._fd, 0, os.SEEK_SET)
             return os.read(self._fd, self.size)
+
+    def close(self) -> None:
+        """Give the file back now, not once no image holds it: a failed call's images stay held by its traceback's
+        reference cycles until the garbage collector runs."""
+        with self._lock:
+            self._open()
+
+
+def close_spools(images: Iterable[PreparedImage]) -> None:
+    """Close the spools of images whose bytes are no longer needed: a failed call's, or those sent."""
+    for image in images:
+        if image.spool is not None:
+            image.spool.close()
 
 
 def kept(data: bytes) -> dict[str, bytes | Spool]:
