@@ -10,6 +10,7 @@ import sqlite3
 import threading
 import time
 from contextlib import closing
+from dataclasses import replace
 from pathlib import Path
 
 import httpx2
@@ -229,3 +230,25 @@ async def test_a_failed_call_lets_go_of_its_spooled_files_at_once(
         assert spooled_files() == before
     finally:
         gc.enable()
+
+
+async def test_a_call_over_the_spend_limit_lets_go_of_its_spooled_files_at_once(
+    http: httpx2.AsyncClient, server_settings: Settings, tmp_path: Path
+) -> None:
+    """Refused after its images were conformed: the tool error that says so must not hold them in a cycle of
+    exceptions until the garbage collector runs."""
+    import gc
+
+    noise = Image.frombytes("RGB", (900, 900), random.Random(9).randbytes(900 * 900 * 3))
+    noise.convert("RGBA").save(tmp_path / "noise.png")  # alpha to flatten: spooled, ~2.4 MB
+    arguments = {"prompt": "x", "images": [str(tmp_path / "noise.png")], "size": "1K", "n": 2}
+    async with Client(build_app(replace(server_settings, max_images_per_call=1), http)) as mcp:
+        gc.collect()
+        before = spooled_files()
+        gc.disable()
+        try:
+            result = await mcp.call_tool("edit_image", arguments)
+            assert result.is_error and "WAN_MCP_MAX_IMAGES_PER_CALL is 1" in text(result)
+            assert spooled_files() == before
+        finally:
+            gc.enable()
