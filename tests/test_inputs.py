@@ -533,3 +533,34 @@ def test_a_large_conformed_file_waits_on_disk_until_sent_and_its_file_goes_with_
     del prepared
     gc.collect()
     assert len(os.listdir("/proc/self/fd")) == open_files
+
+
+def test_a_spooled_file_reads_back_whole_from_many_threads_without_positioned_reads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Windows has no ``os.pread``; the server runs there too (README: macOS, Windows and Linux)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from wan_image_mcp.core.references import Spool
+
+    data = random.Random(5).randbytes(1_500_000)
+    spool = Spool(data)
+    monkeypatch.delattr(os, "pread")
+    with ThreadPoolExecutor(4) as pool:
+        reads = [done.result(timeout=10) for done in [pool.submit(spool.read) for _ in range(16)]]
+    assert all(read == data for read in reads)
+
+
+def test_a_large_conformed_file_stays_in_memory_when_no_temporary_file_can_be_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Spooling saves memory; a full or vanished temporary directory must not fail the edit (it failed with
+    "Error executing tool edit_image", naming nothing)."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "removed"))  # where TemporaryFile writes
+    noise = Image.frombytes("RGB", (900, 900), random.Random(6).randbytes(900 * 900 * 3))
+    noise.convert("RGBA").save(tmp_path / "noise.png")  # alpha to flatten: conformed, ~2.4 MB
+    prepared = prepare_image(str(tmp_path / "noise.png"), 1, LIMITS, tmp_path)
+    assert prepared.spool is None and prepared.payload is not None and len(prepared.payload) > 1_000_000
+    assert sent_image(prepared.value).tobytes() == noise.tobytes()

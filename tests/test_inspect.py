@@ -182,3 +182,18 @@ async def test_an_exif_orientation_that_is_none_of_the_eight_is_taken_as_upright
     (report,) = inspected.structured_content["images"]
     assert (report["width"], report["height"], report["orientation"]) == (600, 400, 1)
     assert report["models"]["wan2.7-image-pro"] == "as is"
+
+
+async def test_a_large_lossless_image_over_the_file_limit_is_judged_as_the_jpeg_edit_sends(
+    mcp: Client, make_image: ImageFactory
+) -> None:
+    """Over 16 Mpx a lossless image that must change is sent as JPEG: the verdict must not offer PNG first."""
+    scan = make_image("scan.tif", (5000, 4000), fmt="TIFF", colour=(30, 90, 150))  # 60 MB: over 20 MB
+    result = await mcp.call_tool("inspect_image", {"images": [str(scan)]})
+    assert result.structured_content is not None
+    (report,) = result.structured_content["images"]
+    verdict = report["models"]["wan2.7-image-pro"]
+    prepared = prepare_image(str(scan), 1, SPECS["wan2.7-image-pro"].image, scan.parent)
+    assert prepared.format == "JPEG"
+    assert "sent as JPEG (quality 95)" in verdict
+    assert "re-encoded to fit the 20 MB file limit (JPEG, else smaller: settled when encoded)" in verdict, verdict

@@ -53,6 +53,19 @@ def test_tools_list_is_answered_before_pillow_sqlite_or_the_emulator_are_loaded(
     assert not (tmp_path / "journal.sqlite3").exists()  # not even opened
 
 
+def test_images_are_read_by_a_python_built_without_ctypes() -> None:
+    """ctypes is optional (a CPython built without libffi has none); only the glibc malloc tuning needs it."""
+    probe = (
+        "import sys\n"
+        "sys.modules['ctypes'] = None  # what a build without _ctypes raises: ImportError\n"
+        "from wan_image_mcp.core.pillow import Image\n"
+        "print(Image.new('RGB', (2, 2)).size)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["(2,", "2)"]
+
+
 def test_a_journal_folder_that_cannot_exist_stops_the_server_in_one_line(tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("not a folder")
     env = server_env(None, "sk-test", tmp_path, WAN_MCP_DB=str(tmp_path / "a-file" / "journal.sqlite3"))

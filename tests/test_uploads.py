@@ -3,11 +3,14 @@ the same bytes for the same model are not uploaded again while their oss:// URL 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import random
 import sqlite3
+import threading
 import time
 from contextlib import closing
+from dataclasses import replace
 from pathlib import Path
 
 import httpx2
@@ -75,6 +78,29 @@ async def test_a_large_conformed_image_is_uploaded_from_where_it_waited(
     upload = emulator.uploads[ref.removeprefix("oss://")]
     with Image.open(io.BytesIO(upload.data)) as sent:
         assert sent.mode == "RGB" and sent.tobytes() == noise.tobytes()
+
+
+async def test_a_large_conformed_image_is_read_from_its_spool_off_the_event_loop(
+    mcp: Client, emulator: EmulatorState, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading a spool is disk I/O: on the event loop it would stall every other call meanwhile."""
+    from wan_image_mcp.core.references import Spool
+
+    loop_thread = threading.current_thread()
+    readers: list[threading.Thread] = []
+    read = Spool.read
+
+    def recorded(self: Spool) -> bytes:
+        readers.append(threading.current_thread())
+        return read(self)
+
+    monkeypatch.setattr(Spool, "read", recorded)
+    noise = Image.frombytes("RGB", (900, 900), random.Random(4).randbytes(900 * 900 * 3))
+    noise.convert("RGBA").save(tmp_path / "noise.png")  # alpha to flatten: conformed, kept on disk until sent
+    result = await mcp.call_tool("edit_image", {"prompt": "x", "images": [str(tmp_path / "noise.png")], "size": "1K"})
+    assert not result.is_error, text(result)
+    assert uploads(emulator) == 1
+    assert readers and loop_thread not in readers
 
 
 async def test_small_images_stay_inline(mcp: Client, emulator: EmulatorState, tmp_path: Path) -> None:
@@ -162,3 +188,87 @@ async def test_a_file_changed_while_it_is_sent_is_refused_and_nothing_is_submitt
     assert not [r for r in emulator.requests if r.path.endswith("/generation")]  # nothing paid for
     with closing(sqlite3.connect(server_settings.journal_path)) as db:
         assert db.execute("SELECT count(*) FROM uploads").fetchone() == (0,)  # nor remembered as uploaded
+
+
+def spooled_files() -> int:
+    """Descriptors this process holds on deleted files in the temporary directory: spools."""
+    import os
+    import tempfile
+
+    held = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own descriptor is gone by now
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            held += target.startswith(tempfile.gettempdir()) and target.endswith("(deleted)")
+    return held
+
+
+@pytest.mark.parametrize("failure", ["refused", "upload failed"])
+async def test_a_failed_call_lets_go_of_its_spooled_files_at_once(
+    mcp: Client, emulator: EmulatorState, tmp_path: Path, failure: str
+) -> None:
+    """A failed call's images were held by its traceback's reference cycles, each spool a descriptor and up to
+    the file limit on disk, until the garbage collector ran."""
+    import gc
+
+    images: list[str] = []
+    for seed in (7, 8):
+        noise = Image.frombytes("RGB", (900, 900), random.Random(seed).randbytes(900 * 900 * 3))
+        noise.convert("RGBA").save(tmp_path / f"noise-{seed}.png")  # alpha to flatten: spooled, ~2.4 MB
+        images.append(str(tmp_path / f"noise-{seed}.png"))
+    if failure == "refused":
+        Image.new("RGB", (100, 100)).save(tmp_path / "tiny.png")  # too small: refused once the others are spooled
+        images.append(str(tmp_path / "tiny.png"))
+    else:
+        emulator.add_fault(Fault("error", target="upload", status=400, code="InvalidParameter", message="no"))
+    gc.collect()
+    before = spooled_files()
+    gc.disable()
+    try:
+        result = await mcp.call_tool("edit_image", {"prompt": "x", "images": images, "size": "1K"})
+        assert result.is_error
+        assert spooled_files() == before
+    finally:
+        gc.enable()
+
+
+async def test_a_call_over_the_spend_limit_lets_go_of_its_spooled_files_at_once(
+    http: httpx2.AsyncClient, server_settings: Settings, tmp_path: Path
+) -> None:
+    """Refused after its images were conformed: the tool error that says so must not hold them in a cycle of
+    exceptions until the garbage collector runs."""
+    import gc
+
+    noise = Image.frombytes("RGB", (900, 900), random.Random(9).randbytes(900 * 900 * 3))
+    noise.convert("RGBA").save(tmp_path / "noise.png")  # alpha to flatten: spooled, ~2.4 MB
+    arguments = {"prompt": "x", "images": [str(tmp_path / "noise.png")], "size": "1K", "n": 2}
+    async with Client(build_app(replace(server_settings, max_images_per_call=1), http)) as mcp:
+        gc.collect()
+        before = spooled_files()
+        gc.disable()
+        try:
+            result = await mcp.call_tool("edit_image", arguments)
+            assert result.is_error and "WAN_MCP_MAX_IMAGES_PER_CALL is 1" in text(result)
+            assert spooled_files() == before
+        finally:
+            gc.enable()
+
+
+async def test_calls_without_a_usable_key_let_go_of_their_spooled_files(
+    http: httpx2.AsyncClient, server_settings: Settings, tmp_path: Path
+) -> None:
+    """The service kept one stored key error and raised it again on every call: each raise hung that call's
+    frames, and with them its conformed images, on the stored error for good."""
+    import gc
+
+    before = spooled_files()
+    async with Client(build_app(replace(server_settings, api_key=None), http)) as keyless:
+        for seed in range(3):
+            noise = Image.frombytes("RGB", (900, 900), random.Random(seed).randbytes(900 * 900 * 3))
+            noise.convert("RGBA").save(tmp_path / f"noise-{seed}.png")
+            result = await keyless.call_tool(
+                "edit_image", {"prompt": "x", "images": [str(tmp_path / f"noise-{seed}.png")]}
+            )
+            assert result.is_error and "DASHSCOPE_API_KEY" in text(result)
+        gc.collect()
+        assert spooled_files() == before

@@ -42,8 +42,9 @@ class ImageReport:
 
 def _verdicts(image: Image.Image, orientation: int, size: int) -> dict[str, str]:
     """Per model, what conforming would do, from the header alone (as ``conform`` decides it): no model's
-    version is decoded, resized or encoded. Only the file limit's outcome (PNG, else JPEG, else smaller) is
-    known once encoded, so it is said to be settled then."""
+    version is decoded, resized or encoded. Only the file limit's outcome (PNG, else JPEG, else smaller; JPEG
+    at once for a JPEG or a lossless image of more than 16 Mpx) is known once encoded, so it is said to be
+    settled then."""
     by_limits: dict[ImageLimits, str] = {}
     verdicts: dict[str, str] = {}
     for name, spec in SPECS.items():
@@ -57,8 +58,9 @@ def _verdicts(image: Image.Image, orientation: int, size: int) -> dict[str, str]
                 notes = list(todo.notes)
                 mb = limits.max_bytes // 1_000_000
                 if size > limits.max_bytes:
+                    tried = "PNG, else JPEG" if todo.encoding == "PNG" else "JPEG"  # as ``conform`` tries them
                     notes.append(
-                        f"re-encoded to fit the {mb} MB file limit (PNG, else JPEG, else smaller: settled when encoded)"
+                        f"re-encoded to fit the {mb} MB file limit ({tried}, else smaller: settled when encoded)"
                     )
                 elif not todo.as_is and todo.estimated_bytes > limits.max_bytes:
                     notes.append(f"may be re-encoded to fit the {mb} MB file limit (settled when encoded)")

@@ -3,7 +3,6 @@ Pillow from here (the server's core inside the functions that decode, so that Pi
 the emulator and the demo at the top): whoever imports it first sets the guard. A test checks that no other
 module of the package imports PIL itself."""
 
-import ctypes
 import sys
 
 from PIL import Image, ImageChops, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
@@ -33,8 +32,10 @@ def _map_large_allocations() -> None:
     if not sys.platform.startswith("linux"):
         return
     try:
+        import ctypes  # optional: CPython built without libffi has none
+
         mallopt = ctypes.CDLL(None).mallopt  # the process's own C library; musl has no mallopt
-    except (OSError, AttributeError):
+    except (ImportError, OSError, AttributeError):
         return
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     m_mmap_threshold = -3

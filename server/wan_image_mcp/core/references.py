@@ -15,11 +15,14 @@ import base64
 import binascii
 import hashlib
 import io
+import logging
 import os
 import re
 import stat
 import tempfile
+import threading
 import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -28,6 +31,7 @@ from urllib.parse import unquote, urlsplit
 from .access import FileAccess
 from .errors import AccessDenied, InputChanged
 
+log = logging.getLogger("wan_image_mcp")
 SPOOL_BYTES = 1_000_000
 """A conformed file larger than this waits on disk (``PreparedImage.spool``), not in memory, until it is sent."""
 
@@ -41,16 +45,42 @@ class Spool:
             file.flush()
             self._fd = os.dup(file.fileno())  # the file lives on through this descriptor
         self.size = len(data)
-        weakref.finalize(self, os.close, self._fd)
+        self._lock = threading.Lock()
+        self._open = weakref.finalize(self, os.close, self._fd)
 
     def read(self) -> bytes:
-        """All the bytes (any thread: no shared file position)."""
-        return os.pread(self._fd, self.size, 0)
+        """All the bytes (any thread: one reader at a time seeks and reads; Windows has no ``os.pread``). Raises
+        ValueError once closed."""
+        with self._lock:
+            if not self._open.alive:
+                raise ValueError("read of a spool already closed")
+            os.lseek(self._fd, 0, os.SEEK_SET)
+            return os.read(self._fd, self.size)
+
+    def close(self) -> None:
+        """Give the file back now, not once no image holds it: a failed call's images stay held by its traceback's
+        reference cycles until the garbage collector runs."""
+        with self._lock:
+            self._open()
+
+
+def close_spools(images: Iterable[PreparedImage]) -> None:
+    """Close the spools of images whose bytes are no longer needed: a failed call's, or those sent."""
+    for image in images:
+        if image.spool is not None:
+            image.spool.close()
 
 
 def kept(data: bytes) -> dict[str, bytes | Spool]:
-    """The ``PreparedImage`` fields that keep a conformed file: ``payload`` when small, else ``spool``."""
-    return {"payload": data} if len(data) <= SPOOL_BYTES else {"spool": Spool(data)}
+    """The ``PreparedImage`` fields that keep a conformed file: ``payload`` when small, else ``spool``; ``payload``
+    too when no temporary file can be written (the directory full, gone or read-only): spooling only saves
+    memory, and is no reason to fail a call."""
+    if len(data) > SPOOL_BYTES:
+        try:
+            return {"spool": Spool(data)}
+        except OSError as exc:
+            log.warning("a conformed image is kept in memory: no temporary file could be written (%s)", exc)
+    return {"payload": data}
 
 
 MIME_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "BMP": "image/bmp", "WEBP": "image/webp"}

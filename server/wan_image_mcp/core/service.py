@@ -110,7 +110,8 @@ class WanService:
     def _api(self) -> DashScopeClient:
         """The client; raises the ConfigurationError of a missing or unusable key when there is none."""
         if self._client is None:
-            raise self._missing_key or ConfigurationError("DASHSCOPE_API_KEY is not set")
+            # A new error each time: raising the stored one would hang every call's frames on its traceback.
+            raise ConfigurationError(str(self._missing_key or "DASHSCOPE_API_KEY is not set"))
         return self._client
 
     # --- tools --------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from ..dashscope.errors import UploadPolicyRefused
 from .async_journal import AsyncJournal
 from .clock import SYSTEM_CLOCK, Clock
 from .errors import InputChanged
-from .references import MIME_TYPES, HashingReader, PreparedImage, RefKind
+from .references import MIME_TYPES, HashingReader, PreparedImage, RefKind, close_spools
 from .validation import PreparedRequest
 
 log = logging.getLogger("wan_image_mcp")
@@ -40,22 +40,26 @@ class Uploads:
         once per (bytes, model) while its URL lives; the request then carries the resolve header. A local file
         sent unchanged is streamed from disk and proven to be the bytes that were checked; one under the limit
         is read back to go inline. Returns the request with each image's payload or URL set; raises the client's
-        DashScopeError (UploadPolicyRefused after a refreshed policy is refused too) or InputChanged."""
+        DashScopeError (UploadPolicyRefused after a refreshed policy is refused too) or InputChanged. Either way
+        ``request``'s spools are closed on the way out."""
         policy: dict[str, Any] | None = None
         images: list[PreparedImage] = []
-        for image in request.images:
-            if image.kind not in _LOCAL:
-                images.append(image)
-            elif (image.bytes or 0) <= self._inline_max:
-                payload = image.payload or await anyio.to_thread.run_sync(image.read_payload)
-                images.append(dataclasses.replace(image, payload=payload, spool=None))
-            else:
-                digest = image.sha256 or await anyio.to_thread.run_sync(_sha256, image.read_payload())
-                since = self._clock.time() - UPLOAD_REUSE
-                url = await self._journal.run(self._journal.sync.cached_upload, digest, request.model, since=since)
-                if url is None:
-                    url, policy = await self._upload(client, request.model, image, digest, policy)
-                images.append(dataclasses.replace(image, url=url, payload=None, spool=None))  # bytes not needed now
+        try:
+            for image in request.images:
+                if image.kind not in _LOCAL:
+                    images.append(image)
+                elif (image.bytes or 0) <= self._inline_max:
+                    payload = image.payload or await anyio.to_thread.run_sync(image.read_payload)
+                    images.append(dataclasses.replace(image, payload=payload, spool=None))
+                else:
+                    digest = image.sha256 or await anyio.to_thread.run_sync(_digest, image)
+                    since = self._clock.time() - UPLOAD_REUSE
+                    url = await self._journal.run(self._journal.sync.cached_upload, digest, request.model, since=since)
+                    if url is None:
+                        url, policy = await self._upload(client, request.model, image, digest, policy)
+                    images.append(dataclasses.replace(image, url=url, payload=None, spool=None))  # bytes not needed
+        finally:
+            close_spools(request.images)  # read into ``images`` or uploaded by now, or the call failed
         return dataclasses.replace(request, images=tuple(images))
 
     async def _upload(
@@ -76,8 +80,9 @@ class Uploads:
         return url, policy
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def _digest(image: PreparedImage) -> str:
+    """The sha256 of a conformed image's bytes, read (from its spool, maybe) on the calling thread."""
+    return hashlib.sha256(image.read_payload()).hexdigest()
 
 
 async def _send(

@@ -21,7 +21,7 @@ from .access import FileAccess
 from .errors import InvalidRequest, Problem
 from .inputs import prepare_images
 from .prompt_images import references
-from .references import PreparedImage
+from .references import PreparedImage, close_spools
 from .specs import (
     MODEL_NAMES,
     SEED_RANGE,
@@ -355,6 +355,7 @@ def prepare_request(
     if params.bbox_list is not None and not problems:
         problems.extend(_check_boxes_inside(params.bbox_list, prepared))
     if problems:
+        close_spools(prepared)  # refused: nothing of them is sent
         raise InvalidRequest(problems)
 
     parameters: dict[str, JSON] = {"n": params.n, "watermark": params.watermark}

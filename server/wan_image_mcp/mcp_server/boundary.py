@@ -67,9 +67,11 @@ class StrictTool(Tool):
         except UnexpectedToolError:
             raise
         except ToolError as exc:
-            # The SDK prefixes "Error executing tool NAME: "; the model reads our own sentence.
+            # The SDK prefixes "Error executing tool NAME: "; the model reads our own sentence. In a new error:
+            # raising the cause itself here made it its wrapper's context, a cycle that held the failed call's
+            # frames (its images, their spooled files) until the garbage collector ran.
             if isinstance(exc.__cause__, ToolError) and not isinstance(exc.__cause__, UnexpectedToolError):
-                raise exc.__cause__ from None
+                raise ToolError(str(exc.__cause__)) from None
             raise
 
 
