@@ -66,6 +66,7 @@ def build_state(
         access=FileAccess.of([*settings.allowed_dirs, settings.output_dir]),
         max_images_per_call=settings.max_images_per_call,
         max_images_per_day=settings.max_images_per_day,
+        confirm_above_images=settings.confirm_above_images,
         inline_max_bytes=settings.inline_max_bytes,
         clock=clock,
     )
