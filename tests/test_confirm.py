@@ -145,6 +145,17 @@ async def test_a_call_over_the_per_call_limit_is_refused_without_asking(
     assert emulator.requests == []
 
 
+async def test_a_call_the_daily_budget_would_refuse_is_refused_without_asking(
+    connect: Connect, emulator: EmulatorState
+) -> None:
+    user = User("accept")
+    first = await call(connect(user, max_images_per_day=5), "submit_task", n=3)
+    assert not first.is_error, text(first)
+    second = await call(connect(user, max_images_per_day=5), "submit_task", n=3)
+    assert second.is_error and "WAN_MCP_MAX_IMAGES_PER_DAY" in text(second)
+    assert len(user.asked) == 1 and len(submitted(emulator)) == 1
+
+
 async def test_submit_task_asks_too(connect: Connect, emulator: EmulatorState) -> None:
     user = User("decline")
     result = await call(connect(user), "submit_task", n=3)

@@ -29,7 +29,7 @@ from .async_journal import AsyncJournal
 from .clock import SYSTEM_CLOCK, Clock
 from .detection import Mode, build_instruction
 from .errors import ConfigurationError, SubmissionUncertain
-from .journal import EXPIRED, NewTask, TaskRow
+from .journal import DAY, EXPIRED, NewTask, TaskRow
 from .outcomes import (
     ApiError,
     EditResult,
@@ -46,7 +46,7 @@ from .polling import PollFailed, Polling, Progress
 from .reconcile import Reconciled, Reconciler, Submissions
 from .references import PreparedImage, RefKind, classify, local_path
 from .results import ResultStore, TaskRecord
-from .spending import Confirm, SpendGate, SpendQuestion, begin_within_budget
+from .spending import Confirm, SpendGate, SpendQuestion, begin_within_budget, check_budget
 from .uploads import Uploads
 from .validation import EditParams, PreparedRequest, check_task_id, prepare_request
 
@@ -129,11 +129,15 @@ class WanService:
             lambda: prepare_request(args.model, args.prompt, args.images, args.params, cwd=Path.cwd(), access=access)
         )
 
-    def vet(self, request: PreparedRequest) -> SpendQuestion | None:
+    async def vet(self, request: PreparedRequest) -> SpendQuestion | None:
         """After validation, before anything is sent: refuse a call over a limit or without a key; the question
         for the user when the call is above WAN_MCP_CONFIRM_ABOVE_IMAGES (see ``spending``)."""
         self._api()
-        return self.gate.vet(request)
+        question = self.gate.vet(request)
+        if question is not None and self._per_day is not None:  # spares the user a question the budget would undo
+            used = await self.journal.run(self.journal.sync.requested_since, self.clock.time() - DAY)
+            check_budget(request.paid_images, used, self._per_day)
+        return question
 
     async def submit(
         self,

@@ -104,16 +104,19 @@ class SpendGate:
             raise NotConfirmed(question, reply)
 
 
+def check_budget(asked: int, used: int, per_day: int | None) -> None:
+    """Raise when ``asked`` more paid images on top of the ``used`` of the last 24 h would exceed ``per_day``."""
+    if per_day is not None and used + asked > per_day:
+        raise SpendLimitExceeded(
+            f"This call would request {asked} paid image(s); {used} were requested in the last 24 h and "
+            f"WAN_MCP_MAX_IMAGES_PER_DAY is {per_day}. Nothing was sent. To allow more, raise "
+            "WAN_MCP_MAX_IMAGES_PER_DAY in the server's environment."
+        )
+
+
 def begin_within_budget(journal: Journal, task: NewTask, per_day: int | None) -> int:
     """Check the daily budget (the 24 h before the task's creation) and record the task in one journal call, so
     concurrent submissions cannot both slip under the limit."""
     if per_day is not None:
-        used = journal.requested_since(task.created_at - DAY)
-        asked = task.requested_images or 0
-        if used + asked > per_day:
-            raise SpendLimitExceeded(
-                f"This call would request {asked} paid image(s); {used} were requested in the last 24 h and "
-                f"WAN_MCP_MAX_IMAGES_PER_DAY is {per_day}. Nothing was sent. To allow more, raise "
-                "WAN_MCP_MAX_IMAGES_PER_DAY in the server's environment."
-            )
+        check_budget(task.requested_images or 0, journal.requested_since(task.created_at - DAY), per_day)
     return journal.begin(task)

@@ -125,9 +125,9 @@ async def _prepare(
         return Prepared(args, await _service(ctx).prepare(args, roots=uris(roots)), instruction)
 
 
-def _ask(ctx: Context[AppState], prepared: Prepared) -> Elicit[Proceed] | Unasked:
+async def _ask(ctx: Context[AppState], prepared: Prepared) -> Elicit[Proceed] | Unasked:
     with tool_errors():  # over a limit or without a key: refused before the user is bothered
-        question = _service(ctx).vet(prepared.request)
+        question = await _service(ctx).vet(prepared.request)
     if question is None:
         return Unasked()
     if (why := cannot_elicit(ctx)) is not None:
@@ -136,7 +136,7 @@ def _ask(ctx: Context[AppState], prepared: Prepared) -> Elicit[Proceed] | Unaske
 
 
 def _check(ctx: Context[AppState], prepared: Prepared, answer: ElicitationResult[Proceed]) -> Checked:
-    question = _service(ctx).vet(prepared.request)  # the question _ask asked: same request, same answer
+    question = _service(ctx).gate.vet(prepared.request)  # the question _ask asked: same request, same answer
     reply: Reply | None
     if isinstance(answer, AcceptedElicitation):
         data: Any = answer.data
@@ -186,7 +186,7 @@ EditCall = Annotated[Prepared, Resolve(_edit_call)]
 
 
 async def _edit_ask(ctx: Context[AppState], prepared: EditCall) -> Elicit[Proceed] | Unasked:
-    return _ask(ctx, prepared)
+    return await _ask(ctx, prepared)
 
 
 async def _edit_checked(
@@ -217,7 +217,7 @@ DetectCall = Annotated[Prepared, Resolve(_detect_call)]
 
 
 async def _detect_ask(ctx: Context[AppState], prepared: DetectCall) -> Elicit[Proceed] | Unasked:
-    return _ask(ctx, prepared)
+    return await _ask(ctx, prepared)
 
 
 async def _detect_checked(
