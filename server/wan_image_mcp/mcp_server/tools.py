@@ -134,6 +134,7 @@ async def edit_image(
     Refer to the inputs as image 1, image 2 (圖1, 圖2) in the prompt, in the order of `images`. Waits up to
     wait_seconds; if the task is not done by then, returns status RUNNING with a task_id for check_task.
     """
+    # The arguments reach the core through `checked` (resolvers.py): validated, and confirmed when they must be.
     state = _state(ctx)
     with tool_errors():
         result = await state.service.edit(
@@ -169,6 +170,7 @@ async def submit_task(
     """Start an image task and return at once with its task_id. Takes edit_image's arguments (as described
     there) except wait_seconds. Use check_task to wait for it and get the images.
     """
+    # The arguments reach the core through `checked` (resolvers.py): validated, and confirmed when they must be.
     state = _state(ctx)
     with tool_errors():
         result = await state.service.submit(
@@ -240,6 +242,7 @@ async def detect_segment(
 
     The instruction is written in the language of the targets, the way Wan's own examples are.
     """
+    # The arguments reach the core through `checked` (resolvers.py): validated, and confirmed when they must be.
     state = _state(ctx)
     call = checked.prepared
     with tool_errors():
