@@ -197,3 +197,29 @@ def test_a_port_in_use_is_one_line_not_a_traceback(tmp_path: Path) -> None:
             assert f"cannot listen on 127.0.0.1:{port}: the port is in use; choose another --port" in line
     finally:
         taken.close()
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_a_call_above_the_confirmation_threshold_asks_the_user_over_stdio(
+    emulator: RunningEmulator, tmp_path: Path, mode: str
+) -> None:
+    from mcp.client.context import ClientRequestContext
+    from mcp.types import ElicitRequestParams, ElicitResult
+
+    asked: list[str] = []
+
+    async def yes_then_no(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        del context
+        asked.append(params.message)
+        return ElicitResult(action="accept", content={}) if len(asked) == 1 else ElicitResult(action="decline")
+
+    env = server_env(emulator.base_url, SECRET, tmp_path, WAN_MCP_HARVEST="0", WAN_MCP_CONFIRM_ABOVE_IMAGES="1")
+    server = StdioServerParameters(command=sys.executable, args=["-m", "wan_image_mcp"], env=env, cwd=tmp_path)
+    with anyio.fail_after(60):
+        async with Client(server, mode=mode, elicitation_callback=yes_then_no) as client:
+            accepted = await client.call_tool("submit_task", {"prompt": "two boats", "size": "1K", "n": 2})
+            declined = await client.call_tool("submit_task", {"prompt": "two boats", "size": "1K", "n": 2})
+    assert not accepted.is_error, text(accepted)
+    assert declined.is_error and "Nothing was sent" in text(declined)
+    assert asked == ["This will generate 2 paid images with wan2.7-image-pro. Proceed?"] * 2
+    assert len([r for r in emulator.state.requests if r.method == "POST"]) == 1

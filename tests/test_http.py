@@ -284,3 +284,34 @@ async def test_connections_to_our_listening_sockets_send_without_waiting_for_ack
             await seen.wait()
         writer.close()
     assert nodelay == [1]
+
+
+def test_over_stateless_http_the_question_reaches_a_current_client_and_an_older_one_is_refused(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    from mcp.client.context import ClientRequestContext
+    from mcp.types import ElicitRequestParams, ElicitResult
+
+    asked: list[str] = []
+
+    async def decline(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        del context
+        asked.append(params.message)
+        return ElicitResult(action="decline")
+
+    async def session(url: str) -> tuple[str, str]:
+        with anyio.fail_after(60):
+            async with Client(url, elicitation_callback=decline) as current:  # 2026-07-28: InputRequiredResult
+                declined = await current.call_tool("edit_image", {"prompt": "x", "size": "1K", "n": 2})
+            async with Client(url, mode="legacy", elicitation_callback=decline) as older:  # 2025-11-25
+                refused = await older.call_tool("edit_image", {"prompt": "x", "size": "1K", "n": 2})
+        assert declined.is_error and refused.is_error
+        return str(declined.content[0].model_dump()["text"]), str(refused.content[0].model_dump()["text"])
+
+    before = len(emulator.state.requests)
+    with http_server(emulator, tmp_path, WAN_MCP_CONFIRM_ABOVE_IMAGES="1") as url:
+        declined, refused = anyio.run(session, url)
+    assert asked == ["This will generate 2 paid images with wan2.7-image-pro. Proceed?"]
+    assert "declined" in declined and "Nothing was sent" in declined
+    assert "stateless HTTP" in refused and "WAN_MCP_CONFIRM_ABOVE_IMAGES=1" in refused, refused
+    assert len(emulator.state.requests) == before  # nothing reached DashScope

@@ -91,12 +91,12 @@ def _flag(value: str | None, default: bool) -> bool:
     return value.strip().lower() not in ("0", "false", "no", "off")
 
 
-def _count(env: Mapping[str, str], name: str) -> int | None:
+def _count(env: Mapping[str, str], name: str, *, least: int = 1) -> int | None:
     raw = env.get(name, "").strip()
     if not raw:
         return None
-    if not raw.isdigit() or int(raw) < 1:
-        raise ConfigurationError(f"{name}={raw!r} must be a whole number of images, at least 1")
+    if not raw.isdigit() or int(raw) < least:
+        raise ConfigurationError(f"{name}={raw!r} must be a whole number of images, at least {least}")
     return int(raw)
 
 
@@ -159,6 +159,9 @@ class Settings:
     """Most paid images one call may request (n, or max_images with interleave)."""
     max_images_per_day: int | None = None
     """Most paid images requested in any 24 hours, counted from the journal; None: no limit."""
+    confirm_above_images: int | None = None
+    """A call requesting more paid images than this asks the user first (WAN_MCP_CONFIRM_ABOVE_IMAGES; 0: every
+    paid call); None: never asks."""
     log_level: str = "WARNING"
     """stderr log level (WAN_MCP_LOG_LEVEL); stdout is never used for logs."""
     http_token: SecretStr | None = field(default=None, repr=False)
@@ -206,6 +209,7 @@ class Settings:
             max_images_per_call=_count(env, "WAN_MCP_MAX_IMAGES_PER_CALL") or 4,
             inline_max_bytes=_count(env, "WAN_MCP_INLINE_MAX_BYTES") or 1_000_000,
             max_images_per_day=_count(env, "WAN_MCP_MAX_IMAGES_PER_DAY"),
+            confirm_above_images=_count(env, "WAN_MCP_CONFIRM_ABOVE_IMAGES", least=0),
             previews=_flag(env.get("WAN_MCP_PREVIEWS"), True),
             poll_interval=poll,
             poll_interval_max=max(poll, _seconds(env, "WAN_MCP_POLL_INTERVAL_MAX", 5.0)),

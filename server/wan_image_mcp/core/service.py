@@ -22,33 +22,19 @@ from .access import FileAccess
 from .async_journal import AsyncJournal
 from .clock import SYSTEM_CLOCK, Clock
 from .detection import Mode, build_instruction
-from .errors import ConfigurationError, SpendLimitExceeded, SubmissionUncertain
-from .journal import DAY, Journal, NewTask
+from .errors import ConfigurationError, SubmissionUncertain
+from .journal import DAY, NewTask
 from .outcomes import EditResult, ImageInfo, InspectResult, TaskList, check_hint, summary_of
 from .polling import Polling, Progress
 from .reconcile import Reconciled, Reconciler, Submissions
 from .references import PreparedImage, RefKind, classify, local_path
 from .results import ResultStore
+from .spending import Confirm, SpendGate, SpendQuestion, begin_within_budget, check_budget
 from .task_check import TaskCheck, no_progress
 from .uploads import Uploads
 from .validation import EditParams, PreparedRequest, check_task_id, prepare_request
 
 log = logging.getLogger("wan_image_mcp")
-
-
-def _begin_within_budget(journal: Journal, task: NewTask, per_day: int | None) -> int:
-    """Check the daily budget (the 24 h before the task's creation) and record the task in one journal call, so
-    concurrent submissions cannot both slip under the limit."""
-    if per_day is not None:
-        used = journal.requested_since(task.created_at - DAY)
-        asked = task.requested_images or 0
-        if used + asked > per_day:
-            raise SpendLimitExceeded(
-                f"This call would request {asked} paid image(s); {used} were requested in the last 24 h and "
-                f"WAN_MCP_MAX_IMAGES_PER_DAY is {per_day}. Nothing was sent. To allow more, raise "
-                "WAN_MCP_MAX_IMAGES_PER_DAY in the server's environment."
-            )
-    return journal.begin(task)
 
 
 @dataclass(frozen=True)
@@ -86,6 +72,7 @@ class WanService:
         access: FileAccess | None = None,
         max_images_per_call: int | None = None,
         max_images_per_day: int | None = None,
+        confirm_above_images: int | None = None,
         inline_max_bytes: int = 1_000_000,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
@@ -93,7 +80,7 @@ class WanService:
         self._uploads = Uploads(journal, inline_max=inline_max_bytes, clock=clock)
         self._client = client
         self._access = access or FileAccess.of([store.root])
-        self._per_call = max_images_per_call
+        self.gate = SpendGate(max_images_per_call, confirm_above_images)
         self._per_day = max_images_per_day
         self._store = store
         self.journal = journal
@@ -140,9 +127,29 @@ class WanService:
             lambda: prepare_request(args.model, args.prompt, args.images, args.params, cwd=Path.cwd(), access=access)
         )
 
-    async def submit(self, args: EditArgs, *, instruction: str | None = None, roots: Sequence[str] = ()) -> EditResult:
-        """Validate ``args``, record the task in the journal, then send its create request; ``instruction`` is
-        recorded for ``detect_segment``, ``roots`` as in ``prepare``.
+    async def vet(self, request: PreparedRequest) -> SpendQuestion | None:
+        """After validation, before anything is sent: refuse a call over a limit or without a key; the question
+        for the user when the call is above WAN_MCP_CONFIRM_ABOVE_IMAGES (see ``spending``). Raises
+        SpendLimitExceeded or ConfigurationError."""
+        self._api()
+        question = self.gate.vet(request)
+        if question is not None and self._per_day is not None:  # spares the user a question the budget would undo
+            used = await self.journal.run(self.journal.sync.requested_since, self.clock.time() - DAY)
+            check_budget(request.paid_images, used, self._per_day)
+        return question
+
+    async def submit(
+        self,
+        args: EditArgs,
+        *,
+        instruction: str | None = None,
+        roots: Sequence[str] = (),
+        prepared: PreparedRequest | None = None,
+        confirm: Confirm | None = None,
+    ) -> EditResult:
+        """Validate ``args`` (or take them ``prepared``), confirm through ``confirm`` when the call needs it, record
+        the task in the journal, then send its create request; ``instruction`` is recorded for
+        ``detect_segment``, ``roots`` as in ``prepare``.
 
         Returns at once with the task's id, its status as created, model, adjustments, requested images and a
         ``next_step`` naming ``check_task``. Raises what ``prepare`` raises; SpendLimitExceeded over either
@@ -151,17 +158,12 @@ class WanService:
         and reconciled later); the client's DashScopeError when an upload was refused (before any row), when the
         API refused the request (the row is REJECTED) or when its 5xx left the outcome open (the row is UNCERTAIN).
         """
-        request = await self.prepare(args, roots=roots)
-        if self._per_call is not None and request.paid_images > self._per_call:
-            raise SpendLimitExceeded(
-                f"This call would request {request.paid_images} paid images; WAN_MCP_MAX_IMAGES_PER_CALL is "
-                f"{self._per_call}. Nothing was sent. Ask for fewer (n / max_images), or raise "
-                "WAN_MCP_MAX_IMAGES_PER_CALL in the server's environment."
-            )
+        request = prepared or await self.prepare(args, roots=roots)
+        await self.gate.clear(request, confirm)
         client = self._api()
         request = await self._uploads.place(client, request)
         new = _new_task(request, instruction, answer_within=client.submit_deadline, created_at=self.clock.time())
-        journal_id = await self.journal.run(_begin_within_budget, self.journal.sync, new, self._per_day)
+        journal_id = await self.journal.run(begin_within_budget, self.journal.sync, new, self._per_day)
         self.submissions.begin(journal_id)  # with no await since the row was written (see Submissions)
         answered = False
         try:
@@ -216,35 +218,28 @@ class WanService:
         progress: Progress = no_progress,
         instruction: str | None = None,
         roots: Sequence[str] = (),
+        prepared: PreparedRequest | None = None,
+        confirm: Confirm | None = None,
     ) -> EditResult:
         """``submit``, then ``check`` for up to ``wait_seconds``, reporting to ``progress`` (submitted,
         running, downloading, saved). Returns what ``check`` returns, with the create request's id when the
         query gave none; raises what ``submit`` raises (a task not done in time is a RUNNING result, not an
         error)."""
-        submitted = await self.submit(args, instruction=instruction, roots=roots)
+        submitted = await self.submit(args, instruction=instruction, roots=roots, prepared=prepared, confirm=confirm)
         assert submitted.task_id is not None
         await progress(0.05, f"submitted task {submitted.task_id}")
         checked = await self.check(submitted.task_id, wait_seconds=wait_seconds, progress=progress)
         return checked.model_copy(update={"request_id": checked.request_id or submitted.request_id})
 
-    async def detect_segment(
-        self,
-        image: str,
-        targets: Sequence[str],
-        *,
-        mode: Mode,
-        labels: Sequence[str] | None,
-        model: str,
-        wait_seconds: float,
-        progress: Progress = no_progress,
-        roots: Sequence[str] = (),
-    ) -> EditResult:
-        """Detect (``mode="detect"``: labelled boxes) or segment ``targets`` in one image: writes the
-        instruction in the targets' language (``labels``: one per target, default their names), then ``edit``.
-        Returns ``edit``'s result with the ``instruction``; raises what ``edit`` raises."""
+    @staticmethod
+    def detect_args(
+        image: str, targets: Sequence[str], *, mode: Mode, labels: Sequence[str] | None, model: str
+    ) -> EditArgs:
+        """detect_segment's call as edit_image's: the instruction written for the targets in their language
+        (``labels``: one per target, default their names) and the one image; ``edit`` then takes it with that
+        instruction."""
         instruction = build_instruction(targets, mode, labels)
-        args = EditArgs(prompt=instruction, images=[image], model=model, params=EditParams())
-        return await self.edit(args, wait_seconds=wait_seconds, progress=progress, instruction=instruction, roots=roots)
+        return EditArgs(prompt=instruction, images=[image], model=model, params=EditParams())
 
     async def check(
         self,

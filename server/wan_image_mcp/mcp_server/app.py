@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import anyio
 import httpx2
 from mcp.server import MCPServer
+from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import Context
 from mcp.shared.exceptions import MCPError
-from mcp.types import INVALID_PARAMS, GetPromptResult, InputRequiredResult
+from mcp.types import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    CompleteRequestParams,
+    CompleteResult,
+    Completion,
+    GetPromptResult,
+    InputRequiredResult,
+)
 
 from .. import __version__
 from ..core.access import FileAccess
@@ -22,13 +31,14 @@ from ..core.async_journal import AsyncJournal
 from ..core.catalog import model_limits
 from ..core.clock import SYSTEM_CLOCK, Clock
 from ..core.config import Settings
-from ..core.errors import ConfigurationError
+from ..core.errors import ConfigurationError, WanError
 from ..core.harvest import Harvester
 from ..core.journal import Journal
 from ..core.results import ResultStore
 from ..core.service import WanService
 from ..dashscope import DashScopeClient, QueryRate
 from .appstate import AppState
+from .completions import complete
 from .oauth import oauth_kwargs
 from .prompts import register as register_prompts
 from .resources import register as register_resources
@@ -71,6 +81,7 @@ def build_state(
         access=FileAccess.of([*settings.allowed_dirs, settings.output_dir]),
         max_images_per_call=settings.max_images_per_call,
         max_images_per_day=settings.max_images_per_day,
+        confirm_above_images=settings.confirm_above_images,
         inline_max_bytes=settings.inline_max_bytes,
         clock=clock,
     )
@@ -123,6 +134,18 @@ class WanServer(MCPServer[AppState]):
             raise MCPError(INVALID_PARAMS, f"prompt '{name}': {'; '.join(said + unknown)}")
         return await super().get_prompt(name, arguments, context)
 
+    def answer_completions(self, complete: Callable[[AppState, CompleteRequestParams], Awaitable[Completion]]) -> None:
+        """Serve completion/complete, which declares the completions capability, with the lifespan's state (the
+        SDK's ``completion()`` decorator does not pass it to the handler). A failure is an error in our words."""
+
+        async def handler(ctx: ServerRequestContext[AppState], params: CompleteRequestParams) -> CompleteResult:
+            try:
+                return CompleteResult(completion=await complete(ctx.lifespan_context, params))
+            except WanError as exc:
+                raise MCPError(INTERNAL_ERROR, f"cannot complete {params.argument.name}: {exc}") from None
+
+        self._lowlevel_server.add_request_handler("completion/complete", CompleteRequestParams, handler)
+
 
 def build_app(
     settings: Settings | None = None, http: httpx2.AsyncClient | None = None, *, clock: Clock = SYSTEM_CLOCK
@@ -160,4 +183,5 @@ def build_app(
     )
     register_resources(server)
     register_prompts(server)
+    server.answer_completions(complete)
     return server

@@ -12,26 +12,24 @@ import base64
 import json
 from typing import Annotated, Any, Literal
 
-from mcp.server.mcpserver import Context, ListRoots, Resolve
+from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
-from mcp.types import CallToolResult, ContentBlock, ImageContent, ListRootsResult, TextContent, ToolAnnotations
+from mcp.types import CallToolResult, ContentBlock, ImageContent, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..core.config import Settings
 from ..core.outcomes import EditResult, InspectResult, ListedStatus, TaskList, TaskStarted, summary_text
 from ..core.previews import previews
-from ..core.service import EditArgs
 from ..core.specs import DEFAULT_MODEL, SEED_RANGE, ModelName
 from ..core.tool_schemas import MAX_IMAGES, MAX_INPUT_IMAGES, MAX_N, describe
-from ..core.validation import EditParams
 from ..dashscope import APIStatusError
 from .appstate import AppState
 from .boundary import StrictTool, tool_errors
+from .resolvers import NO_ROOTS, CheckedDetect, CheckedEdit, RootsForImages, uris
 from .resources import image_link
 
 MAX_WAIT = 300
-_NO_ROOTS = ListRootsResult(roots=[])
 
 
 # --- argument types: their schemas come from these hints, their text from tool_schemas ----------------
@@ -107,36 +105,6 @@ def _progress(ctx: Context[AppState]) -> Any:
     return report
 
 
-def _palette(colours: list[PaletteColor] | None) -> list[dict[str, str]] | None:
-    return [colour.model_dump() for colour in colours] if colours else None
-
-
-# --- the client's roots, asked for only when a call needs them ----------------------------------------------
-
-
-def _roots(ctx: Context[AppState], refs: list[str]) -> ListRoots | ListRootsResult:
-    capabilities = ctx.client_capabilities
-    if capabilities is None or capabilities.roots is None or not _state(ctx).service.needs_roots(refs):
-        return ListRootsResult(roots=[])
-    return ListRoots()
-
-
-def _roots_for_images(ctx: Context[AppState], images: list[str]) -> ListRoots | ListRootsResult:
-    return _roots(ctx, images)
-
-
-def _roots_for_image(ctx: Context[AppState], image: str) -> ListRoots | ListRootsResult:
-    return _roots(ctx, [image])
-
-
-RootsForImages = Annotated[ListRootsResult, Resolve(_roots_for_images)]
-"""The client's roots when a call's images need them (one resolver, so the tools' signatures compare equal)."""
-
-
-def _uris(roots: ListRootsResult) -> list[str]:
-    return [str(root.uri) for root in roots.roots]
-
-
 # --- the tools ------------------------------------------------------------------------------------------
 
 
@@ -158,31 +126,24 @@ async def edit_image(
     enable_interleave: Interleave = None,
     max_images: MaxImages = None,
     wait_seconds: Wait = 50,
-    roots: RootsForImages = _NO_ROOTS,
+    *,
+    checked: CheckedEdit,
 ) -> Annotated[CallToolResult, EditResult]:
     """Edit, fuse or generate images with a Wan model and save them locally.
 
     Refer to the inputs as image 1, image 2 (圖1, 圖2) in the prompt, in the order of `images`. Waits up to
     wait_seconds; if the task is not done by then, returns status RUNNING with a task_id for check_task.
     """
-    params = EditParams(
-        size=size,
-        n=n,
-        negative_prompt=negative_prompt,
-        seed=seed,
-        watermark=watermark,
-        prompt_extend=prompt_extend,
-        thinking_mode=thinking_mode,
-        bbox_list=bbox_list,
-        enable_sequential=enable_sequential,
-        color_palette=_palette(color_palette),
-        enable_interleave=enable_interleave,
-        max_images=max_images,
-    )
+    # The arguments reach the core through `checked` (resolvers.py): validated, and confirmed when they must be.
     state = _state(ctx)
-    args = EditArgs(prompt=prompt, images=images, model=model, params=params)
     with tool_errors():
-        result = await state.service.edit(args, wait_seconds=wait_seconds, progress=_progress(ctx), roots=_uris(roots))
+        result = await state.service.edit(
+            checked.prepared.args,
+            wait_seconds=wait_seconds,
+            progress=_progress(ctx),
+            prepared=checked.prepared.request,
+            confirm=checked.confirm,
+        )
     return await respond(result, state.settings)
 
 
@@ -203,29 +164,18 @@ async def submit_task(
     color_palette: Palette = None,
     enable_interleave: Interleave = None,
     max_images: MaxImages = None,
-    roots: RootsForImages = _NO_ROOTS,
+    *,
+    checked: CheckedEdit,
 ) -> Annotated[CallToolResult, TaskStarted]:
     """Start an image task and return at once with its task_id. Takes edit_image's arguments (as described
     there) except wait_seconds. Use check_task to wait for it and get the images.
     """
-    params = EditParams(
-        size=size,
-        n=n,
-        negative_prompt=negative_prompt,
-        seed=seed,
-        watermark=watermark,
-        prompt_extend=prompt_extend,
-        thinking_mode=thinking_mode,
-        bbox_list=bbox_list,
-        enable_sequential=enable_sequential,
-        color_palette=_palette(color_palette),
-        enable_interleave=enable_interleave,
-        max_images=max_images,
-    )
+    # The arguments reach the core through `checked` (resolvers.py): validated, and confirmed when they must be.
     state = _state(ctx)
-    args = EditArgs(prompt=prompt, images=images, model=model, params=params)
     with tool_errors():
-        result = await state.service.submit(args, roots=_uris(roots))
+        result = await state.service.submit(
+            checked.prepared.args, prepared=checked.prepared.request, confirm=checked.confirm
+        )
     return await respond(result, state.settings, TaskStarted)
 
 
@@ -285,23 +235,24 @@ async def detect_segment(
     ] = None,
     model: Model = DEFAULT_MODEL,
     wait_seconds: Wait = 50,
-    roots: Annotated[ListRootsResult, Resolve(_roots_for_image)] = _NO_ROOTS,
+    *,
+    checked: CheckedDetect,
 ) -> Annotated[CallToolResult, EditResult]:
     """Detect objects (labelled boxes) or segment them in an image; returns the result image and the instruction.
 
     The instruction is written in the language of the targets, the way Wan's own examples are.
     """
+    # The arguments reach the core through `checked` (resolvers.py): validated, and confirmed when they must be.
     state = _state(ctx)
+    call = checked.prepared
     with tool_errors():
-        result = await state.service.detect_segment(
-            image,
-            targets,
-            mode=mode,
-            labels=labels,
-            model=model,
+        result = await state.service.edit(
+            call.args,
             wait_seconds=wait_seconds,
             progress=_progress(ctx),
-            roots=_uris(roots),
+            instruction=call.instruction,
+            prepared=call.request,
+            confirm=checked.confirm,
         )
     return await respond(result, state.settings)
 
@@ -311,13 +262,13 @@ async def inspect_image(
     images: Annotated[
         list[str], Field(min_length=1, max_length=MAX_INPUT_IMAGES, description="Image references, as for edit_image.")
     ],
-    roots: RootsForImages = _NO_ROOTS,
+    roots: RootsForImages = NO_ROOTS,
 ) -> Annotated[CallToolResult, InspectResult]:
     """Before editing: each image's size, format, EXIF orientation and bytes, which models take it as it is
     (and what would be adjusted or refused for the others), and a preview with a pixel grid for choosing
     bbox_list coordinates in the image's own pixels. Costs nothing: nothing is sent to DashScope."""
     state = _state(ctx)
-    result, grids = await state.service.inspect(images, roots=_uris(roots))
+    result, grids = await state.service.inspect(images, roots=uris(roots))
     lines: list[str] = []
     for info in result.images:
         if info.problem:

@@ -1,0 +1,59 @@
+"""Suggestions for a value being typed: model names, the journal's recent task ids and result image names.
+
+Each ``*_suggestions`` function takes the typed prefix and returns at most ``LIMIT`` values, best first (model
+names in the table's order, tasks and images newest first), with how many matched in all. Free of MCP; the
+journal functions run on its worker thread (``AsyncJournal.run``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .journal import Journal
+from .specs import MODEL_NAMES
+
+LIMIT = 100
+"""Most values in one answer (the protocol's own bound)."""
+RECENT_TASKS = 500
+"""How far back in the journal suggestions look: the newest this many tasks."""
+
+
+@dataclass(frozen=True)
+class Suggestions:
+    values: list[str]
+    total: int
+
+    @property
+    def has_more(self) -> bool:
+        return self.total > len(self.values)
+
+
+def _matching(candidates: Iterable[str], prefix: str, limit: int) -> Suggestions:
+    seen: dict[str, None] = {}
+    for value in candidates:
+        if value.startswith(prefix):
+            seen.setdefault(value)
+    values = list(seen)
+    return Suggestions(values[:limit], len(values))
+
+
+def model_suggestions(prefix: str, limit: int = LIMIT) -> Suggestions:
+    return _matching(MODEL_NAMES, prefix, limit)
+
+
+def task_suggestions(journal: Journal, prefix: str, limit: int = LIMIT) -> Suggestions:
+    """Task ids DashScope gave to the newest tasks (a submission still without one has none to suggest)."""
+    rows, _ = journal.recent(limit=RECENT_TASKS)
+    return _matching((row.task_id for row in rows if row.task_id), prefix, limit)
+
+
+def image_suggestions(journal: Journal, root: Path, prefix: str, limit: int = LIMIT) -> Suggestions:
+    """File names of the images the newest tasks saved in ``root`` that are still there: what wan://images/{name}
+    serves."""
+    rows, _ = journal.recent(limit=RECENT_TASKS)
+    folder = root.resolve()
+    paths = (Path(image["path"]) for row in rows for image in row.images)
+    servable = (p.name for p in paths if p.name.startswith(prefix) and p.resolve().parent == folder and p.is_file())
+    return _matching(servable, prefix, limit)

@@ -1,0 +1,230 @@
+"""What the SDK fills in before a tool's body runs: the client's roots, and a paid call checked and confirmed.
+
+A paid tool (edit_image, submit_task, detect_segment) takes a ``Checked``: its resolvers validate the call
+(``WanService.prepare``, after the roots), then ask the core whether it needs the user's yes (``WanService.vet``)
+and, if so, return an ``Elicit`` with the core's question. The SDK carries it as the negotiated protocol wants:
+a standalone ``elicitation/create`` in the middle of the call (2025-11-25, when the transport can send one), or an
+``InputRequiredResult`` that the client answers by calling again (2026-07-28, stateless HTTP included). The body
+hands the request and the reply to the core (``Checked.confirm`` is its ``Confirm``), which spends only on a yes.
+Resolvers, not the body, must ask: a tool whose parameters use ``Resolve`` (the roots) has one multi-round channel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
+from mcp.server.mcpserver import Context, Elicit, ListRoots, Resolve
+from mcp.types import ListRootsResult
+from pydantic import BaseModel, ConfigDict
+
+from ..core.detection import Mode
+from ..core.service import EditArgs, WanService
+from ..core.specs import ModelName
+from ..core.spending import Answer, CannotAsk, Reply, SpendQuestion
+from ..core.validation import EditParams, PreparedRequest
+from .appstate import AppState
+from .boundary import tool_errors
+
+INPUT_REQUIRED_VERSION = "2026-07-28"
+"""The first protocol whose server asks the client inside a result (``InputRequiredResult``), not by a request."""
+
+
+def _service(ctx: Context[AppState]) -> WanService:
+    return ctx.request_context.lifespan_context.service
+
+
+# --- the client's roots, asked for only when a call needs them ----------------------------------------------
+
+
+def _roots(ctx: Context[AppState], refs: list[str]) -> ListRoots | ListRootsResult:
+    capabilities = ctx.client_capabilities
+    if capabilities is None or capabilities.roots is None or not _service(ctx).needs_roots(refs):
+        return ListRootsResult(roots=[])
+    return ListRoots()
+
+
+def _roots_for_images(ctx: Context[AppState], images: list[str]) -> ListRoots | ListRootsResult:
+    return _roots(ctx, images)
+
+
+def _roots_for_image(ctx: Context[AppState], image: str) -> ListRoots | ListRootsResult:
+    return _roots(ctx, [image])
+
+
+RootsForImages = Annotated[ListRootsResult, Resolve(_roots_for_images)]
+"""The client's roots when a call's images need them (one resolver, so the tools' signatures compare equal)."""
+RootsForImage = Annotated[ListRootsResult, Resolve(_roots_for_image)]
+NO_ROOTS = ListRootsResult(roots=[])
+
+
+def uris(roots: ListRootsResult) -> list[str]:
+    return [str(root.uri) for root in roots.roots]
+
+
+# --- a paid call: validated, then confirmed when the core says it must be -------------------------------------
+
+
+class Proceed(BaseModel):
+    """The confirmation form: it has no fields; accepting it is the yes."""
+
+    model_config = ConfigDict(title="Confirm paid images")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A call's arguments as the core takes them, and the request they validated into."""
+
+    args: EditArgs
+    request: PreparedRequest
+    instruction: str | None = None
+
+
+@dataclass(frozen=True)
+class Unasked:
+    """No question was put: none was needed (``reply`` None), or the client cannot be asked (``reply`` says why)."""
+
+    reply: CannotAsk | None = None
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What a paid tool's body gets: the validated call, the question the core asked (if any) and the reply."""
+
+    prepared: Prepared
+    question: SpendQuestion | None
+    reply: Reply | None
+
+    async def confirm(self, question: SpendQuestion) -> Reply:
+        """The core's ``Confirm``: the reply to exactly this question, never a yes to another one."""
+        if question == self.question and self.reply is not None:
+            return self.reply
+        return CannotAsk("the question was not put to the user")
+
+
+def cannot_elicit(ctx: Context[AppState]) -> str | None:
+    """Why the user cannot be asked in this call, or None when they can (form elicitation, and a way to send it)."""
+    modern = (ctx.protocol_version or "") >= INPUT_REQUIRED_VERSION  # versions are ISO dates
+    if not modern and not ctx.request_context.session.can_send_request:
+        return (
+            "this connection cannot carry a question to the client (stateless HTTP with protocol "
+            f"{ctx.protocol_version}; from {INPUT_REQUIRED_VERSION} on it can)"
+        )
+    capabilities = ctx.client_capabilities
+    elicitation = capabilities.elicitation if capabilities is not None else None
+    if elicitation is None or (elicitation.form is None and elicitation.url is not None):
+        return "this client did not declare form elicitation, so the question cannot be shown to the user"
+    return None
+
+
+async def _prepare(
+    ctx: Context[AppState], args: EditArgs, roots: ListRootsResult, instruction: str | None = None
+) -> Prepared:
+    with tool_errors():
+        return Prepared(args, await _service(ctx).prepare(args, roots=uris(roots)), instruction)
+
+
+async def _ask(ctx: Context[AppState], prepared: Prepared) -> Elicit[Proceed] | Unasked:
+    with tool_errors():  # over a limit or without a key: refused before the user is bothered
+        question = await _service(ctx).vet(prepared.request)
+    if question is None:
+        return Unasked()
+    if (why := cannot_elicit(ctx)) is not None:
+        return Unasked(CannotAsk(why))
+    return Elicit(question.text, Proceed)
+
+
+def _check(ctx: Context[AppState], prepared: Prepared, answer: ElicitationResult[Proceed]) -> Checked:
+    question = _service(ctx).gate.vet(prepared.request)  # the question _ask asked: same request, same answer
+    reply: Reply | None
+    if isinstance(answer, AcceptedElicitation):
+        data: Any = answer.data
+        reply = data.reply if isinstance(data, Unasked) else Answer.ACCEPTED
+    else:
+        reply = Answer.DECLINED if answer.action == "decline" else Answer.CANCELLED
+    return Checked(prepared, question, reply)
+
+
+async def _edit_call(
+    ctx: Context[AppState],
+    prompt: str,
+    images: list[str],
+    model: ModelName,
+    size: str | None,
+    n: int,
+    negative_prompt: str | None,
+    seed: int | None,
+    watermark: bool,
+    prompt_extend: bool | None,
+    thinking_mode: bool | None,
+    bbox_list: list[list[list[int]]] | None,
+    enable_sequential: bool | None,
+    color_palette: list[Any] | None,
+    enable_interleave: bool | None,
+    max_images: int | None,
+    roots: RootsForImages,
+) -> Prepared:
+    params = EditParams(
+        size=size,
+        n=n,
+        negative_prompt=negative_prompt,
+        seed=seed,
+        watermark=watermark,
+        prompt_extend=prompt_extend,
+        thinking_mode=thinking_mode,
+        bbox_list=bbox_list,
+        enable_sequential=enable_sequential,
+        color_palette=[colour.model_dump() for colour in color_palette] if color_palette else None,
+        enable_interleave=enable_interleave,
+        max_images=max_images,
+    )
+    return await _prepare(ctx, EditArgs(prompt=prompt, images=images, model=model, params=params), roots)
+
+
+EditCall = Annotated[Prepared, Resolve(_edit_call)]
+
+
+async def _edit_ask(ctx: Context[AppState], prepared: EditCall) -> Elicit[Proceed] | Unasked:
+    return await _ask(ctx, prepared)
+
+
+async def _edit_checked(
+    ctx: Context[AppState], prepared: EditCall, answer: Annotated[ElicitationResult[Proceed], Resolve(_edit_ask)]
+) -> Checked:
+    return _check(ctx, prepared, answer)
+
+
+CheckedEdit = Annotated[Checked, Resolve(_edit_checked)]
+"""edit_image's and submit_task's call, validated and, above WAN_MCP_CONFIRM_ABOVE_IMAGES, put to the user."""
+
+
+async def _detect_call(
+    ctx: Context[AppState],
+    image: str,
+    targets: list[str],
+    mode: Mode,
+    labels: list[str] | None,
+    model: ModelName,
+    roots: RootsForImage,
+) -> Prepared:
+    with tool_errors():
+        args = WanService.detect_args(image, targets, mode=mode, labels=labels, model=model)
+    return await _prepare(ctx, args, roots, instruction=args.prompt)
+
+
+DetectCall = Annotated[Prepared, Resolve(_detect_call)]
+
+
+async def _detect_ask(ctx: Context[AppState], prepared: DetectCall) -> Elicit[Proceed] | Unasked:
+    return await _ask(ctx, prepared)
+
+
+async def _detect_checked(
+    ctx: Context[AppState], prepared: DetectCall, answer: Annotated[ElicitationResult[Proceed], Resolve(_detect_ask)]
+) -> Checked:
+    return _check(ctx, prepared, answer)
+
+
+CheckedDetect = Annotated[Checked, Resolve(_detect_checked)]
+"""detect_segment's call, validated and confirmed like edit_image's."""

@@ -1,0 +1,77 @@
+"""The spending rules in the core (which calls need the user's yes; only a yes spends) and the MCP side's reply,
+which answers only the question that was asked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from wan_image_mcp.core.errors import SpendLimitExceeded
+from wan_image_mcp.core.service import EditArgs
+from wan_image_mcp.core.spending import Answer, CannotAsk, Confirm, NotConfirmed, Reply, SpendGate, SpendQuestion
+from wan_image_mcp.core.validation import EditParams, PreparedRequest, prepare_request
+from wan_image_mcp.mcp_server.resolvers import Checked, Prepared
+
+pytestmark = pytest.mark.anyio
+
+
+def request(model: str = "wan2.7-image-pro", **params: Any) -> PreparedRequest:
+    params.setdefault("size", "1K")
+    return prepare_request(model, "a lighthouse", [], EditParams(**params), cwd=Path.cwd())
+
+
+def replying(reply: Reply, asked: list[SpendQuestion]) -> Confirm:
+    async def confirm(question: SpendQuestion) -> Reply:
+        asked.append(question)
+        return reply
+
+    return confirm
+
+
+@pytest.mark.parametrize(
+    ("threshold", "n", "asks"), [(None, 4, False), (2, 1, False), (2, 2, False), (2, 3, True), (0, 1, True)]
+)
+def test_only_a_call_above_the_threshold_needs_a_question(threshold: int | None, n: int, asks: bool) -> None:
+    question = SpendGate(per_call=4, confirm_above=threshold).vet(request(n=n))
+    assert (question is not None) is asks
+    if question is not None:
+        assert question == SpendQuestion(images=n, model="wan2.7-image-pro", threshold=threshold or 0)
+
+
+def test_the_count_is_what_the_api_bills_n_or_max_images_for_interleave() -> None:
+    gate = SpendGate(confirm_above=1)
+    assert (gate.vet(request(n=3, enable_sequential=True)) or SpendQuestion(0, "", 0)).images == 3
+    interleave = request("wan2.6-image", enable_interleave=True, size="1024*1024")
+    assert (gate.vet(interleave) or SpendQuestion(0, "", 0)).images == 5  # the API's default max_images
+    assert gate.vet(request("wan2.6-image", enable_interleave=True, size="1024*1024", max_images=1)) is None
+
+
+def test_the_per_call_limit_refuses_before_any_question() -> None:
+    with pytest.raises(SpendLimitExceeded, match="WAN_MCP_MAX_IMAGES_PER_CALL is 3"):
+        SpendGate(per_call=3, confirm_above=1).vet(request(n=4))
+
+
+async def test_only_an_accepted_answer_spends() -> None:
+    gate = SpendGate(confirm_above=1)
+    asked: list[SpendQuestion] = []
+    await gate.clear(request(n=2), replying(Answer.ACCEPTED, asked))
+    assert [q.text for q in asked] == ["This will generate 2 paid images with wan2.7-image-pro. Proceed?"]
+    for reply in (Answer.DECLINED, Answer.CANCELLED, CannotAsk("this client cannot")):
+        with pytest.raises(NotConfirmed, match="Nothing was sent"):
+            await gate.clear(request(n=2), replying(reply, asked))
+    with pytest.raises(NotConfirmed, match="there is no way to ask the user"):
+        await gate.clear(request(n=2), None)
+    await gate.clear(request(n=1), None)  # at the threshold: nothing to ask
+
+
+async def test_the_adapters_reply_answers_only_the_question_that_was_asked() -> None:
+    asked = SpendQuestion(images=2, model="wan2.7-image-pro", threshold=1)
+    call = Prepared(EditArgs("a lighthouse", [], "wan2.7-image-pro", EditParams(n=2)), request(n=2))
+    checked = Checked(call, asked, Answer.ACCEPTED)
+    assert await checked.confirm(asked) is Answer.ACCEPTED
+    other = await checked.confirm(SpendQuestion(images=4, model="wan2.7-image-pro", threshold=1))
+    assert isinstance(other, CannotAsk)
+    unasked = Checked(call, None, None)
+    assert isinstance(await unasked.confirm(asked), CannotAsk)
