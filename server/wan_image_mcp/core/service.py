@@ -284,12 +284,12 @@ class WanService:
             return await self._save(task_id, task, row, result, progress, resume=earlier)
 
     async def inspect(
-        self, refs: Sequence[str], *, roots: Sequence[str] = ()
+        self, refs: Sequence[str], *, roots: Sequence[str] = (), grid: bool = True
     ) -> tuple[InspectResult, list[bytes | None]]:
         from .inspection import inspect_images  # Pillow's drawing, off the start path
 
         access = self._access.with_roots(roots)
-        reports, previews = await anyio.to_thread.run_sync(inspect_images, refs, access, Path.cwd())
+        reports, previews = await anyio.to_thread.run_sync(lambda: inspect_images(refs, access, Path.cwd(), grid=grid))
         return InspectResult(images=[ImageInfo(**report.__dict__) for report in reports]), previews
 
     async def list_statuses(self, wanted: Collection[str]) -> dict[str, TaskStatus]:
