@@ -29,9 +29,11 @@ from ..core.results import ResultStore
 from ..core.service import WanService
 from ..dashscope import DashScopeClient, QueryRate
 from .appstate import AppState
+from .picker import picker_tools
 from .prompts import register as register_prompts
 from .resources import register as register_resources
 from .tools import build_tools
+from .ui_apps import WanApps, apps_listing, bind_pages
 
 log = logging.getLogger("wan_image_mcp")
 
@@ -148,8 +150,11 @@ def build_app(
         instructions=SERVER_INSTRUCTIONS,
         lifespan=lifespan,
         log_level="WARNING",
-        tools=build_tools(),
+        tools=(tools := build_tools() + picker_tools()),
+        extensions=[WanApps()],  # MCP Apps: the viewer and the box picker (ui_apps.py)
+        middleware=[apps_listing],
     )
+    bind_pages(tools)
     register_resources(server)
     register_prompts(server)
     return server
