@@ -118,6 +118,15 @@ async def test_a_viewed_result_carries_inputs_outputs_prompt_and_model_for_the_p
     assert again.meta is not None and again.meta[VIEW_KEY]["outputs"] == view["outputs"]
 
 
+async def test_an_interleaved_answer_puts_each_text_beside_its_image(apps: Client) -> None:
+    arguments = {"prompt": "a recipe", "model": "wan2.6-image", "enable_interleave": True, "max_images": 2}
+    result = await apps.call_tool("edit_image", {**arguments, "size": "1024*1024"})
+    assert not result.is_error and result.meta is not None and result.structured_content is not None
+    view = result.meta[VIEW_KEY]
+    assert [o["text"] for o in view["outputs"]] == result.structured_content["texts"] and view["texts"] == []
+    assert view["inputs"] == [] and view["prompt"] == "a recipe"
+
+
 async def test_detect_segment_is_viewed_with_its_instruction(apps: Client, make_image: ImageFactory) -> None:
     photo = make_image("desk.png", (900, 600))
     found = await apps.call_tool("detect_segment", {"image": str(photo), "targets": ["laptop"]})
