@@ -3,7 +3,7 @@ small host page built on the official ``AppBridge`` (``tests/apps/``), whose JSO
 connected to our server (in-process, DashScope traffic to the emulator). The pages run in a sandboxed iframe under
 the spec's default CSP with every network request refused, so what they show came through the protocol.
 
-The picker test drags boxes with the mouse, confirms, takes the bbox_list the page put in the model's context as
+The picker test draws, moves and deletes boxes with the mouse, confirms, takes the bbox_list the page put in the model's context as
 the model would, passes it to edit_image, and checks that the boxes the emulator receives are the dragged
 rectangles mapped into the pixels of the images as sent (±1 px): for an EXIF-6 photo and a downscaled 9000 px
 image, with the drawn region holding the red patch in the very pixels DashScope got. Screenshots go to
@@ -206,6 +206,20 @@ async def drag(page: Page, frame: Frame, index: int, box: tuple[float, float, fl
     return (x1 - shown["x"], y1 - shown["y"], x2 - shown["x"], y2 - shown["y"], shown["width"], shown["height"])
 
 
+async def move(page: Page, frame: Frame, index: int, drawn: tuple[float, ...], right: float) -> tuple[float, ...]:
+    """Drag the box ``drawn`` on image ``index`` by its middle, ``right`` of the shown width to the right;
+    returns it as ``drag`` does."""
+    shown = await frame.locator(f".stage[data-i='{index}'] img").bounding_box()
+    assert shown is not None
+    x1, y1, x2, y2, width, height = drawn
+    x, y = shown["x"] + (x1 + x2) / 2, shown["y"] + (y1 + y2) / 2
+    await page.mouse.move(x, y)
+    await page.mouse.down()
+    await page.mouse.move(x + right * width, y, steps=6)
+    await page.mouse.up()
+    return (x1 + right * width, y1, x2 + right * width, y2, width, height)
+
+
 async def test_boxes_drawn_in_the_picker_are_the_regions_dashscope_receives(
     host: Host, tmp_path: Path, emulator: EmulatorState
 ) -> None:
@@ -223,7 +237,10 @@ async def test_boxes_drawn_in_the_picker_are_the_regions_dashscope_receives(
     assert await all_images_loaded(frame) == 2
     # Around each red patch where the user sees it on the page, a little inside it.
     patches = [await red_patch(frame, 0), await red_patch(frame, 1)]
-    dragged = [await drag(host.page, frame, index, patch) for index, patch in enumerate(patches)]
+    # On image 1 the box is drawn a fifth of the width to the left of the patch, then moved onto it.
+    x1, y1, x2, y2 = patches[0]
+    drawn = await drag(host.page, frame, 0, (x1 - 0.2, y1, x2 - 0.2, y2))
+    dragged = [await move(host.page, frame, 0, drawn, 0.2), await drag(host.page, frame, 1, patches[1])]
     # A third box on image 2 is refused (wan2.7's limit is 2), a stray one drawn and deleted leaves no trace.
     await drag(host.page, frame, 1, (0.05, 0.05, 0.2, 0.2))
     await drag(host.page, frame, 1, (0.3, 0.6, 0.4, 0.8))
