@@ -3,11 +3,12 @@ small host page built on the official ``AppBridge`` (``tests/apps/``), whose JSO
 connected to our server (in-process, DashScope traffic to the emulator). The pages run in a sandboxed iframe under
 the spec's default CSP with every network request refused, so what they show came through the protocol.
 
-The picker test draws, moves and deletes boxes with the mouse, confirms, takes the bbox_list the page put in the model's context as
-the model would, passes it to edit_image, and checks that the boxes the emulator receives are the dragged
-rectangles mapped into the pixels of the images as sent (±1 px): for an EXIF-6 photo and a downscaled 9000 px
-image, with the drawn region holding the red patch in the very pixels DashScope got. Screenshots go to
-``docs/screenshots/``. Skipped only where Playwright or Chromium cannot be installed (.ci/run installs both).
+The picker test draws, moves and deletes boxes with the mouse, confirms, takes the bbox_list the page put in
+the model's context as the model would, passes it to edit_image, and checks that the boxes the emulator receives
+are the dragged rectangles mapped into the pixels of the images as sent (±1 px): for an EXIF-6 photo and a
+downscaled 9000 px image, with the drawn region holding the red patch in the very pixels DashScope got.
+Screenshots go to ``docs/screenshots/``. Skipped only where Playwright or Chromium cannot be installed (.ci/run
+installs both).
 """
 
 from __future__ import annotations
