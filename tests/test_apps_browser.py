@@ -34,7 +34,7 @@ from tests.conftest import text
 from wan_image_mcp.core.config import Settings
 from wan_image_mcp.emulator import EmulatorState
 from wan_image_mcp.mcp_server.app import build_app
-from wan_image_mcp.mcp_server.ui_apps import PICKER_URI, VIEWER_URI
+from wan_image_mcp.mcp_server.ui_apps import PICKER_URI, VIEW_KEY, VIEWER_URI
 
 try:
     from playwright.async_api import Frame, Page, async_playwright
@@ -73,6 +73,7 @@ class Host:
 
     async def relay(self, method: str, params: str) -> str:
         given = json.loads(params)
+        self.events.append((method, given))
         if method == "tools/call":
             done: Any = await self.client.call_tool(given["name"], given.get("arguments") or {})
         else:
@@ -179,6 +180,18 @@ async def test_the_viewer_shows_every_input_and_result_and_offers_each_for_the_n
     await frame.locator(".card button").nth(1).click()
     message = await host.wait_for("ui/message")
     assert message["role"] == "user" and json.dumps(second) in message["content"][0]["text"]
+
+
+async def test_a_result_without_thumbnails_is_read_through_the_host(host: Host) -> None:
+    """The viewer's other way to its images: resources/read of each result's wan://images/… link via the host."""
+    result = await host.client.call_tool("edit_image", {"prompt": "two", "size": "1K", "n": 2})
+    assert not result.is_error and result.meta is not None, text(result)
+    view = result.meta[VIEW_KEY]
+    bare = {**view, "outputs": [{**output, "thumb": None} for output in view["outputs"]]}
+    frame = await host.open(VIEWER_URI, {"prompt": "two"}, result.model_copy(update={"meta": {VIEW_KEY: bare}}))
+    assert await all_images_loaded(frame) == 2
+    read = [params["uri"] for method, params in host.events if method == "resources/read"]
+    assert read == [output["uri"] for output in view["outputs"]]
 
 
 async def red_patch(frame: Frame, index: int) -> tuple[float, float, float, float]:
