@@ -3,7 +3,7 @@ small host page built on the official ``AppBridge`` (``tests/apps/``), whose JSO
 connected to our server (in-process, DashScope traffic to the emulator). The pages run in a sandboxed iframe under
 the spec's default CSP with every network request refused, so what they show came through the protocol.
 
-The picker test draws, moves and deletes boxes with the mouse, confirms, takes the bbox_list the page put in
+The picker test draws, moves, resizes and deletes boxes with the mouse, confirms, takes the bbox_list the page put in
 the model's context as the model would, passes it to edit_image, and checks that the boxes the emulator receives
 are the dragged rectangles mapped into the pixels of the images as sent (±1 px): for an EXIF-6 photo and a
 downscaled 9000 px image, with the drawn region holding the red patch in the very pixels DashScope got.
@@ -234,6 +234,24 @@ async def move(page: Page, frame: Frame, index: int, drawn: tuple[float, ...], r
     return (x1 + right * width, y1, x2 + right * width, y2, width, height)
 
 
+async def resize(
+    page: Page, frame: Frame, index: int, drawn: tuple[float, ...], corner: tuple[float, float]
+) -> tuple[float, ...]:
+    """Drag the only box on image ``index`` by its corner grip to ``corner`` (fractions of the shown image);
+    returns it as ``drag`` does."""
+    shown = await frame.locator(f".stage[data-i='{index}'] img").bounding_box()
+    grip = await frame.locator(f".stage[data-i='{index}'] .grip").bounding_box()
+    assert shown is not None and grip is not None
+    x, y = grip["x"] + grip["width"] / 2, grip["y"] + grip["height"] / 2
+    to_x, to_y = shown["x"] + corner[0] * shown["width"], shown["y"] + corner[1] * shown["height"]
+    await page.mouse.move(x, y)
+    await page.mouse.down()
+    await page.mouse.move(to_x, to_y, steps=6)
+    await page.mouse.up()
+    x1, y1, x2, y2, width, height = drawn
+    return (x1, y1, x2 + to_x - x, y2 + to_y - y, width, height)  # the corner moves as far as the pointer
+
+
 async def test_boxes_drawn_in_the_picker_are_the_regions_dashscope_receives(
     host: Host, tmp_path: Path, emulator: EmulatorState
 ) -> None:
@@ -254,7 +272,10 @@ async def test_boxes_drawn_in_the_picker_are_the_regions_dashscope_receives(
     # On image 1 the box is drawn a fifth of the width to the left of the patch, then moved onto it.
     x1, y1, x2, y2 = patches[0]
     drawn = await drag(host.page, frame, 0, (x1 - 0.2, y1, x2 - 0.2, y2))
-    dragged = [await move(host.page, frame, 0, drawn, 0.2), await drag(host.page, frame, 1, patches[1])]
+    # On image 2 it is drawn over the patch's top-left quarter, then resized by its corner to the patch's.
+    x1, y1, x2, y2 = patches[1]
+    quarter = await drag(host.page, frame, 1, (x1, y1, (x1 + x2) / 2, (y1 + y2) / 2))
+    dragged = [await move(host.page, frame, 0, drawn, 0.2), await resize(host.page, frame, 1, quarter, (x2, y2))]
     # A third box on image 2 is refused (wan2.7's limit is 2), a stray one drawn and deleted leaves no trace.
     await drag(host.page, frame, 1, (0.05, 0.05, 0.2, 0.2))
     await drag(host.page, frame, 1, (0.3, 0.6, 0.4, 0.8))
