@@ -150,11 +150,10 @@ def build_app(
         instructions=SERVER_INSTRUCTIONS,
         lifespan=lifespan,
         log_level="WARNING",
-        tools=(tools := build_tools() + picker_tools()),
+        tools=bind_pages(build_tools() + picker_tools()),
         extensions=[WanApps()],  # MCP Apps: the viewer and the box picker (ui_apps.py)
         middleware=[apps_listing],
     )
-    bind_pages(tools)
     register_resources(server)
     register_prompts(server)
     return server

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -103,8 +102,8 @@ def view_json(view: TaskView) -> dict[str, Any]:
     }
 
 
-def bind_pages(tools: Sequence[Tool]) -> None:
-    """Stamp ``_meta.ui`` on our tools: the viewed ones show the viewer, the picker's the picker."""
+def bind_pages(tools: list[Tool]) -> list[Tool]:
+    """``tools`` with ``_meta.ui`` stamped: the viewed ones show the viewer, the picker's the picker."""
     for tool in tools:
         if tool.name in VIEWED:
             ui: dict[str, Any] = {"resourceUri": VIEWER_URI}
@@ -113,6 +112,7 @@ def bind_pages(tools: Sequence[Tool]) -> None:
         else:
             continue
         tool.meta = {**(tool.meta or {}), "ui": ui}
+    return tools
 
 
 async def apps_listing(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
