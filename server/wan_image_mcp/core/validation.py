@@ -320,8 +320,7 @@ def _scale_boxes(bbox_list: Boxes, images: Sequence[PreparedImage]) -> list[list
             scaled.append([list(box) for box in boxes])
             continue
         limit = (image.width, image.height, image.width, image.height)
-        # Per axis, from the sizes: a side rounded (or floored, under the pixel cap) after scaling has its own
-        # ratio, up to a pixel from ``scale`` at the far edge.
+        # Per axis, from the sizes: a side rounded or floored after scaling has its own ratio, not quite ``scale``.
         wide, high = image.original_size or (image.width / image.scale, image.height / image.scale)
         ratio = (image.width / wide, image.height / high)
         scaled.append([[min(round(v * ratio[i % 2]), limit[i]) for i, v in enumerate(box)] for box in boxes])
