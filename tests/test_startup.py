@@ -296,7 +296,10 @@ def test_every_module_takes_pillow_from_pillow_py_with_its_bomb_guard() -> None:
 
 MCP_ADAPTERS = {"demo.py"} | {
     f"mcp_server/{name}.py"
-    for name in ("app", "boundary", "tools", "resources", "prompts", "http_server", "resolvers", "completions", "oauth")
+    for name in (
+        *("app", "boundary", "tools", "resources", "prompts", "http_server", "resolvers", "completions", "oauth"),
+        *("picker", "ui_apps"),
+    )
 }
 """The modules that speak MCP (demo.py is an MCP client); the core, the client and the emulator know nothing of it."""
 

@@ -335,6 +335,16 @@ def test_boxes_follow_a_downscaled_image(make_image: ImageFactory) -> None:
     assert "bbox_list scaled with the downscaled images" in request.adjustments
 
 
+def test_boxes_follow_an_image_capped_at_40_mpx_per_axis(make_image: ImageFactory) -> None:
+    """9000×6000 is sent at 7745×5163 (each side floored under the cap): 7745 / 9000 and 5163 / 6000 both differ
+    from the cap's scale, 0.86066, enough to put a box's far edge a pixel off."""
+    path = make_image("huge.png", (9000, 6000))
+    params = EditParams(bbox_list=[[[8000, 5000, 8999, 5999]]])
+    request = prepare_request("wan2.7-image-pro", "x", [str(path)], params)
+    assert (request.images[0].width, request.images[0].height) == (7745, 5163)
+    assert request.parameters["bbox_list"] == [[[6884, 4302, 7744, 5162]]]
+
+
 def test_expected_size_follows_the_last_input(make_image: ImageFactory) -> None:
     first = make_image("a.png", (1000, 1000))
     last = make_image("b.png", (2000, 1000))

@@ -102,7 +102,17 @@ def grid_preview(image: Image.Image, original: tuple[int, int]) -> bytes:
     return out.getvalue()
 
 
-def _inspect_one(index: int, ref: str, access: FileAccess, cwd: Path) -> tuple[ImageReport, bytes | None]:
+def plain_preview(image: Image.Image) -> bytes:
+    """A JPEG of ``image`` (already at most GRID_PREVIEW_SIDE px, as sent) without a grid: what the box picker
+    draws on."""
+    out = io.BytesIO()
+    image.convert("RGB").save(out, "JPEG", quality=85)
+    return out.getvalue()
+
+
+def _inspect_one(
+    index: int, ref: str, access: FileAccess, cwd: Path, *, grid: bool = True
+) -> tuple[ImageReport, bytes | None]:
     kind = classify(ref)
     source = describe_ref(ref)
     if kind in (RefKind.REMOTE, RefKind.OSS):
@@ -138,12 +148,15 @@ def _inspect_one(index: int, ref: str, access: FileAccess, cwd: Path) -> tuple[I
         bytes=size,
         models=verdicts,
     )
-    return report, grid_preview(shown, (width, height))
+    return report, grid_preview(shown, (width, height)) if grid else plain_preview(shown)
 
 
-def inspect_images(refs: Sequence[str], access: FileAccess, cwd: Path) -> tuple[list[ImageReport], list[bytes | None]]:
+def inspect_images(
+    refs: Sequence[str], access: FileAccess, cwd: Path, *, grid: bool = True
+) -> tuple[list[ImageReport], list[bytes | None]]:
     """Reports and grid previews (None where the image could not be read), one per reference, in order, on the
     shared image threads: sizes and verdicts from each header, one decode each (for the preview, which also
-    proves the data whole), never more decodes at once than ``DECODES`` allows."""
-    done = on_image_threads(lambda index, ref: _inspect_one(index, ref, access, cwd), refs)
+    proves the data whole), never more decodes at once than ``DECODES`` allows. ``grid=False``: previews
+    without the grid (the box picker's)."""
+    done = on_image_threads(lambda index, ref: _inspect_one(index, ref, access, cwd, grid=grid), refs)
     return [report for report, _ in done], [preview for _, preview in done]

@@ -261,7 +261,7 @@ class WanService:
         return await self._tasks.check(task_id, wait_seconds=wait_seconds, progress=progress)
 
     async def inspect(
-        self, refs: Sequence[str], *, roots: Sequence[str] = ()
+        self, refs: Sequence[str], *, roots: Sequence[str] = (), grid: bool = True
     ) -> tuple[InspectResult, list[bytes | None]]:
         """Report each image reference (size, format, orientation, per-model verdicts) as it would be sent, in
         order, with a JPEG grid preview each (None where it could not be read). An image that cannot be read, or
@@ -270,7 +270,7 @@ class WanService:
         from .inspection import inspect_images  # Pillow's drawing, off the start path
 
         access = self._access.with_roots(roots)
-        reports, previews = await anyio.to_thread.run_sync(inspect_images, refs, access, Path.cwd())
+        reports, previews = await anyio.to_thread.run_sync(lambda: inspect_images(refs, access, Path.cwd(), grid=grid))
         return InspectResult(images=[ImageInfo(**report.__dict__) for report in reports]), previews
 
     async def list_statuses(self, wanted: Collection[str]) -> dict[str, TaskStatus]:

@@ -170,7 +170,7 @@ def check_parameters(spec: ModelSpec, mode: Mode, prompt: str, image_count: int,
         problems.extend(_check_palette(params.color_palette, spec))
 
     if params.bbox_list is not None and Param.BBOX_LIST in mode.params:
-        problems.extend(_check_bbox_shape(params.bbox_list, image_count, spec.max_boxes_per_image))
+        problems.extend(check_bbox_shape(params.bbox_list, image_count, spec.max_boxes_per_image))
     return problems
 
 
@@ -266,7 +266,7 @@ def _check_palette(palette: Sequence[Mapping[str, str]], spec: ModelSpec) -> lis
     return problems
 
 
-def _check_bbox_shape(bbox_list: Boxes, image_count: int, max_boxes: int) -> list[Problem]:
+def check_bbox_shape(bbox_list: Boxes, image_count: int, max_boxes: int) -> list[Problem]:
     problems: list[Problem] = []
     if len(bbox_list) != image_count:
         problems.append(
@@ -320,7 +320,10 @@ def _scale_boxes(bbox_list: Boxes, images: Sequence[PreparedImage]) -> list[list
             scaled.append([list(box) for box in boxes])
             continue
         limit = (image.width, image.height, image.width, image.height)
-        scaled.append([[min(round(v * image.scale), limit[i]) for i, v in enumerate(box)] for box in boxes])
+        # Per axis, from the sizes: a side rounded or floored after scaling has its own ratio, not quite ``scale``.
+        wide, high = image.original_size or (image.width / image.scale, image.height / image.scale)
+        ratio = (image.width / wide, image.height / high)
+        scaled.append([[min(round(v * ratio[i % 2]), limit[i]) for i, v in enumerate(box)] for box in boxes])
     return scaled
 
 

@@ -40,9 +40,11 @@ from ..dashscope import DashScopeClient, QueryRate
 from .appstate import AppState
 from .completions import complete
 from .oauth import oauth_kwargs
+from .picker import picker_tools
 from .prompts import register as register_prompts
 from .resources import register as register_resources
 from .tools import build_tools
+from .ui_apps import WanApps, apps_listing, bind_pages
 
 log = logging.getLogger("wan_image_mcp")
 
@@ -178,7 +180,9 @@ def build_app(
         instructions=SERVER_INSTRUCTIONS,
         lifespan=lifespan,
         log_level="WARNING",
-        tools=build_tools(),
+        tools=bind_pages(build_tools() + picker_tools()),
+        extensions=[WanApps()],  # MCP Apps: the viewer and the box picker (ui_apps.py)
+        middleware=[apps_listing],
         **oauth_kwargs(resolved),
     )
     register_resources(server)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..core.config import Settings
+from ..core.picking import Picks
 from ..core.service import WanService
 
 
@@ -12,3 +13,5 @@ from ..core.service import WanService
 class AppState:
     service: WanService
     settings: Settings
+    picks: Picks = field(default_factory=Picks)
+    """The box pickers opened, for record_boxes to check the boxes drawn against."""
