@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import platformdirs
@@ -138,7 +138,15 @@ class Settings:
     workspace: str | None = None
     """The workspace id (WAN_MCP_WORKSPACE): its dedicated host, and the ``X-DashScope-WorkSpace`` header."""
     output_dir: Path = field(default_factory=default_output_dir)
-    """Where result images and their sidecars are written."""
+    """Where result images and their sidecars are written (with ``output_url``: where they are downloaded to
+    before they are uploaded)."""
+    output_url: str | None = None
+    """S3-compatible storage for results (WAN_MCP_OUTPUT_URL=s3://bucket/prefix) in place of the output folder."""
+    download_url_seconds: float = 3600.0
+    """How long a result's presigned ``download_url`` is valid (WAN_MCP_DOWNLOAD_URL_SECONDS; S3 output only)."""
+    object_store: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    """The S3 client's settings from AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
+    AWS_SESSION_TOKEN (obstore's names); the key is secret, so this is never shown."""
     previews: bool = True
     """Return a small preview image per result (WAN_MCP_PREVIEWS=0 turns it off)."""
     poll_interval: float = 1.0
@@ -219,6 +227,7 @@ class Settings:
                 host.strip() for host in env.get("WAN_MCP_HTTP_ALLOWED_HOSTS", "").split(",") if host.strip()
             ),
             **_oauth(env),
+            **_object_store(env),
         )
 
     @property
@@ -287,3 +296,26 @@ def _oauth(env: Mapping[str, str]) -> dict[str, str | None]:
         if not parts.hostname or not (parts.scheme == "https" or (parts.scheme == "http" and local)):
             raise ConfigurationError(f"{name} must be an https URL (http only on a loopback host), got {url!r}")
     return {"auth_issuer": issuer, "public_url": public}
+
+
+_AWS = {
+    "AWS_ENDPOINT_URL": "endpoint",
+    "AWS_REGION": "region",
+    "AWS_ACCESS_KEY_ID": "access_key_id",
+    "AWS_SECRET_ACCESS_KEY": "secret_access_key",
+    "AWS_SESSION_TOKEN": "session_token",
+}
+
+
+def _object_store(env: Mapping[str, str]) -> dict[str, Any]:
+    """WAN_MCP_OUTPUT_URL (an ``s3://bucket[/prefix]`` URL), WAN_MCP_DOWNLOAD_URL_SECONDS (more than 0, at most 7
+    days: S3's limit for a presigned URL) and the standard AWS_* variables the S3 client takes. Raises
+    ConfigurationError naming the variable."""
+    url = env.get("WAN_MCP_OUTPUT_URL", "").strip() or None
+    if url is not None and not re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?", url):
+        raise ConfigurationError(f"WAN_MCP_OUTPUT_URL must be s3://bucket or s3://bucket/prefix, got {url!r}")
+    seconds = _seconds(env, "WAN_MCP_DOWNLOAD_URL_SECONDS", 3600.0)
+    if not 0 < seconds <= 7 * 24 * 3600:
+        raise ConfigurationError("WAN_MCP_DOWNLOAD_URL_SECONDS must be more than 0 and at most 604800 (7 days)")
+    options = tuple((key, value) for name, key in _AWS.items() if (value := env.get(name, "").strip()))
+    return {"output_url": url, "download_url_seconds": seconds, "object_store": options}

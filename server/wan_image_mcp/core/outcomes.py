@@ -21,6 +21,9 @@ class ImageFile(BaseModel):
     height: int
     bytes: int
     sha256: str
+    download_url: str | None = Field(
+        default=None, description="a presigned URL to fetch the image from object storage (expires; S3 output only)"
+    )
 
 
 class ApiError(BaseModel):

@@ -17,13 +17,14 @@ import os
 import re
 import stat
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .outcomes import ImageFile
 
 if TYPE_CHECKING:
-    from .journal import Journal
+    from .journal import Journal, TaskRow
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "BMP": ".bmp"}
@@ -45,6 +46,11 @@ def result_stem(task_id: str, index: int, model: str) -> str:
     return f"{stamp}_{safe(model)}_{safe(task_id)}_{index}"
 
 
+def result_name(tag: str) -> re.Pattern[str]:
+    """What the name of an image of the task whose name part is ``tag`` looks like; group 1 is its index."""
+    return re.compile(rf"\d{{8}}-\d{{6}}_.+_{re.escape(tag)}_(\d{{1,3}})\.(?:png|jpg|webp|bmp)")
+
+
 def existing(root: Path, task_id: str) -> tuple[dict[int, ImageFile], int]:
     """Images of ``task_id`` already on disk by index, and how many the task has in all (0: not known).
 
@@ -56,7 +62,7 @@ def existing(root: Path, task_id: str) -> tuple[dict[int, ImageFile], int]:
     if not root.is_dir():
         return found, expected
     tag = safe(task_id)
-    named = re.compile(rf"\d{{8}}-\d{{6}}_.+_{re.escape(tag)}_(\d{{1,3}})\.(?:png|jpg|webp|bmp)")
+    named = result_name(tag)
     bare: dict[int, Path] = {}
     for path in sorted(root.glob(f"*_{tag}_*")):
         if path.suffix != ".json":
@@ -68,14 +74,7 @@ def existing(root: Path, task_id: str) -> tuple[dict[int, ImageFile], int]:
             image = Path(meta["path"])
             if meta["task_id"] != task_id or not image.is_file():
                 continue
-            found[int(meta["index"])] = ImageFile(
-                path=str(image),
-                url=meta["url"],
-                width=meta["width"],
-                height=meta["height"],
-                bytes=meta["bytes"],
-                sha256=meta["sha256"],
-            )
+            found[int(meta["index"])] = from_sidecar(meta, str(image))
             expected = int(meta["count"])
         except (OSError, ValueError, KeyError):
             continue
@@ -83,6 +82,19 @@ def existing(root: Path, task_id: str) -> tuple[dict[int, ImageFile], int]:
         if index not in found and (image := _describe(path)) is not None:
             found[index] = image
     return found, expected
+
+
+def from_sidecar(meta: dict[str, Any], path: str) -> ImageFile:
+    """The saved image a sidecar describes, at ``path``. Raises KeyError or ValueError for a sidecar that is not
+    one of ours."""
+    return ImageFile(
+        path=path,
+        url=meta["url"],
+        width=meta["width"],
+        height=meta["height"],
+        bytes=meta["bytes"],
+        sha256=meta["sha256"],
+    )
 
 
 def _describe(path: Path) -> ImageFile | None:
@@ -110,11 +122,20 @@ def saved_image(journal: Journal, root: Path, name: str) -> Path | None:
     target = (root / name).resolve()
     if len(parts) < 4 or target.parent != root.resolve():
         return None
-    for start in range(2, len(parts) - 1):  # the model is one part or more, the task id the rest
-        row = journal.get("_".join(parts[start:-1]))
-        if row is not None and any(Path(image["path"]).resolve() == target for image in row.images):
+    for row in named_rows(journal, name):
+        if any(Path(image["path"]).resolve() == target for image in row.images):
             return target if target.is_file() else None
     return None
+
+
+def named_rows(journal: Journal, name: str) -> Iterator[TaskRow]:
+    """The journal's rows for the tasks the result name ``{time}_{model}_{task_id}_{n}.{ext}`` may be of: the
+    model is one part or more, the task id the rest."""
+    parts = name.rsplit(".", 1)[0].split("_")
+    for start in range(2, len(parts) - 1):
+        row = journal.get("_".join(parts[start:-1]))
+        if row is not None:
+            yield row
 
 
 PART_SUFFIX = ".part"

@@ -27,10 +27,11 @@ from ..dashscope.errors import DownloadError
 from .access import send_checked
 from .errors import AccessDenied
 from .outcomes import ImageFile
-from .output_folder import EXTENSIONS, PART_SUFFIX, existing, result_stem, temp_owner
+from .output_folder import EXTENSIONS, PART_SUFFIX, existing, result_stem, saved_image, temp_owner
+from .sinks import ResultSink
 
 if TYPE_CHECKING:
-    from .journal import TaskRow
+    from .journal import Journal, TaskRow
 
 
 @dataclass(frozen=True)
@@ -69,14 +70,31 @@ MAX_REDIRECTS = 3
 
 
 class ResultStore:
-    def __init__(self, root: Path, http: httpx2.AsyncClient, *, api_base_url: str) -> None:
+    """Downloads result images into temp files in ``root`` and keeps them in ``sink`` (by default the folder
+    ``root`` itself, as ``LocalFolder``; an S3 bucket with ``WAN_MCP_OUTPUT_URL``)."""
+
+    def __init__(
+        self, root: Path, http: httpx2.AsyncClient, *, api_base_url: str, sink: ResultSink | None = None
+    ) -> None:
         self.root = root
+        self.sink: ResultSink = sink or LocalFolder(root)
         self._http = http
         self._api_base_url = api_base_url
 
     def _existing(self, task_id: str) -> tuple[dict[int, ImageFile], int]:
-        """``existing(self.root, task_id)``: images of ``task_id`` already saved, by index, and how many it has."""
-        return existing(self.root, task_id)
+        """Images of ``task_id`` already saved in the sink, by index, and how many it has."""
+        return self.sink.existing(task_id)
+
+    def kept(self, images: Sequence[Mapping[str, Any]]) -> bool:
+        """Whether every image the journal recorded (``ImageFile`` dicts) is still in the sink. Blocks."""
+        return all(self.sink.present(str(image["path"])) for image in images)
+
+    def linked(self, images: Sequence[ImageFile]) -> list[ImageFile]:
+        """``images`` each with its ``download_url`` where the sink gives one (an S3 sink's presigned GET)."""
+        return [
+            image.model_copy(update={"download_url": url}) if (url := self.sink.download_url(image.path)) else image
+            for image in images
+        ]
 
     def find(self, task_id: str) -> list[ImageFile] | None:
         """Every image of ``task_id`` already saved (by an earlier call or an earlier run), or None."""
@@ -101,7 +119,7 @@ class ResultStore:
 
         With ``resume``, images an earlier attempt saved are kept rather than fetched again; finding them reads
         the whole output folder, so the caller passes False when no attempt can have begun."""
-        await anyio.to_thread.run_sync(lambda: self.root.mkdir(parents=True, exist_ok=True))
+        await anyio.to_thread.run_sync(lambda: self.root.mkdir(parents=True, exist_ok=True))  # temp files go here
         model = record.model if record else str(extra.get("model") or "unknown-model")
         existing = (await anyio.to_thread.run_sync(self._existing, task_id))[0] if resume else {}
         saved: list[ImageFile | None] = [existing.get(index) for index in range(1, len(urls) + 1)]
@@ -204,7 +222,7 @@ class ResultStore:
         record: TaskRecord | None,
         extra: Mapping[str, Any],
     ) -> ImageFile:
-        """Give a downloaded image its final name (after checking it is one) and write its sidecar."""
+        """Keep a downloaded image under its final name (after checking it is one) and write its sidecar."""
         from .pillow import Image, UnidentifiedImageError
 
         try:
@@ -212,15 +230,14 @@ class ResultStore:
                 fmt, (width, height) = image.format or "PNG", image.size
         except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
             raise DownloadError(url, "the result is not an image") from None
-        path = self.root / f"{stem}{EXTENSIONS.get(fmt, '.png')}"
-        os.replace(part.path, path)
-        image = ImageFile(path=str(path), url=url, width=width, height=height, bytes=part.size, sha256=part.sha256)
+        location = self.sink.keep(part.path, f"{stem}{EXTENSIONS.get(fmt, '.png')}")
+        image = ImageFile(path=location, url=url, width=width, height=height, bytes=part.size, sha256=part.sha256)
         return self._sidecar(image, index, task_id, record, extra)
 
     def _sidecar(
         self, image: ImageFile, index: int, task_id: str, record: TaskRecord | None, extra: Mapping[str, Any]
     ) -> ImageFile:
-        """Write the JSON sidecar beside a saved image, saying where it came from."""
+        """Write the JSON sidecar of a saved image, saying where it came from."""
         sidecar = {
             "task_id": task_id,
             "index": index,
@@ -245,7 +262,7 @@ class ResultStore:
             ),
             **dict(extra),
         }
-        _atomic_write(Path(image.path).with_suffix(".json"), json.dumps(sidecar, ensure_ascii=False, indent=2).encode())
+        self.sink.write_sidecar(image.path, json.dumps(sidecar, ensure_ascii=False, indent=2).encode())
         return image
 
 
@@ -301,3 +318,39 @@ def _atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+class LocalFolder:
+    """The output folder as a ``ResultSink``: temp file renamed into place, sidecar beside it (``_atomic_write``)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @property
+    def where(self) -> str:
+        return str(self.root)
+
+    def existing(self, task_id: str) -> tuple[dict[int, ImageFile], int]:
+        return existing(self.root, task_id)
+
+    def keep(self, part: Path, name: str) -> str:
+        path = self.root / name
+        os.replace(part, path)
+        return str(path)
+
+    def write_sidecar(self, location: str, data: bytes) -> None:
+        _atomic_write(Path(location).with_suffix(".json"), data)
+
+    def present(self, location: str) -> bool:
+        return Path(location).is_file()
+
+    def read(self, location: str) -> bytes:
+        return Path(location).read_bytes()
+
+    def lookup(self, journal: Journal, name: str) -> str | None:
+        path = saved_image(journal, self.root, name)
+        return None if path is None else str(path)
+
+    def download_url(self, location: str) -> str | None:
+        del location
+        return None

@@ -90,6 +90,11 @@ class WanService:
         self._tasks = TaskCheck(self._api, store, journal, self.polling, clock)
 
     @property
+    def store(self) -> ResultStore:
+        """Where result images are saved (the output folder, or a bucket), for the resources that read them."""
+        return self._store
+
+    @property
     def can_call_api(self) -> bool:
         """Whether a key is set (without one, every call that needs the API raises ConfigurationError)."""
         return self._client is not None

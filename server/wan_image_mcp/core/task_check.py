@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -20,7 +20,7 @@ from ..dashscope.errors import DownloadError
 from .async_journal import AsyncJournal
 from .clock import Clock
 from .journal import EXPIRED, TaskRow
-from .outcomes import ApiError, EditResult, from_row, from_task, unqueried_hint
+from .outcomes import ApiError, EditResult, ImageFile, from_row, from_task, unqueried_hint
 from .polling import PollFailed, Polling, Progress
 from .results import ResultStore, TaskRecord
 from .validation import check_task_id
@@ -54,12 +54,23 @@ class TaskCheck:
 
     async def check(self, task_id: str, *, wait_seconds: float = 0, progress: Progress = no_progress) -> EditResult:
         """The task's state after one look, or after waiting up to ``wait_seconds`` for it to end (the service's
-        ``check``, which documents what is returned and raised)."""
+        ``check``, which documents what is returned and raised); each image with its ``download_url`` where the
+        store gives one (signed now: the journal never keeps one, as they expire)."""
+        result = await self._check(task_id, wait_seconds, progress)
+        if not result.images:
+            return result
+        return result.model_copy(update={"images": self._store.linked(result.images)})
+
+    async def _check(self, task_id: str, wait_seconds: float, progress: Progress) -> EditResult:
         check_task_id(task_id)
         lock = self._locks.setdefault(task_id, anyio.Lock())
         async with lock:
             row = await self._journal.run(self._journal.sync.get, task_id)
-            if row is not None and row.saved_at is not None and _on_disk(row):
+            if (
+                row is not None
+                and row.saved_at is not None
+                and await anyio.to_thread.run_sync(self._store.kept, row.images)
+            ):
                 return from_row(row)
             # Images can only be on disk already if the journal does not know the task (saved by an earlier run
             # whose row is gone, or under another journal) or if it had seen the result URLs: then look, which
@@ -68,7 +79,7 @@ class TaskCheck:
             saved = await anyio.to_thread.run_sync(self._store.find, task_id) if earlier else None
             if saved:
                 await self._journal.run(self._journal.sync.observed, task_id, status="SUCCEEDED")
-                await self._journal.run(self._journal.sync.saved, task_id, [i.model_dump() for i in saved])
+                await self._journal.run(self._journal.sync.saved, task_id, _recorded(saved))
                 return EditResult(status="SUCCEEDED", task_id=task_id, model=row.model if row else None, images=saved)
             if row is not None and row.status == EXPIRED:
                 return from_row(row)
@@ -126,7 +137,7 @@ class TaskCheck:
             expired = isinstance(exc, DownloadError) and exc.expired
             why = str(exc)
             if isinstance(exc, OSError):
-                why = f"cannot write to the output directory {self._store.root}: {exc.strerror or exc}"
+                why = f"cannot write to the output directory {self._store.sink.where}: {exc.strerror or exc}"
             attempts = row.download_attempts if row else 0
             retry_at = None if expired else self._polling.retry_download(attempts)
             await self._journal.run(self._journal.sync.download_failed, task_id, why, retry_at=retry_at)
@@ -140,7 +151,7 @@ class TaskCheck:
             )
             error = ApiError(code="DownloadFailed", message=why, request_id=task.request_id)
             return result.model_copy(update={"error": error, "next_step": hint})
-        await self._journal.run(self._journal.sync.saved, task_id, [image.model_dump() for image in images])
+        await self._journal.run(self._journal.sync.saved, task_id, _recorded(images))
         await progress(1.0, f"saved {len(images)} image(s)")
         return result.model_copy(update={"images": images, "next_step": None})
 
@@ -158,5 +169,6 @@ class TaskCheck:
         return result.model_copy(update={"next_step": unqueried_hint(task_id, result.status, failed.cause)})
 
 
-def _on_disk(row: TaskRow) -> bool:
-    return all(Path(image["path"]).is_file() for image in row.images)
+def _recorded(images: list[ImageFile]) -> list[dict[str, Any]]:
+    """What the journal keeps of saved images: all but the presigned URL, which expires."""
+    return [image.model_dump(exclude={"download_url"}) for image in images]

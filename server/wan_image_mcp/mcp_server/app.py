@@ -36,6 +36,7 @@ from ..core.harvest import Harvester
 from ..core.journal import Journal
 from ..core.results import ResultStore
 from ..core.service import WanService
+from ..core.sinks import ResultSink
 from ..dashscope import DashScopeClient, QueryRate
 from .appstate import AppState
 from .completions import complete
@@ -75,7 +76,7 @@ def build_state(
         log.warning("%s; tools will say so when called", exc)
     service = WanService(
         client,
-        ResultStore(settings.output_dir, http, api_base_url=settings.base_url),
+        ResultStore(settings.output_dir, http, api_base_url=settings.base_url, sink=result_sink(settings)),
         journal,
         poll_interval=settings.poll_interval,
         poll_interval_max=settings.poll_interval_max,
@@ -88,6 +89,25 @@ def build_state(
         clock=clock,
     )
     return AppState(service=service, settings=settings)
+
+
+def result_sink(settings: Settings) -> ResultSink | None:
+    """The bucket WAN_MCP_OUTPUT_URL names, or None for the output folder. Raises ConfigurationError when the S3
+    client is not installed or refuses its settings."""
+    if settings.output_url is None:
+        return None
+    try:
+        from ..core.object_sink import ObjectSink
+    except ImportError:
+        raise ConfigurationError("WAN_MCP_OUTPUT_URL needs obstore: pip install 'wan-image-mcp[s3]'") from None
+    from obstore.exceptions import BaseError
+
+    try:
+        return ObjectSink(
+            settings.output_url, options=dict(settings.object_store), expires=settings.download_url_seconds
+        )
+    except BaseError as exc:
+        raise ConfigurationError(f"cannot use {settings.output_url} (WAN_MCP_OUTPUT_URL, AWS_*): {exc}") from None
 
 
 def open_journal(settings: Settings) -> Journal:

@@ -23,7 +23,6 @@ from mcp.types import ResourceLink
 
 from ..core.catalog import catalog_json, spec_json
 from ..core.outcomes import ImageFile
-from ..core.output_folder import saved_image
 from ..core.specs import get_spec
 from .appstate import AppState
 
@@ -75,16 +74,16 @@ async def task(task_id: str, ctx: Context[AppState]) -> str:
 
 
 async def image(name: str, ctx: Context[AppState]) -> bytes:
-    """A result image this server saved (the journal knows it), as its bytes; never any other file in the output
-    folder. Any other name is not found."""
+    """A result image this server saved (the journal knows it), as its bytes, from the output folder or the
+    bucket; never any other file there. Any other name is not found."""
     state = ctx.request_context.lifespan_context
     if not IMAGE_NAME.match(name):
         raise ResourceNotFoundError(f"no result image {name!r}")
-    journal = state.service.journal
-    path = await journal.run(saved_image, journal.sync, state.settings.output_dir, name)
-    if path is None:
-        raise ResourceNotFoundError(f"no result image {name!r} saved by this server in the output folder")
-    return await anyio.to_thread.run_sync(path.read_bytes)
+    journal, sink = state.service.journal, state.service.store.sink
+    location = await journal.run(sink.lookup, journal.sync, name)
+    if location is None:
+        raise ResourceNotFoundError(f"no result image {name!r} saved by this server in {sink.where}")
+    return await anyio.to_thread.run_sync(sink.read, location)
 
 
 def register(server: MCPServer[AppState]) -> None:
