@@ -29,9 +29,19 @@ from .outcomes import ImageFile
 from .output_folder import from_sidecar, named_rows, result_name, safe
 
 if TYPE_CHECKING:
-    from obstore.store import S3Config
+    from obstore.store import RetryConfig, S3Config
 
     from .journal import Journal
+
+
+RETRIES = 4
+RETRY: RetryConfig = {
+    "max_retries": RETRIES,
+    "retry_timeout": timedelta(seconds=60),
+    "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=5), "base": 2},
+}
+"""A request the store refused with a 5xx or a dropped connection is tried again four times within a minute; then
+the save fails like a full disk, and the task's images are fetched and stored again on the next check."""
 
 
 class ObjectSink:
@@ -51,7 +61,11 @@ class ObjectSink:
         config = cast("S3Config", dict(options or {}))
         plain = config.get("endpoint", "").startswith("http://")  # MinIO, a test server: on loopback only
         self.store = store or S3Store(
-            bucket, prefix=self.prefix or None, config=config, client_options={"allow_http": plain}
+            bucket,
+            prefix=self.prefix or None,
+            config=config,
+            client_options={"allow_http": plain, "timeout": timedelta(seconds=60)},
+            retry_config=RETRY,
         )
         self.expires = timedelta(seconds=expires)
         self._base = f"s3://{bucket}/{self.prefix + '/' if self.prefix else ''}"

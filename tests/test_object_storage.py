@@ -1,0 +1,233 @@
+"""Results in S3-compatible object storage (WAN_MCP_OUTPUT_URL=s3://bucket/prefix), on a real S3 server (moto's,
+on loopback): each image and its sidecar stored once under their final keys, found again instead of being
+stored twice, served as a resource from the bucket, fetched by its presigned download_url; an interrupted upload
+leaves nothing under the final key."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx2
+import pytest
+from mcp import Client
+from mcp.types import BlobResourceContents, CallToolResult, ResourceLink
+
+from tests.s3_server import CuttingProxy, S3Server
+from wan_image_mcp.core import object_sink
+from wan_image_mcp.core.config import Settings
+from wan_image_mcp.core.errors import ConfigurationError
+from wan_image_mcp.core.object_sink import ObjectSink
+from wan_image_mcp.emulator import EmulatorState
+from wan_image_mcp.mcp_server.app import build_app
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Server]:
+    with S3Server() as server:
+        yield server
+
+
+@pytest.fixture
+def s3_settings(server_settings: Settings, s3: S3Server) -> Settings:
+    """The test server's settings with results in a new bucket of its own, under a prefix."""
+    return replace(
+        server_settings,
+        output_url=f"s3://{s3.bucket()}/team/results",
+        object_store=s3.options(),
+        download_url_seconds=900,
+    )
+
+
+@pytest.fixture
+def bucket(s3_settings: Settings) -> ObjectSink:
+    """The test's bucket, read directly (not through the server)."""
+    assert s3_settings.output_url is not None
+    return ObjectSink(s3_settings.output_url, options=dict(s3_settings.object_store))
+
+
+@pytest.fixture
+def puts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The keys the server stores objects under, each PUT counted."""
+    stored: list[str] = []
+    create = ObjectSink._create  # pyright: ignore[reportPrivateUsage]
+
+    def counted(self: ObjectSink, name: str, data: bytes) -> None:
+        stored.append(name)
+        create(self, name, data)
+
+    monkeypatch.setattr(ObjectSink, "_create", counted)
+    return stored
+
+
+@pytest.fixture
+async def mcp_s3(http: httpx2.AsyncClient, s3_settings: Settings) -> AsyncIterator[Client]:
+    async with Client(build_app(s3_settings, http)) as client:
+        yield client
+
+
+def keys(sink: ObjectSink) -> list[str]:
+    listing = sink.store.list(return_arrow=False)  # pyright: ignore[reportUnknownMemberType]
+    return sorted(meta["path"] for batch in listing for meta in batch)
+
+
+def body(result: CallToolResult) -> dict[str, Any]:
+    assert result.structured_content is not None, result.content
+    return result.structured_content
+
+
+def downloads(emulator: EmulatorState) -> int:
+    return sum(r.path.startswith("/results/") for r in emulator.requests)
+
+
+async def test_edit_image_stores_the_image_and_its_sidecar_once_and_its_download_url_fetches_it(
+    mcp_s3: Client, bucket: ObjectSink, s3_settings: Settings, puts: list[str]
+) -> None:
+    result = await mcp_s3.call_tool("edit_image", {"prompt": "x", "size": "1K"})
+    assert not result.is_error, result.content
+    (image,) = body(result)["images"]
+    (png, sidecar) = sorted(keys(bucket), key=lambda key: key.endswith(".json"))
+    assert image["path"] == f"{s3_settings.output_url}/{png}" and png.endswith(".png")
+    assert sidecar == png.removesuffix(".png") + ".json"
+    assert sorted(puts) == sorted([png, sidecar])  # each written once
+    meta = json.loads(bucket.read(bucket.location(sidecar)))
+    assert meta["task_id"] == body(result)["task_id"] and meta["sha256"] == image["sha256"]
+    assert meta["path"] == image["path"] and meta["count"] == 1
+    fetched = httpx2.get(image["download_url"], timeout=10)
+    assert fetched.status_code == 200 and hashlib.sha256(fetched.content).hexdigest() == image["sha256"]
+    assert len(fetched.content) == image["bytes"]
+    assert not list(s3_settings.output_dir.glob("*.png"))  # nothing kept on the server's disk
+    assert not list(s3_settings.output_dir.glob(".*.part"))
+
+
+async def test_a_second_check_and_a_restarted_server_do_not_store_again(
+    mcp_s3: Client,
+    http: httpx2.AsyncClient,
+    s3_settings: Settings,
+    emulator: EmulatorState,
+    bucket: ObjectSink,
+    puts: list[str],
+) -> None:
+    done = await mcp_s3.call_tool("edit_image", {"prompt": "x", "size": "1K", "n": 2})
+    task_id = body(done)["task_id"]
+    again = await mcp_s3.call_tool("check_task", {"task_id": task_id})
+    other_journal = replace(s3_settings, journal_path=s3_settings.journal_path.with_name("other.sqlite3"))
+    async with Client(build_app(other_journal, http)) as fresh:  # knows nothing of the task: the bucket says
+        found = await fresh.call_tool("check_task", {"task_id": task_id})
+
+    def stored(result: CallToolResult) -> list[tuple[str, str]]:
+        return [(image["path"], image["sha256"]) for image in body(result)["images"]]
+
+    assert len(stored(done)) == 2 and stored(again) == stored(done) == stored(found)
+    assert all(image["download_url"] for image in body(found)["images"])
+    assert len(puts) == 4 and len(keys(bucket)) == 4  # two images, two sidecars, each once
+    assert downloads(emulator) == 2
+
+
+async def test_an_image_stored_without_its_sidecar_is_not_stored_again(
+    mcp_s3: Client, emulator: EmulatorState, bucket: ObjectSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    create = ObjectSink._create  # pyright: ignore[reportPrivateUsage]
+
+    def no_sidecars(self: ObjectSink, name: str, data: bytes) -> None:
+        if name.endswith(".json"):
+            raise OSError("the store refused the sidecar")
+        create(self, name, data)
+
+    monkeypatch.setattr(ObjectSink, "_create", no_sidecars)
+    first = await mcp_s3.call_tool("edit_image", {"prompt": "x", "size": "1K"})
+    assert first.is_error and "refused the sidecar" in body(first)["error"]["message"]
+    (png,) = keys(bucket)
+    monkeypatch.undo()
+    again = await mcp_s3.call_tool("check_task", {"task_id": body(first)["task_id"]})
+    assert not again.is_error, again.content
+    assert [image["path"] for image in body(again)["images"]] == [bucket.location(png)]
+    assert keys(bucket) == sorted([png, png.removesuffix(".png") + ".json"])
+    assert downloads(emulator) == 1
+
+
+async def test_a_result_resource_reads_the_image_from_the_bucket(mcp_s3: Client, bucket: ObjectSink) -> None:
+    result = await mcp_s3.call_tool("edit_image", {"prompt": "x", "size": "1K"})
+    (link,) = [block for block in result.content if isinstance(block, ResourceLink)]
+    (png,) = [key for key in keys(bucket) if key.endswith(".png")]
+    assert str(link.uri) == f"wan://images/{png}"
+    (content,) = (await mcp_s3.read_resource(str(link.uri))).contents
+    assert isinstance(content, BlobResourceContents)
+    assert base64.b64decode(content.blob) == bucket.read(bucket.location(png))
+
+
+@pytest.mark.slow  # the store's own retries back off for a few seconds
+async def test_an_interrupted_upload_leaves_no_object_under_the_final_key(
+    http: httpx2.AsyncClient, s3: S3Server, s3_settings: Settings, bucket: ObjectSink, emulator: EmulatorState
+) -> None:
+    with CuttingProxy(s3.port) as proxy:
+        settings = replace(s3_settings, object_store=s3.options(proxy.endpoint))
+        async with Client(build_app(settings, http)) as client:
+            first = await client.call_tool("edit_image", {"prompt": "x", "size": "1K"})
+            assert first.is_error and body(first)["error"]["code"] == "DownloadFailed"
+            assert proxy.cut == 1 + object_sink.RETRIES  # every try cut mid-body
+            assert keys(bucket) == []  # no partial object, under the final key or any other
+            assert not list(settings.output_dir.glob(".*.part"))
+            proxy.cutting = False
+            again = await client.call_tool("check_task", {"task_id": body(first)["task_id"]})
+    assert not again.is_error, again.content
+    (image,) = body(again)["images"]
+    assert hashlib.sha256(bucket.read(image["path"])).hexdigest() == image["sha256"]
+    assert len(keys(bucket)) == 2
+
+
+async def test_the_download_url_expires_as_configured(mcp_s3: Client) -> None:
+    result = await mcp_s3.call_tool("edit_image", {"prompt": "x", "size": "1K"})
+    (image,) = body(result)["images"]
+    query = parse_qs(urlsplit(str(image["download_url"])).query)
+    assert query["X-Amz-Expires"] == ["900"] and query["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"]
+
+
+async def test_without_an_output_url_results_stay_in_the_folder_with_no_download_url(mcp: Client) -> None:
+    result = await mcp.call_tool("edit_image", {"prompt": "x", "size": "1K"})
+    (image,) = body(result)["images"]
+    assert Path(image["path"]).is_file() and "download_url" not in image
+
+
+def test_the_output_url_and_expiry_are_read_from_the_environment() -> None:
+    env = {
+        "WAN_MCP_OUTPUT_URL": "s3://team-results/wan",
+        "WAN_MCP_DOWNLOAD_URL_SECONDS": "120",
+        "AWS_ENDPOINT_URL": "https://oss-cn-hangzhou.aliyuncs.com",
+        "AWS_ACCESS_KEY_ID": "id",
+        "AWS_SECRET_ACCESS_KEY": "secret",
+        "AWS_REGION": "oss-cn-hangzhou",
+    }
+    settings = Settings.from_env(env)
+    assert settings.output_url == "s3://team-results/wan" and settings.download_url_seconds == 120
+    assert dict(settings.object_store) == {
+        "endpoint": "https://oss-cn-hangzhou.aliyuncs.com",
+        "access_key_id": "id",
+        "secret_access_key": "secret",
+        "region": "oss-cn-hangzhou",
+    }
+    assert "secret" not in repr(settings)
+    assert Settings.from_env({}).output_url is None and Settings.from_env({}).download_url_seconds == 3600
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "said"),
+    [
+        ("WAN_MCP_OUTPUT_URL", "/srv/results", "s3://bucket"),
+        ("WAN_MCP_OUTPUT_URL", "s3://", "s3://bucket"),
+        ("WAN_MCP_DOWNLOAD_URL_SECONDS", "0", "more than 0"),
+        ("WAN_MCP_DOWNLOAD_URL_SECONDS", "700000", "7 days"),
+    ],
+)
+def test_a_bad_output_url_or_expiry_is_refused_naming_it(name: str, value: str, said: str) -> None:
+    with pytest.raises(ConfigurationError, match=name) as caught:
+        Settings.from_env({name: value})
+    assert said in str(caught.value)
