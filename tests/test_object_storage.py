@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
@@ -14,16 +15,20 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import anyio
 import httpx2
 import pytest
 from mcp import Client
-from mcp.types import BlobResourceContents, CallToolResult, ResourceLink
+from mcp.types import BlobResourceContents, CallToolResult, ImageContent, ResourceLink
+from PIL import Image
 
 from tests.s3_server import CuttingProxy, S3Server
+from tests.virtual_clock import VirtualClock
 from wan_image_mcp.core import object_sink
 from wan_image_mcp.core.config import Settings
 from wan_image_mcp.core.errors import ConfigurationError
 from wan_image_mcp.core.object_sink import ObjectSink
+from wan_image_mcp.core.previews import PREVIEW_SIDE
 from wan_image_mcp.emulator import EmulatorState
 from wan_image_mcp.mcp_server.app import build_app
 
@@ -132,6 +137,46 @@ async def test_a_second_check_and_a_restarted_server_do_not_store_again(
     assert downloads(emulator) == 2
 
 
+async def test_concurrent_checks_of_one_task_store_once(
+    mcp_s3: Client, emulator: EmulatorState, bucket: ObjectSink, puts: list[str]
+) -> None:
+    task_id = body(await mcp_s3.call_tool("submit_task", {"prompt": "x", "size": "1K", "n": 2}))["task_id"]
+    checks: list[CallToolResult] = []
+
+    async def check() -> None:
+        checks.append(await mcp_s3.call_tool("check_task", {"task_id": task_id, "wait_seconds": 5}))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(check)
+        group.start_soon(check)
+    paths = [sorted(image["path"] for image in body(result)["images"]) for result in checks]
+    assert paths[0] == paths[1] and len(paths[0]) == 2
+    assert len(puts) == 4 and len(keys(bucket)) == 4 and downloads(emulator) == 2
+
+
+async def test_the_harvester_stores_a_task_nobody_asked_for_once(
+    http: httpx2.AsyncClient,
+    s3_settings: Settings,
+    emulator: EmulatorState,
+    clock: VirtualClock,
+    bucket: ObjectSink,
+    puts: list[str],
+) -> None:
+    emulator.clock = clock.time  # the emulator's task latency in the same virtual time
+    async with Client(build_app(replace(s3_settings, harvest=True), http, clock=clock)) as harvesting:
+        submitted = body(await harvesting.call_tool("submit_task", {"prompt": "x", "size": "1K"}))
+
+        async def stored() -> bool:
+            return len(keys(bucket)) == 2
+
+        await clock.until(stored)
+        await clock.sleep(5)  # long enough for another harvest, had one been due
+        checked = await harvesting.call_tool("check_task", {"task_id": submitted["task_id"]})
+    (image,) = body(checked)["images"]
+    assert image["path"].startswith(f"{s3_settings.output_url}/") and image["download_url"]
+    assert len(puts) == 2 and downloads(emulator) == 1
+
+
 async def test_an_image_stored_without_its_sidecar_is_not_stored_again(
     mcp_s3: Client, emulator: EmulatorState, bucket: ObjectSink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -162,6 +207,13 @@ async def test_a_result_resource_reads_the_image_from_the_bucket(mcp_s3: Client,
     (content,) = (await mcp_s3.read_resource(str(link.uri))).contents
     assert isinstance(content, BlobResourceContents)
     assert base64.b64decode(content.blob) == bucket.read(bucket.location(png))
+
+
+async def test_a_result_from_the_bucket_comes_with_its_preview(mcp_s3: Client) -> None:
+    result = await mcp_s3.call_tool("edit_image", {"prompt": "x", "size": "1K"})
+    (shown,) = [block for block in result.content if isinstance(block, ImageContent)]
+    with Image.open(io.BytesIO(base64.b64decode(shown.data))) as preview:
+        assert preview.format == "JPEG" and max(preview.size) <= PREVIEW_SIDE
 
 
 @pytest.mark.slow  # the store's own retries back off for a few seconds

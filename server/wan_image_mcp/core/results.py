@@ -28,6 +28,7 @@ from .access import send_checked
 from .errors import AccessDenied
 from .outcomes import ImageFile
 from .output_folder import EXTENSIONS, PART_SUFFIX, existing, result_stem, saved_image, temp_owner
+from .previews import Reader
 from .sinks import ResultSink
 
 if TYPE_CHECKING:
@@ -84,6 +85,12 @@ class ResultStore:
     def _existing(self, task_id: str) -> tuple[dict[int, ImageFile], int]:
         """Images of ``task_id`` already saved in the sink, by index, and how many it has."""
         return self.sink.existing(task_id)
+
+    @property
+    def reader(self) -> Reader | None:
+        """How previews read a saved image: None for a file in the output folder (opened by its path), else the
+        sink's ``read`` (an object in a bucket)."""
+        return None if isinstance(self.sink, LocalFolder) else self.sink.read
 
     def kept(self, images: Sequence[Mapping[str, Any]]) -> bool:
         """Whether every image the journal recorded (``ImageFile`` dicts) is still in the sink. Blocks."""

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .outcomes import EditResult
-from .previews import preview
+from .previews import Reader, preview
 
 if TYPE_CHECKING:
     from .journal import TaskRow
@@ -70,9 +70,10 @@ def input_thumbnail(path: Path, side: int = INPUT_THUMB_SIDE) -> bytes | None:
         return None
 
 
-def task_view(result: EditResult, row: TaskRow | None) -> TaskView:
-    """The view of ``result``, with its prompt and inputs from the journal's ``row`` (None: unknown). Reads and
-    shrinks every image: call it on a worker thread."""
+def task_view(result: EditResult, row: TaskRow | None, read: Reader | None = None) -> TaskView:
+    """The view of ``result``, with its prompt and inputs from the journal's ``row`` (None: unknown), its outputs
+    read by ``read`` when given (``ResultStore.reader``). Reads and shrinks every image: call it on a worker
+    thread."""
     inputs: list[ViewedInput] = []
     for index, item in enumerate(row.inputs if row else [], start=1):
         local = item.get("path")
@@ -84,7 +85,7 @@ def task_view(result: EditResult, row: TaskRow | None) -> TaskView:
             image.path,
             image.width,
             image.height,
-            preview(image.path),
+            preview(image.path, read),
             texts[number] if number < len(texts) else None,
         )
         for number, image in enumerate(result.images)

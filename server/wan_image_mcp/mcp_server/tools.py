@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..core.config import Settings
 from ..core.outcomes import EditResult, InspectResult, ListedStatus, TaskList, TaskStarted, summary_text
-from ..core.previews import previews
+from ..core.previews import Reader, previews
 from ..core.specs import DEFAULT_MODEL, SEED_RANGE, ModelName
 from ..core.tool_schemas import MAX_IMAGES, MAX_INPUT_IMAGES, MAX_N, describe
 from ..dashscope import APIStatusError
@@ -72,12 +72,15 @@ EDIT_ANNOTATIONS = ToolAnnotations(
 # --- results -----------------------------------------------------------------------------------------------
 
 
-async def respond(result: EditResult, settings: Settings, shape: type[BaseModel] = EditResult) -> CallToolResult:
-    """The summary, a link and a preview per image, and ``result`` as ``shape`` (the tool's output schema)."""
+async def respond(
+    result: EditResult, settings: Settings, shape: type[BaseModel] = EditResult, *, read: Reader | None = None
+) -> CallToolResult:
+    """The summary, a link and a preview per image (read by ``read`` when given: ``ResultStore.reader``), and
+    ``result`` as ``shape`` (the tool's output schema)."""
     content: list[ContentBlock] = [TextContent(type="text", text=summary_text(result))]
     content.extend(image_link(image) for image in result.images)
     if settings.previews and result.images:
-        made = await previews([image.path for image in result.images])
+        made = await previews([image.path for image in result.images], read)
         content.extend(_jpeg(data) for data in made if data is not None)
     failed = result.error is not None
     shaped = result if isinstance(result, shape) else shape.model_validate(result.model_dump())  # TaskStarted
@@ -144,7 +147,7 @@ async def edit_image(
             prepared=checked.prepared.request,
             confirm=checked.confirm,
         )
-    return await respond(result, state.settings)
+    return await respond(result, state.settings, read=state.service.store.reader)
 
 
 async def submit_task(
@@ -176,7 +179,7 @@ async def submit_task(
         result = await state.service.submit(
             checked.prepared.args, prepared=checked.prepared.request, confirm=checked.confirm
         )
-    return await respond(result, state.settings, TaskStarted)
+    return await respond(result, state.settings, TaskStarted, read=state.service.store.reader)
 
 
 async def check_task(
@@ -194,7 +197,7 @@ async def check_task(
     state = _state(ctx)
     with tool_errors():
         result = await state.service.check(task_id, wait_seconds=wait_seconds, progress=_progress(ctx))
-    return await respond(result, state.settings)
+    return await respond(result, state.settings, read=state.service.store.reader)
 
 
 async def cancel_task(ctx: Context[AppState], task_id: TaskId) -> str:
@@ -254,7 +257,7 @@ async def detect_segment(
             prepared=call.request,
             confirm=checked.confirm,
         )
-    return await respond(result, state.settings)
+    return await respond(result, state.settings, read=state.service.store.reader)
 
 
 async def inspect_image(

@@ -73,7 +73,7 @@ class WanApps(Apps):
         edit = EditResult.model_validate(result.structured_content)
         journal = state.service.journal
         row = await journal.run(journal.sync.get, edit.task_id) if edit.task_id else None
-        view = await anyio.to_thread.run_sync(task_view, edit, row)
+        view = await anyio.to_thread.run_sync(task_view, edit, row, state.service.store.reader)
         return result.model_copy(update={"meta": {**(result.meta or {}), VIEW_KEY: view_json(view)}})
 
 
