@@ -9,7 +9,7 @@ import base64
 import hashlib
 import io
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -89,6 +89,19 @@ def body(result: CallToolResult) -> dict[str, Any]:
     return result.structured_content
 
 
+async def at_once(call: Callable[[], Awaitable[CallToolResult]], *, times: int) -> list[CallToolResult]:
+    """``call`` made ``times`` times concurrently; the results in the order they came."""
+    results: list[CallToolResult] = []
+
+    async def one() -> None:
+        results.append(await call())
+
+    async with anyio.create_task_group() as group:
+        for _ in range(times):
+            group.start_soon(one)
+    return results
+
+
 def downloads(emulator: EmulatorState) -> int:
     return sum(r.path.startswith("/results/") for r in emulator.requests)
 
@@ -141,16 +154,10 @@ async def test_concurrent_checks_of_one_task_store_once(
     mcp_s3: Client, emulator: EmulatorState, bucket: ObjectSink, puts: list[str]
 ) -> None:
     task_id = body(await mcp_s3.call_tool("submit_task", {"prompt": "x", "size": "1K", "n": 2}))["task_id"]
-    checks: list[CallToolResult] = []
-
-    async def check() -> None:
-        checks.append(await mcp_s3.call_tool("check_task", {"task_id": task_id, "wait_seconds": 5}))
-
-    async with anyio.create_task_group() as group:
-        group.start_soon(check)
-        group.start_soon(check)
+    arguments = {"task_id": task_id, "wait_seconds": 5}
+    checks = await at_once(lambda: mcp_s3.call_tool("check_task", arguments), times=3)
     paths = [sorted(image["path"] for image in body(result)["images"]) for result in checks]
-    assert paths[0] == paths[1] and len(paths[0]) == 2
+    assert paths[0] == paths[1] == paths[2] and len(paths[0]) == 2
     assert len(puts) == 4 and len(keys(bucket)) == 4 and downloads(emulator) == 2
 
 
