@@ -19,7 +19,7 @@ import anyio
 import httpx2
 import pytest
 from mcp import Client
-from mcp.types import BlobResourceContents, CallToolResult, ImageContent, ResourceLink
+from mcp.types import BlobResourceContents, CallToolResult, ImageContent, ResourceLink, ResourceTemplateReference
 from PIL import Image
 
 from tests.s3_server import CuttingProxy, S3Server
@@ -214,6 +214,12 @@ async def test_a_result_resource_reads_the_image_from_the_bucket(mcp_s3: Client,
     (content,) = (await mcp_s3.read_resource(str(link.uri))).contents
     assert isinstance(content, BlobResourceContents)
     assert base64.b64decode(content.blob) == bucket.read(bucket.location(png))
+
+
+async def test_the_image_names_completed_are_those_in_the_bucket(mcp_s3: Client, bucket: ObjectSink) -> None:
+    await mcp_s3.call_tool("edit_image", {"prompt": "x", "size": "1K", "n": 2})
+    typed = await mcp_s3.complete(ResourceTemplateReference(uri="wan://images/{name}"), {"name": "name", "value": ""})
+    assert sorted(typed.completion.values) == [key for key in keys(bucket) if key.endswith(".png")]
 
 
 async def test_a_result_from_the_bucket_comes_with_its_preview(mcp_s3: Client) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .journal import Journal
+from .sinks import ResultSink
 from .specs import MODEL_NAMES
 
 LIMIT = 100
@@ -49,11 +50,11 @@ def task_suggestions(journal: Journal, prefix: str, limit: int = LIMIT) -> Sugge
     return _matching((row.task_id for row in rows if row.task_id), prefix, limit)
 
 
-def image_suggestions(journal: Journal, root: Path, prefix: str, limit: int = LIMIT) -> Suggestions:
-    """File names of the images the newest tasks saved in ``root`` that are still there: what wan://images/{name}
-    serves."""
+def image_suggestions(journal: Journal, sink: ResultSink, prefix: str, limit: int = LIMIT) -> Suggestions:
+    """File names of the images the newest tasks saved in ``sink`` (the output folder, or a bucket) that are still
+    there: what wan://images/{name} serves."""
     rows, _ = journal.recent(limit=RECENT_TASKS)
-    folder = root.resolve()
-    paths = (Path(image["path"]) for row in rows for image in row.images)
-    servable = (p.name for p in paths if p.name.startswith(prefix) and p.resolve().parent == folder and p.is_file())
+    paths = (str(image["path"]) for row in rows for image in row.images)
+    named = (sink.served_name(path) for path in paths if Path(path).name.startswith(prefix))
+    servable = (name for name in named if name is not None)
     return _matching(servable, prefix, limit)

@@ -164,5 +164,9 @@ class ObjectSink:
                 return location if self.present(location) else None
         return None
 
+    def served_name(self, location: str) -> str | None:
+        name = location.removeprefix(self._base)
+        return name if location.startswith(self._base) and name and "/" not in name else None
+
     def download_url(self, location: str) -> str | None:
         return obstore.sign(self.store, "GET", self._name(location), self.expires)

@@ -358,6 +358,10 @@ class LocalFolder:
         path = saved_image(journal, self.root, name)
         return None if path is None else str(path)
 
+    def served_name(self, location: str) -> str | None:
+        path = Path(location)
+        return path.name if path.resolve().parent == self.root.resolve() and path.is_file() else None
+
     def download_url(self, location: str) -> str | None:
         del location
         return None

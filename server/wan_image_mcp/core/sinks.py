@@ -51,6 +51,11 @@ class ResultSink(Protocol):
         """The location of the result image called ``name`` if the journal records it as saved; None otherwise."""
         ...
 
+    def served_name(self, location: str) -> str | None:
+        """The name ``wan://images/{name}`` serves the image at ``location`` under if it is kept here (in a folder:
+        and still there); None otherwise."""
+        ...
+
     def download_url(self, location: str) -> str | None:
         """A URL anyone may fetch the image at ``location`` from for a while; None where there is none."""
         ...

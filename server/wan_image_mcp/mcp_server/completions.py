@@ -30,7 +30,7 @@ async def complete(state: AppState, params: CompleteRequestParams) -> Completion
     elif target == (TASK_TEMPLATE, "task_id"):
         found = await journal.run(task_suggestions, journal.sync, prefix)
     elif target == (IMAGE_TEMPLATE, "name"):
-        found = await journal.run(image_suggestions, journal.sync, state.settings.output_dir, prefix)
+        found = await journal.run(image_suggestions, journal.sync, state.service.store.sink, prefix)
     if found is None:
         return Completion(values=[], total=0, has_more=False)
     return Completion(values=found.values, total=found.total, has_more=found.has_more)
