@@ -45,8 +45,8 @@ the save fails like a full disk, and the task's images are fetched and stored ag
 
 
 class ObjectSink:
-    """A bucket and prefix as a ``ResultSink``. ``options`` are obstore's S3 settings (``Settings.object_store``);
-    ``store`` replaces the client (tests inject failures through it)."""
+    """A bucket and prefix as a ``ResultSink``. ``options`` are obstore's S3 settings (``Settings.object_store``),
+    over what obstore reads from the AWS_* variables itself; ``expires`` is how long a ``download_url`` lasts."""
 
     def __init__(
         self,
@@ -54,13 +54,12 @@ class ObjectSink:
         *,
         options: Mapping[str, str] | None = None,
         expires: float = 3600.0,
-        store: S3Store | None = None,
     ) -> None:
         bucket, _, prefix = url.removeprefix("s3://").partition("/")
         self.bucket, self.prefix = bucket, prefix.strip("/")
         config = cast("S3Config", dict(options or {}))
-        plain = config.get("endpoint", "").startswith("http://")  # MinIO, a test server: on loopback only
-        self.store = store or S3Store(
+        plain = config.get("endpoint", "").startswith("http://")  # MinIO on a private network, a test server
+        self.store = S3Store(
             bucket,
             prefix=self.prefix or None,
             config=config,
