@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from mcp import Client
 from mcp.types import BlobResourceContents, CallToolResult, ImageContent, ResourceLink, ResourceTemplateReference
 from PIL import Image
 
+from tests.postgres_server import PostgresServer
 from tests.s3_server import CuttingProxy, S3Server
 from tests.virtual_clock import VirtualClock
 from wan_image_mcp.core import object_sink
@@ -29,7 +31,7 @@ from wan_image_mcp.core.config import Settings
 from wan_image_mcp.core.errors import ConfigurationError
 from wan_image_mcp.core.object_sink import ObjectSink
 from wan_image_mcp.core.previews import PREVIEW_SIDE
-from wan_image_mcp.emulator import EmulatorState
+from wan_image_mcp.emulator import EmulatorState, Fault
 from wan_image_mcp.mcp_server.app import build_app
 
 pytestmark = pytest.mark.anyio
@@ -182,6 +184,35 @@ async def test_the_harvester_stores_a_task_nobody_asked_for_once(
     (image,) = body(checked)["images"]
     assert image["path"].startswith(f"{s3_settings.output_url}/") and image["download_url"]
     assert len(puts) == 2 and downloads(emulator) == 1
+
+
+@pytest.mark.slow
+async def test_two_replicas_on_one_journal_and_one_bucket_store_each_image_once(
+    http: httpx2.AsyncClient,
+    s3_settings: Settings,
+    postgres: PostgresServer,
+    emulator: EmulatorState,
+    clock: VirtualClock,
+    bucket: ObjectSink,
+    puts: list[str],
+) -> None:
+    emulator.clock = clock.time
+    team = replace(s3_settings, journal_url=postgres.database(), harvest=True)
+    async with AsyncExitStack() as stack:
+        first = await stack.enter_async_context(Client(build_app(team, http, clock=clock)))
+        other_machine = replace(team, output_dir=team.output_dir.with_name("other-machine"))  # its own disk
+        await stack.enter_async_context(Client(build_app(other_machine, http, clock=clock)))
+        emulator.faults.append(Fault("slow", "download", count=8, delay=0.3))  # both see them due while one saves
+        for i in range(4):
+            body(await first.call_tool("submit_task", {"prompt": f"poster {i}", "n": 2, "size": "1K"}))
+
+        async def all_stored() -> bool:
+            return len(keys(bucket)) == 16
+
+        await clock.until(all_stored)
+        await clock.sleep(5)  # long enough for another harvest, had one been due
+    assert len(puts) == 16 and len(set(puts)) == 16  # 8 images and their sidecars, each stored once
+    assert downloads(emulator) == 8
 
 
 async def test_an_image_stored_without_its_sidecar_is_not_stored_again(
