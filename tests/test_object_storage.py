@@ -9,6 +9,7 @@ import base64
 import hashlib
 import io
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import replace
@@ -23,16 +24,17 @@ from mcp import Client
 from mcp.types import BlobResourceContents, CallToolResult, ImageContent, ResourceLink, ResourceTemplateReference
 from PIL import Image
 
-from tests.postgres_server import PostgresServer
-from tests.s3_server import CuttingProxy, S3Server
+from tests.postgres_server import PostgresServer, free_port
+from tests.s3_server import ACCESS_KEY, REGION, SECRET_KEY, CuttingProxy, S3Server
 from tests.virtual_clock import VirtualClock
+from wan_image_mcp.cli import main
 from wan_image_mcp.core import object_sink
 from wan_image_mcp.core.config import Settings
 from wan_image_mcp.core.errors import ConfigurationError
 from wan_image_mcp.core.object_sink import ObjectSink
 from wan_image_mcp.core.previews import PREVIEW_SIDE
 from wan_image_mcp.emulator import EmulatorState, Fault
-from wan_image_mcp.mcp_server.app import build_app
+from wan_image_mcp.mcp_server.app import build_app, result_sink
 
 pytestmark = pytest.mark.anyio
 
@@ -327,3 +329,31 @@ def test_a_bad_output_url_or_expiry_is_refused_naming_it(name: str, value: str, 
     with pytest.raises(ConfigurationError, match=name) as caught:
         Settings.from_env({name: value})
     assert said in str(caught.value)
+
+
+def test_serve_refuses_at_start_a_bucket_it_cannot_list(
+    s3: S3Server, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, value in {
+        "WAN_MCP_OUTPUT_URL": "s3://no-such-bucket/results",
+        "AWS_ENDPOINT_URL": s3.endpoint,
+        "AWS_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+    }.items():
+        monkeypatch.setenv(name, value)
+    assert main(["serve"]) == 2
+    said = capsys.readouterr().err
+    assert "cannot use s3://no-such-bucket/results (WAN_MCP_OUTPUT_URL, AWS_*)" in said and said.count("\n") == 1
+    assert said.rstrip().endswith("(NoSuchBucket)")
+
+
+def test_an_unreachable_endpoint_is_said_at_once_and_a_listable_bucket_accepted(
+    s3: S3Server, s3_settings: Settings
+) -> None:
+    closed = replace(s3_settings, object_store=s3.options(f"http://127.0.0.1:{free_port()}"))
+    began = time.monotonic()
+    with pytest.raises(ConfigurationError, match="cannot use s3://"):
+        result_sink(closed, at_start=True)
+    assert time.monotonic() - began < 10  # not tried again for a minute
+    assert isinstance(result_sink(s3_settings, at_start=True), ObjectSink)

@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in (None, "serve"):
         from .core.errors import ConfigurationError
         from .core.journal_schema import check_journal
-        from .mcp_server.app import build_app, check_journal_folder
+        from .mcp_server.app import build_app, check_journal_folder, result_sink
 
         try:
             settings = Settings.from_env()
@@ -78,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_journal_folder(settings)  # fail now, in one line, rather than inside the session
             if settings.journal_url is None:  # a damaged journal too (read-only: the file is left as it is)
                 check_journal(settings.journal_path)
+            result_sink(settings, at_start=True)  # a bucket that cannot be listed: said now, in one line
             _remove_leftover_parts(settings.output_dir)
             if getattr(args, "transport", "stdio") == "http":
                 from .mcp_server.http_server import serve_http

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -42,6 +43,8 @@ RETRY: RetryConfig = {
 }
 """A request the store refused with a 5xx or a dropped connection is tried again four times within a minute; then
 the save fails like a full disk, and the task's images are fetched and stored again on the next check."""
+AT_START: RetryConfig = {"max_retries": 0, "retry_timeout": timedelta(seconds=10)}
+"""The start's one check (``check``) is not tried again: a wrong endpoint is said at once, not after a minute."""
 
 
 class ObjectSink:
@@ -54,6 +57,7 @@ class ObjectSink:
         *,
         options: Mapping[str, str] | None = None,
         expires: float = 3600.0,
+        retry: RetryConfig = RETRY,
     ) -> None:
         bucket, _, prefix = url.removeprefix("s3://").partition("/")
         self.bucket, self.prefix = bucket, prefix.strip("/")
@@ -64,7 +68,7 @@ class ObjectSink:
             prefix=self.prefix or None,
             config=config,
             client_options={"allow_http": plain, "timeout": timedelta(seconds=60)},
-            retry_config=RETRY,
+            retry_config=retry,
         )
         self.expires = timedelta(seconds=expires)
         self._base = f"s3://{bucket}/{self.prefix + '/' if self.prefix else ''}"
@@ -72,6 +76,15 @@ class ObjectSink:
     @property
     def where(self) -> str:
         return self._base.rstrip("/")
+
+    def check(self) -> None:
+        """Raise OSError unless the bucket answers a listing of the prefix: it exists, the endpoint is right and
+        the credentials may list it."""
+        try:
+            listing = self.store.list(chunk_size=1, return_arrow=False)  # pyright: ignore[reportUnknownMemberType]
+            next(iter(listing), None)
+        except (BaseError, OSError) as exc:
+            raise OSError(f"cannot list {self.where}: {said(exc)}") from None
 
     def location(self, name: str) -> str:
         """The location (``ImageFile.path``) of the object ``name`` under the prefix."""
@@ -88,7 +101,7 @@ class ObjectSink:
             listing = self.store.list(return_arrow=False)  # pyright: ignore[reportUnknownMemberType]  # the arrow overload
             names = {meta["path"] for batch in listing for meta in batch}
         except BaseError as exc:
-            raise OSError(f"cannot list {self.where}: {exc}") from None
+            raise OSError(f"cannot list {self.where}: {said(exc)}") from None
         found: dict[int, ImageFile] = {}
         expected = 0
         named, bare = result_name(tag), dict[int, str]()
@@ -139,7 +152,7 @@ class ObjectSink:
         except AlreadyExistsError:
             return
         except BaseError as exc:
-            raise OSError(f"cannot store {self.location(name)}: {exc}") from None
+            raise OSError(f"cannot store {self.location(name)}: {said(exc)}") from None
 
     def present(self, location: str) -> bool:
         try:
@@ -154,7 +167,7 @@ class ObjectSink:
         try:
             return bytes(self.store.get(self._name(location)).bytes())
         except BaseError as exc:
-            raise OSError(f"cannot read {location}: {exc}") from None
+            raise OSError(f"cannot read {location}: {said(exc)}") from None
 
     def lookup(self, journal: Journal, name: str) -> str | None:
         location = self.location(name)
@@ -169,3 +182,14 @@ class ObjectSink:
 
     def download_url(self, location: str) -> str | None:
         return obstore.sign(self.store, "GET", self._name(location), self.expires)
+
+
+def said(exc: BaseException) -> str:
+    """An error in one line: an obstore message (a multi-line dump) as its first line, cut to 300 characters,
+    with the S3 error code when the answer carried one; a one-line message as it is."""
+    text = str(exc).strip()
+    if "\n" not in text:
+        return text or type(exc).__name__
+    code = re.search(r"<Code>(\w+)</Code>", text)
+    first = text.splitlines()[0][:300]
+    return f"{first} ({code[1]})" if code else first

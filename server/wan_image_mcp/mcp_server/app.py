@@ -91,23 +91,29 @@ def build_state(
     return AppState(service=service, settings=settings)
 
 
-def result_sink(settings: Settings) -> ResultSink | None:
-    """The bucket WAN_MCP_OUTPUT_URL names, or None for the output folder. Raises ConfigurationError when the S3
-    client is not installed or refuses its settings."""
+def result_sink(settings: Settings, *, at_start: bool = False) -> ResultSink | None:
+    """The bucket WAN_MCP_OUTPUT_URL names, or None for the output folder; ``at_start``, checked once now with no
+    retries. Raises ConfigurationError when the S3 client is not installed, refuses its settings, or (at start)
+    cannot list the bucket."""
     if settings.output_url is None:
         return None
     try:
-        from ..core.object_sink import ObjectSink
+        from ..core import object_sink
     except ImportError:
         raise ConfigurationError("WAN_MCP_OUTPUT_URL needs obstore: pip install 'wan-image-mcp[s3]'") from None
     from obstore.exceptions import BaseError
 
+    retry = object_sink.AT_START if at_start else object_sink.RETRY
     try:
-        return ObjectSink(
-            settings.output_url, options=dict(settings.object_store), expires=settings.download_url_seconds
+        sink = object_sink.ObjectSink(
+            settings.output_url, options=dict(settings.object_store), expires=settings.download_url_seconds, retry=retry
         )
-    except BaseError as exc:
-        raise ConfigurationError(f"cannot use {settings.output_url} (WAN_MCP_OUTPUT_URL, AWS_*): {exc}") from None
+        if at_start:
+            sink.check()
+    except (BaseError, OSError) as exc:
+        said = object_sink.said(exc)
+        raise ConfigurationError(f"cannot use {settings.output_url} (WAN_MCP_OUTPUT_URL, AWS_*): {said}") from None
+    return sink
 
 
 def open_journal(settings: Settings) -> Journal:
