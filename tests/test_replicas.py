@@ -25,6 +25,8 @@ from tests.virtual_clock import VirtualClock
 from wan_image_mcp.core import output_folder
 from wan_image_mcp.core.config import Settings
 from wan_image_mcp.core.journal import Journal
+from wan_image_mcp.core.query_places import PostgresPlaces
+from wan_image_mcp.dashscope import QueryRate
 from wan_image_mcp.emulator import EmulatorState, Fault
 from wan_image_mcp.mcp_server.app import build_app
 
@@ -136,3 +138,29 @@ async def test_a_claim_left_by_a_killed_server_on_this_host_is_taken_over_at_onc
     task_id = await claimed_task(http, team, clock, killed)
     await harvested_by_a_new_replica(http, team, clock, task_id)
     assert clock.time() < emulator.tasks[task_id].created + 60  # at once, not after the claim's 10 minutes
+
+
+async def test_replicas_on_one_journal_share_the_accounts_query_budget(
+    postgres: PostgresServer, clock: VirtualClock
+) -> None:
+    """DashScope allows 20 task queries a second per account: two replicas of 19 each would send 38."""
+    url = postgres.database()
+    places = [PostgresPlaces(url), PostgresPlaces(url)]
+    rates = [QueryRate(clock=clock, shared=shared) for shared in places]
+    arrived: list[float] = []
+
+    async def query(rate: QueryRate) -> None:
+        async with rate.query():
+            arrived.append(clock.time())  # as the service counts it
+            await clock.sleep(0.05)  # the round trip
+
+    try:
+        async with anyio.create_task_group() as group:
+            for i in range(40):
+                group.start_soon(query, rates[i % 2])
+    finally:
+        for shared in places:
+            shared.close()
+    assert len(arrived) == 40
+    busiest = max(sum(1 for at in arrived if start <= at < start + 1.0) for start in arrived)
+    assert busiest <= 19

@@ -203,7 +203,7 @@ def _migrate(conn: psycopg.Connection[Any], name: str) -> None:
             if conn.execute("SELECT version FROM journal_meta").fetchone() is None:
                 tables = conn.execute(
                     "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
-                    " AND table_name <> 'journal_meta'"
+                    " AND table_name NOT IN ('journal_meta', 'query_places')"  # query_places.py's, maybe first
                 ).fetchall()
                 if tables:
                     listed = ", ".join(sorted(str(t[0]) for t in tables))
