@@ -12,7 +12,7 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.context import ClientRequestContext
-from mcp.types import ElicitRequestParams, ElicitResult
+from mcp.types import ElicitRequestParams, ElicitResult, InputRequiredResult, InputResponses
 
 from tests.conftest import ImageFactory, text
 from wan_image_mcp.core.config import Settings
@@ -196,3 +196,21 @@ def test_the_setting_is_read_from_the_environment() -> None:
     assert Settings.from_env({"WAN_MCP_CONFIRM_ABOVE_IMAGES": " 4 "}).confirm_above_images == 4
     with pytest.raises(ConfigurationError, match="WAN_MCP_CONFIRM_ABOVE_IMAGES"):
         Settings.from_env({"WAN_MCP_CONFIRM_ABOVE_IMAGES": "some"})
+
+
+async def test_one_yes_approves_one_call_a_replayed_answer_sends_nothing(
+    http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState
+) -> None:
+    app = build_app(replace(server_settings, confirm_above_images=2), http)
+    arguments = {"prompt": "four seasons", "size": "1K", "n": 4, "enable_sequential": True}
+    async with Client(app, mode="auto", elicitation_callback=User()) as client:  # the test answers itself
+        asked = await client.session.call_tool("submit_task", arguments, allow_input_required=True)
+        assert isinstance(asked, InputRequiredResult)
+        yes: InputResponses = {key: ElicitResult(action="accept", content={}) for key in asked.input_requests or {}}
+        state = asked.request_state
+        first = await client.session.call_tool("submit_task", arguments, input_responses=yes, request_state=state)
+        assert not first.is_error, text(first)
+        replayed = await client.session.call_tool("submit_task", arguments, input_responses=yes, request_state=state)
+        assert replayed.is_error and "Nothing was sent" in text(replayed)
+        assert "already" in text(replayed)
+    assert len(submitted(emulator)) == 1
