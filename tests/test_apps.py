@@ -6,7 +6,10 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
+import threading
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any, Literal
 
 import httpx2
@@ -20,6 +23,7 @@ from PIL import Image
 from tests.conftest import TOOL_NAMES, ImageFactory, text
 from wan_image_mcp.core.config import Settings
 from wan_image_mcp.core.specs import SPECS
+from wan_image_mcp.core.viewing import input_thumbnail
 from wan_image_mcp.mcp_server.app import build_app
 from wan_image_mcp.mcp_server.picker import NO_APPS
 from wan_image_mcp.mcp_server.ui_apps import PICKER_URI, VIEW_KEY, VIEWER_URI
@@ -187,3 +191,20 @@ async def test_recorded_boxes_are_checked_against_the_pick_as_edit_image_checks_
     assert outside.is_error and "bbox_list (image 2): box [0, 0, 641, 10] reaches outside the 640×640" in text(outside)
     unknown = await apps.call_tool("record_boxes", {"pick_id": "nope", "bbox_list": [[], []]})
     assert unknown.is_error and text(unknown).startswith("pick_id: no open picker 'nope'")
+
+
+def test_an_input_that_became_a_fifo_is_shown_without_a_thumbnail_instead_of_hanging_the_viewer(
+    tmp_path: Path,
+) -> None:
+    fifo = tmp_path / "photo.png"  # the path the journal recorded, replaced since by a FIFO nobody writes to
+    os.mkfifo(fifo)
+    made: list[bytes | None] = []
+    reader = threading.Thread(target=lambda: made.append(input_thumbnail(fifo)), daemon=True)
+    reader.start()
+    reader.join(timeout=5)
+    hung = reader.is_alive()
+    if hung:  # let the blocked open return, so that the thread ends
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(timeout=5)
+    assert not hung
+    assert made == [None]
