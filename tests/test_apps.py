@@ -22,6 +22,7 @@ from PIL import Image
 
 from tests.conftest import TOOL_NAMES, ImageFactory, text
 from wan_image_mcp.core.config import Settings
+from wan_image_mcp.core.picking import Pick, PickedImage, Picks
 from wan_image_mcp.core.specs import SPECS
 from wan_image_mcp.core.viewing import input_thumbnail
 from wan_image_mcp.mcp_server.app import build_app
@@ -208,3 +209,14 @@ def test_an_input_that_became_a_fifo_is_shown_without_a_thumbnail_instead_of_han
         reader.join(timeout=5)
     assert not hung
     assert made == [None]
+
+
+def test_a_remembered_pick_keeps_the_sizes_the_boxes_are_checked_against_not_the_previews() -> None:
+    preview = b"\xff\xd8" + bytes(150_000)  # a 768 px JPEG of a photo: sent once, in pick_boxes' result
+    picks = Picks(limit=2)
+    for number in range(3):
+        picks.add(Pick(f"p{number}", "wan2.7-image", 2, (PickedImage(1, "a.png", 800, 600, preview),) * 9))
+    assert picks.get("p0") is None  # the oldest forgotten
+    kept = picks.get("p2")
+    assert kept is not None and [(i.width, i.height) for i in kept.images] == [(800, 600)] * 9
+    assert sum(len(i.preview) for i in kept.images) == 0
