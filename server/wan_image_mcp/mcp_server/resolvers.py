@@ -155,11 +155,11 @@ def _check(ctx: Context[AppState], prepared: Prepared, answer: ElicitationResult
     if isinstance(answer, AcceptedElicitation):
         data: Any = answer.data
         reply = data.reply if isinstance(data, Unasked) else Answer.ACCEPTED
-        questions = ctx.request_context.lifespan_context.questions
-        if reply is Answer.ACCEPTED and question is not None and _modern(ctx):  # a yes sent again is no yes
-            reply = reply if questions.answered(_call_key(prepared, question)) else CannotAsk(REUSED_YES)
     else:
         reply = Answer.DECLINED if answer.action == "decline" else Answer.CANCELLED
+    if isinstance(reply, Answer) and question is not None and _modern(ctx):  # every answer closes its question
+        fresh = ctx.request_context.lifespan_context.questions.answered(_call_key(prepared, question))
+        reply = reply if fresh or reply is not Answer.ACCEPTED else CannotAsk(REUSED_YES)  # a yes sent again is no yes
     return Checked(prepared, question, reply)
 
 
