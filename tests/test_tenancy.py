@@ -13,7 +13,9 @@ import anyio
 import httpx2
 import pytest
 from mcp import Client
+from mcp.client.extension import advertise
 from mcp.client.streamable_http import streamable_http_client
+from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
 from mcp.shared.exceptions import MCPError
 from mcp.types import CallToolResult, ResourceTemplateReference, TextResourceContents
 from pydantic import SecretStr
@@ -25,6 +27,7 @@ from tests.test_oauth import served
 from wan_image_mcp.core.journal import Journal, NewTask, Tenant
 from wan_image_mcp.emulator import EmulatorConfig
 from wan_image_mcp.emulator.serve import RunningEmulator
+from wan_image_mcp.mcp_server.ui_apps import VIEW_KEY
 
 KEY = "sk-tenancy"
 A = "https://login.example"
@@ -131,16 +134,19 @@ async def completions(client: Client, uri: str, argument: str) -> list[str]:
 def test_a_second_tenant_sees_nothing_of_the_first(issuer: Issuer, emulator: RunningEmulator, tmp_path: Path) -> None:
     @asynccontextmanager
     async def as_user(url: str, sub: str) -> AsyncGenerator[Client]:
+        apps = [advertise(EXTENSION_ID, {"mimeTypes": [APP_MIME_TYPE]})]  # the viewer's data shows nothing either
         async with (
             httpx2.AsyncClient(headers={"Authorization": f"Bearer {issuer.token(sub, url)}"}) as http,
-            Client(streamable_http_client(url, http_client=http)) as client,
+            Client(streamable_http_client(url, http_client=http), extensions=apps) as client,
         ):
             yield client
 
     async def scenario(url: str) -> None:
         async with as_user(url, "alice") as alice:
-            done = structured(await alice.call_tool("edit_image", {"prompt": "alice's fox", "size": "1K"}))
+            edited = await alice.call_tool("edit_image", {"prompt": "alice's fox", "size": "1K"})
+            done = structured(edited)
             assert done["status"] == "SUCCEEDED", done
+            assert edited.meta is not None and edited.meta[VIEW_KEY]["prompt"] == "alice's fox"
             task_id, image = done["task_id"], Path(done["images"][0]["path"]).name
             pending = structured(await alice.call_tool("submit_task", {"prompt": "alice's queued", "size": "1K"}))
             queued = pending["task_id"]
@@ -148,10 +154,12 @@ def test_a_second_tenant_sees_nothing_of_the_first(issuer: Issuer, emulator: Run
             with requests_for(emulator, task_id) as sent, requests_for(emulator, queued) as sent_queued:
                 listed = structured(await bob.call_tool("list_tasks", {}))
                 assert (listed["tasks"], listed["total"]) == ([], 0)
-                checked = structured(await bob.call_tool("check_task", {"task_id": task_id}))
-                unknown = structured(await bob.call_tool("check_task", {"task_id": "no-such-task"}))
-                assert checked["status"] == "UNKNOWN" and checked["error"]["code"] == "UNKNOWN"
-                assert json.dumps(checked) == json.dumps(unknown).replace("no-such-task", task_id)  # nothing told
+                checked = await bob.call_tool("check_task", {"task_id": task_id})
+                unknown = await bob.call_tool("check_task", {"task_id": "no-such-task"})
+                assert structured(checked)["status"] == "UNKNOWN" and structured(checked)["error"]["code"] == "UNKNOWN"
+                said, said_unknown = (r.model_dump_json(exclude={"content"}) for r in (checked, unknown))
+                assert said == said_unknown.replace("no-such-task", task_id)  # nothing told, nor in the viewer's data
+                assert checked.meta is not None and VIEW_KEY in checked.meta
                 cancelled = await bob.call_tool("cancel_task", {"task_id": queued})
                 cancelled_unknown = await bob.call_tool("cancel_task", {"task_id": "no-such-task"})
                 assert cancelled.is_error and cancelled_unknown.is_error
