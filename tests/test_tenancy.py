@@ -4,6 +4,9 @@ tasks and images (list_tasks, check_task, cancel_task, resources, completions); 
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 from collections.abc import AsyncGenerator, Generator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -20,13 +23,14 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import CallToolResult, ResourceTemplateReference, TextResourceContents
 from pydantic import SecretStr
 
-from tests.conftest import text
+from tests.conftest import server_env, text
 from tests.oauth_issuer import Issuer
 from tests.postgres_server import PostgresServer
 from tests.test_oauth import served
 from wan_image_mcp.core.journal import Journal, NewTask, Tenant
 from wan_image_mcp.emulator import EmulatorConfig
 from wan_image_mcp.emulator.serve import RunningEmulator
+from wan_image_mcp.gallery import write_gallery
 from wan_image_mcp.mcp_server.ui_apps import VIEW_KEY
 
 KEY = "sk-tenancy"
@@ -187,3 +191,37 @@ def test_a_second_tenant_sees_nothing_of_the_first(issuer: Issuer, emulator: Run
     quick = {"poll_interval": 0.05, "poll_interval_max": 0.1}
     with served(issuer, tmp_path, api_key=SecretStr(KEY), base_url=emulator.base_url, **quick) as url:
         anyio.run(scenario, url)
+
+
+# --- the gallery: the operator's, every user's images unless --tenant names one -------------------------------
+
+
+def saved_tasks(journal: Journal, folder: Path) -> None:
+    for task_id, tenant in (("t-alice", ALICE), ("t-bob", BOB), ("t-none", None)):
+        submit(journal, task_id, tenant)
+        journal.observed(task_id, status="SUCCEEDED")
+        journal.saved(task_id, [{"path": str(folder / f"{task_id}.png"), "width": 1, "height": 1}])
+
+
+def shown(page: Path) -> set[str]:
+    return set(re.findall(r'data-task="([^"]+)"', page.read_text(encoding="utf-8")))
+
+
+def test_the_gallery_shows_every_users_images_or_one_tenants(journal: Journal, tmp_path: Path) -> None:
+    saved_tasks(journal, tmp_path)
+    assert shown(write_gallery(journal, tmp_path / "all")) == {"t-alice", "t-bob", "t-none"}
+    assert shown(write_gallery(journal, tmp_path / "alice", tenant=ALICE)) == {"t-alice"}
+
+
+def test_gallery_tenant_is_a_subject_of_the_configured_issuer(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "journal.sqlite3")
+    saved_tasks(journal, tmp_path)
+    journal.close()
+    command = [sys.executable, "-m", "wan_image_mcp", "gallery", "--tenant", "bob"]
+    refused = subprocess.run(command, env=server_env(None, None, tmp_path), capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "WAN_MCP_AUTH_ISSUER" in refused.stderr
+    oauth = {"WAN_MCP_AUTH_ISSUER": A + "/", "WAN_MCP_PUBLIC_URL": "https://mcp.example/mcp"}
+    env = server_env(None, None, tmp_path, **oauth)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert shown(Path(done.stdout.strip())) == {"t-bob"}

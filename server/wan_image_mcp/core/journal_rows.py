@@ -22,6 +22,11 @@ class Tenant:
     issuer: str
     subject: str
 
+    @classmethod
+    def of(cls, issuer: str, subject: str) -> Tenant:
+        """The tenant of ``subject`` at ``issuer``, written with or without its trailing ``/`` (one issuer)."""
+        return cls(issuer.rstrip("/"), subject)
+
 
 SUBMITTING: Final = "SUBMITTING"
 """The create request is being sent; no answer yet."""

@@ -65,13 +65,13 @@ def oauth_kwargs(settings: Settings) -> dict[str, Any]:
 
 
 def caller() -> Tenant | None:
-    """The tenant of the request being handled: the issuer (without a trailing ``/``, which the verifier allows
-    either way) and subject of the token the SDK verified for it; None without OAuth. Call it inside a handler."""
+    """The tenant of the request being handled: the issuer and subject of the token the SDK verified for it; None
+    without OAuth. Call it inside a handler."""
     token = get_access_token()
     if token is None or not token.subject:
         return None
     issuer = (token.claims or {}).get("iss")
-    return Tenant(issuer=str(issuer or "").rstrip("/"), subject=token.subject)
+    return Tenant.of(str(issuer or ""), token.subject)
 
 
 class JwtVerifier:
