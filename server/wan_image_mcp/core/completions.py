@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .journal import Journal
+from .journal import Journal, Tenant
 from .specs import MODEL_NAMES
 
 LIMIT = 100
@@ -43,16 +43,19 @@ def model_suggestions(prefix: str, limit: int = LIMIT) -> Suggestions:
     return _matching(MODEL_NAMES, prefix, limit)
 
 
-def task_suggestions(journal: Journal, prefix: str, limit: int = LIMIT) -> Suggestions:
-    """Task ids DashScope gave to the newest tasks (a submission still without one has none to suggest)."""
-    rows, _ = journal.recent(limit=RECENT_TASKS)
+def task_suggestions(journal: Journal, prefix: str, limit: int = LIMIT, *, tenant: Tenant | None = None) -> Suggestions:
+    """Task ids DashScope gave to the newest tasks (only ``tenant``'s, when given; a submission still without one has
+    none to suggest)."""
+    rows, _ = journal.recent(limit=RECENT_TASKS, tenant=tenant)
     return _matching((row.task_id for row in rows if row.task_id), prefix, limit)
 
 
-def image_suggestions(journal: Journal, root: Path, prefix: str, limit: int = LIMIT) -> Suggestions:
-    """File names of the images the newest tasks saved in ``root`` that are still there: what wan://images/{name}
-    serves."""
-    rows, _ = journal.recent(limit=RECENT_TASKS)
+def image_suggestions(
+    journal: Journal, root: Path, prefix: str, limit: int = LIMIT, *, tenant: Tenant | None = None
+) -> Suggestions:
+    """File names of the images the newest tasks (only ``tenant``'s, when given) saved in ``root`` that are still
+    there: what wan://images/{name} serves."""
+    rows, _ = journal.recent(limit=RECENT_TASKS, tenant=tenant)
     folder = root.resolve()
     paths = (Path(image["path"]) for row in rows for image in row.images)
     servable = (p.name for p in paths if p.name.startswith(prefix) and p.resolve().parent == folder and p.is_file())

@@ -82,6 +82,12 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     ALTER TABLE tasks ADD COLUMN claimed_by TEXT;
     ALTER TABLE tasks ADD COLUMN claimed_until DOUBLE PRECISION
     """,
+    # 7: whose a task is on a server with OAuth (issuer and subject)
+    """
+    ALTER TABLE tasks ADD COLUMN tenant_issuer TEXT;
+    ALTER TABLE tasks ADD COLUMN tenant_subject TEXT;
+    CREATE INDEX tasks_tenant ON tasks (tenant_issuer, tenant_subject, created_at DESC)
+    """,
 )
 _MIGRATION_LOCK: Final = 0x57414E4A  # "WANJ": the advisory lock replicas take to migrate one at a time
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from .outcomes import ImageFile
 
 if TYPE_CHECKING:
-    from .journal import Journal
+    from .journal import Journal, Tenant
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "BMP": ".bmp"}
@@ -103,15 +103,15 @@ def _describe(path: Path) -> ImageFile | None:
     return ImageFile(path=str(path), url="", width=width, height=height, bytes=size, sha256=digest.hexdigest())
 
 
-def saved_image(journal: Journal, root: Path, name: str) -> Path | None:
+def saved_image(journal: Journal, root: Path, name: str, tenant: Tenant | None = None) -> Path | None:
     """The file ``name`` in ``root`` if the journal records it as a saved image of the task its name carries
-    (``{time}_{model}_{task_id}_{n}``); None for any other file there, however it is named."""
+    (``{time}_{model}_{task_id}_{n}``), and that task is ``tenant``'s when one is given; None for any other file."""
     parts = name.rsplit(".", 1)[0].split("_")
     target = (root / name).resolve()
     if len(parts) < 4 or target.parent != root.resolve():
         return None
     for start in range(2, len(parts) - 1):  # the model is one part or more, the task id the rest
-        row = journal.get("_".join(parts[start:-1]))
+        row = journal.get("_".join(parts[start:-1]), tenant=tenant)
         if row is not None and any(Path(image["path"]).resolve() == target for image in row.images):
             return target if target.is_file() else None
     return None

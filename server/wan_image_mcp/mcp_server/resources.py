@@ -26,6 +26,7 @@ from ..core.outcomes import ImageFile
 from ..core.output_folder import saved_image
 from ..core.specs import get_spec
 from .appstate import AppState
+from .oauth import caller
 
 IMAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.(png|jpg|webp|bmp)$")
 """What a result image's file name may be (the names ``output_folder.result_stem`` gives): nothing else is looked
@@ -66,9 +67,10 @@ def model(model: str) -> str:
 
 async def task(task_id: str, ctx: Context[AppState]) -> str:
     """The journal's entry for a task this server started (JSON): status, model, prompt, parameters, times,
-    result URLs, saved images and errors. A task the journal does not know is not found."""
+    result URLs, saved images and errors. A task the journal does not know (or, with OAuth, another user's) is not
+    found."""
     service = ctx.request_context.lifespan_context.service
-    row = await service.journal.run(service.journal.sync.get, task_id)
+    row = await service.journal.run(service.journal.sync.get, task_id, tenant=caller())
     if row is None:
         raise ResourceNotFoundError(f"no task {task_id!r} in the journal; list_tasks shows the known ones")
     return json.dumps(row.__dict__, ensure_ascii=False, indent=1, default=str)
@@ -76,12 +78,12 @@ async def task(task_id: str, ctx: Context[AppState]) -> str:
 
 async def image(name: str, ctx: Context[AppState]) -> bytes:
     """A result image this server saved (the journal knows it), as its bytes; never any other file in the output
-    folder. Any other name is not found."""
+    folder, nor (with OAuth) another user's. Any other name is not found."""
     state = ctx.request_context.lifespan_context
     if not IMAGE_NAME.match(name):
         raise ResourceNotFoundError(f"no result image {name!r}")
     journal = state.service.journal
-    path = await journal.run(saved_image, journal.sync, state.settings.output_dir, name)
+    path = await journal.run(saved_image, journal.sync, state.settings.output_dir, name, caller())
     if path is None:
         raise ResourceNotFoundError(f"no result image {name!r} saved by this server in the output folder")
     return await anyio.to_thread.run_sync(path.read_bytes)
