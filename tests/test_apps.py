@@ -6,7 +6,10 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
+import threading
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any, Literal
 
 import httpx2
@@ -19,7 +22,9 @@ from PIL import Image
 
 from tests.conftest import TOOL_NAMES, ImageFactory, text
 from wan_image_mcp.core.config import Settings
+from wan_image_mcp.core.picking import Pick, PickedImage, Picks
 from wan_image_mcp.core.specs import SPECS
+from wan_image_mcp.core.viewing import input_thumbnail
 from wan_image_mcp.mcp_server.app import build_app
 from wan_image_mcp.mcp_server.picker import NO_APPS
 from wan_image_mcp.mcp_server.ui_apps import PICKER_URI, VIEW_KEY, VIEWER_URI
@@ -187,3 +192,31 @@ async def test_recorded_boxes_are_checked_against_the_pick_as_edit_image_checks_
     assert outside.is_error and "bbox_list (image 2): box [0, 0, 641, 10] reaches outside the 640×640" in text(outside)
     unknown = await apps.call_tool("record_boxes", {"pick_id": "nope", "bbox_list": [[], []]})
     assert unknown.is_error and text(unknown).startswith("pick_id: no open picker 'nope'")
+
+
+def test_an_input_that_became_a_fifo_is_shown_without_a_thumbnail_instead_of_hanging_the_viewer(
+    tmp_path: Path,
+) -> None:
+    fifo = tmp_path / "photo.png"  # the path the journal recorded, replaced since by a FIFO nobody writes to
+    os.mkfifo(fifo)
+    made: list[bytes | None] = []
+    reader = threading.Thread(target=lambda: made.append(input_thumbnail(fifo)), daemon=True)
+    reader.start()
+    reader.join(timeout=5)
+    hung = reader.is_alive()
+    if hung:  # let the blocked open return, so that the thread ends
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(timeout=5)
+    assert not hung
+    assert made == [None]
+
+
+def test_a_remembered_pick_keeps_the_sizes_the_boxes_are_checked_against_not_the_previews() -> None:
+    preview = b"\xff\xd8" + bytes(150_000)  # a 768 px JPEG of a photo: sent once, in pick_boxes' result
+    picks = Picks(limit=2)
+    for number in range(3):
+        picks.add(Pick(f"p{number}", "wan2.7-image", 2, (PickedImage(1, "a.png", 800, 600, preview),) * 9))
+    assert picks.get("p0") is None  # the oldest forgotten
+    kept = picks.get("p2")
+    assert kept is not None and [(i.width, i.height) for i in kept.images] == [(800, 600)] * 9
+    assert sum(len(i.preview) for i in kept.images) == 0

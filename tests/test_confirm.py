@@ -12,7 +12,15 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.context import ClientRequestContext
-from mcp.types import ElicitRequestParams, ElicitResult
+from mcp.types import (
+    ElicitRequestParams,
+    ElicitResult,
+    InputRequiredResult,
+    InputResponses,
+    ListRootsResult,
+    Root,
+)
+from pydantic import FileUrl
 
 from tests.conftest import ImageFactory, text
 from wan_image_mcp.core.config import Settings
@@ -196,3 +204,64 @@ def test_the_setting_is_read_from_the_environment() -> None:
     assert Settings.from_env({"WAN_MCP_CONFIRM_ABOVE_IMAGES": " 4 "}).confirm_above_images == 4
     with pytest.raises(ConfigurationError, match="WAN_MCP_CONFIRM_ABOVE_IMAGES"):
         Settings.from_env({"WAN_MCP_CONFIRM_ABOVE_IMAGES": "some"})
+
+
+async def test_one_yes_approves_one_call_a_replayed_answer_sends_nothing(
+    http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState
+) -> None:
+    app = build_app(replace(server_settings, confirm_above_images=2), http)
+    arguments = {"prompt": "four seasons", "size": "1K", "n": 4, "enable_sequential": True}
+    async with Client(app, mode="auto", elicitation_callback=User()) as client:  # the test answers itself
+        asked = await client.session.call_tool("submit_task", arguments, allow_input_required=True)
+        assert isinstance(asked, InputRequiredResult)
+        yes: InputResponses = {key: ElicitResult(action="accept", content={}) for key in asked.input_requests or {}}
+        state = asked.request_state
+        first = await client.session.call_tool("submit_task", arguments, input_responses=yes, request_state=state)
+        assert not first.is_error, text(first)
+        replayed = await client.session.call_tool("submit_task", arguments, input_responses=yes, request_state=state)
+        assert replayed.is_error and "Nothing was sent" in text(replayed)
+        assert "already" in text(replayed)
+    assert len(submitted(emulator)) == 1
+
+
+async def test_a_call_that_needs_the_clients_roots_and_a_yes_asks_for_both_then_goes_ahead(
+    connect: Connect, emulator: EmulatorState, make_image: ImageFactory, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    outside = tmp_path_factory.mktemp("project")  # not an allowed folder: the client's roots allow it
+    photo = make_image("photo.png", (400, 300)).rename(outside / "photo.png")
+    asked: list[str] = []
+
+    async def roots(context: ClientRequestContext) -> ListRootsResult:
+        del context
+        asked.append("roots")
+        return ListRootsResult(roots=[Root(uri=FileUrl(outside.as_uri()), name="project")])
+
+    user = User("accept")
+    client = connect(user)
+    client.list_roots_callback = roots
+    result = await call(client, images=[str(photo)], n=3)
+    assert not result.is_error, text(result)
+    assert asked == ["roots"] and len(user.asked) == 1
+    assert len(submitted(emulator)) == 1
+
+
+async def test_a_declined_question_leaves_no_yes_behind_for_a_replayed_answer(
+    http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState
+) -> None:
+    app = build_app(replace(server_settings, confirm_above_images=2), http)
+    arguments = {"prompt": "four seasons", "size": "1K", "n": 4}
+    async with Client(app, mode="auto", elicitation_callback=User()) as client:  # the test answers itself
+        for action in ("decline", "accept"):
+            asked = await client.session.call_tool("submit_task", arguments, allow_input_required=True)
+            assert isinstance(asked, InputRequiredResult)
+            content: dict[str, Any] | None = {} if action == "accept" else None
+            answer: InputResponses = {
+                key: ElicitResult(action=action, content=content)  # type: ignore[arg-type]
+                for key in asked.input_requests or {}
+            }
+            state = asked.request_state
+            done = await client.session.call_tool("submit_task", arguments, input_responses=answer, request_state=state)
+            assert done.is_error == (action == "decline"), text(done)
+        replayed = await client.session.call_tool("submit_task", arguments, input_responses=answer, request_state=state)
+        assert replayed.is_error and "already" in text(replayed)
+    assert len(submitted(emulator)) == 1

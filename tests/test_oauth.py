@@ -8,6 +8,7 @@ import time
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx2
@@ -36,8 +37,9 @@ def issuer() -> Iterator[Issuer]:
 
 
 @contextmanager
-def served(issuer: Issuer, folder: Path) -> Generator[str]:
-    """The HTTP app with OAuth on a loopback port; yields its /mcp URL, which is also its public URL."""
+def served(issuer: Issuer, folder: Path, **more: Any) -> Generator[str]:
+    """The HTTP app with OAuth on a loopback port; yields its /mcp URL, which is also its public URL. ``more``: other
+    settings (a DashScope to call, say)."""
     sock = bind("127.0.0.1", 0)
     url = f"http://127.0.0.1:{sock.getsockname()[1]}/mcp"
     settings = Settings(
@@ -46,6 +48,7 @@ def served(issuer: Issuer, folder: Path) -> Generator[str]:
         harvest=False,
         auth_issuer=issuer.url,
         public_url=url,
+        **more,
     )
     server = uvicorn.Server(uvicorn.Config(http_app(settings, host="127.0.0.1", token=None), log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})

@@ -7,9 +7,13 @@ The servers run in-process on one virtual clock (``tests/virtual_clock.py``) wit
 from __future__ import annotations
 
 import random
+import selectors
+import signal
+import subprocess
 import sys
 from collections import Counter
-from contextlib import AsyncExitStack
+from collections.abc import Generator
+from contextlib import AsyncExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,13 +23,16 @@ import pytest
 from mcp import Client
 from PIL import Image
 
-from tests.conftest import text
+from tests.conftest import server_env, text, until
 from tests.postgres_server import PostgresServer
 from tests.virtual_clock import VirtualClock
 from wan_image_mcp.core import output_folder
 from wan_image_mcp.core.config import Settings
 from wan_image_mcp.core.journal import Journal
-from wan_image_mcp.emulator import EmulatorState, Fault
+from wan_image_mcp.core.query_places import PostgresPlaces
+from wan_image_mcp.dashscope import QueryRate
+from wan_image_mcp.emulator import EmulatorConfig, EmulatorState, Fault
+from wan_image_mcp.emulator.serve import RunningEmulator
 from wan_image_mcp.mcp_server.app import build_app
 
 pytestmark = pytest.mark.anyio
@@ -136,3 +143,90 @@ async def test_a_claim_left_by_a_killed_server_on_this_host_is_taken_over_at_onc
     task_id = await claimed_task(http, team, clock, killed)
     await harvested_by_a_new_replica(http, team, clock, task_id)
     assert clock.time() < emulator.tasks[task_id].created + 60  # at once, not after the claim's 10 minutes
+
+
+async def test_replicas_on_one_journal_share_the_accounts_query_budget(
+    postgres: PostgresServer, clock: VirtualClock
+) -> None:
+    """DashScope allows 20 task queries a second per account: two replicas of 19 each would send 38."""
+    url = postgres.database()
+    places = [PostgresPlaces(url), PostgresPlaces(url)]
+    rates = [QueryRate(clock=clock, shared=shared) for shared in places]
+    arrived: list[float] = []
+
+    async def query(rate: QueryRate) -> None:
+        async with rate.query():
+            arrived.append(clock.time())  # as the service counts it
+            await clock.sleep(0.05)  # the round trip
+
+    try:
+        async with anyio.create_task_group() as group:
+            for i in range(40):
+                group.start_soon(query, rates[i % 2])
+    finally:
+        for shared in places:
+            shared.close()
+    assert len(arrived) == 40
+    busiest = max(sum(1 for at in arrived if start <= at < start + 1.0) for start in arrived)
+    assert busiest <= 19
+
+
+@contextmanager
+def replica(emulator: RunningEmulator, folder: Path, journal_url: str) -> Generator[tuple[str, subprocess.Popen[str]]]:
+    """``serve --transport http`` on a free loopback port, on the shared PostgreSQL journal and output folder;
+    yields its /mcp URL and its process."""
+    env = server_env(emulator.base_url, REPLICA_KEY, folder, WAN_MCP_DB=journal_url, WAN_MCP_POLL_INTERVAL="0.2")
+    command = [sys.executable, "-m", "wan_image_mcp", "serve", "--transport", "http", "--port", "0"]
+    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stderr is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(process.stderr, selectors.EVENT_READ)
+            assert selector.select(timeout=30), "the replica said nothing within 30 s"
+        line = process.stderr.readline()
+        assert "serving MCP over HTTP at " in line, line
+        yield line.rsplit(" ", 1)[1].strip(), process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+        if process.stderr:
+            process.stderr.close()
+
+
+REPLICA_KEY = "sk-replicas"
+
+
+@pytest.mark.slow
+def test_a_replica_killed_mid_task_loses_nothing_another_finishes_it(postgres: PostgresServer, tmp_path: Path) -> None:
+    journal_url = postgres.database()
+    config = EmulatorConfig(api_keys=frozenset({REPLICA_KEY}), latency=2.0)  # the task runs 2 s
+    with RunningEmulator(config) as emulator, replica(emulator, tmp_path, journal_url) as (first, killed):
+
+        async def submit() -> str:
+            async with Client(first) as client:
+                started = await client.call_tool("submit_task", {"prompt": "through the first replica", "size": "1K"})
+                assert started.structured_content is not None, text(started)
+                return str(started.structured_content["task_id"])
+
+        task_id = anyio.run(submit)
+        killed.send_signal(signal.SIGKILL)  # while the task runs, and the first replica's harvester holds it
+        killed.wait(timeout=10)
+        with replica(emulator, tmp_path, journal_url) as (second, _):
+
+            async def finished() -> list[dict[str, object]]:
+                async with Client(second) as client:
+
+                    async def saved() -> bool:
+                        found = (await client.call_tool("check_task", {"task_id": task_id})).structured_content
+                        return bool(found and found.get("images"))
+
+                    await until(saved, within=30, step=0.2)
+                    listed = (await client.call_tool("list_tasks", {})).structured_content
+                    assert listed is not None
+                    return [t for t in listed["tasks"] if t["task_id"] == task_id]
+
+            (row,) = anyio.run(finished)
+    assert row["status"] == "SUCCEEDED"
+    assert len(list((tmp_path / "out").glob(f"*_{task_id}_1.png"))) == 1
+    assert sum(1 for r in emulator.state.requests if r.path.startswith("/results/")) == 1

@@ -27,6 +27,11 @@ def _parser() -> argparse.ArgumentParser:
     gallery = commands.add_parser("gallery", help="write an HTML page of every saved result, newest first")
     gallery.add_argument("--open", action="store_true", help="open it in the default browser")
     gallery.add_argument(
+        "--tenant",
+        metavar="SUB",
+        help="only the tasks of this OAuth subject (of WAN_MCP_AUTH_ISSUER); default: everyone's",
+    )
+    gallery.add_argument(
         "--folder",
         help="a demo's folder (its results/ and journal.sqlite3) instead of WAN_MCP_OUTPUT_DIR and WAN_MCP_DB",
     )
@@ -56,6 +61,51 @@ def _remove_leftover_parts(folder: Path) -> None:
         logging.getLogger("wan_image_mcp").info(
             "removed %d leftover temp file(s) (%.1f MB) from %s", files, size / 1e6, folder
         )
+
+
+def _gallery(args: argparse.Namespace) -> int:
+    """``gallery``: write the page of every saved result (only one OAuth subject's with ``--tenant``), print its
+    path, and open it with ``--open``."""
+    from .core.config import Settings
+    from .core.errors import ConfigurationError
+    from .core.journal import Tenant
+    from .gallery import write_gallery
+    from .mcp_server.app import open_journal
+
+    folder = Path(args.folder).expanduser().resolve() if args.folder else None
+    if folder is not None and not (folder / "journal.sqlite3").is_file():
+        print(f"wan-image-mcp: {folder} holds no journal.sqlite3: give the folder a demo printed", file=sys.stderr)
+        return 2
+    try:
+        settings = Settings.from_env()
+        if folder is not None:
+            settings = replace(
+                settings, output_dir=folder / "results", journal_path=folder / "journal.sqlite3", journal_url=None
+            )
+        journal = open_journal(settings)
+    except ConfigurationError as exc:
+        print(f"wan-image-mcp: {exc}", file=sys.stderr)
+        return 2
+    tenant = None
+    if args.tenant is not None:
+        if settings.auth_issuer is None:
+            journal.close()
+            print(
+                "wan-image-mcp: --tenant is a subject of WAN_MCP_AUTH_ISSUER's tokens, which is not set",
+                file=sys.stderr,
+            )
+            return 2
+        tenant = Tenant.of(settings.auth_issuer, args.tenant)
+    try:
+        page = write_gallery(journal, settings.output_dir, tenant=tenant)
+    finally:
+        journal.close()
+    print(page)
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(page.as_uri())
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -93,34 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_app(settings).run()
         return 0
     if args.command == "gallery":
-        from .core.errors import ConfigurationError
-        from .gallery import write_gallery
-        from .mcp_server.app import open_journal
-
-        folder = Path(args.folder).expanduser().resolve() if args.folder else None
-        if folder is not None and not (folder / "journal.sqlite3").is_file():
-            print(f"wan-image-mcp: {folder} holds no journal.sqlite3: give the folder a demo printed", file=sys.stderr)
-            return 2
-        try:
-            settings = Settings.from_env()
-            if folder is not None:
-                settings = replace(
-                    settings, output_dir=folder / "results", journal_path=folder / "journal.sqlite3", journal_url=None
-                )
-            journal = open_journal(settings)
-        except ConfigurationError as exc:
-            print(f"wan-image-mcp: {exc}", file=sys.stderr)
-            return 2
-        try:
-            page = write_gallery(journal, settings.output_dir)
-        finally:
-            journal.close()
-        print(page)
-        if args.open:
-            import webbrowser
-
-            webbrowser.open(page.as_uri())
-        return 0
+        return _gallery(args)
     if args.command == "demo":
         from .demo import run_demo
 

@@ -3,7 +3,8 @@
 Every task in the journal with saved images becomes a card: the result thumbnails, the prompt, model,
 parameters, input thumbnails, time and image count. Thumbnails are small JPEGs cached under
 ``<output>/.thumbs/`` with names the server makes; the page links to the full images. Everything from the
-journal is HTML-escaped: a prompt cannot inject markup.
+journal is HTML-escaped: a prompt cannot inject markup. The page is the operator's: it shows every user's tasks
+on a server with OAuth, or (``--tenant SUB``) only those of one subject of ``WAN_MCP_AUTH_ISSUER``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 from pathlib import Path
 
 from .core.decoding import exif_orientation
-from .core.journal import Journal, TaskRow
+from .core.journal import Journal, TaskRow, Tenant
 from .core.pillow import Image
 from .core.pixels import small_as_sent
 
@@ -109,9 +110,9 @@ def _card(row: TaskRow, root: Path) -> str:
     )
 
 
-def write_gallery(journal: Journal, root: Path) -> Path:
-    """Write ``<root>/gallery.html`` (atomically) and return its path."""
-    rows, _ = journal.recent(status="SUCCEEDED", limit=MAX_TASKS)
+def write_gallery(journal: Journal, root: Path, *, tenant: Tenant | None = None) -> Path:
+    """Write ``<root>/gallery.html`` (atomically) of every user's tasks, or only ``tenant``'s, and return its path."""
+    rows, _ = journal.recent(status="SUCCEEDED", limit=MAX_TASKS, tenant=tenant)
     rows = [row for row in rows if row.images]
     total = sum(len(row.images) for row in rows)
     body = "".join(_card(row, root) for row in rows) or "<p>No saved images yet.</p>"

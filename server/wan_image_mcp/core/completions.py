@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .journal import Journal
+from .journal import Journal, Tenant
 from .sinks import ResultSink
 from .specs import MODEL_NAMES
 
@@ -44,16 +44,19 @@ def model_suggestions(prefix: str, limit: int = LIMIT) -> Suggestions:
     return _matching(MODEL_NAMES, prefix, limit)
 
 
-def task_suggestions(journal: Journal, prefix: str, limit: int = LIMIT) -> Suggestions:
-    """Task ids DashScope gave to the newest tasks (a submission still without one has none to suggest)."""
-    rows, _ = journal.recent(limit=RECENT_TASKS)
+def task_suggestions(journal: Journal, prefix: str, limit: int = LIMIT, *, tenant: Tenant | None = None) -> Suggestions:
+    """Task ids DashScope gave to the newest tasks (only ``tenant``'s, when given; a submission still without one has
+    none to suggest)."""
+    rows, _ = journal.recent(limit=RECENT_TASKS, tenant=tenant)
     return _matching((row.task_id for row in rows if row.task_id), prefix, limit)
 
 
-def image_suggestions(journal: Journal, sink: ResultSink, prefix: str, limit: int = LIMIT) -> Suggestions:
-    """File names of the images the newest tasks saved in ``sink`` (the output folder, or a bucket) that are still
-    there: what wan://images/{name} serves."""
-    rows, _ = journal.recent(limit=RECENT_TASKS)
+def image_suggestions(
+    journal: Journal, sink: ResultSink, prefix: str, limit: int = LIMIT, *, tenant: Tenant | None = None
+) -> Suggestions:
+    """File names of the images the newest tasks (only ``tenant``'s, when given) saved in ``sink`` (the output
+    folder, or a bucket) that are still there: what wan://images/{name} serves."""
+    rows, _ = journal.recent(limit=RECENT_TASKS, tenant=tenant)
     paths = (str(image["path"]) for row in rows for image in row.images)
     named = (sink.served_name(path) for path in paths if Path(path).name.startswith(prefix))
     servable = (name for name in named if name is not None)

@@ -3,7 +3,8 @@
 A row is written *before* the create-task request is sent (status SUBMITTING) and completed with the
 task id from the response, so a crash at any moment leaves either a task we know about or a row saying we
 may have started one (UNCERTAIN). Rows hold model, prompt, parameters (never image bytes or the API key),
-times, status, result URLs, local paths with their sha256, and errors.
+times, status, result URLs, local paths with their sha256, errors, and whose the task is (``Tenant``, on a server
+with OAuth; a tenant given to a query sees only its own rows).
 
 ``Journal`` is synchronous: the queries that write and read rows (its file, schema and start-up check are
 ``journal_schema``'s); ``AsyncJournal`` runs every call on one worker thread at a time so the event loop never
@@ -14,112 +15,47 @@ from __future__ import annotations
 
 import functools
 import json
-import time
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from .clock import SYSTEM_CLOCK, Clock
-from .journal_db import Database, Row, is_postgres, open_database
+from .journal_db import Database, is_postgres, open_database
+from .journal_rows import (
+    AMBIGUOUS,
+    DAY,
+    EXPIRED,
+    OPEN_STATUSES,
+    REJECTED,
+    SUBMITTING,
+    UNCERTAIN,
+    UNRESOLVED,
+    NewTask,
+    TaskRow,
+    Tenant,
+)
+
+__all__ = [
+    "AMBIGUOUS",
+    "DAY",
+    "EXPIRED",
+    "OPEN_STATUSES",
+    "REJECTED",
+    "SUBMITTING",
+    "UNCERTAIN",
+    "UNRESOLVED",
+    "Journal",
+    "NewTask",
+    "TaskRow",
+    "Tenant",
+]
 
 T = TypeVar("T")
 P = ParamSpec("P")
 
 
-SUBMITTING: Final = "SUBMITTING"
-"""The create request is being sent; no answer yet."""
-UNCERTAIN: Final = "UNCERTAIN"
-"""The create request was sent but its answer was lost: a task may exist (and be billed)."""
-REJECTED: Final = "REJECTED"
-"""The API refused the create request, or it provably never reached the API: no task exists."""
-AMBIGUOUS: Final = "AMBIGUOUS"
-"""The answer was lost and more than one task in DashScope's list could be this submission's: none was adopted;
-``candidates`` names them."""
-EXPIRED: Final = "EXPIRED"
-"""The task succeeded but its result URLs expired before the images could be saved."""
-UNRESOLVED: Final = (SUBMITTING, UNCERTAIN)
-"""A create request without its answer: reconciled against the task list."""
-OPEN_STATUSES: Final = ("PENDING", "RUNNING")
-DAY: Final = 24 * 3600.0
-"""How long DashScope keeps a task (its id and result URLs): older rows are not harvested or reconciled."""
-
-
 def _json(value: object) -> str:
     return json.dumps(value, ensure_ascii=False)
-
-
-@dataclass(frozen=True)
-class TaskRow:
-    id: int
-    task_id: str | None
-    model: str
-    prompt: str
-    parameters: dict[str, Any]
-    adjustments: list[str]
-    instruction: str | None
-    requested_images: int | None
-    status: str
-    request_id: str | None
-    created_at: float
-    updated_at: float
-    finished_at: float | None
-    result_urls: list[str]
-    usage: dict[str, Any] | None
-    actual_prompt: str | None
-    texts: list[str]
-    images: list[dict[str, Any]]
-    saved_at: float | None
-    error_code: str | None
-    error_message: str | None
-    download_attempts: int
-    download_error: str | None
-    next_poll_at: float | None
-    inputs: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
-    """Each input image: ``ref`` as given (data URLs shortened) and ``path`` when it was a local file."""
-    answer_by: float | None = None
-    """SUBMITTING: when the create request's answer is due at the latest; UNCERTAIN: when it was given up."""
-    submit_time: str | None = None
-    """The task's ``submit_time`` as DashScope reported it, in DashScope's zone."""
-    candidates: list[str] = field(default_factory=list[str])
-    """AMBIGUOUS: the task ids that could be this submission's."""
-    expected_size: str | None = None
-    """``W*H`` the request should produce (None: not known when it was sent, e.g. a remote last image)."""
-
-    @classmethod
-    def from_sql(cls, row: Row) -> TaskRow:
-        # Columns a newer version added are ignored: an older server can still read a newer journal.
-        data = {key: row[key] for key in row.keys() if key in _FIELDS}  # noqa: SIM118 - a Row iterates values
-        for key in ("parameters", "adjustments", "result_urls", "texts", "images", "inputs", "candidates"):
-            data[key] = json.loads(data[key])
-        data["usage"] = json.loads(data["usage"]) if data["usage"] else None
-        return cls(**data)
-
-    @property
-    def needs_harvest(self) -> bool:
-        """Still running, or succeeded without its images on disk."""
-        return self.task_id is not None and (
-            self.status in OPEN_STATUSES or (self.status == "SUCCEEDED" and self.saved_at is None)
-        )
-
-
-_FIELDS = frozenset(TaskRow.__dataclass_fields__)
-
-
-@dataclass(frozen=True)
-class NewTask:
-    model: str
-    prompt: str
-    parameters: dict[str, Any]
-    adjustments: Sequence[str] = ()
-    instruction: str | None = None
-    requested_images: int | None = None
-    inputs: Sequence[dict[str, Any]] = ()
-    created_at: float = field(default_factory=time.time)
-    answer_within: float = 60.0
-    """Seconds after ``created_at`` by which the create request's answer is due (the client's submit deadline)."""
-    expected_size: tuple[int, int] | None = None
-    """The output size the request should produce, when known."""
 
 
 class Journal:
@@ -165,7 +101,8 @@ class Journal:
         """Record a task about to be submitted. Returns its row id."""
         return self._db.insert(
             "INSERT INTO tasks (model, prompt, parameters, adjustments, instruction, requested_images, status,"
-            " created_at, updated_at, inputs, answer_by, expected_size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " created_at, updated_at, inputs, answer_by, expected_size, tenant_issuer, tenant_subject)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 task.model,
                 task.prompt,
@@ -179,6 +116,8 @@ class Journal:
                 _json(list(task.inputs)),
                 task.created_at + task.answer_within,
                 f"{task.expected_size[0]}*{task.expected_size[1]}" if task.expected_size else None,
+                task.tenant.issuer if task.tenant else None,
+                task.tenant.subject if task.tenant else None,
             ),
         )
 
@@ -317,10 +256,12 @@ class Journal:
 
     # --- reading ------------------------------------------------------------------------------------
 
-    def get(self, task_id: str) -> TaskRow | None:
-        """The row of ``task_id``, or None if the journal does not know it."""
+    def get(self, task_id: str, *, tenant: Tenant | None = None) -> TaskRow | None:
+        """The row of ``task_id``, or None if the journal does not know it (or, given ``tenant``, if it is not that
+        tenant's: another's task is not told apart from an unknown one)."""
         row = self._db.execute("SELECT * FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
-        return TaskRow.from_sql(row) if row else None
+        found = TaskRow.from_sql(row) if row else None
+        return found if found is not None and found.belongs_to(tenant) else None
 
     def to_harvest(self, *, younger_than: float) -> list[TaskRow]:
         """Tasks to poll or whose images to fetch, created after ``younger_than``, soonest first."""
@@ -394,9 +335,19 @@ class Journal:
         ).fetchone()
         return int(row[0])
 
-    def recent(self, *, status: str | None = None, limit: int = 20, offset: int = 0) -> tuple[list[TaskRow], int]:
-        """A page of rows, newest first (only ``status`` when given), and how many rows match in all."""
-        where, args = ("WHERE status = ?", [status]) if status else ("", [])
+    def recent(
+        self, *, status: str | None = None, limit: int = 20, offset: int = 0, tenant: Tenant | None = None
+    ) -> tuple[list[TaskRow], int]:
+        """A page of rows, newest first (only ``status``, only ``tenant``'s when given), and how many match in all."""
+        conditions: list[str] = []
+        args: list[Any] = []
+        if status:
+            conditions.append("status = ?")
+            args.append(status)
+        if tenant is not None:
+            conditions.append("tenant_issuer = ? AND tenant_subject = ?")
+            args += [tenant.issuer, tenant.subject]
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         total = int(self._db.execute(f"SELECT COUNT(*) FROM tasks {where}", args).fetchone()[0])
         rows = self._db.execute(
             f"SELECT * FROM tasks {where} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?", [*args, limit, offset]

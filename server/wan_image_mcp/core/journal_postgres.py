@@ -82,6 +82,12 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     ALTER TABLE tasks ADD COLUMN claimed_by TEXT;
     ALTER TABLE tasks ADD COLUMN claimed_until DOUBLE PRECISION
     """,
+    # 7: whose a task is on a server with OAuth (issuer and subject)
+    """
+    ALTER TABLE tasks ADD COLUMN tenant_issuer TEXT;
+    ALTER TABLE tasks ADD COLUMN tenant_subject TEXT;
+    CREATE INDEX tasks_tenant ON tasks (tenant_issuer, tenant_subject, created_at DESC)
+    """,
 )
 _MIGRATION_LOCK: Final = 0x57414E4A  # "WANJ": the advisory lock replicas take to migrate one at a time
 
@@ -203,7 +209,7 @@ def _migrate(conn: psycopg.Connection[Any], name: str) -> None:
             if conn.execute("SELECT version FROM journal_meta").fetchone() is None:
                 tables = conn.execute(
                     "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
-                    " AND table_name <> 'journal_meta'"
+                    " AND table_name NOT IN ('journal_meta', 'query_places')"  # query_places.py's, maybe first
                 ).fetchall()
                 if tables:
                     listed = ", ".join(sorted(str(t[0]) for t in tables))

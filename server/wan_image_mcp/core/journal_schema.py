@@ -86,6 +86,13 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     ALTER TABLE tasks ADD COLUMN claimed_by TEXT;
     ALTER TABLE tasks ADD COLUMN claimed_until REAL
     """,
+    # 7: whose a task is on a server with OAuth: the token's issuer and subject (a subject is unique only per
+    # issuer); NULL for a task submitted without OAuth or adopted from elsewhere
+    """
+    ALTER TABLE tasks ADD COLUMN tenant_issuer TEXT;
+    ALTER TABLE tasks ADD COLUMN tenant_subject TEXT;
+    CREATE INDEX tasks_tenant ON tasks (tenant_issuer, tenant_subject, created_at DESC)
+    """,
 )
 
 

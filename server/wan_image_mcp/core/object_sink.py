@@ -32,7 +32,7 @@ from .output_folder import from_sidecar, named_rows, result_name, safe
 if TYPE_CHECKING:
     from obstore.store import RetryConfig, S3Config
 
-    from .journal import Journal
+    from .journal import Journal, Tenant
 
 
 RETRIES = 4
@@ -169,9 +169,9 @@ class ObjectSink:
         except BaseError as exc:
             raise OSError(f"cannot read {location}: {said(exc)}") from None
 
-    def lookup(self, journal: Journal, name: str) -> str | None:
+    def lookup(self, journal: Journal, name: str, tenant: Tenant | None = None) -> str | None:
         location = self.location(name)
-        for row in named_rows(journal, name):
+        for row in named_rows(journal, name, tenant):
             if any(image["path"] == location for image in row.images):
                 return location if self.present(location) else None
         return None

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from .outcomes import ImageFile
 
 if TYPE_CHECKING:
-    from .journal import Journal, TaskRow
+    from .journal import Journal, TaskRow, Tenant
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "BMP": ".bmp"}
@@ -115,25 +115,25 @@ def _describe(path: Path) -> ImageFile | None:
     return ImageFile(path=str(path), url="", width=width, height=height, bytes=size, sha256=digest.hexdigest())
 
 
-def saved_image(journal: Journal, root: Path, name: str) -> Path | None:
+def saved_image(journal: Journal, root: Path, name: str, tenant: Tenant | None = None) -> Path | None:
     """The file ``name`` in ``root`` if the journal records it as a saved image of the task its name carries
-    (``{time}_{model}_{task_id}_{n}``); None for any other file there, however it is named."""
+    (``{time}_{model}_{task_id}_{n}``), and that task is ``tenant``'s when one is given; None for any other file."""
     parts = name.rsplit(".", 1)[0].split("_")
     target = (root / name).resolve()
     if len(parts) < 4 or target.parent != root.resolve():
         return None
-    for row in named_rows(journal, name):
+    for row in named_rows(journal, name, tenant):
         if any(Path(image["path"]).resolve() == target for image in row.images):
             return target if target.is_file() else None
     return None
 
 
-def named_rows(journal: Journal, name: str) -> Iterator[TaskRow]:
-    """The journal's rows for the tasks the result name ``{time}_{model}_{task_id}_{n}.{ext}`` may be of: the
-    model is one part or more, the task id the rest."""
+def named_rows(journal: Journal, name: str, tenant: Tenant | None = None) -> Iterator[TaskRow]:
+    """The journal's rows (only ``tenant``'s, when given) for the tasks the result name
+    ``{time}_{model}_{task_id}_{n}.{ext}`` may be of: the model is one part or more, the task id the rest."""
     parts = name.rsplit(".", 1)[0].split("_")
     for start in range(2, len(parts) - 1):
-        row = journal.get("_".join(parts[start:-1]))
+        row = journal.get("_".join(parts[start:-1]), tenant=tenant)
         if row is not None:
             yield row
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .errors import InvalidRequest, Problem
 from .outcomes import ImageInfo
@@ -94,14 +94,15 @@ def check_picked(chosen: Pick, bbox_list: Sequence[Sequence[Sequence[int]]]) -> 
 
 class Picks:
     """The pickers this server opened, by id, so that the boxes recorded for one are checked against the
-    images and model it showed (the page sends only the id and the boxes)."""
+    images and model it showed (the page sends only the id and the boxes). A pick is remembered without its
+    previews (they went out once, in pick_boxes' result): up to a megabyte a pick that nothing reads again."""
 
     def __init__(self, limit: int = MAX_PICKS) -> None:
         self._limit = limit
         self._picks: OrderedDict[str, Pick] = OrderedDict()
 
     def add(self, chosen: Pick) -> None:
-        self._picks[chosen.pick_id] = chosen
+        self._picks[chosen.pick_id] = replace(chosen, images=tuple(replace(i, preview=b"") for i in chosen.images))
         while len(self._picks) > self._limit:
             self._picks.popitem(last=False)
 

@@ -32,7 +32,7 @@ from .previews import Reader
 from .sinks import ResultSink
 
 if TYPE_CHECKING:
-    from .journal import Journal, TaskRow
+    from .journal import Journal, TaskRow, Tenant
 
 
 @dataclass(frozen=True)
@@ -354,8 +354,8 @@ class LocalFolder:
     def read(self, location: str) -> bytes:
         return Path(location).read_bytes()
 
-    def lookup(self, journal: Journal, name: str) -> str | None:
-        path = saved_image(journal, self.root, name)
+    def lookup(self, journal: Journal, name: str, tenant: Tenant | None = None) -> str | None:
+        path = saved_image(journal, self.root, name, tenant)
         return None if path is None else str(path)
 
     def served_name(self, location: str) -> str | None:

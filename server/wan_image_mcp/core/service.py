@@ -22,8 +22,8 @@ from .access import FileAccess
 from .async_journal import AsyncJournal
 from .clock import SYSTEM_CLOCK, Clock
 from .detection import Mode, build_instruction
-from .errors import ConfigurationError, SubmissionUncertain
-from .journal import DAY, NewTask
+from .errors import ConfigurationError, InvalidRequest, Problem, SubmissionUncertain
+from .journal import DAY, NewTask, Tenant
 from .outcomes import EditResult, ImageInfo, InspectResult, TaskList, check_hint, summary_of
 from .polling import Polling, Progress
 from .reconcile import Reconciled, Reconciler, Submissions
@@ -151,10 +151,11 @@ class WanService:
         roots: Sequence[str] = (),
         prepared: PreparedRequest | None = None,
         confirm: Confirm | None = None,
+        tenant: Tenant | None = None,
     ) -> EditResult:
         """Validate ``args`` (or take them ``prepared``), confirm through ``confirm`` when the call needs it, record
-        the task in the journal, then send its create request; ``instruction`` is recorded for
-        ``detect_segment``, ``roots`` as in ``prepare``.
+        the task in the journal (as ``tenant``'s, when given), then send its create request; ``instruction`` is
+        recorded for ``detect_segment``, ``roots`` as in ``prepare``.
 
         Returns at once with the task's id, its status as created, model, adjustments, requested images and a
         ``next_step`` naming ``check_task``. Raises what ``prepare`` raises; SpendLimitExceeded over either
@@ -167,7 +168,8 @@ class WanService:
         await self.gate.clear(request, confirm)
         client = self._api()
         request = await self._uploads.place(client, request)
-        new = _new_task(request, instruction, answer_within=client.submit_deadline, created_at=self.clock.time())
+        now = self.clock.time()
+        new = _new_task(request, instruction, answer_within=client.submit_deadline, created_at=now, tenant=tenant)
         journal_id = await self.journal.run(begin_within_budget, self.journal.sync, new, self._per_day)
         self.submissions.begin(journal_id)  # with no await since the row was written (see Submissions)
         answered = False
@@ -225,15 +227,18 @@ class WanService:
         roots: Sequence[str] = (),
         prepared: PreparedRequest | None = None,
         confirm: Confirm | None = None,
+        tenant: Tenant | None = None,
     ) -> EditResult:
         """``submit``, then ``check`` for up to ``wait_seconds``, reporting to ``progress`` (submitted,
         running, downloading, saved). Returns what ``check`` returns, with the create request's id when the
         query gave none; raises what ``submit`` raises (a task not done in time is a RUNNING result, not an
-        error)."""
-        submitted = await self.submit(args, instruction=instruction, roots=roots, prepared=prepared, confirm=confirm)
+        error). ``tenant`` as in ``submit``."""
+        submitted = await self.submit(
+            args, instruction=instruction, roots=roots, prepared=prepared, confirm=confirm, tenant=tenant
+        )
         assert submitted.task_id is not None
         await progress(0.05, f"submitted task {submitted.task_id}")
-        checked = await self.check(submitted.task_id, wait_seconds=wait_seconds, progress=progress)
+        checked = await self.check(submitted.task_id, wait_seconds=wait_seconds, progress=progress, tenant=tenant)
         return checked.model_copy(update={"request_id": checked.request_id or submitted.request_id})
 
     @staticmethod
@@ -252,6 +257,7 @@ class WanService:
         *,
         wait_seconds: float = 0,
         progress: Progress = no_progress,
+        tenant: Tenant | None = None,
     ) -> EditResult:
         """Look at a task once, or wait up to ``wait_seconds`` for it to end; download its images once when it
         succeeded (``task_check.TaskCheck``).
@@ -261,9 +267,10 @@ class WanService:
         ended badly with its ``error``, or with a DownloadFailed ``error`` when its images could not be saved. A
         task that could not be queried comes back with its last known status and a hint. Raises InvalidRequest
         for a malformed id, ConfigurationError without a key, and the query's DashScopeError only for an id this
-        journal never saw.
+        journal never saw. Given ``tenant``, another tenant's task (or one the journal never saw) is UNKNOWN, as
+        DashScope answers for an id it does not know, and nothing is sent to DashScope for it.
         """
-        return await self._tasks.check(task_id, wait_seconds=wait_seconds, progress=progress)
+        return await self._tasks.check(task_id, wait_seconds=wait_seconds, progress=progress, tenant=tenant)
 
     async def inspect(
         self, refs: Sequence[str], *, roots: Sequence[str] = (), grid: bool = True
@@ -291,28 +298,41 @@ class WanService:
         ConfigurationError without a key and the client's DashScopeError."""
         return await Reconciler(self.journal, self.submissions, clock=self.clock).run(self._api())
 
-    async def cancel(self, task_id: str) -> str | None:
+    async def cancel(self, task_id: str, *, tenant: Tenant | None = None) -> str | None:
         """Cancel a PENDING task and journal it CANCELED; returns the cancel request's id. Raises InvalidRequest
-        for a malformed id, ConfigurationError without a key, and BadRequestError (``UnsupportedOperation``) for
-        a task past PENDING."""
+        for a malformed id (and, given ``tenant``, for a task that is not that tenant's, whether another's or
+        unknown: nothing is sent then), ConfigurationError without a key, and BadRequestError
+        (``UnsupportedOperation``) for a task past PENDING."""
         check_task_id(task_id)
+        if tenant is not None and await self.journal.run(self.journal.sync.get, task_id, tenant=tenant) is None:
+            message = f"no task {task_id!r} of yours is in the journal; list_tasks shows yours"
+            raise InvalidRequest([Problem("task_id", message)])
         request_id = await self._api().cancel_task(task_id)
         await self.journal.run(self.journal.sync.observed, task_id, status="CANCELED", request_id=request_id)
         return request_id
 
-    async def list_tasks(self, *, status: str | None, page: int, page_size: int) -> TaskList:
+    async def list_tasks(
+        self, *, status: str | None, page: int, page_size: int, tenant: Tenant | None = None
+    ) -> TaskList:
         """Page ``page`` (from 1) of the tasks in the journal, newest first, ``page_size`` to a page, only
-        ``status`` when given, with the total that match. Reads the journal only: no key needed, raises
-        nothing of its own."""
+        ``status`` and only ``tenant``'s when given, with the total that match. Reads the journal only: no key
+        needed, raises nothing of its own."""
         rows, total = await self.journal.run(
-            self.journal.sync.recent, status=status, limit=page_size, offset=(page - 1) * page_size
+            self.journal.sync.recent, status=status, limit=page_size, offset=(page - 1) * page_size, tenant=tenant
         )
         return TaskList(tasks=[summary_of(row) for row in rows], total=total, page=page, page_size=page_size)
 
 
-def _new_task(request: PreparedRequest, instruction: str | None, *, answer_within: float, created_at: float) -> NewTask:
+def _new_task(
+    request: PreparedRequest,
+    instruction: str | None,
+    *,
+    answer_within: float,
+    created_at: float,
+    tenant: Tenant | None,
+) -> NewTask:
     """What the journal records of ``request`` before it is sent (never image bytes): its model, prompt, wire
-    parameters with the negative prompt, adjustments, inputs, paid images and expected size."""
+    parameters with the negative prompt, adjustments, inputs, paid images, expected size and tenant."""
     parameters = dict(request.parameters)
     if request.negative_prompt is not None:
         parameters["negative_prompt"] = request.negative_prompt
@@ -327,6 +347,7 @@ def _new_task(request: PreparedRequest, instruction: str | None, *, answer_withi
         answer_within=answer_within,
         expected_size=request.expected_size,
         created_at=created_at,
+        tenant=tenant,
     )
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 from .outcomes import ImageFile
 
 if TYPE_CHECKING:
-    from .journal import Journal
+    from .journal import Journal, Tenant
 
 
 class ResultSink(Protocol):
@@ -47,8 +47,9 @@ class ResultSink(Protocol):
         """The bytes of the image at ``location``. Raises OSError."""
         ...
 
-    def lookup(self, journal: Journal, name: str) -> str | None:
-        """The location of the result image called ``name`` if the journal records it as saved; None otherwise."""
+    def lookup(self, journal: Journal, name: str, tenant: Tenant | None = None) -> str | None:
+        """The location of the result image called ``name`` if the journal records it as saved (by a task of
+        ``tenant``'s, when given); None otherwise."""
         ...
 
     def served_name(self, location: str) -> str | None:

@@ -52,6 +52,32 @@ Confirm = Callable[[SpendQuestion], Awaitable[Reply]]
 """Put a question to the user and return the answer; the core never spends on anything but ACCEPTED."""
 
 
+REUSED_YES = "this yes was already used by an earlier call (one answer approves one call); call again to be asked again"
+MAX_OPEN_QUESTIONS = 256
+"""Questions awaiting their answer remembered per server, oldest forgotten first."""
+
+
+class OpenQuestions:
+    """Questions put to the user and not answered yet, by the call they are about, so that one yes approves one
+    call: a client that sends the same answer (and its state) again, or twice at once, is asked again."""
+
+    def __init__(self, limit: int = MAX_OPEN_QUESTIONS) -> None:
+        self._limit = limit
+        self._open: dict[str, int] = {}  # insertion order: the oldest first
+
+    def asked(self, call: str) -> None:
+        self._open[call] = self._open.pop(call, 0) + 1
+        while len(self._open) > self._limit:
+            del self._open[next(iter(self._open))]
+
+    def answered(self, call: str) -> bool:
+        """Take one open question about ``call``; False when none is open (its answer was used already)."""
+        left = self._open.pop(call, 0) - 1
+        if left > 0:
+            self._open[call] = left
+        return left >= 0
+
+
 class NotConfirmed(SpendLimitExceeded):
     """A call above WAN_MCP_CONFIRM_ABOVE_IMAGES that the user did not approve. Nothing was sent."""
 

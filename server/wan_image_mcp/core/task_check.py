@@ -19,7 +19,7 @@ from ..dashscope import DashScopeClient, TaskResult, TaskStatus
 from ..dashscope.errors import DownloadError
 from .async_journal import AsyncJournal
 from .clock import Clock
-from .journal import EXPIRED, TaskRow
+from .journal import EXPIRED, TaskRow, Tenant
 from .outcomes import ApiError, EditResult, ImageFile, from_row, from_task, unqueried_hint
 from .polling import PollFailed, Polling, Progress
 from .results import ResultStore, TaskRecord
@@ -52,17 +52,22 @@ class TaskCheck:
         self._clock = clock
         self._locks: dict[str, anyio.Lock] = {}
 
-    async def check(self, task_id: str, *, wait_seconds: float = 0, progress: Progress = no_progress) -> EditResult:
+    async def check(
+        self, task_id: str, *, wait_seconds: float = 0, progress: Progress = no_progress, tenant: Tenant | None = None
+    ) -> EditResult:
         """The task's state after one look, or after waiting up to ``wait_seconds`` for it to end (the service's
         ``check``, which documents what is returned and raised); each image with its ``download_url`` where the
-        store gives one (signed now: the journal never keeps one, as they expire)."""
-        result = await self._check(task_id, wait_seconds, progress)
+        store gives one (signed now: the journal never keeps one, as they expire). Given ``tenant``, a task that is
+        not that tenant's is UNKNOWN, as DashScope answers for an id it does not know, and nothing is sent for it."""
+        result = await self._check(task_id, wait_seconds, progress, tenant)
         if not result.images:
             return result
         return result.model_copy(update={"images": self._store.linked(result.images)})
 
-    async def _check(self, task_id: str, wait_seconds: float, progress: Progress) -> EditResult:
+    async def _check(self, task_id: str, wait_seconds: float, progress: Progress, tenant: Tenant | None) -> EditResult:
         check_task_id(task_id)
+        if tenant is not None and await self._journal.run(self._journal.sync.get, task_id, tenant=tenant) is None:
+            return from_task(task_id, TaskResult(status=TaskStatus.UNKNOWN), None)
         lock = self._locks.setdefault(task_id, anyio.Lock())
         async with lock:
             row = await self._journal.run(self._journal.sync.get, task_id)

@@ -55,13 +55,14 @@ class TaskView:
 
 def input_thumbnail(path: Path, side: int = INPUT_THUMB_SIDE) -> bytes | None:
     """A JPEG of the image at ``path`` as it was sent (orientation applied, alpha on white), or None if it
-    cannot be read (moved or deleted since)."""
+    cannot be read (moved or deleted since, or no longer a regular file: a FIFO would block the reader)."""
     from .decoding import exif_orientation
     from .pillow import Image  # off the start path, as everything that decodes
     from .pixels import small_as_sent
+    from .references import open_local
 
     try:
-        with Image.open(path) as image:
+        with open_local(path, None)[1] as file, Image.open(file) as image:
             shown = small_as_sent(image, exif_orientation(image), side)
             out = io.BytesIO()
             shown.convert("RGB").save(out, "JPEG", quality=80)

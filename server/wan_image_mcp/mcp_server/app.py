@@ -34,10 +34,12 @@ from ..core.config import Settings
 from ..core.errors import ConfigurationError, WanError
 from ..core.harvest import Harvester
 from ..core.journal import Journal
+from ..core.query_places import PostgresPlaces
 from ..core.results import ResultStore
 from ..core.service import WanService
 from ..core.sinks import ResultSink
 from ..dashscope import DashScopeClient, QueryRate
+from ..dashscope.rate import SharedPlaces
 from .appstate import AppState
 from .completions import complete
 from .oauth import oauth_kwargs
@@ -60,15 +62,20 @@ interleave = enable_interleave):
 
 
 def build_state(
-    settings: Settings, http: httpx2.AsyncClient, journal: AsyncJournal, clock: Clock = SYSTEM_CLOCK
+    settings: Settings,
+    http: httpx2.AsyncClient,
+    journal: AsyncJournal,
+    clock: Clock = SYSTEM_CLOCK,
+    places: SharedPlaces | None = None,
 ) -> AppState:
+    """The service and what it needs, for ``settings``; ``places`` is the query budget shared with replicas."""
     try:
         client: DashScopeClient | None = DashScopeClient(
             http,
             api_key=settings.require_api_key(),
             base_url=settings.base_url,
             workspace=settings.workspace,
-            query_rate=QueryRate(clock=clock),
+            query_rate=QueryRate(clock=clock, shared=places),
         )
         missing = None
     except ConfigurationError as exc:
@@ -190,7 +197,10 @@ def build_app(
                 client = http or await stack.enter_async_context(
                     httpx2.AsyncClient(timeout=httpx2.Timeout(30.0, connect=10.0), follow_redirects=False)
                 )
-                state = build_state(resolved, client, AsyncJournal(journal), clock)
+                places = PostgresPlaces(resolved.journal_url) if resolved.journal_url else None
+                if places is not None:  # replicas on one PostgreSQL journal share the account's query budget
+                    stack.callback(places.close)
+                state = build_state(resolved, client, AsyncJournal(journal), clock, places)
                 async with anyio.create_task_group() as background:
                     if resolved.harvest and state.service.can_call_api:
                         background.start_soon(Harvester(state.service).run)

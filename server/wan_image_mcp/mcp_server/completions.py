@@ -4,6 +4,8 @@ wan://models/{model}     model names          any prompt argument named ``model`
 wan://tasks/{task_id}    the journal's recent task ids
 wan://images/{name}      the journal's recent result images still in the output folder
 
+With OAuth, tasks and images are only the caller's (``oauth.caller``).
+
 Values start with what was typed, at most 100 of them (``core.completions``); anything else gets none.
 """
 
@@ -13,6 +15,7 @@ from mcp.types import CompleteRequestParams, Completion, PromptReference
 
 from ..core.completions import Suggestions, image_suggestions, model_suggestions, task_suggestions
 from .appstate import AppState
+from .oauth import caller
 
 MODEL_TEMPLATE = "wan://models/{model}"
 TASK_TEMPLATE = "wan://tasks/{task_id}"
@@ -28,9 +31,9 @@ async def complete(state: AppState, params: CompleteRequestParams) -> Completion
     if target in (("prompt", "model"), (MODEL_TEMPLATE, "model")):
         found = model_suggestions(prefix)
     elif target == (TASK_TEMPLATE, "task_id"):
-        found = await journal.run(task_suggestions, journal.sync, prefix)
+        found = await journal.run(task_suggestions, journal.sync, prefix, tenant=caller())
     elif target == (IMAGE_TEMPLATE, "name"):
-        found = await journal.run(image_suggestions, journal.sync, state.service.store.sink, prefix)
+        found = await journal.run(image_suggestions, journal.sync, state.service.store.sink, prefix, tenant=caller())
     if found is None:
         return Completion(values=[], total=0, has_more=False)
     return Completion(values=found.values, total=found.total, has_more=found.has_more)

@@ -8,6 +8,11 @@ RFC 8414 metadata, else its OpenID configuration), and its ``iss`` is the issuer
 server's public URL (``WAN_MCP_PUBLIC_URL``), it has not expired, and it names a subject (``sub``: the tenant).
 Keys are fetched on first use and again, at most once a minute, when a token names a key id not yet seen (the
 issuer rotated its keys).
+
+``caller`` is who a request is from, as the core takes it: the ``Tenant`` of the verified token (its issuer and
+subject), which the tools, resources and completions pass to the core so that a caller sees only their own tasks
+and images. Without OAuth (stdio, the static ``WAN_MCP_HTTP_TOKEN``, loopback without a token) there is no token and
+no tenant, and every caller sees every task, as before.
 """
 
 from __future__ import annotations
@@ -22,10 +27,12 @@ from typing import Any
 import anyio
 import httpx2
 import jwt
+from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 
 from ..core.config import Settings
+from ..core.journal import Tenant
 
 log = logging.getLogger("wan_image_mcp.oauth")
 
@@ -55,6 +62,16 @@ def oauth_kwargs(settings: Settings) -> dict[str, Any]:
         return {}
     verifier = JwtVerifier(settings.auth_issuer, settings.public_url)
     return {"auth": auth_settings(settings.auth_issuer, settings.public_url), "token_verifier": verifier}
+
+
+def caller() -> Tenant | None:
+    """The tenant of the request being handled: the issuer and subject of the token the SDK verified for it; None
+    without OAuth. Call it inside a handler."""
+    token = get_access_token()
+    if token is None or not token.subject:
+        return None
+    issuer = (token.claims or {}).get("iss")
+    return Tenant.of(str(issuer or ""), token.subject)
 
 
 class JwtVerifier:

@@ -16,13 +16,13 @@ from typing import Annotated, Any
 
 from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
 from mcp.server.mcpserver import Context, Elicit, ListRoots, Resolve
-from mcp.types import ListRootsResult
+from mcp.types import ElicitResult, ListRootsResult
 from pydantic import BaseModel, ConfigDict
 
 from ..core.detection import Mode
 from ..core.service import EditArgs, WanService
 from ..core.specs import ModelName
-from ..core.spending import Answer, CannotAsk, Reply, SpendQuestion
+from ..core.spending import REUSED_YES, Answer, CannotAsk, Reply, SpendQuestion
 from ..core.validation import EditParams, PreparedRequest
 from .appstate import AppState
 from .boundary import tool_errors
@@ -103,10 +103,22 @@ class Checked:
         return CannotAsk("the question was not put to the user")
 
 
+def _modern(ctx: Context[AppState]) -> bool:
+    return (ctx.protocol_version or "") >= INPUT_REQUIRED_VERSION  # versions are ISO dates
+
+
+def _call_key(prepared: Prepared, question: SpendQuestion) -> str:
+    return f"{question.text}\n{prepared.args!r}\n{prepared.instruction!r}"
+
+
+def _answers_a_question(ctx: Context[AppState]) -> bool:
+    """Whether this round carries the user's answer (the only elicitation a paid call makes is the question)."""
+    return any(isinstance(response, ElicitResult) for response in (ctx.input_responses or {}).values())
+
+
 def cannot_elicit(ctx: Context[AppState]) -> str | None:
     """Why the user cannot be asked in this call, or None when they can (form elicitation, and a way to send it)."""
-    modern = (ctx.protocol_version or "") >= INPUT_REQUIRED_VERSION  # versions are ISO dates
-    if not modern and not ctx.request_context.session.can_send_request:
+    if not _modern(ctx) and not ctx.request_context.session.can_send_request:
         return (
             "this connection cannot carry a question to the client (stateless HTTP with protocol "
             f"{ctx.protocol_version}; from {INPUT_REQUIRED_VERSION} on it can)"
@@ -132,6 +144,8 @@ async def _ask(ctx: Context[AppState], prepared: Prepared) -> Elicit[Proceed] | 
         return Unasked()
     if (why := cannot_elicit(ctx)) is not None:
         return Unasked(CannotAsk(why))
+    if _modern(ctx) and not _answers_a_question(ctx):  # put in this round's InputRequiredResult
+        ctx.request_context.lifespan_context.questions.asked(_call_key(prepared, question))
     return Elicit(question.text, Proceed)
 
 
@@ -143,6 +157,9 @@ def _check(ctx: Context[AppState], prepared: Prepared, answer: ElicitationResult
         reply = data.reply if isinstance(data, Unasked) else Answer.ACCEPTED
     else:
         reply = Answer.DECLINED if answer.action == "decline" else Answer.CANCELLED
+    if isinstance(reply, Answer) and question is not None and _modern(ctx):  # every answer closes its question
+        fresh = ctx.request_context.lifespan_context.questions.answered(_call_key(prepared, question))
+        reply = reply if fresh or reply is not Answer.ACCEPTED else CannotAsk(REUSED_YES)  # a yes sent again is no yes
     return Checked(prepared, question, reply)
 
 

@@ -25,6 +25,7 @@ from ..core.catalog import catalog_json, spec_json
 from ..core.outcomes import ImageFile
 from ..core.specs import get_spec
 from .appstate import AppState
+from .oauth import caller
 
 IMAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.(png|jpg|webp|bmp)$")
 """What a result image's file name may be (the names ``output_folder.result_stem`` gives): nothing else is looked
@@ -65,9 +66,10 @@ def model(model: str) -> str:
 
 async def task(task_id: str, ctx: Context[AppState]) -> str:
     """The journal's entry for a task this server started (JSON): status, model, prompt, parameters, times,
-    result URLs, saved images and errors. A task the journal does not know is not found."""
+    result URLs, saved images and errors. A task the journal does not know (or, with OAuth, another user's) is not
+    found."""
     service = ctx.request_context.lifespan_context.service
-    row = await service.journal.run(service.journal.sync.get, task_id)
+    row = await service.journal.run(service.journal.sync.get, task_id, tenant=caller())
     if row is None:
         raise ResourceNotFoundError(f"no task {task_id!r} in the journal; list_tasks shows the known ones")
     return json.dumps(row.__dict__, ensure_ascii=False, indent=1, default=str)
@@ -75,12 +77,12 @@ async def task(task_id: str, ctx: Context[AppState]) -> str:
 
 async def image(name: str, ctx: Context[AppState]) -> bytes:
     """A result image this server saved (the journal knows it), as its bytes, from the output folder or the
-    bucket; never any other file there. Any other name is not found."""
+    bucket; never any other file there, nor (with OAuth) another user's. Any other name is not found."""
     state = ctx.request_context.lifespan_context
     if not IMAGE_NAME.match(name):
         raise ResourceNotFoundError(f"no result image {name!r}")
     journal, sink = state.service.journal, state.service.store.sink
-    location = await journal.run(sink.lookup, journal.sync, name)
+    location = await journal.run(sink.lookup, journal.sync, name, caller())
     if location is None:
         raise ResourceNotFoundError(f"no result image {name!r} saved by this server in {sink.where}")
     return await anyio.to_thread.run_sync(sink.read, location)

@@ -26,6 +26,7 @@ from ..core.tool_schemas import MAX_IMAGES, MAX_INPUT_IMAGES, MAX_N, describe
 from ..dashscope import APIStatusError
 from .appstate import AppState
 from .boundary import StrictTool, tool_errors
+from .oauth import caller
 from .resolvers import NO_ROOTS, CheckedDetect, CheckedEdit, RootsForImages, uris
 from .resources import image_link
 
@@ -146,6 +147,7 @@ async def edit_image(
             progress=_progress(ctx),
             prepared=checked.prepared.request,
             confirm=checked.confirm,
+            tenant=caller(),
         )
     return await respond(result, state.settings, read=state.service.store.reader)
 
@@ -177,7 +179,7 @@ async def submit_task(
     state = _state(ctx)
     with tool_errors():
         result = await state.service.submit(
-            checked.prepared.args, prepared=checked.prepared.request, confirm=checked.confirm
+            checked.prepared.args, prepared=checked.prepared.request, confirm=checked.confirm, tenant=caller()
         )
     return await respond(result, state.settings, TaskStarted, read=state.service.store.reader)
 
@@ -196,7 +198,7 @@ async def check_task(
     """
     state = _state(ctx)
     with tool_errors():
-        result = await state.service.check(task_id, wait_seconds=wait_seconds, progress=_progress(ctx))
+        result = await state.service.check(task_id, wait_seconds=wait_seconds, progress=_progress(ctx), tenant=caller())
     return await respond(result, state.settings, read=state.service.store.reader)
 
 
@@ -205,7 +207,7 @@ async def cancel_task(ctx: Context[AppState], task_id: TaskId) -> str:
     state = _state(ctx)
     with tool_errors():
         try:
-            request_id = await state.service.cancel(task_id)
+            request_id = await state.service.cancel(task_id, tenant=caller())
         except APIStatusError as exc:
             if exc.code == "UnsupportedOperation":
                 raise ToolError(
@@ -256,6 +258,7 @@ async def detect_segment(
             instruction=call.instruction,
             prepared=call.request,
             confirm=checked.confirm,
+            tenant=caller(),
         )
     return await respond(result, state.settings, read=state.service.store.reader)
 
@@ -303,7 +306,7 @@ async def list_tasks(
     Use it to find work from an earlier session; check_task takes any task_id listed here.
     """
     with tool_errors():
-        listed = await _state(ctx).service.list_tasks(status=status, page=page, page_size=page_size)
+        listed = await _state(ctx).service.list_tasks(status=status, page=page, page_size=page_size, tenant=caller())
     data = structured(listed)
     return CallToolResult(
         content=[TextContent(type="text", text=json.dumps(data, ensure_ascii=False))], structured_content=data

@@ -24,6 +24,7 @@ from mcp.types import CallToolRequestParams, CallToolResult
 from ..core.outcomes import EditResult
 from ..core.viewing import TaskView, task_view
 from .appstate import AppState
+from .oauth import caller
 from .ui_pages import page
 
 PICKER_URI = "ui://wan-image-mcp/picker.html"
@@ -72,7 +73,8 @@ class WanApps(Apps):
         state: AppState = ctx.lifespan_context
         edit = EditResult.model_validate(result.structured_content)
         journal = state.service.journal
-        row = await journal.run(journal.sync.get, edit.task_id) if edit.task_id else None
+        # With OAuth, only the caller's own row: another's task (answered as unknown) shows nothing of it here either.
+        row = await journal.run(journal.sync.get, edit.task_id, tenant=caller()) if edit.task_id else None
         view = await anyio.to_thread.run_sync(task_view, edit, row, state.service.store.reader)
         return result.model_copy(update={"meta": {**(result.meta or {}), VIEW_KEY: view_json(view)}})
 
