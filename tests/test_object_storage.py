@@ -31,6 +31,7 @@ from wan_image_mcp.cli import main
 from wan_image_mcp.core import object_sink
 from wan_image_mcp.core.config import Settings
 from wan_image_mcp.core.errors import ConfigurationError
+from wan_image_mcp.core.journal import Journal, NewTask, Tenant
 from wan_image_mcp.core.object_sink import ObjectSink
 from wan_image_mcp.core.previews import PREVIEW_SIDE
 from wan_image_mcp.emulator import EmulatorState, Fault
@@ -357,3 +358,20 @@ def test_an_unreachable_endpoint_is_said_at_once_and_a_listable_bucket_accepted(
         result_sink(closed, at_start=True)
     assert time.monotonic() - began < 10  # not tried again for a minute
     assert isinstance(result_sink(s3_settings, at_start=True), ObjectSink)
+
+
+def test_with_tenants_an_image_in_the_bucket_is_found_only_for_its_own(bucket: ObjectSink, tmp_path: Path) -> None:
+    alice, bob = Tenant("https://id.example", "alice"), Tenant("https://id.example", "bob")
+    name = "20261201-101010_wan2.7-image_t-alice_1.png"
+    bucket.store.put(name, b"an image", mode="create")
+    journal = Journal(tmp_path / "tenants.sqlite3").open()
+    try:
+        row_id = journal.begin(NewTask(model="wan2.7-image", prompt="x", parameters={}, tenant=alice))
+        journal.submitted(row_id, "t-alice", "req", "PENDING", next_poll_at=0)
+        image = {"path": bucket.location(name), "url": "u", "width": 1, "height": 1, "bytes": 8, "sha256": "0"}
+        journal.saved("t-alice", [image])
+        assert bucket.lookup(journal, name, alice) == bucket.location(name)
+        assert bucket.lookup(journal, name, bob) is None  # another's is not told apart from none
+        assert bucket.lookup(journal, name) == bucket.location(name)  # no OAuth: every image the journal knows
+    finally:
+        journal.close()
