@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -320,6 +321,67 @@ async def many_tasks(client: Client, emulator: RunningEmulator, count: int, jour
     }
 
 
+# --- 8. two replicas on one PostgreSQL journal -----------------------------------------------------------------
+
+
+async def replicas(emulator: RunningEmulator, folder: Path, journal_url: str, count: int) -> dict[str, float]:
+    """``count`` concurrent tasks submitted half through each of two servers that share a PostgreSQL journal and an
+    output folder (harvesters on): seconds to every image on disk, the busiest second of task queries (each task's
+    and the list's) as the emulator saw them from both, and how often each result was downloaded."""
+    before = len(emulator.state.requests)
+    params = server_params(emulator, folder, WAN_MCP_HARVEST="1")
+    params.env = {**(params.env or {}), "WAN_MCP_DB": journal_url}  # in place of the folder's SQLite file
+    started = time.perf_counter()
+    async with Client(params) as first, Client(params) as second:
+        ids: list[str] = []
+
+        async def submit(client: Client) -> None:
+            result = await client.call_tool("submit_task", {"prompt": "one of many, two replicas", "size": "1K"})
+            assert result.structured_content is not None, result.content
+            ids.append(result.structured_content["task_id"])
+
+        async with anyio.create_task_group() as group:
+            for i in range(count):
+                group.start_soon(submit, (first, second)[i % 2])
+        with anyio.fail_after(600):  # the server's files, by task id, in the shared output folder
+            while True:
+                if len({p.name.split("_")[-2] for p in (folder / "out").glob("*.png")} & set(ids)) == count:
+                    break
+                await anyio.sleep(0.25)
+    wall = time.perf_counter() - started
+    queries = [
+        r.at for r in emulator.state.requests[before:] if r.method == "GET" and r.path.startswith("/api/v1/tasks")
+    ]
+    fetched = Counter(r.path for r in emulator.state.requests[before:] if r.path.startswith("/results/"))
+    return {
+        "wall_s": wall,
+        "max_queries_in_1s": max((sum(1 for t in queries if s <= t < s + 1) for s in queries), default=0),
+        "queries_per_task": len(queries) / count,
+        "downloads": len(fetched),
+        "most_downloads_of_one": max(fetched.values(), default=0),
+    }
+
+
+def measure_replicas(args: argparse.Namespace, folder: Path) -> str:
+    """Measure 8 (``--only-replicas``): a real PostgreSQL (Debian's binaries, as the tests start it)."""
+    sys.path.insert(0, str(Path(__file__).parent.parent))
+    from tests.postgres_server import PostgresServer
+
+    latency = 1.0 if args.quick else 3.0
+    config = EmulatorConfig(api_keys=frozenset({KEY}), polls_to_finish=1, latency=latency)
+    with PostgresServer() as postgres, RunningEmulator(config) as emulator:
+        (folder / "replicas").mkdir()
+        f = anyio.run(replicas, emulator, folder / "replicas", postgres.database(), args.tasks)
+    row = (
+        f"8. two replicas on one PostgreSQL journal, {args.tasks} concurrent tasks ({latency:g} s each, all ending together)",
+        f"{f['wall_s']:.1f} s to every image on disk; busiest second {f['max_queries_in_1s']:.0f} task queries across "
+        f"both; {f['queries_per_task']:.1f} queries/task; {f['downloads']:.0f} images downloaded, at most "
+        f"{f['most_downloads_of_one']:.0f}× each",
+        "—",
+    )
+    return table([row], args)
+
+
 # --- the run -------------------------------------------------------------------------------------------------
 
 
@@ -446,8 +508,12 @@ def main() -> None:
         help="check the harness: small photos and 1-2 s tasks (the figures mean nothing)",
     )
     parser.add_argument("--only-large", action="store_true", help="run measure 7 alone and print its row")
+    parser.add_argument("--only-replicas", action="store_true", help="run measure 8 (PostgreSQL) alone, print its row")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="wan-bench-"))
+    if args.only_replicas:
+        print(measure_replicas(args, folder), end="")
+        return
     if args.only_large:
         with RunningEmulator(EmulatorConfig(api_keys=frozenset({KEY}), polls_to_finish=1)) as emulator:
             print(table([large_row(measure_large(emulator, folder, args))], args), end="")

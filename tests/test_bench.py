@@ -27,3 +27,14 @@ def test_the_benchmark_reports_every_measure(tmp_path: Path) -> None:
         assert f"| {number}. " in table
     assert re.search(r"\| 3\. .*?MB, then 0\.0 MB", table)  # the second edit of the same photo uploads nothing
     assert table.startswith("Machine: ")
+
+
+def test_the_replicas_benchmark_reports_its_measure(tmp_path: Path) -> None:
+    from tests.postgres_server import binaries
+
+    if binaries() is None:
+        pytest.skip("PostgreSQL is not installed (.ci/run installs Debian's postgresql package)")
+    command = [sys.executable, str(ROOT / "bench" / "run.py"), "--only-replicas", "--quick", "--tasks", "4"]
+    done = subprocess.run(command, env=server_env(None, None, None), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert re.search(r"\| 8\. two replicas .*? 4 images downloaded, at most 1× each", done.stdout), done.stdout

@@ -6,6 +6,7 @@ The servers run in-process on one virtual clock (``tests/virtual_clock.py``) wit
 
 from __future__ import annotations
 
+import hashlib
 import random
 import selectors
 import signal
@@ -16,6 +17,7 @@ from collections.abc import Generator
 from contextlib import AsyncExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import cast
 
 import anyio
 import httpx2
@@ -25,10 +27,13 @@ from PIL import Image
 
 from tests.conftest import server_env, text, until
 from tests.postgres_server import PostgresServer
+from tests.s3_server import ACCESS_KEY, SECRET_KEY, S3Server
+from tests.s3_server import REGION as S3_REGION
 from tests.virtual_clock import VirtualClock
 from wan_image_mcp.core import output_folder
 from wan_image_mcp.core.config import Settings
 from wan_image_mcp.core.journal import Journal
+from wan_image_mcp.core.object_sink import ObjectSink
 from wan_image_mcp.core.query_places import PostgresPlaces
 from wan_image_mcp.dashscope import QueryRate
 from wan_image_mcp.emulator import EmulatorConfig, EmulatorState, Fault
@@ -172,10 +177,14 @@ async def test_replicas_on_one_journal_share_the_accounts_query_budget(
 
 
 @contextmanager
-def replica(emulator: RunningEmulator, folder: Path, journal_url: str) -> Generator[tuple[str, subprocess.Popen[str]]]:
-    """``serve --transport http`` on a free loopback port, on the shared PostgreSQL journal and output folder;
-    yields its /mcp URL and its process."""
-    env = server_env(emulator.base_url, REPLICA_KEY, folder, WAN_MCP_DB=journal_url, WAN_MCP_POLL_INTERVAL="0.2")
+def replica(
+    emulator: RunningEmulator, folder: Path, journal_url: str, **settings: str
+) -> Generator[tuple[str, subprocess.Popen[str]]]:
+    """``serve --transport http`` on a free loopback port, on the shared PostgreSQL journal and output folder (and
+    ``settings``); yields its /mcp URL and its process."""
+    env = server_env(
+        emulator.base_url, REPLICA_KEY, folder, WAN_MCP_DB=journal_url, WAN_MCP_POLL_INTERVAL="0.2", **settings
+    )
     command = [sys.executable, "-m", "wan_image_mcp", "serve", "--transport", "http", "--port", "0"]
     process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
     try:
@@ -230,3 +239,58 @@ def test_a_replica_killed_mid_task_loses_nothing_another_finishes_it(postgres: P
     assert row["status"] == "SUCCEEDED"
     assert len(list((tmp_path / "out").glob(f"*_{task_id}_1.png"))) == 1
     assert sum(1 for r in emulator.state.requests if r.path.startswith("/results/")) == 1
+
+
+@pytest.mark.slow
+def test_replicas_on_one_bucket_a_killed_one_loses_nothing_and_the_image_is_stored_once(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    with S3Server() as s3:
+        bucket = s3.bucket()
+        store = {
+            "WAN_MCP_OUTPUT_URL": f"s3://{bucket}/team",
+            "AWS_ENDPOINT_URL": s3.endpoint,
+            "AWS_REGION": S3_REGION,
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        }
+        journal_url = postgres.database()
+        config = EmulatorConfig(api_keys=frozenset({REPLICA_KEY}), latency=2.0)
+        with RunningEmulator(config) as emulator:
+            with replica(emulator, tmp_path / "a", journal_url, **store) as (first, killed):
+
+                async def submit() -> str:
+                    async with Client(first) as client:
+                        started = await client.call_tool("submit_task", {"prompt": "to the bucket", "size": "1K"})
+                        assert started.structured_content is not None, text(started)
+                        return str(started.structured_content["task_id"])
+
+                task_id = anyio.run(submit)
+                killed.send_signal(signal.SIGKILL)
+                killed.wait(timeout=10)
+            with replica(emulator, tmp_path / "b", journal_url, **store) as (second, _):  # its own disk
+
+                async def saved() -> dict[str, object]:
+                    async with Client(second) as client:
+                        found: dict[str, object] = {}
+
+                        async def done() -> bool:
+                            answer = (await client.call_tool("check_task", {"task_id": task_id})).structured_content
+                            found.update(answer or {})
+                            return bool(answer and answer.get("images"))
+
+                        await until(done, within=30, step=0.2)
+                        return found
+
+                answer = anyio.run(saved)
+        (image,) = cast("list[dict[str, str]]", answer["images"])
+        stored = sorted(key for key in list_keys(s3, bucket) if task_id in key)
+        assert [key.rsplit(".", 1)[1] for key in stored] == ["json", "png"]  # the image and its sidecar, once each
+        fetched = httpx2.get(image["download_url"], timeout=10)
+        assert fetched.status_code == 200 and hashlib.sha256(fetched.content).hexdigest() == image["sha256"]
+
+
+def list_keys(s3: S3Server, bucket: str) -> list[str]:
+    sink = ObjectSink(f"s3://{bucket}", options=dict(s3.options()))
+    listing = sink.store.list(return_arrow=False)  # pyright: ignore[reportUnknownMemberType]
+    return [str(meta["path"]) for batch in listing for meta in batch]
