@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import io
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
@@ -35,6 +37,7 @@ from wan_image_mcp.core.journal import Journal, NewTask, Tenant
 from wan_image_mcp.core.object_sink import ObjectSink
 from wan_image_mcp.core.previews import PREVIEW_SIDE
 from wan_image_mcp.emulator import EmulatorState, Fault
+from wan_image_mcp.gallery import write_gallery
 from wan_image_mcp.mcp_server.app import build_app, result_sink
 
 pytestmark = pytest.mark.anyio
@@ -375,3 +378,20 @@ def test_with_tenants_an_image_in_the_bucket_is_found_only_for_its_own(bucket: O
         assert bucket.lookup(journal, name) == bucket.location(name)  # no OAuth: every image the journal knows
     finally:
         journal.close()
+
+
+async def test_the_gallery_shows_results_kept_in_the_bucket(
+    mcp_s3: Client, bucket: ObjectSink, s3_settings: Settings, tmp_path: Path
+) -> None:
+    result = await mcp_s3.call_tool("edit_image", {"prompt": "kept in a bucket", "size": "1K"})
+    (image,) = body(result)["images"]
+    journal = Journal(s3_settings.journal_location)
+    try:
+        page = write_gallery(journal, tmp_path / "page", sink=bucket).read_text(encoding="utf-8")
+    finally:
+        journal.close()
+    thumbs = re.findall(r'<img src="(\.thumbs/[^"]+)" alt="result"', page)
+    assert len(thumbs) == 1 and (tmp_path / "page" / thumbs[0]).is_file()  # made from the object
+    (link,) = [html.unescape(href) for href in re.findall(r'<a href="([^"]+)">', page)]
+    fetched = httpx2.get(link, timeout=10)  # presigned
+    assert fetched.status_code == 200 and hashlib.sha256(fetched.content).hexdigest() == image["sha256"]

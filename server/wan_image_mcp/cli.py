@@ -70,7 +70,7 @@ def _gallery(args: argparse.Namespace) -> int:
     from .core.errors import ConfigurationError
     from .core.journal import Tenant
     from .gallery import write_gallery
-    from .mcp_server.app import open_journal
+    from .mcp_server.app import open_journal, result_sink
 
     folder = Path(args.folder).expanduser().resolve() if args.folder else None
     if folder is not None and not (folder / "journal.sqlite3").is_file():
@@ -97,7 +97,11 @@ def _gallery(args: argparse.Namespace) -> int:
             return 2
         tenant = Tenant.of(settings.auth_issuer, args.tenant)
     try:
-        page = write_gallery(journal, settings.output_dir, tenant=tenant)
+        sink = result_sink(settings)  # a bucket (WAN_MCP_OUTPUT_URL), or None for the output folder
+        page = write_gallery(journal, settings.output_dir, tenant=tenant, sink=sink)
+    except ConfigurationError as exc:
+        print(f"wan-image-mcp: {exc}", file=sys.stderr)
+        return 2
     finally:
         journal.close()
     print(page)

@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import hashlib
 import html
+import io
 import json
 import os
 import stat
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from .core.decoding import exif_orientation
 from .core.journal import Journal, TaskRow, Tenant
 from .core.pillow import Image
 from .core.pixels import small_as_sent
+from .core.sinks import ResultSink
 
 THUMB_SIDE = 320
 PAGE = "gallery.html"
@@ -71,6 +74,31 @@ def _thumb(source: Path, root: Path) -> str | None:
     return f".thumbs/{target.name}"
 
 
+def _kept_thumb(sink: ResultSink, location: str, digest: str, root: Path) -> str | None:
+    """A cached JPEG thumbnail of the image a bucket keeps at ``location`` (read once: its sha256 names it)."""
+    target = root / ".thumbs" / f"{digest[:24]}.jpg"
+    if not target.exists():
+        try:
+            with Image.open(io.BytesIO(sink.read(location))) as image:
+                shown = small_as_sent(image, exif_orientation(image), THUMB_SIDE)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shown.save(target, "JPEG", quality=80)
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+            return None
+    return f".thumbs/{target.name}"
+
+
+def _result(image: dict[str, Any], root: Path, sink: ResultSink | None) -> tuple[str, str, str]:
+    """A result image's link, thumbnail and name: from the output folder, or from the bucket ``sink`` keeps it
+    in (a presigned link, good for the sink's download-URL lifetime)."""
+    location = str(image["path"])
+    if sink is not None and sink.served_name(location) is not None and (url := sink.download_url(location)):
+        thumb = _kept_thumb(sink, location, str(image.get("sha256", "")) or location, root) or url
+        return url, thumb, location.rsplit("/", 1)[-1]
+    path = Path(location)
+    return _relative(path, root), _thumb(path, root) or _relative(path, root), path.name
+
+
 def _relative(path: Path, root: Path) -> str:
     try:
         return path.relative_to(root).as_posix()
@@ -78,15 +106,14 @@ def _relative(path: Path, root: Path) -> str:
         return path.as_uri()
 
 
-def _card(row: TaskRow, root: Path) -> str:
+def _card(row: TaskRow, root: Path, sink: ResultSink | None) -> str:
     e = html.escape
     results: list[str] = []
     for image in row.images:
-        path = Path(image["path"])
-        thumb = _thumb(path, root) or _relative(path, root)
+        link, thumb, name = _result(image, root, sink)
         results.append(
-            f'<a href="{e(_relative(path, root))}"><img src="{e(thumb)}" alt="result" loading="lazy"'
-            f' title="{e(path.name)} — {image["width"]}×{image["height"]}"></a>'
+            f'<a href="{e(link)}"><img src="{e(thumb)}" alt="result" loading="lazy"'
+            f' title="{e(name)} — {image["width"]}×{image["height"]}"></a>'
         )
     inputs: list[str] = []
     for item in row.inputs:
@@ -110,12 +137,16 @@ def _card(row: TaskRow, root: Path) -> str:
     )
 
 
-def write_gallery(journal: Journal, root: Path, *, tenant: Tenant | None = None) -> Path:
-    """Write ``<root>/gallery.html`` (atomically) of every user's tasks, or only ``tenant``'s, and return its path."""
+def write_gallery(
+    journal: Journal, root: Path, *, tenant: Tenant | None = None, sink: ResultSink | None = None
+) -> Path:
+    """Write ``<root>/gallery.html`` (atomically) of every user's tasks, or only ``tenant``'s, and return its path.
+    With ``sink`` (results in a bucket), its images are shown from the bucket: thumbnails cached beside the page,
+    links presigned (the page works while they do, ``WAN_MCP_DOWNLOAD_URL_SECONDS``)."""
     rows, _ = journal.recent(status="SUCCEEDED", limit=MAX_TASKS, tenant=tenant)
     rows = [row for row in rows if row.images]
     total = sum(len(row.images) for row in rows)
-    body = "".join(_card(row, root) for row in rows) or "<p>No saved images yet.</p>"
+    body = "".join(_card(row, root, sink) for row in rows) or "<p>No saved images yet.</p>"
     page = (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         "<title>wan-image-mcp gallery</title>"
