@@ -17,8 +17,9 @@ import os
 import stat
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from .core.decoding import exif_orientation
 from .core.journal import Journal, TaskRow, Tenant
@@ -60,26 +61,22 @@ def _thumb(source: Path, root: Path) -> str | None:
         return None
     if not stat.S_ISREG(found.st_mode):  # a FIFO or device put where an image was would block the page
         return None
-    key = hashlib.sha256(f"{source}:{found.st_mtime_ns}:{found.st_size}".encode()).hexdigest()[:24]
-    target = root / ".thumbs" / f"{key}.jpg"
-    if not target.exists():
-        try:
-            with Image.open(source) as image:
-                # An input as it was sent (alpha on white, 8-bit tones), decoded small where the format allows.
-                shown = small_as_sent(image, exif_orientation(image), THUMB_SIDE)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shown.save(target, "JPEG", quality=80)
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-            return None
-    return f".thumbs/{target.name}"
+    key = hashlib.sha256(f"{source}:{found.st_mtime_ns}:{found.st_size}".encode()).hexdigest()
+    return _cached_thumb(lambda: source, key, root)
 
 
 def _kept_thumb(sink: ResultSink, location: str, digest: str, root: Path) -> str | None:
     """A cached JPEG thumbnail of the image a bucket keeps at ``location`` (read once: its sha256 names it)."""
-    target = root / ".thumbs" / f"{digest[:24]}.jpg"
+    return _cached_thumb(lambda: io.BytesIO(sink.read(location)), digest, root)
+
+
+def _cached_thumb(source: Callable[[], Path | IO[bytes]], key: str, root: Path) -> str | None:
+    """The thumbnail named by ``key`` under ``.thumbs/``, made from ``source()`` unless made already: the image as
+    it was sent (alpha on white, 8-bit tones), decoded small where the format allows. None if it cannot be read."""
+    target = root / ".thumbs" / f"{key[:24]}.jpg"
     if not target.exists():
         try:
-            with Image.open(io.BytesIO(sink.read(location))) as image:
+            with Image.open(source()) as image:
                 shown = small_as_sent(image, exif_orientation(image), THUMB_SIDE)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shown.save(target, "JPEG", quality=80)
