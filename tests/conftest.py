@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+import selectors
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from subprocess import Popen
 from typing import cast
 
 import anyio
@@ -199,3 +204,28 @@ def text(result: CallToolResult) -> str:
     block = result.content[0]
     assert isinstance(block, TextContent)
     return block.text
+
+
+@contextmanager
+def http_serving(env: dict[str, str], *args: str, stderr: list[str] | None = None) -> Generator[tuple[str, Popen[str]]]:
+    """``wan-image-mcp serve --transport http --port 0`` (and ``args``) in ``env``: yields the /mcp URL it announced
+    and its process; ends it when the block ends (unless it has ended already). What it wrote to stderr after its
+    first line goes into ``stderr`` once it has stopped."""
+    command = [sys.executable, "-m", "wan_image_mcp", "serve", "--transport", "http", "--port", "0", *args]
+    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stderr is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(process.stderr, selectors.EVENT_READ)
+            assert selector.select(timeout=30), "the server said nothing within 30 s"
+        line = process.stderr.readline()
+        assert "serving MCP over HTTP at " in line, line
+        yield line.rsplit(" ", 1)[1].strip(), process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+        process.wait(timeout=10)
+        if process.stderr:
+            if stderr is not None:
+                stderr.append(process.stderr.read())
+            process.stderr.close()

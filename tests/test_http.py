@@ -4,7 +4,6 @@ defaults: loopback bind, DNS-rebinding protection, and a bearer token wherever o
 from __future__ import annotations
 
 import asyncio
-import selectors
 import socket
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS
 
-from tests.conftest import server_env
+from tests.conftest import http_serving, server_env
 from wan_image_mcp.core.config import Settings
 from wan_image_mcp.emulator import EmulatorConfig
 from wan_image_mcp.emulator.serve import RunningEmulator
@@ -46,24 +45,8 @@ def http_server(
     """Start the server over HTTP on a free port; yields its /mcp URL. What it wrote to stderr after its first
     line goes into ``stderr`` when it has stopped."""
     env = server_env(emulator.base_url, KEY, folder, WAN_MCP_HARVEST="0", **settings)
-    command = [sys.executable, "-m", "wan_image_mcp", "serve", "--transport", "http", "--port", "0", *args]
-    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
-    try:
-        assert process.stderr is not None
-        with selectors.DefaultSelector() as selector:
-            selector.register(process.stderr, selectors.EVENT_READ)
-            assert selector.select(timeout=30), "the server said nothing within 30 s"
-        line = process.stderr.readline()
-        assert "serving MCP over HTTP at " in line, line
-        url = line.rsplit(" ", 1)[1].strip()
+    with http_serving(env, *args, stderr=stderr) as (url, _):
         yield url.replace("0.0.0.0", "127.0.0.1").replace("[::]", "[::1]")
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        if process.stderr:
-            if stderr is not None:
-                stderr.append(process.stderr.read())
-            process.stderr.close()
 
 
 def test_the_http_server_edits_through_the_sdk_client(emulator: RunningEmulator, tmp_path: Path) -> None:

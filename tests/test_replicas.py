@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import selectors
 import signal
 import subprocess
 import sys
@@ -25,7 +24,7 @@ import pytest
 from mcp import Client
 from PIL import Image
 
-from tests.conftest import server_env, text, until
+from tests.conftest import http_serving, server_env, text, until
 from tests.postgres_server import PostgresServer
 from tests.s3_server import ACCESS_KEY, SECRET_KEY, S3Server
 from tests.s3_server import REGION as S3_REGION
@@ -185,22 +184,8 @@ def replica(
     env = server_env(
         emulator.base_url, REPLICA_KEY, folder, WAN_MCP_DB=journal_url, WAN_MCP_POLL_INTERVAL="0.2", **settings
     )
-    command = [sys.executable, "-m", "wan_image_mcp", "serve", "--transport", "http", "--port", "0"]
-    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
-    try:
-        assert process.stderr is not None
-        with selectors.DefaultSelector() as selector:
-            selector.register(process.stderr, selectors.EVENT_READ)
-            assert selector.select(timeout=30), "the replica said nothing within 30 s"
-        line = process.stderr.readline()
-        assert "serving MCP over HTTP at " in line, line
-        yield line.rsplit(" ", 1)[1].strip(), process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
-        if process.stderr:
-            process.stderr.close()
+    with http_serving(env) as served:
+        yield served
 
 
 REPLICA_KEY = "sk-replicas"
