@@ -69,8 +69,7 @@ async def test_an_upload_is_bound_to_its_model(mcp: Client, emulator: EmulatorSt
 async def test_a_large_conformed_image_is_uploaded_from_where_it_waited(
     mcp: Client, emulator: EmulatorState, tmp_path: Path
 ) -> None:
-    noise = Image.frombytes("RGB", (900, 900), random.Random(2).randbytes(900 * 900 * 3))
-    noise.convert("RGBA").save(tmp_path / "noise.png")  # alpha to flatten: conformed, kept on disk until sent
+    noise = spooled_noise(tmp_path / "noise.png", seed=2)
     result = await mcp.call_tool("edit_image", {"prompt": "x", "images": [str(tmp_path / "noise.png")], "size": "1K"})
     assert not result.is_error, text(result)
     (ref,) = sent_images(emulator)
@@ -95,8 +94,7 @@ async def test_a_large_conformed_image_is_read_from_its_spool_off_the_event_loop
         return read(self)
 
     monkeypatch.setattr(Spool, "read", recorded)
-    noise = Image.frombytes("RGB", (900, 900), random.Random(4).randbytes(900 * 900 * 3))
-    noise.convert("RGBA").save(tmp_path / "noise.png")  # alpha to flatten: conformed, kept on disk until sent
+    spooled_noise(tmp_path / "noise.png", seed=4)
     result = await mcp.call_tool("edit_image", {"prompt": "x", "images": [str(tmp_path / "noise.png")], "size": "1K"})
     assert not result.is_error, text(result)
     assert uploads(emulator) == 1
@@ -200,6 +198,14 @@ async def released(before: int) -> None:
     await until(back, within=2, step=0.01)
 
 
+def spooled_noise(path: Path, *, seed: int) -> Image.Image:
+    """900 px of RGB noise saved at ``path`` with an alpha channel to flatten: conformed, ~2.4 MB, so kept in a
+    spool until sent. Returns the RGB pixels the server should send."""
+    noise = Image.frombytes("RGB", (900, 900), random.Random(seed).randbytes(900 * 900 * 3))
+    noise.convert("RGBA").save(path)
+    return noise
+
+
 def spooled_files() -> int:
     """Descriptors this process holds on deleted files in the temporary directory: spools."""
     import os
@@ -223,8 +229,7 @@ async def test_a_failed_call_lets_go_of_its_spooled_files_at_once(
 
     images: list[str] = []
     for seed in (7, 8):
-        noise = Image.frombytes("RGB", (900, 900), random.Random(seed).randbytes(900 * 900 * 3))
-        noise.convert("RGBA").save(tmp_path / f"noise-{seed}.png")  # alpha to flatten: spooled, ~2.4 MB
+        spooled_noise(tmp_path / f"noise-{seed}.png", seed=seed)
         images.append(str(tmp_path / f"noise-{seed}.png"))
     if failure == "refused":
         Image.new("RGB", (100, 100)).save(tmp_path / "tiny.png")  # too small: refused once the others are spooled
@@ -249,8 +254,7 @@ async def test_a_call_over_the_spend_limit_lets_go_of_its_spooled_files_at_once(
     exceptions until the garbage collector runs."""
     import gc
 
-    noise = Image.frombytes("RGB", (900, 900), random.Random(9).randbytes(900 * 900 * 3))
-    noise.convert("RGBA").save(tmp_path / "noise.png")  # alpha to flatten: spooled, ~2.4 MB
+    spooled_noise(tmp_path / "noise.png", seed=9)
     arguments = {"prompt": "x", "images": [str(tmp_path / "noise.png")], "size": "1K", "n": 2}
     async with Client(build_app(replace(server_settings, max_images_per_call=1), http)) as mcp:
         gc.collect()
@@ -274,8 +278,7 @@ async def test_calls_without_a_usable_key_let_go_of_their_spooled_files(
     before = spooled_files()
     async with Client(build_app(replace(server_settings, api_key=None), http)) as keyless:
         for seed in range(3):
-            noise = Image.frombytes("RGB", (900, 900), random.Random(seed).randbytes(900 * 900 * 3))
-            noise.convert("RGBA").save(tmp_path / f"noise-{seed}.png")
+            spooled_noise(tmp_path / f"noise-{seed}.png", seed=seed)
             result = await keyless.call_tool(
                 "edit_image", {"prompt": "x", "images": [str(tmp_path / f"noise-{seed}.png")]}
             )
