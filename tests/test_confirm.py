@@ -12,6 +12,7 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.context import ClientRequestContext
+from mcp.shared.exceptions import MCPError
 from mcp.types import (
     ElicitRequestParams,
     ElicitResult,
@@ -264,4 +265,29 @@ async def test_a_declined_question_leaves_no_yes_behind_for_a_replayed_answer(
             assert done.is_error == (action == "decline"), text(done)
         replayed = await client.session.call_tool("submit_task", arguments, input_responses=answer, request_state=state)
         assert replayed.is_error and "already" in text(replayed)
+    assert len(submitted(emulator)) == 1
+
+
+@pytest.mark.both_journals
+async def test_a_yes_approves_a_call_only_on_the_replica_that_asked_and_never_past_the_daily_budget(
+    http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState
+) -> None:
+    """Two servers on one journal (replicas): the yes to a question one asked approves nothing on the other, and the
+    daily budget is checked again, with the row, after the yes: spent meanwhile through the other, it refuses."""
+    capped = replace(server_settings, confirm_above_images=1, max_images_per_day=2)
+    arguments = {"prompt": "four seasons", "size": "1K", "n": 2}
+    async with (
+        Client(build_app(capped, http), mode="auto", elicitation_callback=User()) as one,
+        Client(build_app(capped, http), mode="auto", elicitation_callback=User()) as other,
+    ):
+        asked = await one.session.call_tool("submit_task", arguments, allow_input_required=True)
+        assert isinstance(asked, InputRequiredResult)
+        yes: InputResponses = {key: ElicitResult(action="accept", content={}) for key in asked.input_requests or {}}
+        state = asked.request_state
+        with pytest.raises(MCPError, match="requestState"):
+            await other.session.call_tool("submit_task", arguments, input_responses=yes, request_state=state)
+        spent = await other.call_tool("submit_task", {**arguments, "n": 1})  # at the threshold: not asked
+        assert not spent.is_error, text(spent)
+        late = await one.session.call_tool("submit_task", arguments, input_responses=yes, request_state=state)
+    assert late.is_error and "1 were requested in the last 24 h and WAN_MCP_MAX_IMAGES_PER_DAY is 2" in text(late)
     assert len(submitted(emulator)) == 1

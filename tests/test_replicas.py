@@ -20,8 +20,10 @@ from typing import cast
 
 import anyio
 import httpx2
+import psycopg
 import pytest
 from mcp import Client
+from mcp.types import CallToolResult
 from PIL import Image
 
 from tests.conftest import http_serving, server_env, text, until
@@ -279,3 +281,58 @@ def list_keys(s3: S3Server, bucket: str) -> list[str]:
     sink = ObjectSink(f"s3://{bucket}", options=dict(s3.options()))
     listing = sink.store.list(return_arrow=False)  # pyright: ignore[reportUnknownMemberType]
     return [str(meta["path"]) for batch in listing for meta in batch]
+
+
+@pytest.mark.slow
+def test_concurrent_calls_through_two_replicas_never_pass_the_daily_limit(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """Sixteen submit_task calls at once, half through each of two real replicas on one journal, under a budget of
+    three paid images a day: three tasks are created, the emulator's and the journal's count agree, the rest are
+    refused with the limit named. Each new row takes 0.3 s to insert (a trigger), so that calls arriving together
+    overlap between their budget check and their row whatever the machine's speed."""
+    journal_url = postgres.database()
+    slow_inserts(journal_url)
+    capped = {"WAN_MCP_MAX_IMAGES_PER_DAY": "3"}
+    config = EmulatorConfig(api_keys=frozenset({REPLICA_KEY}))
+    with (
+        RunningEmulator(config) as emulator,
+        replica(emulator, tmp_path, journal_url, **capped) as (first, _),
+        replica(emulator, tmp_path, journal_url, **capped) as (second, _),
+    ):
+
+        async def race() -> list[CallToolResult]:
+            results: list[CallToolResult] = []
+            async with Client(first) as one, Client(second) as other:
+
+                async def submit(i: int) -> None:
+                    replica = (one, other)[i % 2]
+                    results.append(await replica.call_tool("submit_task", {"prompt": f"fox {i}", "size": "1K"}))
+
+                with anyio.fail_after(30):
+                    async with anyio.create_task_group() as group:
+                        for i in range(16):
+                            group.start_soon(submit, i)
+            return results
+
+        results = anyio.run(race)
+        created = len(emulator.state.tasks)
+    refused = [text(result) for result in results if result.is_error]
+    assert (created, len(refused)) == (3, 13)
+    assert all("WAN_MCP_MAX_IMAGES_PER_DAY is 3. Nothing was sent" in said for said in refused)
+    journal = Journal(journal_url)
+    try:
+        assert journal.requested_since(0) == 3 and journal.recent()[1] == 3
+    finally:
+        journal.close()
+
+
+def slow_inserts(journal_url: str) -> None:
+    """Migrate the journal at ``journal_url`` and make each INSERT into its tasks table take 0.3 s longer."""
+    Journal(journal_url).open().close()
+    with psycopg.connect(journal_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN PERFORM pg_sleep(0.3); RETURN NEW; END $$"
+        )
+        conn.execute("CREATE TRIGGER slow_insert BEFORE INSERT ON tasks FOR EACH ROW EXECUTE FUNCTION slow_insert()")

@@ -3,14 +3,27 @@ which answers only the question that was asked."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from threading import Barrier
 from typing import Any
 
 import pytest
 
+from wan_image_mcp.core.config import Settings
 from wan_image_mcp.core.errors import SpendLimitExceeded
+from wan_image_mcp.core.journal import Journal, NewTask
 from wan_image_mcp.core.service import EditArgs
-from wan_image_mcp.core.spending import Answer, CannotAsk, Confirm, NotConfirmed, Reply, SpendGate, SpendQuestion
+from wan_image_mcp.core.spending import (
+    Answer,
+    CannotAsk,
+    Confirm,
+    NotConfirmed,
+    Reply,
+    SpendGate,
+    SpendQuestion,
+    begin_within_budget,
+)
 from wan_image_mcp.core.validation import EditParams, PreparedRequest, prepare_request
 from wan_image_mcp.mcp_server.resolvers import Checked, Prepared
 
@@ -75,3 +88,34 @@ async def test_the_adapters_reply_answers_only_the_question_that_was_asked() -> 
     assert isinstance(other, CannotAsk)
     unasked = Checked(call, None, None)
     assert isinstance(await unasked.confirm(asked), CannotAsk)
+
+
+@pytest.mark.both_journals
+def test_concurrent_submissions_on_one_journal_never_pass_the_daily_limit(server_settings: Settings) -> None:
+    """Eight connections to one journal (as replicas, or servers on one SQLite file, have), each submitting twice at
+    the same instant under a budget of three: the check and the row are one step, so three rows are written and
+    every other submission is refused."""
+    journals = [Journal(server_settings.journal_location).open() for _ in range(8)]
+    start = Barrier(len(journals))
+    written: list[int] = []
+    refused: list[str] = []
+
+    def submit(journal: Journal) -> None:
+        start.wait(timeout=30)
+        for i in range(2):
+            task = NewTask(model="wan2.7-image", prompt=f"fox {i}", parameters={}, requested_images=1)
+            try:
+                written.append(begin_within_budget(journal, task, 3))
+            except SpendLimitExceeded as exc:
+                refused.append(str(exc))
+
+    try:
+        with ThreadPoolExecutor(len(journals)) as pool:
+            for done in [pool.submit(submit, journal) for journal in journals]:
+                done.result(timeout=60)
+        assert (len(written), len(refused)) == (3, 13)
+        assert all("WAN_MCP_MAX_IMAGES_PER_DAY is 3. Nothing was sent" in said for said in refused)
+        assert journals[0].requested_since(0) == 3 and journals[0].recent()[1] == 3
+    finally:
+        for journal in journals:
+            journal.close()

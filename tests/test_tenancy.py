@@ -4,6 +4,7 @@ tasks and images (list_tasks, check_task, cancel_task, resources, completions); 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import subprocess
 import sys
@@ -26,7 +27,8 @@ from pydantic import SecretStr
 from tests.conftest import server_env, text
 from tests.oauth_issuer import Issuer
 from tests.postgres_server import PostgresServer
-from tests.test_oauth import served
+from tests.test_oauth import served, status
+from wan_image_mcp.core.errors import InvalidTenant
 from wan_image_mcp.core.journal import Journal, NewTask, Tenant
 from wan_image_mcp.emulator import EmulatorConfig
 from wan_image_mcp.emulator.serve import RunningEmulator
@@ -99,6 +101,43 @@ def test_a_task_first_seen_by_a_query_belongs_to_no_tenant(journal: Journal) -> 
     journal.observed("t-elsewhere", status="RUNNING")  # submitted by another process: adopted without a tenant
     assert journal.get("t-elsewhere") is not None
     assert journal.get("t-elsewhere", tenant=ALICE) is None
+
+
+ODD_SUBJECTS: list[tuple[object, str]] = [
+    ("", "the subject is empty"),
+    (" ", "blank"),
+    ("\u3000\u200b", "blank"),  # an ideographic space and a zero-width one: nothing to see
+    ("\x00", "a control character, U+0000, at position 1"),
+    ("al\x00ice", "a control character, U+0000, at position 3"),
+    ("alice\n", "a control character, U+000A, at position 6"),
+    ("\x1b[2Jbob", "a control character, U+001B"),
+    ("bob\x7f", "a control character, U+007F"),
+    ("bob\x85", "a control character, U+0085"),  # C1
+    ("bob\x9f", "a control character, U+009F"),
+    ("a\u2028b", "a line separator, U+2028"),
+    ("a\ud83d", "a lone surrogate, U+D83D"),  # an emoji cut in half
+    ("a" * 256, "256 characters long, more than 255"),
+    (123, "not a string (int)"),
+    (["alice"], "not a string (list)"),
+]
+
+
+@pytest.mark.parametrize(("subject", "why"), ODD_SUBJECTS)
+def test_a_subject_that_cannot_name_a_tenant_is_refused_saying_why(subject: object, why: str) -> None:
+    with pytest.raises(InvalidTenant, match=re.escape(why)):
+        Tenant.of(A, subject)
+    with pytest.raises(InvalidTenant, match="the issuer is empty"):
+        Tenant("", "alice")
+
+
+def test_unusual_subjects_are_kept_exactly_and_each_is_its_own_tenant(journal: Journal) -> None:
+    subjects = ["alice", "Alice", " alice", "alice ", "ålice ✓", "a\u200bb", "0", "a" * 255]
+    for i, subject in enumerate(subjects):
+        submit(journal, f"t-{i}", Tenant.of(A + "/", subject))
+    for i, subject in enumerate(subjects):
+        rows, total = journal.recent(tenant=Tenant.of(A, subject))
+        assert ([row.task_id for row in rows], total) == ([f"t-{i}"], 1)
+        assert rows[0].tenant_subject == subject and rows[0].tenant_issuer == A
 
 
 # --- through the protocol: an OAuth server on HTTP, two users --------------------------------------------------
@@ -225,3 +264,37 @@ def test_gallery_tenant_is_a_subject_of_the_configured_issuer(tmp_path: Path) ->
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert shown(Path(done.stdout.strip())) == {"t-bob"}
+    blank = subprocess.run([*command[:-1], " "], env=env, capture_output=True, text=True, timeout=60)
+    assert (blank.returncode, blank.stderr.strip()) == (
+        2,
+        "wan-image-mcp: --tenant: not a usable tenant: the subject is blank (only spaces or invisible characters)",
+    )
+
+
+def test_a_token_whose_subject_names_no_tenant_is_refused_like_a_missing_one(
+    issuer: Issuer, journal: Journal, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A token the issuer signed whose ``sub`` is empty, blank, holds a control character, is too long or is not a
+    string: 401 with the same challenge as no token, never a view of every tenant's tasks, never a traceback."""
+    submit(journal, "t-alice", Tenant.of(issuer.url, "alice"))
+    submit(journal, "t-bob", Tenant.of(issuer.url, "bob"))
+    more = {"journal_url": journal.location} if isinstance(journal.location, str) else {}
+
+    async def listed(url: str) -> set[str]:
+        async with (
+            httpx2.AsyncClient(headers={"Authorization": f"Bearer {issuer.token('alice', url)}"}) as http,
+            Client(streamable_http_client(url, http_client=http)) as client,
+        ):
+            tasks = structured(await client.call_tool("list_tasks", {}))["tasks"]
+            return {task["task_id"] for task in tasks}
+
+    with caplog.at_level(logging.INFO), served(issuer, tmp_path, **more) as url:
+        missing = status(url, None)
+        refused = {
+            repr(sub)[:24]: status(url, f"Bearer {issuer.token(cast(str, sub), url)}") for sub, _ in ODD_SUBJECTS
+        }
+        assert anyio.run(listed, url) == {"t-alice"}  # the control: alice's token sees alice's task only
+    assert missing.status_code == 401
+    assert {sub: answer.status_code for sub, answer in refused.items()} == dict.fromkeys(refused, 401)
+    assert {answer.headers["www-authenticate"] for answer in refused.values()} == {missing.headers["www-authenticate"]}
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]  # no traceback anywhere

@@ -8,6 +8,10 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .core.journal import Tenant
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,12 +67,25 @@ def _remove_leftover_parts(folder: Path) -> None:
         )
 
 
+def _tenant(issuer: str | None, subject: str) -> Tenant:
+    """``gallery --tenant SUBJECT``'s tenant: ``subject`` of ``issuer`` (WAN_MCP_AUTH_ISSUER). Raises
+    ConfigurationError without an issuer, or for a subject that names no tenant."""
+    from .core.errors import ConfigurationError, InvalidTenant
+    from .core.journal import Tenant
+
+    if issuer is None:
+        raise ConfigurationError("--tenant is a subject of WAN_MCP_AUTH_ISSUER's tokens, which is not set")
+    try:
+        return Tenant.of(issuer, subject)
+    except InvalidTenant as exc:
+        raise ConfigurationError(f"--tenant: {exc}") from None
+
+
 def _gallery(args: argparse.Namespace) -> int:
     """``gallery``: write the page of every saved result (only one OAuth subject's with ``--tenant``), print its
     path, and open it with ``--open``."""
     from .core.config import Settings
     from .core.errors import ConfigurationError
-    from .core.journal import Tenant
     from .gallery import write_gallery
     from .mcp_server.app import open_journal, result_sink
 
@@ -82,20 +99,11 @@ def _gallery(args: argparse.Namespace) -> int:
             settings = replace(
                 settings, output_dir=folder / "results", journal_path=folder / "journal.sqlite3", journal_url=None
             )
+        tenant = None if args.tenant is None else _tenant(settings.auth_issuer, args.tenant)
         journal = open_journal(settings)
     except ConfigurationError as exc:
         print(f"wan-image-mcp: {exc}", file=sys.stderr)
         return 2
-    tenant = None
-    if args.tenant is not None:
-        if settings.auth_issuer is None:
-            journal.close()
-            print(
-                "wan-image-mcp: --tenant is a subject of WAN_MCP_AUTH_ISSUER's tokens, which is not set",
-                file=sys.stderr,
-            )
-            return 2
-        tenant = Tenant.of(settings.auth_issuer, args.tenant)
     try:
         sink = result_sink(settings)  # a bucket (WAN_MCP_OUTPUT_URL), or None for the output folder
         page = write_gallery(journal, settings.output_dir, tenant=tenant, sink=sink)

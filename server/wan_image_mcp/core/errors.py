@@ -5,6 +5,7 @@ WanError
 │   └── InputChanged          a local image changed on disk between its check and its sending; nothing was submitted
 ├── ConfigurationError        a setting is missing or wrong (e.g. no DASHSCOPE_API_KEY, a damaged journal)
 ├── AccessDenied              a file outside the allowed folders, or a URL not to be fetched (also a PermissionError)
+├── InvalidTenant             an issuer or subject that cannot name a tenant (empty, control characters, too long)
 ├── SpendLimitExceeded        a call would request more paid images than the limits allow; nothing was sent
 ├── SubmissionUncertain       a create request was sent and its answer lost: a task may exist and be billed
 └── dashscope.DashScopeError  the API, its upload host, a result URL or the network said no (dashscope/errors.py)
@@ -70,6 +71,10 @@ class InvalidRequest(WanError, ValueError):
             return f"Invalid request: {self.problems[0]}"
         lines = "\n".join(f"- {p}" for p in self.problems)
         return f"Invalid request ({len(self.problems)} problems):\n{lines}"
+
+
+class InvalidTenant(WanError, ValueError):
+    """An issuer or subject that cannot name a tenant (``journal_rows.Tenant``): a token carrying one is refused."""
 
 
 class AccessDenied(WanError, PermissionError):

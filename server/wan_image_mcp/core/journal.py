@@ -16,8 +16,9 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Collection, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Final, ParamSpec, TypeVar
 
 from .clock import SYSTEM_CLOCK, Clock
 from .journal_db import Database, is_postgres, open_database
@@ -52,6 +53,8 @@ __all__ = [
 
 T = TypeVar("T")
 P = ParamSpec("P")
+
+_BUDGET_LOCK: Final = 0x57414E42  # "WANB": budget checks take it, so they run one at a time on a shared journal
 
 
 def _json(value: object) -> str:
@@ -326,6 +329,12 @@ class Journal:
             " model) DO UPDATE SET url = excluded.url, bytes = excluded.bytes, created_at = excluded.created_at",
             (sha256, model, url, size, self._clock.time()),
         )
+
+    def budgeted(self) -> AbstractContextManager[None]:
+        """A transaction for a budget check and the row it allows (``requested_since``, then ``begin``): no other
+        process or replica on this journal checks the budget until it commits, so two submissions cannot both be
+        counted under a limit only one of them fits. SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: an advisory lock."""
+        return self._db.serialised(_BUDGET_LOCK)
 
     def requested_since(self, since: float) -> int:
         """Paid images requested by tasks created since ``since`` (refused submissions do not count)."""

@@ -161,6 +161,14 @@ class PostgresDatabase:
         with self._conn.transaction():
             yield
 
+    @contextmanager
+    def serialised(self, lock: int) -> Generator[None]:
+        """A transaction holding the advisory lock ``lock`` until it ends: another replica's waits for it. Each
+        statement then reads what the transactions before it committed (PostgreSQL's default, read committed)."""
+        with self._conn.transaction():
+            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
+            yield
+
     @property
     def version(self) -> int:
         return _version(self._conn)

@@ -6,25 +6,65 @@ from __future__ import annotations
 
 import json
 import time
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from .errors import InvalidTenant
 from .journal_db import Row
+
+MAX_SUBJECT: Final = 255
+"""The longest subject a tenant may have, in characters: OpenID Connect's limit for ``sub``."""
+_UNSEEN: Final = {
+    "Cc": "a control character",
+    "Cs": "a lone surrogate",
+    "Zl": "a line separator",
+    "Zp": "a line separator",
+}
+"""What no issuer or subject may hold, by Unicode category: controls (C0, DEL, C1; NUL among them, which PostgreSQL
+cannot store), lone surrogates (not encodable) and line or paragraph separators (they would split a log line)."""
+
+
+def _unusable(name: str, value: str, limit: int | None) -> str | None:
+    """Why ``value`` cannot be a tenant's ``name`` (issuer, subject), or None when it can."""
+    if not value:
+        return f"the {name} is empty"
+    if limit is not None and len(value) > limit:
+        return f"the {name} is {len(value)} characters long, more than {limit}"
+    for position, char in enumerate(value, 1):
+        if (kind := _UNSEEN.get(unicodedata.category(char))) is not None:
+            return f"the {name} holds {kind}, U+{ord(char):04X}, at position {position}"
+    if all(char.isspace() or unicodedata.category(char) == "Cf" for char in value):
+        return f"the {name} is blank (only spaces or invisible characters)"
+    return None
 
 
 @dataclass(frozen=True)
 class Tenant:
     """Whose a task is on a server with OAuth: the access token's issuer (``iss``, without a trailing ``/``) and
     subject (``sub``). A subject is unique only within its issuer, so both are stored and compared: a second issuer
-    configured later, or a journal shared by two servers with different issuers, never mixes their users."""
+    configured later, or a journal shared by two servers with different issuers, never mixes their users.
+
+    This is the one definition of a tenant's key. A subject is kept exactly as the issuer wrote it (no trimming or
+    Unicode normalisation: two subjects the issuer tells apart are never made one tenant); one that is empty or
+    blank, longer than MAX_SUBJECT, or holds a control character is no tenant's, and constructing it raises
+    InvalidTenant (a token carrying one is refused, so no caller is ever treated as "no tenant" on its account)."""
 
     issuer: str
     subject: str
 
+    def __post_init__(self) -> None:
+        problem = _unusable("issuer", self.issuer, None) or _unusable("subject", self.subject, MAX_SUBJECT)
+        if problem is not None:
+            raise InvalidTenant(f"not a usable tenant: {problem}")
+
     @classmethod
-    def of(cls, issuer: str, subject: str) -> Tenant:
-        """The tenant of ``subject`` at ``issuer``, written with or without its trailing ``/`` (one issuer)."""
+    def of(cls, issuer: str, subject: object) -> Tenant:
+        """The tenant of ``subject`` at ``issuer``, written with or without its trailing ``/`` (one issuer). Raises
+        InvalidTenant for a subject that is not a string or cannot name a tenant (see the class)."""
+        if not isinstance(subject, str):
+            raise InvalidTenant(f"not a usable tenant: the subject is not a string ({type(subject).__name__})")
         return cls(issuer.rstrip("/"), subject)
 
 

@@ -267,6 +267,12 @@ class SqliteDatabase:
     def transaction(self) -> contextlib.AbstractContextManager[None]:
         return transaction(self._db)
 
+    def serialised(self, lock: int) -> contextlib.AbstractContextManager[None]:
+        """Any write transaction: ``BEGIN IMMEDIATE`` takes the database's one write lock at its start (waiting up to
+        the busy timeout for another connection's), so every such transaction, whatever ``lock``, runs alone."""
+        del lock
+        return transaction(self._db)
+
     @property
     def version(self) -> int:
         return schema_version(self._db)

@@ -141,8 +141,11 @@ def check_budget(asked: int, used: int, per_day: int | None) -> None:
 
 
 def begin_within_budget(journal: Journal, task: NewTask, per_day: int | None) -> int:
-    """Check the daily budget (the 24 h before the task's creation) and record the task in one journal call, so
-    concurrent submissions cannot both slip under the limit."""
-    if per_day is not None:
+    """Check the daily budget (the 24 h before the task's creation) and record the task in one transaction that
+    every other budget check on the journal waits for (``Journal.budgeted``), so concurrent submissions, through
+    one server or several on a shared journal, cannot both slip under the limit."""
+    if per_day is None:
+        return journal.begin(task)
+    with journal.budgeted():
         check_budget(task.requested_images or 0, journal.requested_since(task.created_at - DAY), per_day)
-    return journal.begin(task)
+        return journal.begin(task)

@@ -5,7 +5,8 @@ with 401 and ``WWW-Authenticate``.
 
 A token is accepted when its signature verifies with a key of the issuer's JWKS (found through the issuer's
 RFC 8414 metadata, else its OpenID configuration), and its ``iss`` is the issuer, its ``aud`` holds the
-server's public URL (``WAN_MCP_PUBLIC_URL``), it has not expired, and it names a subject (``sub``: the tenant).
+server's public URL (``WAN_MCP_PUBLIC_URL``), it has not expired, and it names a subject (``sub``: the tenant)
+that ``Tenant`` accepts (a string, not empty or blank, at most 255 characters, no control characters).
 Keys are fetched on first use and again, at most once a minute, when a token names a key id not yet seen (the
 issuer rotated its keys).
 
@@ -66,12 +67,13 @@ def oauth_kwargs(settings: Settings) -> dict[str, Any]:
 
 def caller() -> Tenant | None:
     """The tenant of the request being handled: the issuer and subject of the token the SDK verified for it; None
-    without OAuth. Call it inside a handler."""
+    only without OAuth (no token). Call it inside a handler. A token's tenant was checked when it was verified
+    (``JwtVerifier``), so this raises InvalidTenant only for a token no verifier of ours accepted: never a wider
+    view for a token without a usable subject."""
     token = get_access_token()
-    if token is None or not token.subject:
+    if token is None:
         return None
-    issuer = (token.claims or {}).get("iss")
-    return Tenant.of(str(issuer or ""), token.subject)
+    return Tenant.of(str((token.claims or {}).get("iss") or ""), token.subject)
 
 
 class JwtVerifier:
@@ -102,7 +104,8 @@ class JwtVerifier:
                 leeway=LEEWAY,
                 options={"require": ["exp", "iss", "aud", "sub"]},
             )
-        except (jwt.PyJWTError, ValueError) as exc:
+            tenant = Tenant.of(self._issuer, claims["sub"])  # one whose subject names no tenant is refused too
+        except (jwt.PyJWTError, ValueError) as exc:  # InvalidTenant is a ValueError
             log.info("token refused: %s", exc)
             return None
         scope = claims.get("scope", claims.get("scp", ""))
@@ -113,7 +116,7 @@ class JwtVerifier:
             scopes=scopes,
             expires_at=int(claims["exp"]),
             resource=self._audience,
-            subject=str(claims["sub"]),
+            subject=tenant.subject,
             claims=claims,
         )
 
