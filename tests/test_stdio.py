@@ -70,7 +70,8 @@ class RawSession:
             before.append(message)
         pytest.fail("a thousand messages and no answer")
 
-    def close(self) -> None:
+    def close(self) -> int:
+        """End stdin (the server's cue to stop) and return its exit code, killing it after 10 s."""
         assert self.process.stdin is not None
         self.process.stdin.close()
         try:
@@ -81,6 +82,7 @@ class RawSession:
         self.reader.join(timeout=10)  # its stdout ended with the process
         assert self.process.stdout is not None
         self.process.stdout.close()
+        return self.process.returncode
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +105,8 @@ def session(served: RunningEmulator, tmp_path_factory: pytest.TempPathFactory) -
             raw.send(b'{"jsonrpc":"2.0","method":"notifications/initialized"}')
             yield raw
         finally:
-            raw.close()
+            code = raw.close()
+    assert code == 0, "the server did not end cleanly when its stdin ended"
     assert b"Traceback" not in (folder / "stderr.log").read_bytes()
 
 
@@ -126,6 +129,7 @@ LONG = b'{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"edit_im
         pytest.param(b"{" + TOOLS_LIST + b',"id":7,"params":{}} trailing', -32700, None, id="JSON then more"),
         pytest.param(b"[" * 100_000 + b"]" * 100_000, -32700, None, id="nested too deep"),
         pytest.param(b"[{" + TOOLS_LIST + b',"id":7}]', -32600, 7, id="a batch"),
+        pytest.param(b'[{"method":"x","id":"\\udead"}]', -32600, None, id="a batch whose id is a lone surrogate"),
         pytest.param(b"[]", -32600, None, id="an empty batch"),
         pytest.param(b"{" + TOOLS_LIST + b',"id":7,"params":"x"}', -32600, 7, id="params a string"),
         pytest.param(b"{" + TOOLS_LIST + b',"id":"seven","params":[1]}', -32600, "seven", id="params an array"),

@@ -162,8 +162,10 @@ def triage(raw: bytes) -> str | list[JSONRPCError]:
     replaced = _replace_lone_surrogates(message)
     if isinstance(message, list):
         said = "Invalid Request: JSON-RPC batches are not accepted (MCP 2025-06-18 and later): send one message a line"
-        members = [cast(dict[str, Any], m) for m in cast(list[Any], message) if isinstance(m, dict)]
-        ids: list[str | int] = [m["id"] for m in members if "method" in m and _is_id(m.get("id"))]
+        members = [(i, cast(dict[str, Any], m)) for i, m in enumerate(cast(list[Any], message)) if isinstance(m, dict)]
+        ids: list[str | int] = [
+            m["id"] for i, m in members if "method" in m and _is_id(m.get("id")) and f"[{i}].id" not in replaced
+        ]
         return [_error(i, INVALID_REQUEST, said) for i in ids] or [_error(None, INVALID_REQUEST, said)]
     if not isinstance(message, dict):
         return [_error(None, INVALID_REQUEST, "Invalid Request: a message must be a JSON object")]
@@ -184,7 +186,7 @@ def triage(raw: bytes) -> str | list[JSONRPCError]:
     if "id" in replaced:
         return [_error(None, INVALID_REQUEST, "Invalid Request: the id holds a lone UTF-16 surrogate")]
     if replaced and method != "tools/call":
-        log.warning("%s: replaced lone UTF-16 surrogates by U+FFFD in %s", method or "a response", ", ".join(replaced))
+        log.warning("%r: replaced lone UTF-16 surrogates by U+FFFD in %s", method or "a response", ", ".join(replaced))
     return line
 
 
@@ -205,7 +207,7 @@ async def lone_surrogates(ctx: ServerRequestContext[Any, Any], call_next: CallNe
     params = dict(ctx.params or {})
     repaired = _replace_lone_surrogates(params)
     if repaired:
-        log.warning("%s: replaced lone UTF-16 surrogates by U+FFFD in %s", ctx.method, ", ".join(repaired))
+        log.warning("%r: replaced lone UTF-16 surrogates by U+FFFD in %s", ctx.method, ", ".join(repaired))
         ctx = replace(ctx, params=params)
     result = await call_next(ctx)
     meta = params.get("_meta")
