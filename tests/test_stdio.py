@@ -18,7 +18,7 @@ from mcp import Client
 from mcp.types import TextContent
 
 from tests.conftest import server_env
-from wan_image_mcp.emulator import EmulatorConfig
+from wan_image_mcp.emulator import EmulatorConfig, EmulatorState
 from wan_image_mcp.emulator.serve import RunningEmulator
 from wan_image_mcp.mcp_server.stdio import MAX_LINE_BYTES
 
@@ -236,9 +236,14 @@ def test_a_whole_emoji_sent_as_a_surrogate_pair_reaches_the_tool_unchanged_and_w
 
 
 @pytest.mark.anyio
-async def test_a_lone_surrogate_that_reaches_a_tool_without_the_stdio_reader_is_replaced_and_said(mcp: Client) -> None:
-    """In process (and over HTTP, whose parser keeps lone surrogates) the middleware repairs what reaches it."""
-    result = await mcp.call_tool("check_task", {"task_id": "task-\ud800"})
+async def test_a_cut_emoji_that_reaches_a_tool_without_the_stdio_reader_is_replaced_and_said(
+    mcp: Client, emulator: EmulatorState
+) -> None:
+    """In process, and over HTTP in the 2026 protocol (whose parser keeps lone surrogates), the middleware
+    repairs what reaches a tool."""
+    result = await mcp.call_tool("edit_image", {"prompt": "a red fox \ud83d", "size": "1K", "wait_seconds": 30})
     said = [block.text for block in result.content if isinstance(block, TextContent)]
-    assert result.is_error and "task-\ufffd" in said[0]
-    assert said[-1].startswith("Note: task_id held what is not text")
+    assert not result.is_error, said
+    assert said[-1].startswith("Note: prompt held what is not text")
+    (submitted,) = [r for r in emulator.requests if r.method == "POST"]
+    assert submitted.body["input"]["messages"][0]["content"][-1]["text"] == "a red fox \ufffd"
