@@ -11,13 +11,15 @@ import sys
 import threading
 from collections.abc import Iterator
 from itertools import count
+from pathlib import Path
 from typing import IO, Any
 
+import httpx2
 import pytest
 from mcp import Client
 from mcp.types import TextContent
 
-from tests.conftest import server_env
+from tests.conftest import http_serving, server_env
 from wan_image_mcp.emulator import EmulatorConfig, EmulatorState
 from wan_image_mcp.emulator.serve import RunningEmulator
 from wan_image_mcp.mcp_server.stdio import MAX_LINE_BYTES
@@ -247,3 +249,34 @@ async def test_a_cut_emoji_that_reaches_a_tool_without_the_stdio_reader_is_repla
     assert said[-1].startswith("Note: prompt held what is not text")
     (submitted,) = [r for r in emulator.requests if r.method == "POST"]
     assert submitted.body["input"]["messages"][0]["content"][-1]["text"] == "a red fox \ufffd"
+
+
+def http_answer(response: httpx2.Response) -> dict[str, Any]:
+    """The JSON-RPC message of an HTTP answer, a JSON body or a short SSE stream."""
+    if response.headers.get("content-type", "").startswith("text/event-stream"):
+        data = [line[5:] for line in response.text.splitlines() if line.startswith("data:") and line[5:].strip()]
+        return json.loads(data[-1])
+    return response.json()
+
+
+def test_over_http_a_lone_surrogate_is_a_parse_error_in_2025_and_replaced_and_said_in_2026(tmp_path: Path) -> None:
+    env = server_env("http://127.0.0.1:9", KEY, tmp_path)  # nothing is sent: the task id is refused first
+    call = {"name": "check_task", "arguments": {"task_id": "task-SURROGATE"}}
+    headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+    with http_serving(env) as (url, _):
+        legacy = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": call}
+        body = json.dumps(legacy).replace("SURROGATE", "\\ud800").encode()
+        refused = http_answer(httpx2.post(url, content=body, headers=headers, timeout=30))
+        assert refused["error"]["code"] == -32700
+
+        envelope: dict[str, Any] = {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+        }
+        modern = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {**call, "_meta": envelope}}
+        body = json.dumps(modern).replace("SURROGATE", "\\ud800").encode()
+        routing = {"mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call", "mcp-name": "check_task"}
+        answered = http_answer(httpx2.post(url, content=body, headers={**headers, **routing}, timeout=30))
+    first, *_, note = text_blocks(answered)
+    assert answered["result"]["isError"] is True and "task-\ufffd" in first
+    assert note.startswith("Note: task_id held what is not text")
