@@ -298,7 +298,7 @@ MCP_ADAPTERS = {"demo.py"} | {
     f"mcp_server/{name}.py"
     for name in (
         *("app", "boundary", "tools", "resources", "prompts", "http_server", "resolvers", "completions", "oauth"),
-        *("picker", "ui_apps"),
+        *("picker", "ui_apps", "stdio"),
     )
 }
 """The modules that speak MCP (demo.py is an MCP client); the core, the client and the emulator know nothing of it."""

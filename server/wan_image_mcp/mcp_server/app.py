@@ -46,6 +46,7 @@ from .oauth import oauth_kwargs
 from .picker import picker_tools
 from .prompts import register as register_prompts
 from .resources import register as register_resources
+from .stdio import lone_surrogates, serve_stdio
 from .tools import build_tools
 from .ui_apps import WanApps, apps_listing, bind_pages
 
@@ -181,6 +182,10 @@ class WanServer(MCPServer[AppState]):
 
         self._lowlevel_server.add_request_handler("completion/complete", CompleteRequestParams, handler)
 
+    async def run_stdio_async(self) -> None:
+        """Over stdio, our reader in front of the SDK's parser: every line gets an answer (stdio.py)."""
+        await serve_stdio(self._lowlevel_server)
+
 
 def build_app(
     settings: Settings | None = None, http: httpx2.AsyncClient | None = None, *, clock: Clock = SYSTEM_CLOCK
@@ -218,7 +223,7 @@ def build_app(
         log_level="WARNING",
         tools=bind_pages(build_tools() + picker_tools()),
         extensions=[WanApps()],  # MCP Apps: the viewer and the box picker (ui_apps.py)
-        middleware=[apps_listing],
+        middleware=[apps_listing, lone_surrogates],
         **oauth_kwargs(resolved),
     )
     register_resources(server)
