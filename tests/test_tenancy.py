@@ -95,6 +95,29 @@ def test_a_task_adopted_by_reconciliation_keeps_its_rows_tenant(journal: Journal
     assert adopted is not None and adopted.status == "RUNNING"
 
 
+def test_each_candidate_of_a_tenants_ambiguous_submission_is_that_tenants_task_and_counted_once(
+    journal: Journal,
+) -> None:
+    def lost(tenant: Tenant) -> int:
+        new = NewTask(model="wan2.7-image", prompt="lost", parameters={}, requested_images=1, tenant=tenant)
+        row_id = journal.begin(new)
+        journal.uncertain(row_id, "answer lost")
+        return row_id
+
+    alices, bobs = lost(ALICE), lost(BOB)
+    journal.ambiguous(alices, ["t-1", "t-2"], "either could be it")
+    journal.ambiguous(bobs, ["t-2"], "this one could be it too")
+    for task_id in ("t-1", "t-2"):
+        found = journal.get(task_id, tenant=ALICE)
+        assert found is not None and (found.candidate_of, found.tenant, found.prompt) == (alices, ALICE, "lost")
+    shared = journal.get("t-2", tenant=BOB)  # bob's submission names it too: his as well, on alice's row
+    assert shared is not None and shared.candidate_of == alices
+    assert journal.get("t-1", tenant=BOB) is None and journal.get("t-2", tenant=Tenant(A, "carol")) is None
+    assert {row.task_id for row in journal.to_harvest(younger_than=0)} == {"t-1", "t-2"}
+    assert journal.requested_since(0) == 2  # one paid image per submission, none more for its candidates
+    assert journal.known({"t-1", "t-2"}) == set() and journal.contested(younger_than=0) == {"t-1", "t-2"}
+
+
 def test_a_task_first_seen_by_a_query_belongs_to_no_tenant(journal: Journal) -> None:
     journal.observed("t-elsewhere", status="RUNNING")  # submitted by another process: adopted without a tenant
     assert journal.get("t-elsewhere") is not None

@@ -85,6 +85,8 @@ class TaskRow:
     tenant_issuer: str | None = None
     tenant_subject: str | None = None
     """Whose the task is (``Tenant``); None for a task submitted without OAuth, or adopted from elsewhere."""
+    candidate_of: int | None = None
+    """A task an AMBIGUOUS submission may have made: that submission's journal id (its tenant is this row's)."""
 
     @classmethod
     def from_sql(cls, row: Row) -> TaskRow:
@@ -99,6 +101,13 @@ class TaskRow:
         """Whether ``tenant`` may see this task: anyone may when it is None (no OAuth: today's single-user server),
         else only the tenant that submitted it."""
         return tenant is None or (self.tenant_issuer, self.tenant_subject) == (tenant.issuer, tenant.subject)
+
+    @property
+    def tenant(self) -> Tenant | None:
+        """Whose the task is, or None (no OAuth, or adopted from elsewhere)."""
+        if self.tenant_issuer is None or self.tenant_subject is None:
+            return None
+        return Tenant(self.tenant_issuer, self.tenant_subject)
 
     @property
     def needs_harvest(self) -> bool:

@@ -15,7 +15,7 @@ from .async_journal import AsyncJournal
 from .clock import SYSTEM_CLOCK, Clock
 from .journal import DAY, UNCERTAIN, TaskRow
 from .outcomes import iso_time
-from .task_matching import MAX_SKEW, Verdict, Window, ambiguity, fitting, judge, learn_offset
+from .task_matching import MAX_SKEW, Verdict, Window, ambiguity, fitting, judge, learn_offset, paired
 
 log = logging.getLogger("wan_image_mcp")
 
@@ -217,6 +217,8 @@ class Reconciler:
                     queried=queried,
                     any_zone=any_zone,
                 )
+        by_id = {task.task_id: task for tasks in listed.values() for task in tasks}
+        verdicts.update(paired(workable, verdicts, by_id, queried, contested))
         return verdicts
 
     def _reconcilable(self, row: TaskRow) -> bool:

@@ -20,7 +20,7 @@ from ..dashscope.errors import DownloadError
 from .async_journal import AsyncJournal
 from .clock import Clock
 from .journal import EXPIRED, TaskRow, Tenant
-from .outcomes import ApiError, EditResult, ImageFile, from_row, from_task, unqueried_hint
+from .outcomes import ApiError, EditResult, ImageFile, from_row, from_task, origin, unqueried_hint
 from .polling import PollFailed, Polling, Progress
 from .results import ResultStore, TaskRecord
 from .validation import check_task_id
@@ -158,7 +158,7 @@ class TaskCheck:
             return result.model_copy(update={"error": error, "next_step": hint})
         await self._journal.run(self._journal.sync.saved, task_id, _recorded(images))
         await progress(1.0, f"saved {len(images)} image(s)")
-        return result.model_copy(update={"images": images, "next_step": None})
+        return result.model_copy(update={"images": images, "next_step": origin(row)})
 
     async def _unqueried(self, task_id: str, row: TaskRow | None, failed: PollFailed) -> EditResult:
         """A task that exists but could not be queried (throttled, an outage): its last known status, its id, and
