@@ -17,6 +17,7 @@ import anyio.to_thread
 
 from ..dashscope import DashScopeClient, TaskResult, TaskStatus
 from ..dashscope.errors import DownloadError
+from ..dashscope.rate import on_behalf_of, query_owner
 from .async_journal import AsyncJournal
 from .clock import Clock
 from .journal import EXPIRED, TaskRow, Tenant
@@ -59,7 +60,9 @@ class TaskCheck:
         ``check``, which documents what is returned and raised); each image with its ``download_url`` where the
         store gives one (signed now: the journal never keeps one, as they expire). Given ``tenant``, a task that is
         not that tenant's is UNKNOWN, as DashScope answers for an id it does not know, and nothing is sent for it."""
-        result = await self._check(task_id, wait_seconds, progress, tenant)
+        owner = tenant if tenant is not None else query_owner()  # the harvester says whose a task is before it asks
+        with on_behalf_of(owner):  # its queries wait in their tenant's turn, not behind another tenant's
+            result = await self._check(task_id, wait_seconds, progress, tenant)
         if not result.images:
             return result
         return result.model_copy(update={"images": self._store.linked(result.images)})
