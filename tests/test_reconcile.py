@@ -26,6 +26,7 @@ from wan_image_mcp.core.async_journal import AsyncJournal
 from wan_image_mcp.core.config import Settings
 from wan_image_mcp.core.errors import SubmissionUncertain
 from wan_image_mcp.core.journal import Journal, NewTask, Tenant
+from wan_image_mcp.core.journal_db import open_database
 from wan_image_mcp.core.outcomes import EditResult, summary_text
 from wan_image_mcp.core.service import EditArgs, WanService
 from wan_image_mcp.core.task_matching import contradiction, judge, learn_offset
@@ -296,6 +297,31 @@ async def test_a_tenants_ambiguous_submission_has_every_candidate_saved_as_its_o
         sidecar = json.loads(Path(checked.images[0].path).with_suffix(".json").read_text(encoding="utf-8"))
         assert (sidecar["candidate_of"], sidecar["prompt"]) == (1, "lost answer")
     assert all((o.status, o.images, o.next_step) == ("UNKNOWN", [], None) for o in others)
+
+
+async def test_candidates_an_older_version_left_unharvested_are_saved_for_their_tenant_on_restart(
+    http: httpx2.AsyncClient,
+    server_settings: Settings,
+    emulator: EmulatorState,
+    client: DashScopeClient,
+    clock: VirtualClock,
+) -> None:
+    ids = await crashed(server_settings, client, clock, creates=2, tenant=ALICE)
+    journal = Journal(server_settings.journal_location)
+    journal.ambiguous(1, ids, "either could be it")
+    journal.close()
+    db = open_database(server_settings.journal_location)
+    db.execute("DELETE FROM tasks WHERE candidate_of IS NOT NULL")  # as a version before candidate rows left it
+    db.close()
+    async with restarted(http, server_settings, clock) as after, service_of(server_settings, http, clock) as service:
+
+        async def both_saved() -> bool:
+            tasks = body(await after.call_tool("list_tasks", {}))["tasks"]
+            return sorted(t.get("task_id") or "" for t in tasks if t["images"]) == sorted(ids)
+
+        await clock.until(both_saved, within=10)
+        checked = [await service.check(task_id, tenant=ALICE) for task_id in ids]
+    assert all(c.status == "SUCCEEDED" and c.images and "journal id 1" in (c.next_step or "") for c in checked)
 
 
 async def test_identical_lost_submissions_of_a_tenant_each_adopt_one_of_their_tasks_in_order_of_time(

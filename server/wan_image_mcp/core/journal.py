@@ -154,7 +154,6 @@ class Journal:
         (``candidate_of``), with its model, prompt and parameters, due now: the harvester saves its images, since
         one of them may be this paid submission's (an image saved twice is better than a paid one lost). Its paid
         images are not counted again (``requested_images`` stays NULL): row ``row_id`` counts them once."""
-        now = self._clock.time()
         with self._db.transaction():
             self._update(
                 row_id,
@@ -163,15 +162,31 @@ class Journal:
                 error_code="Ambiguous",
                 error_message=message,
             )
-            for task_id in candidates:
-                self._db.execute(
-                    "INSERT INTO tasks (task_id, model, prompt, parameters, adjustments, instruction, status,"
-                    " created_at, updated_at, inputs, expected_size, tenant_issuer, tenant_subject, candidate_of,"
-                    " next_poll_at) SELECT ?, model, prompt, parameters, adjustments, instruction, ?, created_at, ?,"
-                    " inputs, expected_size, tenant_issuer, tenant_subject, id, ? FROM tasks WHERE id = ?"
-                    " ON CONFLICT (task_id) DO NOTHING",
-                    (task_id, "PENDING", now, now, row_id),
-                )
+            self._candidate_rows(row_id, candidates)
+
+    def harvest_candidates(self, *, younger_than: float) -> None:
+        """Give every candidate of an AMBIGUOUS row created after ``younger_than`` its row, as ``ambiguous`` does
+        (rows made AMBIGUOUS by an older version, or by a replica still running one, had none)."""
+        found = self._db.execute(
+            "SELECT id, candidates FROM tasks WHERE status = ? AND created_at >= ?", (AMBIGUOUS, younger_than)
+        ).fetchall()
+        for row_id, candidates in found:
+            missing = set(json.loads(candidates)) - self.have_rows(json.loads(candidates))
+            if missing:
+                with self._db.transaction():
+                    self._candidate_rows(int(row_id), sorted(missing))
+
+    def _candidate_rows(self, row_id: int, candidates: Sequence[str]) -> None:
+        now = self._clock.time()
+        for task_id in candidates:
+            self._db.execute(
+                "INSERT INTO tasks (task_id, model, prompt, parameters, adjustments, instruction, status,"
+                " created_at, updated_at, inputs, expected_size, tenant_issuer, tenant_subject, candidate_of,"
+                " next_poll_at) SELECT ?, model, prompt, parameters, adjustments, instruction, ?, created_at, ?,"
+                " inputs, expected_size, tenant_issuer, tenant_subject, id, ? FROM tasks WHERE id = ?"
+                " ON CONFLICT (task_id) DO NOTHING",
+                (task_id, "PENDING", now, now, row_id),
+            )
 
     def rejected(self, row_id: int, code: str, message: str) -> None:
         """No task exists for row ``row_id``: the API refused it, or it provably never reached the API (REJECTED)."""
@@ -324,20 +339,23 @@ class Journal:
             found.update(json.loads(candidates))
         return found - self.known(found)
 
+    def have_rows(self, task_ids: Collection[str]) -> set[str]:
+        """Which of these task ids the journal has a row for, of any kind."""
+        return self._ids(task_ids, "")
+
     def known(self, task_ids: Collection[str]) -> set[str]:
         """Which of these task ids the journal has a row for, other than as an AMBIGUOUS submission's candidate
         (that one is still ``contested``: another submission's lost answer may have made it)."""
+        return self._ids(task_ids, " AND candidate_of IS NULL")
+
+    def _ids(self, task_ids: Collection[str], condition: str) -> set[str]:
         ids = list(task_ids)
         found: set[str] = set()
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ", ".join("?" * len(chunk))
-            found.update(
-                r[0]
-                for r in self._db.execute(
-                    f"SELECT task_id FROM tasks WHERE task_id IN ({marks}) AND candidate_of IS NULL", chunk
-                )
-            )
+            sql = f"SELECT task_id FROM tasks WHERE task_id IN ({marks}){condition}"
+            found.update(r[0] for r in self._db.execute(sql, chunk))
         return found
 
     def submit_times(self, *, limit: int = 50) -> list[tuple[float, str]]:
