@@ -110,7 +110,7 @@ def test_each_candidate_of_a_tenants_ambiguous_submission_is_that_tenants_task_a
     journal.ambiguous(bobs, ["t-2"], "this one could be it too")
     for task_id in ("t-1", "t-2"):
         found = journal.get(task_id, tenant=ALICE)
-        assert found is not None and (found.candidate_of, found.tenant, found.prompt) == (alices, ALICE, "lost")
+        assert found is not None and (found.candidate_of, found.owner, found.prompt) == (alices, (A, "alice"), "lost")
     shared = journal.get("t-2", tenant=BOB)  # bob's submission names it too: his as well, on alice's row
     assert shared is not None and shared.candidate_of == alices
     assert journal.get("t-1", tenant=BOB) is None and journal.get("t-2", tenant=Tenant(A, "carol")) is None

@@ -184,8 +184,8 @@ class Harvester:
     async def _harvest(self, row: TaskRow) -> None:
         assert row.task_id is not None
         try:
-            async with self._slots.hold(row.tenant):
-                with on_behalf_of(row.tenant):
+            async with self._slots.hold(row.owner):
+                with on_behalf_of(row.owner):
                     await self._service.check(row.task_id)
         except (DashScopeError, OSError) as exc:
             log.warning("harvesting %s: %s", row.task_id, exc)

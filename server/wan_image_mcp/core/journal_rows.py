@@ -103,11 +103,12 @@ class TaskRow:
         return tenant is None or (self.tenant_issuer, self.tenant_subject) == (tenant.issuer, tenant.subject)
 
     @property
-    def tenant(self) -> Tenant | None:
-        """Whose the task is, or None (no OAuth, or adopted from elsewhere)."""
+    def owner(self) -> tuple[str, str] | None:
+        """Whose the task is as (issuer, subject), or None (no OAuth, or adopted from elsewhere): the key tenants
+        take turns by (a tenant's issuer and subject)."""
         if self.tenant_issuer is None or self.tenant_subject is None:
             return None
-        return Tenant(self.tenant_issuer, self.tenant_subject)
+        return (self.tenant_issuer, self.tenant_subject)
 
     @property
     def needs_harvest(self) -> bool:

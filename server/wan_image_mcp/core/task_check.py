@@ -60,8 +60,10 @@ class TaskCheck:
         ``check``, which documents what is returned and raised); each image with its ``download_url`` where the
         store gives one (signed now: the journal never keeps one, as they expire). Given ``tenant``, a task that is
         not that tenant's is UNKNOWN, as DashScope answers for an id it does not know, and nothing is sent for it."""
-        owner = tenant if tenant is not None else query_owner()  # the harvester says whose a task is before it asks
-        with on_behalf_of(owner):  # its queries wait in their tenant's turn, not behind another tenant's
+        # its queries wait in their tenant's turn (as TaskRow.owner), not behind another tenant's; the harvester
+        # says whose a task is before it asks
+        owner = (tenant.issuer, tenant.subject) if tenant is not None else query_owner()
+        with on_behalf_of(owner):
             result = await self._check(task_id, wait_seconds, progress, tenant)
         if not result.images:
             return result
