@@ -327,3 +327,29 @@ async def test_a_tenant_with_200_tasks_due_never_delays_another_tenants_lone_tas
             group.cancel_scope.cancel()
     finally:
         journal.sync.close()
+
+
+async def test_a_tenants_check_task_is_not_queued_behind_another_tenants_200_waiting_check_tasks(
+    http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState, clock: VirtualClock
+) -> None:
+    """200 check_task calls of one tenant wait on long tasks, their queries queued at 19 a second (over 10 s for
+    one round); another tenant's one look goes in its own turn."""
+    emulator.config.latency = 120.0
+    settings = replace(server_settings, poll_interval=1.0, poll_interval_max=5.0)
+    journal = AsyncJournal(Journal(settings.journal_location, clock=clock))
+    busy, lone = Tenant("https://login.example", "busy"), Tenant("https://login.example", "lone")
+    args = EditArgs(prompt="one of many", images=[], model="wan2.7-image", params=EditParams(size="1K"))
+    try:
+        service = build_state(settings, http, journal, clock).service
+        ids = [str((await service.submit(args, tenant=busy)).task_id) for _ in range(200)]
+        lone_id = str((await service.submit(args, tenant=lone)).task_id)
+        async with anyio.create_task_group() as group:
+            for task_id in ids:
+                group.start_soon(lambda task_id=task_id: service.check(task_id, wait_seconds=60, tenant=busy))
+            await clock.sleep(2)  # their first round of queries is queued
+            asked = clock.time()
+            looked = await service.check(lone_id, tenant=lone)
+            assert looked.status in ("PENDING", "RUNNING") and clock.time() - asked < 2  # next second, not ~8 s later
+            group.cancel_scope.cancel()
+    finally:
+        journal.sync.close()
