@@ -9,8 +9,8 @@ from __future__ import annotations
 import itertools
 import random
 import sqlite3
-from collections.abc import AsyncIterator
-from contextlib import closing
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import asynccontextmanager, closing
 from dataclasses import replace
 from typing import Any
 
@@ -24,7 +24,7 @@ from wan_image_mcp.core.async_journal import AsyncJournal
 from wan_image_mcp.core.config import Settings
 from wan_image_mcp.core.harvest import Harvester
 from wan_image_mcp.core.journal import Journal, NewTask, Tenant
-from wan_image_mcp.core.service import EditArgs
+from wan_image_mcp.core.service import EditArgs, WanService
 from wan_image_mcp.core.validation import EditParams
 from wan_image_mcp.dashscope import QueryRate
 from wan_image_mcp.dashscope.rate import Turns, on_behalf_of
@@ -296,6 +296,25 @@ async def test_a_waiting_edit_ends_as_soon_as_the_task_list_shows_its_task_done(
     assert lists[:6] == [1, 2, 3, 4, 5, 6]  # the first list to see it done (5.5 s) is that of 6 s
 
 
+BUSY, LONE = Tenant("https://login.example", "busy"), Tenant("https://login.example", "lone")
+
+
+@asynccontextmanager
+async def two_tenants(
+    http: httpx2.AsyncClient, settings: Settings, clock: VirtualClock
+) -> AsyncGenerator[tuple[WanService, AsyncJournal, list[str], str]]:
+    """A service on ``clock`` in which BUSY has just submitted 200 tasks and LONE one: the service, its journal,
+    BUSY's task ids and LONE's."""
+    journal = AsyncJournal(Journal(settings.journal_location, clock=clock))
+    args = EditArgs(prompt="one of many", images=[], model="wan2.7-image", params=EditParams(size="1K"))
+    try:
+        service = build_state(settings, http, journal, clock).service
+        busy = [str((await service.submit(args, tenant=BUSY)).task_id) for _ in range(200)]
+        yield service, journal, busy, str((await service.submit(args, tenant=LONE)).task_id)
+    finally:
+        journal.sync.close()
+
+
 async def test_a_tenant_with_200_tasks_due_never_delays_another_tenants_lone_task_by_more_than_a_few_seconds(
     http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState, clock: VirtualClock
 ) -> None:
@@ -303,30 +322,20 @@ async def test_a_tenant_with_200_tasks_due_never_delays_another_tenants_lone_tas
     10 s to query, and the lone task is queried and saved in its tenant's turn, within a few seconds of its end."""
     emulator.config.latency = 4.0
     settings = replace(server_settings, harvest=True, poll_interval=1.0, poll_interval_max=5.0)
-    journal = AsyncJournal(Journal(settings.journal_location, clock=clock))
-    busy, lone = Tenant("https://login.example", "busy"), Tenant("https://login.example", "lone")
-    args = EditArgs(prompt="one of many", images=[], model="wan2.7-image", params=EditParams(size="1K"))
-    try:
-        service = build_state(settings, http, journal, clock).service
-        async with anyio.create_task_group() as group:
-            group.start_soon(Harvester(service).run)
-            for _ in range(200):
-                await service.submit(args, tenant=busy)
-            task_id = (await service.submit(args, tenant=lone)).task_id
+    async with two_tenants(http, settings, clock) as (service, journal, _, task_id), anyio.create_task_group() as group:
+        group.start_soon(Harvester(service).run)
 
-            async def saved() -> bool:
-                row = await journal.run(journal.sync.get, str(task_id))
-                return row is not None and row.saved_at is not None
+        async def saved() -> bool:
+            row = await journal.run(journal.sync.get, task_id)
+            return row is not None and row.saved_at is not None
 
-            await clock.until(saved, within=30)
-            on_disk = clock.elapsed(clock.time())
-            queried = [clock.elapsed(r.at) for r in emulator.requests if r.path == f"/api/v1/tasks/{task_id}"]
-            busy_queries = sum(r.path.startswith("/api/v1/tasks/") for r in emulator.requests) - len(queried)
-            assert queried and queried[0] <= 4 + 3 and on_disk <= 4 + 3  # within 3 s of its end
-            assert busy_queries < 200  # while the other tenant's were still being queried
-            group.cancel_scope.cancel()
-    finally:
-        journal.sync.close()
+        await clock.until(saved, within=30)
+        on_disk = clock.elapsed(clock.time())
+        queried = [clock.elapsed(r.at) for r in emulator.requests if r.path == f"/api/v1/tasks/{task_id}"]
+        busy_queries = sum(r.path.startswith("/api/v1/tasks/") for r in emulator.requests) - len(queried)
+        assert queried and queried[0] <= 4 + 3 and on_disk <= 4 + 3  # within 3 s of its end
+        assert busy_queries < 200  # while the other tenant's were still being queried
+        group.cancel_scope.cancel()
 
 
 async def test_a_tenants_check_task_is_not_queued_behind_another_tenants_200_waiting_check_tasks(
@@ -336,20 +345,11 @@ async def test_a_tenants_check_task_is_not_queued_behind_another_tenants_200_wai
     one round); another tenant's one look goes in its own turn."""
     emulator.config.latency = 120.0
     settings = replace(server_settings, poll_interval=1.0, poll_interval_max=5.0)
-    journal = AsyncJournal(Journal(settings.journal_location, clock=clock))
-    busy, lone = Tenant("https://login.example", "busy"), Tenant("https://login.example", "lone")
-    args = EditArgs(prompt="one of many", images=[], model="wan2.7-image", params=EditParams(size="1K"))
-    try:
-        service = build_state(settings, http, journal, clock).service
-        ids = [str((await service.submit(args, tenant=busy)).task_id) for _ in range(200)]
-        lone_id = str((await service.submit(args, tenant=lone)).task_id)
-        async with anyio.create_task_group() as group:
-            for task_id in ids:
-                group.start_soon(lambda task_id=task_id: service.check(task_id, wait_seconds=60, tenant=busy))
-            await clock.sleep(2)  # their first round of queries is queued
-            asked = clock.time()
-            looked = await service.check(lone_id, tenant=lone)
-            assert looked.status in ("PENDING", "RUNNING") and clock.time() - asked < 2  # next second, not ~8 s later
-            group.cancel_scope.cancel()
-    finally:
-        journal.sync.close()
+    async with two_tenants(http, settings, clock) as (service, _, busy, lone), anyio.create_task_group() as group:
+        for task_id in busy:
+            group.start_soon(lambda task_id=task_id: service.check(task_id, wait_seconds=60, tenant=BUSY))
+        await clock.sleep(2)  # their first round of queries is queued
+        asked = clock.time()
+        looked = await service.check(lone, tenant=LONE)
+        assert looked.status in ("PENDING", "RUNNING") and clock.time() - asked < 2  # next second, not ~8 s later
+        group.cancel_scope.cancel()
