@@ -315,6 +315,7 @@ async def two_tenants(
         journal.sync.close()
 
 
+@pytest.mark.slow  # about 3.5 s: 200 tasks submitted and some harvested
 async def test_a_tenant_with_200_tasks_due_never_delays_another_tenants_lone_task_by_more_than_a_few_seconds(
     http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState, clock: VirtualClock
 ) -> None:
