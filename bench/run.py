@@ -382,6 +382,95 @@ def measure_replicas(args: argparse.Namespace, folder: Path) -> str:
     return table([row], args)
 
 
+# --- 9. fairness between tenants ------------------------------------------------------------------------------
+
+
+async def fairness(emulator: RunningEmulator, folder: Path, count: int) -> dict[str, float]:
+    """``count`` tasks of one tenant (all at once), then one of another, through one server's service with its
+    harvester on (real time, SQLite): seconds from the lone task's submission to its first query by id and to its
+    image on disk, with how long the task itself ran."""
+    import httpx2
+    from pydantic import SecretStr
+
+    from wan_image_mcp.core.async_journal import AsyncJournal
+    from wan_image_mcp.core.config import Settings
+    from wan_image_mcp.core.harvest import Harvester
+    from wan_image_mcp.core.journal import Journal, TaskRow, Tenant
+    from wan_image_mcp.core.service import EditArgs
+    from wan_image_mcp.core.validation import EditParams
+    from wan_image_mcp.mcp_server.app import build_state
+
+    settings = Settings(
+        api_key=SecretStr(KEY),
+        base_url=emulator.base_url,
+        output_dir=folder / "out",
+        journal_path=folder / "journal.sqlite3",
+        harvest=True,
+    )
+    journal = AsyncJournal(Journal(settings.journal_location))
+    busy, lone = Tenant("https://login.example", "busy"), Tenant("https://login.example", "lone")
+    args = EditArgs(prompt="one of many", images=[], model="wan2.7-image", params=EditParams(size="1K"))
+
+    async def lone_task_saved() -> TaskRow:
+        saved: list[TaskRow] = []
+        async with httpx2.AsyncClient(timeout=30) as http, anyio.create_task_group() as group:
+            service = build_state(settings, http, journal).service
+            group.start_soon(Harvester(service).run)
+
+            async def submit(tenant: Tenant) -> str | None:
+                return (await service.submit(args, tenant=tenant)).task_id
+
+            async with anyio.create_task_group() as many:
+                for _ in range(count):
+                    many.start_soon(submit, busy)
+            task_id = await submit(lone)
+            assert task_id is not None
+            with anyio.fail_after(300):
+                while True:
+                    row = await journal.run(journal.sync.get, task_id)
+                    if row is not None and row.saved_at is not None:
+                        saved.append(row)
+                        break
+                    await anyio.sleep(0.02)
+            group.cancel_scope.cancel()
+        return saved[0]
+
+    try:
+        row = await lone_task_saved()
+    finally:
+        journal.sync.close()
+    assert row.task_id is not None and row.saved_at is not None
+    task_id, state = row.task_id, emulator.state
+    first = min(r.at for r in state.requests if r.path == f"/api/v1/tasks/{task_id}")
+    return {
+        "first_query_s": first - row.created_at,
+        "on_disk_s": row.saved_at - row.created_at,
+        "task_s": state.duration(state.tasks[task_id]),
+    }
+
+
+def measure_fairness(args: argparse.Namespace, folder: Path) -> str:
+    """Measure 9 (``--only-fairness``): one tenant with ``--tasks`` running tasks (200 by default here), another
+    with one, submitted right after; the lone task's lag."""
+    count = args.tasks if args.tasks != 100 else 200  # --tasks's default is measure 5's
+    latency = 1.0 if args.quick else 4.0
+    config = EmulatorConfig(api_keys=frozenset({KEY}), polls_to_finish=1, latency=latency)
+    runs: list[dict[str, float]] = []
+    for run in range(1 if args.quick else args.runs):
+        with RunningEmulator(config) as emulator:
+            (folder / f"fair-{run}").mkdir()
+            runs.append(anyio.run(fairness, emulator, folder / f"fair-{run}", count))
+    f = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+    row = (
+        f"9. two tenants, {count} tasks vs 1 submitted right after ({latency:g} s each): the lone task's lag",
+        f"first query by id {f['first_query_s']:.2f} s after its submission, image on disk {f['on_disk_s']:.2f} s "
+        f"after (the task itself ran {f['task_s']:.2f} s); worst of {len(runs)} runs: "
+        f"{max(r['on_disk_s'] for r in runs):.2f} s to disk",
+        "—",
+    )
+    return table([row], args)
+
+
 # --- the run -------------------------------------------------------------------------------------------------
 
 
@@ -509,8 +598,12 @@ def main() -> None:
     )
     parser.add_argument("--only-large", action="store_true", help="run measure 7 alone and print its row")
     parser.add_argument("--only-replicas", action="store_true", help="run measure 8 (PostgreSQL) alone, print its row")
+    parser.add_argument("--only-fairness", action="store_true", help="run measure 9 (two tenants) alone, print its row")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="wan-bench-"))
+    if args.only_fairness:
+        print(measure_fairness(args, folder), end="")
+        return
     if args.only_replicas:
         print(measure_replicas(args, folder), end="")
         return

@@ -38,3 +38,10 @@ def test_the_replicas_benchmark_reports_its_measure(tmp_path: Path) -> None:
     done = subprocess.run(command, env=server_env(None, None, None), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert re.search(r"\| 8\. two replicas .*? 4 images downloaded, at most 1× each", done.stdout), done.stdout
+
+
+def test_the_fairness_benchmark_reports_the_lone_tasks_lag(tmp_path: Path) -> None:
+    command = [sys.executable, str(ROOT / "bench" / "run.py"), "--only-fairness", "--quick", "--tasks", "4"]
+    done = subprocess.run(command, env=server_env(None, None, None), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert re.search(r"\| 9\. two tenants, 4 tasks vs 1 .*? first query by id [\d.]+ s .*? on disk", done.stdout)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import itertools
 import random
 import sqlite3
-from collections.abc import AsyncIterator
-from contextlib import closing
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import asynccontextmanager, closing
 from dataclasses import replace
 from typing import Any
 
@@ -20,11 +20,16 @@ import pytest
 from mcp import Client
 
 from tests.virtual_clock import VirtualClock
+from wan_image_mcp.core.async_journal import AsyncJournal
 from wan_image_mcp.core.config import Settings
-from wan_image_mcp.core.journal import Journal, NewTask
+from wan_image_mcp.core.harvest import Harvester
+from wan_image_mcp.core.journal import Journal, NewTask, Tenant
+from wan_image_mcp.core.service import EditArgs, WanService
+from wan_image_mcp.core.validation import EditParams
 from wan_image_mcp.dashscope import QueryRate
+from wan_image_mcp.dashscope.rate import Turns, on_behalf_of
 from wan_image_mcp.emulator import EmulatorState, Fault
-from wan_image_mcp.mcp_server.app import build_app
+from wan_image_mcp.mcp_server.app import build_app, build_state
 
 pytestmark = pytest.mark.anyio
 
@@ -155,6 +160,53 @@ async def test_no_window_sees_more_than_the_limit_arrive_however_long_answers_ta
         assert sum(1 for sent, answered in spans if sent < start + 0.2 and answered >= start) <= 4
 
 
+async def test_queued_queries_go_by_owner_in_turn_so_a_second_owner_waits_one_turn_not_for_all_of_the_first(
+    clock: VirtualClock,
+) -> None:
+    rate = QueryRate(limit=1, window=1.0, clock=clock)
+    sent: list[tuple[str, float]] = []
+
+    async def query(owner: str) -> None:
+        with on_behalf_of(owner):
+            async with rate.query():
+                sent.append((owner, clock.elapsed(clock.time())))
+
+    async with anyio.create_task_group() as group:
+        for owner in ["busy"] * 6 + ["lone"]:
+            group.start_soon(query, owner)
+    # busy's first goes at once and its second holds the turn; then owners alternate while both have some waiting
+    assert sent == [("busy", 0), ("busy", 1), ("busy", 2), ("lone", 3), ("busy", 4), ("busy", 5), ("busy", 6)]
+
+
+async def test_a_waiter_cancelled_while_waiting_or_as_its_turn_comes_loses_no_place() -> None:
+    turns = Turns(1)
+    got: list[str] = []
+
+    async def hold(name: str, until: anyio.Event) -> None:
+        async with turns.hold(name):
+            got.append(name)
+            await until.wait()
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            first_done, never = anyio.Event(), anyio.Event()
+            group.start_soon(hold, "first", first_done)
+            await anyio.wait_all_tasks_blocked()
+            with anyio.CancelScope() as waiting:
+                waiting.cancel()  # cancelled while it waits: it leaves the queue
+                await hold("cancelled waiting", never)
+            async with anyio.create_task_group() as second:
+                second.start_soon(hold, "cancelled as its turn comes", never)
+                await anyio.wait_all_tasks_blocked()
+                first_done.set()  # "first" gives its place to the waiter, which is being cancelled: passed on
+                second.cancel_scope.cancel()
+            third_done = anyio.Event()
+            group.start_soon(hold, "third", third_done)
+            await anyio.wait_all_tasks_blocked()
+            assert got == ["first", "third"]  # the place was not lost
+            third_done.set()
+
+
 def test_journal_rows_from_other_servers_are_adopted(tmp_path: Any) -> None:
     journal = Journal(tmp_path / "j.sqlite3")
     journal.observed("someone-elses-task", status="RUNNING")
@@ -242,3 +294,63 @@ async def test_a_waiting_edit_ends_as_soon_as_the_task_list_shows_its_task_done(
     lists = [clock.elapsed(r.at) for r in emulator.requests if r.path == "/api/v1/tasks"]
     assert own == [0, 1, 2.5, 4.75, 6]  # not its own next step (8.125 s), but at the list of 6 s
     assert lists[:6] == [1, 2, 3, 4, 5, 6]  # the first list to see it done (5.5 s) is that of 6 s
+
+
+BUSY, LONE = Tenant("https://login.example", "busy"), Tenant("https://login.example", "lone")
+
+
+@asynccontextmanager
+async def two_tenants(
+    http: httpx2.AsyncClient, settings: Settings, clock: VirtualClock
+) -> AsyncGenerator[tuple[WanService, AsyncJournal, list[str], str]]:
+    """A service on ``clock`` in which BUSY has just submitted 200 tasks and LONE one: the service, its journal,
+    BUSY's task ids and LONE's."""
+    journal = AsyncJournal(Journal(settings.journal_location, clock=clock))
+    args = EditArgs(prompt="one of many", images=[], model="wan2.7-image", params=EditParams(size="1K"))
+    try:
+        service = build_state(settings, http, journal, clock).service
+        busy = [str((await service.submit(args, tenant=BUSY)).task_id) for _ in range(200)]
+        yield service, journal, busy, str((await service.submit(args, tenant=LONE)).task_id)
+    finally:
+        journal.sync.close()
+
+
+@pytest.mark.slow  # about 3.5 s: 200 tasks submitted and some harvested
+async def test_a_tenant_with_200_tasks_due_never_delays_another_tenants_lone_task_by_more_than_a_few_seconds(
+    http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState, clock: VirtualClock
+) -> None:
+    """200 tasks of one tenant, then one of another, all ending 4 s later: at 19 queries a second the 200 take over
+    10 s to query, and the lone task is queried and saved in its tenant's turn, within a few seconds of its end."""
+    emulator.config.latency = 4.0
+    settings = replace(server_settings, harvest=True, poll_interval=1.0, poll_interval_max=5.0)
+    async with two_tenants(http, settings, clock) as (service, journal, _, task_id), anyio.create_task_group() as group:
+        group.start_soon(Harvester(service).run)
+
+        async def saved() -> bool:
+            row = await journal.run(journal.sync.get, task_id)
+            return row is not None and row.saved_at is not None
+
+        await clock.until(saved, within=30)
+        on_disk = clock.elapsed(clock.time())
+        queried = [clock.elapsed(r.at) for r in emulator.requests if r.path == f"/api/v1/tasks/{task_id}"]
+        busy_queries = sum(r.path.startswith("/api/v1/tasks/") for r in emulator.requests) - len(queried)
+        assert queried and queried[0] <= 4 + 3 and on_disk <= 4 + 3  # within 3 s of its end
+        assert busy_queries < 200  # while the other tenant's were still being queried
+        group.cancel_scope.cancel()
+
+
+async def test_a_tenants_check_task_is_not_queued_behind_another_tenants_200_waiting_check_tasks(
+    http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState, clock: VirtualClock
+) -> None:
+    """200 check_task calls of one tenant wait on long tasks, their queries queued at 19 a second (over 10 s for
+    one round); another tenant's one look goes in its own turn."""
+    emulator.config.latency = 120.0
+    settings = replace(server_settings, poll_interval=1.0, poll_interval_max=5.0)
+    async with two_tenants(http, settings, clock) as (service, _, busy, lone), anyio.create_task_group() as group:
+        for task_id in busy:
+            group.start_soon(lambda task_id=task_id: service.check(task_id, wait_seconds=60, tenant=BUSY))
+        await clock.sleep(2)  # their first round of queries is queued
+        asked = clock.time()
+        looked = await service.check(lone, tenant=LONE)
+        assert looked.status in ("PENDING", "RUNNING") and clock.time() - asked < 2  # next second, not ~8 s later
+        group.cancel_scope.cancel()

@@ -42,14 +42,12 @@ def served(issuer: Issuer, folder: Path, **more: Any) -> Generator[str]:
     settings (a DashScope to call, say)."""
     sock = bind("127.0.0.1", 0)
     url = f"http://127.0.0.1:{sock.getsockname()[1]}/mcp"
-    settings = Settings(
-        output_dir=folder / "out",
-        journal_path=folder / "journal.sqlite3",
-        harvest=False,
-        auth_issuer=issuer.url,
-        public_url=url,
-        **more,
-    )
+    defaults: dict[str, Any] = {
+        "output_dir": folder / "out",
+        "journal_path": folder / "journal.sqlite3",
+        "harvest": False,
+    }
+    settings = Settings(**(defaults | more), auth_issuer=issuer.url, public_url=url)
     server = uvicorn.Server(uvicorn.Config(http_app(settings, host="127.0.0.1", token=None), log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
     thread.start()

@@ -7,6 +7,7 @@ Tests that wait for the harvester's reconciliation run the server and the emulat
 from __future__ import annotations
 
 import calendar
+import json
 import time
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
@@ -24,8 +25,9 @@ from tests.virtual_clock import VirtualClock
 from wan_image_mcp.core.async_journal import AsyncJournal
 from wan_image_mcp.core.config import Settings
 from wan_image_mcp.core.errors import SubmissionUncertain
-from wan_image_mcp.core.journal import Journal, NewTask
-from wan_image_mcp.core.outcomes import EditResult
+from wan_image_mcp.core.journal import Journal, NewTask, Tenant
+from wan_image_mcp.core.journal_db import open_database
+from wan_image_mcp.core.outcomes import EditResult, summary_text
 from wan_image_mcp.core.service import EditArgs, WanService
 from wan_image_mcp.core.task_matching import contradiction, judge, learn_offset
 from wan_image_mcp.core.validation import EditParams, prepare_request
@@ -35,6 +37,7 @@ from wan_image_mcp.mcp_server.app import build_app, build_state
 
 pytestmark = [pytest.mark.anyio, pytest.mark.both_journals]
 MODEL = "wan2.7-image"
+ALICE, BOB = Tenant("https://login.example", "alice"), Tenant("https://login.example", "bob")
 
 
 def body(result: Any) -> dict[str, Any]:
@@ -50,12 +53,13 @@ async def crashed(
     creates: int = 1,
     ago: float = 0.0,
     made: EditParams | None = None,
+    tenant: Tenant | None = None,
 ) -> list[str]:
     """What a server killed between sending a create request (1K, one image) and reading its answer leaves: a
-    SUBMITTING row, and in DashScope the task(s) its request made (or ones with the parameters ``made``, as
-    another client's would be), its row created ``ago`` seconds ago on ``clock``, which then moves on a second
-    (the restart comes after the crash: at one instant the row would look made by the restarted process). Returns
-    their ids."""
+    SUBMITTING row (``tenant``'s), and in DashScope the task(s) its request made (or ones with the parameters
+    ``made``, as another client's would be), its row created ``ago`` seconds ago on ``clock``, which then moves on
+    a second (the restart comes after the crash: at one instant the row would look made by the restarted process).
+    Returns their ids."""
     journal = Journal(settings.journal_location)
     try:
         journal.begin(
@@ -66,6 +70,7 @@ async def crashed(
                 requested_images=1,
                 created_at=clock.time() - ago,
                 expected_size=(1024, 1024),
+                tenant=tenant,
             )
         )
     finally:
@@ -95,12 +100,13 @@ async def restarted(http: httpx2.AsyncClient, settings: Settings, clock: Virtual
 
 async def row(client: Client, journal_id: int) -> dict[str, Any]:
     listed = body(await client.call_tool("list_tasks", {"page_size": 50}))
-    return next(t for t in listed["tasks"] if t["journal_id"] == journal_id)
+    missing: dict[str, Any] = {}  # not written yet
+    return next((t for t in listed["tasks"] if t["journal_id"] == journal_id), missing)
 
 
 async def saved(client: Client, clock: VirtualClock, journal_id: int, images: int = 1) -> dict[str, Any]:
     async def done() -> bool:
-        return len((await row(client, journal_id))["images"]) == images
+        return len((await row(client, journal_id)).get("images", [])) == images
 
     await clock.until(done, within=10)
     return await row(client, journal_id)
@@ -233,7 +239,7 @@ async def test_with_no_known_task_any_zone_is_searched_and_one_fitting_task_adop
     assert end - start > 26 * 3600
 
 
-async def test_two_fitting_tasks_are_not_adopted_and_list_tasks_names_both(
+async def test_two_fitting_tasks_are_not_adopted_and_each_is_saved_as_the_submissions_candidate(
     http: httpx2.AsyncClient,
     server_settings: Settings,
     emulator: EmulatorState,
@@ -248,13 +254,96 @@ async def test_two_fitting_tasks_are_not_adopted_and_list_tasks_names_both(
 
         await clock.until(judged, within=10)
         listed = body(await after.call_tool("list_tasks", {"status": "AMBIGUOUS"}))
+        candidates = [await saved(after, clock, journal_id) for journal_id in (2, 3)]
     (ambiguous,) = listed["tasks"]
     assert ambiguous.get("task_id") is None and ambiguous["candidates"] == sorted(ids)
     assert all(task_id in ambiguous["error"]["message"] for task_id in ids)
     assert "None was adopted" in ambiguous["error"]["message"]
-    queried = sorted(r.path.rsplit("/", 1)[1] for r in emulator.requests if r.path.startswith("/api/v1/tasks/"))
-    assert queried == sorted(ids)  # each looked at once, to compare it with the request
-    assert not any(r.path.startswith("/results/") for r in emulator.requests)  # neither was taken
+    assert sorted(c["task_id"] for c in candidates) == sorted(ids)  # neither adopted, neither lost
+    for candidate in candidates:  # the submission's own, not counted again against the budget
+        assert (candidate["prompt"], candidate.get("requested_images")) == ("lost answer", None)
+    assert sum(r.path.startswith("/results/") for r in emulator.requests) == 2
+
+
+@asynccontextmanager
+async def service_of(settings: Settings, http: httpx2.AsyncClient, clock: VirtualClock) -> AsyncGenerator[WanService]:
+    """A second server's service on the same journal, without a harvester: check_task as a tenant calls it."""
+    journal = AsyncJournal(Journal(settings.journal_location, clock=clock))
+    try:
+        yield build_state(settings, http, journal, clock).service
+    finally:
+        journal.sync.close()
+
+
+async def test_a_tenants_ambiguous_submission_has_every_candidate_saved_as_its_own_and_no_one_elses(
+    http: httpx2.AsyncClient,
+    server_settings: Settings,
+    emulator: EmulatorState,
+    client: DashScopeClient,
+    clock: VirtualClock,
+) -> None:
+    ids = await crashed(server_settings, client, clock, creates=2, tenant=ALICE)
+    async with restarted(http, server_settings, clock) as after, service_of(server_settings, http, clock) as service:
+        candidates = [await saved(after, clock, journal_id) for journal_id in (2, 3)]
+        assert (await row(after, 1))["status"] == "AMBIGUOUS"
+        before = len(emulator.requests)
+        theirs = [await service.check(task_id, tenant=ALICE) for task_id in ids]
+        others = [await service.check(task_id, tenant=BOB) for task_id in ids]
+        assert len(emulator.requests) == before  # saved already: nothing sent, for alice or for bob
+    assert sorted(c["task_id"] for c in candidates) == sorted(ids)
+    for checked in theirs:
+        assert (checked.status, len(checked.images)) == ("SUCCEEDED", 1)
+        assert "candidate of the submission with journal id 1" in summary_text(checked)
+        sidecar = json.loads(Path(checked.images[0].path).with_suffix(".json").read_text(encoding="utf-8"))
+        assert (sidecar["candidate_of"], sidecar["prompt"]) == (1, "lost answer")
+    assert all((o.status, o.images, o.next_step) == ("UNKNOWN", [], None) for o in others)
+
+
+async def test_candidates_an_older_version_left_unharvested_are_saved_for_their_tenant_on_restart(
+    http: httpx2.AsyncClient,
+    server_settings: Settings,
+    emulator: EmulatorState,
+    client: DashScopeClient,
+    clock: VirtualClock,
+) -> None:
+    ids = await crashed(server_settings, client, clock, creates=2, tenant=ALICE)
+    journal = Journal(server_settings.journal_location)
+    journal.ambiguous(1, ids, "either could be it")
+    journal.close()
+    db = open_database(server_settings.journal_location)
+    db.execute("DELETE FROM tasks WHERE candidate_of IS NOT NULL")  # as a version before candidate rows left it
+    db.close()
+    async with restarted(http, server_settings, clock) as after, service_of(server_settings, http, clock) as service:
+
+        async def both_saved() -> bool:
+            tasks = body(await after.call_tool("list_tasks", {}))["tasks"]
+            return sorted(t.get("task_id") or "" for t in tasks if t["images"]) == sorted(ids)
+
+        await clock.until(both_saved, within=10)
+        checked = [await service.check(task_id, tenant=ALICE) for task_id in ids]
+    assert all(c.status == "SUCCEEDED" and c.images and "journal id 1" in (c.next_step or "") for c in checked)
+
+
+async def test_identical_lost_submissions_of_a_tenant_each_adopt_one_of_their_tasks_in_order_of_time(
+    http: httpx2.AsyncClient,
+    server_settings: Settings,
+    emulator: EmulatorState,
+    client: DashScopeClient,
+    clock: VirtualClock,
+) -> None:
+    """Two identical submit_task calls whose answers were lost: two rows, two tasks, each of which could be either
+    row's. Which is whose changes nothing (same tenant, same request): the first sent takes the first received."""
+    first = await crashed(server_settings, client, clock, tenant=ALICE)
+    second = await crashed(server_settings, client, clock, tenant=ALICE)
+    async with restarted(http, server_settings, clock) as after, service_of(server_settings, http, clock) as service:
+        adopted = [await saved(after, clock, journal_id) for journal_id in (1, 2)]
+        checked = [await service.check(task_id, tenant=ALICE) for task_id in first + second]
+        listed = body(await after.call_tool("list_tasks", {}))
+    assert [a["task_id"] for a in adopted] == first + second
+    assert all(a["status"] == "SUCCEEDED" and not a["candidates"] and "error" not in a for a in adopted)
+    assert [c.status for c in checked] == ["SUCCEEDED"] * 2 and all(c.images for c in checked)
+    assert listed["total"] == 2  # no AMBIGUOUS row, no candidate rows: resolved
+    assert sum(r.path.startswith("/results/") for r in emulator.requests) == 2
 
 
 async def test_one_task_that_two_lost_submissions_could_have_made_is_adopted_by_neither(

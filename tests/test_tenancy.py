@@ -3,6 +3,7 @@ tasks and images (list_tasks, check_task, cancel_task, resources, completions); 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -24,13 +25,13 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import CallToolResult, ResourceTemplateReference, TextResourceContents
 from pydantic import SecretStr
 
-from tests.conftest import server_env, text
+from tests.conftest import server_env, text, until
 from tests.oauth_issuer import Issuer
 from tests.postgres_server import PostgresServer
 from tests.test_oauth import served, status
 from wan_image_mcp.core.errors import InvalidTenant
 from wan_image_mcp.core.journal import Journal, NewTask, Tenant
-from wan_image_mcp.emulator import EmulatorConfig
+from wan_image_mcp.emulator import EmulatorConfig, Fault
 from wan_image_mcp.emulator.serve import RunningEmulator
 from wan_image_mcp.gallery import write_gallery
 from wan_image_mcp.mcp_server.ui_apps import VIEW_KEY
@@ -95,6 +96,29 @@ def test_a_task_adopted_by_reconciliation_keeps_its_rows_tenant(journal: Journal
     assert journal.get("t-found", tenant=ALICE) is None
     adopted = journal.get("t-found", tenant=BOB)
     assert adopted is not None and adopted.status == "RUNNING"
+
+
+def test_each_candidate_of_a_tenants_ambiguous_submission_is_that_tenants_task_and_counted_once(
+    journal: Journal,
+) -> None:
+    def lost(tenant: Tenant) -> int:
+        new = NewTask(model="wan2.7-image", prompt="lost", parameters={}, requested_images=1, tenant=tenant)
+        row_id = journal.begin(new)
+        journal.uncertain(row_id, "answer lost")
+        return row_id
+
+    alices, bobs = lost(ALICE), lost(BOB)
+    journal.ambiguous(alices, ["t-1", "t-2"], "either could be it")
+    journal.ambiguous(bobs, ["t-2"], "this one could be it too")
+    for task_id in ("t-1", "t-2"):
+        found = journal.get(task_id, tenant=ALICE)
+        assert found is not None and (found.candidate_of, found.owner, found.prompt) == (alices, (A, "alice"), "lost")
+    shared = journal.get("t-2", tenant=BOB)  # bob's submission names it too: his as well, on alice's row
+    assert shared is not None and shared.candidate_of == alices
+    assert journal.get("t-1", tenant=BOB) is None and journal.get("t-2", tenant=Tenant(A, "carol")) is None
+    assert {row.task_id for row in journal.to_harvest(younger_than=0)} == {"t-1", "t-2"}
+    assert journal.requested_since(0) == 2  # one paid image per submission, none more for its candidates
+    assert journal.known({"t-1", "t-2"}) == set() and journal.contested(younger_than=0) == {"t-1", "t-2"}
 
 
 def test_a_task_first_seen_by_a_query_belongs_to_no_tenant(journal: Journal) -> None:
@@ -174,15 +198,20 @@ async def completions(client: Client, uri: str, argument: str) -> list[str]:
     return answer.completion.values
 
 
+@asynccontextmanager
+async def user(issuer: Issuer, url: str, sub: str) -> AsyncGenerator[Client]:
+    """An MCP client over HTTP with a token for ``sub``, advertising MCP Apps (whose data must show nothing either)."""
+    apps = [advertise(EXTENSION_ID, {"mimeTypes": [APP_MIME_TYPE]})]
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {issuer.token(sub, url)}"}) as http,
+        Client(streamable_http_client(url, http_client=http), extensions=apps) as client,
+    ):
+        yield client
+
+
 def test_a_second_tenant_sees_nothing_of_the_first(issuer: Issuer, emulator: RunningEmulator, tmp_path: Path) -> None:
-    @asynccontextmanager
-    async def as_user(url: str, sub: str) -> AsyncGenerator[Client]:
-        apps = [advertise(EXTENSION_ID, {"mimeTypes": [APP_MIME_TYPE]})]  # the viewer's data shows nothing either
-        async with (
-            httpx2.AsyncClient(headers={"Authorization": f"Bearer {issuer.token(sub, url)}"}) as http,
-            Client(streamable_http_client(url, http_client=http), extensions=apps) as client,
-        ):
-            yield client
+    def as_user(url: str, sub: str) -> contextlib.AbstractAsyncContextManager[Client]:
+        return user(issuer, url, sub)
 
     async def scenario(url: str) -> None:
         async with as_user(url, "alice") as alice:
@@ -230,6 +259,50 @@ def test_a_second_tenant_sees_nothing_of_the_first(issuer: Issuer, emulator: Run
     quick = {"poll_interval": 0.05, "poll_interval_max": 0.1}
     with served(issuer, tmp_path, api_key=SecretStr(KEY), base_url=emulator.base_url, **quick) as url:
         anyio.run(scenario, url)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_two_identical_submissions_whose_answers_were_lost_are_each_found_and_saved_for_their_tenant_only(
+    issuer: Issuer, tmp_path: Path, request: pytest.FixtureRequest, kind: str
+) -> None:
+    """Two submit_task calls at once, both answers lost after DashScope created the tasks: each could be either
+    call's. They are the same tenant's same request, so each row adopts one (by time) and both are saved; alice's
+    check_task gives each, bob's knows neither."""
+    journal = (
+        {"journal_url": cast(PostgresServer, request.getfixturevalue("postgres")).database()}
+        if kind == "postgres"
+        else {}
+    )
+    config = EmulatorConfig(api_keys=frozenset({KEY}), polls_to_finish=1)
+
+    async def scenario(url: str, dashscope: RunningEmulator) -> None:
+        dashscope.state.add_fault(Fault("drop", target="submit", after_processing=True, count=2))
+        async with user(issuer, url, "alice") as alice:
+            async with anyio.create_task_group() as group:
+                for _ in range(2):
+                    group.start_soon(alice.call_tool, "submit_task", {"prompt": "alice's lost fox", "size": "1K"})
+            ids = list(dashscope.state.tasks)
+            assert len(ids) == 2
+
+            async def both_saved() -> bool:
+                tasks = structured(await alice.call_tool("list_tasks", {}))["tasks"]
+                return sorted(t.get("task_id") or "" for t in tasks if t["images"]) == sorted(ids)
+
+            await until(both_saved, within=30)
+            checked = [structured(await alice.call_tool("check_task", {"task_id": task_id})) for task_id in ids]
+            assert [c["status"] for c in checked] == ["SUCCEEDED"] * 2 and all(c["images"] for c in checked)
+        async with user(issuer, url, "bob") as bob:
+            for task_id in ids:
+                assert structured(await bob.call_tool("check_task", {"task_id": task_id}))["status"] == "UNKNOWN"
+
+    quick = {"poll_interval": 0.05, "poll_interval_max": 0.1}
+    with (
+        RunningEmulator(config) as dashscope,
+        served(
+            issuer, tmp_path, api_key=SecretStr(KEY), base_url=dashscope.base_url, harvest=True, **quick, **journal
+        ) as url,
+    ):
+        anyio.run(scenario, url, dashscope)
 
 
 # --- the gallery: the operator's, every user's images unless --tenant names one -------------------------------

@@ -1,17 +1,18 @@
 """The harvester: while the server runs, every unfinished task in the journal is polled and its images
 downloaded as soon as it succeeds, whether or not an agent ever asks again.
 
-On start it resumes every task younger than 24 h (task ids and result URLs live that long). Queries go
-through the client's shared QueryRate. While tasks over a second old are open, one ``GET /tasks`` list query
-a second gives the status of many tasks at once: a task it shows finished is fetched at once, a task it shows
-still running is queried on its own only as a fallback (every 6 × poll_interval_max). Tasks the list does
-not show keep their own schedule, often while young and every poll_interval_max once old. So a hundred
-tasks cost about one query a second plus one per finished task, not a hundred. The same list wakes an
-edit_image or check_task waiting on a task it shows finished, so the wait ends within a list interval of the
-task's end instead of at its next backoff step (up to poll_interval_max later). Harvests run beside the
-loop, so a slow download never delays the next list; a failing list is left alone for LIST_BACKOFF. Failed
-downloads are retried with backoff until their URLs expire. A failure with one task never stops the others,
-nor the server.
+On start it resumes every task younger than 24 h (task ids and result URLs live that long). Queries go through the
+client's shared QueryRate. Tenants take turns, for the harvests running at once and for the queries' places, so one
+tenant with hundreds of tasks due delays another's by a turn, not by hundreds. While tasks over a second old are
+open, one ``GET /tasks`` list query a second gives the status of many tasks at once: a task it shows finished is
+fetched at once, a task it shows still running is queried on its own only as a fallback (every 6 ×
+poll_interval_max). Tasks the list does not show keep their own schedule, often while young and every
+poll_interval_max once old. So a hundred tasks cost about one query a second plus one per finished task, not a
+hundred. The same list wakes an edit_image or check_task waiting on a task it shows finished, so the wait ends
+within a list interval of the task's end instead of at its next backoff step (up to poll_interval_max later).
+Harvests run beside the loop, so a slow download never delays the next list; a failing list is left alone for
+LIST_BACKOFF. Failed downloads are retried with backoff until their URLs expire. A failure with one task never
+stops the others, nor the server.
 
 Create requests whose answer never came (a row still SUBMITTING after a crash or a cancelled call, or UNCERTAIN
 after a lost answer) are reconciled against the task list (``WanService.reconcile``): at start, as soon as one
@@ -30,6 +31,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ..dashscope import DashScopeError
+from ..dashscope.rate import Turns, on_behalf_of
 from .clock import Clock
 from .errors import ConfigurationError
 from .journal import OPEN_STATUSES, TaskRow
@@ -61,7 +63,9 @@ class Harvester:
         self._clock = clock or service.clock
         self._max_age = max_age
         self._wake = anyio.Event()
-        self._slots = anyio.CapacityLimiter(CONCURRENCY)
+        self._slots = Turns(CONCURRENCY)
+        """Harvests running at once, taken by tenant in turn: one with hundreds due never delays another's by more
+        than a turn (the queries inside take their places by tenant in turn too: ``on_behalf_of``)."""
         self._listed = 0.0
         self._busy: set[str] = set()
         """Tasks being harvested now."""
@@ -180,8 +184,9 @@ class Harvester:
     async def _harvest(self, row: TaskRow) -> None:
         assert row.task_id is not None
         try:
-            async with self._slots:
-                await self._service.check(row.task_id)
+            async with self._slots.hold(row.owner):
+                with on_behalf_of(row.owner):
+                    await self._service.check(row.task_id)
         except (DashScopeError, OSError) as exc:
             log.warning("harvesting %s: %s", row.task_id, exc)
             await self._later(row)

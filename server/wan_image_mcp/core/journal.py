@@ -152,10 +152,44 @@ class Journal:
             return False
 
     def ambiguous(self, row_id: int, candidates: Sequence[str], message: str) -> None:
-        """Several listed tasks could be row ``row_id``'s: none is adopted; ``candidates`` names them (AMBIGUOUS)."""
-        self._update(
-            row_id, status=AMBIGUOUS, candidates=_json(list(candidates)), error_code="Ambiguous", error_message=message
-        )
+        """Several listed tasks could be row ``row_id``'s: none is adopted; ``candidates`` names them (AMBIGUOUS).
+        Each candidate the journal has no row for gets one, as a task of row ``row_id``'s tenant that names that row
+        (``candidate_of``), with its model, prompt and parameters, due now: the harvester saves its images, since
+        one of them may be this paid submission's (an image saved twice is better than a paid one lost). Its paid
+        images are not counted again (``requested_images`` stays NULL): row ``row_id`` counts them once."""
+        with self._db.transaction():
+            self._update(
+                row_id,
+                status=AMBIGUOUS,
+                candidates=_json(list(candidates)),
+                error_code="Ambiguous",
+                error_message=message,
+            )
+            self._candidate_rows(row_id, candidates)
+
+    def harvest_candidates(self, *, younger_than: float) -> None:
+        """Give every candidate of an AMBIGUOUS row created after ``younger_than`` its row, as ``ambiguous`` does
+        (rows made AMBIGUOUS by an older version, or by a replica still running one, had none)."""
+        found = self._db.execute(
+            "SELECT id, candidates FROM tasks WHERE status = ? AND created_at >= ?", (AMBIGUOUS, younger_than)
+        ).fetchall()
+        for row_id, candidates in found:
+            missing = set(json.loads(candidates)) - self.have_rows(json.loads(candidates))
+            if missing:
+                with self._db.transaction():
+                    self._candidate_rows(int(row_id), sorted(missing))
+
+    def _candidate_rows(self, row_id: int, candidates: Sequence[str]) -> None:
+        now = self._clock.time()
+        for task_id in candidates:
+            self._db.execute(
+                "INSERT INTO tasks (task_id, model, prompt, parameters, adjustments, instruction, status,"
+                " created_at, updated_at, inputs, expected_size, tenant_issuer, tenant_subject, candidate_of,"
+                " next_poll_at) SELECT ?, model, prompt, parameters, adjustments, instruction, ?, created_at, ?,"
+                " inputs, expected_size, tenant_issuer, tenant_subject, id, ? FROM tasks WHERE id = ?"
+                " ON CONFLICT (task_id) DO NOTHING",
+                (task_id, "PENDING", now, now, row_id),
+            )
 
     def rejected(self, row_id: int, code: str, message: str) -> None:
         """No task exists for row ``row_id``: the API refused it, or it provably never reached the API (REJECTED)."""
@@ -264,7 +298,21 @@ class Journal:
         tenant's: another's task is not told apart from an unknown one)."""
         row = self._db.execute("SELECT * FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
         found = TaskRow.from_sql(row) if row else None
-        return found if found is not None and found.belongs_to(tenant) else None
+        if found is None or found.belongs_to(tenant):
+            return found
+        # a candidate two tenants' AMBIGUOUS submissions name is the first's row, and the second's task all the same
+        return found if tenant is not None and found.candidate_of and task_id in self.named_by(tenant) else None
+
+    def named_by(self, tenant: Tenant) -> set[str]:
+        """The task ids ``tenant``'s AMBIGUOUS submissions name as candidates: tasks of theirs as much as of the
+        tenant whose row a candidate got."""
+        found: set[str] = set()
+        for (candidates,) in self._db.execute(
+            "SELECT candidates FROM tasks WHERE status = ? AND tenant_issuer = ? AND tenant_subject = ?",
+            (AMBIGUOUS, tenant.issuer, tenant.subject),
+        ):
+            found.update(json.loads(candidates))
+        return found
 
     def to_harvest(self, *, younger_than: float) -> list[TaskRow]:
         """Tasks to poll or whose images to fetch, created after ``younger_than``, soonest first."""
@@ -294,22 +342,32 @@ class Journal:
             found.update(json.loads(candidates))
         return found - self.known(found)
 
+    def have_rows(self, task_ids: Collection[str]) -> set[str]:
+        """Which of these task ids the journal has a row for, of any kind."""
+        return self._ids(task_ids, "")
+
     def known(self, task_ids: Collection[str]) -> set[str]:
-        """Which of these task ids the journal has a row for."""
+        """Which of these task ids the journal has a row for, other than as an AMBIGUOUS submission's candidate
+        (that one is still ``contested``: another submission's lost answer may have made it)."""
+        return self._ids(task_ids, " AND candidate_of IS NULL")
+
+    def _ids(self, task_ids: Collection[str], condition: str) -> set[str]:
         ids = list(task_ids)
         found: set[str] = set()
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ", ".join("?" * len(chunk))
-            found.update(r[0] for r in self._db.execute(f"SELECT task_id FROM tasks WHERE task_id IN ({marks})", chunk))
+            sql = f"SELECT task_id FROM tasks WHERE task_id IN ({marks}){condition}"
+            found.update(r[0] for r in self._db.execute(sql, chunk))
         return found
 
     def submit_times(self, *, limit: int = 50) -> list[tuple[float, str]]:
         """(when we sent it, DashScope's submit_time) of the latest tasks this journal submitted itself and saw
-        queried: how DashScope's time zone is learned. Rows adopted from elsewhere are left out (their created
-        time is when they were first seen, not sent)."""
+        queried: how DashScope's time zone is learned. Rows adopted from elsewhere and candidates are left out (their
+        created time is when they were first seen, or their AMBIGUOUS submission's, not when they were sent)."""
         rows = self._db.execute(
             "SELECT created_at, submit_time FROM tasks WHERE submit_time IS NOT NULL AND model != ''"
+            " AND candidate_of IS NULL"
             " ORDER BY created_at DESC LIMIT ?",
             (limit,),
         ).fetchall()

@@ -88,6 +88,8 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     ALTER TABLE tasks ADD COLUMN tenant_subject TEXT;
     CREATE INDEX tasks_tenant ON tasks (tenant_issuer, tenant_subject, created_at DESC)
     """,
+    # 8: a task an AMBIGUOUS submission may have made: the journal id of that submission's row
+    "ALTER TABLE tasks ADD COLUMN candidate_of BIGINT",
 )
 _MIGRATION_LOCK: Final = 0x57414E4A  # "WANJ": the advisory lock replicas take to migrate one at a time
 

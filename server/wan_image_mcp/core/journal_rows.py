@@ -125,6 +125,8 @@ class TaskRow:
     tenant_issuer: str | None = None
     tenant_subject: str | None = None
     """Whose the task is (``Tenant``); None for a task submitted without OAuth, or adopted from elsewhere."""
+    candidate_of: int | None = None
+    """A task an AMBIGUOUS submission may have made: that submission's journal id (its tenant is this row's)."""
 
     @classmethod
     def from_sql(cls, row: Row) -> TaskRow:
@@ -139,6 +141,14 @@ class TaskRow:
         """Whether ``tenant`` may see this task: anyone may when it is None (no OAuth: today's single-user server),
         else only the tenant that submitted it."""
         return tenant is None or (self.tenant_issuer, self.tenant_subject) == (tenant.issuer, tenant.subject)
+
+    @property
+    def owner(self) -> tuple[str, str] | None:
+        """Whose the task is as (issuer, subject), or None (no OAuth, or adopted from elsewhere): the key tenants
+        take turns by (a tenant's issuer and subject)."""
+        if self.tenant_issuer is None or self.tenant_subject is None:
+            return None
+        return (self.tenant_issuer, self.tenant_subject)
 
     @property
     def needs_harvest(self) -> bool:

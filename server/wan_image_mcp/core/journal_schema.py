@@ -93,6 +93,9 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     ALTER TABLE tasks ADD COLUMN tenant_subject TEXT;
     CREATE INDEX tasks_tenant ON tasks (tenant_issuer, tenant_subject, created_at DESC)
     """,
+    # 8: a task an AMBIGUOUS submission may have made, harvested as that submission's tenant's (it may be billed):
+    # the journal id of the AMBIGUOUS row that names it
+    "ALTER TABLE tasks ADD COLUMN candidate_of INTEGER",
 )
 
 

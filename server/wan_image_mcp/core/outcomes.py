@@ -154,6 +154,16 @@ def unqueried_hint(task_id: str, status: str, cause: Exception) -> str:
     )
 
 
+def origin(row: TaskRow | None) -> str | None:
+    """What is said of a task that an AMBIGUOUS submission may have made (its ``next_step``), or None."""
+    if row is None or row.candidate_of is None:
+        return None
+    return (
+        f"This task is a candidate of the submission with journal id {row.candidate_of}, whose answer was lost: it "
+        "may be that submission's task, or another identical submission's. Its images are saved all the same."
+    )
+
+
 def iso_time(ts: float | None) -> str | None:
     """A journal time (seconds since the epoch) as local ISO 8601, or None."""
     return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(ts)) if ts else None
@@ -183,6 +193,7 @@ def from_row(row: TaskRow) -> EditResult:
         instruction=row.instruction,
         requested_images=row.requested_images,
         error=error_of(row),
+        next_step=origin(row),
     )
 
 
@@ -200,6 +211,7 @@ def from_task(task_id: str, task: TaskResult, row: TaskRow | None) -> EditResult
         instruction=row.instruction if row else None,
         requested_images=row.requested_images if row else None,
         image_failures=[ApiError(code=f.code, message=f.message) for f in task.failures],
+        next_step=origin(row),
     )
     if task.status is TaskStatus.FAILED:
         error = ApiError(code=task.code or "Unknown", message=task.message or "", request_id=task.request_id)
@@ -210,7 +222,7 @@ def from_task(task_id: str, task: TaskResult, row: TaskRow | None) -> EditResult
             update={"error": ApiError(code="UNKNOWN", message=message, request_id=task.request_id)}
         )
     if task.status.value in OPEN_STATUSES:
-        return result.model_copy(update={"next_step": check_hint(task_id)})
+        return result.model_copy(update={"next_step": " ".join(filter(None, (origin(row), check_hint(task_id))))})
     return result
 
 

@@ -15,7 +15,7 @@ from .async_journal import AsyncJournal
 from .clock import SYSTEM_CLOCK, Clock
 from .journal import DAY, UNCERTAIN, TaskRow
 from .outcomes import iso_time
-from .task_matching import MAX_SKEW, Verdict, Window, ambiguity, fitting, judge, learn_offset
+from .task_matching import MAX_SKEW, Verdict, Window, ambiguity, fitting, judge, learn_offset, paired
 
 log = logging.getLogger("wan_image_mcp")
 
@@ -134,10 +134,13 @@ class Reconciler:
         contradict the request, and no other submission could have made it; mark the row AMBIGUOUS with the
         candidates when several could, or when by ``NOT_CREATED_AFTER`` past its window the only tasks there are
         ones DashScope's report rules out, and REJECTED (NotCreated) when by then no task of its model was
-        submitted in its window, in any zone and allowing ``MAX_SKEW`` of clock skew. Returns the adopted task
+        submitted in its window, in any zone and allowing ``MAX_SKEW`` of clock skew. Identical submissions of one
+        tenant ambiguous between as many tasks are paired by time and each adopts one (``paired``); every candidate
+        of an AMBIGUOUS row (and of one an older version left without) gets a row to harvest. Returns the adopted task
         ids and how many unanswered create requests are left. Raises the client's DashScopeError."""
         sends = self._submissions.count
         journal = self._journal
+        await journal.run(journal.sync.harvest_candidates, younger_than=self._clock.time() - DAY)
         rows = await journal.run(journal.sync.unresolved, younger_than=self._clock.time() - DAY)
         workable = [row for row in rows if self._reconcilable(row)]
         if not workable:
@@ -217,6 +220,8 @@ class Reconciler:
                     queried=queried,
                     any_zone=any_zone,
                 )
+        by_id = {task.task_id: task for tasks in listed.values() for task in tasks}
+        verdicts.update(paired(workable, verdicts, by_id, queried, contested))
         return verdicts
 
     def _reconcilable(self, row: TaskRow) -> bool:

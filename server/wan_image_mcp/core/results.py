@@ -45,6 +45,8 @@ class TaskRecord:
     adjustments: tuple[str, ...] = ()
     instruction: str | None = None
     submitted: float = field(default_factory=time.time)
+    candidate_of: int | None = None
+    """The journal id of the AMBIGUOUS submission that may have made the task (a candidate), or None."""
 
     @classmethod
     def of(cls, row: TaskRow | None) -> TaskRecord | None:
@@ -58,6 +60,7 @@ class TaskRecord:
             adjustments=tuple(row.adjustments),
             instruction=row.instruction,
             submitted=row.created_at,
+            candidate_of=row.candidate_of,
         )
 
 
@@ -267,6 +270,7 @@ class ResultStore:
                 if record
                 else {}
             ),
+            **({"candidate_of": record.candidate_of} if record and record.candidate_of is not None else {}),
             **dict(extra),
         }
         self.sink.write_sidecar(image.path, json.dumps(sidecar, ensure_ascii=False, indent=2).encode())

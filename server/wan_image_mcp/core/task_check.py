@@ -17,10 +17,11 @@ import anyio.to_thread
 
 from ..dashscope import DashScopeClient, TaskResult, TaskStatus
 from ..dashscope.errors import DownloadError
+from ..dashscope.rate import on_behalf_of, query_owner
 from .async_journal import AsyncJournal
 from .clock import Clock
 from .journal import EXPIRED, TaskRow, Tenant
-from .outcomes import ApiError, EditResult, ImageFile, from_row, from_task, unqueried_hint
+from .outcomes import ApiError, EditResult, ImageFile, from_row, from_task, origin, unqueried_hint
 from .polling import PollFailed, Polling, Progress
 from .results import ResultStore, TaskRecord
 from .validation import check_task_id
@@ -59,7 +60,11 @@ class TaskCheck:
         ``check``, which documents what is returned and raised); each image with its ``download_url`` where the
         store gives one (signed now: the journal never keeps one, as they expire). Given ``tenant``, a task that is
         not that tenant's is UNKNOWN, as DashScope answers for an id it does not know, and nothing is sent for it."""
-        result = await self._check(task_id, wait_seconds, progress, tenant)
+        # its queries wait in their tenant's turn (as TaskRow.owner), not behind another tenant's; the harvester
+        # says whose a task is before it asks
+        owner = (tenant.issuer, tenant.subject) if tenant is not None else query_owner()
+        with on_behalf_of(owner):
+            result = await self._check(task_id, wait_seconds, progress, tenant)
         if not result.images:
             return result
         return result.model_copy(update={"images": self._store.linked(result.images)})
@@ -158,7 +163,7 @@ class TaskCheck:
             return result.model_copy(update={"error": error, "next_step": hint})
         await self._journal.run(self._journal.sync.saved, task_id, _recorded(images))
         await progress(1.0, f"saved {len(images)} image(s)")
-        return result.model_copy(update={"images": images, "next_step": None})
+        return result.model_copy(update={"images": images, "next_step": origin(row)})
 
     async def _unqueried(self, task_id: str, row: TaskRow | None, failed: PollFailed) -> EditResult:
         """A task that exists but could not be queried (throttled, an outage): its last known status, its id, and

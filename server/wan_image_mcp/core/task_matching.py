@@ -18,9 +18,11 @@ Before a candidate is adopted it is queried by id, and what DashScope says it ma
 asked for: more images than requested, another output size, or (wan2.5) another prompt rule it out; a candidate
 still running is waited for. A submission adopts a candidate only when it is the one task that fits (same model,
 unknown to the journal, not ruled out) and no other unanswered submission could have made it; several, or one
-shared, leave the row AMBIGUOUS with the candidate ids: never a guess. A candidate another submission still in
-flight could have made defers the decision. Two requests with the same model and parameters sent within the same
-few seconds (another process or script on the same key) cannot be told apart.
+shared, leave the row AMBIGUOUS with the candidate ids: never a guess (the journal still harvests each candidate,
+as the row's tenant's). A candidate another submission still in flight could have made defers the decision. Two
+requests with the same model and parameters sent within the same few seconds (another process or script on the
+same key) cannot be told apart; when they are one tenant's own, and as many tasks could each be any of theirs,
+``paired`` matches them one to one by time, since which is whose changes nothing.
 """
 
 from __future__ import annotations
@@ -241,6 +243,63 @@ def ambiguity(verdict: Verdict) -> str:
     rows = ", ".join(str(i) for i in verdict.shared_with)
     also = f" (or that of the submission(s) with journal id {rows}, whose answers were lost too)" if rows else ""
     return (
-        f"{head}{also}. None was adopted, to avoid a guess. They may be billed: call check_task with a task_id to "
-        "see it and save its images; do not resubmit before you have."
+        f"{head}{also}. None was adopted, to avoid a guess. They may be billed, so each is kept as this "
+        "submission's candidate and its images saved (list_tasks shows them, check_task gives them and says "
+        "whose candidate each is): do not resubmit before you have looked at them."
     )
+
+
+def same_request(row: TaskRow, other: TaskRow) -> bool:
+    """Whether two submissions asked for the same thing, for the same tenant: the tasks they made cannot be told
+    apart, and which of them is whose changes nothing."""
+
+    def asked(r: TaskRow) -> tuple[object, ...]:
+        return (
+            r.model,
+            r.prompt,
+            r.parameters,
+            r.adjustments,
+            r.inputs,
+            r.instruction,
+            r.requested_images,
+            r.expected_size,
+            r.tenant_issuer,
+            r.tenant_subject,
+        )
+
+    return asked(row) == asked(other)
+
+
+def paired(
+    rows: Sequence[TaskRow],
+    verdicts: Mapping[int, Verdict],
+    listed: Mapping[str, ListedTask],
+    queried: Mapping[str, TaskResult],
+    contested: Collection[str] = (),
+) -> dict[int, Verdict]:
+    """Identical submissions (``same_request``) left AMBIGUOUS between as many candidates as they are, each naming
+    the same ones and no other submission sharing them, matched one to one by time: the one sent first adopts the
+    task DashScope received first (its ``submit_time``), and so on. Every candidate must have been queried (none
+    ruled out, all ended) and none be contested by an earlier AMBIGUOUS submission. Returns an adopt verdict for
+    each row so matched."""
+    by_id = {row.id: row for row in rows}
+    groups: dict[tuple[str, ...], list[TaskRow]] = {}
+    for row_id, verdict in verdicts.items():
+        if verdict.kind == "ambiguous" and len(verdict.candidates) > 1:
+            groups.setdefault(verdict.candidates, []).append(by_id[row_id])
+    adopted: dict[int, Verdict] = {}
+    for candidates, group in groups.items():
+        ids = {row.id for row in group}
+        if (
+            len(group) != len(candidates)
+            or any(not same_request(row, group[0]) for row in group)
+            or any(not set(verdicts[row.id].shared_with) <= ids for row in group)
+            or any(task_id not in queried or task_id not in listed or task_id in contested for task_id in candidates)
+        ):
+            continue
+        tasks = sorted(candidates, key=lambda task_id: (service_seconds(listed[task_id].submit_time) or 0, task_id))
+        for row, task_id in zip(sorted(group, key=lambda r: (r.created_at, r.id)), tasks, strict=True):
+            adopted[row.id] = Verdict(
+                "adopt", task=listed[task_id], candidates=candidates, status=queried[task_id].status
+            )
+    return adopted

@@ -1,11 +1,14 @@
-"""How fast task queries may go: DashScope counts them per account (docs/wan-api.md §1.3)."""
+"""How fast task queries may go: DashScope counts them per account (docs/wan-api.md §1.3), and who goes first when
+they queue: each owner (a tenant) in turn (``Turns``), so that one with hundreds of tasks waiting delays another's
+next query by a turn, not by hundreds. Whose a query is comes from the context it is made in (``on_behalf_of``)."""
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import AsyncGenerator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, Generator, Hashable
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from typing import Protocol
 
 import anyio
@@ -15,6 +18,73 @@ from ..core.clock import SYSTEM_CLOCK, Clock
 
 QUERY_LIMIT = 20
 """DashScope's task queries per second per account (docs/wan-api.md §1.3)."""
+
+
+_OWNER: ContextVar[Hashable] = ContextVar("wan_query_owner", default=None)
+
+
+@contextmanager
+def on_behalf_of(owner: Hashable) -> Generator[None]:
+    """Task queries made inside the block are ``owner``'s (a tenant; None: the server's own, or no one's)."""
+    token = _OWNER.set(owner)
+    try:
+        yield
+    finally:
+        _OWNER.reset(token)
+
+
+def query_owner() -> Hashable:
+    """Whose the task queries made here are (``on_behalf_of``)."""
+    return _OWNER.get()
+
+
+class Turns:
+    """At most ``capacity`` holders at a time, shared fairly between owners: while some wait, each place given back
+    goes to the next owner in a rotation that has one waiting, and each owner's waiters go in the order they came.
+    With one owner it is a FIFO semaphore."""
+
+    def __init__(self, capacity: int) -> None:
+        self._free = capacity
+        self._waiting: dict[Hashable, deque[anyio.Event]] = {}
+        """Waiters by owner; the owners in the order of their next turn."""
+
+    @asynccontextmanager
+    async def hold(self, owner: Hashable = None) -> AsyncGenerator[None]:
+        """Wait for a place (``owner``'s turn), and hold it while the block runs."""
+        await self._take(owner)
+        try:
+            yield
+        finally:
+            self._give_back()
+
+    async def _take(self, owner: Hashable) -> None:
+        if self._free and not self._waiting:
+            self._free -= 1
+            return
+        turn = anyio.Event()
+        self._waiting.setdefault(owner, deque()).append(turn)
+        try:
+            await turn.wait()
+        except BaseException:
+            if turn.is_set():  # given a place as it was cancelled: it goes to the next in turn
+                self._give_back()
+            else:
+                queue = self._waiting[owner]
+                queue.remove(turn)
+                if not queue:
+                    del self._waiting[owner]
+            raise
+
+    def _give_back(self) -> None:
+        if not self._waiting:
+            self._free += 1
+            return
+        owner = next(iter(self._waiting))
+        queue = self._waiting.pop(owner)
+        turn = queue.popleft()
+        if queue:  # its next waiter waits for every other owner's turn
+            self._waiting[owner] = queue
+        turn.set()
 
 
 class SharedPlaces(Protocol):
@@ -57,13 +127,14 @@ class QueryRate:
         self._window = window
         self._answered: deque[float] = deque()  # when recent answers came, oldest first
         self._in_flight = 0
-        self._turn = anyio.Lock()  # waiters go in turn
+        self._turn = Turns(1)  # waiters go in turn, each owner's (``on_behalf_of``) in a rotation
         self._answer = anyio.Event()  # set (and replaced) at each answer
 
     @asynccontextmanager
     async def query(self) -> AsyncGenerator[None]:
-        """Wait for a place, then hold it while the query is sent and answered (or fails)."""
-        async with self._turn:
+        """Wait for a place, then hold it while the query is sent and answered (or fails). Queries queue per owner
+        (``on_behalf_of``), the owners taking turns."""
+        async with self._turn.hold(query_owner()):
             while True:
                 now = self._clock.monotonic()
                 while self._answered and self._answered[0] + self._window <= now:
