@@ -25,7 +25,7 @@ from tests.virtual_clock import VirtualClock
 from wan_image_mcp.core.async_journal import AsyncJournal
 from wan_image_mcp.core.config import Settings
 from wan_image_mcp.core.errors import SubmissionUncertain
-from wan_image_mcp.core.journal import Journal, NewTask, Tenant
+from wan_image_mcp.core.journal import UNLIKE, Journal, NewTask, Tenant
 from wan_image_mcp.core.journal_db import open_database
 from wan_image_mcp.core.outcomes import EditResult, summary_text
 from wan_image_mcp.core.service import EditArgs, WanService
@@ -615,6 +615,12 @@ async def test_a_lost_submission_whose_only_candidate_made_another_size_is_ambig
     message = unlike["error"]["message"]
     assert f"task {foreign}: its images are 2048*2048" in message and "1024*1024" in message
     assert "probably another client's" in message and "none was adopted" in message
+    assert unlike["error"]["code"] == UNLIKE
+    journal = Journal(server_settings.journal_location)
+    assert journal.get(foreign) is None, "a task ruled out is not this submission's: it gets no row, is not harvested"
+    journal.harvest_candidates(younger_than=0)
+    assert journal.get(foreign) is None, "nor later, when candidates left without rows are given them"
+    journal.close()
 
 
 def test_what_dashscope_reports_of_a_task_rules_it_out_when_the_request_cannot_have_made_it(tmp_path: Path) -> None:

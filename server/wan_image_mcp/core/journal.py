@@ -44,6 +44,7 @@ __all__ = [
     "REJECTED",
     "SUBMITTING",
     "UNCERTAIN",
+    "UNLIKE",
     "UNRESOLVED",
     "Journal",
     "NewTask",
@@ -54,6 +55,8 @@ __all__ = [
 T = TypeVar("T")
 P = ParamSpec("P")
 
+UNLIKE: Final = "UnlikeTasks"
+"""The error code of an AMBIGUOUS row whose only candidates DashScope's report rules out (see ``Journal.ambiguous``)."""
 _BUDGET_LOCK: Final = 0x57414E42  # "WANB": budget checks take it, so they run one at a time on a shared journal
 
 
@@ -151,27 +154,34 @@ class Journal:
         except self._db.duplicate:
             return False
 
-    def ambiguous(self, row_id: int, candidates: Sequence[str], message: str) -> None:
+    def ambiguous(self, row_id: int, candidates: Sequence[str], message: str, *, unlike: bool = False) -> None:
         """Several listed tasks could be row ``row_id``'s: none is adopted; ``candidates`` names them (AMBIGUOUS).
         Each candidate the journal has no row for gets one, as a task of row ``row_id``'s tenant that names that row
         (``candidate_of``), with its model, prompt and parameters, due now: the harvester saves its images, since
         one of them may be this paid submission's (an image saved twice is better than a paid one lost). Its paid
-        images are not counted again (``requested_images`` stays NULL): row ``row_id`` counts them once."""
+        images are not counted again (``requested_images`` stays NULL): row ``row_id`` counts them once.
+
+        ``unlike``: the only tasks listed are ones DashScope's report rules out (another size, count or prompt:
+        provably not this submission's, probably another client's on the key). They are named (``UNLIKE``) but get
+        no rows: they are never harvested, and never shown to the tenant as theirs."""
         with self._db.transaction():
             self._update(
                 row_id,
                 status=AMBIGUOUS,
                 candidates=_json(list(candidates)),
-                error_code="Ambiguous",
+                error_code=UNLIKE if unlike else "Ambiguous",
                 error_message=message,
             )
-            self._candidate_rows(row_id, candidates)
+            if not unlike:
+                self._candidate_rows(row_id, candidates)
 
     def harvest_candidates(self, *, younger_than: float) -> None:
         """Give every candidate of an AMBIGUOUS row created after ``younger_than`` its row, as ``ambiguous`` does
         (rows made AMBIGUOUS by an older version, or by a replica still running one, had none)."""
         found = self._db.execute(
-            "SELECT id, candidates FROM tasks WHERE status = ? AND created_at >= ?", (AMBIGUOUS, younger_than)
+            "SELECT id, candidates FROM tasks WHERE status = ? AND created_at >= ?"
+            " AND (error_code IS NULL OR error_code != ?)",
+            (AMBIGUOUS, younger_than, UNLIKE),
         ).fetchall()
         for row_id, candidates in found:
             missing = set(json.loads(candidates)) - self.have_rows(json.loads(candidates))

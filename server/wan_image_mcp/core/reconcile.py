@@ -170,7 +170,7 @@ class Reconciler:
             elif verdict is not None and verdict.kind == "none" and self._past(row) and verdict.ruled_out:
                 # a task of its model was submitted then: "nothing is billed" is not said on our reading alone
                 candidates = [task_id for task_id, _ in verdict.ruled_out]
-                await journal.run(journal.sync.ambiguous, row.id, candidates, _unlike(verdict))
+                await journal.run(journal.sync.ambiguous, row.id, candidates, _unlike(verdict), unlike=True)
                 settled += 1
             elif verdict is not None and verdict.kind == "none" and self._past(row):
                 await journal.run(journal.sync.rejected, row.id, "NotCreated", _not_created(row))
