@@ -3,16 +3,27 @@ which answers only the question that was asked."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from threading import Barrier
 from typing import Any
 
+import anyio
+import httpx2
+import psycopg
 import pytest
+from mcp import Client
+from mcp.types import CallToolResult
 
+from tests.conftest import text, until
+from tests.postgres_server import PostgresServer
+from wan_image_mcp.core import service
 from wan_image_mcp.core.config import Settings
-from wan_image_mcp.core.errors import SpendLimitExceeded
-from wan_image_mcp.core.journal import Journal, NewTask
+from wan_image_mcp.core.errors import JournalBusy, SpendLimitExceeded
+from wan_image_mcp.core.journal import BUDGET_LOCK, Journal, NewTask
 from wan_image_mcp.core.service import EditArgs
 from wan_image_mcp.core.spending import (
     Answer,
@@ -25,6 +36,8 @@ from wan_image_mcp.core.spending import (
     begin_within_budget,
 )
 from wan_image_mcp.core.validation import EditParams, PreparedRequest, prepare_request
+from wan_image_mcp.emulator import EmulatorState
+from wan_image_mcp.mcp_server.app import build_app
 from wan_image_mcp.mcp_server.resolvers import Checked, Prepared
 
 pytestmark = pytest.mark.anyio
@@ -104,10 +117,14 @@ def test_concurrent_submissions_on_one_journal_never_pass_the_daily_limit(server
         start.wait(timeout=30)
         for i in range(2):
             task = NewTask(model="wan2.7-image", prompt=f"fox {i}", parameters={}, requested_images=1)
-            try:
-                written.append(begin_within_budget(journal, task, 3))
-            except SpendLimitExceeded as exc:
-                refused.append(str(exc))
+            for _ in range(2000):  # as the service does: while another holds the check, try again
+                try:
+                    written.append(begin_within_budget(journal, task, 3))
+                except SpendLimitExceeded as exc:
+                    refused.append(str(exc))
+                except JournalBusy:
+                    continue
+                break
 
     try:
         with ThreadPoolExecutor(len(journals)) as pool:
@@ -119,3 +136,82 @@ def test_concurrent_submissions_on_one_journal_never_pass_the_daily_limit(server
     finally:
         for journal in journals:
             journal.close()
+
+
+@contextmanager
+def budget_held_elsewhere(journal_url: str) -> Generator[Callable[[], None]]:
+    """Another replica stuck inside its budget check: a connection holding the daily budget's advisory lock in an
+    open transaction (as a replica frozen between its check and its commit would). Yields its release."""
+    Journal(journal_url).open().close()  # migrated, as a running replica's journal is
+    with psycopg.connect(journal_url) as stuck:
+        stuck.execute("SELECT pg_advisory_xact_lock(%s)", (BUDGET_LOCK,))
+        yield stuck.rollback
+
+
+def counting_budget_checks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the service's attempts at its budget check and row (``begin_within_budget``)."""
+    attempts: list[int] = []
+
+    def counted(journal: Journal, task: NewTask, per_day: int | None) -> int:
+        attempts.append(1)
+        return begin_within_budget(journal, task, per_day)
+
+    monkeypatch.setattr(service, "begin_within_budget", counted)
+    return attempts
+
+
+@pytest.fixture
+def capped_team(server_settings: Settings, postgres: PostgresServer) -> Settings:
+    """A server on a PostgreSQL journal (as replicas share), with a daily budget of five images."""
+    return replace(server_settings, journal_url=postgres.database(), max_images_per_day=5)
+
+
+async def test_a_replica_stuck_in_its_budget_check_never_stalls_this_servers_journal(
+    http: httpx2.AsyncClient, capped_team: Settings, emulator: EmulatorState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While another replica holds the budget's check, a paid call here waits for it without holding the journal:
+    list_tasks answers at once meanwhile; once the other lets go, the paid call goes ahead."""
+    settings = capped_team
+    attempts = counting_budget_checks(monkeypatch)
+    paid: list[CallToolResult] = []
+    with budget_held_elsewhere(settings.journal_url or "") as release:
+        async with Client(build_app(settings, http)) as client, anyio.create_task_group() as group:
+            answered = anyio.Event()
+
+            async def submit() -> None:
+                paid.append(await client.call_tool("submit_task", {"prompt": "a fox", "size": "1K"}))
+                answered.set()
+
+            group.start_soon(submit)
+
+            async def retrying() -> bool:
+                return len(attempts) >= 3
+
+            await until(retrying, within=10)
+            with anyio.fail_after(5):
+                listed = await client.call_tool("list_tasks", {})
+            assert not listed.is_error and not paid and not emulator.tasks
+            release()
+            with anyio.fail_after(15):
+                await answered.wait()
+    assert not paid[0].is_error and len(emulator.tasks) == 1
+
+
+async def test_a_budget_check_held_elsewhere_too_long_is_refused_with_nothing_written_or_sent(
+    http: httpx2.AsyncClient, capped_team: Settings, emulator: EmulatorState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = capped_team
+    monkeypatch.setattr(service, "BUDGET_WAIT", 0.3)
+    with budget_held_elsewhere(settings.journal_url or ""):
+        async with Client(build_app(settings, http)) as client:
+            with anyio.fail_after(10):
+                refused = await client.call_tool("submit_task", {"prompt": "a fox", "size": "1K"})
+    said = text(refused)
+    assert refused.is_error and "another server has held that check for over 0 s" in said
+    assert "Nothing was sent and nothing is billed" in said and "Traceback" not in said
+    assert not emulator.tasks
+    journal = Journal(settings.journal_url or "")
+    try:
+        assert journal.recent()[1] == 0
+    finally:
+        journal.close()

@@ -7,6 +7,7 @@ WanError
 ├── AccessDenied              a file outside the allowed folders, or a URL not to be fetched (also a PermissionError)
 ├── InvalidTenant             an issuer or subject that cannot name a tenant (empty, control characters, too long)
 ├── SpendLimitExceeded        a call would request more paid images than the limits allow; nothing was sent
+├── JournalBusy               another server on the journal holds the daily budget's check; nothing was sent
 ├── SubmissionUncertain       a create request was sent and its answer lost: a task may exist and be billed
 └── dashscope.DashScopeError  the API, its upload host, a result URL or the network said no (dashscope/errors.py)
 
@@ -30,6 +31,12 @@ class ConfigurationError(WanError):
 
 class SpendLimitExceeded(WanError):
     """A call that would request more paid images than the configured limits allow. Nothing was sent."""
+
+
+class JournalBusy(WanError):
+    """Another server (a replica, or a second process on the same SQLite file) is checking the daily budget on the
+    shared journal: this one's check could not start. Nothing was written or sent; the service waits and tries
+    again before it says so."""
 
 
 class SubmissionUncertain(WanError):

@@ -57,7 +57,8 @@ P = ParamSpec("P")
 
 UNLIKE: Final = "UnlikeTasks"
 """The error code of an AMBIGUOUS row whose only candidates DashScope's report rules out (see ``Journal.ambiguous``)."""
-_BUDGET_LOCK: Final = 0x57414E42  # "WANB": budget checks take it, so they run one at a time on a shared journal
+BUDGET_LOCK: Final = 0x57414E42
+"""PostgreSQL's advisory lock ("WANB") that checks of the daily budget take, one at a time on a shared journal."""
 
 
 def _json(value: object) -> str:
@@ -402,7 +403,7 @@ class Journal:
         """A transaction for a budget check and the row it allows (``requested_since``, then ``begin``): no other
         process or replica on this journal checks the budget until it commits, so two submissions cannot both be
         counted under a limit only one of them fits. SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: an advisory lock."""
-        return self._db.serialised(_BUDGET_LOCK)
+        return self._db.serialised(BUDGET_LOCK)
 
     def requested_since(self, since: float) -> int:
         """Paid images requested by tasks created since ``since`` (refused submissions do not count)."""

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, JournalBusy
 
 if TYPE_CHECKING:
     import psycopg
@@ -91,6 +91,8 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     # 8: a task an AMBIGUOUS submission may have made: the journal id of that submission's row
     "ALTER TABLE tasks ADD COLUMN candidate_of BIGINT",
 )
+IDLE_IN_TRANSACTION: Final = 60.0
+"""Seconds after which PostgreSQL ends a journal session left idle inside a transaction, freeing its locks."""
 _MIGRATION_LOCK: Final = 0x57414E4A  # "WANJ": the advisory lock replicas take to migrate one at a time
 
 
@@ -165,10 +167,14 @@ class PostgresDatabase:
 
     @contextmanager
     def serialised(self, lock: int) -> Generator[None]:
-        """A transaction holding the advisory lock ``lock`` until it ends: another replica's waits for it. Each
-        statement then reads what the transactions before it committed (PostgreSQL's default, read committed)."""
+        """A transaction holding the advisory lock ``lock`` until it ends; raises JournalBusy at once, having
+        changed nothing, while another connection holds it (the caller waits and tries again, so that this
+        connection is never stuck behind another replica's transaction while the server's other journal work waits
+        for it). Each statement then reads what the transactions before it committed (read committed)."""
         with self._conn.transaction():
-            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
+            taken = self._conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (lock,)).fetchone()
+            if not (taken and taken[0]):
+                raise JournalBusy(f"another server on the journal {self.name} holds lock {lock:#x}")
             yield
 
     @property
@@ -202,6 +208,9 @@ def _connect(url: str, name: str) -> psycopg.Connection[Any]:
     except psycopg.Error as exc:
         raise ConfigurationError(f"cannot open the task journal at {name}: {str(exc).strip()[:300]}") from None
     try:
+        # A replica frozen inside a transaction (SIGSTOP, a paused container, a suspended VM) would hold its locks,
+        # the daily budget's among them, for as long as it is frozen: PostgreSQL ends such a session instead.
+        conn.execute(f"SET idle_in_transaction_session_timeout = {int(IDLE_IN_TRANSACTION * 1000)}")
         _migrate(conn, name)
     except BaseException:
         conn.close()

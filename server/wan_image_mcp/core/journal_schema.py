@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, JournalBusy
 
 if TYPE_CHECKING:
     import sqlite3
@@ -270,11 +270,21 @@ class SqliteDatabase:
     def transaction(self) -> contextlib.AbstractContextManager[None]:
         return transaction(self._db)
 
-    def serialised(self, lock: int) -> contextlib.AbstractContextManager[None]:
+    @contextlib.contextmanager
+    def serialised(self, lock: int) -> Generator[None]:
         """Any write transaction: ``BEGIN IMMEDIATE`` takes the database's one write lock at its start (waiting up to
-        the busy timeout for another connection's), so every such transaction, whatever ``lock``, runs alone."""
+        the busy timeout for another connection's), so every such transaction, whatever ``lock``, runs alone.
+        JournalBusy when the busy timeout ran out."""
+        import sqlite3
+
         del lock
-        return transaction(self._db)
+        try:
+            with transaction(self._db):
+                yield
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                raise
+            raise JournalBusy(f"another process has held the journal {self.name} for writing too long") from None
 
     @property
     def version(self) -> int:

@@ -22,7 +22,7 @@ from .access import FileAccess
 from .async_journal import AsyncJournal
 from .clock import SYSTEM_CLOCK, Clock
 from .detection import Mode, build_instruction
-from .errors import ConfigurationError, InvalidRequest, Problem, SubmissionUncertain
+from .errors import ConfigurationError, InvalidRequest, JournalBusy, Problem, SubmissionUncertain
 from .journal import DAY, NewTask, Tenant
 from .outcomes import EditResult, ImageInfo, InspectResult, TaskList, check_hint, summary_of
 from .polling import Polling, Progress
@@ -33,6 +33,9 @@ from .spending import Confirm, SpendGate, SpendQuestion, begin_within_budget, ch
 from .task_check import TaskCheck, no_progress
 from .uploads import Uploads
 from .validation import EditParams, PreparedRequest, check_task_id, prepare_request
+
+BUDGET_WAIT = 15.0
+"""Seconds a paid call waits for another server's check of the daily budget on a shared journal."""
 
 log = logging.getLogger("wan_image_mcp")
 
@@ -143,6 +146,27 @@ class WanService:
             check_budget(request.paid_images, used, self._per_day)
         return question
 
+    async def _begin(self, new: NewTask) -> int:
+        """Record ``new`` within the daily budget. While another server on a shared journal holds the budget's
+        check, wait (the journal's thread free for other work meanwhile) and try again, for up to ``BUDGET_WAIT``
+        seconds; then JournalBusy, nothing written or sent."""
+        deadline = self.clock.monotonic() + BUDGET_WAIT
+        pause = 0.02
+        while True:
+            try:
+                return await self.journal.run(begin_within_budget, self.journal.sync, new, self._per_day)
+            except JournalBusy as exc:
+                if self.clock.monotonic() >= deadline:
+                    raise JournalBusy(
+                        f"The daily image budget (WAN_MCP_MAX_IMAGES_PER_DAY) is checked on the shared task journal "
+                        f"one call at a time, and another server has held that check for over {BUDGET_WAIT:.0f} s "
+                        f"({exc}). Nothing was sent and nothing is billed: call again in a minute; if this persists, "
+                        "a replica is probably stuck (PostgreSQL ends its session after a minute idle in a "
+                        "transaction, freeing the check)."
+                    ) from None
+                await self.clock.sleep(pause)
+                pause = min(pause * 2, 0.5)
+
     async def submit(
         self,
         args: EditArgs,
@@ -170,7 +194,7 @@ class WanService:
         request = await self._uploads.place(client, request)
         now = self.clock.time()
         new = _new_task(request, instruction, answer_within=client.submit_deadline, created_at=now, tenant=tenant)
-        journal_id = await self.journal.run(begin_within_budget, self.journal.sync, new, self._per_day)
+        journal_id = await self._begin(new)
         self.submissions.begin(journal_id)  # with no await since the row was written (see Submissions)
         answered = False
         try:

@@ -23,7 +23,7 @@ from pydantic_core import ErrorDetails
 
 from ..core.arguments import problems as argument_problems
 from ..core.arguments import refusal
-from ..core.errors import ConfigurationError, InvalidRequest, SpendLimitExceeded, SubmissionUncertain
+from ..core.errors import ConfigurationError, InvalidRequest, JournalBusy, SpendLimitExceeded, SubmissionUncertain
 from ..core.tool_schemas import portable
 from ..dashscope import APIConnectionError, APIStatusError, ContentModerationError, DashScopeError
 
@@ -84,7 +84,7 @@ def tool_errors() -> Generator[None]:
         if len(exc.problems) > 1:
             raise ToolError(f"{exc}\nNothing was sent; fix these and call again.") from None
         raise ToolError(f"{exc}. Nothing was sent; fix it and call again.") from None
-    except (SubmissionUncertain, SpendLimitExceeded) as exc:
+    except (SubmissionUncertain, SpendLimitExceeded, JournalBusy) as exc:
         raise ToolError(str(exc)) from None
     except ConfigurationError as exc:
         raise ToolError(str(exc)) from None
