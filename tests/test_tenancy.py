@@ -141,6 +141,11 @@ ODD_SUBJECTS: list[tuple[object, str]] = [
     ("a\u2028b", "a line separator, U+2028"),
     ("a\ud83d", "a lone surrogate, U+D83D"),  # an emoji cut in half
     ("a" * 256, "256 characters long, more than 255"),
+    ("\u3164\uffa0\u2800", "blank"),  # Hangul fillers and the blank Braille pattern: letters that show nothing
+    ("\u034f\u0301\ufe0f", "blank"),  # combining marks alone
+    ("\ue000", "blank"),  # private use: no glyph anyone agreed on
+    ("\u202ebob", "a bidirectional control, U+202E"),  # would show a log line reversed
+    ("bob\uffff", "a noncharacter, U+FFFF"),
     (123, "not a string (int)"),
     (["alice"], "not a string (list)"),
 ]
@@ -155,7 +160,7 @@ def test_a_subject_that_cannot_name_a_tenant_is_refused_saying_why(subject: obje
 
 
 def test_unusual_subjects_are_kept_exactly_and_each_is_its_own_tenant(journal: Journal) -> None:
-    subjects = ["alice", "Alice", " alice", "alice ", "ålice ✓", "a\u200bb", "0", "a" * 255]
+    subjects = ["alice", "Alice", " alice", "alice ", "ålice ✓", "a\u200bb", "0", "a" * 255, "用户", "😀", "a\u0301"]
     for i, subject in enumerate(subjects):
         submit(journal, f"t-{i}", Tenant.of(A + "/", subject))
     for i, subject in enumerate(subjects):

@@ -33,11 +33,31 @@ def _unusable(name: str, value: str, limit: int | None) -> str | None:
     if limit is not None and len(value) > limit:
         return f"the {name} is {len(value)} characters long, more than {limit}"
     for position, char in enumerate(value, 1):
-        if (kind := _UNSEEN.get(unicodedata.category(char))) is not None:
+        if (kind := _kind_refused(char)) is not None:
             return f"the {name} holds {kind}, U+{ord(char):04X}, at position {position}"
-    if all(char.isspace() or unicodedata.category(char) == "Cf" for char in value):
+    if not any(_visible(char) for char in value):
         return f"the {name} is blank (only spaces or invisible characters)"
     return None
+
+
+def _kind_refused(char: str) -> str | None:
+    if (kind := _UNSEEN.get(unicodedata.category(char))) is not None:
+        return kind
+    if char in _BIDI_CONTROLS:
+        return "a bidirectional control"  # it would reorder what a log line or a page shows
+    if 0xFDD0 <= ord(char) <= 0xFDEF or ord(char) & 0xFFFE == 0xFFFE:
+        return "a noncharacter"
+    return None
+
+
+def _visible(char: str) -> bool:
+    """Whether ``char`` shows as something: a letter, digit, punctuation or symbol that is not a blank filler."""
+    return unicodedata.category(char)[0] in "LNPS" and char not in _BLANK_FILLERS
+
+
+_BIDI_CONTROLS: Final = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_BLANK_FILLERS: Final = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+"""Letters and symbols that render as nothing: the Hangul fillers and the blank Braille pattern."""
 
 
 @dataclass(frozen=True)
