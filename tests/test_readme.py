@@ -76,3 +76,22 @@ def test_each_snippet_starts_a_server_that_lists_its_tools(
                 return {t.name for t in (await session.list_tools()).tools}
 
     assert anyio.run(tools) == TOOL_NAMES
+
+
+def test_every_test_the_readme_names_exists() -> None:
+    """The tables of holes and faults name the tests that keep them closed (`test_x.py::name`, then `::other` for
+    more of the same file): each must be a test function of that file, so a renamed test cannot leave the README
+    pointing at nothing."""
+    text = README.read_text(encoding="utf-8")
+    missing: list[str] = []
+    named = 0
+    for cell in re.findall(r"`test_\w+\.py::[^|]*", text):
+        file = ""
+        for module, name in re.findall(r"`(?:(test_\w+\.py))?::(\w+)", cell):
+            file = module or file
+            source = (Path(__file__).parent / file).read_text(encoding="utf-8")
+            named += 1
+            if not re.search(rf"^(?:async )?def {name}\(", source, re.MULTILINE):
+                missing.append(f"{file}::{name}")
+    assert named > 50, "the README's tables of tests were not found"
+    assert not missing, f"the README names tests that do not exist: {missing}"
