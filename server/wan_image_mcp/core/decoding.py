@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
 from .errors import InvalidRequest
-from .specs import ImageLimits
+from .specs import MAX_DECODE_PIXELS, ImageLimits
+from .streams import contents, jpeg_scans, png_data
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -37,7 +38,12 @@ DECODE_ERRORS = (OSError, SyntaxError, ValueError)
 
 def damaged(exc: Exception) -> str:
     """The problem of an image whose data Pillow could not decode."""
-    return f"image data is damaged or truncated ({exc})"
+    return damaged_because(str(exc))
+
+
+def damaged_because(why: str) -> str:
+    """The problem of an image whose data is found damaged, and why."""
+    return f"image data is damaged or truncated ({why})"
 
 
 def _damaged(problem: Callable[[str], InvalidRequest], exc: Exception) -> InvalidRequest:
@@ -72,13 +78,50 @@ def open_image(file: IO[bytes], source: str, problem: Callable[[str], InvalidReq
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # the guard's limit is the limit
             image = Image.open(file)
-            return image, exif_orientation(image)
+            orientation = exif_orientation(image)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise problem("image has too many pixels to decode safely") from None
     except UnidentifiedImageError:
         raise problem(f"not an image (content of {source!r} is no format Pillow reads)") from None
     except DECODE_ERRORS as exc:
         raise _damaged(problem, exc) from None
+    if (why := _refused_stream(image, file)) is not None:
+        image.close()
+        raise problem(why)
+    return image, orientation
+
+
+MAX_JPEG_SCANS = 64
+"""Scans a JPEG may hold: libjpeg's progressive files have 10 (18 in CMYK), other encoders' a few dozen at most;
+each scan is decoded over the whole image, and libjpeg itself counts none."""
+SCAN_PIXELS = 20 * MAX_DECODE_PIXELS
+"""Scans × pixels a JPEG may ask to be decoded: 20 scans of the largest image the guard admits (about 2.6 s of
+a core), so a large image may hold fewer scans than a small one."""
+
+
+def jpeg_scans_allowed(size: tuple[int, int]) -> int:
+    """Scans a JPEG of ``size`` may hold (``MAX_JPEG_SCANS``, fewer for a large one: ``SCAN_PIXELS``)."""
+    return max(1, min(MAX_JPEG_SCANS, SCAN_PIXELS // max(1, size[0] * size[1])))
+
+
+def _refused_stream(image: Image.Image, file: IO[bytes]) -> str | None:
+    """Why an opened image is refused from its bytes before it is decoded, or None: a JPEG with more scans
+    than its size allows (``jpeg_scans``), a PNG whose image data cannot fill its rows (``png_data``)."""
+    if image.format not in ("JPEG", "MPO", "PNG"):
+        return None
+    with contents(file) as data:
+        if image.format == "PNG":
+            found = png_data(data)
+            return None if found is None or found.short is None else damaged_because(found.short)
+        scans, allowed = jpeg_scans(data), jpeg_scans_allowed(image.size)
+    if scans <= allowed:
+        return None
+    width, height = image.size
+    at_size = f" at {width}×{height} px" if allowed < MAX_JPEG_SCANS else ""
+    return (
+        f"JPEG has {scans:,} scans, more than the {allowed} decoded{at_size}: each scan is a pass over the "
+        "whole image, and a photo has at most a few dozen (refused before decoding)"
+    )
 
 
 def decoded_bytes(image: Image.Image) -> int:
