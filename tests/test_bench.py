@@ -38,3 +38,13 @@ def test_the_replicas_benchmark_reports_its_measure(tmp_path: Path) -> None:
     done = subprocess.run(command, env=server_env(None, None, None), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert re.search(r"\| 8\. two replicas .*? 4 images downloaded, at most 1× each", done.stdout), done.stdout
+
+
+def test_the_decode_peaks_benchmark_reports_every_format_within_what_the_budget_counts(tmp_path: Path) -> None:
+    command = [sys.executable, str(ROOT / "bench" / "run.py"), "--only-decode-peaks", "--quick"]
+    done = subprocess.run(command, env=server_env(None, None, None), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    rows = re.findall(r"^\| (.+?) \| 1000×1000 \| .+? KB \| ([\d,]+) MB \| ([\d,]+) MB \| sent as ", done.stdout, re.M)
+    assert [name for name, _, _ in rows][:3] == ["JPEG", "JPEG progressive, 4:4:4", "PNG 8-bit RGB"]
+    assert len(rows) == 11, done.stdout
+    assert all(int(peak.replace(",", "")) <= int(counted.replace(",", "")) for _, peak, counted in rows), done.stdout
