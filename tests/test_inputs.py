@@ -724,3 +724,58 @@ async def test_inspect_image_refuses_a_png_short_of_rows_too(mcp: Client, tmp_pa
     assert result.structured_content is not None
     (report,) = result.structured_content["images"]
     assert report["problem"] == "image data is damaged or truncated (the PNG's data ends after 599 of its 600 rows)"
+
+
+def gif_of_rows(size: tuple[int, int], rows: int) -> bytes:
+    """A GIF whose header and image descriptor declare ``size`` but whose complete LZW stream holds ``rows`` rows."""
+    buffer = io.BytesIO()
+    Image.frombytes("L", (size[0], rows), random.Random(9).randbytes(size[0] * rows)).convert("P").save(buffer, "GIF")
+    data = bytearray(buffer.getvalue())
+    data[8:10] = struct.pack("<H", size[1])
+    at = 13 + (3 * (2 << (data[10] & 7)) if data[10] & 0x80 else 0)
+    while data[at] == 0x21:  # extensions: label, then sub-blocks to a zero
+        at += 2
+        while data[at]:
+            at += data[at] + 1
+        at += 1
+    data[at + 7 : at + 9] = struct.pack("<H", size[1])
+    return bytes(data)
+
+
+def tiff_of_rows(size: tuple[int, int], rows: int) -> bytes:
+    """A deflated TIFF of one strip declaring ``size`` whose strip holds ``rows`` rows."""
+    buffer = io.BytesIO()
+    noise = Image.frombytes("RGB", (size[0], rows), random.Random(9).randbytes(size[0] * rows * 3))
+    noise.save(buffer, "TIFF", compression="tiff_adobe_deflate", strip_size=2**31)
+    data = bytearray(buffer.getvalue())
+    ifd = struct.unpack("<I", data[4:8])[0]
+    for entry in range(struct.unpack("<H", data[ifd : ifd + 2])[0]):
+        at = ifd + 2 + 12 * entry
+        tag, kind = struct.unpack("<HH", data[at : at + 4])
+        if tag in (257, 278):  # ImageLength, RowsPerStrip
+            data[at + 8 : at + 12] = struct.pack(
+                "<HH" if kind == 3 else "<I", *((size[1], 0) if kind == 3 else (size[1],))
+            )
+    return bytes(data)
+
+
+def webp_cut(size: tuple[int, int]) -> bytes:
+    """A WebP whose image chunk is cut in half, its RIFF and chunk sizes made to match."""
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", size, random.Random(9).randbytes(size[0] * size[1] * 3)).save(buffer, "WEBP")
+    body = buffer.getvalue()[12:]
+    half = struct.unpack("<I", body[4:8])[0] // 2
+    chunk = body[:4] + struct.pack("<I", half) + body[8 : 8 + half]
+    return b"RIFF" + struct.pack("<I", 4 + len(chunk)) + b"WEBP" + chunk
+
+
+@pytest.mark.parametrize(
+    "data",
+    [gif_of_rows((600, 400), 300), tiff_of_rows((600, 400), 300), webp_cut((600, 400))],
+    ids=["gif", "tiff", "webp"],
+)
+def test_a_gif_tiff_or_webp_short_of_its_rows_is_refused_by_its_decoder(data: bytes, tmp_path: Path) -> None:
+    ref = "data:application/octet-stream;base64," + base64.b64encode(data).decode()
+    with pytest.raises(InvalidRequest, match="damaged or truncated") as caught:
+        prepare_image(ref, 2, LIMITS, tmp_path)
+    assert caught.value.problems[0].image == 2

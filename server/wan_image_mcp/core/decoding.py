@@ -143,7 +143,7 @@ the file's bytes where the decoder reads them whole (a WebP), Pillow's objects (
 WEBP_DECODER_BYTES = 12
 """Bytes a pixel libwebp and Pillow hold beside the decoded image while a WebP decodes, lossy or lossless:
 Pillow reads every WebP through libwebp's animation decoder, whose canvas and previous frame are RGBA at full
-size, beside the decoded frame it copies from (measured: 16 bytes a pixel at the peak in all)."""
+size, beside the decoded frame it copies from (measured: 16 bytes a pixel at the peak in all, and the file)."""
 
 
 def decoder_bytes(image: Image.Image, size: tuple[int, int] | None = None) -> int:
@@ -158,8 +158,8 @@ def decoder_bytes(image: Image.Image, size: tuple[int, int] | None = None) -> in
         mcu_w, mcu_h = 8 * h_max, 8 * v_max
         padded = -(-width // mcu_w) * mcu_w * -(-height // mcu_h) * mcu_h
         return sum(2 * padded * layer[1] * layer[2] // (h_max * v_max) for layer in layers)
-    if image.format == "WEBP":
-        return WEBP_DECODER_BYTES * width * height
+    if image.format == "WEBP":  # Pillow hands libwebp the whole file, which may copy it
+        return WEBP_DECODER_BYTES * width * height + 2 * _file_bytes(image)
     if image.format == "TIFF":
         tags = cast("dict[int, object]", getattr(image, "tag_v2", {}))
         if tags.get(259, 1) == 1:
@@ -170,6 +170,17 @@ def decoder_bytes(image: Image.Image, size: tuple[int, int] | None = None) -> in
         rows = tags.get(278, height)
         return 4 * width * min(height, rows if isinstance(rows, int) and rows > 0 else height)
     return 0
+
+
+def _file_bytes(image: Image.Image) -> int:
+    """The size of the file an opened image reads, or 0 if it cannot be told."""
+    file: object = getattr(image, "fp", None)
+    if isinstance(file, io.BytesIO):
+        return file.getbuffer().nbytes
+    try:
+        return os.fstat(cast("IO[bytes]", file).fileno()).st_size
+    except (AttributeError, OSError, ValueError):
+        return 0
 
 
 class DecodeTooCostly(ValueError):
