@@ -27,6 +27,7 @@ from wan_image_mcp.core.errors import InputChanged, InvalidRequest
 from wan_image_mcp.core.inputs import prepare_image
 from wan_image_mcp.core.references import PreparedImage, RefKind, decode_data_url, local_path
 from wan_image_mcp.core.specs import SPECS
+from wan_image_mcp.core.streams import Bytes
 from wan_image_mcp.emulator import EmulatorState
 
 LIMITS = SPECS["wan2.7-image-pro"].image
@@ -779,3 +780,10 @@ def test_a_gif_tiff_or_webp_short_of_its_rows_is_refused_by_its_decoder(data: by
     with pytest.raises(InvalidRequest, match="damaged or truncated") as caught:
         prepare_image(ref, 2, LIMITS, tmp_path)
     assert caught.value.problems[0].image == 2
+
+
+@pytest.mark.parametrize("at", [0, 4094, 4095, 4096, 12_287, 3_000_000])
+def test_the_marker_after_a_scan_is_found_wherever_the_blocks_it_is_read_in_fall(at: int) -> None:
+    """Entropy-coded data is read in blocks of 4 KB, then twice as large: a marker split across two is found."""
+    data = bytes(at) + b"\xff\x00\xff\xd3" + b"\xff\xff\xd9" + bytes(10)  # stuffing, a restart, fill, then EOI
+    assert Bytes(io.BytesIO(data)).marker_after(0) == at + 5

@@ -23,7 +23,7 @@ from typing import IO, TYPE_CHECKING, cast
 
 from .errors import InvalidRequest
 from .specs import MAX_DECODE_PIXELS, ImageLimits
-from .streams import contents, jpeg_scans, png_data
+from .streams import Bytes, jpeg_scans, png_data
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -110,11 +110,14 @@ def _refused_stream(image: Image.Image, file: IO[bytes]) -> str | None:
     than its size allows (``jpeg_scans``), a PNG whose image data cannot fill its rows (``png_data``)."""
     if image.format not in ("JPEG", "MPO", "PNG"):
         return None
-    with contents(file) as data:
+    position, data = file.tell(), Bytes(file)
+    try:
         if image.format == "PNG":
             found = png_data(data)
             return None if found is None or found.short is None else damaged_because(found.short)
         scans, allowed = jpeg_scans(data), jpeg_scans_allowed(image.size)
+    finally:
+        file.seek(position)
     image.info["scans"] = scans  # read by ``decoder_bytes``: libjpeg buffers every coefficient of a multi-scan file
     if scans <= allowed:
         return None

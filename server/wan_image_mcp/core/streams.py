@@ -4,20 +4,18 @@ A progressive JPEG may hold any number of scans, each decoded over the whole ima
 192 KB file repeating its last scan 12,000 times took 45 s to decode): ``jpeg_scans`` counts them from the
 markers. A PNG whose zlib stream ends, complete, before its last row is decoded by Pillow without complaint,
 the missing rows black: ``png_data`` measures what the stream holds against what its header needs. Both read
-the file's bytes in place (a file is mapped, never copied) and hold nothing once done.
+the file in blocks of at most 1 MB through ``Bytes`` (never mapped: a file cut short under a mapping kills
+the process with SIGBUS) and hold nothing once done.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import mmap
 import re
 import zlib
-from collections.abc import Generator
 from dataclasses import dataclass
 from typing import IO
 
+_BLOCK = 1 << 20
 _SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 """In a scan's entropy-coded data, the marker after it: 0xFF not followed by a stuffed 0x00, a restart marker
 (RST0-7) or a fill byte."""
@@ -26,29 +24,45 @@ _STANDALONE = frozenset({0x01, 0xD8, *range(0xD0, 0xD8)})
 _SOS, _EOI = 0xDA, 0xD9
 
 
-@contextlib.contextmanager
-def contents(file: IO[bytes]) -> Generator[memoryview]:
-    """The whole of ``file`` as a read-only view, without copying it: a BytesIO's own buffer, a file mapped."""
-    if isinstance(file, io.BytesIO):
-        with file.getbuffer() as view:
-            yield view
-        return
-    with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped, memoryview(mapped) as view:
-        yield view
+class Bytes:
+    """A file's bytes read where asked, by position (the file's own position is left anywhere: Pillow seeks
+    before it reads)."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self._file = file
+
+    def read(self, at: int, count: int) -> bytes:
+        """Up to ``count`` bytes from ``at`` (fewer at the end of the file)."""
+        self._file.seek(at)
+        return self._file.read(count)
+
+    def marker_after(self, at: int) -> int | None:
+        """Where the first marker that can end entropy-coded data is, from ``at`` (None: none before the end),
+        read 4 KB first, then in blocks twice as large up to 1 MB (a scan of a few bytes costs a few bytes)."""
+        size = 4096
+        while block := self.read(at, size):
+            if (found := _SCAN_END.search(block)) is not None:
+                return at + found.start()
+            if len(block) < 2:
+                return None
+            at += len(block) - 1  # a 0xFF ending the block is looked at again with the byte after it
+            size = min(2 * size, _BLOCK)
+        return None
 
 
-def jpeg_scans(data: memoryview) -> int:
+def jpeg_scans(data: Bytes) -> int:
     """How many scans (SOS segments) a JPEG's first image holds, up to its EOI: segments are walked by their
     lengths, each scan's entropy-coded data skipped to the marker that ends it. Damage is left to the decoder:
     the count stops where the bytes do."""
-    at, scans, end = 2, 0, len(data)
-    while at + 4 <= end:
-        if data[at] != 0xFF:  # stray bytes between segments (libjpeg skips them too)
-            found = _SCAN_END.search(data, at)
+    at, scans = 2, 0
+    while len(head := data.read(at, 4)) == 4:
+        if head[0] != 0xFF:  # stray bytes between segments (libjpeg skips them too)
+            found = data.marker_after(at)
             if found is None:
                 break
-            at = found.start()
-        marker = data[at + 1]
+            at = found
+            continue
+        marker = head[1]
         if marker == 0xFF:  # a fill byte before a marker
             at += 1
             continue
@@ -57,13 +71,13 @@ def jpeg_scans(data: memoryview) -> int:
         if marker in _STANDALONE:
             at += 2
             continue
-        at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+        at += 2 + int.from_bytes(head[2:4], "big")
         if marker == _SOS:
             scans += 1
-            found = _SCAN_END.search(data, at)
+            found = data.marker_after(at)
             if found is None:
                 break
-            at = found.start()
+            at = found
     return scans
 
 
@@ -71,7 +85,6 @@ _PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
 """PNG colour type -> samples a pixel: grey, RGB, palette index, grey and alpha, RGBA."""
 _ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
 """Interlaced PNG passes: first column and row, then the step between columns and rows."""
-_PIECE = 1 << 20
 _FED = 1 << 16
 
 
@@ -98,14 +111,15 @@ class PngData:
         return f"the PNG's data ends after {self.held // self.row_bytes} of its {self.height} rows"
 
 
-def png_data(data: memoryview) -> PngData | None:
+def png_data(data: Bytes) -> PngData | None:
     """The image data of a PNG (its IHDR and the IDAT chunks that follow), decompressed in pieces that are
     counted and dropped, up to the bytes the header needs; None if there is no header to read. Checksums and
     damage are left to the decoder."""
-    if len(data) < 33 or bytes(data[12:16]) != b"IHDR":
+    header = data.read(0, 33)
+    if len(header) < 33 or header[12:16] != b"IHDR":
         return None
-    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    depth, colour, interlaced = data[24], data[25], data[28] == 1
+    width, height = int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
+    depth, colour, interlaced = header[24], header[25], header[28] == 1
     bits = depth * _PNG_CHANNELS.get(colour, 4)
 
     def rows(columns: int, count: int) -> int:
@@ -116,30 +130,22 @@ def png_data(data: memoryview) -> PngData | None:
     else:
         needed = rows(width, height)
     inflater = zlib.decompressobj()
-
-    def inflated(chunk: memoryview, wanted: int) -> int:
-        """Bytes ``chunk`` inflates to, fed 64 KB at a time and taken at most 1 MB at a time (a zlib bomb's
-        output never piles up), stopping once ``wanted`` are reached."""
-        got = 0
-        for start in range(0, len(chunk), _FED):
-            rest: bytes | memoryview = chunk[start : start + _FED]
-            while rest and got < wanted and not inflater.eof:
-                got += len(inflater.decompress(rest, min(_PIECE, wanted - got)))
-                rest = inflater.unconsumed_tail
-            if got >= wanted or inflater.eof:
-                break
-        return got
-
     held, at, seen = 0, 8, False
-    while at + 8 <= len(data) and held < needed and not inflater.eof:
-        length, kind = int.from_bytes(data[at : at + 4], "big"), bytes(data[at + 4 : at + 8])
+    while held < needed and not inflater.eof and len(head := data.read(at, 8)) == 8:
+        length, kind = int.from_bytes(head[:4], "big"), head[4:8]
         if kind != b"IDAT" and seen:
             break  # the image data is one run of IDAT chunks
         if kind == b"IDAT":
             seen = True
-            try:
-                held += inflated(data[at + 8 : at + 8 + length], needed - held)
-            except zlib.error:
-                break  # damage: the decoder says what
+            for start in range(at + 8, at + 8 + length, _FED):  # fed 64 KB at a time, taken 1 MB at a time
+                rest = data.read(start, min(_FED, at + 8 + length - start))
+                try:
+                    while rest and held < needed and not inflater.eof:
+                        held += len(inflater.decompress(rest, min(_BLOCK, needed - held)))
+                        rest = inflater.unconsumed_tail
+                except zlib.error:
+                    return PngData(width, height, interlaced, rows(width, 1), needed, held)  # damage: refused
+                if held >= needed or inflater.eof:
+                    break
         at += 12 + length
     return PngData(width, height, interlaced, rows(width, 1), needed, min(held, needed))
