@@ -18,7 +18,7 @@ import anyio
 import pytest
 from mcp import Client
 from mcp.types import CallToolResult
-from PIL import Image, PngImagePlugin
+from PIL import GifImagePlugin, Image, PngImagePlugin
 
 from tests.conftest import ImageFactory, text, until
 from wan_image_mcp.core import decoding, inputs
@@ -787,3 +787,21 @@ def test_the_marker_after_a_scan_is_found_wherever_the_blocks_it_is_read_in_fall
     """Entropy-coded data is read in blocks of 4 KB, then twice as large: a marker split across two is found."""
     data = bytes(at) + b"\xff\x00\xff\xd3" + b"\xff\xff\xd9" + bytes(10)  # stuffing, a restart, fill, then EOI
     assert Bytes(io.BytesIO(data)).marker_after(0) == at + 5
+
+
+def test_an_animation_is_sent_as_its_first_frame_without_its_frames_being_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pillow's n_frames walks every frame: 20,000 one-pixel frames took 50 ms, a 17 MB file of them seconds."""
+    frames = [Image.new("RGB", (300, 300), colour) for colour in ((200, 0, 0), (0, 200, 0), (0, 0, 200))]
+    frames[0].save(tmp_path / "moving.gif", save_all=True, append_images=frames[1:])
+    counted: list[str] = []
+
+    def counting(self: Image.Image) -> int:
+        counted.append(self.format or "")
+        return 3
+
+    monkeypatch.setattr(GifImagePlugin.GifImageFile, "n_frames", property(counting))
+    prepared = prepare_image(str(tmp_path / "moving.gif"), 1, LIMITS, tmp_path)
+    assert counted == []
+    assert "image 1: GIF has more than one frame: the first is used" in prepared.adjustments

@@ -103,9 +103,8 @@ def plan(
     if deep:
         notes.append(f"{DEPTH_NAMES[image.mode]} scaled to 8 bits")
     if convert:
-        frames: int = getattr(image, "n_frames", 1)
-        if frames > 1:
-            notes.append(f"{fmt} has {frames} frames: the first is used")
+        if getattr(image, "is_animated", False):  # not n_frames: counting walks every frame (a GIF's in Python)
+            notes.append(f"{fmt} has more than one frame: the first is used")
         notes.append(f"{fmt} converted (the API reads {', '.join(sorted(limits.formats))})")
     fit = None
     capped = scale < 1.0 and width * height * scale * scale > _DOWNSCALED_PIXELS
