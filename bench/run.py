@@ -607,25 +607,27 @@ DECODE_FORMATS: dict[str, tuple[str, Callable[[int], Image.Image], dict[str, Any
 """Measure 9's formats: how each file is made (extension, pixels at a side, Pillow's save options)."""
 
 
-def decode_peak_child(path: Path) -> None:
-    """In a fresh process (``run.py --decode-peak-child FILE``): one image prepared as an edit prepares it, and
-    the peak RSS over the RSS just before (Linux ``/proc``; the peak reset by ``clear_refs``), as JSON."""
+def decode_peak_child(paths: list[Path]) -> None:
+    """In a fresh process (``run.py --decode-peak-child FILE...``): each image prepared as an edit prepares it,
+    and the peak RSS over the RSS just before (Linux ``/proc``; the peak reset by ``clear_refs``), a JSON line
+    each."""
     from wan_image_mcp.core.errors import InvalidRequest
     from wan_image_mcp.core.inputs import prepare_image
     from wan_image_mcp.core.specs import SPECS
 
     limits = SPECS["wan2.7-image-pro"].image
     Image.init()  # every plugin imported before the idle figure
-    estimate = decode_estimate(path, limits)
-    Path("/proc/self/clear_refs").write_text("5")
-    idle = memory_kb(os.getpid(), "VmRSS")
-    try:
-        prepared = prepare_image(str(path), 1, limits, path.parent)
-        outcome = f"sent as {prepared.format}, {prepared.width}×{prepared.height}"
-    except InvalidRequest as exc:
-        outcome = "refused: " + exc.problems[0].message
-    peak_mb = (memory_kb(os.getpid(), "VmHWM") - idle) * 1024 / 1e6
-    print(json.dumps({"mb": peak_mb, "estimate_mb": estimate / 1e6, "outcome": outcome}))
+    for path in paths:
+        estimate = decode_estimate(path, limits)
+        Path("/proc/self/clear_refs").write_text("5")
+        idle = memory_kb(os.getpid(), "VmRSS")
+        try:
+            prepared = prepare_image(str(path), 1, limits, path.parent)
+            outcome = f"sent as {prepared.format}, {prepared.width}×{prepared.height}"
+        except InvalidRequest as exc:
+            outcome = "refused: " + exc.problems[0].message
+        peak_mb = (memory_kb(os.getpid(), "VmHWM") - idle) * 1024 / 1e6
+        print(json.dumps({"mb": peak_mb, "estimate_mb": estimate / 1e6, "outcome": outcome}), flush=True)
 
 
 def decode_estimate(path: Path, limits: Any) -> int:
@@ -661,36 +663,40 @@ def largest_admitted_side(fmt: str, folder: Path) -> int:
 
 def measure_decode_peaks(args: argparse.Namespace, folder: Path) -> str:
     """Measure 9 (``--only-decode-peaks``): per format, the peak RSS of preparing one image as an edit does, in
-    a fresh process each, at the largest square the server admits for the format (or at ``--side``)."""
+    a fresh process each, at the largest square the server admits for the format (or at ``--side``). With
+    ``--quick``, at most 1000 px and all in one process (to check the harness)."""
     from wan_image_mcp.core.decoding import DecodeBudget
     from wan_image_mcp.core.specs import SPECS
 
-    lines = [
-        "| format | size | file | peak RSS over idle | the budget's estimate | outcome |",
-        "|---|---|---|---|---|---|",
-    ]
-    for fmt, (extension, pixels, options) in DECODE_FORMATS.items():
+    made: list[tuple[str, int, Path]] = []
+    for number, (fmt, (extension, pixels, options)) in enumerate(DECODE_FORMATS.items()):
         side = args.side or largest_admitted_side(fmt, folder)
         if args.quick:
             side = min(side, 1000)
-        path = folder / f"peak.{extension}"
+        path = folder / f"peak-{number}.{extension}"
         pixels(side).save(path, **options)
         for _ in range(0 if args.side else 5):  # the largest side was found for a small file: the file counts too
             if decode_estimate(path, SPECS["wan2.7-image-pro"].image) <= DecodeBudget.BYTES:
                 break
             side -= max(1, side // 200)
             pixels(side).save(path, **options)
-        done = subprocess.run(
-            [sys.executable, __file__, "--decode-peak-child", str(path)], capture_output=True, text=True, timeout=600
-        )
+        made.append((fmt, side, path))
+    runs = [made] if args.quick else [[one] for one in made]
+    lines = [
+        "| format | size | file | peak RSS over idle | the budget's estimate | outcome |",
+        "|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        command = [sys.executable, __file__, "--decode-peak-child", *(str(path) for _, _, path in run)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600)
         if done.returncode != 0:
             raise RuntimeError(done.stderr[-3000:])
-        figures = json.loads(done.stdout.splitlines()[-1])
-        size_kb = path.stat().st_size / 1000
-        estimate = f"{figures['estimate_mb']:,.0f} MB" if figures["estimate_mb"] else "—"
-        peak = f"{figures['mb']:,.0f} MB"
-        lines.append(f"| {fmt} | {side}×{side} | {size_kb:,.0f} KB | {peak} | {estimate} | {figures['outcome']} |")
-        path.unlink()
+        for (fmt, side, path), line in zip(run, done.stdout.splitlines()[-len(run) :], strict=True):
+            figures = json.loads(line)
+            estimate = f"{figures['estimate_mb']:,.0f} MB" if figures["estimate_mb"] else "—"
+            cells = [fmt, f"{side}×{side}", f"{path.stat().st_size / 1000:,.0f} KB", f"{figures['mb']:,.0f} MB"]
+            lines.append(f"| {' | '.join(cells)} | {estimate} | {figures['outcome']} |")
+            path.unlink()
     return "\n".join(lines) + "\n"
 
 
@@ -776,6 +782,6 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--sdk-worker"]:
         sdk_worker(sys.argv[2], Path(sys.argv[3]))
     elif sys.argv[1:2] == ["--decode-peak-child"]:
-        decode_peak_child(Path(sys.argv[2]))
+        decode_peak_child([Path(arg) for arg in sys.argv[2:]])
     else:
         main()
