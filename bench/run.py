@@ -599,6 +599,10 @@ def main() -> None:
     parser.add_argument("--only-large", action="store_true", help="run measure 7 alone and print its row")
     parser.add_argument("--only-replicas", action="store_true", help="run measure 8 (PostgreSQL) alone, print its row")
     parser.add_argument("--only-fairness", action="store_true", help="run measure 9 (two tenants) alone, print its row")
+    parser.add_argument(
+        "--only-decode-peaks", action="store_true", help="run measure 10 (one decode's peak RSS per format), print it"
+    )
+    parser.add_argument("--side", type=int, help="measure 10 at this square side, not the largest admitted")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="wan-bench-"))
     if args.only_fairness:
@@ -606,6 +610,9 @@ def main() -> None:
         return
     if args.only_replicas:
         print(measure_replicas(args, folder), end="")
+        return
+    if args.only_decode_peaks:
+        print(measure_decode_peaks(args, folder), end="")
         return
     if args.only_large:
         with RunningEmulator(EmulatorConfig(api_keys=frozenset({KEY}), polls_to_finish=1)) as emulator:
@@ -648,6 +655,142 @@ def large_row(f: dict[str, Any]) -> tuple[str, str, str]:
         f"{f['large']['edit_render_s']:.1f} s), {f['large']['edit_mb']:.0f} MB over idle",
         "—",
     )
+
+
+# --- 10. one decode's peak, per format ---------------------------------------------------------------------
+
+
+def _gradient(side: int) -> Image.Image:
+    """A grey gradient with a diagonal in it: fast to make at any size, and compressing to a tiny file."""
+    grey = Image.linear_gradient("L").resize((side, side))  # pyright: ignore[reportUnknownMemberType]
+    return Image.blend(grey, grey.transpose(Image.Transpose.ROTATE_90), 0.5)
+
+
+def _rgb(side: int) -> Image.Image:
+    grey = _gradient(side)
+    inverted = grey.point([255 - v for v in range(256)])  # pyright: ignore[reportUnknownMemberType]
+    return Image.merge("RGB", (grey, grey.transpose(Image.Transpose.FLIP_TOP_BOTTOM), inverted))
+
+
+def _palette(side: int, bits: int) -> Image.Image:
+    levels = 1 << bits
+    image = _gradient(side).point([v * levels // 256 for v in range(256)]).convert("P")  # pyright: ignore[reportUnknownMemberType]
+    image.putpalette([channel for i in range(levels) for channel in (i * 255 // (levels - 1), 40, 200)])
+    return image
+
+
+def _grey_16(side: int) -> Image.Image:
+    wide = _gradient(side).convert("I").point(lambda v: v * 257)  # pyright: ignore[reportUnknownMemberType]
+    return wide.convert("I;16")
+
+
+DECODE_FORMATS: dict[str, tuple[str, Callable[[int], Image.Image], dict[str, Any]]] = {
+    "JPEG": ("jpg", _rgb, {"quality": 90}),
+    "JPEG progressive, 4:4:4": ("jpg", _rgb, {"quality": 90, "progressive": True, "subsampling": 0}),
+    "PNG 8-bit RGB": ("png", _rgb, {"compress_level": 1}),
+    "PNG 16-bit grey": ("png", _grey_16, {"compress_level": 1}),
+    "PNG palette (8-bit)": ("png", lambda side: _palette(side, 8), {"compress_level": 1}),
+    "PNG 1-bit palette": ("png", lambda side: _palette(side, 1), {"bits": 1, "compress_level": 1}),
+    "PNG 1-bit (mode 1)": ("png", lambda side: _gradient(side).convert("1"), {"compress_level": 1}),
+    "GIF": ("gif", lambda side: _palette(side, 8), {}),
+    "WebP lossless": ("webp", _rgb, {"lossless": True, "quality": 0, "method": 0}),
+    "WebP lossy": ("webp", _rgb, {"quality": 80, "method": 0}),
+    "TIFF (LZW)": ("tif", _rgb, {"compression": "tiff_lzw"}),
+}
+"""Measure 10's formats: how each file is made (extension, pixels at a side, Pillow's save options)."""
+
+
+def decode_peak_child(paths: list[Path]) -> None:
+    """In a fresh process (``run.py --decode-peak-child FILE...``): each image prepared as an edit prepares it,
+    and the peak RSS over the RSS just before (Linux ``/proc``; the peak reset by ``clear_refs``), a JSON line
+    each."""
+    from wan_image_mcp.core.errors import InvalidRequest
+    from wan_image_mcp.core.inputs import prepare_image
+    from wan_image_mcp.core.specs import SPECS
+
+    limits = SPECS["wan2.7-image-pro"].image
+    Image.init()  # every plugin imported before the idle figure
+    for path in paths:
+        estimate = decode_estimate(path, limits)
+        Path("/proc/self/clear_refs").write_text("5")
+        idle = memory_kb(os.getpid(), "VmRSS")
+        try:
+            prepared = prepare_image(str(path), 1, limits, path.parent)
+            outcome = f"sent as {prepared.format}, {prepared.width}×{prepared.height}"
+        except InvalidRequest as exc:
+            outcome = "refused: " + exc.problems[0].message
+        peak_mb = (memory_kb(os.getpid(), "VmHWM") - idle) * 1024 / 1e6
+        print(json.dumps({"mb": peak_mb, "estimate_mb": estimate / 1e6, "outcome": outcome}), flush=True)
+
+
+def decode_estimate(path: Path, limits: Any) -> int:
+    """What the server's decode budget counts for preparing ``path`` (0 where it has no estimate: an older server)."""
+    try:
+        from wan_image_mcp.core.conforming import conform_bytes, plan
+        from wan_image_mcp.core.decoding import open_image
+        from wan_image_mcp.core.errors import InvalidRequest
+    except ImportError:
+        return 0
+    with path.open("rb") as file:
+        image, orientation = open_image(file, str(path), lambda message: InvalidRequest([]))
+        with image:
+            todo = plan(image, orientation, path.stat().st_size, limits, lambda message: InvalidRequest([]))
+            return conform_bytes(image, orientation, todo).peak
+
+
+def largest_admitted_side(fmt: str, folder: Path) -> int:
+    """The largest square the server admits for a file of ``fmt`` (made small here and asked of the core)."""
+    from wan_image_mcp.core.conforming import largest_square
+    from wan_image_mcp.core.decoding import open_image
+    from wan_image_mcp.core.errors import InvalidRequest
+    from wan_image_mcp.core.specs import SPECS
+
+    extension, pixels, options = DECODE_FORMATS[fmt]
+    probe = folder / f"probe.{extension}"
+    pixels(512).save(probe, **options)
+    with probe.open("rb") as file:
+        image = open_image(file, str(probe), lambda message: InvalidRequest([]))[0]  # as the server opens it
+        with image:
+            return largest_square(image, SPECS["wan2.7-image-pro"].image)
+
+
+def measure_decode_peaks(args: argparse.Namespace, folder: Path) -> str:
+    """Measure 10 (``--only-decode-peaks``): per format, the peak RSS of preparing one image as an edit does, in
+    a fresh process each, at the largest square the server admits for the format (or at ``--side``). With
+    ``--quick``, at most 1000 px and all in one process (to check the harness)."""
+    from wan_image_mcp.core.decoding import DecodeBudget
+    from wan_image_mcp.core.specs import SPECS
+
+    made: list[tuple[str, int, Path]] = []
+    for number, (fmt, (extension, pixels, options)) in enumerate(DECODE_FORMATS.items()):
+        side = args.side or largest_admitted_side(fmt, folder)
+        if args.quick:
+            side = min(side, 1000)
+        path = folder / f"peak-{number}.{extension}"
+        pixels(side).save(path, **options)
+        for _ in range(0 if args.side else 5):  # the largest side was found for a small file: the file counts too
+            if decode_estimate(path, SPECS["wan2.7-image-pro"].image) <= DecodeBudget.BYTES:
+                break
+            side -= max(1, side // 200)
+            pixels(side).save(path, **options)
+        made.append((fmt, side, path))
+    runs = [made] if args.quick else [[one] for one in made]
+    lines = [
+        "| format | size | file | peak RSS over idle | the budget's estimate | outcome |",
+        "|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        command = [sys.executable, __file__, "--decode-peak-child", *(str(path) for _, _, path in run)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            raise RuntimeError(done.stderr[-3000:])
+        for (fmt, side, path), line in zip(run, done.stdout.splitlines()[-len(run) :], strict=True):
+            figures = json.loads(line)
+            estimate = f"{figures['estimate_mb']:,.0f} MB" if figures["estimate_mb"] else "—"
+            cells = [fmt, f"{side}×{side}", f"{path.stat().st_size / 1000:,.0f} KB", f"{figures['mb']:,.0f} MB"]
+            lines.append(f"| {' | '.join(cells)} | {estimate} | {figures['outcome']} |")
+            path.unlink()
+    return "\n".join(lines) + "\n"
 
 
 def table(rows: list[tuple[str, str, str]], args: argparse.Namespace) -> str:
@@ -731,5 +874,7 @@ def render(f: dict[str, Any], big_bytes: int, args: argparse.Namespace) -> str:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--sdk-worker"]:
         sdk_worker(sys.argv[2], Path(sys.argv[3]))
+    elif sys.argv[1:2] == ["--decode-peak-child"]:
+        decode_peak_child([Path(arg) for arg in sys.argv[2:]])
     else:
         main()

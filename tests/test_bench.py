@@ -45,3 +45,13 @@ def test_the_fairness_benchmark_reports_the_lone_tasks_lag(tmp_path: Path) -> No
     done = subprocess.run(command, env=server_env(None, None, None), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert re.search(r"\| 9\. two tenants, 4 tasks vs 1 .*? first query by id [\d.]+ s .*? on disk", done.stdout)
+
+
+def test_the_decode_peaks_benchmark_reports_every_format_within_what_the_budget_counts(tmp_path: Path) -> None:
+    command = [sys.executable, str(ROOT / "bench" / "run.py"), "--only-decode-peaks", "--quick"]
+    done = subprocess.run(command, env=server_env(None, None, None), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    rows = re.findall(r"^\| (.+?) \| 1000×1000 \| .+? KB \| ([\d,]+) MB \| ([\d,]+) MB \| sent as ", done.stdout, re.M)
+    assert [name for name, _, _ in rows][:3] == ["JPEG", "JPEG progressive, 4:4:4", "PNG 8-bit RGB"]
+    assert len(rows) == 11, done.stdout
+    assert all(int(peak.replace(",", "")) <= int(counted.replace(",", "")) for _, peak, counted in rows), done.stdout

@@ -9,6 +9,7 @@ import io
 import os
 import random
 import struct
+import threading
 import zlib
 from pathlib import Path
 from typing import Any, cast
@@ -17,15 +18,16 @@ import anyio
 import pytest
 from mcp import Client
 from mcp.types import CallToolResult
-from PIL import Image, PngImagePlugin
+from PIL import GifImagePlugin, Image, PngImagePlugin
 
-from tests.conftest import ImageFactory, text
+from tests.conftest import ImageFactory, text, until
 from wan_image_mcp.core import decoding, inputs
 from wan_image_mcp.core.decoding import EXIF_ORIENTATION
 from wan_image_mcp.core.errors import InputChanged, InvalidRequest
 from wan_image_mcp.core.inputs import prepare_image
 from wan_image_mcp.core.references import PreparedImage, RefKind, decode_data_url, local_path
 from wan_image_mcp.core.specs import SPECS
+from wan_image_mcp.core.streams import Bytes
 from wan_image_mcp.emulator import EmulatorState
 
 LIMITS = SPECS["wan2.7-image-pro"].image
@@ -564,3 +566,242 @@ def test_a_large_conformed_file_stays_in_memory_when_no_temporary_file_can_be_wr
     prepared = prepare_image(str(tmp_path / "noise.png"), 1, LIMITS, tmp_path)
     assert prepared.spool is None and prepared.payload is not None and len(prepared.payload) > 1_000_000
     assert sent_image(prepared.value).tobytes() == noise.tobytes()
+
+
+def scan_bomb(path: Path, side: int, repeats: int) -> Path:
+    """A progressive JPEG of ``side`` px whose last scan is repeated ``repeats`` times: a valid file, tiny, that
+    libjpeg decodes pass after pass over the whole image (12,000 passes of 2000 px: ~45 s)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (side, side), (90, 120, 200)).save(buffer, "JPEG", progressive=True, quality=80)
+    data = buffer.getvalue()
+    last, end = data.rfind(b"\xff\xda"), data.rfind(b"\xff\xd9")
+    path.write_bytes(data[:last] + data[last:end] * repeats + data[end:])
+    return path
+
+
+@pytest.mark.anyio
+async def test_a_jpeg_repeating_its_last_scan_is_refused_before_decoding_and_an_edit_beside_it_finishes(
+    mcp: Client, make_image: ImageFactory, tmp_path: Path, emulator: EmulatorState
+) -> None:
+    bomb = scan_bomb(tmp_path / "bomb.jpg", 2000, 12_000)
+    assert bomb.stat().st_size < 250_000
+    with Image.open(bomb) as opened:
+        assert opened.size == (2000, 2000)  # a valid header: only its scans give it away
+    photo = make_image("photo.png", (640, 480))
+    results: dict[str, CallToolResult] = {}
+
+    async def call(name: str, tool: str, arguments: dict[str, Any]) -> None:
+        results[name] = await mcp.call_tool(tool, arguments)
+
+    edit = {"prompt": "make the car blue", "size": "1K"}
+    with anyio.fail_after(30):  # generous: decoding the bombs took ~90 s of both cores
+        async with anyio.create_task_group() as group:
+            group.start_soon(call, "bombs", "edit_image", edit | {"images": [str(bomb), str(bomb)]})
+            group.start_soon(call, "inspect", "inspect_image", {"images": [str(bomb)]})
+            group.start_soon(call, "photo", "edit_image", edit | {"images": [str(photo)]})
+    message = text(results["bombs"])
+    assert results["bombs"].is_error
+    for index in (1, 2):
+        assert f"images (image {index}): JPEG has 12,00" in message
+    assert "scans, more than the 64 decoded: each scan is a pass over the whole image" in message
+    assert "Nothing was sent" in message
+    assert results["inspect"].structured_content is not None
+    (report,) = results["inspect"].structured_content["images"]
+    assert "scans, more than the 64 decoded" in report["problem"]
+    assert not results["photo"].is_error, text(results["photo"])
+    assert sum(1 for r in emulator.requests if r.method == "POST" and "generation" in r.path) == 1
+
+
+def test_a_large_jpeg_may_hold_fewer_scans_than_a_small_one(tmp_path: Path) -> None:
+    """Each scan is a pass over every pixel: 21 scans of 11000 px are about as much work as 64 of 6300 px."""
+    bomb = scan_bomb(tmp_path / "wide.jpg", 11000, 13)  # 10 scans of its own, 22 in all
+    with pytest.raises(InvalidRequest) as caught:
+        prepare_image(str(bomb), 4, LIMITS, tmp_path)
+    (problem,) = caught.value.problems
+    assert problem.image == 4
+    assert problem.message.startswith("JPEG has 22 scans, more than the 21 decoded at 11000×11000 px: each scan")
+
+
+def test_ordinary_progressive_jpegs_are_not_taken_for_scan_bombs(tmp_path: Path) -> None:
+    for mode in ("RGB", "L", "CMYK"):  # libjpeg writes 10, 6 and 18 scans
+        path = tmp_path / f"progressive-{mode}.jpg"
+        Image.new(mode, (1200, 900)).save(path, "JPEG", progressive=True)
+        assert prepare_image(str(path), 1, LIMITS, tmp_path).height == 900
+
+
+@pytest.mark.anyio
+async def test_a_slow_image_holds_up_its_own_call_and_no_other(
+    mcp: Client, make_image: ImageFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two slow images fill their call's two threads; an edit started beside them does not wait for them."""
+    slow = [make_image(f"slow-{i}.png", (640, 480)) for i in range(2)]
+    photo = make_image("photo.png", (640, 480))
+    release, waiting = threading.Event(), [0]
+    conform = inputs.conform
+
+    def conform_slowly(data: Any, **options: Any) -> PreparedImage:
+        if "slow-" in options["source"]:
+            waiting[0] += 1
+            release.wait(20)  # bounded: the test releases it, or it ends on its own
+        return conform(data, **options)
+
+    monkeypatch.setattr(inputs, "conform", conform_slowly)
+    monkeypatch.setattr(inputs, "CHECKED", decoding.CheckedFiles())
+    edit = {"prompt": "make the car blue", "size": "1K"}
+    results: dict[str, CallToolResult] = {}
+
+    async def slow_call() -> None:
+        results["slow"] = await mcp.call_tool("edit_image", edit | {"images": [str(path) for path in slow]})
+
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(slow_call)
+
+            async def both_waiting() -> bool:
+                return waiting[0] == 2
+
+            await until(both_waiting, within=10)
+            with anyio.fail_after(10):
+                beside = await mcp.call_tool("edit_image", edit | {"images": [str(photo)]})
+            assert not beside.is_error, text(beside)
+            assert "slow" not in results
+            release.set()
+    finally:
+        release.set()
+    assert not results["slow"].is_error, text(results["slow"])
+
+
+def png_of_rows(size: tuple[int, int], rows: int, *, interlaced: bool = False) -> bytes:
+    """An RGB PNG declaring ``size`` whose zlib stream is whole and valid, every CRC right, but holds ``rows``
+    rows (interlaced: the data of every pass, less one byte for fewer than all rows)."""
+    width, height = size
+    rng = random.Random(8)
+    if interlaced:
+        passes = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+        lines = [
+            b"\x00" + rng.randbytes(3 * ((width - x + dx - 1) // dx))
+            for x, y, dx, dy in passes
+            for _ in range((height - y + dy - 1) // dy)
+            if width > x
+        ]
+        raw = b"".join(lines)[: None if rows == height else -1]
+    else:
+        raw = b"".join(b"\x00" + rng.randbytes(3 * width) for _ in range(rows))
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, int(interlaced))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+def test_a_png_whose_complete_zlib_stream_holds_too_few_rows_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "short.png"
+    path.write_bytes(png_of_rows((800, 600), 450))
+    with Image.open(path) as opened:
+        opened.load()  # Pillow decodes it without a word: the last 150 rows are black
+    with pytest.raises(InvalidRequest) as caught:
+        prepare_image(str(path), 2, LIMITS, tmp_path)
+    (problem,) = caught.value.problems
+    assert (problem.argument, problem.image) == ("images", 2)
+    assert problem.message == "image data is damaged or truncated (the PNG's data ends after 450 of its 600 rows)"
+
+
+@pytest.mark.parametrize("interlaced", [False, True])
+def test_a_png_whose_rows_are_all_there_is_sent_and_one_byte_short_is_refused(interlaced: bool, tmp_path: Path) -> None:
+    whole = "data:image/png;base64," + base64.b64encode(png_of_rows((801, 603), 603, interlaced=interlaced)).decode()
+    assert prepare_image(whole, 1, LIMITS, tmp_path).format == "PNG"
+    short = png_of_rows((801, 603), 602, interlaced=interlaced)
+    with pytest.raises(InvalidRequest, match="damaged or truncated") as caught:
+        prepare_image("data:image/png;base64," + base64.b64encode(short).decode(), 1, LIMITS, tmp_path)
+    assert caught.value.problems[0].image == 1
+
+
+@pytest.mark.anyio
+async def test_inspect_image_refuses_a_png_short_of_rows_too(mcp: Client, tmp_path: Path) -> None:
+    path = tmp_path / "short.png"
+    path.write_bytes(png_of_rows((800, 600), 599))
+    result = await mcp.call_tool("inspect_image", {"images": [str(path)]})
+    assert result.structured_content is not None
+    (report,) = result.structured_content["images"]
+    assert report["problem"] == "image data is damaged or truncated (the PNG's data ends after 599 of its 600 rows)"
+
+
+def gif_of_rows(size: tuple[int, int], rows: int) -> bytes:
+    """A GIF whose header and image descriptor declare ``size`` but whose complete LZW stream holds ``rows`` rows."""
+    buffer = io.BytesIO()
+    Image.frombytes("L", (size[0], rows), random.Random(9).randbytes(size[0] * rows)).convert("P").save(buffer, "GIF")
+    data = bytearray(buffer.getvalue())
+    data[8:10] = struct.pack("<H", size[1])
+    at = 13 + (3 * (2 << (data[10] & 7)) if data[10] & 0x80 else 0)
+    while data[at] == 0x21:  # extensions: label, then sub-blocks to a zero
+        at += 2
+        while data[at]:
+            at += data[at] + 1
+        at += 1
+    data[at + 7 : at + 9] = struct.pack("<H", size[1])
+    return bytes(data)
+
+
+def tiff_of_rows(size: tuple[int, int], rows: int) -> bytes:
+    """A deflated TIFF of one strip declaring ``size`` whose strip holds ``rows`` rows."""
+    buffer = io.BytesIO()
+    noise = Image.frombytes("RGB", (size[0], rows), random.Random(9).randbytes(size[0] * rows * 3))
+    noise.save(buffer, "TIFF", compression="tiff_adobe_deflate", strip_size=2**31)
+    data = bytearray(buffer.getvalue())
+    ifd = struct.unpack("<I", data[4:8])[0]
+    for entry in range(struct.unpack("<H", data[ifd : ifd + 2])[0]):
+        at = ifd + 2 + 12 * entry
+        tag, kind = struct.unpack("<HH", data[at : at + 4])
+        if tag in (257, 278):  # ImageLength, RowsPerStrip
+            data[at + 8 : at + 12] = struct.pack(
+                "<HH" if kind == 3 else "<I", *((size[1], 0) if kind == 3 else (size[1],))
+            )
+    return bytes(data)
+
+
+def webp_cut(size: tuple[int, int]) -> bytes:
+    """A WebP whose image chunk is cut in half, its RIFF and chunk sizes made to match."""
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", size, random.Random(9).randbytes(size[0] * size[1] * 3)).save(buffer, "WEBP")
+    body = buffer.getvalue()[12:]
+    half = struct.unpack("<I", body[4:8])[0] // 2
+    chunk = body[:4] + struct.pack("<I", half) + body[8 : 8 + half]
+    return b"RIFF" + struct.pack("<I", 4 + len(chunk)) + b"WEBP" + chunk
+
+
+@pytest.mark.parametrize(
+    "data",
+    [gif_of_rows((600, 400), 300), tiff_of_rows((600, 400), 300), webp_cut((600, 400))],
+    ids=["gif", "tiff", "webp"],
+)
+def test_a_gif_tiff_or_webp_short_of_its_rows_is_refused_by_its_decoder(data: bytes, tmp_path: Path) -> None:
+    ref = "data:application/octet-stream;base64," + base64.b64encode(data).decode()
+    with pytest.raises(InvalidRequest, match="damaged or truncated") as caught:
+        prepare_image(ref, 2, LIMITS, tmp_path)
+    assert caught.value.problems[0].image == 2
+
+
+@pytest.mark.parametrize("at", [0, 4094, 4095, 4096, 12_287, 3_000_000])
+def test_the_marker_after_a_scan_is_found_wherever_the_blocks_it_is_read_in_fall(at: int) -> None:
+    """Entropy-coded data is read in blocks of 4 KB, then twice as large: a marker split across two is found."""
+    data = bytes(at) + b"\xff\x00\xff\xd3" + b"\xff\xff\xd9" + bytes(10)  # stuffing, a restart, fill, then EOI
+    assert Bytes(io.BytesIO(data)).marker_after(0) == at + 5
+
+
+def test_an_animation_is_sent_as_its_first_frame_without_its_frames_being_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pillow's n_frames walks every frame: 20,000 one-pixel frames took 50 ms, a 17 MB file of them seconds."""
+    frames = [Image.new("RGB", (300, 300), colour) for colour in ((200, 0, 0), (0, 200, 0), (0, 0, 200))]
+    frames[0].save(tmp_path / "moving.gif", save_all=True, append_images=frames[1:])
+    counted: list[str] = []
+
+    def counting(self: Image.Image) -> int:
+        counted.append(self.format or "")
+        return 3
+
+    monkeypatch.setattr(GifImagePlugin.GifImageFile, "n_frames", property(counting))
+    prepared = prepare_image(str(tmp_path / "moving.gif"), 1, LIMITS, tmp_path)
+    assert counted == []
+    assert "image 1: GIF has more than one frame: the first is used" in prepared.adjustments

@@ -18,11 +18,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from .decoding import decode, hold_decoded, open_image
+from .decoding import (
+    DECODE_OVERHEAD_BYTES,
+    DecodeBudget,
+    decode,
+    decoder_bytes,
+    hold_decoded,
+    open_image,
+    pixel_bytes,
+    too_costly,
+)
 from .errors import InvalidRequest
-from .pixels import DEEP_MODES, DEPTH_NAMES, as_sent, has_alpha, resize
+from .pixels import DEEP_MODES, DEPTH_NAMES, as_sent, as_sent_bytes, has_alpha, resize
 from .references import PreparedImage, RefKind, kept
-from .specs import ImageLimits
+from .specs import MAX_DECODE_PIXELS, ImageLimits
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -63,11 +72,18 @@ class Plan:
 
 
 def plan(
-    image: Image.Image, orientation: int, size: int, limits: ImageLimits, problem: Callable[[str], InvalidRequest]
+    image: Image.Image,
+    orientation: int,
+    size: int,
+    limits: ImageLimits,
+    problem: Callable[[str], InvalidRequest],
+    *,
+    raw: tuple[int, int] | None = None,
 ) -> Plan:
-    """Decide from an opened image's header what conforming it to ``limits`` does; raise what makes it refused."""
+    """Decide from an opened image's header what conforming it to ``limits`` does; raise what makes it refused.
+    ``raw``: plan as for an image of that size, stored as this one is."""
     fmt = image.format or "unknown"
-    raw = image.size
+    raw = raw or image.size
     turn = orientation not in (1, None)
     original = width, height = (raw[1], raw[0]) if orientation in (5, 6, 7, 8) else raw
     short, long = min(width, height), max(width, height)
@@ -87,9 +103,8 @@ def plan(
     if deep:
         notes.append(f"{DEPTH_NAMES[image.mode]} scaled to 8 bits")
     if convert:
-        frames: int = getattr(image, "n_frames", 1)
-        if frames > 1:
-            notes.append(f"{fmt} has {frames} frames: the first is used")
+        if getattr(image, "is_animated", False):  # not n_frames: counting walks every frame (a GIF's in Python)
+            notes.append(f"{fmt} has more than one frame: the first is used")
         notes.append(f"{fmt} converted (the API reads {', '.join(sorted(limits.formats))})")
     fit = None
     capped = scale < 1.0 and width * height * scale * scale > _DOWNSCALED_PIXELS
@@ -149,10 +164,86 @@ def conform(
     size = len(data) if isinstance(data, bytes) else os.fstat(data.fileno()).st_size
     opened = _Opened(*open_image(file, source, problem))
     todo = plan(opened.image, opened.orientation, size, limits, problem)
+    cost = conform_bytes(opened.image, opened.orientation, todo)
+    if cost.peak > DecodeBudget.BYTES:
+        image = opened.take()
+        image.close()
+        raise problem(too_costly(image, cost.peak))
     base = PreparedImage(index=index, kind=kind, source=source, original_size=todo.original)
     if todo.as_is:
-        return _sent_as_is(base, opened, data, size, todo, problem)
-    return _reencoded(base, opened, size, todo, limits, problem)
+        return _sent_as_is(base, opened, data, size, todo, cost, problem)
+    return _reencoded(base, opened, size, todo, limits, cost, problem)
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What conforming one image holds at once, in bytes, decided from its header with its plan."""
+
+    peak: int
+    """At its peak: the decode (pixels and the decoder's own buffers), then making it as sent (copies, bands,
+    result), then encoding (``ENCODE_BYTES`` a pixel sent)."""
+    encoding: int
+    """Once the decoded original is freed: the image as sent and its encoding."""
+
+
+ENCODE_BYTES = 12
+"""Bytes a pixel sent that encoding holds at its peak: the image as sent (4) and a copy shrunk to fit the file
+limit (4, while the first is resized), a band or whole-resize intermediate (up to 1), and one encoded file
+(JPEG at quality 95 or PNG of noise: up to 3). A file too large is dropped before the next is encoded."""
+
+
+def conform_bytes(image: Image.Image, orientation: int, todo: Plan, raw: tuple[int, int] | None = None) -> Cost:
+    """What conforming an opened image (not yet drafted) as ``todo`` plans holds at its peak (``Cost``), from its
+    header alone; ``raw``: as for an image of that size. The decode budget holds this much while it runs."""
+    raw = raw or image.size
+    decoder = DECODE_OVERHEAD_BYTES + decoder_bytes(image, raw)
+    decoded = raw
+    if todo.format == "JPEG" and (todo.as_is or todo.fit is not None):  # decoded at a draft size
+        decoded = _draft_size(raw, _eighth(raw) if todo.as_is else _scaled(raw, todo.scale))
+    stored = decoded[0] * decoded[1] * pixel_bytes(image.mode)
+    if todo.as_is:
+        return Cost(stored + decoder, 0)
+    sent = DECODE_OVERHEAD_BYTES + todo.size[0] * todo.size[1] * ENCODE_BYTES
+    work = DECODE_OVERHEAD_BYTES + stored + as_sent_bytes(image, orientation, todo.fit or decoded, decoded)
+    return Cost(max(stored + decoder, work, sent), sent)
+
+
+def _eighth(raw: tuple[int, int]) -> tuple[int, int]:
+    return max(1, raw[0] // 8), max(1, raw[1] // 8)
+
+
+def _scaled(raw: tuple[int, int], scale: float) -> tuple[int, int]:
+    return math.ceil(raw[0] * scale), math.ceil(raw[1] * scale)
+
+
+def _draft_size(raw: tuple[int, int], wanted: tuple[int, int]) -> tuple[int, int]:
+    """The size libjpeg decodes a JPEG of ``raw`` at when Pillow's ``draft`` asks for ``wanted``: scaled by the
+    largest of 1/8, 1/4, 1/2 and 1 that keeps it at least that large."""
+    most = min(raw[0] // max(1, wanted[0]), raw[1] // max(1, wanted[1]))
+    scale = next(s for s in (8, 4, 2, 1) if most >= s or s == 1)
+    return -(-raw[0] // scale), -(-raw[1] // scale)
+
+
+def largest_square(image: Image.Image, limits: ImageLimits) -> int:
+    """The largest square side at which an image stored as ``image`` is (format, mode, transparency, the
+    decoder's buffers) can be conformed to ``limits`` within the decode budget and Pillow's guard."""
+
+    def fits(side: int) -> bool:
+        try:
+            todo = plan(image, 1, 0, limits, _no_problem, raw=(side, side))
+        except InvalidRequest:
+            return False
+        return conform_bytes(image, 1, todo, (side, side)).peak <= DecodeBudget.BYTES
+
+    lo, hi = 0, math.isqrt(MAX_DECODE_PIXELS)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+    return lo
+
+
+def _no_problem(message: str) -> InvalidRequest:
+    return InvalidRequest([])
 
 
 @dataclass(eq=False)
@@ -181,6 +272,7 @@ def _sent_as_is(
     data: bytes | io.BufferedReader,
     size: int,
     todo: Plan,
+    cost: Cost,
     problem: Callable[[str], InvalidRequest],
 ) -> PreparedImage:
     """``base`` completed for an image with nothing to change (``todo.as_is``), once decoding proves it whole:
@@ -188,8 +280,8 @@ def _sent_as_is(
     ``problem(...)`` for damaged data."""
     image = opened.take()
     if todo.format == "JPEG":  # libjpeg still reads every coefficient at 1/8 scale: a cut file is found
-        image.draft(image.mode, (max(1, image.size[0] // 8), max(1, image.size[1] // 8)))
-    with hold_decoded(image):
+        image.draft(image.mode, _eighth(image.size))
+    with hold_decoded(cost.peak):
         decode(image.load, problem)  # every input is decoded before it is sent: headers and CRCs prove little
         del image  # its pixels are not needed: the file is sent as it is
     digest = None
@@ -207,6 +299,7 @@ def _reencoded(
     size: int,
     todo: Plan,
     limits: ImageLimits,
+    cost: Cost,
     problem: Callable[[str], InvalidRequest],
 ) -> PreparedImage:
     """``base`` completed for an image that must change: decoded (near its target size, for a JPEG that must
@@ -216,7 +309,7 @@ def _reencoded(
     image, fmt = opened.take(), todo.format
     raw, (width, height), scale = image.size, todo.size, todo.scale
     if todo.fit is not None and fmt == "JPEG":
-        image.draft(image.mode, (math.ceil(raw[0] * scale), math.ceil(raw[1] * scale)))
+        image.draft(image.mode, _scaled(raw, scale))
     out_fmt = todo.encoding
     full_colour = fmt != "JPEG"  # a lossless image's colour edges (text, lines) keep their resolution
     # A PNG bound to be over the file limit goes straight to JPEG (estimated from the file's own bytes a pixel,
@@ -224,17 +317,18 @@ def _reencoded(
     fallback = out_fmt == "PNG" and todo.estimated_bytes > 2 * limits.max_bytes
     if fallback:
         out_fmt = "JPEG"
-    out_pixels = width * height
-    with hold_decoded(image, 4 * out_pixels if todo.fit else 0) as held:
+    with hold_decoded(cost.peak) as held:
         decode(image.load, problem)
         image = as_sent(image, opened.orientation, resize_to=todo.fit)
-        held.keep(4 * out_pixels)  # the decoded original is gone: the next decode can start beside this encode
+        held.keep(cost.encoding)  # the decoded original is gone: the next decode can start beside this encode
         payload = _encode(image, out_fmt, full_colour=full_colour)
         if not fallback and len(payload) > limits.max_bytes and out_fmt == "PNG":
+            payload = b""  # one encoded file at a time
             fallback, out_fmt, payload = True, "JPEG", _encode(image, "JPEG", full_colour=full_colour)
         shrunk = False
         while len(payload) > limits.max_bytes:
             factor = math.sqrt(limits.max_bytes / len(payload)) * 0.95
+            payload = b""
             width, height = max(1, round(width * factor)), max(1, round(height * factor))
             image = resize(image, width, height)
             scale *= factor

@@ -1,14 +1,13 @@
 """Image references -> what goes on the wire, checked and, where possible, fixed: the one entry point.
 
 ``prepare_image`` reads a reference (``references``), has it decoded and checked (``decoding``) and conformed
-to the model's ``ImageLimits`` (``conforming``, ``pixels``), on two threads every call shares. Local and data
+to the model's ``ImageLimits`` (``conforming``, ``pixels``), on two threads of each call's own. Local and data
 images are decoded with Pillow by content; remote and ``oss://`` URLs are passed through untouched.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,25 +23,25 @@ from .specs import ImageLimits
 _T = TypeVar("_T")
 
 
-CONFORM_WORKERS = 2
-"""Images conformed at once, across all calls: Pillow decodes and encodes outside the GIL, so two threads
-roughly halve a many-image call on two cores while bounding how many large images are decoded at a time."""
-
-
-@functools.cache
-def _conforming() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(CONFORM_WORKERS, thread_name_prefix="conform")
+IMAGE_THREADS = 2
+"""Images of one call conformed at once: Pillow decodes and encodes outside the GIL, so two threads roughly
+halve a many-image call on two cores. Each call has threads of its own, so a slow image holds up its own call
+and no other; how many decoded pixels every call holds at once is bounded by ``DECODES``."""
 
 
 def on_image_threads(work: Callable[[int, str], _T], refs: Sequence[str]) -> list[_T]:
-    """``work(index, ref)`` for each reference (1-based), in order, on the shared image threads."""
-    return list(_conforming().map(work, range(1, len(refs) + 1), refs))
+    """``work(index, ref)`` for each reference (1-based), in order: one image on the calling thread, more on
+    threads of this call's own (``IMAGE_THREADS``), ended when they are done."""
+    if len(refs) <= 1:
+        return [work(index, ref) for index, ref in enumerate(refs, start=1)]
+    with ThreadPoolExecutor(min(IMAGE_THREADS, len(refs)), thread_name_prefix="image") as pool:
+        return list(pool.map(work, range(1, len(refs) + 1), refs))
 
 
 def prepare_images(
     refs: Sequence[str], limits: ImageLimits, cwd: Path, access: FileAccess | None = None
 ) -> list[PreparedImage | InvalidRequest]:
-    """``prepare_image`` for each reference (1-based), in order, on the shared conforming threads."""
+    """``prepare_image`` for each reference (1-based), in order, on the call's image threads."""
 
     def one(index: int, ref: str) -> PreparedImage | InvalidRequest:
         try:

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .access import FileAccess
-from .conforming import plan
-from .decoding import DECODE_ERRORS, damaged, open_image
+from .conforming import conform_bytes, plan
+from .decoding import DECODE_ERRORS, DecodeBudget, DecodeTooCostly, damaged, open_image, too_costly
 from .errors import InvalidRequest, Problem
 from .inputs import on_image_threads
 from .pillow import Image, ImageDraw, ImageFont
@@ -52,6 +52,8 @@ def _verdicts(image: Image.Image, orientation: int, size: int) -> dict[str, str]
         if limits not in by_limits:
             try:
                 todo = plan(image, orientation, size, limits, _raise)
+                if (cost := conform_bytes(image, orientation, todo).peak) > DecodeBudget.BYTES:
+                    raise _raise(too_costly(image, cost))  # as ``conform`` refuses it
             except InvalidRequest as exc:
                 by_limits[limits] = "refused: " + exc.problems[0].message
             else:
@@ -131,6 +133,8 @@ def _inspect_one(
             fmt, raw = opened.format, opened.size
             try:
                 shown = small_as_sent(opened, orientation, GRID_PREVIEW_SIDE)
+            except DecodeTooCostly as exc:
+                raise _raise(str(exc)) from None
             except DECODE_ERRORS as exc:
                 raise _raise(damaged(exc)) from None
     except (InvalidRequest, ValueError) as exc:
@@ -155,7 +159,7 @@ def inspect_images(
     refs: Sequence[str], access: FileAccess, cwd: Path, *, grid: bool = True
 ) -> tuple[list[ImageReport], list[bytes | None]]:
     """Reports and grid previews (None where the image could not be read), one per reference, in order, on the
-    shared image threads: sizes and verdicts from each header, one decode each (for the preview, which also
+    call's image threads: sizes and verdicts from each header, one decode each (for the preview, which also
     proves the data whole), never more decodes at once than ``DECODES`` allows. ``grid=False``: previews
     without the grid (the box picker's)."""
     done = on_image_threads(lambda index, ref: _inspect_one(index, ref, access, cwd, grid=grid), refs)

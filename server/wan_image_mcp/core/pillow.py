@@ -7,11 +7,8 @@ import sys
 
 from PIL import Image, ImageChops, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
-from .specs import SPECS
+from .specs import MAX_DECODE_PIXELS
 
-MAX_DECODE_PIXELS = 2 * max(spec.image.side.hi for spec in SPECS.values()) ** 2
-"""Pillow's decompression-bomb guard: twice the largest image any model accepts (larger ones are shrunk to
-fit, so some headroom is useful); anything bigger is refused before it is decoded."""
 Image.MAX_IMAGE_PIXELS = MAX_DECODE_PIXELS
 
 BLOCK_BYTES = 64 * 1024 * 1024

@@ -11,7 +11,15 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
-from .decoding import hold_decoded
+from .decoding import (
+    DECODE_OVERHEAD_BYTES,
+    DecodeBudget,
+    DecodeTooCostly,
+    decoded_bytes,
+    decoder_bytes,
+    hold_decoded,
+    too_costly,
+)
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -91,12 +99,20 @@ def preview_size(size: tuple[int, int], side: int) -> tuple[int, int]:
 def small_as_sent(image: Image.Image, orientation: int, side: int) -> Image.Image:
     """An opened image decoded, at most ``side`` px, as it is sent (``as_sent``). A JPEG is decoded near that
     size (libjpeg's scaling, which still reads the whole file), others in full, then reduced by box averaging
-    before Lanczos. Raises what Pillow raises for damaged data. The decode is counted in ``DECODES`` until its
-    pixels are freed; ``image`` is closed, with its file."""
-    target = preview_size(image.size, side)
+    before Lanczos. Raises what Pillow raises for damaged data, and ``DecodeTooCostly`` (a ValueError) for an
+    image whose decode and conversion would hold more than ``DecodeBudget.BYTES``. The decode is counted in
+    ``DECODES`` until its pixels are freed; ``image`` is closed, with its file."""
+    original, target = image.size, preview_size(image.size, side)
+    decoder = decoder_bytes(image)
     if image.format == "JPEG":
         image.draft(image.mode, target)
-    with hold_decoded(image):
+    shown = preview_size(image.size, side)
+    stored = DECODE_OVERHEAD_BYTES + decoded_bytes(image)
+    cost = max(stored + decoder, stored + as_sent_bytes(image, orientation, shown))
+    if cost > DecodeBudget.BYTES:
+        image.close()
+        raise DecodeTooCostly(too_costly(image, cost, original))
+    with hold_decoded(cost):
         try:
             image.load()
             shown = as_sent(image, orientation, resize_to=preview_size(image.size, side))
@@ -117,11 +133,9 @@ def as_sent(image: Image.Image, orientation: int, *, resize_to: tuple[int, int] 
     from .pillow import Image
 
     image = eight_bits(image)
-    grey = image.mode in ("1", "L", "LA")
-    if has_alpha(image):  # composited after any resize: LA and RGBA resize with their alpha premultiplied
-        image = image.convert("LA" if grey else "RGBA")
-    elif image.mode not in ("L", "RGB"):
-        image = image.convert("L" if grey else "RGB")  # P, 1, CMYK, YCbCr...: resized in a mode that blends
+    mode = _working_mode(image)
+    if image.mode != mode:  # P, 1, CMYK, YCbCr...: resized in a mode that blends
+        image = image.convert(mode)  # with alpha LA or RGBA, composited after any resize (alpha premultiplied)
     if resize_to is not None and resize_to != image.size:
         image = resize(image, *resize_to)
     if image.mode in ("LA", "RGBA"):
@@ -131,6 +145,57 @@ def as_sent(image: Image.Image, orientation: int, *, resize_to: tuple[int, int] 
     if orientation in _TURNS:
         image = image.transpose(Image.Transpose[_TURNS[orientation]])
     return image
+
+
+def _working_mode(image: Image.Image) -> str:
+    """The mode ``as_sent`` resizes an image of 8 bits a channel in: L or RGB, LA or RGBA with transparency."""
+    grey = image.mode in ("1", "L", "LA")
+    return ("LA" if grey else "RGBA") if has_alpha(image) else "L" if grey else "RGB"
+
+
+def as_sent_bytes(
+    image: Image.Image, orientation: int, resize_to: tuple[int, int] | None, size: tuple[int, int] | None = None
+) -> int:
+    """Bytes ``as_sent`` holds at its peak beside the decoded image, from an opened image's mode (at ``size``,
+    its own by default): full-size copies (16-bit tones brought to 8 bits, a conversion to a mode that blends),
+    the resize's reduced image and bands (or the intermediate of a whole resize), the result, and the copies of
+    compositing onto white and turning. Counted in the decode budget with the decode."""
+    width, height = size or image.size
+    pixels, mode = width * height, image.mode
+    alpha = has_alpha(image)
+    if mode in DEEP_MODES:
+        copies = (0 if mode in ("I", "F") else 4) + 4 + 1  # to I, scaled, to L
+        if isinstance(image.info.get("transparency"), int):
+            copies += 2 * (4 + 1) + 1 + 1 + 4  # above and below (I, then L), their lighter, its mask, LA
+        work = 4 if alpha else 1
+    else:
+        work = 1 if mode in ("1", "L") and not alpha else 4
+        copies = 0 if (mode in ("L", "RGB") and not alpha) or mode in ("LA", "RGBA") else work
+    out_w, out_h = resize_to or (width, height)
+    resizing = (out_w, out_h) != (width, height)
+    band = 0
+    if resizing:
+        factor = int(min(width / out_w, height / out_h) / 3)
+        src_w, src_h = (-(-width // factor), -(-height // factor)) if factor >= 2 else (width, height)
+        if factor >= 2:
+            band += src_w * src_h * work
+        # Pillow resizes LA and RGBA premultiplied: a premultiplied copy of what it resizes, and of the result
+        premultiplied = 2 if alpha else 1
+        if src_w * src_h <= _BANDED_PIXELS or out_h <= _BAND_ROWS:
+            band += out_w * src_h * work  # Pillow's horizontal pass, whole
+            band += (src_w * src_h + out_w * out_h) * work * (premultiplied - 1)
+        else:
+            step = src_h / out_h
+            rows = math.ceil(_BAND_ROWS * step + 2 * (3 * max(step, 1.0) + 2)) + 2
+            in_flight = rows * (src_w + out_w) + 2 * _BAND_ROWS * out_w  # crop, horizontal pass, band: a pair
+            band += _BAND_THREADS * in_flight * work * premultiplied
+    out = out_w * out_h
+    after = out * work  # the result
+    if alpha:
+        after += out * (1 if work == 1 or mode in ("1", "L", "LA") else 4)  # the white it is composited onto
+    if orientation in _TURNS:
+        after += out * 4
+    return pixels * copies + band + after
 
 
 _BANDED_PIXELS = 16_000_000

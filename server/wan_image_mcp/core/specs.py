@@ -368,6 +368,11 @@ def parse_custom_size(size: str) -> tuple[int, int] | None:
     return (int(match[1]), int(match[2])) if match else None
 
 
+MAX_DECODE_PIXELS: Final = 2 * max(spec.image.side.hi for spec in SPECS.values()) ** 2
+"""Pillow's decompression-bomb guard: twice the largest image any model accepts (larger ones are shrunk to
+fit, so some headroom is useful); anything bigger is refused before it is decoded."""
+
+
 def _round(value: float) -> int:
     return max(OUTPUT_ROUNDING, round(value / OUTPUT_ROUNDING) * OUTPUT_ROUNDING)
 
