@@ -210,7 +210,9 @@ def _connect(url: str, name: str) -> psycopg.Connection[Any]:
     try:
         # A replica frozen inside a transaction (SIGSTOP, a paused container, a suspended VM) would hold its locks,
         # the daily budget's among them, for as long as it is frozen: PostgreSQL ends such a session instead.
-        conn.execute(f"SET idle_in_transaction_session_timeout = {int(IDLE_IN_TRANSACTION * 1000)}")
+        conn.execute(
+            "SELECT set_config('idle_in_transaction_session_timeout', %s, false)", (f"{IDLE_IN_TRANSACTION:.0f}s",)
+        )
         _migrate(conn, name)
     except BaseException:
         conn.close()
