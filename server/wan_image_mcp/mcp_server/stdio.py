@@ -24,21 +24,22 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import sys
-from collections import deque
 from collections.abc import AsyncIterator, Generator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any, BinaryIO, Protocol, cast
+from types import TracebackType
+from typing import Any, BinaryIO, Protocol, Self, TypeVar, cast
 
 import anyio
 import anyio.to_thread
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
+from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
 from mcp.types import (
+    INTERNAL_ERROR,
     INVALID_REQUEST,
     PARSE_ERROR,
     CallToolResult,
@@ -48,7 +49,9 @@ from mcp.types import (
     TextContent,
 )
 from mcp_types import jsonrpc_message_adapter
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+
+from ..core.text import has_lone_surrogate, replace_lone_surrogates, without_lone_surrogates
 
 log = logging.getLogger("wan_image_mcp")
 
@@ -57,7 +60,6 @@ MAX_LINE_BYTES = 64 * 1024 * 1024
 REPLACED_KEY = "wan-image-mcp/replaced"
 """In a ``tools/call``'s ``params._meta``: the arguments whose lone surrogates the reader replaced."""
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _SKIP_CHUNK = 1024 * 1024
 _JSON_TYPES: dict[type, str] = {
     str: "a string",
@@ -74,44 +76,6 @@ def _error(request_id: str | int | None, code: int, message: str) -> JSONRPCErro
 
 def _not_a_constant(name: str) -> float:
     raise ValueError(f"{name} is not JSON")
-
-
-def _replace_lone_surrogates(message: Any) -> list[str]:
-    """Replace, in place, every lone surrogate in ``message``'s strings (keys too) by U+FFFD; the paths changed
-    (``params.arguments.prompt``, ``params.arguments.images[1]``), outermost first. Iterative: any depth."""
-    replaced: list[str] = []
-
-    def fixed(text: str, path: str) -> str:
-        if _SURROGATE.search(text) is None:
-            return text
-        replaced.append(path)
-        return _SURROGATE.sub("\ufffd", text)
-
-    queue: deque[tuple[Any, str]] = deque([(message, "")])
-    while queue:
-        node, path = queue.popleft()
-        if isinstance(node, list):
-            items = cast(list[Any], node)
-            for index, item in enumerate(items):
-                at = f"{path}[{index}]"
-                if isinstance(item, str):
-                    items[index] = fixed(item, at)
-                elif isinstance(item, list | dict):
-                    queue.append((cast(Any, item), at))
-        elif isinstance(node, dict):
-            members = cast(dict[str, Any], node)
-            for key, item in list(members.items()):
-                name = _SURROGATE.sub("\ufffd", key)
-                at = f"{path}.{name}" if path else name
-                if name != key:
-                    replaced.append(f"{at} (its name)")
-                    del members[key]
-                    members[name] = item
-                if isinstance(item, str):
-                    members[name] = fixed(item, at)
-                elif isinstance(item, list | dict):
-                    queue.append((cast(Any, item), at))
-    return replaced
 
 
 def _is_id(value: object) -> bool:
@@ -147,7 +111,7 @@ def triage(raw: bytes) -> str | list[JSONRPCError]:
     text = raw.decode("utf-8", "surrogateescape")  # bytes that are not UTF-8 become lone surrogates, repaired below
     if not text.strip():
         return []
-    if _SURROGATE.search(text) is None:
+    if not has_lone_surrogate(text):
         try:
             read = jsonrpc_message_adapter.validate_json(text, by_name=False)
         except ValidationError:
@@ -159,7 +123,7 @@ def triage(raw: bytes) -> str | list[JSONRPCError]:
         message: Any = json.loads(text, parse_constant=_not_a_constant)
     except (ValueError, RecursionError):
         return [_error(None, PARSE_ERROR, "Parse error: the line is not one JSON value")]
-    replaced = _replace_lone_surrogates(message)
+    replaced = replace_lone_surrogates(message)
     if isinstance(message, list):
         said = "Invalid Request: JSON-RPC batches are not accepted (MCP 2025-06-18 and later): send one message a line"
         members = [(i, cast(dict[str, Any], m)) for i, m in enumerate(cast(list[Any], message)) if isinstance(m, dict)]
@@ -201,28 +165,103 @@ def replacement_note(paths: Sequence[str]) -> str:
 
 
 async def lone_surrogates(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-    """Middleware: lone surrogates that reach a handler (over HTTP the SDK parses with ``json.loads``, which keeps
-    them) become U+FFFD, as the stdio reader makes them; and a ``tools/call`` whose arguments either changed says
-    so in its result (an error too), as its last text block."""
+    """Middleware, on every request over every transport. Lone surrogates that reach a handler (over HTTP the SDK
+    parses with ``json.loads``, which keeps them) become U+FFFD, as the stdio reader makes them, and a
+    ``tools/call`` whose arguments either changed says so in its result (an error too), as its last text block.
+    And the answer is made writable: a lone surrogate made on the server side (a file name that is not UTF-8, in a
+    result or an error) becomes U+FFFD, where the SDK's writer would raise (over HTTP the call would get an empty
+    answer; over stdio ``WritableMessages`` catches what no handler answers)."""
     params = dict(ctx.params or {})
-    repaired = _replace_lone_surrogates(params)
+    repaired = replace_lone_surrogates(params)
     if repaired:
         log.warning("%r: replaced lone UTF-16 surrogates by U+FFFD in %s", ctx.method, ", ".join(repaired))
         ctx = replace(ctx, params=params)
-    result = await call_next(ctx)
+    try:
+        result = await call_next(ctx)
+    except MCPError as exc:
+        error, changed = writable(exc.error)
+        if not changed:
+            raise
+        _say_replaced(f"the error answering {ctx.method!r}", changed)
+        raise MCPError.from_error_data(error) from exc
+    except Exception as exc:  # the SDK would answer with its text (legacy) or log it: the text must be writable
+        if not has_lone_surrogate(said := str(exc)):
+            raise
+        log.exception("%r failed", ctx.method)
+        raise MCPError(INTERNAL_ERROR, without_lone_surrogates(said)) from exc
     meta = params.get("_meta")
     marked = cast(Mapping[str, Any], meta).get(REPLACED_KEY) if isinstance(meta, Mapping) else None
     paths = [str(path) for path in cast(list[Any], marked)] if isinstance(marked, list) else []
     paths += repaired
-    if ctx.method != "tools/call" or not paths:
-        return result
-    note = replacement_note(paths)
+    if ctx.method == "tools/call" and paths:
+        result = _noted(result, replacement_note(paths))
+    if isinstance(result, BaseModel):
+        result, changed = writable(result)
+    else:
+        changed = replace_lone_surrogates(result) if isinstance(result, dict) else []
+    if changed:
+        _say_replaced(f"the answer to {ctx.method!r}", changed)
+    return result
+
+
+def _noted(result: HandlerResult, note: str) -> HandlerResult:
+    """A tool result with ``note`` as its last text block."""
     if isinstance(result, CallToolResult):
         return result.model_copy(update={"content": [*result.content, TextContent(type="text", text=note)]})
     if isinstance(result, dict) and isinstance(result.get("content"), list):
         content = cast(list[Any], result["content"])
         return {**result, "content": [*content, {"type": "text", "text": note}]}
     return result
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def writable(model: _Model) -> tuple[_Model, list[str]]:
+    """``model`` as it can be written out: if a string in it holds a lone surrogate (a file name that is not UTF-8,
+    ``os.fsdecode``'s ``"\\udcff"``), a copy with each replaced by U+FFFD, and the paths changed; else ``model``
+    itself and no paths. Costs one ``model_dump`` (strings are shared, not copied) when nothing is to change."""
+    data = model.model_dump(by_alias=True, exclude_unset=True)
+    changed = replace_lone_surrogates(data)
+    return (type(model).model_validate(data, by_name=False) if changed else model), changed
+
+
+def _say_replaced(what: str, paths: Sequence[str]) -> None:
+    shown = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+    log.warning("%s held lone UTF-16 surrogates (a file name that is not UTF-8?): U+FFFD in %s", what, shown)
+
+
+class _Writes(Protocol):
+    async def send(self, item: SessionMessage, /) -> None: ...
+    async def aclose(self) -> None: ...
+
+
+class WritableMessages:
+    """A write stream in front of the SDK's: each message made ``writable`` first. The SDK's stdout writer raises
+    on a lone surrogate, which fails its task group and ends the server; this is the one place every message
+    written over stdio passes (results, errors, notifications, the reader's own answers)."""
+
+    def __init__(self, inner: _Writes) -> None:
+        self._inner = inner
+
+    async def send(self, item: SessionMessage, /) -> None:
+        message, changed = writable(item.message)
+        if changed:
+            _say_replaced("a message to the client", changed)
+            item = replace(item, message=message)
+        await self._inner.send(item)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc_val: BaseException | None, exc_tb: TracebackType | None
+    ) -> bool | None:
+        await self.aclose()
+        return None
 
 
 class _Sends(Protocol):
@@ -303,6 +342,7 @@ async def serve_stdio(server: Server[Any], *, limit: int = MAX_LINE_BYTES) -> No
     """Run ``server`` over stdio with the SDK's transport, our reader in front of its parser."""
     with _claimed_stdin() as wire:
         reader = _Reader(wire, limit)
-        async with stdio_server(stdin=cast("anyio.AsyncFile[str]", reader)) as (read_stream, write_stream):
+        async with stdio_server(stdin=cast("anyio.AsyncFile[str]", reader)) as (read_stream, sdk_writes):
+            write_stream = WritableMessages(sdk_writes)
             reader.answer_on(write_stream)
             await server.run(read_stream, write_stream, server.create_initialization_options())
