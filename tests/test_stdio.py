@@ -4,6 +4,7 @@ read back as JSON-RPC."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import queue
@@ -26,7 +27,7 @@ from mcp.types import JSONRPCNotification, TextContent
 from tests.conftest import http_serving, server_env
 from wan_image_mcp.emulator import EmulatorConfig, EmulatorState
 from wan_image_mcp.emulator.serve import RunningEmulator
-from wan_image_mcp.mcp_server.stdio import MAX_LINE_BYTES, WritableMessages
+from wan_image_mcp.mcp_server.stdio import MAX_LINE_BYTES, StdioReader, WritableMessages
 
 KEY = "sk-stdio-test"
 URL = "https://example.com/street-1280-720.png"
@@ -359,3 +360,35 @@ async def test_every_message_written_over_stdio_is_made_writable_even_one_no_han
         written = (await received.receive()).message
     line = written.model_dump_json(by_alias=True, exclude_unset=True)  # what raised before
     assert json.loads(line)["params"]["message"] == "saving to d\ufffd"
+
+
+# --- the line-length limit, at its edge (in process, with a limit of 64 bytes) ---------------------------
+
+LIMIT = 64
+
+
+def ping(size: int, request_id: int) -> bytes:
+    """A ping whose line holds exactly ``size`` bytes, its line ending not counted."""
+    head, tail = b'{"jsonrpc":"2.0","id":%d,"method":"ping","params":{"pad":"' % request_id, b'"}}'
+    return head + b"a" * (size - len(head) - len(tail)) + tail
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n"], ids=["LF", "CRLF"])
+async def test_a_line_of_exactly_the_limit_is_read_and_a_longer_one_is_answered_and_only_its_own_bytes_skipped(
+    ending: bytes,
+) -> None:
+    over_a_skip_chunk = b"x" * (3 * 1024 * 1024)
+    lines = [ping(LIMIT, 1), ping(LIMIT + 1, 2), ping(40, 3), over_a_skip_chunk, ping(40, 4), ping(LIMIT - 1, 5)]
+    wire = io.BytesIO(b"".join(line + ending for line in lines) + ping(LIMIT, 6))  # the last one without an ending
+    reader = StdioReader(wire, LIMIT)
+    sent, received = anyio.create_memory_object_stream[SessionMessage](10)
+    async with received:
+        async with sent:
+            reader.answer_on(sent)
+            with anyio.fail_after(10):
+                served = [json.loads(line)["id"] async for line in reader]
+        answers = [item.message.model_dump(exclude_unset=True) async for item in received]
+    assert served == [1, 3, 4, 5, 6]
+    said = "Invalid Request: a message longer than 64 bytes is not read (pass images as paths)"
+    assert answers == [{"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": said}}] * 2

@@ -11,12 +11,12 @@ each line first:
   are logged on stderr;
 * a line that is not JSON is answered -32700; a batch, a non-object, or a request the SDK refuses (``"params":
   "x"``, no ``method``, a wrong ``jsonrpc``) -32600, with the request's id when it has one (an id that held a
-  lone surrogate cannot be written back: null); a line longer than ``MAX_LINE_BYTES`` -32600 with id null, its
-  bytes skipped, never held whole; an invalid notification is logged, never answered (JSON-RPC: no id, no
-  answer); a blank line is no message and is skipped.
+  lone surrogate cannot be written back: null); a line longer than ``MAX_LINE_BYTES`` (not counting its
+  ``\\n`` or ``\\r\\n``) -32600 with id null, its bytes (and no others) skipped, never held whole; an invalid
+  notification is logged, never answered (JSON-RPC: no id, no answer); a blank line is no message and is skipped.
 
 Answers go through the SDK's own writer (its write stream), so frames never interleave and stdout carries
-nothing but JSON-RPC.
+nothing but JSON-RPC; every message passes ``WritableMessages`` on its way there.
 """
 
 from __future__ import annotations
@@ -268,9 +268,10 @@ class _Sends(Protocol):
     async def send(self, item: SessionMessage, /) -> None: ...
 
 
-class _Reader:
+class StdioReader:
     """The lines of ``wire`` that the SDK can read, as an async iterator; the others answered on the SDK's write
-    stream (``answer_on``)."""
+    stream (``answer_on``). A line is read whole if its content (without its "\\n" or "\\r\\n") is at most
+    ``limit`` bytes; a longer one is answered -32600 and exactly its own bytes are skipped."""
 
     def __init__(self, wire: BinaryIO, limit: int) -> None:
         self._wire, self._limit = wire, limit
@@ -297,18 +298,26 @@ class _Reader:
                 return
 
     async def __aiter__(self) -> AsyncIterator[str]:
-        while raw := await anyio.to_thread.run_sync(self._wire.readline, self._limit + 1, abandon_on_cancel=True):
-            if len(raw) > self._limit:  # answered at once, then the rest of its line skipped
-                megabytes = self._limit // (1024 * 1024)
-                said = f"Invalid Request: a message longer than {megabytes} MiB is not read (pass images as paths)"
+        # Up to limit + 2 bytes: a line of ``limit`` bytes and its "\r\n" is read whole, and a longer one is known
+        # to be longer without being held.
+        while raw := await anyio.to_thread.run_sync(self._wire.readline, self._limit + 2, abandon_on_cancel=True):
+            ended = raw.endswith(b"\n")
+            if len(raw) - (2 if raw.endswith(b"\r\n") else 1 if ended else 0) > self._limit:
+                said = f"Invalid Request: a message longer than {_size(self._limit)} is not read (pass images as paths)"
                 await self._answer([_error(None, INVALID_REQUEST, said)])
-                await anyio.to_thread.run_sync(self._skip_rest, abandon_on_cancel=True)
+                if not ended:  # the rest of its line, and nothing after it
+                    await anyio.to_thread.run_sync(self._skip_rest, abandon_on_cancel=True)
                 continue
             verdict = triage(raw)
             if isinstance(verdict, str):
                 yield verdict
             else:
                 await self._answer(verdict)
+
+
+def _size(limit: int) -> str:
+    mebibytes, rest = divmod(limit, 1024 * 1024)
+    return f"{mebibytes} MiB" if mebibytes and not rest else f"{limit} bytes"
 
 
 @contextmanager
@@ -341,7 +350,7 @@ def _claimed_stdin() -> Generator[BinaryIO]:
 async def serve_stdio(server: Server[Any], *, limit: int = MAX_LINE_BYTES) -> None:
     """Run ``server`` over stdio with the SDK's transport, our reader in front of its parser."""
     with _claimed_stdin() as wire:
-        reader = _Reader(wire, limit)
+        reader = StdioReader(wire, limit)
         async with stdio_server(stdin=cast("anyio.AsyncFile[str]", reader)) as (read_stream, sdk_writes):
             write_stream = WritableMessages(sdk_writes)
             reader.answer_on(write_stream)
