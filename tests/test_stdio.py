@@ -15,19 +15,21 @@ from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from itertools import count
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import anyio
 import httpx2
 import pytest
 from mcp import Client
+from mcp.server.context import HandlerResult, ServerRequestContext
+from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
-from mcp.types import JSONRPCNotification, TextContent
+from mcp.types import INTERNAL_ERROR, INVALID_PARAMS, JSONRPCNotification, TextContent
 
 from tests.conftest import http_serving, server_env
 from wan_image_mcp.emulator import EmulatorConfig, EmulatorState
 from wan_image_mcp.emulator.serve import RunningEmulator
-from wan_image_mcp.mcp_server.stdio import MAX_LINE_BYTES, StdioReader, WritableMessages
+from wan_image_mcp.mcp_server.stdio import MAX_LINE_BYTES, StdioReader, WritableMessages, lone_surrogates
 
 KEY = "sk-stdio-test"
 URL = "https://example.com/street-1280-720.png"
@@ -392,3 +394,28 @@ async def test_a_line_of_exactly_the_limit_is_read_and_a_longer_one_is_answered_
     assert served == [1, 3, 4, 5, 6]
     said = "Invalid Request: a message longer than 64 bytes is not read (pass images as paths)"
     assert answers == [{"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": said}}] * 2
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("raised", "code"),
+    [
+        pytest.param(MCPError(INVALID_PARAMS, "unknown resource wan://d\udcff"), INVALID_PARAMS, id="MCPError"),
+        pytest.param(OSError("cannot read d\udcff"), INTERNAL_ERROR, id="any other"),
+    ],
+)
+async def test_an_error_whose_text_holds_a_lone_surrogate_is_answered_with_u_fffd_on_every_transport(
+    raised: Exception, code: int
+) -> None:
+    """What the lone_surrogates middleware does for HTTP, where no WritableMessages stands before the writer."""
+    context: ServerRequestContext[None, Any] = ServerRequestContext(
+        session=cast(Any, None), lifespan_context=None, protocol_version="2025-11-25", method="resources/read"
+    )
+
+    async def failing(_: ServerRequestContext[Any, Any]) -> HandlerResult:
+        raise raised
+
+    with pytest.raises(MCPError) as caught:
+        await lone_surrogates(context, failing)
+    assert caught.value.error.code == code
+    assert "d\ufffd" in caught.value.error.model_dump_json()
