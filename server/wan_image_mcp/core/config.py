@@ -210,7 +210,7 @@ class Settings:
         env = os.environ if environ is None else environ
         key = env.get("DASHSCOPE_API_KEY", "").strip()
         region, workspace, base_url = _endpoint(env)
-        if not base_url.startswith(("http://", "https://")):
+        if not base_url.startswith(("http://", "https://")) or has_lone_surrogate(base_url):  # (bytes not UTF-8)
             raise ConfigurationError(f"DASHSCOPE_HTTP_BASE_URL must be an http(s) URL, got {base_url!r}")
         raw_dir = env.get("WAN_MCP_OUTPUT_DIR", "").strip()
         raw_db = env.get("WAN_MCP_DB", "").strip()
