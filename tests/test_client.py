@@ -190,18 +190,22 @@ async def test_wan25_has_no_sync_endpoint(client: DashScopeClient) -> None:
         await client.generate(prepare_request("wan2.5-i2i-preview", "x", [CAR]).to_wire())
 
 
+@pytest.mark.parametrize(
+    ("sent", "read"),
+    [
+        pytest.param(("InternalError.Algo", "Algorithm process error."), None, id="as sent"),
+        # Where the API's JSON is decoded: no journal, log or client can write a lone surrogate ("\\ud83d").
+        pytest.param(("Internal.\udfff", "near \ud83d"), ("Internal.\ufffd", "near \ufffd"), id="lone surrogates"),
+    ],
+)
 async def test_a_failed_task_is_a_result_with_code_and_message(
-    client: DashScopeClient, emulator: EmulatorState
+    client: DashScopeClient, emulator: EmulatorState, sent: tuple[str, str], read: tuple[str, str] | None
 ) -> None:
-    emulator.add_fault(Fault("fail_task", code="InternalError.Algo", message="Algorithm process error."))
+    emulator.add_fault(Fault("fail_task", code=sent[0], message=sent[1]))
     task = await client.submit(prepare_request("wan2.7-image", "x", [CAR]).to_wire())
     assert task.task_id is not None
     done = await finish(client, task.task_id)
-    assert (done.status, done.code, done.message) == (
-        TaskStatus.FAILED,
-        "InternalError.Algo",
-        "Algorithm process error.",
-    )
+    assert (done.status, done.code, done.message) == (TaskStatus.FAILED, *(read or sent))
     assert done.image_urls == ()
 
 
@@ -469,3 +473,12 @@ async def test_a_create_request_gives_up_at_its_deadline_and_says_it_may_have_be
         await client.submit(prepare_request("wan2.7-image", "x", [CAR]).to_wire())
     assert caught.value.request_sent and "no answer within" in str(caught.value)
     assert len(emulator.tasks) == 1
+
+
+async def test_an_error_message_holding_half_an_emoji_is_read_with_u_fffd(
+    client: DashScopeClient, emulator: EmulatorState
+) -> None:
+    emulator.add_fault(Fault("error", target="poll", status=400, code="InvalidParameter", message="\ud83d bad"))
+    with pytest.raises(BadRequestError) as caught:
+        await client.get_task("x")
+    assert (caught.value.code, caught.value.message) == ("InvalidParameter", "\ufffd bad")

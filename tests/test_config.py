@@ -39,9 +39,16 @@ def test_an_unknown_region_names_the_variable_and_the_choices() -> None:
         Settings.from_env({"WAN_MCP_REGION": "mars"})
 
 
-def test_a_base_url_must_be_http() -> None:
-    with pytest.raises(ConfigurationError, match="DASHSCOPE_HTTP_BASE_URL"):
-        Settings.from_env({"DASHSCOPE_HTTP_BASE_URL": "dashscope.aliyuncs.com"})
+@pytest.mark.parametrize(
+    "url",
+    [
+        "dashscope.aliyuncs.com",
+        "http://127.0.0.1:9/api\udcff/v1",  # a byte that is not UTF-8: every request (and the journal) would fail
+    ],
+)
+def test_a_base_url_must_be_http(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="DASHSCOPE_HTTP_BASE_URL must be an http"):
+        Settings.from_env({"DASHSCOPE_HTTP_BASE_URL": url})
 
 
 def test_a_missing_key_is_a_clear_error_naming_the_variable() -> None:

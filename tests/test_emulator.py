@@ -450,3 +450,14 @@ async def test_the_backend_refuses_an_upload_outside_its_policy_as_the_object_st
     assert (refused.value.status, refused.value.code) == (403, "AccessDenied")
     backend.accept_upload({**form, "key": f"{policy['upload_dir']}/a.png"}, b"png")
     assert emulator.uploads[f"{policy['upload_dir']}/a.png"].model == "wan2.7-image"
+
+
+async def test_a_fault_can_answer_half_an_emoji_as_the_json_escape_a_truncating_service_writes(
+    http: httpx2.AsyncClient,
+) -> None:
+    fault = b'{"kind": "error", "target": "poll", "status": 400, "message": "near \\ud83d"}'
+    queued = await http.post("/_emulator/faults", content=fault, headers={"content-type": "application/json"})
+    assert queued.json()["faults"][0]["message"] == "near \ud83d"
+    answer = await http.get("/api/v1/tasks/x", headers={"authorization": f"Bearer {EMULATOR_KEY}"})
+    assert answer.status_code == 400
+    assert b'"message":"near \\ud83d"' in answer.content  # valid JSON; UTF-8 cannot carry the surrogate raw

@@ -354,3 +354,19 @@ async def test_a_tenants_check_task_is_not_queued_behind_another_tenants_200_wai
         looked = await service.check(lone, tenant=LONE)
         assert looked.status in ("PENDING", "RUNNING") and clock.time() - asked < 2  # next second, not ~8 s later
         group.cancel_scope.cancel()
+
+
+@pytest.mark.both_journals
+async def test_a_task_failed_with_half_an_emoji_in_its_message_is_concluded_failed_by_the_harvester(
+    harvesting: Client, emulator: EmulatorState, clock: VirtualClock
+) -> None:
+    emulator.add_fault(Fault("fail_task", code="InternalError.Algo", message="near \ud83d"))  # JSON: "near \\ud83d"
+    submitted = await harvesting.call_tool("submit_task", {"prompt": "x", "size": "1K"})
+    assert submitted.structured_content is not None
+    task_id = submitted.structured_content["task_id"]
+
+    async def failed() -> bool:
+        return (await task(harvesting, task_id))["status"] == "FAILED"
+
+    await clock.until(failed)
+    assert (await task(harvesting, task_id))["error"]["message"] == "near \ufffd"

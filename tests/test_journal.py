@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -103,3 +104,23 @@ async def test_rows_hold_no_image_bytes_and_no_key(
     assert base64.b64encode(photo.read_bytes())[:200] not in stored
     assert b"data:image" not in stored
     assert EMULATOR_KEY.encode() not in stored
+
+
+@pytest.mark.both_journals
+async def test_an_input_whose_file_name_is_not_utf_8_is_journaled_and_read_back_exactly(
+    mcp: Client, server_settings: Settings, make_image: ImageFactory, tmp_path: Path
+) -> None:
+    """Its resolved path holds lone surrogates (``os.fsdecode``): written as JSON escapes, never refused."""
+    target = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"photo\xff.png"))
+    make_image("photo.png", (640, 480)).rename(target)
+    (tmp_path / "link.png").symlink_to(target)
+    result = await mcp.call_tool("edit_image", {"prompt": "x", "images": [str(tmp_path / "link.png")], "size": "1K"})
+    assert not result.is_error, result.content
+    assert result.structured_content is not None
+    journal = Journal(server_settings.journal_location)
+    try:
+        row = journal.get(result.structured_content["task_id"])
+    finally:
+        journal.close()
+    assert row is not None
+    assert [item["path"] for item in row.inputs] == [target]

@@ -16,6 +16,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import selectors
 import subprocess
 import sys
@@ -458,3 +459,50 @@ def test_a_temp_file_of_an_earlier_process_with_a_live_pid_is_removed_at_start(t
         (tmp_path / name).write_bytes(b"x")
     assert output_folder.remove_leftover_parts(tmp_path) == (3, 3)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
+
+
+# --- text from the API that no journal could store ------------------------------------------------------
+
+HALF_AN_EMOJI = "near \ud83d"
+"""What DashScope may write as ``"near \\ud83d"``: valid JSON, a message cut inside an emoji (a lone surrogate)."""
+REQUEST_ID = re.compile(r"request_id ([0-9a-f-]{36})\)")
+
+
+async def journal_row(mcp: Client) -> dict[str, Any]:
+    (row,) = body(await mcp.call_tool("list_tasks", {}))["tasks"]
+    return row
+
+
+def texts(result: Any) -> list[str]:
+    return [block.text for block in result.content if block.type == "text"]
+
+
+@pytest.mark.anyio
+@pytest.mark.both_journals
+async def test_a_refusal_whose_message_holds_half_an_emoji_is_rejected_in_the_journal_and_said_in_full(
+    mcp: Client, emulator: EmulatorState
+) -> None:
+    emulator.add_fault(Fault("error", target="submit", status=400, code="InvalidParameter", message=HALF_AN_EMOJI))
+    result = await mcp.call_tool("submit_task", {"prompt": "a fox", "size": "1K"})
+    assert result.is_error
+    (said,) = texts(result)
+    assert said.startswith("DashScope error InvalidParameter: near \ufffd (HTTP 400, request_id ")
+    assert REQUEST_ID.search(said)
+    row = await journal_row(mcp)
+    assert row["status"] == "REJECTED"  # not SUBMITTING: it no longer counts against the daily budget
+    assert row["error"] == {"code": "InvalidParameter", "message": "near \ufffd"}
+
+
+@pytest.mark.anyio
+@pytest.mark.both_journals
+async def test_a_task_failed_with_half_an_emoji_in_its_message_is_failed_in_the_journal_and_said_in_full(
+    mcp: Client, emulator: EmulatorState
+) -> None:
+    emulator.add_fault(Fault("fail_task", code="InternalError.Algo", message=HALF_AN_EMOJI))
+    result = await mcp.call_tool("edit_image", {"prompt": "a fox", "size": "1K", "wait_seconds": 10})
+    assert result.is_error
+    error = body(result)["error"]
+    assert (body(result)["status"], error["code"], error["message"]) == ("FAILED", "InternalError.Algo", "near \ufffd")
+    assert f"Error InternalError.Algo: near \ufffd (request_id {error['request_id']})" in texts(result)[0]
+    row = await journal_row(mcp)
+    assert (row["status"], row["error"]["message"]) == ("FAILED", "near \ufffd")

@@ -77,6 +77,17 @@ def test_a_journal_folder_that_cannot_exist_stops_the_server_in_one_line(tmp_pat
     assert "WAN_MCP_DB" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_an_output_folder_whose_name_is_not_utf_8_stops_the_server_in_one_line(tmp_path: Path) -> None:
+    """Every saved image's path is given to the model and written in the journal and sidecars: all text."""
+    latin1 = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"images\xe9"))  # "images\udce9"
+    env = server_env(None, "sk-test", tmp_path, WAN_MCP_OUTPUT_DIR=latin1)
+    done = subprocess.run([sys.executable, "-m", "wan_image_mcp"], env=env, capture_output=True, timeout=30, input=b"")
+    said = done.stderr.decode()
+    assert done.returncode == 2
+    assert said.startswith(f"wan-image-mcp: the output folder {tmp_path}/images\ufffd (WAN_MCP_OUTPUT_DIR) has a")
+    assert "not UTF-8" in said and "Traceback" not in said
+
+
 @pytest.mark.anyio
 async def test_a_journal_that_cannot_be_opened_is_a_tool_error_naming_it(
     http: httpx2.AsyncClient, server_settings: Settings, tmp_path: Path

@@ -4,25 +4,32 @@ read back as JSON-RPC."""
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import queue
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from itertools import count
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
+import anyio
 import httpx2
 import pytest
 from mcp import Client
-from mcp.types import TextContent
+from mcp.server.context import HandlerResult, ServerRequestContext
+from mcp.shared.exceptions import MCPError
+from mcp.shared.message import SessionMessage
+from mcp.types import INTERNAL_ERROR, INVALID_PARAMS, JSONRPCNotification, TextContent
 
 from tests.conftest import http_serving, server_env
 from wan_image_mcp.emulator import EmulatorConfig, EmulatorState
 from wan_image_mcp.emulator.serve import RunningEmulator
-from wan_image_mcp.mcp_server.stdio import MAX_LINE_BYTES
+from wan_image_mcp.mcp_server.stdio import MAX_LINE_BYTES, StdioReader, WritableMessages, lone_surrogates
 
 KEY = "sk-stdio-test"
 URL = "https://example.com/street-1280-720.png"
@@ -93,11 +100,11 @@ def served() -> Iterator[RunningEmulator]:
         yield running
 
 
-@pytest.fixture(scope="module")
-def session(served: RunningEmulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RawSession]:
-    """One server for the module, initialized (protocol 2025-11-25), its stderr in a file."""
-    folder = tmp_path_factory.mktemp("stdio")
-    env = server_env(served.base_url, KEY, folder, WAN_MCP_HARVEST="0", WAN_MCP_PREVIEWS="0")
+@contextmanager
+def raw_server(served: RunningEmulator, folder: Path, **settings: str) -> Generator[RawSession]:
+    """A server over stdio in ``folder`` with ``settings``, initialized (protocol 2025-11-25), its stderr in a
+    file; once stdin ends it must exit 0 with no traceback."""
+    env = server_env(served.base_url, KEY, folder, WAN_MCP_HARVEST="0", WAN_MCP_PREVIEWS="0", **settings)
     with (folder / "stderr.log").open("wb") as stderr:
         raw = RawSession([sys.executable, "-m", "wan_image_mcp"], env, stderr)
         try:
@@ -110,6 +117,13 @@ def session(served: RunningEmulator, tmp_path_factory: pytest.TempPathFactory) -
             code = raw.close()
     assert code == 0, "the server did not end cleanly when its stdin ended"
     assert b"Traceback" not in (folder / "stderr.log").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def session(served: RunningEmulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RawSession]:
+    """One server for the module."""
+    with raw_server(served, tmp_path_factory.mktemp("stdio")) as raw:
+        yield raw
 
 
 def still_serving(session: RawSession) -> list[dict[str, Any]]:
@@ -280,3 +294,128 @@ def test_over_http_a_lone_surrogate_is_a_parse_error_in_2025_and_replaced_and_sa
     first, *_, note = text_blocks(answered)
     assert answered["result"]["isError"] is True and "task-\ufffd" in first
     assert note.startswith("Note: task_id held what is not text")
+
+
+# --- text made on the server side that is not text: a file name whose bytes are not UTF-8 ----------------
+
+
+def not_utf8_names(tmp_path: Path) -> tuple[str, Path]:
+    """WAN_MCP_ALLOWED_DIRS naming ``allowed`` and a folder ``imgs\\xe9`` (Latin-1), and in ``allowed`` a link
+    ``dlink`` to a directory ``d\\xff``: Python reads both odd names with lone surrogates (``os.fsdecode``).
+    Returns the setting and a path outside them."""
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    odd = os.path.join(os.fsencode(allowed), b"d\xff")
+    os.mkdir(odd)
+    os.symlink(odd, allowed / "dlink")
+    latin1 = os.path.join(os.fsencode(tmp_path), b"imgs\xe9")
+    os.mkdir(latin1)
+    return f"{os.fsdecode(latin1)}{os.pathsep}{allowed}", tmp_path / "elsewhere.png"
+
+
+def test_a_file_name_that_is_not_utf_8_in_a_result_or_a_refusal_is_shown_with_u_fffd_and_the_server_serves_on(
+    served: RunningEmulator, tmp_path: Path
+) -> None:
+    allowed, outside = not_utf8_names(tmp_path)
+    inspect = {"name": "inspect_image", "arguments": {"images": [str(tmp_path / "allowed" / "dlink")]}}
+    with raw_server(served, tmp_path, WAN_MCP_ALLOWED_DIRS=allowed) as raw:
+        _, answer = raw.until_answer(raw.request("tools/call", inspect))
+        shown = f"{tmp_path}/allowed/d\ufffd"
+        assert text_blocks(answer) == [f"image 1: is a directory, not an image file: {shown}"]
+        _, answer = raw.until_answer(raw.request("tools/call", {**inspect, "arguments": {"images": [str(outside)]}}))
+        (said,) = text_blocks(answer)
+        assert f"is outside the allowed directories ({tmp_path}/imgs\ufffd, " in said
+        assert still_serving(raw) == []
+
+
+def test_over_http_a_file_name_that_is_not_utf_8_in_a_refusal_is_answered_with_u_fffd_in_both_eras(
+    tmp_path: Path,
+) -> None:
+    allowed, outside = not_utf8_names(tmp_path)
+    env = server_env("http://127.0.0.1:9", KEY, tmp_path, WAN_MCP_ALLOWED_DIRS=allowed)
+    call = {"name": "inspect_image", "arguments": {"images": [str(outside)]}}
+    headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+    envelope: dict[str, Any] = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+    }
+    modern = {"mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call", "mcp-name": "inspect_image"}
+    with http_serving(env) as (url, _):
+        legacy = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": call}
+        answers = [http_answer(httpx2.post(url, json=legacy, headers=headers, timeout=30))]
+        current = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {**call, "_meta": envelope}}
+        answers.append(http_answer(httpx2.post(url, json=current, headers={**headers, **modern}, timeout=30)))
+    for answer in answers:
+        (said,) = text_blocks(answer)
+        assert f"is outside the allowed directories ({tmp_path}/imgs\ufffd, " in said
+
+
+@pytest.mark.anyio
+async def test_every_message_written_over_stdio_is_made_writable_even_one_no_handler_answered() -> None:
+    """The last line of defence (stdio.WritableMessages): the SDK's stdout writer raises on a lone surrogate and
+    takes the whole server down with it."""
+    sent, received = anyio.create_memory_object_stream[SessionMessage](1)
+    progress = {"progressToken": 1, "progress": 0.5, "message": "saving to d\udcff"}
+    notification = JSONRPCNotification(jsonrpc="2.0", method="notifications/progress", params=progress)
+    async with sent, received:
+        await WritableMessages(sent).send(SessionMessage(notification))
+        written = (await received.receive()).message
+    line = written.model_dump_json(by_alias=True, exclude_unset=True)  # what raised before
+    assert json.loads(line)["params"]["message"] == "saving to d\ufffd"
+
+
+# --- the line-length limit, at its edge (in process, with a limit of 64 bytes) ---------------------------
+
+LIMIT = 64
+
+
+def ping(size: int, request_id: int) -> bytes:
+    """A ping whose line holds exactly ``size`` bytes, its line ending not counted."""
+    head, tail = b'{"jsonrpc":"2.0","id":%d,"method":"ping","params":{"pad":"' % request_id, b'"}}'
+    return head + b"a" * (size - len(head) - len(tail)) + tail
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n"], ids=["LF", "CRLF"])
+async def test_a_line_of_exactly_the_limit_is_read_and_a_longer_one_is_answered_and_only_its_own_bytes_skipped(
+    ending: bytes,
+) -> None:
+    over_a_skip_chunk = b"x" * (3 * 1024 * 1024)
+    lines = [ping(LIMIT, 1), ping(LIMIT + 1, 2), ping(40, 3), over_a_skip_chunk, ping(40, 4), ping(LIMIT - 1, 5)]
+    wire = io.BytesIO(b"".join(line + ending for line in lines) + ping(LIMIT, 6))  # the last one without an ending
+    reader = StdioReader(wire, LIMIT)
+    sent, received = anyio.create_memory_object_stream[SessionMessage](10)
+    async with received:
+        async with sent:
+            reader.answer_on(sent)
+            with anyio.fail_after(10):
+                served = [json.loads(line)["id"] async for line in reader]
+        answers = [item.message.model_dump(exclude_unset=True) async for item in received]
+    assert served == [1, 3, 4, 5, 6]
+    said = "Invalid Request: a message longer than 64 bytes is not read (pass images as paths)"
+    assert answers == [{"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": said}}] * 2
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("raised", "code"),
+    [
+        pytest.param(MCPError(INVALID_PARAMS, "unknown resource wan://d\udcff"), INVALID_PARAMS, id="MCPError"),
+        pytest.param(OSError("cannot read d\udcff"), INTERNAL_ERROR, id="any other"),
+    ],
+)
+async def test_an_error_whose_text_holds_a_lone_surrogate_is_answered_with_u_fffd_on_every_transport(
+    raised: Exception, code: int
+) -> None:
+    """What the lone_surrogates middleware does for HTTP, where no WritableMessages stands before the writer."""
+    context: ServerRequestContext[None, Any] = ServerRequestContext(
+        session=cast(Any, None), lifespan_context=None, protocol_version="2025-11-25", method="resources/read"
+    )
+
+    async def failing(_: ServerRequestContext[Any, Any]) -> HandlerResult:
+        raise raised
+
+    with pytest.raises(MCPError) as caught:
+        await lone_surrogates(context, failing)
+    assert caught.value.error.code == code
+    assert "d\ufffd" in caught.value.error.model_dump_json()

@@ -21,6 +21,7 @@ from pydantic import SecretStr
 from .access import is_loopback_host
 from .errors import ConfigurationError
 from .journal_postgres import SCHEMES
+from .text import has_lone_surrogate, without_lone_surrogates
 
 REGIONS: Final[Mapping[str, str]] = MappingProxyType(
     {
@@ -83,6 +84,19 @@ def _home_relative(raw: str) -> Path:
     """A configured path: ``~`` expanded, relative paths taken from the user's home, never from whatever
     directory the MCP host started the server in."""
     return Path.home() / Path(raw).expanduser()
+
+
+def _output_dir(folder: Path) -> Path:
+    """``folder``, the output folder, if its name is text. Raises ConfigurationError naming WAN_MCP_OUTPUT_DIR for
+    one holding bytes that are not UTF-8: every saved image's path is given to the model (which passes it back to
+    edit it again) and written in the journal and sidecars, all of them text."""
+    if has_lone_surrogate(str(folder)):
+        raise ConfigurationError(
+            f"the output folder {without_lone_surrogates(str(folder))} (WAN_MCP_OUTPUT_DIR) has a name that is not "
+            "UTF-8 (\ufffd marks each byte that is not): the paths of saved images could not be given to the model "
+            "or written in the journal. Choose a folder whose name is UTF-8, or rename it"
+        )
+    return folder
 
 
 def _flag(value: str | None, default: bool) -> bool:
@@ -196,7 +210,7 @@ class Settings:
         env = os.environ if environ is None else environ
         key = env.get("DASHSCOPE_API_KEY", "").strip()
         region, workspace, base_url = _endpoint(env)
-        if not base_url.startswith(("http://", "https://")):
+        if not base_url.startswith(("http://", "https://")) or has_lone_surrogate(base_url):  # (bytes not UTF-8)
             raise ConfigurationError(f"DASHSCOPE_HTTP_BASE_URL must be an http(s) URL, got {base_url!r}")
         raw_dir = env.get("WAN_MCP_OUTPUT_DIR", "").strip()
         raw_db = env.get("WAN_MCP_DB", "").strip()
@@ -207,7 +221,7 @@ class Settings:
             base_url=base_url.rstrip("/"),
             region=region,
             workspace=workspace,
-            output_dir=_home_relative(raw_dir) if raw_dir else default_output_dir(),
+            output_dir=_output_dir(_home_relative(raw_dir) if raw_dir else default_output_dir()),
             journal_path=_home_relative(raw_db) if raw_db and not postgres else default_journal(),
             journal_url=raw_db if postgres else None,
             harvest=_flag(env.get("WAN_MCP_HARVEST"), True),

@@ -35,6 +35,7 @@ from .journal_rows import (
     TaskRow,
     Tenant,
 )
+from .text import has_lone_surrogate
 
 __all__ = [
     "AMBIGUOUS",
@@ -62,7 +63,11 @@ BUDGET_LOCK: Final = 0x57414E42
 
 
 def _json(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    """``value`` as JSON for a TEXT column: in UTF-8; or, when a string in it holds a lone surrogate (an input's
+    resolved path whose bytes are not UTF-8), with ``\\u`` escapes, which neither SQLite nor PostgreSQL refuses
+    and ``json.loads`` reads back exactly (the viewer and gallery open that path again)."""
+    text = json.dumps(value, ensure_ascii=False)
+    return json.dumps(value) if has_lone_surrogate(text) else text
 
 
 class Journal:

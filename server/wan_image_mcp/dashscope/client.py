@@ -27,6 +27,7 @@ from ..core.access import send_checked
 from ..core.config import api_key_problem
 from ..core.errors import ConfigurationError
 from ..core.specs import CANCEL_PATH, TASK_PATH, UPLOAD_POLICY_PATH
+from ..core.text import replace_lone_surrogates
 from .errors import (
     APIConnectionError,
     APIStatusError,
@@ -363,8 +364,15 @@ def _xml(text: str, tag: str) -> str | None:
 
 
 def _decode(response: httpx2.Response) -> dict[str, Any] | str:
+    """The answer's JSON object, or else its text. Where every string from the API comes in: a lone surrogate in
+    one (valid JSON, ``"\\ud83d"``: a message cut inside an emoji) becomes U+FFFD, since no journal, log or client
+    can write it."""
     try:
         data = response.json()
     except ValueError:
         return response.text
-    return cast(dict[str, Any], data) if isinstance(data, dict) else response.text
+    if not isinstance(data, dict):
+        return response.text
+    if changed := replace_lone_surrogates(data):
+        log.warning("the API's answer held lone UTF-16 surrogates: U+FFFD in %s", ", ".join(changed[:5]))
+    return cast(dict[str, Any], data)

@@ -35,6 +35,18 @@ API = "/api/v1"
 Handler = Callable[[Request, EmulatorBackend], Awaitable[Response]]
 
 
+class WireJSON(JSONResponse):
+    """A JSON answer in UTF-8, as DashScope writes it; one holding a lone surrogate (a fault's ``message`` of
+    ``"\\ud83d"``, as a service that cut a message inside an emoji would send) written with ``\\u`` escapes instead,
+    where UTF-8 cannot carry it."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return json.dumps(content, allow_nan=False, separators=(",", ":")).encode()
+
+
 class DroppedResponse(Response):
     """Starts a response, sends part of it, then cuts the connection."""
 
@@ -47,17 +59,17 @@ class DroppedResponse(Response):
         raise httpx2.RemoteProtocolError("emulated fault: connection dropped mid-response")
 
 
-def _error(backend: EmulatorBackend, status: int, code: str, message: str, **headers: str) -> JSONResponse:
+def _error(backend: EmulatorBackend, status: int, code: str, message: str, **headers: str) -> WireJSON:
     """DashScope's error envelope: ``status``, ``{request_id, code, message}``, ``x-request-id`` + ``headers``."""
     request_id = backend.new_request_id()
     body = {"request_id": request_id, "code": code, "message": message}
-    return JSONResponse(body, status_code=status, headers={"x-request-id": request_id, **headers})
+    return WireJSON(body, status_code=status, headers={"x-request-id": request_id, **headers})
 
 
-def _ok(backend: EmulatorBackend, body: dict[str, Any]) -> JSONResponse:
+def _ok(backend: EmulatorBackend, body: dict[str, Any]) -> WireJSON:
     """DashScope's 200 envelope: ``body`` with a fresh ``request_id``, also in ``x-request-id``."""
     request_id = backend.new_request_id()
-    return JSONResponse({"request_id": request_id, **body}, headers={"x-request-id": request_id})
+    return WireJSON({"request_id": request_id, **body}, headers={"x-request-id": request_id})
 
 
 def _oss_error(exc: OssError) -> Response:
@@ -296,35 +308,35 @@ async def control_faults(request: Request) -> Response:
     raw = cast(dict[str, Any], await request.json())
     names = {f.name for f in fields(Fault)}
     queued = _backend(request).add_fault(Fault(**{k: v for k, v in raw.items() if k in names}))
-    return JSONResponse({"faults": [asdict(f) for f in queued]})
+    return WireJSON({"faults": [asdict(f) for f in queued]})
 
 
 async def control_config(request: Request) -> Response:
     """Change the configuration fields the JSON body names; answers the config without its API keys."""
     config = _backend(request).configure(cast(dict[str, Any], await request.json()))
     shown = {k: v for k, v in asdict(config).items() if k != "api_keys"}
-    return JSONResponse(shown | {"workspaces": sorted(config.workspaces)})
+    return WireJSON(shown | {"workspaces": sorted(config.workspaces)})
 
 
 async def control_expire(request: Request) -> Response:
     """Expire every result URL now; answers how many files there are."""
-    return JSONResponse({"expired": _backend(request).expire_results()})
+    return WireJSON({"expired": _backend(request).expire_results()})
 
 
 async def control_requests(request: Request) -> Response:
     """Answers every logged request, oldest first."""
-    return JSONResponse([asdict(r) for r in _backend(request).requests])
+    return WireJSON([asdict(r) for r in _backend(request).requests])
 
 
 async def control_release(request: Request) -> Response:
     """Let held answers go; answers how many were held."""
-    return JSONResponse({"released": _backend(request).release()})
+    return WireJSON({"released": _backend(request).release()})
 
 
 async def control_reset(request: Request) -> Response:
     """Forget every task, file, upload, fault and logged request."""
     _backend(request).reset()
-    return JSONResponse({"reset": True})
+    return WireJSON({"reset": True})
 
 
 def create_app(state: EmulatorState | None = None) -> Starlette:

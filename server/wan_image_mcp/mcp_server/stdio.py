@@ -11,12 +11,12 @@ each line first:
   are logged on stderr;
 * a line that is not JSON is answered -32700; a batch, a non-object, or a request the SDK refuses (``"params":
   "x"``, no ``method``, a wrong ``jsonrpc``) -32600, with the request's id when it has one (an id that held a
-  lone surrogate cannot be written back: null); a line longer than ``MAX_LINE_BYTES`` -32600 with id null, its
-  bytes skipped, never held whole; an invalid notification is logged, never answered (JSON-RPC: no id, no
-  answer); a blank line is no message and is skipped.
+  lone surrogate cannot be written back: null); a line longer than ``MAX_LINE_BYTES`` (not counting its
+  ``\\n`` or ``\\r\\n``) -32600 with id null, its bytes (and no others) skipped, never held whole; an invalid
+  notification is logged, never answered (JSON-RPC: no id, no answer); a blank line is no message and is skipped.
 
 Answers go through the SDK's own writer (its write stream), so frames never interleave and stdout carries
-nothing but JSON-RPC.
+nothing but JSON-RPC; every message passes ``WritableMessages`` on its way there.
 """
 
 from __future__ import annotations
@@ -24,21 +24,22 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import sys
-from collections import deque
 from collections.abc import AsyncIterator, Generator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any, BinaryIO, Protocol, cast
+from types import TracebackType
+from typing import Any, BinaryIO, Protocol, Self, TypeVar, cast
 
 import anyio
 import anyio.to_thread
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
+from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
 from mcp.types import (
+    INTERNAL_ERROR,
     INVALID_REQUEST,
     PARSE_ERROR,
     CallToolResult,
@@ -48,7 +49,9 @@ from mcp.types import (
     TextContent,
 )
 from mcp_types import jsonrpc_message_adapter
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+
+from ..core.text import has_lone_surrogate, replace_lone_surrogates, without_lone_surrogates
 
 log = logging.getLogger("wan_image_mcp")
 
@@ -57,7 +60,6 @@ MAX_LINE_BYTES = 64 * 1024 * 1024
 REPLACED_KEY = "wan-image-mcp/replaced"
 """In a ``tools/call``'s ``params._meta``: the arguments whose lone surrogates the reader replaced."""
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _SKIP_CHUNK = 1024 * 1024
 _JSON_TYPES: dict[type, str] = {
     str: "a string",
@@ -74,44 +76,6 @@ def _error(request_id: str | int | None, code: int, message: str) -> JSONRPCErro
 
 def _not_a_constant(name: str) -> float:
     raise ValueError(f"{name} is not JSON")
-
-
-def _replace_lone_surrogates(message: Any) -> list[str]:
-    """Replace, in place, every lone surrogate in ``message``'s strings (keys too) by U+FFFD; the paths changed
-    (``params.arguments.prompt``, ``params.arguments.images[1]``), outermost first. Iterative: any depth."""
-    replaced: list[str] = []
-
-    def fixed(text: str, path: str) -> str:
-        if _SURROGATE.search(text) is None:
-            return text
-        replaced.append(path)
-        return _SURROGATE.sub("\ufffd", text)
-
-    queue: deque[tuple[Any, str]] = deque([(message, "")])
-    while queue:
-        node, path = queue.popleft()
-        if isinstance(node, list):
-            items = cast(list[Any], node)
-            for index, item in enumerate(items):
-                at = f"{path}[{index}]"
-                if isinstance(item, str):
-                    items[index] = fixed(item, at)
-                elif isinstance(item, list | dict):
-                    queue.append((cast(Any, item), at))
-        elif isinstance(node, dict):
-            members = cast(dict[str, Any], node)
-            for key, item in list(members.items()):
-                name = _SURROGATE.sub("\ufffd", key)
-                at = f"{path}.{name}" if path else name
-                if name != key:
-                    replaced.append(f"{at} (its name)")
-                    del members[key]
-                    members[name] = item
-                if isinstance(item, str):
-                    members[name] = fixed(item, at)
-                elif isinstance(item, list | dict):
-                    queue.append((cast(Any, item), at))
-    return replaced
 
 
 def _is_id(value: object) -> bool:
@@ -147,7 +111,7 @@ def triage(raw: bytes) -> str | list[JSONRPCError]:
     text = raw.decode("utf-8", "surrogateescape")  # bytes that are not UTF-8 become lone surrogates, repaired below
     if not text.strip():
         return []
-    if _SURROGATE.search(text) is None:
+    if not has_lone_surrogate(text):
         try:
             read = jsonrpc_message_adapter.validate_json(text, by_name=False)
         except ValidationError:
@@ -159,7 +123,7 @@ def triage(raw: bytes) -> str | list[JSONRPCError]:
         message: Any = json.loads(text, parse_constant=_not_a_constant)
     except (ValueError, RecursionError):
         return [_error(None, PARSE_ERROR, "Parse error: the line is not one JSON value")]
-    replaced = _replace_lone_surrogates(message)
+    replaced = replace_lone_surrogates(message)
     if isinstance(message, list):
         said = "Invalid Request: JSON-RPC batches are not accepted (MCP 2025-06-18 and later): send one message a line"
         members = [(i, cast(dict[str, Any], m)) for i, m in enumerate(cast(list[Any], message)) if isinstance(m, dict)]
@@ -201,22 +165,47 @@ def replacement_note(paths: Sequence[str]) -> str:
 
 
 async def lone_surrogates(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-    """Middleware: lone surrogates that reach a handler (over HTTP the SDK parses with ``json.loads``, which keeps
-    them) become U+FFFD, as the stdio reader makes them; and a ``tools/call`` whose arguments either changed says
-    so in its result (an error too), as its last text block."""
+    """Middleware, on every request over every transport. Lone surrogates that reach a handler (over HTTP the SDK
+    parses with ``json.loads``, which keeps them) become U+FFFD, as the stdio reader makes them, and a
+    ``tools/call`` whose arguments either changed says so in its result (an error too), as its last text block.
+    And the answer is made writable: a lone surrogate made on the server side (a file name that is not UTF-8, in a
+    result or an error) becomes U+FFFD, where the SDK's writer would raise (over HTTP the call would get an empty
+    answer; over stdio ``WritableMessages`` catches what no handler answers)."""
     params = dict(ctx.params or {})
-    repaired = _replace_lone_surrogates(params)
+    repaired = replace_lone_surrogates(params)
     if repaired:
         log.warning("%r: replaced lone UTF-16 surrogates by U+FFFD in %s", ctx.method, ", ".join(repaired))
         ctx = replace(ctx, params=params)
-    result = await call_next(ctx)
+    try:
+        result = await call_next(ctx)
+    except MCPError as exc:
+        error, changed = writable(exc.error)
+        if not changed:
+            raise
+        _say_replaced(f"the error answering {ctx.method!r}", changed)
+        raise MCPError.from_error_data(error) from exc
+    except Exception as exc:  # the SDK would answer with its text (legacy) or log it: the text must be writable
+        if not has_lone_surrogate(said := str(exc)):
+            raise
+        log.exception("%r failed", ctx.method)
+        raise MCPError(INTERNAL_ERROR, without_lone_surrogates(said)) from exc
     meta = params.get("_meta")
     marked = cast(Mapping[str, Any], meta).get(REPLACED_KEY) if isinstance(meta, Mapping) else None
     paths = [str(path) for path in cast(list[Any], marked)] if isinstance(marked, list) else []
     paths += repaired
-    if ctx.method != "tools/call" or not paths:
-        return result
-    note = replacement_note(paths)
+    if ctx.method == "tools/call" and paths:
+        result = _noted(result, replacement_note(paths))
+    if isinstance(result, BaseModel):
+        result, changed = writable(result)
+    else:
+        changed = replace_lone_surrogates(result) if isinstance(result, dict) else []
+    if changed:
+        _say_replaced(f"the answer to {ctx.method!r}", changed)
+    return result
+
+
+def _noted(result: HandlerResult, note: str) -> HandlerResult:
+    """A tool result with ``note`` as its last text block."""
     if isinstance(result, CallToolResult):
         return result.model_copy(update={"content": [*result.content, TextContent(type="text", text=note)]})
     if isinstance(result, dict) and isinstance(result.get("content"), list):
@@ -225,13 +214,64 @@ async def lone_surrogates(ctx: ServerRequestContext[Any, Any], call_next: CallNe
     return result
 
 
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def writable(model: _Model) -> tuple[_Model, list[str]]:
+    """``model`` as it can be written out: if a string in it holds a lone surrogate (a file name that is not UTF-8,
+    ``os.fsdecode``'s ``"\\udcff"``), a copy with each replaced by U+FFFD, and the paths changed; else ``model``
+    itself and no paths. Costs one ``model_dump`` (strings are shared, not copied) when nothing is to change."""
+    data = model.model_dump(by_alias=True, exclude_unset=True)
+    changed = replace_lone_surrogates(data)
+    return (type(model).model_validate(data, by_name=False) if changed else model), changed
+
+
+def _say_replaced(what: str, paths: Sequence[str]) -> None:
+    shown = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+    log.warning("%s held lone UTF-16 surrogates (a file name that is not UTF-8?): U+FFFD in %s", what, shown)
+
+
+class _Writes(Protocol):
+    async def send(self, item: SessionMessage, /) -> None: ...
+    async def aclose(self) -> None: ...
+
+
+class WritableMessages:
+    """A write stream in front of the SDK's: each message made ``writable`` first. The SDK's stdout writer raises
+    on a lone surrogate, which fails its task group and ends the server; this is the one place every message
+    written over stdio passes (results, errors, notifications, the reader's own answers)."""
+
+    def __init__(self, inner: _Writes) -> None:
+        self._inner = inner
+
+    async def send(self, item: SessionMessage, /) -> None:
+        message, changed = writable(item.message)
+        if changed:
+            _say_replaced("a message to the client", changed)
+            item = replace(item, message=message)
+        await self._inner.send(item)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc_val: BaseException | None, exc_tb: TracebackType | None
+    ) -> bool | None:
+        await self.aclose()
+        return None
+
+
 class _Sends(Protocol):
     async def send(self, item: SessionMessage, /) -> None: ...
 
 
-class _Reader:
+class StdioReader:
     """The lines of ``wire`` that the SDK can read, as an async iterator; the others answered on the SDK's write
-    stream (``answer_on``)."""
+    stream (``answer_on``). A line is read whole if its content (without its "\\n" or "\\r\\n") is at most
+    ``limit`` bytes; a longer one is answered -32600 and exactly its own bytes are skipped."""
 
     def __init__(self, wire: BinaryIO, limit: int) -> None:
         self._wire, self._limit = wire, limit
@@ -258,18 +298,26 @@ class _Reader:
                 return
 
     async def __aiter__(self) -> AsyncIterator[str]:
-        while raw := await anyio.to_thread.run_sync(self._wire.readline, self._limit + 1, abandon_on_cancel=True):
-            if len(raw) > self._limit:  # answered at once, then the rest of its line skipped
-                megabytes = self._limit // (1024 * 1024)
-                said = f"Invalid Request: a message longer than {megabytes} MiB is not read (pass images as paths)"
+        # Up to limit + 2 bytes: a line of ``limit`` bytes and its "\r\n" is read whole, and a longer one is known
+        # to be longer without being held.
+        while raw := await anyio.to_thread.run_sync(self._wire.readline, self._limit + 2, abandon_on_cancel=True):
+            ended = raw.endswith(b"\n")
+            if len(raw) - (2 if raw.endswith(b"\r\n") else 1 if ended else 0) > self._limit:
+                said = f"Invalid Request: a message longer than {_size(self._limit)} is not read (pass images as paths)"
                 await self._answer([_error(None, INVALID_REQUEST, said)])
-                await anyio.to_thread.run_sync(self._skip_rest, abandon_on_cancel=True)
+                if not ended:  # the rest of its line, and nothing after it
+                    await anyio.to_thread.run_sync(self._skip_rest, abandon_on_cancel=True)
                 continue
             verdict = triage(raw)
             if isinstance(verdict, str):
                 yield verdict
             else:
                 await self._answer(verdict)
+
+
+def _size(limit: int) -> str:
+    mebibytes, rest = divmod(limit, 1024 * 1024)
+    return f"{mebibytes} MiB" if mebibytes and not rest else f"{limit} bytes"
 
 
 @contextmanager
@@ -302,7 +350,8 @@ def _claimed_stdin() -> Generator[BinaryIO]:
 async def serve_stdio(server: Server[Any], *, limit: int = MAX_LINE_BYTES) -> None:
     """Run ``server`` over stdio with the SDK's transport, our reader in front of its parser."""
     with _claimed_stdin() as wire:
-        reader = _Reader(wire, limit)
-        async with stdio_server(stdin=cast("anyio.AsyncFile[str]", reader)) as (read_stream, write_stream):
+        reader = StdioReader(wire, limit)
+        async with stdio_server(stdin=cast("anyio.AsyncFile[str]", reader)) as (read_stream, sdk_writes):
+            write_stream = WritableMessages(sdk_writes)
             reader.answer_on(write_stream)
             await server.run(read_stream, write_stream, server.create_initialization_options())
