@@ -14,12 +14,12 @@ from wan_image_mcp.dashscope import errors
 
 FORBIDDEN = (
     "PIL",
-    "wan_image_mcp.core.validation",
-    "wan_image_mcp.core.inputs",
-    "wan_image_mcp.core.references",
-    "wan_image_mcp.core.decoding",
-    "wan_image_mcp.core.conforming",
-    "wan_image_mcp.core.pixels",
+    "wan_image_mcp.core.requests.validation",
+    "wan_image_mcp.core.images.inputs",
+    "wan_image_mcp.core.images.references",
+    "wan_image_mcp.core.images.decoding",
+    "wan_image_mcp.core.images.conforming",
+    "wan_image_mcp.core.images.pixels",
 )
 
 

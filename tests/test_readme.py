@@ -12,8 +12,8 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
-from tests.conftest import TOOL_NAMES, server_env
-from wan_image_mcp.core.catalog import model_table
+from tests.support.helpers import TOOL_NAMES, server_env
+from wan_image_mcp.core.requests.catalog import model_table
 
 README = Path(__file__).parent.parent / "README.md"
 
@@ -23,7 +23,7 @@ def test_readme_model_table_matches_the_specs() -> None:
     start, end = "<!-- models:start -->\n", "\n<!-- models:end -->"
     assert start in text and end in text, "README lost its model table markers"
     table = text.split(start, 1)[1].split(end, 1)[0]
-    assert table == model_table(), "README model table is stale: python -m wan_image_mcp.core.catalog"
+    assert table == model_table(), "README model table is stale: python -m wan_image_mcp.core.requests.catalog"
 
 
 def test_readme_test_command_is_what_ci_runs() -> None:
@@ -89,7 +89,7 @@ def test_every_test_the_readme_names_exists() -> None:
         file = ""
         for module, name in re.findall(r"`(?:(test_\w+\.py))?::(\w+)", cell):
             file = module or file
-            source = (Path(__file__).parent / file).read_text(encoding="utf-8")
+            source = next(Path(__file__).parent.rglob(file)).read_text(encoding="utf-8")
             named += 1
             if not re.search(rf"^(?:async )?def {name}\(", source, re.MULTILINE):
                 missing.append(f"{file}::{name}")

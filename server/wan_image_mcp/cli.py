@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .core.journal import Tenant
+    from .core.journal.queries import Tenant
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _remove_leftover_parts(folder: Path) -> None:
     """Temp files a killed server left in the output folder go at start (never failing the start)."""
-    from .core.output_folder import remove_leftover_parts
+    from .core.results.local_folder import remove_leftover_parts
 
     try:
         files, size = remove_leftover_parts(folder)
@@ -71,7 +71,7 @@ def _tenant(issuer: str | None, subject: str) -> Tenant:
     """``gallery --tenant SUBJECT``'s tenant: ``subject`` of ``issuer`` (WAN_MCP_AUTH_ISSUER). Raises
     ConfigurationError without an issuer, or for a subject that names no tenant."""
     from .core.errors import ConfigurationError, InvalidTenant
-    from .core.journal import Tenant
+    from .core.journal.queries import Tenant
 
     if issuer is None:
         raise ConfigurationError("--tenant is a subject of WAN_MCP_AUTH_ISSUER's tokens, which is not set")
@@ -84,10 +84,10 @@ def _tenant(issuer: str | None, subject: str) -> Tenant:
 def _gallery(args: argparse.Namespace) -> int:
     """``gallery``: write the page of every saved result (only one OAuth subject's with ``--tenant``), print its
     path, and open it with ``--open``."""
-    from .core.config import Settings
     from .core.errors import ConfigurationError
     from .gallery import write_gallery
     from .mcp_server.app import open_journal, result_sink
+    from .settings import Settings
 
     folder = Path(args.folder).expanduser().resolve() if args.folder else None
     if folder is not None and not (folder / "journal.sqlite3").is_file():
@@ -122,7 +122,7 @@ def _gallery(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from .core.config import Settings
+    from .settings import Settings
 
     # stdout belongs to the protocol: every log line goes to stderr.
     logging.basicConfig(
@@ -130,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.command in (None, "serve"):
         from .core.errors import ConfigurationError
-        from .core.journal_schema import check_journal
+        from .core.journal.sqlite import check_journal
         from .mcp_server.app import build_app, check_journal_folder, result_sink
 
         try:
@@ -143,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             result_sink(settings, at_start=True)  # a bucket that cannot be listed: said now, in one line
             _remove_leftover_parts(settings.output_dir)
             if getattr(args, "transport", "stdio") == "http":
-                from .mcp_server.http_server import serve_http
+                from .mcp_server.transports.http import serve_http
 
                 token = settings.http_token.get_secret_value() if settings.http_token else None
                 hosts = settings.http_allowed_hosts

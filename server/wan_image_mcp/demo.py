@@ -19,8 +19,8 @@ import anyio
 from mcp import Client, StdioServerParameters
 from mcp.types import CallToolResult, TextContent
 
-from .core.outcomes import EditResult
-from .core.pillow import Image, ImageDraw
+from .core.images.pillow import Image, ImageDraw
+from .core.results.outcomes import EditResult
 from .emulator import EmulatorConfig
 from .emulator.serve import RunningEmulator
 
@@ -164,7 +164,7 @@ def _row(scenario: str, tool: str, result: CallToolResult, seconds: float) -> Ro
 
 
 def _gallery(folder: Path) -> Path:
-    from .core.journal import Journal
+    from .core.journal.queries import Journal
     from .gallery import write_gallery
 
     journal = Journal(folder / "journal.sqlite3").open()

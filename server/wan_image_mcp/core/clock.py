@@ -3,7 +3,7 @@ clock, a monotonic clock, and waiting.
 
 Production code uses ``SYSTEM_CLOCK`` (``time.time``, ``time.monotonic``, ``anyio.sleep``). Tests pass a clock of
 their own so that schedules run in virtual time: seconds of waiting cost no real seconds, and the times seen are
-exact (see ``tests/virtual_clock.py``).
+exact (see ``tests/support/virtual_clock.py``).
 """
 
 from __future__ import annotations

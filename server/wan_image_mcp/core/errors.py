@@ -81,7 +81,7 @@ class InvalidRequest(WanError, ValueError):
 
 
 class InvalidTenant(WanError, ValueError):
-    """An issuer or subject that cannot name a tenant (``journal_rows.Tenant``): a token carrying one is refused."""
+    """An issuer or subject that cannot name a tenant (``rows.Tenant``): a token carrying one is refused."""
 
 
 class AccessDenied(WanError, PermissionError):

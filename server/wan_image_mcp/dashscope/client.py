@@ -23,11 +23,10 @@ from urllib.parse import quote, urlencode
 import anyio
 import httpx2
 
-from ..core.access import send_checked
-from ..core.config import api_key_problem
 from ..core.errors import ConfigurationError
+from ..core.images.access import send_checked
 from ..core.specs import CANCEL_PATH, TASK_PATH, UPLOAD_POLICY_PATH
-from ..core.text import replace_lone_surrogates
+from ..settings import api_key_problem
 from .errors import (
     APIConnectionError,
     APIStatusError,
@@ -37,6 +36,7 @@ from .errors import (
     status_error,
 )
 from .rate import QueryRate
+from .text import replace_lone_surrogates
 from .wire import (
     JSON,
     Envelope,

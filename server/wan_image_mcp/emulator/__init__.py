@@ -5,8 +5,8 @@ routes call, with ``tasks`` for the task life cycle and ``wire`` for DashScope's
 (request validation), ``exceptions``, ``app`` (the routes: HTTP in and out), ``render`` and ``serve``.
 """
 
-from .app import create_app
-from .backend import EmulatorBackend
+from .models import EmulatorBackend
+from .responses import create_app
 from .state import EmulatorConfig, EmulatorState, Fault
 
 __all__ = ["EmulatorBackend", "EmulatorConfig", "EmulatorState", "Fault", "create_app"]

@@ -10,7 +10,7 @@ from types import TracebackType
 import uvicorn
 
 from ..sockets import bind
-from .app import API, create_app
+from .responses import API, create_app
 from .state import EmulatorConfig, EmulatorState
 
 

@@ -25,30 +25,30 @@ from mcp.types import (
 )
 
 from .. import __version__
-from ..core.access import FileAccess
-from ..core.arguments import problems as argument_problems
-from ..core.async_journal import AsyncJournal
-from ..core.catalog import model_limits
 from ..core.clock import SYSTEM_CLOCK, Clock
-from ..core.config import Settings
 from ..core.errors import ConfigurationError, WanError
-from ..core.harvest import Harvester
-from ..core.journal import Journal
-from ..core.query_places import PostgresPlaces
-from ..core.results import ResultStore
-from ..core.service import WanService
-from ..core.sinks import ResultSink
+from ..core.images.access import FileAccess
+from ..core.journal.async_journal import AsyncJournal
+from ..core.journal.queries import Journal
+from ..core.journal.query_places import PostgresPlaces
+from ..core.requests.arguments import problems as argument_problems
+from ..core.requests.catalog import model_limits
+from ..core.results.sinks import ResultSink
+from ..core.results.store import ResultStore
+from ..core.tasks.harvest import Harvester
+from ..core.tasks.service import WanService
 from ..dashscope import DashScopeClient, QueryRate
 from ..dashscope.rate import SharedPlaces
+from ..settings import Settings
+from .apps.extension import WanApps, apps_listing, bind_pages
+from .apps.picker import picker_tools
 from .appstate import AppState
 from .completions import complete
-from .oauth import oauth_kwargs
-from .picker import picker_tools
 from .prompts import register as register_prompts
 from .resources import register as register_resources
-from .stdio import lone_surrogates, serve_stdio
 from .tools import build_tools
-from .ui_apps import WanApps, apps_listing, bind_pages
+from .transports.oauth import oauth_kwargs
+from .transports.stdio import lone_surrogates, serve_stdio
 
 log = logging.getLogger("wan_image_mcp")
 
@@ -106,7 +106,7 @@ def result_sink(settings: Settings, *, at_start: bool = False) -> ResultSink | N
     if settings.output_url is None:
         return None
     try:
-        from ..core import object_sink
+        from ..core.results import object_sink
     except ImportError:
         raise ConfigurationError("WAN_MCP_OUTPUT_URL needs obstore: pip install 'wan-image-mcp[s3]'") from None
     from obstore.exceptions import BaseError
@@ -222,7 +222,7 @@ def build_app(
         lifespan=lifespan,
         log_level="WARNING",
         tools=bind_pages(build_tools() + picker_tools()),
-        extensions=[WanApps()],  # MCP Apps: the viewer and the box picker (ui_apps.py)
+        extensions=[WanApps()],  # MCP Apps: the viewer and the box picker (apps/extension.py)
         middleware=[apps_listing, lone_surrogates],
         **oauth_kwargs(resolved),
     )
