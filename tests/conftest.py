@@ -7,7 +7,7 @@ client tests marked ``live`` run against the real API (and tests that need the e
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 from typing import cast
 
@@ -103,6 +103,21 @@ def make_image(tmp_path: Path) -> ImageFactory:
         return path
 
     return make
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A report's captured output with its lone surrogates escaped (``\\udcff``): a test of text that is not UTF-8
+    logs some, and pytest-xdist's workers can send only UTF-8 to the main process."""
+    report = yield
+    report.sections = [(title, _writable(text)) for title, text in report.sections]
+    return report
+
+
+def _writable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
