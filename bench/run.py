@@ -398,8 +398,8 @@ async def fairness(emulator: RunningEmulator, folder: Path, count: int) -> dict[
     from wan_image_mcp.core.requests.validation import EditParams
     from wan_image_mcp.core.tasks.harvest import Harvester
     from wan_image_mcp.core.tasks.service import EditArgs
-    from wan_image_mcp.mcp_server.app import build_state
     from wan_image_mcp.settings import Settings
+    from wan_image_mcp.wiring import build_service
 
     settings = Settings(
         api_key=SecretStr(KEY),
@@ -415,7 +415,7 @@ async def fairness(emulator: RunningEmulator, folder: Path, count: int) -> dict[
     async def lone_task_saved() -> TaskRow:
         saved: list[TaskRow] = []
         async with httpx2.AsyncClient(timeout=30) as http, anyio.create_task_group() as group:
-            service = build_state(settings, http, journal).service
+            service = build_service(settings, http, journal)
             group.start_soon(Harvester(service).run)
 
             async def submit(tenant: Tenant) -> str | None:

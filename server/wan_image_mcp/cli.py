@@ -85,9 +85,8 @@ def _gallery(args: argparse.Namespace) -> int:
     """``gallery``: write the page of every saved result (only one OAuth subject's with ``--tenant``), print its
     path, and open it with ``--open``."""
     from .core.errors import ConfigurationError
-    from .gallery import write_gallery
-    from .mcp_server.app import open_journal, result_sink
     from .settings import Settings
+    from .wiring import gallery_page
 
     folder = Path(args.folder).expanduser().resolve() if args.folder else None
     if folder is not None and not (folder / "journal.sqlite3").is_file():
@@ -100,18 +99,10 @@ def _gallery(args: argparse.Namespace) -> int:
                 settings, output_dir=folder / "results", journal_path=folder / "journal.sqlite3", journal_url=None
             )
         tenant = None if args.tenant is None else _tenant(settings.auth_issuer, args.tenant)
-        journal = open_journal(settings)
+        page = gallery_page(settings, tenant=tenant)  # from a bucket (WAN_MCP_OUTPUT_URL) or the output folder
     except ConfigurationError as exc:
         print(f"wan-image-mcp: {exc}", file=sys.stderr)
         return 2
-    try:
-        sink = result_sink(settings)  # a bucket (WAN_MCP_OUTPUT_URL), or None for the output folder
-        page = write_gallery(journal, settings.output_dir, tenant=tenant, sink=sink)
-    except ConfigurationError as exc:
-        print(f"wan-image-mcp: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        journal.close()
     print(page)
     if args.open:
         import webbrowser
@@ -131,7 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in (None, "serve"):
         from .core.errors import ConfigurationError
         from .core.journal.sqlite import check_journal
-        from .mcp_server.app import build_app, check_journal_folder, result_sink
+        from .mcp_server.app import build_app
+        from .wiring import check_journal_folder, result_sink
 
         try:
             settings = Settings.from_env()

@@ -19,9 +19,9 @@ import platformdirs
 from pydantic import SecretStr
 
 from .core.errors import ConfigurationError
-from .core.images.access import is_loopback_host
 from .core.journal.postgres import SCHEMES
 from .dashscope.text import has_lone_surrogate, without_lone_surrogates
+from .dashscope.transport import api_key_problem, is_loopback_host
 
 REGIONS: Final[Mapping[str, str]] = MappingProxyType(
     {
@@ -125,21 +125,6 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     if value < 0:
         raise ConfigurationError(f"{name} must not be negative")
     return value
-
-
-_NAMED = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab", " ": "a space"}
-
-
-def api_key_problem(key: str) -> str | None:
-    """What makes ``key`` unusable in an HTTP header, never quoting it: a key is printable ASCII without spaces."""
-    for position, char in enumerate(key, start=1):
-        if not ("!" <= char <= "~"):
-            what = _NAMED.get(char) or ("a non-ASCII character" if ord(char) > 127 else "a control character")
-            return (
-                f"DASHSCOPE_API_KEY contains {what} at position {position}: a key is printable ASCII without spaces "
-                "or line breaks; copy it again from Alibaba Cloud Model Studio"
-            )
-    return None
 
 
 @dataclass(frozen=True)

@@ -28,13 +28,19 @@ from mcp.types import ListRootsResult, Root
 from PIL import Image
 
 from tests.support.helpers import ImageFactory, server_env, text
-from wan_image_mcp.core.errors import AccessDenied, ConfigurationError, InvalidRequest
-from wan_image_mcp.core.images import access
-from wan_image_mcp.core.images.access import check_fetch_url, send_checked
 from wan_image_mcp.core.images.pillow import MAX_DECODE_PIXELS
 from wan_image_mcp.core.results.store import ResultStore
-from wan_image_mcp.dashscope import APIConnectionError, DashScopeClient, TaskStatus
+from wan_image_mcp.dashscope import (
+    APIConnectionError,
+    DashScopeClient,
+    InvalidTaskId,
+    TaskStatus,
+    UnusableKey,
+    UrlRefused,
+    transport,
+)
 from wan_image_mcp.dashscope.errors import DownloadError
+from wan_image_mcp.dashscope.transport import check_fetch_url, send_checked
 from wan_image_mcp.emulator import EmulatorConfig, EmulatorState, Fault
 from wan_image_mcp.emulator.serve import RunningEmulator
 from wan_image_mcp.mcp_server.app import build_app
@@ -162,9 +168,9 @@ async def test_the_client_refuses_and_quotes_task_ids_whoever_calls_it(
     client: DashScopeClient, emulator: EmulatorState
 ) -> None:
     for task_id in [*HOSTILE_TASK_IDS, "x" * 129]:
-        with pytest.raises(InvalidRequest, match="task_id"):
+        with pytest.raises(InvalidTaskId, match="task_id"):
             await client.get_task(task_id)
-        with pytest.raises(InvalidRequest, match="task_id"):
+        with pytest.raises(InvalidTaskId, match="task_id"):
             await client.cancel_task(task_id)
     assert emulator.requests == []
     assert (await client.get_task("0385dc79-5ff8-4d82-bcb6-8a1d7c0e3f21")).status is TaskStatus.UNKNOWN
@@ -217,7 +223,7 @@ DISGUISED = {
 
 @pytest.mark.parametrize("address", DISGUISED.values(), ids=DISGUISED.keys())
 async def test_ipv6_disguises_of_private_ipv4_addresses_are_refused_like_the_plain_forms(address: str) -> None:
-    with pytest.raises(AccessDenied, match="not a public address"):
+    with pytest.raises(UrlRefused, match="not a public address"):
         await check_fetch_url(f"https://[{address}]/result.png", api_base_url="https://dashscope-intl.aliyuncs.com")
 
 
@@ -383,7 +389,7 @@ async def test_a_pinned_connection_still_verifies_the_certificate_for_the_name(
     def loopback_allowed(address: str) -> bool:
         return address == "127.0.0.1"
 
-    monkeypatch.setattr(access, "_is_public", loopback_allowed)
+    monkeypatch.setattr(transport, "_is_public", loopback_allowed)
     async with httpx2.AsyncClient(verify=ssl.create_default_context(cafile=cert)) as client:
         request = client.build_request("GET", f"https://results.example:{port}/r.png")
         response = await send_checked(client, request, api_base_url="https://dashscope.example/api/v1")
@@ -560,7 +566,7 @@ async def test_a_header_the_http_stack_refuses_is_not_sent_and_its_error_does_no
 async def test_a_client_is_never_made_with_a_key_no_header_can_carry() -> None:
     async with httpx2.AsyncClient() as http:
         for key, why in BROKEN_KEYS.values():
-            with pytest.raises(ConfigurationError, match=why) as caught:
+            with pytest.raises(UnusableKey, match=why) as caught:
                 DashScopeClient(http, api_key=key, base_url="http://127.0.0.1:9/api/v1")
             assert "9f3c1e7a" not in str(caught.value)
 

@@ -37,8 +37,9 @@ from wan_image_mcp.core.results.object_sink import ObjectSink
 from wan_image_mcp.core.results.previews import PREVIEW_SIDE
 from wan_image_mcp.emulator import EmulatorState, Fault
 from wan_image_mcp.gallery import write_gallery
-from wan_image_mcp.mcp_server.app import build_app, result_sink
+from wan_image_mcp.mcp_server.app import build_app
 from wan_image_mcp.settings import Settings
+from wan_image_mcp.wiring import result_sink
 
 pytestmark = pytest.mark.anyio
 

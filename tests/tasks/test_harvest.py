@@ -28,8 +28,9 @@ from wan_image_mcp.core.tasks.service import EditArgs, WanService
 from wan_image_mcp.dashscope import QueryRate
 from wan_image_mcp.dashscope.rate import Turns, on_behalf_of
 from wan_image_mcp.emulator import EmulatorState, Fault
-from wan_image_mcp.mcp_server.app import build_app, build_state
+from wan_image_mcp.mcp_server.app import build_app
 from wan_image_mcp.settings import Settings
+from wan_image_mcp.wiring import build_service
 
 pytestmark = pytest.mark.anyio
 
@@ -308,7 +309,7 @@ async def two_tenants(
     journal = AsyncJournal(Journal(settings.journal_location, clock=clock))
     args = EditArgs(prompt="one of many", images=[], model="wan2.7-image", params=EditParams(size="1K"))
     try:
-        service = build_state(settings, http, journal, clock).service
+        service = build_service(settings, http, journal, clock)
         busy = [str((await service.submit(args, tenant=BUSY)).task_id) for _ in range(200)]
         yield service, journal, busy, str((await service.submit(args, tenant=LONE)).task_id)
     finally:

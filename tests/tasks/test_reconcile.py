@@ -32,8 +32,9 @@ from wan_image_mcp.core.tasks.matching import contradiction, judge, learn_offset
 from wan_image_mcp.core.tasks.service import EditArgs, WanService
 from wan_image_mcp.dashscope import DashScopeClient, ListedTask, TaskResult, TaskStatus
 from wan_image_mcp.emulator import EmulatorState, Fault
-from wan_image_mcp.mcp_server.app import build_app, build_state
+from wan_image_mcp.mcp_server.app import build_app
 from wan_image_mcp.settings import Settings
+from wan_image_mcp.wiring import build_service
 
 pytestmark = [pytest.mark.anyio, pytest.mark.both_journals]
 MODEL = "wan2.7-image"
@@ -130,7 +131,7 @@ async def held_edit(
     """An edit whose create request DashScope has taken and whose answer it holds: yields while it is held."""
     emulator.add_fault(Fault("hold", target="submit"))
     journal = AsyncJournal(Journal(settings.journal_location, clock=clock))
-    service = build_state(settings, http, journal, clock).service
+    service = build_service(settings, http, journal, clock)
     results: list[EditResult] = []
 
     async def edit() -> None:
@@ -270,7 +271,7 @@ async def service_of(settings: Settings, http: httpx2.AsyncClient, clock: Virtua
     """A second server's service on the same journal, without a harvester: check_task as a tenant calls it."""
     journal = AsyncJournal(Journal(settings.journal_location, clock=clock))
     try:
-        yield build_state(settings, http, journal, clock).service
+        yield build_service(settings, http, journal, clock)
     finally:
         journal.sync.close()
 
@@ -512,7 +513,7 @@ async def lost_then_foreign(
     (a second replica with its own journal, a script) then submits ``prompt`` with ``foreign`` parameters, in our
     submission's window. Returns our service and the foreign task id."""
     emulator.add_fault(Fault("drop", target="submit", after_processing=False))
-    service = build_state(settings, http, AsyncJournal(Journal(settings.journal_location, clock=clock)), clock).service
+    service = build_service(settings, http, AsyncJournal(Journal(settings.journal_location, clock=clock)), clock)
     args = EditArgs(prompt="MY prompt: a red fox", images=list(images), model=model, params=EditParams(size=size))
     with pytest.raises(SubmissionUncertain):
         await service.submit(args)

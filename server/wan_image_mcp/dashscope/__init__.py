@@ -10,10 +10,13 @@ from .errors import (
     ContentModerationError,
     DashScopeError,
     InternalServerError,
+    InvalidTaskId,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
+    UnusableKey,
     UploadPolicyRefused,
+    UrlRefused,
 )
 from .rate import QueryRate
 from .wire import ImageFailure, ImageRequest, ListedTask, TaskPage, TaskResult, TaskStatus, build_body, check_task_id
@@ -30,6 +33,7 @@ __all__ = [
     "ImageFailure",
     "ImageRequest",
     "InternalServerError",
+    "InvalidTaskId",
     "ListedTask",
     "NotFoundError",
     "PermissionDeniedError",
@@ -39,7 +43,9 @@ __all__ = [
     "TaskPage",
     "TaskResult",
     "TaskStatus",
+    "UnusableKey",
     "UploadPolicyRefused",
+    "UrlRefused",
     "build_body",
     "check_task_id",
 ]

@@ -15,14 +15,25 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ...dashscope import wire
+from ...dashscope.errors import InvalidTaskId
 from ...dashscope.wire import ImageRequest
-from ...dashscope.wire import check_task_id as check_task_id  # a wire rule; the name stays here too
 from ..errors import InvalidRequest, Problem
 from ..images.access import FileAccess
 from ..images.inputs import prepare_images
 from ..images.references import PreparedImage, close_spools
 from ..specs import MODEL_NAMES, SEED_RANGE, SPECS, Mode, ModelSpec, Param, get_spec, output_size, parse_custom_size
 from .prompt_images import references
+
+
+def check_task_id(task_id: str) -> str:
+    """``task_id`` if it can be a DashScope task id (the wire's rule, ``dashscope.wire.check_task_id``), else
+    InvalidRequest naming ``task_id`` and the rule."""
+    try:
+        return wire.check_task_id(task_id)
+    except InvalidTaskId as exc:
+        raise InvalidRequest([Problem("task_id", exc.reason)]) from None
+
 
 JSON = Any
 _HEX = re.compile(r"^#[0-9A-Fa-f]{6}$")

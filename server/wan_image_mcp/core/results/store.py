@@ -23,9 +23,8 @@ import anyio
 import anyio.to_thread
 import httpx2
 
-from ...dashscope.errors import DownloadError
-from ..errors import AccessDenied
-from ..images.access import send_checked
+from ...dashscope.errors import DownloadError, UrlRefused
+from ...dashscope.transport import send_checked
 from .local_folder import EXTENSIONS, PART_SUFFIX, existing, result_stem, saved_image, temp_owner
 from .outcomes import ImageFile
 from .previews import Reader
@@ -209,7 +208,7 @@ class ResultStore:
             request = self._http.build_request("GET", url, timeout=httpx2.Timeout(60.0))
             try:
                 response = await send_checked(self._http, request, api_base_url=self._api_base_url, stream=True)
-            except AccessDenied as exc:
+            except UrlRefused as exc:
                 raise DownloadError(url, str(exc), status=403) from None
             except httpx2.TransportError as exc:
                 raise DownloadError(url, f"download failed: {exc!r}") from None

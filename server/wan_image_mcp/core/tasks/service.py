@@ -52,7 +52,7 @@ class EditArgs:
 
 
 class WanService:
-    """The tools' work, free of MCP: one per server, built by the lifespan (``mcp_server.app.build_state``).
+    """The tools' work, free of MCP: one per server, built by the lifespan (``wiring.build_service``).
 
     ``client`` is None when no key is set: every call that needs the API then raises ``missing_key`` (or a
     ConfigurationError saying DASHSCOPE_API_KEY is not set). ``store`` saves result images, ``journal`` records

@@ -23,7 +23,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ...core.errors import ConfigurationError
-from ...core.images.access import is_loopback_host
+from ...dashscope.transport import is_loopback_host
 from ...settings import Settings
 from ...sockets import bind
 from ..app import build_app
