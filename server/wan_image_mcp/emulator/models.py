@@ -4,7 +4,7 @@
 service: tasks created from a request body, moved along by queries and lists, rendered once; the task list's
 filtering and paging; cancelling; upload policies and the upload host's bookkeeping; signed result files;
 the request log, faults and the control API's operations. Its methods take parsed values (a JSON body, a
-query's typed fields) and return plain values: the routes in ``app`` put them in DashScope's envelope.
+query's typed fields) and return plain values: the handlers in ``responses`` put them in DashScope's envelope.
 Refusals are raised as ``EmulatedError`` (a DashScope JSON error) or ``OssError`` (an object-store error).
 """
 
@@ -55,7 +55,7 @@ def loggable(body: Any) -> Any:
 
 
 class EmulatorBackend:
-    """The emulated service's behaviour over ``state``; every route of ``app`` calls one of these methods."""
+    """The emulated service's behaviour over ``state``; every handler of ``responses`` calls one of these methods."""
 
     def __init__(self, state: EmulatorState) -> None:
         self.state = state

@@ -1,9 +1,10 @@
-"""A faithful local DashScope for the four Wan image models, as a Starlette app: the HTTP side only.
+"""The emulator's handlers (``urls`` routes to them): a faithful local DashScope for the four Wan image models,
+the HTTP side only.
 
 Paths, headers, auth, validation errors, task life cycle, both result shapes, expiring result URLs and the
-temporary-upload flow follow docs/wan-api.md closely enough that the official ``dashscope`` SDK works
-against it unchanged. The routes here parse a request (JSON body, query, headers, form), call the
-``backend.EmulatorBackend`` that does the work, and answer: DashScope's JSON envelope (``request_id`` and the
+temporary-upload flow follow DashScope's documentation closely enough that the official ``dashscope`` SDK works
+against it unchanged. The handlers here parse a request (JSON body, query, headers, form), call the
+``models.EmulatorBackend`` that does the work, and answer: DashScope's JSON envelope (``request_id`` and the
 ``x-request-id`` header), its status codes, SSE, OSS's XML errors, injected faults' answers (a 429, a cut
 connection). ``/_emulator/*`` is the control API for fault injection and inspection.
 """
@@ -19,17 +20,15 @@ from typing import Any, cast
 
 import anyio
 import httpx2
-from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from ..core.specs import Protocol
 from .exceptions import EmulatedError, OssError, invalid
 from .models import MAX_PAGE_SIZE, EmulatorBackend, TaskFilter
-from .state import EmulatorState, Fault, Target
+from .state import Fault, Target
 
 API = "/api/v1"
 Handler = Callable[[Request, EmulatorBackend], Awaitable[Response]]
@@ -337,29 +336,3 @@ async def control_reset(request: Request) -> Response:
     """Forget every task, file, upload, fault and logged request."""
     _backend(request).reset()
     return WireJSON({"reset": True})
-
-
-def create_app(state: EmulatorState | None = None) -> Starlette:
-    """The emulator's ASGI app over ``state`` (a fresh ``EmulatorState`` by default), which stays reachable
-    as ``app.state.emulator`` for in-process tests; its behaviour is ``app.state.backend``."""
-    routes = [
-        Route(f"{API}/services/aigc/multimodal-generation/generation", generate, methods=["POST"]),
-        Route(f"{API}/services/aigc/image-generation/generation", create_messages_task, methods=["POST"]),
-        Route(f"{API}/services/aigc/image2image/image-synthesis", create_prompt_task, methods=["POST"]),
-        Route(f"{API}/tasks", list_tasks, methods=["GET"]),
-        Route(f"{API}/tasks/{{task_id}}", get_task, methods=["GET"]),
-        Route(f"{API}/tasks/{{task_id}}/cancel", cancel_task, methods=["POST"]),
-        Route(f"{API}/uploads", get_policy, methods=["GET"]),
-        Route("/oss", oss_upload, methods=["POST"]),
-        Route("/results/{name}", get_result, methods=["GET"]),
-        Route("/_emulator/faults", control_faults, methods=["POST"]),
-        Route("/_emulator/config", control_config, methods=["POST"]),
-        Route("/_emulator/expire-results", control_expire, methods=["POST"]),
-        Route("/_emulator/requests", control_requests, methods=["GET"]),
-        Route("/_emulator/release", control_release, methods=["POST"]),
-        Route("/_emulator/reset", control_reset, methods=["POST"]),
-    ]
-    app = Starlette(routes=routes)
-    app.state.emulator = state or EmulatorState()
-    app.state.backend = EmulatorBackend(app.state.emulator)
-    return app
