@@ -393,8 +393,7 @@ async def fairness(emulator: RunningEmulator, folder: Path, count: int) -> dict[
     import httpx2
     from pydantic import SecretStr
 
-    from wan_image_mcp.core.journal.async_journal import AsyncJournal
-    from wan_image_mcp.core.journal.queries import Journal, TaskRow, Tenant
+    from wan_image_mcp.core.journal import AsyncJournal, Journal, TaskRow, Tenant
     from wan_image_mcp.core.requests.validation import EditParams
     from wan_image_mcp.core.tasks.harvest import Harvester
     from wan_image_mcp.core.tasks.service import EditArgs

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .core.journal.queries import Tenant
+    from .core.journal import Tenant
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -71,7 +71,7 @@ def _tenant(issuer: str | None, subject: str) -> Tenant:
     """``gallery --tenant SUBJECT``'s tenant: ``subject`` of ``issuer`` (WAN_MCP_AUTH_ISSUER). Raises
     ConfigurationError without an issuer, or for a subject that names no tenant."""
     from .core.errors import ConfigurationError, InvalidTenant
-    from .core.journal.queries import Tenant
+    from .core.journal import Tenant
 
     if issuer is None:
         raise ConfigurationError("--tenant is a subject of WAN_MCP_AUTH_ISSUER's tokens, which is not set")

@@ -24,7 +24,7 @@ from typing import IO, Any
 from .core.images.decoding import exif_orientation
 from .core.images.pillow import Image
 from .core.images.pixels import small_as_sent
-from .core.journal.queries import Journal, TaskRow, Tenant
+from .core.journal import Journal, TaskRow, Tenant
 from .core.results.sinks import ResultSink
 
 THUMB_SIDE = 320

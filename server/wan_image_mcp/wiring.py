@@ -20,8 +20,7 @@ import httpx2
 from .core.clock import SYSTEM_CLOCK, Clock
 from .core.errors import ConfigurationError
 from .core.images.access import FileAccess
-from .core.journal.async_journal import AsyncJournal
-from .core.journal.queries import Journal
+from .core.journal import AsyncJournal, Journal
 from .core.journal.query_places import PostgresPlaces
 from .core.results.sinks import ResultSink
 from .core.results.store import ResultStore
@@ -32,7 +31,7 @@ from .dashscope.rate import SharedPlaces
 from .settings import Settings
 
 if TYPE_CHECKING:
-    from .core.journal.rows import Tenant
+    from .core.journal import Tenant
 
 __all__ = ["build_service", "check_journal_folder", "gallery_page", "open_journal", "result_sink", "running_service"]
 

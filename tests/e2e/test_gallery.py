@@ -14,7 +14,7 @@ from mcp import Client
 from PIL import Image
 
 from tests.support.helpers import ImageFactory, server_env
-from wan_image_mcp.core.journal.queries import Journal
+from wan_image_mcp.core.journal import Journal
 from wan_image_mcp.gallery import write_gallery
 from wan_image_mcp.settings import Settings
 

@@ -31,7 +31,7 @@ from tests.support.postgres_server import PostgresServer
 from tests.support.s3_server import ACCESS_KEY, SECRET_KEY, S3Server
 from tests.support.s3_server import REGION as S3_REGION
 from tests.support.virtual_clock import VirtualClock
-from wan_image_mcp.core.journal.queries import Journal
+from wan_image_mcp.core.journal import Journal
 from wan_image_mcp.core.journal.query_places import PostgresPlaces
 from wan_image_mcp.core.results import local_folder as output_folder
 from wan_image_mcp.core.results.object_sink import ObjectSink

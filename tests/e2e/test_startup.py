@@ -21,7 +21,7 @@ from mcp.shared.exceptions import MCPError
 
 from tests.support.helpers import server_env, text
 from tests.support.virtual_clock import VirtualClock
-from wan_image_mcp.core.journal.queries import Journal, NewTask
+from wan_image_mcp.core.journal import Journal, NewTask
 from wan_image_mcp.core.journal.sqlite import MIGRATIONS, check_journal
 from wan_image_mcp.mcp_server.app import build_app
 from wan_image_mcp.settings import Settings
@@ -33,7 +33,7 @@ import anyio, json, sys
 from mcp import Client
 from wan_image_mcp.mcp_server.app import build_app
 from wan_image_mcp.settings import Settings
-from wan_image_mcp.core.journal.queries import Journal, NewTask
+from wan_image_mcp.core.journal import Journal, NewTask
 
 async def main():
     async with Client(build_app(Settings.from_env())) as client:

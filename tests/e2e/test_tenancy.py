@@ -30,7 +30,7 @@ from tests.support.helpers import server_env, text, until
 from tests.support.oauth_issuer import Issuer
 from tests.support.postgres_server import PostgresServer
 from wan_image_mcp.core.errors import InvalidTenant
-from wan_image_mcp.core.journal.queries import Journal, NewTask, Tenant
+from wan_image_mcp.core.journal import Journal, NewTask, Tenant
 from wan_image_mcp.emulator import EmulatorConfig, Fault
 from wan_image_mcp.emulator.serve import RunningEmulator
 from wan_image_mcp.gallery import write_gallery

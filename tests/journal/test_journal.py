@@ -15,9 +15,8 @@ from mcp import Client
 from pydantic import SecretStr
 
 from tests.support.helpers import EMULATOR_KEY, ImageFactory
+from wan_image_mcp.core.journal import AsyncJournal, Journal, NewTask
 from wan_image_mcp.core.journal import sqlite as journal_schema
-from wan_image_mcp.core.journal.async_journal import AsyncJournal
-from wan_image_mcp.core.journal.queries import Journal, NewTask
 from wan_image_mcp.mcp_server.app import build_app
 from wan_image_mcp.settings import Settings
 

@@ -11,7 +11,7 @@ import pytest
 from mcp import Client
 from mcp.types import Completion, PromptReference, ResourceTemplateReference
 
-from wan_image_mcp.core.journal.queries import Journal, NewTask
+from wan_image_mcp.core.journal import Journal, NewTask
 from wan_image_mcp.core.specs import MODEL_NAMES
 from wan_image_mcp.mcp_server.app import build_app
 from wan_image_mcp.settings import Settings

@@ -31,7 +31,7 @@ from tests.support.s3_server import ACCESS_KEY, REGION, SECRET_KEY, CuttingProxy
 from tests.support.virtual_clock import VirtualClock
 from wan_image_mcp.cli import main
 from wan_image_mcp.core.errors import ConfigurationError
-from wan_image_mcp.core.journal.queries import Journal, NewTask, Tenant
+from wan_image_mcp.core.journal import Journal, NewTask, Tenant
 from wan_image_mcp.core.results import object_sink
 from wan_image_mcp.core.results.object_sink import ObjectSink
 from wan_image_mcp.core.results.previews import PREVIEW_SIDE

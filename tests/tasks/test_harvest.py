@@ -20,8 +20,7 @@ import pytest
 from mcp import Client
 
 from tests.support.virtual_clock import VirtualClock
-from wan_image_mcp.core.journal.async_journal import AsyncJournal
-from wan_image_mcp.core.journal.queries import Journal, NewTask, Tenant
+from wan_image_mcp.core.journal import AsyncJournal, Journal, NewTask, Tenant
 from wan_image_mcp.core.requests.validation import EditParams
 from wan_image_mcp.core.tasks.harvest import Harvester
 from wan_image_mcp.core.tasks.service import EditArgs, WanService

@@ -1,4 +1,8 @@
-"""The DashScope HTTP API for the Wan image models: client, wire shapes, errors."""
+"""The DashScope HTTP API for the Wan image models: the client, its wire shapes, endpoints, transport checks,
+query rate, clock and errors.
+
+Imports nothing of the project (the core imports it), so it could be a library of its own.
+"""
 
 from .client import DashScopeClient, RetryPolicy
 from .errors import (

@@ -6,3 +6,22 @@
 
 May import: ``core.errors`` and ``core.clock`` only.
 """
+
+from .async_journal import AsyncJournal
+from .queries import Journal
+from .rows import AMBIGUOUS, DAY, EXPIRED, OPEN_STATUSES, REJECTED, SUBMITTING, UNCERTAIN, NewTask, TaskRow, Tenant
+
+__all__ = [
+    "AMBIGUOUS",
+    "DAY",
+    "EXPIRED",
+    "OPEN_STATUSES",
+    "REJECTED",
+    "SUBMITTING",
+    "UNCERTAIN",
+    "AsyncJournal",
+    "Journal",
+    "NewTask",
+    "TaskRow",
+    "Tenant",
+]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from ..errors import SpendLimitExceeded
-from ..journal.queries import DAY, Journal, NewTask
+from ..journal import DAY, Journal, NewTask
 from .validation import PreparedRequest
 
 CONFIRM_SETTING = "WAN_MCP_CONFIRM_ABOVE_IMAGES"

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from .outcomes import ImageFile
 
 if TYPE_CHECKING:
-    from ..journal.queries import Journal, TaskRow, Tenant
+    from ..journal import Journal, TaskRow, Tenant
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "BMP": ".bmp"}

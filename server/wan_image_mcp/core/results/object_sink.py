@@ -32,7 +32,7 @@ from .outcomes import ImageFile
 if TYPE_CHECKING:
     from obstore.store import RetryConfig, S3Config
 
-    from ..journal.queries import Journal, Tenant
+    from ..journal import Journal, Tenant
 
 
 RETRIES = 4

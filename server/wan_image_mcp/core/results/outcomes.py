@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from ...dashscope import TaskResult, TaskStatus
-from ..journal.queries import AMBIGUOUS, EXPIRED, OPEN_STATUSES, REJECTED, UNCERTAIN, TaskRow
+from ..journal import AMBIGUOUS, EXPIRED, OPEN_STATUSES, REJECTED, UNCERTAIN, TaskRow
 
 
 class ImageFile(BaseModel):

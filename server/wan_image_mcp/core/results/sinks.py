@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 from .outcomes import ImageFile
 
 if TYPE_CHECKING:
-    from ..journal.queries import Journal, Tenant
+    from ..journal import Journal, Tenant
 
 
 class ResultSink(Protocol):

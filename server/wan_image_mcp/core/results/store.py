@@ -31,7 +31,7 @@ from .previews import Reader
 from .sinks import ResultSink
 
 if TYPE_CHECKING:
-    from ..journal.queries import Journal, TaskRow, Tenant
+    from ..journal import Journal, TaskRow, Tenant
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,7 @@ from ...dashscope import DashScopeClient, TaskResult, TaskStatus
 from ...dashscope.errors import DownloadError
 from ...dashscope.rate import on_behalf_of, query_owner
 from ..clock import Clock
-from ..journal.async_journal import AsyncJournal
-from ..journal.queries import EXPIRED, TaskRow, Tenant
+from ..journal import EXPIRED, AsyncJournal, TaskRow, Tenant
 from ..requests.validation import check_task_id
 from ..results.outcomes import ApiError, EditResult, ImageFile, from_row, from_task, origin, unqueried_hint
 from ..results.store import ResultStore, TaskRecord

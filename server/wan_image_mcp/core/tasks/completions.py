@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..journal.queries import Journal, Tenant
+from ..journal import Journal, Tenant
 from ..results.sinks import ResultSink
 from ..specs import MODEL_NAMES
 

@@ -34,7 +34,7 @@ from ...dashscope import DashScopeError
 from ...dashscope.rate import Turns, on_behalf_of
 from ..clock import Clock
 from ..errors import ConfigurationError
-from ..journal.queries import OPEN_STATUSES, TaskRow
+from ..journal import OPEN_STATUSES, TaskRow
 from ..results.local_folder import owner_gone, temp_owner
 from .service import WanService
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from ...dashscope import ListedTask, TaskResult, TaskStatus
-from ..journal.queries import UNCERTAIN, TaskRow
+from ..journal import UNCERTAIN, TaskRow
 
 log = logging.getLogger("wan_image_mcp")
 QUARTER: Final = 900.0

@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 
 from ...dashscope import DashScopeClient, ListedTask, TaskResult, TaskStatus
 from ..clock import SYSTEM_CLOCK, Clock
-from ..journal.async_journal import AsyncJournal
-from ..journal.queries import DAY, UNCERTAIN, TaskRow
+from ..journal import DAY, UNCERTAIN, AsyncJournal, TaskRow
 from ..results.outcomes import iso_time
 from .matching import MAX_SKEW, Verdict, Window, ambiguity, fitting, judge, learn_offset, paired
 

@@ -22,8 +22,7 @@ from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import ConfigurationError, InvalidRequest, JournalBusy, Problem, SubmissionUncertain
 from ..images.access import FileAccess
 from ..images.references import PreparedImage, RefKind, classify, local_path
-from ..journal.async_journal import AsyncJournal
-from ..journal.queries import DAY, NewTask, Tenant
+from ..journal import DAY, AsyncJournal, NewTask, Tenant
 from ..requests.detection import Mode, build_instruction
 from ..requests.spending import Confirm, SpendGate, SpendQuestion, begin_within_budget, check_budget
 from ..requests.validation import EditParams, PreparedRequest, check_task_id, prepare_request

@@ -18,7 +18,7 @@ from ...dashscope.errors import UploadPolicyRefused
 from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import InputChanged
 from ..images.references import MIME_TYPES, HashingReader, PreparedImage, RefKind, close_spools
-from ..journal.async_journal import AsyncJournal
+from ..journal import AsyncJournal
 from ..requests.validation import PreparedRequest
 
 log = logging.getLogger("wan_image_mcp")

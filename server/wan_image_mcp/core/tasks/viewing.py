@@ -17,7 +17,7 @@ from ..results.outcomes import EditResult
 from ..results.previews import Reader, preview
 
 if TYPE_CHECKING:
-    from ..journal.queries import TaskRow
+    from ..journal import TaskRow
 
 INPUT_THUMB_SIDE = 320
 

@@ -32,7 +32,7 @@ from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 
-from ...core.journal.queries import Tenant
+from ...core.journal import Tenant
 from ...settings import Settings
 
 log = logging.getLogger("wan_image_mcp.oauth")
