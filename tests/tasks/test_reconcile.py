@@ -23,9 +23,9 @@ from mcp import Client
 
 from tests.support.virtual_clock import VirtualClock
 from wan_image_mcp.core.errors import SubmissionUncertain
-from wan_image_mcp.core.journal import AsyncJournal
+from wan_image_mcp.core.journal import AsyncJournal, Journal, NewTask, Tenant
 from wan_image_mcp.core.journal.database import open_database
-from wan_image_mcp.core.journal.queries import UNLIKE, Journal, NewTask, Tenant
+from wan_image_mcp.core.journal.queries import UNLIKE
 from wan_image_mcp.core.requests.validation import EditParams, prepare_request
 from wan_image_mcp.core.results.outcomes import EditResult, summary_text
 from wan_image_mcp.core.tasks.matching import contradiction, judge, learn_offset

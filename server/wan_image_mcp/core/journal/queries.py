@@ -25,8 +25,6 @@ from ..clock import SYSTEM_CLOCK, Clock
 from .database import Database, is_postgres, open_database
 from .rows import (
     AMBIGUOUS,
-    DAY,
-    EXPIRED,
     OPEN_STATUSES,
     REJECTED,
     SUBMITTING,
@@ -37,21 +35,7 @@ from .rows import (
     Tenant,
 )
 
-__all__ = [
-    "AMBIGUOUS",
-    "DAY",
-    "EXPIRED",
-    "OPEN_STATUSES",
-    "REJECTED",
-    "SUBMITTING",
-    "UNCERTAIN",
-    "UNLIKE",
-    "UNRESOLVED",
-    "Journal",
-    "NewTask",
-    "TaskRow",
-    "Tenant",
-]
+__all__ = ["BUDGET_LOCK", "UNLIKE", "Journal"]
 
 T = TypeVar("T")
 P = ParamSpec("P")
