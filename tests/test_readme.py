@@ -28,8 +28,9 @@ def test_readme_model_table_matches_the_specs() -> None:
 
 def test_readme_test_command_is_what_ci_runs() -> None:
     ci = (Path(__file__).parent.parent / ".ci" / "run").read_text()
-    assert "pip install --quiet -e '.[test]'" in ci and ".venv/bin/python -m pytest" in ci
-    assert ".venv/bin/pip install -e '.[test]' && .venv/bin/python -m pytest" in README.read_text(encoding="utf-8")
+    command = re.search(r"^\.venv/bin/python -m pytest.*$", ci, re.MULTILINE)
+    assert "pip install --quiet -e '.[test]'" in ci and command is not None
+    assert f".venv/bin/pip install -e '.[test]' && {command.group(0)}\n" in README.read_text(encoding="utf-8")
 
 
 PLACEHOLDER = "/path/to/wan-image-mcp/.venv/bin/wan-image-mcp"
@@ -95,3 +96,52 @@ def test_every_test_the_readme_names_exists() -> None:
                 missing.append(f"{file}::{name}")
     assert named > 50, "the README's tables of tests were not found"
     assert not missing, f"the README names tests that do not exist: {missing}"
+
+
+PACKAGE = README.parent / "server" / "wan_image_mcp"
+
+
+def layout() -> dict[str, str]:
+    """The README's Layout tree of the package: each entry's path (``core/requests/``, ``core/specs.py``) and its
+    line. An entry is a line whose first word ends in ``.py`` or ``/``; two spaces of indent per folder."""
+    text = README.read_text(encoding="utf-8").split("## Layout\n", 1)[1]
+    block = text.split("```\n", 2)[1]
+    entries: dict[str, str] = {}
+    parents: list[str] = []
+    for line in block.splitlines():
+        match = re.match(r"^( *)(\S+)", line)
+        if match is None or not match.group(2).endswith((".py", "/")):
+            continue
+        depth, name = len(match.group(1)) // 2, match.group(2)
+        if depth == 0:
+            parents = [name] if name == "server/wan_image_mcp/" else []
+            continue
+        if not parents or depth > len(parents):
+            continue  # another tree (tests/, bench/), or a continuation line
+        parents = parents[:depth]
+        path = "".join(parents[1:]) + name
+        entries[path] = line
+        if name.endswith("/"):
+            parents.append(name)
+    return entries
+
+
+def test_the_readme_layout_names_every_module_and_folder_of_the_package_and_nothing_else() -> None:
+    named = set(layout())
+    present = {
+        str(path.relative_to(PACKAGE)) + ("/" if path.is_dir() else "")
+        for path in PACKAGE.rglob("*")
+        if (path.suffix == ".py" or path.is_dir()) and "__pycache__" not in path.parts
+    }
+    assert len(named) > 80, "the README's Layout tree was not found"
+    assert sorted(present - named) == [], "in the package, not in the README's Layout"
+    assert sorted(named - present) == [], "in the README's Layout, not in the package"
+
+
+def test_no_folder_of_the_package_holds_more_than_twelve_modules() -> None:
+    crowded = {
+        str(folder.relative_to(PACKAGE.parent)): count
+        for folder in [PACKAGE, *(p for p in PACKAGE.rglob("*") if p.is_dir() and p.name != "__pycache__")]
+        if (count := len([m for m in folder.glob("*.py") if m.name != "__init__.py"])) > 12
+    }
+    assert crowded == {}

@@ -54,9 +54,18 @@ class PostgresServer:
         if self._as_postgres:
             shutil.chown(self._root, "postgres", "postgres")
         self._run(str(self._bin / "initdb"), "-D", str(self._data), "-U", "postgres", "-A", "trust", "-E", "UTF8")
-        options = f"-p {self.port} -k {self._data} -c listen_addresses=127.0.0.1 -c fsync=off"
-        log = str(self._root / "server.log")
-        self._run(str(self._bin / "pg_ctl"), "-D", str(self._data), "-l", log, "-o", options, "-w", "-t", "30", "start")
+        log = self._root / "server.log"
+        pg_ctl = [str(self._bin / "pg_ctl"), "-D", str(self._data), "-l", str(log), "-w", "-t", "30"]
+        for attempt in range(3):  # a port free when probed may be taken before the server binds it (xdist workers)
+            options = f"-p {self.port} -k {self._data} -c listen_addresses=127.0.0.1 -c fsync=off"
+            try:
+                self._run(*pg_ctl, "-o", options, "start")
+            except subprocess.CalledProcessError:
+                if attempt == 2 or "Address already in use" not in log.read_text(errors="replace"):
+                    raise
+                self.port = free_port()
+            else:
+                break
         return self
 
     def __exit__(self, *exc: object) -> None:
