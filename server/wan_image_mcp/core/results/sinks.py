@@ -2,7 +2,7 @@
 
 ``ResultSink`` is what ``ResultStore`` asks of a place that keeps images: what is already kept for a task, to
 keep one downloaded image under its final name whole or not at all, to write its sidecar, and, for the resources
-and previews, to say whether an image is still there and to read it back. ``results.LocalFolder`` is the output folder
+and previews, to say whether an image is still there and to read it back. ``store.LocalFolder`` is the output folder
 as it always was (rename into place, ``local_folder.existing``); ``object_sink.ObjectSink`` is an S3 bucket. Every
 method blocks: callers run them on worker threads.
 """
