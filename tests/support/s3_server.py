@@ -14,8 +14,6 @@ from types import TracebackType
 
 import httpx2
 
-from tests.support.postgres_server import free_port
-
 ACCESS_KEY = "AKIDTESTTESTTESTTEST"
 SECRET_KEY = "test-secret-key"
 REGION = "us-east-1"
@@ -27,15 +25,17 @@ class S3Server:
     def __init__(self) -> None:
         from moto.server import ThreadedMotoServer
 
-        self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.port = 0
+        self.endpoint = ""
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)  # the system picks a port
 
     def __enter__(self) -> S3Server:
         import logging
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request otherwise
         self._server.start()
+        self.port = self._server.get_host_and_port()[1]
+        self.endpoint = f"http://127.0.0.1:{self.port}"
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
