@@ -3,6 +3,7 @@ request, so one that negotiated them gets the picker and the viewer's data, and 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -12,13 +13,19 @@ from mcp.client.extension import advertise
 from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
 from PIL import Image
 
-from tests.e2e.test_http import emulator, http_server
-from tests.support.helpers import TOOL_NAMES
+from tests.support.helpers import HTTP_KEY, TOOL_NAMES, http_server
+from wan_image_mcp.emulator import EmulatorConfig
 from wan_image_mcp.emulator.serve import RunningEmulator
 from wan_image_mcp.mcp_server.apps.extension import VIEW_KEY
 
-__all__ = ["emulator"]  # the test_http fixture: an emulator on a real port
 pytestmark = pytest.mark.slow  # a server subprocess: about 5 s
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[RunningEmulator]:
+    """An emulator on a real port, for the server subprocess."""
+    with RunningEmulator(EmulatorConfig(api_keys=frozenset({HTTP_KEY}))) as running:
+        yield running
 
 
 def test_over_http_only_a_client_with_apps_gets_the_picker_and_the_viewers_data(

@@ -21,14 +21,14 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS
 
-from tests.support.helpers import http_serving, server_env
+from tests.support.helpers import HTTP_KEY, http_server, server_env
 from wan_image_mcp.emulator import EmulatorConfig
 from wan_image_mcp.emulator.serve import RunningEmulator
 from wan_image_mcp.mcp_server.transports.http import http_app
 from wan_image_mcp.settings import Settings
 from wan_image_mcp.sockets import bind
 
-KEY = "sk-http"
+KEY = HTTP_KEY
 TOKEN = "t0ken-for-tests-only-3a9f"
 
 
@@ -36,17 +36,6 @@ TOKEN = "t0ken-for-tests-only-3a9f"
 def emulator() -> Iterator[RunningEmulator]:
     with RunningEmulator(EmulatorConfig(api_keys=frozenset({KEY}))) as running:
         yield running
-
-
-@contextmanager
-def http_server(
-    emulator: RunningEmulator, folder: Path, *args: str, stderr: list[str] | None = None, **settings: str
-) -> Generator[str]:
-    """Start the server over HTTP on a free port; yields its /mcp URL. What it wrote to stderr after its first
-    line goes into ``stderr`` when it has stopped."""
-    env = server_env(emulator.base_url, KEY, folder, WAN_MCP_HARVEST="0", **settings)
-    with http_serving(env, *args, stderr=stderr) as (url, _):
-        yield url.replace("0.0.0.0", "127.0.0.1").replace("[::]", "[::1]")
 
 
 def test_the_http_server_edits_through_the_sdk_client(emulator: RunningEmulator, tmp_path: Path) -> None:

@@ -25,9 +25,8 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import CallToolResult, ResourceTemplateReference, TextResourceContents
 from pydantic import SecretStr
 
-from tests.mcp_server.test_oauth import served, status
 from tests.support.helpers import server_env, text, until
-from tests.support.oauth_issuer import Issuer
+from tests.support.oauth_issuer import Issuer, served, status
 from tests.support.postgres_server import PostgresServer
 from wan_image_mcp.core.errors import InvalidTenant
 from wan_image_mcp.core.journal import Journal, NewTask, Tenant

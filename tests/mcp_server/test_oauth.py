@@ -3,64 +3,29 @@ issuer signed for this server's public URL, and pointing every refused client to
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Generator, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import anyio
 import httpx2
 import jwt
 import pytest
-import uvicorn
 from cryptography.hazmat.primitives.asymmetric import rsa
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.support.oauth_issuer import Issuer
+from tests.support.oauth_issuer import Issuer, served, status
 from wan_image_mcp.core.errors import ConfigurationError
 from wan_image_mcp.mcp_server.transports import oauth
 from wan_image_mcp.mcp_server.transports.http import http_app
 from wan_image_mcp.settings import Settings
-from wan_image_mcp.sockets import bind
-
-LISTING = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
-ACCEPT = {"Accept": "application/json, text/event-stream"}
 
 
 @pytest.fixture(scope="module")
 def issuer() -> Iterator[Issuer]:
     with Issuer() as running:
         yield running
-
-
-@contextmanager
-def served(issuer: Issuer, folder: Path, **more: Any) -> Generator[str]:
-    """The HTTP app with OAuth on a loopback port; yields its /mcp URL, which is also its public URL. ``more``: other
-    settings (a DashScope to call, say)."""
-    sock = bind("127.0.0.1", 0)
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}/mcp"
-    defaults: dict[str, Any] = {
-        "output_dir": folder / "out",
-        "journal_path": folder / "journal.sqlite3",
-        "harvest": False,
-    }
-    settings = Settings(**(defaults | more), auth_issuer=issuer.url, public_url=url)
-    server = uvicorn.Server(uvicorn.Config(http_app(settings, host="127.0.0.1", token=None), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
-    thread.start()
-    try:
-        yield url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
-def status(url: str, authorization: str | None) -> httpx2.Response:
-    headers = ACCEPT | ({"Authorization": authorization} if authorization is not None else {})
-    return httpx2.post(url, json=LISTING, headers=headers, timeout=10)
 
 
 def test_no_token_is_401_pointing_to_the_protected_resource_metadata(issuer: Issuer, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import anyio
 from mcp.types import CallToolResult, TextContent
 
 from wan_image_mcp.dashscope import RetryPolicy
+from wan_image_mcp.emulator.serve import RunningEmulator
 
 EMULATOR_KEY = "sk-emulator"
 EMULATOR_BASE = "http://emulator.test/api/v1"
@@ -85,3 +86,18 @@ def http_serving(env: dict[str, str], *args: str, stderr: list[str] | None = Non
             if stderr is not None:
                 stderr.append(process.stderr.read())
             process.stderr.close()
+
+
+HTTP_KEY = "sk-http"
+"""The key the emulator of the HTTP server's tests takes (``http_server``)."""
+
+
+@contextmanager
+def http_server(
+    emulator: RunningEmulator, folder: Path, *args: str, stderr: list[str] | None = None, **settings: str
+) -> Generator[str]:
+    """Start the server over HTTP on a free port; yields its /mcp URL. What it wrote to stderr after its first
+    line goes into ``stderr`` when it has stopped."""
+    env = server_env(emulator.base_url, HTTP_KEY, folder, WAN_MCP_HARVEST="0", **settings)
+    with http_serving(env, *args, stderr=stderr) as (url, _):
+        yield url.replace("0.0.0.0", "127.0.0.1").replace("[::]", "[::1]")

@@ -1,4 +1,5 @@
-"""A local OAuth authorization server for tests: RFC 8414 metadata, a JWKS, and the access tokens it signs.
+"""A local OAuth authorization server for tests: RFC 8414 metadata, a JWKS, and the access tokens it signs; and
+the HTTP server under test with OAuth on, served beside it (``served``), with a tools/list to knock with.
 
 It serves on a loopback port from a thread (``with Issuer() as issuer:``), so the server under test fetches
 its keys over real HTTP, as it would from a real issuer."""
@@ -7,8 +8,12 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Generator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import httpx2
 import jwt
 import uvicorn
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -18,7 +23,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from wan_image_mcp.mcp_server.transports.http import http_app
+from wan_image_mcp.settings import Settings
 from wan_image_mcp.sockets import bind
+
+LISTING = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+ACCEPT = {"Accept": "application/json, text/event-stream"}
 
 
 class Issuer:
@@ -70,3 +80,30 @@ class Issuer:
         self._server.should_exit = True
         self._thread.join(timeout=10)
         self._sock.close()
+
+
+@contextmanager
+def served(issuer: Issuer, folder: Path, **more: Any) -> Generator[str]:
+    """The HTTP app with OAuth on a loopback port; yields its /mcp URL, which is also its public URL. ``more``: other
+    settings (a DashScope to call, say)."""
+    sock = bind("127.0.0.1", 0)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}/mcp"
+    defaults: dict[str, Any] = {
+        "output_dir": folder / "out",
+        "journal_path": folder / "journal.sqlite3",
+        "harvest": False,
+    }
+    settings = Settings(**(defaults | more), auth_issuer=issuer.url, public_url=url)
+    server = uvicorn.Server(uvicorn.Config(http_app(settings, host="127.0.0.1", token=None), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
+    thread.start()
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def status(url: str, authorization: str | None) -> httpx2.Response:
+    headers = ACCEPT | ({"Authorization": authorization} if authorization is not None else {})
+    return httpx2.post(url, json=LISTING, headers=headers, timeout=10)
