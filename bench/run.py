@@ -95,10 +95,11 @@ def prompt_for(images: list[Path]) -> str:
 
 def sdk_edit(base_url: str, images: list[Path], folder: Path) -> float:
     """The official SDK's ImageGeneration.call with file:// images, then downloading the result."""
-    import dashscope
-    import requests
     from dashscope.aigc.image_generation import ImageGeneration
     from dashscope.api_entities.dashscope_response import Message
+
+    import dashscope
+    import requests
 
     dashscope.base_http_api_url = base_url
     started = time.perf_counter()
@@ -365,7 +366,7 @@ async def replicas(emulator: RunningEmulator, folder: Path, journal_url: str, co
 def measure_replicas(args: argparse.Namespace, folder: Path) -> str:
     """Measure 8 (``--only-replicas``): a real PostgreSQL (Debian's binaries, as the tests start it)."""
     sys.path.insert(0, str(Path(__file__).parent.parent))
-    from tests.postgres_server import PostgresServer
+    from tests.support.postgres_server import PostgresServer
 
     latency = 1.0 if args.quick else 3.0
     config = EmulatorConfig(api_keys=frozenset({KEY}), polls_to_finish=1, latency=latency)
@@ -392,13 +393,12 @@ async def fairness(emulator: RunningEmulator, folder: Path, count: int) -> dict[
     import httpx2
     from pydantic import SecretStr
 
-    from wan_image_mcp.core.async_journal import AsyncJournal
-    from wan_image_mcp.core.config import Settings
-    from wan_image_mcp.core.harvest import Harvester
-    from wan_image_mcp.core.journal import Journal, TaskRow, Tenant
-    from wan_image_mcp.core.service import EditArgs
-    from wan_image_mcp.core.validation import EditParams
-    from wan_image_mcp.mcp_server.app import build_state
+    from wan_image_mcp.core.journal import AsyncJournal, Journal, TaskRow, Tenant
+    from wan_image_mcp.core.requests.validation import EditParams
+    from wan_image_mcp.core.tasks.harvest import Harvester
+    from wan_image_mcp.core.tasks.service import EditArgs
+    from wan_image_mcp.settings import Settings
+    from wan_image_mcp.wiring import build_service
 
     settings = Settings(
         api_key=SecretStr(KEY),
@@ -414,7 +414,7 @@ async def fairness(emulator: RunningEmulator, folder: Path, count: int) -> dict[
     async def lone_task_saved() -> TaskRow:
         saved: list[TaskRow] = []
         async with httpx2.AsyncClient(timeout=30) as http, anyio.create_task_group() as group:
-            service = build_state(settings, http, journal).service
+            service = build_service(settings, http, journal)
             group.start_soon(Harvester(service).run)
 
             async def submit(tenant: Tenant) -> str | None:
@@ -705,7 +705,7 @@ def decode_peak_child(paths: list[Path]) -> None:
     and the peak RSS over the RSS just before (Linux ``/proc``; the peak reset by ``clear_refs``), a JSON line
     each."""
     from wan_image_mcp.core.errors import InvalidRequest
-    from wan_image_mcp.core.inputs import prepare_image
+    from wan_image_mcp.core.images.inputs import prepare_image
     from wan_image_mcp.core.specs import SPECS
 
     limits = SPECS["wan2.7-image-pro"].image
@@ -726,9 +726,9 @@ def decode_peak_child(paths: list[Path]) -> None:
 def decode_estimate(path: Path, limits: Any) -> int:
     """What the server's decode budget counts for preparing ``path`` (0 where it has no estimate: an older server)."""
     try:
-        from wan_image_mcp.core.conforming import conform_bytes, plan
-        from wan_image_mcp.core.decoding import open_image
         from wan_image_mcp.core.errors import InvalidRequest
+        from wan_image_mcp.core.images.conforming import conform_bytes, plan
+        from wan_image_mcp.core.images.decoding import open_image
     except ImportError:
         return 0
     with path.open("rb") as file:
@@ -740,9 +740,9 @@ def decode_estimate(path: Path, limits: Any) -> int:
 
 def largest_admitted_side(fmt: str, folder: Path) -> int:
     """The largest square the server admits for a file of ``fmt`` (made small here and asked of the core)."""
-    from wan_image_mcp.core.conforming import largest_square
-    from wan_image_mcp.core.decoding import open_image
     from wan_image_mcp.core.errors import InvalidRequest
+    from wan_image_mcp.core.images.conforming import largest_square
+    from wan_image_mcp.core.images.decoding import open_image
     from wan_image_mcp.core.specs import SPECS
 
     extension, pixels, options = DECODE_FORMATS[fmt]
@@ -758,7 +758,7 @@ def measure_decode_peaks(args: argparse.Namespace, folder: Path) -> str:
     """Measure 10 (``--only-decode-peaks``): per format, the peak RSS of preparing one image as an edit does, in
     a fresh process each, at the largest square the server admits for the format (or at ``--side``). With
     ``--quick``, at most 1000 px and all in one process (to check the harness)."""
-    from wan_image_mcp.core.decoding import DecodeBudget
+    from wan_image_mcp.core.images.decoding import DecodeBudget
     from wan_image_mcp.core.specs import SPECS
 
     made: list[tuple[str, int, Path]] = []

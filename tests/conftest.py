@@ -6,42 +6,29 @@ client tests marked ``live`` run against the real API (and tests that need the e
 
 from __future__ import annotations
 
-import itertools
 import os
-import selectors
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
-from subprocess import Popen
 from typing import cast
 
-import anyio
 import httpx2
 import pytest
 import stamina
 from mcp import Client
-from mcp.types import CallToolResult, TextContent
 from PIL import Image
 from pydantic import SecretStr
 
-from tests.postgres_server import PostgresServer, binaries
-from tests.virtual_clock import VirtualClock
-from wan_image_mcp.core.config import Settings
-from wan_image_mcp.dashscope import DashScopeClient, RetryPolicy
+from tests.support.helpers import EMULATOR_BASE, EMULATOR_KEY, FAST_RETRY, ImageFactory
+from tests.support.postgres_server import PostgresServer, binaries
+from tests.support.virtual_clock import VirtualClock
+from wan_image_mcp.dashscope import DashScopeClient
 from wan_image_mcp.emulator import EmulatorConfig, EmulatorState, create_app
 from wan_image_mcp.mcp_server.app import build_app
+from wan_image_mcp.settings import Settings
 
 LIVE_KEY = os.environ.get("DASHSCOPE_API_KEY", "")
 LIVE = bool(LIVE_KEY) and os.environ.get("WAN_MCP_LIVE_TESTS") == "1"
 LIVE_SETTINGS = Settings.from_env() if LIVE else None
-EMULATOR_KEY = "sk-emulator"
-EMULATOR_BASE = "http://emulator.test/api/v1"
-TOOL_NAMES = frozenset(
-    {"edit_image", "submit_task", "check_task", "cancel_task", "detect_segment", "list_tasks", "inspect_image"}
-)
-FAST_RETRY = RetryPolicy(attempts=4, timeout=10, wait_initial=0.001, wait_max=0.01, wait_jitter=0.0)
 
 
 @pytest.fixture(autouse=True)
@@ -92,9 +79,6 @@ def no_retry_waits() -> Iterator[None]:
     stamina.set_testing(False)
 
 
-ImageFactory = Callable[..., Path]
-
-
 @pytest.fixture
 def make_image(tmp_path: Path) -> ImageFactory:
     """``make_image("a.png", (640, 480), fmt="PNG", mode="RGB", exif_orientation=None)`` -> a real file."""
@@ -119,6 +103,21 @@ def make_image(tmp_path: Path) -> ImageFactory:
         return path
 
     return make
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A report's captured output with its lone surrogates escaped (``\\udcff``): a test of text that is not UTF-8
+    logs some, and pytest-xdist's workers can send only UTF-8 to the main process."""
+    report = yield
+    report.sections = [(title, _writable(text)) for title, text in report.sections]
+    return report
+
+
+def _writable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -169,63 +168,3 @@ async def clock() -> AsyncIterator[VirtualClock]:
     ``build_app(..., clock=clock)`` and wait with ``clock.until``."""
     async with VirtualClock().running() as clock:
         yield clock
-
-
-async def until(check: Callable[[], Awaitable[bool]], *, within: float = 15, step: float = 0.02) -> None:
-    """Wait on the wall clock for what no virtual clock can move: a subprocess, the OS. Re-check every ``step``
-    seconds, fail after ``within`` s. (A wait for the server's own schedules is ``VirtualClock.until``.)"""
-    with anyio.fail_after(within):
-        for _ in itertools.count():
-            if await check():
-                return
-            await anyio.sleep(step)
-
-
-def server_env(base_url: str | None, key: str | None, folder: Path | None, **settings: str) -> dict[str, str]:
-    """The environment for a server subprocess: ours without any DASHSCOPE_/WAN_MCP_ variable, then the API,
-    output folder, journal and a quick poll for tests, then ``settings`` (WAN_MCP_ names)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DASHSCOPE_", "WAN_MCP_"))}
-    if base_url is not None:
-        env["DASHSCOPE_HTTP_BASE_URL"] = base_url
-    if key is not None:
-        env["DASHSCOPE_API_KEY"] = key
-    if folder is not None:
-        env.update(
-            WAN_MCP_OUTPUT_DIR=str(folder / "out"),
-            WAN_MCP_DB=str(folder / "journal.sqlite3"),
-            WAN_MCP_POLL_INTERVAL="0.05",
-        )
-    env.update(settings)
-    return env
-
-
-def text(result: CallToolResult) -> str:
-    """The text summary (first content block) of a tool result."""
-    block = result.content[0]
-    assert isinstance(block, TextContent)
-    return block.text
-
-
-@contextmanager
-def http_serving(env: dict[str, str], *args: str, stderr: list[str] | None = None) -> Generator[tuple[str, Popen[str]]]:
-    """``wan-image-mcp serve --transport http --port 0`` (and ``args``) in ``env``: yields the /mcp URL it announced
-    and its process; ends it when the block ends (unless it has ended already). What it wrote to stderr after its
-    first line goes into ``stderr`` once it has stopped."""
-    command = [sys.executable, "-m", "wan_image_mcp", "serve", "--transport", "http", "--port", "0", *args]
-    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
-    try:
-        assert process.stderr is not None
-        with selectors.DefaultSelector() as selector:
-            selector.register(process.stderr, selectors.EVENT_READ)
-            assert selector.select(timeout=30), "the server said nothing within 30 s"
-        line = process.stderr.readline()
-        assert "serving MCP over HTTP at " in line, line
-        yield line.rsplit(" ", 1)[1].strip(), process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-        process.wait(timeout=10)
-        if process.stderr:
-            if stderr is not None:
-                stderr.append(process.stderr.read())
-            process.stderr.close()

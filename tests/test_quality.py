@@ -37,7 +37,7 @@ def test_pyright_strict_is_clean() -> None:
 
 
 MISTYPED_JOURNAL_CALL = """
-from wan_image_mcp.core.async_journal import AsyncJournal
+from wan_image_mcp.core.journal import AsyncJournal
 
 
 async def wrong(journal: AsyncJournal) -> None:

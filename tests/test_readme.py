@@ -12,8 +12,8 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
-from tests.conftest import TOOL_NAMES, server_env
-from wan_image_mcp.core.catalog import model_table
+from tests.support.helpers import TOOL_NAMES, server_env
+from wan_image_mcp.core.requests.catalog import model_table
 
 README = Path(__file__).parent.parent / "README.md"
 
@@ -23,13 +23,14 @@ def test_readme_model_table_matches_the_specs() -> None:
     start, end = "<!-- models:start -->\n", "\n<!-- models:end -->"
     assert start in text and end in text, "README lost its model table markers"
     table = text.split(start, 1)[1].split(end, 1)[0]
-    assert table == model_table(), "README model table is stale: python -m wan_image_mcp.core.catalog"
+    assert table == model_table(), "README model table is stale: python -m wan_image_mcp.core.requests.catalog"
 
 
 def test_readme_test_command_is_what_ci_runs() -> None:
     ci = (Path(__file__).parent.parent / ".ci" / "run").read_text()
-    assert "pip install --quiet -e '.[test]'" in ci and ".venv/bin/python -m pytest" in ci
-    assert ".venv/bin/pip install -e '.[test]' && .venv/bin/python -m pytest" in README.read_text(encoding="utf-8")
+    command = re.search(r"^\.venv/bin/python -m pytest.*$", ci, re.MULTILINE)
+    assert "pip install --quiet -e '.[test]'" in ci and command is not None
+    assert f".venv/bin/pip install -e '.[test]' && {command.group(0)}\n" in README.read_text(encoding="utf-8")
 
 
 PLACEHOLDER = "/path/to/wan-image-mcp/.venv/bin/wan-image-mcp"
@@ -89,9 +90,58 @@ def test_every_test_the_readme_names_exists() -> None:
         file = ""
         for module, name in re.findall(r"`(?:(test_\w+\.py))?::(\w+)", cell):
             file = module or file
-            source = (Path(__file__).parent / file).read_text(encoding="utf-8")
+            source = next(Path(__file__).parent.rglob(file)).read_text(encoding="utf-8")
             named += 1
             if not re.search(rf"^(?:async )?def {name}\(", source, re.MULTILINE):
                 missing.append(f"{file}::{name}")
     assert named > 50, "the README's tables of tests were not found"
     assert not missing, f"the README names tests that do not exist: {missing}"
+
+
+PACKAGE = README.parent / "server" / "wan_image_mcp"
+
+
+def layout() -> dict[str, str]:
+    """The README's Layout tree of the package: each entry's path (``core/requests/``, ``core/specs.py``) and its
+    line. An entry is a line whose first word ends in ``.py`` or ``/``; two spaces of indent per folder."""
+    text = README.read_text(encoding="utf-8").split("## Layout\n", 1)[1]
+    block = text.split("```\n", 2)[1]
+    entries: dict[str, str] = {}
+    parents: list[str] = []
+    for line in block.splitlines():
+        match = re.match(r"^( *)(\S+)", line)
+        if match is None or not match.group(2).endswith((".py", "/")):
+            continue
+        depth, name = len(match.group(1)) // 2, match.group(2)
+        if depth == 0:
+            parents = [name] if name == "server/wan_image_mcp/" else []
+            continue
+        if not parents or depth > len(parents):
+            continue  # another tree (tests/, bench/), or a continuation line
+        parents = parents[:depth]
+        path = "".join(parents[1:]) + name
+        entries[path] = line
+        if name.endswith("/"):
+            parents.append(name)
+    return entries
+
+
+def test_the_readme_layout_names_every_module_and_folder_of_the_package_and_nothing_else() -> None:
+    named = set(layout())
+    present = {
+        str(path.relative_to(PACKAGE)) + ("/" if path.is_dir() else "")
+        for path in PACKAGE.rglob("*")
+        if (path.suffix == ".py" or path.is_dir()) and "__pycache__" not in path.parts
+    }
+    assert len(named) > 80, "the README's Layout tree was not found"
+    assert sorted(present - named) == [], "in the package, not in the README's Layout"
+    assert sorted(named - present) == [], "in the README's Layout, not in the package"
+
+
+def test_no_folder_of_the_package_holds_more_than_twelve_modules() -> None:
+    crowded = {
+        str(folder.relative_to(PACKAGE.parent)): count
+        for folder in [PACKAGE, *(p for p in PACKAGE.rglob("*") if p.is_dir() and p.name != "__pycache__")]
+        if (count := len([m for m in folder.glob("*.py") if m.name != "__init__.py"])) > 12
+    }
+    assert crowded == {}

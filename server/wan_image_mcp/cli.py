@@ -54,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _remove_leftover_parts(folder: Path) -> None:
     """Temp files a killed server left in the output folder go at start (never failing the start)."""
-    from .core.output_folder import remove_leftover_parts
+    from .core.results.local_folder import remove_leftover_parts
 
     try:
         files, size = remove_leftover_parts(folder)
@@ -84,10 +84,9 @@ def _tenant(issuer: str | None, subject: str) -> Tenant:
 def _gallery(args: argparse.Namespace) -> int:
     """``gallery``: write the page of every saved result (only one OAuth subject's with ``--tenant``), print its
     path, and open it with ``--open``."""
-    from .core.config import Settings
     from .core.errors import ConfigurationError
-    from .gallery import write_gallery
-    from .mcp_server.app import open_journal, result_sink
+    from .settings import Settings
+    from .wiring import gallery_page
 
     folder = Path(args.folder).expanduser().resolve() if args.folder else None
     if folder is not None and not (folder / "journal.sqlite3").is_file():
@@ -100,18 +99,10 @@ def _gallery(args: argparse.Namespace) -> int:
                 settings, output_dir=folder / "results", journal_path=folder / "journal.sqlite3", journal_url=None
             )
         tenant = None if args.tenant is None else _tenant(settings.auth_issuer, args.tenant)
-        journal = open_journal(settings)
+        page = gallery_page(settings, tenant=tenant)  # from a bucket (WAN_MCP_OUTPUT_URL) or the output folder
     except ConfigurationError as exc:
         print(f"wan-image-mcp: {exc}", file=sys.stderr)
         return 2
-    try:
-        sink = result_sink(settings)  # a bucket (WAN_MCP_OUTPUT_URL), or None for the output folder
-        page = write_gallery(journal, settings.output_dir, tenant=tenant, sink=sink)
-    except ConfigurationError as exc:
-        print(f"wan-image-mcp: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        journal.close()
     print(page)
     if args.open:
         import webbrowser
@@ -122,7 +113,7 @@ def _gallery(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from .core.config import Settings
+    from .settings import Settings
 
     # stdout belongs to the protocol: every log line goes to stderr.
     logging.basicConfig(
@@ -130,8 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.command in (None, "serve"):
         from .core.errors import ConfigurationError
-        from .core.journal_schema import check_journal
-        from .mcp_server.app import build_app, check_journal_folder, result_sink
+        from .core.journal.sqlite import check_journal
+        from .mcp_server.app import build_app
+        from .wiring import check_journal_folder, result_sink
 
         try:
             settings = Settings.from_env()
@@ -143,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             result_sink(settings, at_start=True)  # a bucket that cannot be listed: said now, in one line
             _remove_leftover_parts(settings.output_dir)
             if getattr(args, "transport", "stdio") == "http":
-                from .mcp_server.http_server import serve_http
+                from .mcp_server.transports.http import serve_http
 
                 token = settings.http_token.get_secret_value() if settings.http_token else None
                 hosts = settings.http_allowed_hosts

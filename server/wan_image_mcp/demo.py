@@ -19,8 +19,8 @@ import anyio
 from mcp import Client, StdioServerParameters
 from mcp.types import CallToolResult, TextContent
 
-from .core.outcomes import EditResult
-from .core.pillow import Image, ImageDraw
+from .core.images.pillow import Image, ImageDraw
+from .core.results.outcomes import EditResult
 from .emulator import EmulatorConfig
 from .emulator.serve import RunningEmulator
 
@@ -164,14 +164,10 @@ def _row(scenario: str, tool: str, result: CallToolResult, seconds: float) -> Ro
 
 
 def _gallery(folder: Path) -> Path:
-    from .core.journal import Journal
-    from .gallery import write_gallery
+    from .settings import Settings
+    from .wiring import gallery_page
 
-    journal = Journal(folder / "journal.sqlite3").open()
-    try:
-        return write_gallery(journal, folder / "results")
-    finally:
-        journal.close()
+    return gallery_page(Settings(output_dir=folder / "results", journal_path=folder / "journal.sqlite3"))
 
 
 def run_demo(output: str | None = None) -> int:

@@ -21,11 +21,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from .core.decoding import exif_orientation
+from .core.images.decoding import exif_orientation
+from .core.images.pillow import Image
+from .core.images.pixels import small_as_sent
 from .core.journal import Journal, TaskRow, Tenant
-from .core.pillow import Image
-from .core.pixels import small_as_sent
-from .core.sinks import ResultSink
+from .core.results.sinks import ResultSink
 
 THUMB_SIDE = 320
 PAGE = "gallery.html"

@@ -4,12 +4,15 @@ WanError
 ├── InvalidRequest            bad input found before any request is sent (one or more Problems)
 │   └── InputChanged          a local image changed on disk between its check and its sending; nothing was submitted
 ├── ConfigurationError        a setting is missing or wrong (e.g. no DASHSCOPE_API_KEY, a damaged journal)
-├── AccessDenied              a file outside the allowed folders, or a URL not to be fetched (also a PermissionError)
+├── AccessDenied              a file outside the allowed folders (also a PermissionError)
 ├── InvalidTenant             an issuer or subject that cannot name a tenant (empty, control characters, too long)
 ├── SpendLimitExceeded        a call would request more paid images than the limits allow; nothing was sent
 ├── JournalBusy               another server on the journal holds the daily budget's check; nothing was sent
-├── SubmissionUncertain       a create request was sent and its answer lost: a task may exist and be billed
-└── dashscope.DashScopeError  the API, its upload host, a result URL or the network said no (dashscope/errors.py)
+└── SubmissionUncertain       a create request was sent and its answer lost: a task may exist and be billed
+
+dashscope.DashScopeError      the API, its upload host, a result URL or the network said no, or the client would
+                              not send (dashscope/errors.py: the client imports nothing of the project, so its
+                              tree has a root of its own; the MCP boundary turns both into tool errors)
 
 Every error this package defines is in one of those two modules; ``polling.PollFailed`` is an internal signal
 between the polling loop and the service, and the emulator's error answers are its own (``emulator/exceptions``).
@@ -81,11 +84,11 @@ class InvalidRequest(WanError, ValueError):
 
 
 class InvalidTenant(WanError, ValueError):
-    """An issuer or subject that cannot name a tenant (``journal_rows.Tenant``): a token carrying one is refused."""
+    """An issuer or subject that cannot name a tenant (``rows.Tenant``): a token carrying one is refused."""
 
 
 class AccessDenied(WanError, PermissionError):
-    """A path outside the allowed directories, or a URL the server will not fetch."""
+    """A path outside the allowed directories (a URL the server will not fetch is ``dashscope.UrlRefused``)."""
 
 
 class InputChanged(InvalidRequest):

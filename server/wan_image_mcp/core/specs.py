@@ -16,21 +16,14 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Final, Literal
 
+from ..dashscope.endpoints import MESSAGES_ENDPOINTS, PROMPT_ENDPOINTS, Endpoints, Protocol
+
 ModelName = Literal["wan2.7-image-pro", "wan2.7-image", "wan2.6-image", "wan2.5-i2i-preview"]
 """The models this server offers, as DashScope names them (the keys of ``SPECS``)."""
 SEED_RANGE: Final = (0, 2_147_483_647)
 """Smallest and largest ``seed``, inclusive, for every model."""
 OUTPUT_ROUNDING: Final = 16
 """Output width and height are multiples of this (the reference says so for wan2.6; we apply it to all)."""
-
-
-class Protocol(StrEnum):
-    """How a model's request body is shaped."""
-
-    MESSAGES = "messages"
-    """wan2.7 / wan2.6: ``input.messages[0].content`` holds one text item and N image items."""
-    PROMPT = "prompt"
-    """wan2.5: ``input.prompt`` and ``input.images``; ``negative_prompt`` inside ``input``."""
 
 
 class Param(StrEnum):
@@ -62,27 +55,6 @@ class Range:
 
     def __str__(self) -> str:
         return str(self.lo) if self.lo == self.hi else f"{self.lo}-{self.hi}"
-
-
-@dataclass(frozen=True)
-class Endpoints:
-    """Where a model's requests go."""
-
-    sync: str | None
-    """Path of the single-request endpoint, relative to the base URL; None when the model has none."""
-    submit: str
-    """Path of the create-task endpoint (needs ``X-DashScope-Async: enable``)."""
-
-
-MESSAGES_ENDPOINTS: Final = Endpoints(
-    sync="/services/aigc/multimodal-generation/generation",
-    submit="/services/aigc/image-generation/generation",
-)
-PROMPT_ENDPOINTS: Final = Endpoints(sync=None, submit="/services/aigc/image2image/image-synthesis")
-# The task and upload endpoints every model shares, relative to the base URL.
-TASK_PATH: Final = "/tasks/{task_id}"
-CANCEL_PATH: Final = "/tasks/{task_id}/cancel"
-UPLOAD_POLICY_PATH: Final = "/uploads"
 
 
 @dataclass(frozen=True)

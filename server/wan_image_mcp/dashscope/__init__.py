@@ -1,4 +1,8 @@
-"""The DashScope HTTP API for the Wan image models: client, wire shapes, errors."""
+"""The DashScope HTTP API for the Wan image models: the client, its wire shapes, endpoints, transport checks,
+query rate, clock, text repair and errors.
+
+Imports nothing of the project (the core imports it), so it could be a library of its own.
+"""
 
 from .client import DashScopeClient, RetryPolicy
 from .errors import (
@@ -10,10 +14,13 @@ from .errors import (
     ContentModerationError,
     DashScopeError,
     InternalServerError,
+    InvalidTaskId,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
+    UnusableKey,
     UploadPolicyRefused,
+    UrlRefused,
 )
 from .rate import QueryRate
 from .wire import ImageFailure, ImageRequest, ListedTask, TaskPage, TaskResult, TaskStatus, build_body, check_task_id
@@ -30,6 +37,7 @@ __all__ = [
     "ImageFailure",
     "ImageRequest",
     "InternalServerError",
+    "InvalidTaskId",
     "ListedTask",
     "NotFoundError",
     "PermissionDeniedError",
@@ -39,7 +47,9 @@ __all__ = [
     "TaskPage",
     "TaskResult",
     "TaskStatus",
+    "UnusableKey",
     "UploadPolicyRefused",
+    "UrlRefused",
     "build_body",
     "check_task_id",
 ]

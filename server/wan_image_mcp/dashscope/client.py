@@ -23,20 +23,19 @@ from urllib.parse import quote, urlencode
 import anyio
 import httpx2
 
-from ..core.access import send_checked
-from ..core.config import api_key_problem
-from ..core.errors import ConfigurationError
-from ..core.specs import CANCEL_PATH, TASK_PATH, UPLOAD_POLICY_PATH
-from ..core.text import replace_lone_surrogates
+from .endpoints import CANCEL_PATH, TASK_PATH, UPLOAD_POLICY_PATH
 from .errors import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
     DashScopeError,
+    UnusableKey,
     UploadPolicyRefused,
     status_error,
 )
 from .rate import QueryRate
+from .text import replace_lone_surrogates
+from .transport import api_key_problem, send_checked
 from .wire import (
     JSON,
     Envelope,
@@ -80,12 +79,12 @@ def _retry_submit(exc: Exception) -> bool | float:
 
 
 class DashScopeClient:
-    """DashScope's image API for one key. Raises ConfigurationError for a key no HTTP header can carry.
+    """DashScope's image API for one key. Raises UnusableKey for a key no HTTP header can carry.
 
     Each call raises, once its retries are spent, the errors of ``dashscope.errors``: the APIStatusError
     subclass of an error envelope (non-2xx, inside HTTP 200, or not JSON), APIConnectionError /
     APITimeoutError (with ``request_sent``) when no answer came, DashScopeError for an answer of the wrong
-    shape. A task id that is not one raises InvalidRequest before anything is sent."""
+    shape. A task id that is not one raises InvalidTaskId before anything is sent."""
 
     def __init__(
         self,
@@ -102,7 +101,7 @@ class DashScopeClient:
         self._base_url = base_url.rstrip("/")
         self._retry = retry or RetryPolicy()
         if problem := api_key_problem(api_key):  # in a header it would fail, and httpx's error would show it
-            raise ConfigurationError(problem)
+            raise UnusableKey(problem)
         self._headers = {"Authorization": f"Bearer {api_key}"}
         if workspace:
             self._headers["X-DashScope-WorkSpace"] = workspace
@@ -167,7 +166,7 @@ class DashScopeClient:
         """Form-POST ``data`` (bytes, or a file streamed from disk) to the policy's upload host (no Authorization
         header); returns its ``oss://`` URL. Not retried.
 
-        Raises AccessDenied for a host neither the API's own nor https on public addresses, UploadPolicyRefused when
+        Raises UrlRefused for a host neither the API's own nor https on public addresses, UploadPolicyRefused when
         the host refuses the policy (fetch a new one and try again), APIConnectionError when it cannot be
         reached, and the APIStatusError subclass of any other refusal."""
         key = f"{policy['upload_dir']}/{filename}"
@@ -353,7 +352,7 @@ def _envelope(answer: Mapping[str, JSON], path: str) -> Envelope:
 
 
 def _task_path(template: str, task_id: str) -> str:
-    """A task's path, its id checked (InvalidRequest naming task_id) and quoted: an id can never reach another
+    """A task's path, its id checked (InvalidTaskId) and quoted: an id can never reach another
     endpoint, add a query or a header, whoever calls."""
     return template.format(task_id=quote(check_task_id(task_id), safe=""))
 

@@ -1,6 +1,10 @@
 """Errors shaped after the wire: every exception the ``dashscope`` package defines and raises is here.
 
-    DashScopeError                anything the API, its upload host or the network refused
+    DashScopeError                anything the API, its upload host or the network refused, or the client itself
+    ├── UnusableKey               an API key no HTTP header can carry (never quoted); nothing was sent
+    ├── InvalidTaskId             a task id that is not one (.reason); nothing was sent
+    ├── UrlRefused                a URL not to be fetched or posted to: not the API's host, nor https on public
+    │                             addresses (also a PermissionError)
     ├── APIConnectionError        no HTTP response; .request_sent says whether the server may have it
     │   └── APITimeoutError
     └── APIStatusError            an error envelope: .status, .code, .message, .request_id
@@ -15,9 +19,10 @@
     DownloadError                 a result image could not be fetched (.url, .status, .expired)
 
 A task that ends FAILED, CANCELED or UNKNOWN is not an error here: ``get_task`` returns it as a TaskResult
-with its ``status``, ``code`` and ``message``. The client also raises errors of the package root, defined
-there: ConfigurationError (a key no HTTP header can carry), InvalidRequest (a task id that is not one) and
-AccessDenied (an upload host that is not allowed).
+with its ``status``, ``code`` and ``message``. The package imports nothing of the project, so these derive from
+no error of it: the core catches them where it says what they mean (``core.requests.validation.check_task_id``
+makes an InvalidTaskId an InvalidRequest naming ``task_id``), and the MCP boundary turns the rest into tool
+errors.
 
 The API key is never part of any of these: they are built from status, body and response headers only.
 """
@@ -27,14 +32,28 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..core.errors import WanError
-
 _NOT_RETRYABLE_429 = frozenset({"CommodityNotPurchased", "PrepaidBillOverdue", "PostpaidBillOverdue"})
 _MODERATION = frozenset({"DataInspectionFailed", "IPInfringementSuspect"})
 
 
-class DashScopeError(WanError):
-    """Anything the API or the network refused."""
+class DashScopeError(Exception):
+    """Anything the API or the network refused, or the client would not send."""
+
+
+class UnusableKey(DashScopeError, ValueError):
+    """An API key no HTTP header can carry: the message says why and where, never the key."""
+
+
+class InvalidTaskId(DashScopeError, ValueError):
+    """A task id that is not one; ``reason`` says so in words a model can act on."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"task_id: {reason}")
+        self.reason = reason
+
+
+class UrlRefused(DashScopeError, PermissionError):
+    """A URL the server will not fetch or post to; the message says why."""
 
 
 class APIConnectionError(DashScopeError):

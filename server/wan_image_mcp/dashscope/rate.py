@@ -14,7 +14,7 @@ from typing import Protocol
 import anyio
 import anyio.to_thread
 
-from ..core.clock import SYSTEM_CLOCK, Clock
+from .clock import SYSTEM_CLOCK, Clock
 
 QUERY_LIMIT = 20
 """DashScope's task queries per second per account (docs/wan-api.md §1.3)."""

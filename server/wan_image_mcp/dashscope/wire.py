@@ -11,8 +11,8 @@ from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict
 
-from ..core.errors import InvalidRequest, Problem
-from ..core.specs import Endpoints, Protocol
+from .endpoints import Endpoints, Protocol
+from .errors import InvalidTaskId
 
 JSON = Any
 """A decoded JSON value (pydantic and ``json`` give ``Any``; the parsers below check what they read)."""
@@ -87,18 +87,13 @@ _TASK_ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{TASK_ID_MAX - 1}}}")
 def check_task_id(task_id: str) -> str:
     """``task_id`` if it can be a DashScope task id: one URL path segment that needs no quoting (DashScope's are
     UUIDs), never ``.``, ``..``, a slash, a query, a fragment, whitespace or a control character. Checked before
-    any request and any journal row; anything else raises InvalidRequest naming ``task_id`` and the rule."""
+    any request and any journal row; anything else raises InvalidTaskId saying the rule."""
     if _TASK_ID.fullmatch(task_id):
         return task_id
     shown = repr(task_id) if len(task_id) <= 60 else f"{task_id[:60]!r}… ({len(task_id)} characters)"
-    raise InvalidRequest(
-        [
-            Problem(
-                "task_id",
-                f"{shown} is not a task id: it must be 1-{TASK_ID_MAX} letters, digits, '-', '_' or '.', starting "
-                "with a letter or digit, as edit_image, submit_task and list_tasks give it",
-            )
-        ]
+    raise InvalidTaskId(
+        f"{shown} is not a task id: it must be 1-{TASK_ID_MAX} letters, digits, '-', '_' or '.', starting "
+        "with a letter or digit, as edit_image, submit_task and list_tasks give it"
     )
 
 

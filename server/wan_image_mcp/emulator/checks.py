@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, cast
 
-from ..core.pillow import Image, UnidentifiedImageError
+from ..core.images.pillow import Image, UnidentifiedImageError
 from ..core.specs import SEED_RANGE, Mode, ModelSpec, Protocol, get_spec, parse_custom_size
 from .exceptions import invalid
 

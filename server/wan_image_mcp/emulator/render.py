@@ -13,7 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import NamedTuple
 
-from ..core.pillow import Image, ImageDraw, ImageFont
+from ..core.images.pillow import Image, ImageDraw, ImageFont
 
 _CJK_FONTS = (
     "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",

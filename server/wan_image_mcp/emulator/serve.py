@@ -10,8 +10,8 @@ from types import TracebackType
 import uvicorn
 
 from ..sockets import bind
-from .app import API, create_app
 from .state import EmulatorConfig, EmulatorState
+from .urls import API, create_app
 
 
 def _server(state: EmulatorState, log_level: str) -> uvicorn.Server:

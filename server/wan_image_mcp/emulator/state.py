@@ -133,7 +133,7 @@ class LoggedRequest:
 
 
 class EmulatorState:
-    """What the emulated service remembers, and the bookkeeping on it; ``backend.EmulatorBackend`` holds the
+    """What the emulated service remembers, and the bookkeeping on it; ``models.EmulatorBackend`` holds the
     behaviour. Tests read and change it in-process (``tasks``, ``requests``, ``add_fault``, ``release``)."""
 
     def __init__(self, config: EmulatorConfig | None = None, clock: Callable[[], float] = time.time) -> None:

@@ -1,7 +1,7 @@
 """The task life cycle, as functions of the emulator's state: input images resolved and checked, a task made
 from a parsed job, moved along by polls (or by time), and its output images rendered once.
 
-The backend (``backend.EmulatorBackend``) calls these; they raise ``EmulatedError`` for what DashScope refuses.
+The backend (``models.EmulatorBackend``) calls these; they raise ``EmulatedError`` for what DashScope refuses.
 """
 
 from __future__ import annotations

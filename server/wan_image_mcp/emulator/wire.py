@@ -1,7 +1,7 @@
 """A task as DashScope writes it: the ``output`` object in both result shapes, ``usage``, list rows, times.
 
 Pure functions of a task and the emulator's state; nothing here changes either. The JSON envelope around
-them (``request_id``, status, headers) is the routes' business, in ``app``.
+them (``request_id``, status, headers) is the handlers' business, in ``responses``.
 """
 
 from __future__ import annotations

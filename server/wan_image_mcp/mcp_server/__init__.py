@@ -1,2 +1,6 @@
-"""The MCP adapters: the server, its tools, resources and prompts, the strict tool boundary and the HTTP
-transport. They translate between MCP and the core (``wan_image_mcp.core``), and only they import ``mcp``."""
+"""The MCP adapters: the server and its lifespan (``app``), its tools, resources, prompts and completions, the
+strict tool boundary, the Apps pages (``apps/``) and the transports (``transports/``). They translate between MCP
+and the core, and only they (with the demo, an MCP client) import ``mcp``.
+
+May import ``mcp``, ``wiring``, ``settings``, the core and ``dashscope``.
+"""

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..core.config import Settings
-from ..core.picking import Picks
-from ..core.service import WanService
-from ..core.spending import OpenQuestions
+from ..core.requests.picking import Picks
+from ..core.requests.spending import OpenQuestions
+from ..core.tasks.service import WanService
+from ..settings import Settings
 
 
 @dataclass

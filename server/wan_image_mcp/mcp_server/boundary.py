@@ -2,7 +2,7 @@
 tool errors on the way out.
 
 * ``StrictTool`` checks a call's arguments before anything runs: an unknown name is refused with the closest valid
-  one and a wrong value in our words (``arguments``); its schemas are the portable subset (``tool_schemas``).
+  one and a wrong value in our words (``arguments``); its schemas are the portable subset (``schemas``).
 * ``tool_errors()`` turns each expected failure into a ``ToolError`` whose message says what to change, with
   DashScope's code, message and request_id when they come from the API; never a traceback or the key.
 """
@@ -21,10 +21,10 @@ from mcp.types import ToolAnnotations
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from ..core.arguments import problems as argument_problems
-from ..core.arguments import refusal
 from ..core.errors import ConfigurationError, InvalidRequest, JournalBusy, SpendLimitExceeded, SubmissionUncertain
-from ..core.tool_schemas import portable
+from ..core.requests.arguments import problems as argument_problems
+from ..core.requests.arguments import refusal
+from ..core.requests.schemas import portable
 from ..dashscope import APIConnectionError, APIStatusError, ContentModerationError, DashScopeError
 
 

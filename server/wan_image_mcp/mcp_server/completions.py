@@ -6,16 +6,16 @@ wan://images/{name}      the journal's recent result images still in the output 
 
 With OAuth, tasks and images are only the caller's (``oauth.caller``).
 
-Values start with what was typed, at most 100 of them (``core.completions``); anything else gets none.
+Values start with what was typed, at most 100 of them (``core.tasks.completions``); anything else gets none.
 """
 
 from __future__ import annotations
 
 from mcp.types import CompleteRequestParams, Completion, PromptReference
 
-from ..core.completions import Suggestions, image_suggestions, model_suggestions, task_suggestions
+from ..core.tasks.completions import Suggestions, image_suggestions, model_suggestions, task_suggestions
 from .appstate import AppState
-from .oauth import caller
+from .transports.oauth import caller
 
 MODEL_TEMPLATE = "wan://models/{model}"
 TASK_TEMPLATE = "wan://tasks/{task_id}"

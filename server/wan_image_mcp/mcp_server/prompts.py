@@ -15,8 +15,8 @@ from typing import Annotated, Any
 from mcp.server import MCPServer
 from pydantic import Field
 
-from ..core.detection import build_instruction, language_of
-from ..core.prompt_images import references
+from ..core.requests.detection import build_instruction, language_of
+from ..core.requests.prompt_images import references
 from ..core.specs import DEFAULT_MODEL
 
 

@@ -19,11 +19,11 @@ from mcp.server.mcpserver import Context, Elicit, ListRoots, Resolve
 from mcp.types import ElicitResult, ListRootsResult
 from pydantic import BaseModel, ConfigDict
 
-from ..core.detection import Mode
-from ..core.service import EditArgs, WanService
+from ..core.requests.detection import Mode
+from ..core.requests.spending import REUSED_YES, Answer, CannotAsk, Reply, SpendQuestion
+from ..core.requests.validation import EditParams, PreparedRequest
 from ..core.specs import ModelName
-from ..core.spending import REUSED_YES, Answer, CannotAsk, Reply, SpendQuestion
-from ..core.validation import EditParams, PreparedRequest
+from ..core.tasks.service import EditArgs, WanService
 from .appstate import AppState
 from .boundary import tool_errors
 

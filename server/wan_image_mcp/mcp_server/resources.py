@@ -21,14 +21,14 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 from mcp.types import ResourceLink
 
-from ..core.catalog import catalog_json, spec_json
-from ..core.outcomes import ImageFile
+from ..core.requests.catalog import catalog_json, spec_json
+from ..core.results.outcomes import ImageFile
 from ..core.specs import get_spec
 from .appstate import AppState
-from .oauth import caller
+from .transports.oauth import caller
 
 IMAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.(png|jpg|webp|bmp)$")
-"""What a result image's file name may be (the names ``output_folder.result_stem`` gives): nothing else is looked
+"""What a result image's file name may be (the names ``local_folder.result_stem`` gives): nothing else is looked
 up, so a name can never walk out of the output folder."""
 MIME = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp", "bmp": "image/bmp"}
 """Extension -> media type of the result images served."""

@@ -1,6 +1,6 @@
 """The MCP tools: arguments in, ``WanService`` calls, results out. Nothing else happens here.
 
-Schemas come from type hints whose enums and bounds come from ``specs`` and whose text from ``tool_schemas``,
+Schemas come from type hints whose enums and bounds come from ``specs`` and whose text from ``schemas``,
 so a change in a table changes the schema. Arguments are checked strictly before a tool runs (``StrictTool``):
 an unknown name or a wrong value is refused in our words, naming the argument and the limit. Every expected
 failure becomes a ``ToolError`` the model can read and act on.
@@ -18,22 +18,22 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, ContentBlock, ImageContent, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..core.config import Settings
-from ..core.outcomes import EditResult, InspectResult, ListedStatus, TaskList, TaskStarted, summary_text
-from ..core.previews import Reader, previews
+from ..core.requests.schemas import MAX_IMAGES, MAX_INPUT_IMAGES, MAX_N, describe
+from ..core.results.outcomes import EditResult, InspectResult, ListedStatus, TaskList, TaskStarted, summary_text
+from ..core.results.previews import Reader, previews
 from ..core.specs import DEFAULT_MODEL, SEED_RANGE, ModelName
-from ..core.tool_schemas import MAX_IMAGES, MAX_INPUT_IMAGES, MAX_N, describe
 from ..dashscope import APIStatusError
+from ..settings import Settings
 from .appstate import AppState
 from .boundary import StrictTool, tool_errors
-from .oauth import caller
 from .resolvers import NO_ROOTS, CheckedDetect, CheckedEdit, RootsForImages, uris
 from .resources import image_link
+from .transports.oauth import caller
 
 MAX_WAIT = 300
 
 
-# --- argument types: their schemas come from these hints, their text from tool_schemas ----------------
+# --- argument types: their schemas come from these hints, their text from schemas ----------------
 
 
 class PaletteColor(BaseModel):

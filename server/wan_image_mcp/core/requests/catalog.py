@@ -1,0 +1,131 @@
+"""The spec tables as documents: the README's model table (a test keeps it in step), the JSON behind the
+``wan://models`` resources and the limits in the server instructions. All are generated from ``specs``;
+nothing here states a limit itself."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from ..specs import SEED_RANGE, SPECS, Mode, ModelSpec, Param
+
+
+def _mb(spec: ModelSpec) -> str:
+    return f"≤ {spec.image.max_bytes // 1_000_000} MB"
+
+
+def _sizes(spec: ModelSpec) -> str:
+    parts: list[str] = []
+    for mode in spec.modes:
+        presets = "/".join(mode.presets) or "W*H only"
+        lo, hi = math.isqrt(mode.pixels.lo), math.isqrt(mode.pixels.hi)
+        parts.append(f"{mode.name}: {presets}; {lo}²–{hi}² px, ≤ {mode.max_ratio:g}:1")
+    return "<br>".join(parts)
+
+
+def _counts(spec: ModelSpec, pick: str) -> str:
+    return "<br>".join(f"{m.name}: {getattr(m, pick)}" for m in spec.modes)
+
+
+def model_table() -> str:
+    rows: list[tuple[str, Callable[[ModelSpec], str]]] = [
+        ("Input images", lambda s: _counts(s, "images")),
+        ("Formats", lambda s: ", ".join(sorted(s.image.formats))),
+        ("Side (px)", lambda s: str(s.image.side)),
+        ("File size", _mb),
+        ("Aspect ratio", lambda s: s.image.ratio_text()),
+        ("Prompt (chars)", lambda s: str(s.prompt_chars)),
+        ("negative_prompt (chars)", lambda s: str(s.negative_prompt_chars or "—")),
+        ("n (ours: 1)", lambda s: _counts(s, "n")),
+        ("Output size", _sizes),
+        ("bbox_list", lambda s: f"≤ {s.max_boxes_per_image} boxes/image" if s.max_boxes_per_image else "—"),
+        ("color_palette", lambda s: f"{s.palette} colours" if s.palette else "—"),
+        ("max_images", lambda s: str(s.max_images) if s.max_images else "—"),
+        ("Other parameters", _others),
+    ]
+    specs = list(SPECS.values())
+    lines = ["| | " + " | ".join(f"`{s.name}`" for s in specs) + " |", "|---" * (len(specs) + 1) + "|"]
+    lines += [f"| {name} | " + " | ".join(cell(s) for s in specs) + " |" for name, cell in rows]
+    return "\n".join(lines)
+
+
+def _others(spec: ModelSpec) -> str:
+    shown = {Param.SIZE, Param.N, Param.NEGATIVE_PROMPT, Param.BBOX_LIST, Param.COLOR_PALETTE, Param.MAX_IMAGES}
+    return ", ".join(sorted(p.value for p in spec.params - shown))
+
+
+def _extras(spec: ModelSpec) -> str:
+    extras: list[str] = []
+    if spec.negative_prompt_chars:
+        extras.append(f"negative_prompt ≤ {spec.negative_prompt_chars} chars")
+    if spec.max_boxes_per_image:
+        extras.append(f"bbox_list ≤ {spec.max_boxes_per_image}/image")
+    if spec.palette:
+        extras.append(f"color_palette {spec.palette}")
+    if spec.max_images:
+        extras.append(f"max_images {spec.max_images}")
+    return ", ".join([*extras, _others(spec)])
+
+
+def _modes(spec: ModelSpec) -> str:
+    parts: list[str] = []
+    for mode in spec.modes:
+        presets = "/".join(mode.presets) or "W*H"
+        parts.append(
+            f"{mode.name} {mode.images} images, n {mode.n}, size {presets} (≤ {math.isqrt(mode.pixels.hi)}² px)"
+        )
+    return "; ".join(parts)
+
+
+def model_limits() -> str:
+    """Every model's limits, one line each, for the server instructions (what a ``model`` argument implies)."""
+    return "\n".join(
+        f"- {spec.name}: {spec.summary}. Inputs: sides {spec.image.side} px, {_mb(spec)}, ratio "
+        f"{spec.image.ratio_text()}. Prompt ≤ {spec.prompt_chars} chars. {_modes(spec)}. Also: {_extras(spec)}."
+        for spec in SPECS.values()
+    )
+
+
+def _mode_json(mode: Mode) -> dict[str, Any]:
+    return {
+        "input_images": {"min": mode.images.lo, "max": mode.images.hi},
+        "n": {"min": mode.n.lo, "max": mode.n.hi, "api_default": mode.n_api_default},
+        "size_presets": {name: f"≈{side}*{side} pixels" for name, side in mode.presets.items()},
+        "custom_size": {"pixels": {"min": mode.pixels.lo, "max": mode.pixels.hi}, "max_ratio": mode.max_ratio},
+        "default_size": mode.default_size
+        or f"≈{mode.default_side}*{mode.default_side} pixels at the last input's aspect",
+        "parameters": sorted(p.value for p in mode.params),
+    }
+
+
+def spec_json(spec: ModelSpec) -> dict[str, Any]:
+    """One model's limits and capabilities as plain JSON."""
+    image = spec.image
+    return {
+        "model": spec.name,
+        "summary": spec.summary,
+        "protocol": spec.protocol.value,
+        "endpoints": {"sync": spec.endpoints.sync, "async": spec.endpoints.submit},
+        "input_image": {
+            "formats": sorted(image.formats),
+            "side_px": {"min": image.side.lo, "max": image.side.hi},
+            "max_bytes": image.max_bytes,
+            "max_ratio": image.max_ratio,
+        },
+        "prompt_chars": spec.prompt_chars,
+        "negative_prompt_chars": spec.negative_prompt_chars,
+        "seed": {"min": SEED_RANGE[0], "max": SEED_RANGE[1]},
+        "bbox_boxes_per_image": spec.max_boxes_per_image or None,
+        "color_palette_colours": {"min": spec.palette.lo, "max": spec.palette.hi} if spec.palette else None,
+        "max_images": {"min": spec.max_images.lo, "max": spec.max_images.hi} if spec.max_images else None,
+        "modes": {mode.name: _mode_json(mode) for mode in spec.modes},
+    }
+
+
+def catalog_json() -> dict[str, Any]:
+    return {name: spec_json(spec) for name, spec in SPECS.items()}
+
+
+if __name__ == "__main__":
+    print(model_table())

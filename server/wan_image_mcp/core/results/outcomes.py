@@ -1,0 +1,269 @@
+"""What a call comes to: ``EditResult`` and friends (the tools' output schemas), and how a journal row or a
+task's answer becomes one (``from_row``, ``from_task``, ``summary_of``)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from ...dashscope import TaskResult, TaskStatus
+from ..journal import AMBIGUOUS, EXPIRED, OPEN_STATUSES, REJECTED, UNCERTAIN, TaskRow
+
+
+class ImageFile(BaseModel):
+    """One saved result image: where it is, where it came from, its size and hash."""
+
+    path: str = Field(description="absolute path of the saved image")
+    url: str = Field(description="DashScope result URL (expires 24 h after generation)")
+    width: int
+    height: int
+    bytes: int
+    sha256: str
+    download_url: str | None = Field(
+        default=None, description="a presigned URL to fetch the image from object storage (expires; S3 output only)"
+    )
+
+
+class ApiError(BaseModel):
+    """Why something failed: DashScope's (or our) code and message, with the request_id when there is one."""
+
+    code: str
+    message: str
+    request_id: str | None = None
+
+
+class EditResult(BaseModel):
+    """What edit_image, check_task and detect_segment return: a task's status, its saved images and what to do next."""
+
+    status: str = Field(description="PENDING, RUNNING, SUCCEEDED, FAILED, CANCELED or UNKNOWN")
+    task_id: str | None = None
+    request_id: str | None = None
+    model: str | None = None
+    images: list[ImageFile] = Field(default_factory=list[ImageFile])
+    texts: list[str] = Field(default_factory=list[str], description="text parts (wan2.6 interleave)")
+    usage: dict[str, Any] | None = None
+    actual_prompt: str | None = Field(default=None, description="prompt as rewritten by prompt_extend (wan2.5)")
+    adjustments: list[str] = Field(default_factory=list[str], description="what was fixed in the inputs")
+    instruction: str | None = Field(default=None, description="instruction sent (detect_segment)")
+    requested_images: int | None = Field(default=None, description="most images this task can produce and bill")
+    error: ApiError | None = None
+    image_failures: list[ApiError] = Field(default_factory=list[ApiError], description="images that failed (wan2.5)")
+    next_step: str | None = Field(default=None, description="what to do next when not finished")
+
+
+class TaskStarted(BaseModel):
+    """What submit_task returns: the fields of an EditResult a task has before it runs."""
+
+    status: str
+    task_id: str | None = None
+    request_id: str | None = None
+    model: str | None = None
+    adjustments: list[str] = Field(default_factory=list[str])
+    instruction: str | None = None
+    requested_images: int | None = None
+    next_step: str | None = None
+
+
+ListedStatus = Literal[
+    "PENDING",
+    "RUNNING",
+    "SUCCEEDED",
+    "FAILED",
+    "CANCELED",
+    "UNKNOWN",
+    "SUBMITTING",
+    "UNCERTAIN",
+    "AMBIGUOUS",
+    "REJECTED",
+    "EXPIRED",
+]
+"""Every status ``list_tasks`` can show, so it can filter by each: DashScope's, and the journal's own for a
+submission without its answer (SUBMITTING, UNCERTAIN, AMBIGUOUS, REJECTED) or images lost to expired URLs
+(EXPIRED)."""
+
+
+class TaskSummary(BaseModel):
+    """One journal row as list_tasks shows it."""
+
+    task_id: str | None = Field(
+        default=None,
+        description="None while a submission's answer is missing (SUBMITTING, UNCERTAIN, AMBIGUOUS, REJECTED)",
+    )
+    journal_id: int
+    status: str
+    model: str
+    prompt: str = Field(description="the first 120 characters")
+    created: str
+    finished: str | None = None
+    requested_images: int | None = None
+    images: list[str] = Field(default_factory=list[str], description="local paths")
+    error: ApiError | None = None
+    candidates: list[str] = Field(
+        default_factory=list[str], description="AMBIGUOUS: task ids that could be this submission's (none adopted)"
+    )
+
+
+class TaskList(BaseModel):
+    """A page of list_tasks, newest first, with the total number of matching rows."""
+
+    tasks: list[TaskSummary]
+    total: int
+    page: int
+    page_size: int
+
+
+class ImageInfo(BaseModel):
+    """inspect_image's report on one image: size, format, orientation and a verdict per model."""
+
+    index: int = Field(description="1-based, as image 1 / 圖1")
+    source: str
+    kind: str = Field(description="local, data, remote or oss")
+    width: int | None = Field(default=None, description="as shown (EXIF orientation applied): bbox_list's space")
+    height: int | None = None
+    format: str | None = None
+    orientation: int | None = Field(default=None, description="EXIF orientation tag (1 = upright)")
+    bytes: int | None = None
+    models: dict[str, str] = Field(
+        default_factory=dict[str, str], description="per model: as is, adjusted: …, refused: …"
+    )
+    problem: str | None = None
+
+
+class InspectResult(BaseModel):
+    """What inspect_image returns: one report per image, in order."""
+
+    images: list[ImageInfo]
+
+
+# --- journal rows and task answers as results -------------------------------------------------------
+
+
+def check_hint(task_id: str) -> str:
+    """What to do with a task that is not finished yet."""
+    return f"Not finished yet. Call check_task with task_id={task_id!r} (wait_seconds up to 50) to get the images."
+
+
+def unqueried_hint(task_id: str, status: str, cause: Exception) -> str:
+    """What to do with a task that exists but whose status could not be queried."""
+    return (
+        f"The task exists (it may be billed) but its status could not be queried just now ({cause}); it was "
+        f"{status} when last seen. Do not resubmit; call check_task with task_id={task_id!r} (wait_seconds up to "
+        "50) to get the images."
+    )
+
+
+def origin(row: TaskRow | None) -> str | None:
+    """What is said of a task that an AMBIGUOUS submission may have made (its ``next_step``), or None."""
+    if row is None or row.candidate_of is None:
+        return None
+    return (
+        f"This task is a candidate of the submission with journal id {row.candidate_of}, whose answer was lost: it "
+        "may be that submission's task, or another identical submission's. Its images are saved all the same."
+    )
+
+
+def iso_time(ts: float | None) -> str | None:
+    """A journal time (seconds since the epoch) as local ISO 8601, or None."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(ts)) if ts else None
+
+
+def error_of(row: TaskRow) -> ApiError | None:
+    """Why a journal row's task ended badly (or its images could not be saved), or None."""
+    if row.status in ("FAILED", "UNKNOWN", EXPIRED, UNCERTAIN, REJECTED, AMBIGUOUS) and row.error_code:
+        return ApiError(code=row.error_code, message=row.error_message or "", request_id=row.request_id)
+    if row.status == EXPIRED or (row.download_error and row.saved_at is None):
+        return ApiError(code="DownloadFailed", message=row.download_error or "", request_id=row.request_id)
+    return None
+
+
+def from_row(row: TaskRow) -> EditResult:
+    """A task as the journal knows it (an EXPIRED one reads SUCCEEDED, with its error)."""
+    return EditResult(
+        status="SUCCEEDED" if row.status == EXPIRED else row.status,
+        task_id=row.task_id,
+        request_id=row.request_id,
+        model=row.model or None,
+        images=[ImageFile.model_validate(image) for image in row.images],
+        texts=row.texts,
+        usage=row.usage,
+        actual_prompt=row.actual_prompt,
+        adjustments=row.adjustments,
+        instruction=row.instruction,
+        requested_images=row.requested_images,
+        error=error_of(row),
+        next_step=origin(row),
+    )
+
+
+def from_task(task_id: str, task: TaskResult, row: TaskRow | None) -> EditResult:
+    """A task as DashScope answered it, with what the journal adds (model, adjustments, instruction); no images."""
+    result = EditResult(
+        status=task.status.value,
+        task_id=task_id,
+        request_id=task.request_id,
+        model=row.model if row and row.model else None,
+        texts=list(task.texts),
+        usage=dict(task.usage) if task.usage else None,
+        actual_prompt=task.actual_prompt,
+        adjustments=row.adjustments if row else [],
+        instruction=row.instruction if row else None,
+        requested_images=row.requested_images if row else None,
+        image_failures=[ApiError(code=f.code, message=f.message) for f in task.failures],
+        next_step=origin(row),
+    )
+    if task.status is TaskStatus.FAILED:
+        error = ApiError(code=task.code or "Unknown", message=task.message or "", request_id=task.request_id)
+        return result.model_copy(update={"error": error})
+    if task.status is TaskStatus.UNKNOWN:
+        message = "DashScope does not know this task: the id is wrong, older than 24 h, or from another account"
+        return result.model_copy(
+            update={"error": ApiError(code="UNKNOWN", message=message, request_id=task.request_id)}
+        )
+    if task.status.value in OPEN_STATUSES:
+        return result.model_copy(update={"next_step": " ".join(filter(None, (origin(row), check_hint(task_id))))})
+    return result
+
+
+def summary_of(row: TaskRow) -> TaskSummary:
+    """A journal row as list_tasks shows it (the prompt cut to 120 characters)."""
+    prompt = row.prompt if len(row.prompt) <= 120 else row.prompt[:119] + "…"
+    return TaskSummary(
+        task_id=row.task_id,
+        journal_id=row.id,
+        status=row.status,
+        model=row.model,
+        prompt=prompt,
+        created=iso_time(row.created_at) or "",
+        finished=iso_time(row.finished_at),
+        requested_images=row.requested_images,
+        images=[image["path"] for image in row.images],
+        error=error_of(row),
+        candidates=row.candidates,
+    )
+
+
+def summary_text(result: EditResult) -> str:
+    """A result in a few lines for the model to read: status, task, each image, texts, errors, what to do next."""
+    head = f"{result.status}: " + " ".join(part for part in (result.model, "task", result.task_id) if part)
+    lines = [head]
+    for image in result.images:
+        lines.append(f"- {image.path} ({image.width}×{image.height}, {image.bytes} bytes)")
+    lines += [f"- text: {text}" for text in result.texts]
+    if result.instruction:
+        lines.append(f"Instruction: {result.instruction}")
+    if result.actual_prompt:
+        lines.append(f"Prompt as rewritten: {result.actual_prompt}")
+    if result.adjustments:
+        lines.append("Inputs adjusted: " + "; ".join(result.adjustments))
+    if result.requested_images is not None and result.status in ("PENDING", "RUNNING"):
+        lines.append(f"Requested up to {result.requested_images} paid image(s).")
+    for failure in result.image_failures:
+        lines.append(f"One image failed: {failure.code}: {failure.message}")
+    if result.error:
+        rid = f" (request_id {result.error.request_id})" if result.error.request_id else ""
+        lines.append(f"Error {result.error.code}: {result.error.message}{rid}")
+    if result.next_step:
+        lines.append(result.next_step)
+    return "\n".join(lines)

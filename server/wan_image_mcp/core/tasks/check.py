@@ -1,0 +1,183 @@
+"""Checking a task: one look or a bounded wait, its answer journaled, its images downloaded once.
+
+``TaskCheck.check`` is what ``check_task``, the end of ``edit_image`` and the harvester all call, so a task's
+images are saved by whoever asks first and found again (in the journal, or on disk) by whoever asks next. Calls
+for one task are serialised by a per-task lock. A task that could not be queried comes back with its last known
+status and a hint to call ``check_task`` again, never as a bare API error.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+from ...dashscope import DashScopeClient, TaskResult, TaskStatus
+from ...dashscope.errors import DownloadError
+from ...dashscope.rate import on_behalf_of, query_owner
+from ..clock import Clock
+from ..journal import EXPIRED, AsyncJournal, TaskRow, Tenant
+from ..requests.validation import check_task_id
+from ..results.outcomes import ApiError, EditResult, ImageFile, from_row, from_task, origin, unqueried_hint
+from ..results.store import ResultStore, TaskRecord
+from .polling import PollFailed, Polling, Progress
+
+log = logging.getLogger("wan_image_mcp")
+
+
+async def no_progress(fraction: float, message: str) -> None:
+    """A ``Progress`` that reports nowhere (a call without an MCP progress token, the harvester)."""
+    del fraction, message
+
+
+class TaskCheck:
+    """Looks at tasks for the service: queries DashScope through ``api()``, records what it saw in the journal and
+    saves a succeeded task's images into the store."""
+
+    def __init__(
+        self,
+        api: Callable[[], DashScopeClient],
+        store: ResultStore,
+        journal: AsyncJournal,
+        polling: Polling,
+        clock: Clock,
+    ) -> None:
+        self._api = api
+        self._store = store
+        self._journal = journal
+        self._polling = polling
+        self._clock = clock
+        self._locks: dict[str, anyio.Lock] = {}
+
+    async def check(
+        self, task_id: str, *, wait_seconds: float = 0, progress: Progress = no_progress, tenant: Tenant | None = None
+    ) -> EditResult:
+        """The task's state after one look, or after waiting up to ``wait_seconds`` for it to end (the service's
+        ``check``, which documents what is returned and raised); each image with its ``download_url`` where the
+        store gives one (signed now: the journal never keeps one, as they expire). Given ``tenant``, a task that is
+        not that tenant's is UNKNOWN, as DashScope answers for an id it does not know, and nothing is sent for it."""
+        # its queries wait in their tenant's turn (as TaskRow.owner), not behind another tenant's; the harvester
+        # says whose a task is before it asks
+        owner = (tenant.issuer, tenant.subject) if tenant is not None else query_owner()
+        with on_behalf_of(owner):
+            result = await self._check(task_id, wait_seconds, progress, tenant)
+        if not result.images:
+            return result
+        return result.model_copy(update={"images": self._store.linked(result.images)})
+
+    async def _check(self, task_id: str, wait_seconds: float, progress: Progress, tenant: Tenant | None) -> EditResult:
+        check_task_id(task_id)
+        if tenant is not None and await self._journal.run(self._journal.sync.get, task_id, tenant=tenant) is None:
+            return from_task(task_id, TaskResult(status=TaskStatus.UNKNOWN), None)
+        lock = self._locks.setdefault(task_id, anyio.Lock())
+        async with lock:
+            row = await self._journal.run(self._journal.sync.get, task_id)
+            if (
+                row is not None
+                and row.saved_at is not None
+                and await anyio.to_thread.run_sync(self._store.kept, row.images)
+            ):
+                return from_row(row)
+            # Images can only be on disk already if the journal does not know the task (saved by an earlier run
+            # whose row is gone, or under another journal) or if it had seen the result URLs: then look, which
+            # reads the whole output folder. A task this journal has never seen succeed skips that.
+            earlier = row is None or bool(row.result_urls)
+            saved = await anyio.to_thread.run_sync(self._store.find, task_id) if earlier else None
+            if saved:
+                await self._journal.run(self._journal.sync.observed, task_id, status="SUCCEEDED")
+                await self._journal.run(self._journal.sync.saved, task_id, _recorded(saved))
+                return EditResult(status="SUCCEEDED", task_id=task_id, model=row.model if row else None, images=saved)
+            if row is not None and row.status == EXPIRED:
+                return from_row(row)
+            try:
+                client = self._api()
+                task = await self._polling.wait(task_id, lambda: client.get_task(task_id), wait_seconds, progress)
+            except PollFailed as failed:
+                return await self._unqueried(task_id, row, failed)
+            if row is not None or task.status is not TaskStatus.UNKNOWN:  # an id DashScope does not know either
+                row = await self._record(task_id, task, row)  # is no task of ours: nothing to remember
+            result = from_task(task_id, task, row)
+            if task.status is not TaskStatus.SUCCEEDED:
+                return result
+            await progress(0.9, f"downloading {len(task.image_urls)} image(s)")
+            return await self._save(task_id, task, row, result, progress, resume=earlier)
+
+    async def _record(self, task_id: str, task: TaskResult, row: TaskRow | None) -> TaskRow | None:
+        """Journal what a query of the task answered (and when to query it next); its row as it is now."""
+        created = row.created_at if row else self._clock.time()
+        failed = task.status in (TaskStatus.FAILED, TaskStatus.UNKNOWN)
+        await self._journal.run(
+            self._journal.sync.observed,
+            task_id,
+            status=task.status.value,
+            request_id=task.request_id,
+            result_urls=task.image_urls,
+            usage=dict(task.usage) if task.usage else None,
+            actual_prompt=task.actual_prompt,
+            texts=task.texts,
+            submit_time=task.submit_time,
+            error_code=(task.code or task.status.value) if failed else None,
+            error_message=task.message if failed else None,
+            next_poll_at=self._polling.next_poll(created) if not task.status.terminal else None,
+        )
+        return await self._journal.run(self._journal.sync.get, task_id)
+
+    async def _save(
+        self,
+        task_id: str,
+        task: TaskResult,
+        row: TaskRow | None,
+        result: EditResult,
+        progress: Progress,
+        *,
+        resume: bool,
+    ) -> EditResult:
+        """Download a succeeded task's images: ``result`` with them, or with a DownloadFailed error and a hint (the
+        download is then scheduled again, unless its URLs expired)."""
+        record = TaskRecord.of(row)
+        try:
+            images = await self._store.save(
+                task_id, task.image_urls, record, {"request_id": task.request_id, "usage": task.usage}, resume=resume
+            )
+        except (DownloadError, OSError) as exc:
+            expired = isinstance(exc, DownloadError) and exc.expired
+            why = str(exc)
+            if isinstance(exc, OSError):
+                why = f"cannot write to the output directory {self._store.sink.where}: {exc.strerror or exc}"
+            attempts = row.download_attempts if row else 0
+            retry_at = None if expired else self._polling.retry_download(attempts)
+            await self._journal.run(self._journal.sync.download_failed, task_id, why, retry_at=retry_at)
+            if expired:
+                await self._journal.run(self._journal.sync.observed, task_id, status=EXPIRED)
+            hint = (
+                "The result URLs have expired; these images cannot be recovered."
+                if expired
+                else "The task succeeded and is paid for, but its images are not saved yet. Fix the cause and "
+                "call check_task again within 24 h of the task's end (the server also retries by itself)."
+            )
+            error = ApiError(code="DownloadFailed", message=why, request_id=task.request_id)
+            return result.model_copy(update={"error": error, "next_step": hint})
+        await self._journal.run(self._journal.sync.saved, task_id, _recorded(images))
+        await progress(1.0, f"saved {len(images)} image(s)")
+        return result.model_copy(update={"images": images, "next_step": origin(row)})
+
+    async def _unqueried(self, task_id: str, row: TaskRow | None, failed: PollFailed) -> EditResult:
+        """A task that exists but could not be queried (throttled, an outage): its last known status, its id, and
+        to call check_task; never a bare API error that reads as if nothing had been started."""
+        if failed.last is not None:
+            row = await self._record(task_id, failed.last, row)
+        elif row is not None:
+            await self._journal.run(self._journal.sync.schedule, task_id, self._polling.next_poll(row.created_at))
+        if row is None:  # an id this journal never saw, and no answer about it: nothing known to report
+            raise failed.cause
+        log.warning("querying task %s failed: %s", task_id, failed.cause)
+        result = from_row(row)
+        return result.model_copy(update={"next_step": unqueried_hint(task_id, result.status, failed.cause)})
+
+
+def _recorded(images: list[ImageFile]) -> list[dict[str, Any]]:
+    """What the journal keeps of saved images: all but the presigned URL, which expires."""
+    return [image.model_dump(exclude={"download_url"}) for image in images]

@@ -1,0 +1,1 @@
+"""Tests of the DashScope client, against the emulator and against hostile answers."""

@@ -1,0 +1,1 @@
+"""Tests that spawn the server (stdio, HTTP), drive a browser, or run the tools around it (bench, bundle)."""

@@ -1,0 +1,57 @@
+"""The benchmark harness runs end to end (one quick round) and reports every measure. It asserts behaviour
+(what is reported, that the second upload sends nothing), never a duration: figures live in bench/."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.helpers import server_env
+
+ROOT = Path(__file__).parents[2]
+pytestmark = pytest.mark.slow
+
+
+def test_the_benchmark_reports_every_measure(tmp_path: Path) -> None:
+    out = tmp_path / "results.md"
+    command = [sys.executable, str(ROOT / "bench" / "run.py"), "--runs", "1", "--tasks", "3", "--task-seconds", "1"]
+    command += ["--quick", "--out", str(out)]
+    done = subprocess.run(command, env=server_env(None, None, None), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    table = out.read_text(encoding="utf-8")
+    for number in ("1", "2", "2b", "3", "4", "5", "6", "7"):
+        assert f"| {number}. " in table
+    assert re.search(r"\| 3\. .*?MB, then 0\.0 MB", table)  # the second edit of the same photo uploads nothing
+    assert table.startswith("Machine: ")
+
+
+def test_the_replicas_benchmark_reports_its_measure(tmp_path: Path) -> None:
+    from tests.support.postgres_server import binaries
+
+    if binaries() is None:
+        pytest.skip("PostgreSQL is not installed (.ci/run installs Debian's postgresql package)")
+    command = [sys.executable, str(ROOT / "bench" / "run.py"), "--only-replicas", "--quick", "--tasks", "4"]
+    done = subprocess.run(command, env=server_env(None, None, None), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert re.search(r"\| 8\. two replicas .*? 4 images downloaded, at most 1× each", done.stdout), done.stdout
+
+
+def test_the_fairness_benchmark_reports_the_lone_tasks_lag(tmp_path: Path) -> None:
+    command = [sys.executable, str(ROOT / "bench" / "run.py"), "--only-fairness", "--quick", "--tasks", "4"]
+    done = subprocess.run(command, env=server_env(None, None, None), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert re.search(r"\| 9\. two tenants, 4 tasks vs 1 .*? first query by id [\d.]+ s .*? on disk", done.stdout)
+
+
+def test_the_decode_peaks_benchmark_reports_every_format_within_what_the_budget_counts(tmp_path: Path) -> None:
+    command = [sys.executable, str(ROOT / "bench" / "run.py"), "--only-decode-peaks", "--quick"]
+    done = subprocess.run(command, env=server_env(None, None, None), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    rows = re.findall(r"^\| (.+?) \| 1000×1000 \| .+? KB \| ([\d,]+) MB \| ([\d,]+) MB \| sent as ", done.stdout, re.M)
+    assert [name for name, _, _ in rows][:3] == ["JPEG", "JPEG progressive, 4:4:4", "PNG 8-bit RGB"]
+    assert len(rows) == 11, done.stdout
+    assert all(int(peak.replace(",", "")) <= int(counted.replace(",", "")) for _, peak, counted in rows), done.stdout

@@ -1,0 +1,1 @@
+"""Tests of the emulator: DashScope's behaviour as documented, and the seed's SDK examples run on it."""

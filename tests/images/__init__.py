@@ -1,0 +1,1 @@
+"""Tests of core/images: inputs read, decoded, conformed and inspected."""

@@ -1,0 +1,1 @@
+"""Tests of core/journal: the durable record."""

@@ -1,0 +1,1 @@
+"""Tests of core/requests: arguments, validation, prompt references, detection, spending."""

@@ -1,0 +1,1 @@
+"""Tests of core/results: where result images are kept (the S3-compatible sink)."""

@@ -1,0 +1,1 @@
+"""What tests share besides fixtures: helpers, and the servers and clocks some tests run."""

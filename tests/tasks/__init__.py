@@ -1,0 +1,1 @@
+"""Tests of core/tasks: confirmation, uploads, harvest and reconcile."""

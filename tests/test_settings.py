@@ -1,0 +1,130 @@
+"""Settings come from the SDK's variable names, fail early with the variable's name, and hide the key."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import httpx2
+import pytest
+from mcp import Client
+
+from tests.support.helpers import text
+from wan_image_mcp.core.errors import ConfigurationError
+from wan_image_mcp.emulator import EmulatorState
+from wan_image_mcp.mcp_server.app import build_app
+from wan_image_mcp.settings import REGIONS, Settings
+
+
+def test_singapore_is_the_default_region() -> None:
+    settings = Settings.from_env({})
+    assert (settings.region, settings.base_url) == ("singapore", "https://dashscope-intl.aliyuncs.com/api/v1")
+
+
+@pytest.mark.parametrize(
+    ("region", "expected"),
+    [("beijing", "beijing"), ("cn-beijing", "beijing"), ("US-EAST-1", "virginia"), ("hk", "hongkong")],
+)
+def test_regions_and_their_aliases_choose_the_host(region: str, expected: str) -> None:
+    settings = Settings.from_env({"WAN_MCP_REGION": region})
+    assert (settings.region, settings.base_url) == (expected, REGIONS[expected])
+
+
+def test_the_sdk_base_url_variable_wins_over_the_region() -> None:
+    settings = Settings.from_env({"WAN_MCP_REGION": "beijing", "DASHSCOPE_HTTP_BASE_URL": "http://127.0.0.1:9/api/v1/"})
+    assert settings.base_url == "http://127.0.0.1:9/api/v1"
+
+
+def test_an_unknown_region_names_the_variable_and_the_choices() -> None:
+    with pytest.raises(ConfigurationError, match=r"WAN_MCP_REGION='mars'.*singapore, beijing"):
+        Settings.from_env({"WAN_MCP_REGION": "mars"})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "dashscope.aliyuncs.com",
+        "http://127.0.0.1:9/api\udcff/v1",  # a byte that is not UTF-8: every request (and the journal) would fail
+    ],
+)
+def test_a_base_url_must_be_http(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="DASHSCOPE_HTTP_BASE_URL must be an http"):
+        Settings.from_env({"DASHSCOPE_HTTP_BASE_URL": url})
+
+
+def test_a_missing_key_is_a_clear_error_naming_the_variable() -> None:
+    with pytest.raises(ConfigurationError, match="DASHSCOPE_API_KEY is not set"):
+        Settings.from_env({}).require_api_key()
+
+
+def test_the_key_is_never_in_a_repr_or_str() -> None:
+    secret = "sk-live-0123456789abcdef"
+    settings = Settings.from_env({"DASHSCOPE_API_KEY": secret})
+    assert settings.require_api_key() == secret
+    assert secret not in repr(settings) and secret not in str(settings)
+
+
+def test_the_log_level_and_http_settings_are_read_with_the_others() -> None:
+    settings = Settings.from_env(
+        {
+            "WAN_MCP_LOG_LEVEL": "info",
+            "WAN_MCP_HTTP_TOKEN": " s3cret ",
+            "WAN_MCP_HTTP_ALLOWED_HOSTS": "a.example, b:8443,",
+        }
+    )
+    assert settings.log_level == "INFO"
+    assert settings.http_token is not None and settings.http_token.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(settings)
+    assert settings.http_allowed_hosts == ("a.example", "b:8443")
+    assert Settings.from_env({"WAN_MCP_LOG_LEVEL": "LOUD"}).log_level == "WARNING"
+
+
+@pytest.mark.parametrize(
+    ("region", "name", "code"),
+    [
+        ("cn-beijing", "beijing", "cn-beijing"),
+        ("ap-southeast-1", "singapore", "ap-southeast-1"),
+        ("cn-hongkong", "hongkong", "cn-hongkong"),
+        ("us-east-1", "virginia", "us-east-1"),
+        ("eu-central-1", "frankfurt", "eu-central-1"),
+        ("ap-northeast-1", "tokyo", "ap-northeast-1"),
+    ],
+)
+def test_every_region_the_sdk_knows_reaches_its_workspace_host(region: str, name: str, code: str) -> None:
+    settings = Settings.from_env({"WAN_MCP_REGION": region, "WAN_MCP_WORKSPACE": "ws-Ab12"})
+    assert (settings.region, settings.workspace) == (name, "ws-Ab12")
+    assert settings.base_url == f"https://ws-ab12.{code}.maas.aliyuncs.com/api/v1"
+
+
+@pytest.mark.parametrize("region", ["frankfurt", "eu-central-1", "tokyo", "ap-northeast-1"])
+def test_a_region_with_only_workspace_hosts_asks_for_the_workspace(region: str) -> None:
+    with pytest.raises(
+        ConfigurationError, match=rf"WAN_MCP_REGION='{region}' has only workspace-dedicated hosts.*WAN_MCP_WORKSPACE"
+    ):
+        Settings.from_env({"WAN_MCP_REGION": region})
+
+
+@pytest.mark.parametrize("workspace", ["evil.example.com/x", "ws_1", "-ws", "a" * 64, "ws 1"])
+def test_a_workspace_id_that_is_no_host_label_is_refused(workspace: str) -> None:
+    with pytest.raises(ConfigurationError, match="WAN_MCP_WORKSPACE must be a workspace id"):
+        Settings.from_env({"WAN_MCP_WORKSPACE": workspace})
+
+
+def test_the_sdk_base_url_still_wins_over_a_workspace_whose_header_is_kept() -> None:
+    env = {"WAN_MCP_WORKSPACE": "ws-1", "DASHSCOPE_HTTP_BASE_URL": "http://127.0.0.1:9/api/v1"}
+    settings = Settings.from_env(env)
+    assert (settings.base_url, settings.workspace) == ("http://127.0.0.1:9/api/v1", "ws-1")
+
+
+@pytest.mark.anyio
+async def test_the_workspace_header_reaches_dashscope_and_a_foreign_workspace_is_explained(
+    http: httpx2.AsyncClient, emulator: EmulatorState, server_settings: Settings
+) -> None:
+    emulator.config.workspaces = frozenset({"ws-team"})
+    for workspace, refused in (("ws-team", False), ("ws-other", True)):
+        settings = dataclasses.replace(server_settings, workspace=workspace)
+        async with Client(build_app(settings, http)) as client:
+            result = await client.call_tool("submit_task", {"prompt": "a red kite", "size": "1K"})
+        assert result.is_error is refused, text(result)
+        assert emulator.requests[-1].headers.get("x-dashscope-workspace") == workspace
+        if refused:
+            assert "Workspace.AccessDenied" in text(result) and "Check WAN_MCP_WORKSPACE" in text(result)
