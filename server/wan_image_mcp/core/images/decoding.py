@@ -215,10 +215,6 @@ class DecodeBudget:
     def __init__(self) -> None:
         self._changed = threading.Condition()
         self._held: dict[int, int] = {}
-        self.most_at_once = 0
-        """The most decodes ever held at once (for tests)."""
-        self.most_bytes = 0
-        """The most bytes ever held at once (for tests: never more than BYTES, unless one decode alone)."""
 
     @contextlib.contextmanager
     def hold(self, nbytes: int) -> Generator[Holding]:
@@ -228,8 +224,6 @@ class DecodeBudget:
             self._changed.wait_for(lambda: not self._held or sum(self._held.values()) + nbytes <= self.BYTES)
             holding = Holding(self)
             self._held[id(holding)] = nbytes
-            self.most_at_once = max(self.most_at_once, len(self._held))
-            self.most_bytes = max(self.most_bytes, sum(self._held.values()))
         try:
             yield holding
         finally:
