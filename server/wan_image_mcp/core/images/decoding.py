@@ -186,10 +186,6 @@ def _file_bytes(image: Image.Image) -> int:
         return 0
 
 
-class DecodeTooCostly(ValueError):
-    """An image whose decode would hold more than one decode may (``DecodeBudget.BYTES``), said in words."""
-
-
 def too_costly(image: Image.Image, cost: int, size: tuple[int, int] | None = None) -> str:
     """Why ``image`` (of ``size``, its own by default) is refused when its decode and conversion would hold
     ``cost`` bytes, over the budget: its size, the cost and the limit, and a size that would fit (the cost

@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import InvalidRequest, Problem
+from ..errors import DecodeTooCostly, InvalidRequest, Problem
 from ..specs import SPECS, ImageLimits
 from .access import FileAccess
 from .conforming import conform_bytes, plan
-from .decoding import DECODE_ERRORS, DecodeBudget, DecodeTooCostly, damaged, open_image, too_costly
+from .decoding import DECODE_ERRORS, DecodeBudget, damaged, open_image, too_costly
 from .inputs import on_image_threads
 from .pillow import Image, ImageDraw, ImageFont
 from .pixels import small_as_sent

@@ -11,15 +11,8 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
-from .decoding import (
-    DECODE_OVERHEAD_BYTES,
-    DecodeBudget,
-    DecodeTooCostly,
-    decoded_bytes,
-    decoder_bytes,
-    hold_decoded,
-    too_costly,
-)
+from ..errors import DecodeTooCostly
+from .decoding import DECODE_OVERHEAD_BYTES, DecodeBudget, decoded_bytes, decoder_bytes, hold_decoded, too_costly
 
 if TYPE_CHECKING:
     from PIL import Image
