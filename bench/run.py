@@ -89,7 +89,7 @@ def startup(emulator: RunningEmulator, folder: Path, runs: int) -> dict[str, flo
 
 
 def prompt_for(images: list[Path]) -> str:
-    """The seed's two-image edit, or a one-image edit: a prompt never names an image it is not given."""
+    """The two-image edit of Model Studio's examples, or a one-image edit: a prompt never names an image it is not given."""
     return "把圖2的塗鴉噴繪在圖1的汽車上" if len(images) >= 2 else "把圖1的汽車噴成藍色"
 
 
@@ -630,7 +630,7 @@ def main() -> None:
         figures["rss"] = anyio.run(peak_rss, emulator, folder / "rss", nine)
         figures |= measure_large(emulator, folder, args)
         # Tasks take real time here: what matters is polling and harvesting. First all finish together (the
-        # worst case), then spread over 9 s as real ones are (the reference's wan2.7 samples took 12-21 s).
+        # worst case), then spread over 9 s as real ones are (DashScope's published wan2.7 samples took 12-21 s).
         latency, most = figures["task_s"] = (1.0, 1.0) if args.quick else (3.0, 9.0)
         for name, spread in (("many", 0.0), ("spread", most)):
             emulator.state.config.latency, emulator.state.config.latency_spread = latency, spread

@@ -258,7 +258,7 @@ async def test_the_emulator_checks_input_images_itself(model: str, refused: bool
     if refused:
         assert response.status_code == 400 and "alpha channel" in response.json()["message"]
     else:
-        assert response.status_code == 200  # PNG alpha is ignored by wan2.5 [Q25]
+        assert response.status_code == 200  # wan2.5 reads a PNG without its alpha
 
 
 async def test_too_small_an_image_is_refused_server_side(client: DashScopeClient) -> None:

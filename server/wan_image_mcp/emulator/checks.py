@@ -2,7 +2,7 @@
 
 These read the limits from ``specs`` but are written against the wire shapes, independently of the
 client's ``validation``: a client bug that sends something invalid is caught here, not agreed with.
-Where the reference says the API truncates (prompt length), the emulator truncates too.
+Where DashScope documents that it truncates (prompt length), the emulator truncates too.
 """
 
 from __future__ import annotations
