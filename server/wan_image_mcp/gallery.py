@@ -22,6 +22,7 @@ from typing import IO, Any
 from .core.images.decoding import exif_orientation
 from .core.images.pillow import Image
 from .core.images.pixels import small_as_sent
+from .core.images.runtime import imaging
 from .core.journal import Journal, TaskRow, Tenant
 from .core.results.sinks import ResultSink
 from .core.results.store import atomic_write
@@ -74,6 +75,7 @@ def _cached_thumb(source: Callable[[], Path | IO[bytes]], key: str, root: Path) 
     it was sent (alpha on white, 8-bit tones), decoded small where the format allows. None if it cannot be read."""
     target = root / ".thumbs" / f"{key[:24]}.jpg"
     if not target.exists():
+        imaging()  # Pillow's guard set before decoding
         try:
             with Image.open(source()) as image:
                 shown = small_as_sent(image, exif_orientation(image), THUMB_SIDE)

@@ -19,10 +19,11 @@ from mcp.types import CallToolResult, ImageContent
 from PIL import Image, PngImagePlugin
 
 from tests.support.helpers import ImageFactory, text
-from wan_image_mcp.core.images import conforming, decoding, inputs
+from wan_image_mcp.core.images import conforming, decoding
 from wan_image_mcp.core.images.decoding import EXIF_ORIENTATION
 from wan_image_mcp.core.images.inputs import prepare_image
 from wan_image_mcp.core.images.inspection import GRID_PREVIEW_SIDE
+from wan_image_mcp.core.images.runtime import imaging
 from wan_image_mcp.core.specs import SPECS
 from wan_image_mcp.emulator import EmulatorState
 
@@ -187,9 +188,10 @@ async def test_decodes_held_at_once_across_calls_never_exceed_the_budget(
     """A 900×700 PNG's preview is counted as ~14.5 MB and its check as sent ~10.5 MB (with the 8 MB any decode
     holds): within 20 MB, one decode at a time."""
     monkeypatch.setattr(decoding.DecodeBudget, "BYTES", 20_000_000)
+    server = imaging()  # the runtime the server's lifespan installed
     budget = MeasuredBudget()
-    monkeypatch.setattr(decoding, "DECODES", budget)
-    monkeypatch.setattr(inputs, "CHECKED", decoding.CheckedFiles())
+    monkeypatch.setattr(server, "decodes", budget)
+    monkeypatch.setattr(server, "checked", decoding.CheckedFiles())
     photos = [str(make_image(f"photo-{i}.png", (900, 700), colour=(i, 90, 200))) for i in range(4)]
     results: list[CallToolResult] = []
 

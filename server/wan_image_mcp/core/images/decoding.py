@@ -2,9 +2,9 @@
 
 ``open_image`` reads a header by content (never by extension) under Pillow's decompression-bomb guard, with
 its EXIF orientation; ``decode`` runs a step that reads image data, turning damaged data into the image's
-problem. Decoded pixels are counted across every call in ``DECODES`` (``hold_decoded``), and a local file
-found whole and sendable as it is is remembered in ``CHECKED``, so it is decoded once per server, not per
-call. ``verify_whole`` is the check of an image sent as it is.
+problem. Decoded pixels are counted across every call in a ``DecodeBudget``, and a local file found whole
+and sendable as it is is remembered in ``CheckedFiles``, so it is decoded once per server, not per call (the
+process's one of each is held by ``runtime.ImageRuntime``). ``verify_whole`` is the check of an image sent as it is.
 """
 
 from __future__ import annotations
@@ -74,7 +74,9 @@ def open_image(file: IO[bytes], source: str, problem: Callable[[str], InvalidReq
     """An image opened from ``file`` (its header read, nothing decoded) and its EXIF orientation. Raises the
     image's problem, worded the same for ``edit_image`` and ``inspect_image``."""
     from .pillow import Image, UnidentifiedImageError
+    from .runtime import imaging  # here, not at the top: the runtime is made of this module's classes
 
+    imaging()  # Pillow's guard set before the first header is read
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # the guard's limit is the limit
@@ -244,15 +246,6 @@ class Holding:
         self._budget._keep(self, nbytes)  # pyright: ignore[reportPrivateUsage]
 
 
-DECODES = DecodeBudget()
-
-
-def hold_decoded(nbytes: int) -> contextlib.AbstractContextManager[Holding]:
-    """Room in ``DECODES`` for a decode that holds ``nbytes`` at its peak, waiting until there is: enter it
-    before decoding, leave it once the pixels are freed."""
-    return DECODES.hold(nbytes)
-
-
 @dataclass(frozen=True)
 class FileIdentity:
     """A file as it is now: any write changes its size, modification or change time (``ctime`` cannot be set
@@ -297,6 +290,3 @@ class CheckedFiles:
             self._items[key] = image
             while len(self._items) > self.SIZE:
                 self._items.popitem(last=False)
-
-
-CHECKED = CheckedFiles()

@@ -233,6 +233,9 @@ class ResultStore:
     ) -> ImageFile:
         """Keep a downloaded image under its final name (after checking it is one) and write its sidecar."""
         from ..images.pillow import Image, UnidentifiedImageError
+        from ..images.runtime import imaging
+
+        imaging()  # Pillow's guard set before decoding
 
         try:
             with Image.open(part.path) as image:
