@@ -28,6 +28,7 @@ from .core.results.store import ResultStore
 from .core.tasks.harvest import Harvester
 from .core.tasks.service import WanService
 from .dashscope import DashScopeClient, QueryRate, UnusableKey
+from .dashscope.connections import http_client
 from .dashscope.rate import SharedPlaces
 from .settings import Settings
 
@@ -88,9 +89,7 @@ async def running_service(
     try:
         async with AsyncExitStack() as stack:
             stack.enter_context(installed(ImageRuntime()))
-            client = http or await stack.enter_async_context(
-                httpx2.AsyncClient(timeout=httpx2.Timeout(30.0, connect=10.0), follow_redirects=False)
-            )
+            client = http or await stack.enter_async_context(http_client())  # connects on its first request
             places = PostgresPlaces(settings.journal_url) if settings.journal_url else None
             if places is not None:  # replicas on one PostgreSQL journal share the account's query budget
                 stack.callback(places.close)

@@ -28,7 +28,17 @@ from wan_image_mcp.core.specs import MAX_DECODE_PIXELS
 from wan_image_mcp.mcp_server.app import build_app
 from wan_image_mcp.settings import Settings
 
-LAZY = ("PIL", "sqlite3", "stamina", "wan_image_mcp.emulator", "wan_image_mcp.core.images.inspection")
+LAZY = (
+    "PIL",
+    "sqlite3",
+    "stamina",
+    "wan_image_mcp.emulator",
+    "wan_image_mcp.core.images.inspection",
+    "jwt",
+    "httpcore2",
+)
+"""Not loaded on the way to ``tools/list``: what only a call decodes, journals or retries with; PyJWT (and the
+cryptography it loads) with OAuth off; httpcore, which only an HTTP client that has sent a request has loaded."""
 
 PROBE = f"""
 import anyio, json, sys
@@ -46,7 +56,9 @@ anyio.run(main)
 """
 
 
-def test_tools_list_is_answered_before_pillow_sqlite_or_the_emulator_are_loaded(tmp_path: Path) -> None:
+def test_tools_list_is_answered_before_pillow_sqlite_the_emulator_jwt_or_a_connection_are_loaded(
+    tmp_path: Path,
+) -> None:
     env = server_env("http://127.0.0.1:9", "sk-test", tmp_path, WAN_MCP_HARVEST="0")
     done = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
