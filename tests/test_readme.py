@@ -23,7 +23,9 @@ def test_readme_model_table_matches_the_specs() -> None:
     start, end = "<!-- models:start -->\n", "\n<!-- models:end -->"
     assert start in text and end in text, "README lost its model table markers"
     table = text.split(start, 1)[1].split(end, 1)[0]
-    assert table == model_table(), "README model table is stale: python -m wan_image_mcp.core.requests.catalog"
+    assert table == model_table(), (
+        "README model table is stale: python -m wan_image_mcp.core.requests.catalog --write README.md"
+    )
 
 
 def test_readme_test_command_is_what_ci_runs() -> None:

@@ -39,7 +39,9 @@ def _parser() -> argparse.ArgumentParser:
         "--folder",
         help="a demo's folder (its results/ and journal.sqlite3) instead of WAN_MCP_OUTPUT_DIR and WAN_MCP_DB",
     )
-    demo = commands.add_parser("demo", help="run the seed's scenarios against a local emulator, no key needed")
+    demo = commands.add_parser(
+        "demo", help="run Model Studio's image-editing scenarios on a local emulator, no key needed"
+    )
     demo.add_argument("--output", help="where the images go (default: a new temporary directory)")
     emulator = commands.add_parser("emulator", help="run the local DashScope emulator on 127.0.0.1")
     emulator.add_argument("--host", default="127.0.0.1")

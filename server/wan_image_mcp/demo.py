@@ -1,4 +1,5 @@
-"""``wan-image-mcp demo``: the seed's scenarios, end to end, on a machine with no key and no network.
+"""``wan-image-mcp demo``: Model Studio's image-editing scenarios, end to end, on a machine with no key and no
+network.
 
 Starts the emulator on a free loopback port, starts this server over stdio exactly as an MCP host would,
 lists the tools, runs the scenarios with images it draws, and prints what each returned.

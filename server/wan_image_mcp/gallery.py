@@ -13,9 +13,7 @@ import hashlib
 import html
 import io
 import json
-import os
 import stat
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,8 +22,10 @@ from typing import IO, Any
 from .core.images.decoding import exif_orientation
 from .core.images.pillow import Image
 from .core.images.pixels import small_as_sent
+from .core.images.runtime import imaging
 from .core.journal import Journal, TaskRow, Tenant
 from .core.results.sinks import ResultSink
+from .core.results.store import atomic_write
 
 THUMB_SIDE = 320
 PAGE = "gallery.html"
@@ -75,11 +75,14 @@ def _cached_thumb(source: Callable[[], Path | IO[bytes]], key: str, root: Path) 
     it was sent (alpha on white, 8-bit tones), decoded small where the format allows. None if it cannot be read."""
     target = root / ".thumbs" / f"{key[:24]}.jpg"
     if not target.exists():
+        imaging()  # Pillow's guard set before decoding
         try:
             with Image.open(source()) as image:
                 shown = small_as_sent(image, exif_orientation(image), THUMB_SIDE)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shown.save(target, "JPEG", quality=80)
+            encoded = io.BytesIO()
+            shown.save(encoded, "JPEG", quality=80)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(target, encoded.getvalue())  # a thumbnail cut short would be kept as made
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
             return None
     return f".thumbs/{target.name}"
@@ -154,8 +157,5 @@ def write_gallery(
     )
     root.mkdir(parents=True, exist_ok=True)
     target = root / PAGE
-    fd, temp = tempfile.mkstemp(dir=root, prefix=".gallery.", suffix=".part")
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(page)
-    os.replace(temp, target)
+    atomic_write(target, page.encode())
     return target

@@ -31,7 +31,7 @@ REGIONS: Final[Mapping[str, str]] = MappingProxyType(
         "hongkong": "https://cn-hongkong.dashscope.aliyuncs.com/api/v1",
     }
 )
-"""Legacy DashScope hosts per region (docs/wan-api.md §1.1); Frankfurt and Tokyo have none."""
+"""Legacy DashScope hosts per region (docs/dashscope-api.md#hosts-and-regions); Frankfurt and Tokyo have none."""
 
 REGION_CODES: Final[Mapping[str, str]] = MappingProxyType(
     {

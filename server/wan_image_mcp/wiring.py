@@ -20,6 +20,7 @@ import httpx2
 from .core.clock import SYSTEM_CLOCK, Clock
 from .core.errors import ConfigurationError
 from .core.images.access import FileAccess
+from .core.images.runtime import ImageRuntime, installed
 from .core.journal import AsyncJournal, Journal
 from .core.journal.query_places import PostgresPlaces
 from .core.results.sinks import ResultSink
@@ -27,6 +28,7 @@ from .core.results.store import ResultStore
 from .core.tasks.harvest import Harvester
 from .core.tasks.service import WanService
 from .dashscope import DashScopeClient, QueryRate, UnusableKey
+from .dashscope.connections import http_client
 from .dashscope.rate import SharedPlaces
 from .settings import Settings
 
@@ -80,13 +82,14 @@ async def running_service(
 ) -> AsyncGenerator[WanService]:
     """The service while the block runs: its journal (opened on its worker thread by the first call), an HTTP
     client unless ``http`` is given, the query budget shared with replicas on a PostgreSQL journal, and the
-    harvester in the background when there is a key to call the API with. All closed when the block ends."""
+    harvester in the background when there is a key to call the API with, and the process's image state (an
+    ``ImageRuntime``: Pillow's guard is set on the first decode, so Pillow stays off the start path). All closed
+    when the block ends."""
     journal = Journal(settings.journal_location, clock=clock)
     try:
         async with AsyncExitStack() as stack:
-            client = http or await stack.enter_async_context(
-                httpx2.AsyncClient(timeout=httpx2.Timeout(30.0, connect=10.0), follow_redirects=False)
-            )
+            stack.enter_context(installed(ImageRuntime()))
+            client = http or await stack.enter_async_context(http_client())  # connects on its first request
             places = PostgresPlaces(settings.journal_url) if settings.journal_url else None
             if places is not None:  # replicas on one PostgreSQL journal share the account's query budget
                 stack.callback(places.close)

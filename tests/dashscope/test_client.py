@@ -179,17 +179,6 @@ async def test_wan25_partial_failure_reports_the_failed_images(
     assert done.failures[0].code == "InternalError.Algo"
 
 
-async def test_sync_generate_returns_images_at_once(client: DashScopeClient, emulator: EmulatorState) -> None:
-    done = await client.generate(prepare_request("wan2.7-image", "x", [CAR], EditParams(size="1K", n=2)).to_wire())
-    assert done.status is TaskStatus.SUCCEEDED and len(done.image_urls) == 2
-    assert emulator.tasks == {}
-
-
-async def test_wan25_has_no_sync_endpoint(client: DashScopeClient) -> None:
-    with pytest.raises(ValueError, match="no synchronous endpoint"):
-        await client.generate(prepare_request("wan2.5-i2i-preview", "x", [CAR]).to_wire())
-
-
 @pytest.mark.parametrize(
     ("sent", "read"),
     [

@@ -3,6 +3,7 @@ Chromium with every image loading. The rendering tests skip only where Chromium 
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -122,3 +123,42 @@ async def test_an_input_thumbnail_shows_the_image_as_it_was_sent(
     with Image.open(page.parent / thumb) as shown:
         pixel = shown.convert("RGB").getpixel((shown.width // 2, shown.height // 2))
     assert isinstance(pixel, tuple) and min(pixel) >= 250  # flattened onto white, as sent; it was black
+
+
+def test_a_page_that_cannot_be_put_in_place_leaves_no_temp_file_behind(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "gallery.html").mkdir(parents=True)  # the rename onto it fails, as on a full or read-only disk
+    journal = Journal(tmp_path / "journal.db")
+    try:
+        with pytest.raises(IsADirectoryError):
+            write_gallery(journal, out)
+    finally:
+        journal.close()
+    assert [path.name for path in out.iterdir()] == ["gallery.html"]
+
+
+@pytest.mark.anyio
+async def test_the_page_and_its_thumbnails_are_on_disk_before_they_take_their_names(
+    mcp: Client, make_image: ImageFactory, server_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    car = make_image("car.png", (900, 600))
+    assert not (await mcp.call_tool("edit_image", {"prompt": "paint it", "images": [str(car)], "size": "1K"})).is_error
+    synced: list[str] = []
+    fsync = os.fsync
+
+    def recorded(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recorded)
+    journal = Journal(server_settings.journal_path)
+    try:
+        page = write_gallery(journal, server_settings.output_dir)
+    finally:
+        journal.close()
+    thumbs = sorted((page.parent / ".thumbs").iterdir())
+    assert len(thumbs) == 2  # the result's and the input's
+    written = [Path(name).name for name in synced]
+    assert any(name.startswith(".gallery.html.") and name.endswith(".part") for name in written), written
+    for thumb in thumbs:
+        assert any(name.startswith(f".{thumb.name}.") and name.endswith(".part") for name in written), written

@@ -120,14 +120,14 @@ async def test_a_full_disk_is_reported_and_the_task_recovered_after(
 async def test_a_full_disk_during_a_sidecar_write_does_not_download_the_image_again(
     mcp: Client, emulator: EmulatorState, server_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    write = results._atomic_write  # pyright: ignore[reportPrivateUsage]
+    write = results.atomic_write
 
     def no_space_for_sidecars(path: Path, data: bytes) -> None:
         if path.suffix == ".json":
             raise OSError(errno.ENOSPC, "No space left on device")
         write(path, data)
 
-    monkeypatch.setattr(results, "_atomic_write", no_space_for_sidecars)
+    monkeypatch.setattr(results, "atomic_write", no_space_for_sidecars)
     first = await mcp.call_tool("edit_image", {"prompt": "x", "size": "1K", "n": 2})
     assert first.is_error and "No space left on device" in body(first)["error"]["message"]
     out = server_settings.output_dir
@@ -335,14 +335,14 @@ import os, signal, sys
 from wan_image_mcp.core.results import store as results
 from wan_image_mcp.cli import main
 
-write = results._atomic_write
+write = results.atomic_write
 
 def killed(path, data):
     if path.suffix == ".json":  # an image has just been renamed into place; its sidecar comes next
         os.kill(os.getpid(), signal.SIGKILL)
     write(path, data)
 
-results._atomic_write = killed
+results.atomic_write = killed
 sys.exit(main(["serve"]))
 """
 

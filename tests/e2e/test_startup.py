@@ -21,12 +21,24 @@ from mcp.shared.exceptions import MCPError
 
 from tests.support.helpers import server_env, text
 from tests.support.virtual_clock import VirtualClock
+from wan_image_mcp.core.images.runtime import BLOCK_BYTES
 from wan_image_mcp.core.journal import Journal, NewTask
 from wan_image_mcp.core.journal.sqlite import MIGRATIONS, check_journal
+from wan_image_mcp.core.specs import MAX_DECODE_PIXELS
 from wan_image_mcp.mcp_server.app import build_app
 from wan_image_mcp.settings import Settings
 
-LAZY = ("PIL", "sqlite3", "stamina", "wan_image_mcp.emulator", "wan_image_mcp.core.images.inspection")
+LAZY = (
+    "PIL",
+    "sqlite3",
+    "stamina",
+    "wan_image_mcp.emulator",
+    "wan_image_mcp.core.images.inspection",
+    "jwt",
+    "httpcore2",
+)
+"""Not loaded on the way to ``tools/list``: what only a call decodes, journals or retries with; PyJWT (and the
+cryptography it loads) with OAuth off; httpcore, which only an HTTP client that has sent a request has loaded."""
 
 PROBE = f"""
 import anyio, json, sys
@@ -44,7 +56,9 @@ anyio.run(main)
 """
 
 
-def test_tools_list_is_answered_before_pillow_sqlite_or_the_emulator_are_loaded(tmp_path: Path) -> None:
+def test_tools_list_is_answered_before_pillow_sqlite_the_emulator_jwt_or_a_connection_are_loaded(
+    tmp_path: Path,
+) -> None:
     env = server_env("http://127.0.0.1:9", "sk-test", tmp_path, WAN_MCP_HARVEST="0")
     done = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
@@ -59,11 +73,58 @@ def test_images_are_read_by_a_python_built_without_ctypes() -> None:
         "import sys\n"
         "sys.modules['ctypes'] = None  # what a build without _ctypes raises: ImportError\n"
         "from wan_image_mcp.core.images.pillow import Image\n"
+        "from wan_image_mcp.core.images.runtime import imaging\n"
+        "imaging()\n"
         "print(Image.new('RGB', (2, 2)).size)"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["(2,", "2)"]
+
+
+IMPORT_EVERYTHING = """
+import ctypes, importlib, json, pkgutil, threading
+
+asked = []
+
+
+class Watched(ctypes.CDLL):
+    def __getattr__(self, name):
+        asked.append(name)
+        return super().__getattr__(name)
+
+
+ctypes.CDLL = Watched
+from PIL import Image
+
+def settings():
+    return {"max_pixels": Image.MAX_IMAGE_PIXELS, "block": Image.core.get_block_size(), "mallopt": "mallopt" in asked}
+
+before, threads = settings(), threading.active_count()
+import wan_image_mcp
+
+modules = [m.name for m in pkgutil.walk_packages(wan_image_mcp.__path__, "wan_image_mcp.")]
+for name in modules:
+    if not name.endswith("__main__"):  # python -m: it runs the command line
+        importlib.import_module(name)
+imported = {"settings": settings(), "threads": threading.active_count() - threads, "modules": len(modules)}
+from wan_image_mcp.core.images.runtime import imaging
+
+imaging()
+print(json.dumps({"before": before, "imported": imported, "first_decode": settings()}))
+"""
+
+
+def test_importing_every_module_changes_no_pillow_setting_starts_no_thread_and_calls_no_mallopt() -> None:
+    """Process-wide image state belongs to the ImageRuntime the server's lifespan makes: importing the package
+    (every module, the emulator and the OAuth verifier too) sets nothing; the first decode sets the guard."""
+    done = subprocess.run([sys.executable, "-c", IMPORT_EVERYTHING], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["imported"] == {"settings": seen["before"], "threads": 0, "modules": seen["imported"]["modules"]}
+    assert seen["imported"]["modules"] > 60
+    assert seen["before"]["max_pixels"] != MAX_DECODE_PIXELS and not seen["before"]["mallopt"]
+    assert seen["first_decode"] == {"max_pixels": MAX_DECODE_PIXELS, "block": BLOCK_BYTES, "mallopt": True}
 
 
 def test_a_journal_folder_that_cannot_exist_stops_the_server_in_one_line(tmp_path: Path) -> None:

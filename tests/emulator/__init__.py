@@ -1,1 +1,1 @@
-"""Tests of the emulator: DashScope's behaviour as documented, and the seed's SDK examples run on it."""
+"""Tests of the emulator: DashScope's behaviour as documented, and Model Studio's SDK examples run on it."""

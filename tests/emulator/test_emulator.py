@@ -22,6 +22,7 @@ from wan_image_mcp.core.images.references import PreparedImage, RefKind
 from wan_image_mcp.core.requests.validation import EditParams, prepare_request
 from wan_image_mcp.core.specs import SPECS, Protocol
 from wan_image_mcp.dashscope import APIConnectionError, BadRequestError, DashScopeClient, TaskStatus
+from wan_image_mcp.dashscope.wire import build_body
 from wan_image_mcp.emulator import EmulatorBackend, EmulatorConfig, EmulatorState, Fault, create_app
 from wan_image_mcp.emulator.exceptions import EmulatedError, OssError
 from wan_image_mcp.emulator.serve import RunningEmulator
@@ -30,6 +31,8 @@ from wan_image_mcp.emulator.state import Upload
 pytestmark = pytest.mark.anyio
 AUTH = {"Authorization": f"Bearer {EMULATOR_KEY}"}
 URL = "https://example.com/photo.png"
+SYNC_PATH = "/api/v1/services/aigc/multimodal-generation/generation"
+"""The synchronous endpoint: the official SDK's ``ImageGeneration.call`` uses it; the server only submits tasks."""
 
 
 class Clock:
@@ -133,11 +136,29 @@ async def test_a_synchronous_call_with_a_latency_answers_when_its_task_would_be_
         transport=httpx2.ASGITransport(app=create_app(state)), base_url="http://emulator.test"
     ) as http:
         started = time.monotonic()
-        response = await http.post("/api/v1/services/aigc/multimodal-generation/generation", headers=AUTH, json=body)
+        response = await http.post(SYNC_PATH, headers=AUTH, json=body)
         elapsed = time.monotonic() - started
     assert response.status_code == 200, response.text
     assert response.json()["output"]["choices"]
     assert elapsed >= 1.0
+
+
+async def test_a_synchronous_call_answers_with_every_image_at_once_and_leaves_no_task(
+    http: httpx2.AsyncClient, emulator: EmulatorState
+) -> None:
+    body = build_body(prepare_request("wan2.7-image", "x", [URL], EditParams(size="1K", n=2)).to_wire())
+    response = await http.post(SYNC_PATH, headers=AUTH, json=body)
+    assert response.status_code == 200, response.text
+    choices = response.json()["output"]["choices"]
+    assert [item["type"] for choice in choices for item in choice["message"]["content"]] == ["image", "image"]
+    assert emulator.tasks == {}
+
+
+async def test_a_model_without_a_synchronous_endpoint_is_refused_there(http: httpx2.AsyncClient) -> None:
+    body = build_body(prepare_request("wan2.5-i2i-preview", "x", [URL]).to_wire())
+    response = await http.post(SYNC_PATH, headers=AUTH, json=body)
+    assert response.status_code == 400
+    assert (response.json()["code"], response.json()["message"]) == ("InvalidParameter", "url error, please check url!")
 
 
 async def test_a_task_older_than_24_hours_is_unknown(timed_client: DashScopeClient, clock: Clock) -> None:
@@ -237,7 +258,7 @@ async def test_the_emulator_checks_input_images_itself(model: str, refused: bool
     if refused:
         assert response.status_code == 400 and "alpha channel" in response.json()["message"]
     else:
-        assert response.status_code == 200  # PNG alpha is ignored by wan2.5 [Q25]
+        assert response.status_code == 200  # wan2.5 reads a PNG without its alpha
 
 
 async def test_too_small_an_image_is_refused_server_side(client: DashScopeClient) -> None:

@@ -1,4 +1,4 @@
-"""Fidelity: the official dashscope SDK, unchanged, runs the seed's Python examples against the emulator.
+"""Fidelity: the official dashscope SDK, unchanged, runs Model Studio's Python examples against the emulator.
 
 Each example runs in its own process with only ``DASHSCOPE_HTTP_BASE_URL`` and ``DASHSCOPE_API_KEY`` set, as a
 user would run it; the emulator serves on a loopback port. The scripts are in tests/emulator/fidelity/.
@@ -54,7 +54,7 @@ def fetch_png(url: str) -> Image.Image:
 
 
 def test_sdk_sync_call_with_two_images(served: RunningEmulator, tmp_path: Path) -> None:
-    result = run_example(served, "seed_sync_two_images.py", tmp_path)
+    result = run_example(served, "studio_sync_two_images.py", tmp_path)
     assert result["status_code"] == 200
     (url,) = image_urls(result["output"])
     image = fetch_png(url)
@@ -63,7 +63,7 @@ def test_sdk_sync_call_with_two_images(served: RunningEmulator, tmp_path: Path) 
 
 
 def test_sdk_async_call_then_wait_then_fetch(served: RunningEmulator, tmp_path: Path) -> None:
-    result = run_example(served, "seed_async_wait.py", tmp_path)
+    result = run_example(served, "studio_async_wait.py", tmp_path)
     assert result["output"]["task_status"] == "SUCCEEDED"
     assert result["fetched"] == "SUCCEEDED"
     (url,) = image_urls(result["output"])
@@ -71,7 +71,7 @@ def test_sdk_async_call_then_wait_then_fetch(served: RunningEmulator, tmp_path: 
 
 
 def test_sdk_image_synthesis_for_wan25_saves_its_result(served: RunningEmulator, tmp_path: Path) -> None:
-    result = run_example(served, "seed_wan25_synthesis.py", tmp_path)
+    result = run_example(served, "studio_wan25_synthesis.py", tmp_path)
     assert result["status_code"] == 200
     (saved,) = result["saved"]
     with Image.open(tmp_path / saved) as image:
@@ -86,7 +86,7 @@ def test_sdk_uploads_a_local_file_through_the_temporary_upload_flow(
 ) -> None:
     photo = make_image("car.jpg", (1600, 1000))
     before = len(served.state.requests)
-    result = run_example(served, "seed_local_file_upload.py", tmp_path, str(photo))
+    result = run_example(served, "studio_local_file_upload.py", tmp_path, str(photo))
     requests = served.state.requests[before:]
     assert result["status_code"] == 200
     (url,) = image_urls(result["output"])
@@ -105,7 +105,7 @@ def test_sdk_uploads_a_local_file_through_the_temporary_upload_flow(
 def test_sdk_streams_wan26_interleave_from_the_synchronous_endpoint(served: RunningEmulator, tmp_path: Path) -> None:
     # The SDK's stream=True is the X-DashScope-SSE header, with no parameters.stream in the body.
     before = len(served.state.requests)
-    result = run_example(served, "seed_wan26_interleave_stream.py", tmp_path)
+    result = run_example(served, "studio_wan26_interleave_stream.py", tmp_path)
     (sent,) = served.state.requests[before:]
     assert sent.headers["x-dashscope-sse"] == "enable" and "stream" not in sent.body["parameters"]
     (event,) = result["events"]

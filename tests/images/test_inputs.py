@@ -26,6 +26,7 @@ from wan_image_mcp.core.images import decoding, inputs
 from wan_image_mcp.core.images.decoding import EXIF_ORIENTATION
 from wan_image_mcp.core.images.inputs import prepare_image
 from wan_image_mcp.core.images.references import PreparedImage, RefKind, decode_data_url, local_path
+from wan_image_mcp.core.images.runtime import imaging
 from wan_image_mcp.core.images.streams import Bytes
 from wan_image_mcp.core.specs import SPECS
 from wan_image_mcp.emulator import EmulatorState
@@ -211,7 +212,7 @@ def test_a_cut_jpeg_is_refused_though_sent_as_it_is(make_image: ImageFactory, tm
 
 def test_a_png_sent_as_it_is_is_decoded_once_per_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A result of an earlier edit (a 2K PNG) is a common input: it is decoded in full once, then remembered."""
-    monkeypatch.setattr(inputs, "CHECKED", decoding.CheckedFiles())
+    monkeypatch.setattr(imaging(), "checked", decoding.CheckedFiles())
     monkeypatch.setattr(decoding.CheckedFiles, "RACY_NS", 0)
     path = noise_png(tmp_path / "earlier-result.png")
     decoded: list[str] = []
@@ -278,7 +279,7 @@ def test_a_file_changed_after_its_check_is_refused_when_sent(make_image: ImageFa
 @pytest.fixture
 def conformed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The index of every image actually checked (decoded or hashed), with an empty memory of checked files."""
-    monkeypatch.setattr(inputs, "CHECKED", decoding.CheckedFiles())
+    monkeypatch.setattr(imaging(), "checked", decoding.CheckedFiles())
     calls: list[int] = []
     original = inputs.conform
 
@@ -646,7 +647,7 @@ async def test_a_slow_image_holds_up_its_own_call_and_no_other(
         return conform(data, **options)
 
     monkeypatch.setattr(inputs, "conform", conform_slowly)
-    monkeypatch.setattr(inputs, "CHECKED", decoding.CheckedFiles())
+    monkeypatch.setattr(imaging(), "checked", decoding.CheckedFiles())
     edit = {"prompt": "make the car blue", "size": "1K"}
     results: dict[str, CallToolResult] = {}
 

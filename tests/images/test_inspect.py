@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import struct
+import threading
 import zlib
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +19,11 @@ from mcp.types import CallToolResult, ImageContent
 from PIL import Image, PngImagePlugin
 
 from tests.support.helpers import ImageFactory, text
-from wan_image_mcp.core.images import conforming, decoding, inputs
+from wan_image_mcp.core.images import conforming, decoding
 from wan_image_mcp.core.images.decoding import EXIF_ORIENTATION
 from wan_image_mcp.core.images.inputs import prepare_image
 from wan_image_mcp.core.images.inspection import GRID_PREVIEW_SIDE
+from wan_image_mcp.core.images.runtime import imaging
 from wan_image_mcp.core.specs import SPECS
 from wan_image_mcp.emulator import EmulatorState
 
@@ -154,14 +158,40 @@ async def test_a_9000_px_png_is_judged_from_its_header_and_decoded_once(
     assert (decoded, encoded) == ([(9000, 1500)], [])
 
 
+class MeasuredBudget(decoding.DecodeBudget):
+    """A DecodeBudget that remembers the most decodes, and the most bytes, it ever let hold at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._measure = threading.Lock()
+        self._holding: dict[int, int] = {}
+        self.most_at_once = 0
+        self.most_bytes = 0
+
+    @contextlib.contextmanager
+    def hold(self, nbytes: int) -> Generator[decoding.Holding]:
+        with super().hold(nbytes) as holding:
+            with self._measure:  # counted inside the budget's hold: never more than the budget let in
+                self._holding[id(holding)] = nbytes
+                self.most_at_once = max(self.most_at_once, len(self._holding))
+                self.most_bytes = max(self.most_bytes, sum(self._holding.values()))
+            try:
+                yield holding
+            finally:
+                with self._measure:
+                    del self._holding[id(holding)]
+
+
 async def test_decodes_held_at_once_across_calls_never_exceed_the_budget(
     mcp: Client, make_image: ImageFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A 900×700 PNG's preview is counted as ~14.5 MB and its check as sent ~10.5 MB (with the 8 MB any decode
     holds): within 20 MB, one decode at a time."""
     monkeypatch.setattr(decoding.DecodeBudget, "BYTES", 20_000_000)
-    monkeypatch.setattr(decoding, "DECODES", decoding.DecodeBudget())
-    monkeypatch.setattr(inputs, "CHECKED", decoding.CheckedFiles())
+    server = imaging()  # the runtime the server's lifespan installed
+    budget = MeasuredBudget()
+    monkeypatch.setattr(server, "decodes", budget)
+    monkeypatch.setattr(server, "checked", decoding.CheckedFiles())
     photos = [str(make_image(f"photo-{i}.png", (900, 700), colour=(i, 90, 200))) for i in range(4)]
     results: list[CallToolResult] = []
 
@@ -174,8 +204,8 @@ async def test_decodes_held_at_once_across_calls_never_exceed_the_budget(
             group.start_soon(call, "edit_image", {"prompt": "fuse them", "images": photos, "size": "1K"})
             group.start_soon(call, "inspect_image", {"images": photos[::-1]})
     assert [result.is_error for result in results] == [False] * 3, [text(result) for result in results]
-    assert 0 < decoding.DECODES.most_bytes <= 20_000_000
-    assert decoding.DECODES.most_at_once == 1
+    assert 0 < budget.most_bytes <= 20_000_000
+    assert budget.most_at_once == 1
 
 
 @pytest.mark.parametrize("value", [0, 9])

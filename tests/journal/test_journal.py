@@ -15,8 +15,10 @@ from mcp import Client
 from pydantic import SecretStr
 
 from tests.support.helpers import EMULATOR_KEY, ImageFactory
+from tests.support.postgres_server import PostgresServer
 from wan_image_mcp.core.journal import AsyncJournal, Journal, NewTask
 from wan_image_mcp.core.journal import sqlite as journal_schema
+from wan_image_mcp.core.journal.postgres import PostgresDatabase
 from wan_image_mcp.mcp_server.app import build_app
 from wan_image_mcp.settings import Settings
 
@@ -123,3 +125,13 @@ async def test_an_input_whose_file_name_is_not_utf_8_is_journaled_and_read_back_
         journal.close()
     assert row is not None
     assert [item["path"] for item in row.inputs] == [target]
+
+
+def test_a_postgresql_journal_session_ends_a_transaction_left_idle_for_a_minute(postgres: PostgresServer) -> None:
+    """So that a replica frozen inside the daily budget's check cannot hold its lock for longer."""
+    database = PostgresDatabase(postgres.database())
+    try:
+        row = database.execute("SHOW idle_in_transaction_session_timeout").fetchone()
+    finally:
+        database.close()
+    assert row is not None and row["idle_in_transaction_session_timeout"] == "1min"

@@ -1,5 +1,5 @@
-"""Prompts for the seed's use cases: each gives an instruction in the user's language and a tool call that,
-made as suggested, works."""
+"""Prompts for the use cases of Model Studio's image-editing page: each gives an instruction in the user's language
+and a tool call that, made as suggested, works."""
 
 from __future__ import annotations
 

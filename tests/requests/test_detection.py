@@ -1,4 +1,4 @@
-"""Detection and segmentation instructions follow the seed's examples, in the targets' language."""
+"""Detection and segmentation instructions follow Model Studio's examples, in the targets' language."""
 
 from __future__ import annotations
 

@@ -20,14 +20,13 @@ from mcp.types import CallToolResult
 
 from tests.support.helpers import text, until
 from tests.support.postgres_server import PostgresServer
-from wan_image_mcp.core.errors import JournalBusy, SpendLimitExceeded
+from wan_image_mcp.core.errors import JournalBusy, NotConfirmed, SpendLimitExceeded
 from wan_image_mcp.core.journal import Journal, NewTask
 from wan_image_mcp.core.journal.queries import BUDGET_LOCK
 from wan_image_mcp.core.requests.spending import (
     Answer,
     CannotAsk,
     Confirm,
-    NotConfirmed,
     Reply,
     SpendGate,
     SpendQuestion,

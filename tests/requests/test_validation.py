@@ -1,4 +1,5 @@
-"""Every row of the reference's limit tables, both sides of each limit, through prepare_request.
+"""Every row of the limit tables (docs/dashscope-api.md#limits-per-model), both sides of each limit, through
+prepare_request.
 
 Remote URLs stand in for images where only the count matters (nothing is fetched); real files in tmp_path
 where pixels and bytes matter.
@@ -40,7 +41,7 @@ class Case:
 
 P = EditParams
 CASES = [
-    # input image count (docs §4.1)
+    # input image count
     Case("2.7 text-to-image: 0 images", "wan2.7-image-pro", 0, P(), None),
     Case("2.7: 9 images", "wan2.7-image-pro", 9, P(), None),
     Case("2.7: 10 images", "wan2.7-image-pro", 10, P(), "images"),
@@ -56,7 +57,7 @@ CASES = [
     Case("2.5: 1 image", "wan2.5-i2i-preview", 1, P(), None),
     Case("2.5: 3 images", "wan2.5-i2i-preview", 3, P(), None),
     Case("2.5: 4 images", "wan2.5-i2i-preview", 4, P(), "images"),
-    # prompt and negative prompt length (seed 關鍵能力 1)
+    # prompt and negative prompt length
     Case("2.7 prompt 5000 chars", "wan2.7-image-pro", 1, P(), None, prompt="字" * 5000),
     Case("2.7 prompt 5001 chars", "wan2.7-image-pro", 1, P(), "prompt", prompt="字" * 5001),
     Case("2.6 prompt 2000 chars", "wan2.6-image", 1, P(), None, prompt="a" * 2000),
@@ -69,7 +70,7 @@ CASES = [
     Case("2.5 negative 500", "wan2.5-i2i-preview", 1, P(negative_prompt="x" * 500), None),
     Case("2.5 negative 501", "wan2.5-i2i-preview", 1, P(negative_prompt="x" * 501), "negative_prompt"),
     Case("2.7 has no negative prompt", "wan2.7-image-pro", 1, P(negative_prompt="blur"), "negative_prompt"),
-    # n per mode (docs §3)
+    # n per mode
     Case("2.7 edit n=0", "wan2.7-image-pro", 1, P(n=0), "n"),
     Case("2.7 edit n=4", "wan2.7-image-pro", 1, P(n=4), None),
     Case("2.7 edit n=5", "wan2.7-image-pro", 1, P(n=5), "n"),
@@ -85,7 +86,7 @@ CASES = [
     Case("seed max", "wan2.5-i2i-preview", 1, P(seed=2_147_483_647), None),
     Case("seed -1", "wan2.7-image", 1, P(seed=-1), "seed"),
     Case("seed max+1", "wan2.7-image", 1, P(seed=2_147_483_648), "seed"),
-    # size presets (docs §4.2)
+    # size presets
     Case("pro text-to-image 4K", "wan2.7-image-pro", 0, P(size="4K"), None),
     Case("pro edit 4K", "wan2.7-image-pro", 1, P(size="4K"), "size"),
     Case("pro image set 4K", "wan2.7-image-pro", 0, P(size="4K", enable_sequential=True), "size"),

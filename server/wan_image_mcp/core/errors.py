@@ -7,15 +7,23 @@ WanError
 ├── AccessDenied              a file outside the allowed folders (also a PermissionError)
 ├── InvalidTenant             an issuer or subject that cannot name a tenant (empty, control characters, too long)
 ├── SpendLimitExceeded        a call would request more paid images than the limits allow; nothing was sent
+│   └── NotConfirmed          a call above WAN_MCP_CONFIRM_ABOVE_IMAGES the user did not approve, or could not be asked
 ├── JournalBusy               another server on the journal holds the daily budget's check; nothing was sent
-└── SubmissionUncertain       a create request was sent and its answer lost: a task may exist and be billed
+├── SubmissionUncertain       a create request was sent and its answer lost: a task may exist and be billed
+│   (caught inside the core, which says them in other words:)
+├── NotRegularFile            a local image names a FIFO, socket or device (also a ValueError; the image's problem)
+└── DecodeTooCostly           an image whose decode would hold more than one decode may (also a ValueError; a
+                              preview refused, its reason in the inspection report)
 
 dashscope.DashScopeError      the API, its upload host, a result URL or the network said no, or the client would
                               not send (dashscope/errors.py: the client imports nothing of the project, so its
                               tree has a root of its own; the MCP boundary turns both into tool errors)
 
-Every error this package defines is in one of those two modules; ``polling.PollFailed`` is an internal signal
-between the polling loop and the service, and the emulator's error answers are its own (``emulator/exceptions``).
+Every error this package defines is in one of those two modules (``tests/test_layers.py`` holds the core and the
+client to it), but one signal: ``tasks.polling.PollFailed``, a task query that failed after its retries, which the
+check answers with the last known status. It carries the client's error and task, and this module imports nothing
+of the client: the emulator loads it (through ``sockets``) and must not load the client. The emulator's error
+answers are its own (``emulator/exceptions``).
 """
 
 from __future__ import annotations
@@ -34,6 +42,11 @@ class ConfigurationError(WanError):
 
 class SpendLimitExceeded(WanError):
     """A call that would request more paid images than the configured limits allow. Nothing was sent."""
+
+
+class NotConfirmed(SpendLimitExceeded):
+    """A call above WAN_MCP_CONFIRM_ABOVE_IMAGES that the user did not approve, or could not be asked about
+    (``requests.spending`` says which, and how to go on). Nothing was sent."""
 
 
 class JournalBusy(WanError):
@@ -97,3 +110,11 @@ class InputChanged(InvalidRequest):
     def __init__(self, path: object, index: int) -> None:
         message = f"{path} changed on disk while it was being sent; nothing was submitted, call again"
         super().__init__([Problem("images", message, image=index)])
+
+
+class NotRegularFile(WanError, ValueError):
+    """A local reference names a FIFO, socket or device: only regular files are read."""
+
+
+class DecodeTooCostly(WanError, ValueError):
+    """An image whose decode would hold more than one decode may (``DecodeBudget.BYTES``), said in words."""

@@ -1,9 +1,9 @@
 """Every limit and capability of the four Wan image models, as data.
 
 This module is the only place a limit is written down. Request validation, image conforming, the
-MCP tool schemas, the emulator and the README's model table all read it. Sources are the seed
-document and ``docs/wan-api.md`` sections 3-4; where the reference is uncertain the choice is made
-here, once, and marked ``uncertain``.
+MCP tool schemas, the emulator and the model tables of the README and ``docs/dashscope-api.md`` all read it. The
+limits are DashScope's published ones (that page lists its sources); where they are uncertain the choice is made
+here, once, and marked ``uncertain`` (docs/dashscope-api.md#uncertain-and-what-we-chose).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ ModelName = Literal["wan2.7-image-pro", "wan2.7-image", "wan2.6-image", "wan2.5-
 SEED_RANGE: Final = (0, 2_147_483_647)
 """Smallest and largest ``seed``, inclusive, for every model."""
 OUTPUT_ROUNDING: Final = 16
-"""Output width and height are multiples of this (the reference says so for wan2.6; we apply it to all)."""
+"""Output width and height are multiples of this (documented for wan2.6; we apply it to all)."""
 
 
 class Param(StrEnum):
@@ -175,7 +175,7 @@ def _fmt(x: float) -> str:
 
 _COMMON: Final = frozenset({Param.SIZE, Param.N, Param.WATERMARK, Param.SEED})
 _MB: Final = 1000 * 1000
-"""The reference says "MB"; we read it as the smaller decimal megabyte so we never send a file it refuses."""
+"""DashScope's limits say "MB"; we read it as the smaller decimal megabyte so we never send a file it refuses."""
 
 _WAN27_IMAGE = ImageLimits(
     formats=frozenset({"JPEG", "PNG", "BMP", "WEBP"}), side=Range(240, 8000), max_bytes=20 * _MB, max_ratio=8
@@ -223,7 +223,7 @@ def _wan27_modes(*, four_k: bool) -> tuple[Mode, ...]:
             max_ratio=8,
             default_size="2K",
             default_side=2048,
-            # color_palette is refused with enable_sequential [Q27]. bbox_list with it: uncertain, allowed.
+            # color_palette is documented as refused with enable_sequential. bbox_list with it: uncertain, allowed.
             params=_WAN27_PARAMS - {Param.COLOR_PALETTE},
         ),
     )

@@ -1,5 +1,5 @@
-"""The DashScope HTTP API for the Wan image models: the client, its wire shapes, endpoints, transport checks,
-query rate, clock, text repair and errors.
+"""The DashScope HTTP API for the Wan image models: the client, its wire shapes, endpoints, transport checks, the
+HTTP client whose connections are made on first use (``connections``), query rate, clock, text repair and errors.
 
 Imports nothing of the project (the core imports it), so it could be a library of its own.
 """

@@ -4,7 +4,7 @@ Retry rules (a submission is billed, a query is not), one entry point each:
 
 * ``_query``, what bills nothing (a task, the task list, an upload policy, a cancel): retried on 429, 5xx
   and connection errors, with jittered exponential backoff that honours ``Retry-After``.
-* ``_create``, a POST that creates work (submit, sync generate): retried only on 429 and on connection
+* ``_create``, the POST that creates a task (submit): retried only on 429 and on connection
   errors that provably happened before the request reached the server. Never after a 5xx or a lost
   response: a second attempt could be a second paid task.
 """
@@ -141,17 +141,6 @@ class DashScopeClient:
             raise APIStatusError(200, "Unknown", "create-task response had no task_id", envelope.request_id)
         return result
 
-    async def generate(self, request: ImageRequest) -> TaskResult:
-        """One synchronous call for ``request`` (wan2.7 / wan2.6 edit mode); returns the finished result once
-        its images exist. Raises ValueError for a model without a sync endpoint, or interleaved output."""
-        path = request.endpoints.sync
-        if path is None:
-            raise ValueError(f"{request.model} has no synchronous endpoint; use submit()")
-        if request.interleave:
-            raise ValueError("interleave output needs streaming on the sync endpoint; use submit()")
-        headers = {"X-DashScope-OssResourceResolve": "enable"} if request.oss_resolve else {}
-        return parse_result(await self._create(path, build_body(request), headers, read_timeout=300))
-
     async def upload_policy(self, model: str) -> dict[str, Any]:
         """A temporary-upload policy for ``model`` (``GET /uploads?action=getPolicy``): the ``data`` object, for
         ``upload``. Raises APIStatusError when the answer holds no policy."""
@@ -249,7 +238,7 @@ class DashScopeClient:
     async def _create(
         self, path: str, body: Mapping[str, JSON], headers: Mapping[str, str], *, read_timeout: float
     ) -> Envelope:
-        """POST ``body`` to an endpoint that creates paid work (a task, a synchronous generation); returns its
+        """POST ``body`` to an endpoint that creates paid work (a task); returns its
         envelope. Retried only where no second task can come of it (``_retry_submit``). Raises what ``_send``
         raises, and DashScopeError for an answer that is not an envelope."""
         answer = await self._send(

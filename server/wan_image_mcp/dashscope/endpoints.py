@@ -1,6 +1,7 @@
 """Where the image API's requests go, and the two shapes a create request's body takes.
 
 ``core.specs`` says which model uses which; the client (``wire.build_body``, ``client``) writes and sends them.
+The table of docs/dashscope-api.md#endpoints is generated from these.
 """
 
 from __future__ import annotations

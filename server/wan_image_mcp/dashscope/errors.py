@@ -22,7 +22,7 @@ A task that ends FAILED, CANCELED or UNKNOWN is not an error here: ``get_task`` 
 with its ``status``, ``code`` and ``message``. The package imports nothing of the project, so these derive from
 no error of it: the core catches them where it says what they mean (``core.requests.validation.check_task_id``
 makes an InvalidTaskId an InvalidRequest naming ``task_id``), and the MCP boundary turns the rest into tool
-errors.
+errors. Which codes come with which status, and which are retried: docs/dashscope-api.md#errors.
 
 The API key is never part of any of these: they are built from status, body and response headers only.
 """

@@ -1,6 +1,7 @@
-"""How fast task queries may go: DashScope counts them per account (docs/wan-api.md §1.3), and who goes first when
-they queue: each owner (a tenant) in turn (``Turns``), so that one with hundreds of tasks waiting delays another's
-next query by a turn, not by hundreds. Whose a query is comes from the context it is made in (``on_behalf_of``)."""
+"""How fast task queries may go: DashScope counts them per account (docs/dashscope-api.md#task-life-cycle), and who
+goes first when they queue: each owner (a tenant) in turn (``Turns``), so that one with hundreds of tasks waiting
+delays another's next query by a turn, not by hundreds. Whose a query is comes from the context it is made in
+(``on_behalf_of``)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import anyio.to_thread
 from .clock import SYSTEM_CLOCK, Clock
 
 QUERY_LIMIT = 20
-"""DashScope's task queries per second per account (docs/wan-api.md §1.3)."""
+"""DashScope's task queries per second per account (docs/dashscope-api.md#task-life-cycle)."""
 
 
 _OWNER: ContextVar[Hashable] = ContextVar("wan_query_owner", default=None)

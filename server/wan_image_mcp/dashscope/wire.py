@@ -1,5 +1,5 @@
 """The exact JSON shapes of the DashScope image API: requests (``ImageRequest``) and their bodies out, typed
-results in; and what a task id may be."""
+results in; and what a task id may be (docs/dashscope-api.md#request-bodies, #task-life-cycle)."""
 
 from __future__ import annotations
 

@@ -5,7 +5,8 @@ Laid out as moto lays out a service: ``urls`` (the routes), ``responses`` (the h
 life cycle and ``wire`` for DashScope's result shapes), ``state`` (what it remembers), ``checks`` (request
 validation), ``exceptions``, ``render`` (output images) and ``serve`` (the loopback runner).
 
-May import ``core.specs`` (the one limits table), ``core.images.pillow`` and ``sockets``; never the DashScope
+May import ``core.specs`` (the one limits table), ``core.images.pillow`` and ``core.images.runtime``
+(Pillow with its guard), and ``sockets``; never the DashScope
 client, the rest of the core, or ``mcp``.
 """
 

@@ -2,7 +2,7 @@
 
 These read the limits from ``specs`` but are written against the wire shapes, independently of the
 client's ``validation``: a client bug that sends something invalid is caught here, not agreed with.
-Where the reference says the API truncates (prompt length), the emulator truncates too.
+Where DashScope documents that it truncates (prompt length), the emulator truncates too.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from ..core.images.pillow import Image, UnidentifiedImageError
+from ..core.images.runtime import imaging
 from ..core.specs import SEED_RANGE, Mode, ModelSpec, Protocol, get_spec, parse_custom_size
 from .exceptions import invalid
 
@@ -199,6 +200,7 @@ def check_image(spec: ModelSpec, data: bytes, index: int) -> InputImage:
     """Input image number ``index``'s bytes checked against ``spec``'s input table (format, alpha, file size,
     sides, aspect ratio); returns its size and bytes. Raises ``EmulatedError`` 400 ``InvalidParameter``."""
     limits = spec.image
+    imaging()  # Pillow's guard set before decoding
     try:
         with Image.open(io.BytesIO(data)) as image:
             fmt, (width, height) = image.format, image.size

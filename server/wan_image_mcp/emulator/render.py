@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..core.images.pillow import Image, ImageDraw, ImageFont
+from ..core.images.runtime import imaging
 
 _CJK_FONTS = (
     "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
@@ -40,6 +41,7 @@ SHOWN_SIDE = 1024
 def shown(data: bytes) -> Shown:
     """An input image's bytes decoded small (JPEG by libjpeg's scaling, others reduced by whole factors before
     resampling), for drawing into outputs. Raises what Pillow raises for data it cannot read."""
+    imaging()  # Pillow's guard set before decoding
     with Image.open(io.BytesIO(data)) as opened:
         size = opened.size
         opened.draft("RGB", (SHOWN_SIDE, SHOWN_SIDE))

@@ -35,7 +35,7 @@ class EmulatorConfig:
     """0: tasks advance one step per poll (tests). >0: seconds a task takes, PENDING for the first fifth."""
     latency_spread: float = 0.0
     """With latency > 0: each task takes up to this much longer, a fixed share per task id (real tasks vary:
-    the reference's wan2.7 samples took 12-21 s)."""
+    the published wan2.7 samples took 12-21 s)."""
     polls_to_finish: int = 2
     """With latency 0: the poll on which a task is SUCCEEDED (the first poll shows RUNNING)."""
     result_ttl: float = 24 * 3600

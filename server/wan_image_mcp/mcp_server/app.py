@@ -21,6 +21,7 @@ from mcp.types import (
     GetPromptResult,
     InputRequiredResult,
 )
+from mcp.types import Prompt as MCPPrompt
 
 from .. import __version__
 from ..core.clock import SYSTEM_CLOCK, Clock
@@ -54,7 +55,21 @@ interleave = enable_interleave):
 
 class WanServer(MCPServer[AppState]):
     """MCPServer whose prompt errors are protocol errors: an unknown prompt, a missing required argument or an
-    unknown one is JSON-RPC -32602 (invalid params) naming them, where the SDK answers an internal error."""
+    unknown one is JSON-RPC -32602 (invalid params) naming them, where the SDK answers an internal error. Its
+    prompts are registered when first listed or asked for (``register_prompts_when_asked``), off the start path."""
+
+    _unregistered_prompts: Callable[[MCPServer[AppState]], None] | None = None
+
+    def register_prompts_when_asked(self, register: Callable[[MCPServer[AppState]], None]) -> None:
+        """``register(self)`` runs when the prompts are first listed or asked for, not at start: pydantic builds
+        each prompt's argument model and validator, which a client that only asks for tools never needs."""
+        self._unregistered_prompts = register
+
+    async def list_prompts(self) -> list[MCPPrompt]:
+        if (register := self._unregistered_prompts) is not None:
+            self._unregistered_prompts = None
+            register(self)
+        return await super().list_prompts()
 
     async def get_prompt(
         self, name: str, arguments: dict[str, Any] | None = None, context: Context[AppState, Any] | None = None
@@ -118,6 +133,6 @@ def build_app(
         **oauth_kwargs(resolved),
     )
     register_resources(server)
-    register_prompts(server)
+    server.register_prompts_when_asked(register_prompts)
     server.answer_completions(complete)
     return server

@@ -1,5 +1,5 @@
-"""MCP prompts for the seed's use cases. Each takes plain string arguments and returns a ready instruction,
-written in the language the user wrote in (Chinese the way the seed's examples are, or English), and the
+"""MCP prompts for the use cases of Model Studio's image-editing page. Each takes plain string arguments and returns a ready instruction,
+written in the language the user wrote in (Chinese the way that page's examples are, or English), and the
 tool call to make with it.
 
 Image arguments take one reference or several separated by commas or new lines; their order is 圖1, 圖2….

@@ -25,13 +25,13 @@ from .decoding import (
     DecodeBudget,
     decode,
     decoder_bytes,
-    hold_decoded,
     open_image,
     pixel_bytes,
     too_costly,
 )
 from .pixels import DEEP_MODES, DEPTH_NAMES, as_sent, as_sent_bytes, has_alpha, resize
 from .references import PreparedImage, RefKind, kept
+from .runtime import hold_decoded
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -157,7 +157,7 @@ def conform(
     image data for its header (Pillow's ``verify`` passed one with 100 bytes for 1000×1000 px), and a cut JPEG is
     found by decoding it. An image sent as it is decodes at 1/8 scale when it is a JPEG (libjpeg still reads
     every coefficient, and refuses a cut file, at a fraction of the cost and memory), in full otherwise; a local
-    file found whole is remembered (``CHECKED``), so it is decoded once per server, not per call. An open
+    file found whole is remembered (``ImageRuntime.checked``), so it is decoded once per server, not per call. An open
     file's bytes are not kept but hashed (``payload`` None, ``sha256`` set) to be read again when sent. A JPEG
     that must shrink is decoded near its target size by libjpeg's DCT scaling."""
     file = io.BytesIO(data) if isinstance(data, bytes) else data
@@ -249,7 +249,7 @@ def _no_problem(message: str) -> InvalidRequest:
 @dataclass(eq=False)
 class _Opened:
     """An opened image handed to the step that decodes it, which ``take``s it: no other reference then keeps its
-    pixels alive once that step has freed them (while they are still counted in ``DECODES``)."""
+    pixels alive once that step has freed them (while they are still counted in the decode budget)."""
 
     _image: Image.Image | None
     orientation: int

@@ -2,9 +2,9 @@
 
 ``open_image`` reads a header by content (never by extension) under Pillow's decompression-bomb guard, with
 its EXIF orientation; ``decode`` runs a step that reads image data, turning damaged data into the image's
-problem. Decoded pixels are counted across every call in ``DECODES`` (``hold_decoded``), and a local file
-found whole and sendable as it is is remembered in ``CHECKED``, so it is decoded once per server, not per
-call. ``verify_whole`` is the check of an image sent as it is.
+problem. Decoded pixels are counted across every call in a ``DecodeBudget``, and a local file found whole
+and sendable as it is is remembered in ``CheckedFiles``, so it is decoded once per server, not per call (the
+process's one of each is held by ``runtime.ImageRuntime``). ``verify_whole`` is the check of an image sent as it is.
 """
 
 from __future__ import annotations
@@ -74,7 +74,9 @@ def open_image(file: IO[bytes], source: str, problem: Callable[[str], InvalidReq
     """An image opened from ``file`` (its header read, nothing decoded) and its EXIF orientation. Raises the
     image's problem, worded the same for ``edit_image`` and ``inspect_image``."""
     from .pillow import Image, UnidentifiedImageError
+    from .runtime import imaging  # here, not at the top: the runtime is made of this module's classes
 
+    imaging()  # Pillow's guard set before the first header is read
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # the guard's limit is the limit
@@ -186,10 +188,6 @@ def _file_bytes(image: Image.Image) -> int:
         return 0
 
 
-class DecodeTooCostly(ValueError):
-    """An image whose decode would hold more than one decode may (``DecodeBudget.BYTES``), said in words."""
-
-
 def too_costly(image: Image.Image, cost: int, size: tuple[int, int] | None = None) -> str:
     """Why ``image`` (of ``size``, its own by default) is refused when its decode and conversion would hold
     ``cost`` bytes, over the budget: its size, the cost and the limit, and a size that would fit (the cost
@@ -215,10 +213,6 @@ class DecodeBudget:
     def __init__(self) -> None:
         self._changed = threading.Condition()
         self._held: dict[int, int] = {}
-        self.most_at_once = 0
-        """The most decodes ever held at once (for tests)."""
-        self.most_bytes = 0
-        """The most bytes ever held at once (for tests: never more than BYTES, unless one decode alone)."""
 
     @contextlib.contextmanager
     def hold(self, nbytes: int) -> Generator[Holding]:
@@ -228,8 +222,6 @@ class DecodeBudget:
             self._changed.wait_for(lambda: not self._held or sum(self._held.values()) + nbytes <= self.BYTES)
             holding = Holding(self)
             self._held[id(holding)] = nbytes
-            self.most_at_once = max(self.most_at_once, len(self._held))
-            self.most_bytes = max(self.most_bytes, sum(self._held.values()))
         try:
             yield holding
         finally:
@@ -252,15 +244,6 @@ class Holding:
     def keep(self, nbytes: int) -> None:
         """Hold only ``nbytes`` from now on (the decoded original freed, its smaller result kept)."""
         self._budget._keep(self, nbytes)  # pyright: ignore[reportPrivateUsage]
-
-
-DECODES = DecodeBudget()
-
-
-def hold_decoded(nbytes: int) -> contextlib.AbstractContextManager[Holding]:
-    """Room in ``DECODES`` for a decode that holds ``nbytes`` at its peak, waiting until there is: enter it
-    before decoding, leave it once the pixels are freed."""
-    return DECODES.hold(nbytes)
 
 
 @dataclass(frozen=True)
@@ -307,6 +290,3 @@ class CheckedFiles:
             self._items[key] = image
             while len(self._items) > self.SIZE:
                 self._items.popitem(last=False)
-
-
-CHECKED = CheckedFiles()

@@ -17,8 +17,9 @@ from ..errors import InvalidRequest, Problem
 from ..specs import ImageLimits
 from .access import FileAccess
 from .conforming import conform
-from .decoding import CHECKED, FileIdentity
+from .decoding import FileIdentity
 from .references import PreparedImage, RefKind, classify, decode_data_url, describe_ref, local_path, open_local
+from .runtime import imaging
 
 _T = TypeVar("_T")
 
@@ -26,7 +27,7 @@ _T = TypeVar("_T")
 IMAGE_THREADS = 2
 """Images of one call conformed at once: Pillow decodes and encodes outside the GIL, so two threads roughly
 halve a many-image call on two cores. Each call has threads of its own, so a slow image holds up its own call
-and no other; how many decoded pixels every call holds at once is bounded by ``DECODES``."""
+and no other; how many decoded pixels every call holds at once is bounded by the decode budget (``runtime``)."""
 
 
 def on_image_threads(work: Callable[[int, str], _T], refs: Sequence[str]) -> list[_T]:
@@ -79,10 +80,11 @@ def prepare_image(
         raise problem(str(exc)) from None
     with file:
         key = (FileIdentity.of(file), limits)
-        prepared = CHECKED.get(key)
+        checked = imaging().checked
+        prepared = checked.get(key)
         if prepared is None:
             prepared = conform(file, index=index, kind=kind, source=source, limits=limits, problem=problem)
-            CHECKED.put(key, prepared)
+            checked.put(key, prepared)
         else:
             prepared = dataclasses.replace(prepared, index=index, source=source)
     return dataclasses.replace(prepared, path=str(path))

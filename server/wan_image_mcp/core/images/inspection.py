@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import InvalidRequest, Problem
+from ..errors import DecodeTooCostly, InvalidRequest, Problem
 from ..specs import SPECS, ImageLimits
 from .access import FileAccess
 from .conforming import conform_bytes, plan
-from .decoding import DECODE_ERRORS, DecodeBudget, DecodeTooCostly, damaged, open_image, too_costly
+from .decoding import DECODE_ERRORS, DecodeBudget, damaged, open_image, too_costly
 from .inputs import on_image_threads
 from .pillow import Image, ImageDraw, ImageFont
 from .pixels import small_as_sent
@@ -160,7 +160,7 @@ def inspect_images(
 ) -> tuple[list[ImageReport], list[bytes | None]]:
     """Reports and grid previews (None where the image could not be read), one per reference, in order, on the
     call's image threads: sizes and verdicts from each header, one decode each (for the preview, which also
-    proves the data whole), never more decodes at once than ``DECODES`` allows. ``grid=False``: previews
+    proves the data whole), never more decodes at once than the decode budget allows. ``grid=False``: previews
     without the grid (the box picker's)."""
     done = on_image_threads(lambda index, ref: _inspect_one(index, ref, access, cwd, grid=grid), refs)
     return [report for report, _ in done], [preview for _, preview in done]

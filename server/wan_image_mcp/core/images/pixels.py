@@ -5,21 +5,13 @@ gallery's input thumbnails show (``small_as_sent``), so what is seen is what is 
 
 from __future__ import annotations
 
-import concurrent.futures
 import math
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
-from .decoding import (
-    DECODE_OVERHEAD_BYTES,
-    DecodeBudget,
-    DecodeTooCostly,
-    decoded_bytes,
-    decoder_bytes,
-    hold_decoded,
-    too_costly,
-)
+from ..errors import DecodeTooCostly
+from .decoding import DECODE_OVERHEAD_BYTES, DecodeBudget, decoded_bytes, decoder_bytes, too_costly
+from .runtime import BAND_THREADS, hold_decoded, imaging
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -101,7 +93,7 @@ def small_as_sent(image: Image.Image, orientation: int, side: int) -> Image.Imag
     size (libjpeg's scaling, which still reads the whole file), others in full, then reduced by box averaging
     before Lanczos. Raises what Pillow raises for damaged data, and ``DecodeTooCostly`` (a ValueError) for an
     image whose decode and conversion would hold more than ``DecodeBudget.BYTES``. The decode is counted in
-    ``DECODES`` until its pixels are freed; ``image`` is closed, with its file."""
+    the decode budget until its pixels are freed; ``image`` is closed, with its file."""
     original, target = image.size, preview_size(image.size, side)
     decoder = decoder_bytes(image)
     if image.format == "JPEG":
@@ -188,7 +180,7 @@ def as_sent_bytes(
             step = src_h / out_h
             rows = math.ceil(_BAND_ROWS * step + 2 * (3 * max(step, 1.0) + 2)) + 2
             in_flight = rows * (src_w + out_w) + 2 * _BAND_ROWS * out_w  # crop, horizontal pass, band: a pair
-            band += _BAND_THREADS * in_flight * work * premultiplied
+            band += BAND_THREADS * in_flight * work * premultiplied
     out = out_w * out_h
     after = out * work  # the result
     if alpha:
@@ -228,24 +220,9 @@ def resize(image: Image.Image, width: int, height: int, *, reducing_gap: float =
         return source.resize((width, y1 - y0), lanczos, box=box)  # pyright: ignore[reportUnknownMemberType]
 
     starts = range(0, height, _BAND_ROWS)
-    pool = _band_pool()
-    for first in range(0, len(starts), _BAND_THREADS):  # a pair at a time: finished bands never pile up
-        pair = starts[first : first + _BAND_THREADS]
+    pool = imaging().band_pool()
+    for first in range(0, len(starts), BAND_THREADS):  # a pair at a time: finished bands never pile up
+        pair = starts[first : first + BAND_THREADS]
         for y0, done in zip(pair, [pool.submit(band, y0) for y0 in pair], strict=True):
             out.paste(done.result(), (0, y0))
     return out
-
-
-_BAND_THREADS = 2
-_pool: concurrent.futures.ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def _band_pool() -> concurrent.futures.ThreadPoolExecutor:
-    """The threads that resample bands (Pillow lets go of the GIL while it resamples, so two bands take the
-    time of one on two cores), made when first needed."""
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = concurrent.futures.ThreadPoolExecutor(_BAND_THREADS, thread_name_prefix="resize-band")
-        return _pool

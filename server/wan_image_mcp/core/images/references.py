@@ -28,7 +28,7 @@ from enum import StrEnum
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from ..errors import AccessDenied, InputChanged
+from ..errors import AccessDenied, InputChanged, NotRegularFile
 from .access import FileAccess
 
 log = logging.getLogger("wan_image_mcp")
@@ -253,10 +253,6 @@ def open_local(path: Path, access: FileAccess | None) -> tuple[Path, io.Buffered
         os.close(fd)
         raise ValueError(str(exc)) from None
     return path, os.fdopen(fd, "rb")
-
-
-class NotRegularFile(ValueError):
-    """A local reference names a FIFO, socket or device: only regular files are read."""
 
 
 def _must_be_regular(path: Path, mode: int) -> None:

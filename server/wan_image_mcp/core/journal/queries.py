@@ -18,7 +18,7 @@ import json
 from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Final, ParamSpec, TypeVar
+from typing import Any, Final
 
 from ...dashscope.text import has_lone_surrogate
 from ..clock import SYSTEM_CLOCK, Clock
@@ -36,9 +36,6 @@ from .rows import (
 )
 
 __all__ = ["BUDGET_LOCK", "UNLIKE", "Journal"]
-
-T = TypeVar("T")
-P = ParamSpec("P")
 
 UNLIKE: Final = "UnlikeTasks"
 """The error code of an AMBIGUOUS row whose only candidates DashScope's report rules out (see ``Journal.ambiguous``)."""

@@ -1,12 +1,16 @@
-"""The spec tables as documents: the README's model table (a test keeps it in step), the JSON behind the
-``wan://models`` resources and the limits in the server instructions. All are generated from ``specs``;
-nothing here states a limit itself."""
+"""The spec tables as documents: the model table of the README and of ``docs/dashscope-api.md`` with that page's
+endpoint table (tests keep both files in step; ``python -m wan_image_mcp.core.requests.catalog --write README.md
+docs/dashscope-api.md`` rewrites them), the JSON behind the ``wan://models`` resources and the limits in the server
+instructions. All are generated from ``specs``; nothing here states a limit itself."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final
 
 from ..specs import SEED_RANGE, SPECS, Mode, ModelSpec, Param
 
@@ -48,6 +52,42 @@ def model_table() -> str:
     lines = ["| | " + " | ".join(f"`{s.name}`" for s in specs) + " |", "|---" * (len(specs) + 1) + "|"]
     lines += [f"| {name} | " + " | ".join(cell(s) for s in specs) + " |" for name, cell in rows]
     return "\n".join(lines)
+
+
+def endpoint_table() -> str:
+    """Where each model's requests go and the shape of their bodies, as a Markdown table."""
+    lines = [
+        "| Model | Body | Create a task (with `X-DashScope-Async: enable`) | One synchronous call |",
+        "|---|---|---|---|",
+    ]
+    for spec in SPECS.values():
+        sync = f"`POST {spec.endpoints.sync}`" if spec.endpoints.sync else "none"
+        lines.append(f"| `{spec.name}` | {spec.protocol.value} | `POST {spec.endpoints.submit}` | {sync} |")
+    return "\n".join(lines)
+
+
+GENERATED: Final[Mapping[str, Callable[[], str]]] = MappingProxyType(
+    {"models": model_table, "endpoints": endpoint_table}
+)
+"""The generated tables by name: a document holds one between ``<!-- {name}:start -->`` and ``<!-- {name}:end -->``."""
+
+
+def generated_sections(text: str) -> dict[str, str]:
+    """The generated tables a document holds, by name, as the document has them now."""
+    found: dict[str, str] = {}
+    for name in GENERATED:
+        start, end = f"<!-- {name}:start -->\n", f"\n<!-- {name}:end -->"
+        if start in text and end in text:
+            found[name] = text.split(start, 1)[1].split(end, 1)[0]
+    return found
+
+
+def regenerated(text: str) -> str:
+    """``text`` with each generated table it holds made again from the specs."""
+    for name, table in generated_sections(text).items():
+        start, end = f"<!-- {name}:start -->\n", f"\n<!-- {name}:end -->"
+        text = text.replace(start + table + end, start + GENERATED[name]() + end)
+    return text
 
 
 def _others(spec: ModelSpec) -> str:
@@ -127,5 +167,17 @@ def catalog_json() -> dict[str, Any]:
     return {name: spec_json(spec) for name, spec in SPECS.items()}
 
 
+def main(argv: Sequence[str]) -> int:
+    """Print the model table; with ``--write FILE...``, rewrite the generated tables in each file."""
+    if argv[:1] != ["--write"]:
+        print(model_table())
+        return 0
+    for name in argv[1:]:
+        path = Path(name)
+        text = path.read_text(encoding="utf-8")
+        path.write_text(regenerated(text), encoding="utf-8")
+    return 0
+
+
 if __name__ == "__main__":
-    print(model_table())
+    raise SystemExit(main(sys.argv[1:]))

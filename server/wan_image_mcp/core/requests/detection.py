@@ -1,9 +1,9 @@
-"""Instructions for detection and segmentation, written the way the seed's examples are:
+"""Instructions for detection and segmentation, written the way Model Studio's image-editing examples are:
 
     檢測圖片中的膝上型電腦和鬧鐘,畫框並標註“laptop”和“clock”
     分割圖片中的玻璃杯
 
-in the language of the targets: Chinese (traditional like the seed, or simplified when the targets are
+in the language of the targets: Chinese (traditional like those examples, or simplified when the targets are
 written so) when any target has CJK characters, English otherwise.
 """
 

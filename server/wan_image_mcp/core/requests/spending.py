@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from ..errors import SpendLimitExceeded
+from ..errors import NotConfirmed, SpendLimitExceeded
 from ..journal import DAY, Journal, NewTask
 from .validation import PreparedRequest
 
@@ -78,26 +78,22 @@ class OpenQuestions:
         return left >= 0
 
 
-class NotConfirmed(SpendLimitExceeded):
-    """A call above WAN_MCP_CONFIRM_ABOVE_IMAGES that the user did not approve. Nothing was sent."""
-
-    def __init__(self, question: SpendQuestion, reply: Reply) -> None:
-        self.question, self.reply = question, reply
-        asked = f"{question.images} paid image(s) with {question.model}"
-        fewer = f"ask for at most {question.threshold} image(s) (n / max_images)"
-        if isinstance(reply, CannotAsk):
-            text = (
-                f"This call would generate {asked}, more than {CONFIRM_SETTING}={question.threshold}, so it needs "
-                f"the user's confirmation, but {reply.why}. Nothing was sent. To go on, {fewer}, use a client "
-                f"that supports form elicitation, or raise or unset {CONFIRM_SETTING} in the server's environment."
-            )
-        else:
-            done = "declined" if reply is Answer.DECLINED else "cancelled (dismissed)"
-            text = (
-                f"The user {done} generating {asked}. Nothing was sent and nothing is billed. Do not call again "
-                f"unless the user asks; {fewer} to go ahead without the question."
-            )
-        super().__init__(text)
+def _not_confirmed(question: SpendQuestion, reply: Reply) -> NotConfirmed:
+    """The refusal of a call above WAN_MCP_CONFIRM_ABOVE_IMAGES answered with ``reply``: what was asked, what
+    the user said (or why they could not be asked), and how to go on."""
+    asked = f"{question.images} paid image(s) with {question.model}"
+    fewer = f"ask for at most {question.threshold} image(s) (n / max_images)"
+    if isinstance(reply, CannotAsk):
+        return NotConfirmed(
+            f"This call would generate {asked}, more than {CONFIRM_SETTING}={question.threshold}, so it needs "
+            f"the user's confirmation, but {reply.why}. Nothing was sent. To go on, {fewer}, use a client "
+            f"that supports form elicitation, or raise or unset {CONFIRM_SETTING} in the server's environment."
+        )
+    done = "declined" if reply is Answer.DECLINED else "cancelled (dismissed)"
+    return NotConfirmed(
+        f"The user {done} generating {asked}. Nothing was sent and nothing is billed. Do not call again "
+        f"unless the user asks; {fewer} to go ahead without the question."
+    )
 
 
 @dataclass(frozen=True)
@@ -127,7 +123,7 @@ class SpendGate:
             return
         reply = await confirm(question) if confirm is not None else CannotAsk("there is no way to ask the user")
         if reply is not Answer.ACCEPTED:
-            raise NotConfirmed(question, reply)
+            raise _not_confirmed(question, reply)
 
 
 def check_budget(asked: int, used: int, per_day: int | None) -> None:

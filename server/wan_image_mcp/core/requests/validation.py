@@ -20,7 +20,6 @@ from ...dashscope.errors import InvalidTaskId
 from ...dashscope.wire import ImageRequest
 from ..errors import InvalidRequest, Problem
 from ..images.access import FileAccess
-from ..images.inputs import prepare_images
 from ..images.references import PreparedImage, close_spools
 from ..specs import MODEL_NAMES, SEED_RANGE, SPECS, Mode, ModelSpec, Param, get_spec, output_size, parse_custom_size
 from .prompt_images import references
@@ -340,6 +339,8 @@ def prepare_request(
     """Validate and conform a request. Raises InvalidRequest listing every problem.
 
     ``access`` limits which local files may be read (None: any, for library use)."""
+    from ..images.inputs import prepare_images  # decoding and conforming: call time, off the start path
+
     params = params or EditParams()
     spec = get_spec(model)
     if spec is None:

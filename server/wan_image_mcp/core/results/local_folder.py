@@ -101,6 +101,9 @@ def _describe(path: Path) -> ImageFile | None:
     """A saved image known only by its name (its sidecar missing): its size, length and sha256 read back from the
     file, which was complete and fsync'd before it was renamed. None if it is not an image."""
     from ..images.pillow import Image, UnidentifiedImageError
+    from ..images.runtime import imaging
+
+    imaging()  # Pillow's guard set before decoding
 
     try:
         with Image.open(path) as image:

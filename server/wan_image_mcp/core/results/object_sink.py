@@ -127,6 +127,9 @@ class ObjectSink:
         """An image stored without its sidecar: its size, length and sha256 read back from the object, which was
         stored whole. None if it cannot be read or is not an image."""
         from ..images.pillow import Image, UnidentifiedImageError
+        from ..images.runtime import imaging
+
+        imaging()  # Pillow's guard set before decoding
 
         try:
             data = self.read(self.location(name))

@@ -22,6 +22,9 @@ def preview(path: str, read: Reader | None = None) -> bytes | None:
     """A JPEG of the image at ``path`` (read by ``read`` when given: an object in a bucket), its long side at most
     PREVIEW_SIDE; None if it is not a readable image."""
     from ..images.pillow import Image
+    from ..images.runtime import imaging
+
+    imaging()  # Pillow's guard set before decoding
 
     try:
         with Image.open(io.BytesIO(read(path)) if read else path) as image:

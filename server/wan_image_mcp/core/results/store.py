@@ -233,6 +233,9 @@ class ResultStore:
     ) -> ImageFile:
         """Keep a downloaded image under its final name (after checking it is one) and write its sidecar."""
         from ..images.pillow import Image, UnidentifiedImageError
+        from ..images.runtime import imaging
+
+        imaging()  # Pillow's guard set before decoding
 
         try:
             with Image.open(part.path) as image:
@@ -315,7 +318,7 @@ class _Part:
         self.path.unlink(missing_ok=True)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` whole or not at all: into a temp file beside it, fsync'd, then renamed. Raises
     the OSError that stopped it (the temp file removed)."""
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{temp_owner()}.", suffix=PART_SUFFIX)
@@ -331,7 +334,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 class LocalFolder:
-    """The output folder as a ``ResultSink``: temp file renamed into place, sidecar beside it (``_atomic_write``)."""
+    """The output folder as a ``ResultSink``: temp file renamed into place, sidecar beside it (``atomic_write``)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -349,7 +352,7 @@ class LocalFolder:
         return str(path)
 
     def write_sidecar(self, location: str, data: bytes) -> None:
-        _atomic_write(Path(location).with_suffix(".json"), data)
+        atomic_write(Path(location).with_suffix(".json"), data)
 
     def present(self, location: str) -> bool:
         return Path(location).is_file()

@@ -2,14 +2,17 @@
 
 ``TaskCheck.check`` is what ``check_task``, the end of ``edit_image`` and the harvester all call, so a task's
 images are saved by whoever asks first and found again (in the journal, or on disk) by whoever asks next. Calls
-for one task are serialised by a per-task lock. A task that could not be queried comes back with its last known
-status and a hint to call ``check_task`` again, never as a bare API error.
+for one task are serialised by a per-task lock, kept only while a call holds or waits for it. A task that could
+not be queried comes back with its last known status and a hint to call ``check_task`` again, never as a bare API
+error.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -33,6 +36,39 @@ async def no_progress(fraction: float, message: str) -> None:
     del fraction, message
 
 
+@dataclass
+class _Held:
+    lock: anyio.Lock = field(default_factory=anyio.Lock)
+    users: int = 0
+    """Calls holding or waiting for ``lock``."""
+
+
+class TaskLocks:
+    """One lock per task id, there only while a call holds or waits for it: a server checks thousands of tasks
+    over its life and keeps no lock for any it is not checking now."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, _Held] = {}
+
+    def __len__(self) -> int:
+        """Task ids with a lock now."""
+        return len(self._held)
+
+    @asynccontextmanager
+    async def holding(self, task_id: str) -> AsyncGenerator[None]:
+        """Hold ``task_id``'s lock for the block, once the calls before this one are done with it; its lock is
+        gone when the last call holding or waiting for it leaves, however it leaves (a cancelled wait too)."""
+        held = self._held.setdefault(task_id, _Held())
+        held.users += 1
+        try:
+            async with held.lock:
+                yield
+        finally:
+            held.users -= 1
+            if held.users == 0:
+                del self._held[task_id]
+
+
 class TaskCheck:
     """Looks at tasks for the service: queries DashScope through ``api()``, records what it saw in the journal and
     saves a succeeded task's images into the store."""
@@ -50,7 +86,8 @@ class TaskCheck:
         self._journal = journal
         self._polling = polling
         self._clock = clock
-        self._locks: dict[str, anyio.Lock] = {}
+        self.locks = TaskLocks()
+        """The per-task locks that serialise calls for one task."""
 
     async def check(
         self, task_id: str, *, wait_seconds: float = 0, progress: Progress = no_progress, tenant: Tenant | None = None
@@ -72,8 +109,7 @@ class TaskCheck:
         check_task_id(task_id)
         if tenant is not None and await self._journal.run(self._journal.sync.get, task_id, tenant=tenant) is None:
             return from_task(task_id, TaskResult(status=TaskStatus.UNKNOWN), None)
-        lock = self._locks.setdefault(task_id, anyio.Lock())
-        async with lock:
+        async with self.locks.holding(task_id):
             row = await self._journal.run(self._journal.sync.get, task_id)
             if (
                 row is not None

@@ -1,6 +1,6 @@
 """How local images reach DashScope: inline as ``data:`` URLs up to the inline limit, larger ones through the
 temporary upload (getPolicy, a form POST to the upload host, then ``oss://``), each (bytes, model) uploaded once
-while its URL lives (the journal remembers it for 47 h; uploads live 48 h)."""
+while its URL lives (the journal remembers it for 47 h; uploads live 48 h: docs/dashscope-api.md#uploads)."""
 
 from __future__ import annotations
 

@@ -60,6 +60,9 @@ def input_thumbnail(path: Path, side: int = INPUT_THUMB_SIDE) -> bytes | None:
     from ..images.pillow import Image  # off the start path, as everything that decodes
     from ..images.pixels import small_as_sent
     from ..images.references import open_local
+    from ..images.runtime import imaging
+
+    imaging()  # Pillow's guard set before decoding
 
     try:
         with open_local(path, None)[1] as file, Image.open(file) as image:

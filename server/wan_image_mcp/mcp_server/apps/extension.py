@@ -12,20 +12,24 @@
 from __future__ import annotations
 
 import base64
+import functools
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio.to_thread
-from mcp.server.apps import Apps, client_supports_apps
+from mcp.server.apps import APP_MIME_TYPE, Apps, client_supports_apps
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.mcpserver.resources import FunctionResource
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolRequestParams, CallToolResult
 
 from ...core.results.outcomes import EditResult
-from ...core.tasks.viewing import TaskView, task_view
 from ..appstate import AppState
 from ..transports.oauth import caller
 from .pages import page
+
+if TYPE_CHECKING:
+    from ...core.tasks.viewing import TaskView
 
 PICKER_URI = "ui://wan-image-mcp/picker.html"
 VIEWER_URI = "ui://wan-image-mcp/viewer.html"
@@ -45,26 +49,35 @@ class WanApps(Apps):
 
     def __init__(self) -> None:
         super().__init__()
-        self.add_html_resource(
+        self.add_page(
             VIEWER_URI,
-            page("viewer"),
-            name="viewer",
-            title="Wan result viewer",
-            description="Shows an edit's inputs and results, with 'use as input of next edit'.",
-            prefers_border=True,
+            "viewer",
+            "Wan result viewer",
+            "Shows an edit's inputs and results, with 'use as input of next edit'.",
         )
-        self.add_html_resource(
+        self.add_page(
             PICKER_URI,
-            page("picker"),
-            name="picker",
-            title="Wan box picker",
-            description="Draw up to the model's boxes per image on the images as they are sent.",
-            prefers_border=True,
+            "picker",
+            "Wan box picker",
+            "Draw up to the model's boxes per image on the images as they are sent.",
+        )
+
+    def add_page(self, uri: str, name: str, title: str, description: str) -> None:
+        """``ui/<name>.html`` as an Apps resource, as ``add_html_resource`` serves one (bordered), but put together
+        (the SDK inlined) when a client first reads it: a server that only lists its tools never builds a page."""
+        meta = {"ui": {"prefersBorder": True}}
+        read = functools.partial(page, name)
+        self.add_resource(
+            FunctionResource(
+                uri=uri, name=name, title=title, description=description, mime_type=APP_MIME_TYPE, meta=meta, fn=read
+            )
         )
 
     async def intercept_tool_call(
         self, params: CallToolRequestParams, ctx: ServerRequestContext[Any, Any], call_next: CallNext
     ) -> HandlerResult:
+        from ...core.tasks.viewing import task_view  # thumbnails, Pillow: call time, off the start path
+
         result = await call_next(ctx)
         if params.name not in VIEWED or not isinstance(result, CallToolResult) or not client_supports_apps(ctx):
             return result

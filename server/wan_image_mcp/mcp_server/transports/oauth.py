@@ -23,17 +23,19 @@ import logging
 import time
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx2
-import jwt
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
-from mcp.server.auth.settings import AuthSettings
 
 from ...core.journal import Tenant
 from ...settings import Settings
+
+if TYPE_CHECKING:  # PyJWT (and the cryptography it loads) only once OAuth is on: off the start path otherwise
+    import jwt
+    from mcp.server.auth.settings import AuthSettings
 
 log = logging.getLogger("wan_image_mcp.oauth")
 
@@ -47,6 +49,8 @@ LEEWAY = 30
 
 def auth_settings(issuer: str, public_url: str) -> AuthSettings:
     """The SDK's settings for a resource server whose tokens ``issuer`` signs for ``public_url``."""
+    from mcp.server.auth.settings import AuthSettings
+
     # Given as strings, the URLs keep their exact form (a bare host gains no "/": issuers are compared exactly).
     return AuthSettings.model_validate(
         {
@@ -90,6 +94,8 @@ class JwtVerifier:
     async def verify_token(self, token: str) -> AccessToken | None:
         """The token's access, or None for any token that is not one this server accepts (the SDK then answers
         401); never raises for a bad token."""
+        import jwt
+
         try:
             header = jwt.get_unverified_header(token)
             key = await self._key(str(header.get("kid", "")))
@@ -123,6 +129,8 @@ class JwtVerifier:
     async def _key(self, kid: str) -> jwt.PyJWK | None:
         """The issuer's key ``kid`` (the only one, when the token names none), fetching the JWKS when it is not
         known and the last fetch is over REFRESH_EVERY ago."""
+        import jwt
+
         async with self._lock:
             if kid not in self._keys and time.monotonic() - self._fetched >= REFRESH_EVERY:
                 self._fetched = time.monotonic()
@@ -135,6 +143,8 @@ class JwtVerifier:
             return self._keys.get(kid)
 
     async def _fetch_keys(self) -> dict[str, jwt.PyJWK]:
+        import jwt
+
         async with self._client() as http:
             jwks_uri = await self._jwks_uri(http)
             answer = await http.get(jwks_uri)

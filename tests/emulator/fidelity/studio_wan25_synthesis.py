@@ -1,5 +1,5 @@
-"""The seed's wan2.5-i2i-preview example: ImageSynthesis.call (async task + wait inside the SDK), with
-public URLs, saving the results the way the seed does (requests.get on each result URL)."""
+"""Model Studio's wan2.5-i2i-preview example: ImageSynthesis.call (async task + wait inside the SDK), with
+public URLs, saving the results the way that example does (requests.get on each result URL)."""
 
 import json
 import os

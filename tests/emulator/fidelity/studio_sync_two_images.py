@@ -1,4 +1,4 @@
-"""The seed's "同步調用" Python example for wan2.7-image-pro, unchanged but for the base URL line:
+"""Model Studio's "同步調用" Python example for wan2.7-image-pro, unchanged but for the base URL line:
 the base URL comes from DASHSCOPE_HTTP_BASE_URL, which the official SDK reads."""
 
 import json

@@ -1,6 +1,6 @@
-"""The seed's local-file form ("image": "file://car.png"): the SDK uploads it through the temporary-upload
+"""Model Studio's local-file form ("image": "file://car.png"): the SDK uploads it through the temporary-upload
 flow (getPolicy, form POST, oss:// URL with X-DashScope-OssResourceResolve) and calls wan2.7-image-pro.
-Usage: python seed_local_file_upload.py IMAGE_PATH"""
+Usage: python studio_local_file_upload.py IMAGE_PATH"""
 
 import json
 import os

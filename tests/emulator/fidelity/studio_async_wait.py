@@ -1,4 +1,4 @@
-"""The seed's "非同步呼叫" Python example for wan2.7-image-pro (async_call + wait, then fetch), with the base
+"""Model Studio's "非同步呼叫" Python example for wan2.7-image-pro (async_call + wait, then fetch), with the base
 URL from DASHSCOPE_HTTP_BASE_URL."""
 
 import json
