@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
+import json
+import re
+from pathlib import Path
 
 import httpx2
 import pytest
@@ -12,7 +14,7 @@ from tests.support.helpers import text
 from wan_image_mcp.core.errors import ConfigurationError
 from wan_image_mcp.emulator import EmulatorState
 from wan_image_mcp.mcp_server.app import build_app
-from wan_image_mcp.settings import REGIONS, Settings
+from wan_image_mcp.settings import REGIONS, SETTINGS_MARKERS, Settings, declared_variables, settings_table
 
 
 def test_singapore_is_the_default_region() -> None:
@@ -121,10 +123,40 @@ async def test_the_workspace_header_reaches_dashscope_and_a_foreign_workspace_is
 ) -> None:
     emulator.config.workspaces = frozenset({"ws-team"})
     for workspace, refused in (("ws-team", False), ("ws-other", True)):
-        settings = dataclasses.replace(server_settings, workspace=workspace)
+        settings = server_settings.model_copy(update={"workspace": workspace})
         async with Client(build_app(settings, http)) as client:
             result = await client.call_tool("submit_task", {"prompt": "a red kite", "size": "1K"})
         assert result.is_error is refused, text(result)
         assert emulator.requests[-1].headers.get("x-dashscope-workspace") == workspace
         if refused:
             assert "Workspace.AccessDenied" in text(result) and "Check WAN_MCP_WORKSPACE" in text(result)
+
+
+ROOT = Path(__file__).parent.parent
+TEST_SWITCHES = frozenset({"WAN_MCP_LIVE_TESTS", "WAN_MCP_HYPOTHESIS_EXAMPLES"})
+"""Variables the tests read (in READERS), not the server."""
+READERS = ("conftest.py", "dashscope/test_hostile.py")
+
+
+def test_the_readme_settings_table_is_the_one_the_declaration_generates() -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start, end = SETTINGS_MARKERS
+    assert start in text and end in text, "README lost its settings table markers"
+    assert text.split(start, 1)[1].split(end, 1)[0] == settings_table(), (
+        "README settings table is stale: python -m wan_image_mcp.settings --write README.md"
+    )
+
+
+def test_every_wan_mcp_variable_the_readme_or_the_manifest_names_is_a_declared_setting() -> None:
+    manifest = json.loads((ROOT / "manifest.json").read_text(encoding="utf-8"))
+    named = set(re.findall(r"WAN_MCP_[A-Z_]+", (ROOT / "README.md").read_text(encoding="utf-8")))
+    named |= set(re.findall(r"WAN_MCP_[A-Z_]+", json.dumps(manifest)))
+    assert "WAN_MCP_REGION" in named and "WAN_MCP_DB" in named
+    assert named - TEST_SWITCHES <= declared_variables(), named - TEST_SWITCHES - declared_variables()
+    readers = " ".join((ROOT / "tests" / name).read_text(encoding="utf-8") for name in READERS)
+    assert all(switch in readers for switch in TEST_SWITCHES)
+
+
+def test_each_default_is_the_declared_one_whether_read_from_an_empty_environment_or_built_from_keywords() -> None:
+    assert Settings.from_env({}).model_dump() == Settings().model_dump()
+    assert Settings().poll_interval == Settings.default("poll_interval")

@@ -6,7 +6,6 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -97,8 +96,12 @@ def _gallery(args: argparse.Namespace) -> int:
     try:
         settings = Settings.from_env()
         if folder is not None:
-            settings = replace(
-                settings, output_dir=folder / "results", journal_path=folder / "journal.sqlite3", journal_url=None
+            settings = settings.model_copy(
+                update={
+                    "output_dir": folder / "results",
+                    "journal_path": folder / "journal.sqlite3",
+                    "journal_url": None,
+                }
             )
         tenant = None if args.tenant is None else _tenant(settings.auth_issuer, args.tenant)
         page = gallery_page(settings, tenant=tenant)  # from a bucket (WAN_MCP_OUTPUT_URL) or the output folder
@@ -130,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             settings = Settings.from_env()
             extra = tuple(Path(d).expanduser() for d in getattr(args, "allowed_dirs", []) if d.strip())
-            settings = replace(settings, allowed_dirs=settings.allowed_dirs + extra)
+            settings = settings.model_copy(update={"allowed_dirs": settings.allowed_dirs + extra})
             check_journal_folder(settings)  # fail now, in one line, rather than inside the session
             if settings.journal_url is None:  # a damaged journal too (read-only: the file is left as it is)
                 check_journal(settings.journal_path)

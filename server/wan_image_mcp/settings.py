@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 import platformdirs
-from pydantic import SecretStr
+from pydantic import AliasChoices, Field, JsonValue, SecretStr
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .core.errors import ConfigurationError
 from .core.journal.postgres import SCHEMES
@@ -67,6 +68,8 @@ def workspace_url(region: str, workspace: str) -> str:
 
 
 DEFAULT_REGION: Final = "singapore"
+PRESIGN_MAX_SECONDS: Final = 7 * 24 * 3600
+"""S3's limit for a presigned URL's life, 7 days."""
 APP_NAME: Final = "wan-image-mcp"
 
 
@@ -127,58 +130,205 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Every setting of the server; ``from_env`` reads them from the environment (the README's table)."""
+_AWS = {
+    "AWS_ENDPOINT_URL": "endpoint",
+    "AWS_REGION": "region",
+    "AWS_ACCESS_KEY_ID": "access_key_id",
+    "AWS_SECRET_ACCESS_KEY": "secret_access_key",
+    "AWS_SESSION_TOKEN": "session_token",
+}
 
-    api_key: SecretStr | None = field(default=None, repr=False)
-    base_url: str = REGIONS[DEFAULT_REGION]
-    region: str = DEFAULT_REGION
-    workspace: str | None = None
-    """The workspace id (WAN_MCP_WORKSPACE): its dedicated host, and the ``X-DashScope-WorkSpace`` header."""
-    output_dir: Path = field(default_factory=default_output_dir)
-    """Where result images and their sidecars are written (with ``output_url``: where they are downloaded to
-    before they are uploaded)."""
-    output_url: str | None = None
-    """S3-compatible storage for results (WAN_MCP_OUTPUT_URL=s3://bucket/prefix) in place of the output folder."""
-    download_url_seconds: float = 3600.0
-    """How long a result's presigned ``download_url`` is valid (WAN_MCP_DOWNLOAD_URL_SECONDS; S3 output only)."""
-    object_store: tuple[tuple[str, str], ...] = field(default=(), repr=False)
-    """The S3 client's settings from AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
-    AWS_SESSION_TOKEN (obstore's names); the key is secret, so this is never shown."""
-    previews: bool = True
-    """Return a small preview image per result (WAN_MCP_PREVIEWS=0 turns it off)."""
-    poll_interval: float = 1.0
-    """First wait between task queries; it grows to poll_interval_max."""
-    poll_interval_max: float = 5.0
-    journal_path: Path = field(default_factory=default_journal)
-    journal_url: str | None = field(default=None, repr=False)
-    """A PostgreSQL database for the journal (WAN_MCP_DB=postgresql://…), in place of the SQLite file at
-    ``journal_path``; it may hold a password, so it is never shown (``journal_location`` is what is opened)."""
-    """The SQLite task journal (WAN_MCP_DB)."""
-    harvest: bool = True
-    """Poll unfinished tasks and download their images in the background (WAN_MCP_HARVEST=0 turns it off)."""
-    allowed_dirs: tuple[Path, ...] = ()
-    """Folders local input images may come from, besides the output folder and the client's roots."""
-    inline_max_bytes: int = 1_000_000
-    """Local images larger than this (after conforming) go through DashScope's temporary upload."""
-    max_images_per_call: int = 4
-    """Most paid images one call may request (n, or max_images with interleave)."""
-    max_images_per_day: int | None = None
-    """Most paid images requested in any 24 hours, counted from the journal; None: no limit."""
-    confirm_above_images: int | None = None
-    """A call requesting more paid images than this asks the user first (WAN_MCP_CONFIRM_ABOVE_IMAGES; 0: every
-    paid call); None: never asks."""
-    log_level: str = "WARNING"
-    """stderr log level (WAN_MCP_LOG_LEVEL); stdout is never used for logs."""
-    http_token: SecretStr | None = field(default=None, repr=False)
-    """Bearer token every HTTP request must carry (WAN_MCP_HTTP_TOKEN); required for a non-loopback bind."""
-    http_allowed_hosts: tuple[str, ...] = ()
-    """Extra Host names a non-loopback HTTP bind answers to (WAN_MCP_HTTP_ALLOWED_HOSTS, comma-separated)."""
-    auth_issuer: str | None = None
-    """The OAuth authorization server whose JWT access tokens the HTTP server accepts (WAN_MCP_AUTH_ISSUER)."""
-    public_url: str | None = None
-    """The HTTP server's public URL (WAN_MCP_PUBLIC_URL): its resource identifier, the audience tokens carry."""
+
+def _setting(
+    default: Any, env: str, description: str, *, shown: str | None = None, alias: bool = True, **more: Any
+) -> Any:
+    """One setting's declaration: its default (a function: called for each Settings), the environment variable(s)
+    it is read from, the README's words for it and, when the default is no plain value, the README's words for
+    that. ``alias``: ``env`` is the one variable this field is read from (False: several, or shared)."""
+    extra: dict[str, JsonValue] = {"env": env}
+    if shown is not None:
+        extra["shown"] = shown
+    given: dict[str, Any] = {"default_factory": default} if callable(default) else {"default": default}
+    if alias:
+        given["validation_alias"] = AliasChoices(env)
+    return Field(**given, description=description, json_schema_extra=extra, **more)
+
+
+class Settings(BaseSettings):
+    """Every setting of the server, each declared once: default, type, bounds, environment variable and the
+    README's line (``settings_table`` makes the README's Configuration table from them). ``from_env`` reads the
+    environment, naming the variable of a wrong value; ``Settings(...)`` takes keyword arguments only."""
+
+    model_config = SettingsConfigDict(frozen=True, validate_by_name=True, validate_by_alias=True, extra="forbid")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword arguments only: the environment is read by ``from_env``, which names a wrong value's variable."""
+        return (init_settings,)
+
+    api_key: SecretStr | None = _setting(
+        None,
+        "DASHSCOPE_API_KEY",
+        "your Model Studio key; keys are per region",
+        shown="— (required for real calls)",
+        repr=False,
+    )
+    base_url: str = _setting(
+        REGIONS[DEFAULT_REGION],
+        "DASHSCOPE_HTTP_BASE_URL",
+        "the official SDK's variable; wins over the region (workspace hosts, the emulator)",
+        shown="from the region",
+    )
+    region: str = _setting(
+        DEFAULT_REGION,
+        "WAN_MCP_REGION",
+        "`singapore`, `beijing`, `virginia`, `hongkong`, `frankfurt`, `tokyo`, or the official SDK's codes for them "
+        "(`ap-southeast-1`, `cn-beijing`, `us-east-1`, `cn-hongkong`, `eu-central-1`, `ap-northeast-1`); Frankfurt "
+        "and Tokyo have only workspace hosts, so they need `WAN_MCP_WORKSPACE`",
+    )
+    workspace: str | None = _setting(
+        None,
+        "WAN_MCP_WORKSPACE",
+        "your Model Studio workspace id: requests go to its dedicated host "
+        "`https://{workspace}.{region code}.maas.aliyuncs.com/api/v1` and carry `X-DashScope-WorkSpace` (a "
+        "`DASHSCOPE_HTTP_BASE_URL` still wins, the header is still sent); an id that is not a host-name label is "
+        "refused at start",
+        shown="—",
+    )
+    output_dir: Path = _setting(
+        default_output_dir,
+        "WAN_MCP_OUTPUT_DIR",
+        "where results and sidecars go; a relative path is taken from your home directory, not the host's working "
+        "directory; with `WAN_MCP_OUTPUT_URL`, only downloads in progress; a folder whose name is not UTF-8 stops "
+        "the server at start (saved paths are given to the model)",
+        shown="the platform's user data dir + `/images` (e.g. `~/.local/share/wan-image-mcp/images`)",
+    )
+    output_url: str | None = _setting(
+        None,
+        "WAN_MCP_OUTPUT_URL",
+        "`s3://bucket` or `s3://bucket/prefix`: result images and sidecars in S3-compatible storage (AWS S3, Alibaba "
+        "Cloud OSS's S3-compatible endpoint, MinIO), each with a presigned `download_url`; configured by "
+        "`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` (see Run it for a team; "
+        "needs `pip install 'wan-image-mcp[s3]'`)",
+        shown="unset (results in `WAN_MCP_OUTPUT_DIR`)",
+    )
+    download_url_seconds: float = _setting(
+        3600.0,
+        "WAN_MCP_DOWNLOAD_URL_SECONDS",
+        "with `WAN_MCP_OUTPUT_URL`: how long each result's presigned `download_url` is valid, more than 0 and at "
+        "most 604800 (7 days)",
+        gt=0,
+        le=PRESIGN_MAX_SECONDS,
+    )
+    object_store: tuple[tuple[str, str], ...] = _setting(
+        (),
+        ", ".join(_AWS),
+        "with `WAN_MCP_OUTPUT_URL`: the bucket's endpoint (leave unset for AWS), region and credentials; an "
+        "`http://` endpoint is allowed (MinIO on a private network, a test server)",
+        shown="the S3 client's own defaults",
+        alias=False,
+        repr=False,
+    )
+    previews: bool = _setting(True, "WAN_MCP_PREVIEWS", "`0` stops returning preview images with results")
+    poll_interval: float = _setting(
+        1.0,
+        "WAN_MCP_POLL_INTERVAL",
+        "the shortest time between two queries of one task (whoever asks); a new task is queried at once, then after "
+        "this, growing ×1.5 per query",
+        ge=0,
+    )
+    poll_interval_max: float = _setting(
+        5.0, "WAN_MCP_POLL_INTERVAL_MAX", "the longest wait between two queries of one task", ge=0
+    )
+    journal_path: Path = _setting(
+        default_journal,
+        "WAN_MCP_DB",
+        "the task journal: a SQLite file (relative paths from your home), or `postgresql://user:password@host/db` "
+        "for a team's server (see Run it for a team; needs `pip install 'wan-image-mcp[postgres]'`)",
+        shown="the platform's user data dir + `/journal.sqlite3`",
+        alias=False,
+    )
+    journal_url: str | None = _setting(
+        None,
+        "WAN_MCP_DB",
+        "a PostgreSQL database for the journal in place of the SQLite file at `journal_path`; it may hold a "
+        "password, so it is never shown (`journal_location` is what is opened)",
+        alias=False,
+        repr=False,
+    )
+    allowed_dirs: tuple[Path, ...] = _setting(
+        (),
+        "WAN_MCP_ALLOWED_DIRS",
+        "folders local input images may come from, separated by `:` (`;` on Windows); relative paths from your home",
+        shown="none (the output folder and the client's roots only)",
+    )
+    inline_max_bytes: int = _setting(
+        1_000_000,
+        "WAN_MCP_INLINE_MAX_BYTES",
+        "local images larger than this (after conforming) are uploaded once instead of sent inline",
+        ge=1,
+    )
+    max_images_per_call: int = _setting(4, "WAN_MCP_MAX_IMAGES_PER_CALL", "most paid images one call may request", ge=1)
+    max_images_per_day: int | None = _setting(
+        None, "WAN_MCP_MAX_IMAGES_PER_DAY", "most paid images requested in any 24 h", shown="no limit", ge=1
+    )
+    confirm_above_images: int | None = _setting(
+        None,
+        "WAN_MCP_CONFIRM_ABOVE_IMAGES",
+        "a call requesting more paid images than this asks the user first (form elicitation); `0` asks before every "
+        "paid call. A client that cannot be asked is refused, never spent for silently (see Confirmation before "
+        "spending)",
+        shown="unset (never asks)",
+        ge=0,
+    )
+    log_level: str = _setting(
+        "WARNING", "WAN_MCP_LOG_LEVEL", "stderr log level (`DEBUG`, `INFO`, …); stdout is never used for logs"
+    )
+    http_token: SecretStr | None = _setting(
+        None,
+        "WAN_MCP_HTTP_TOKEN",
+        "bearer token for `serve --transport http`; required for any non-loopback `--host`",
+        shown="unset",
+        repr=False,
+    )
+    http_allowed_hosts: tuple[str, ...] = _setting(
+        (),
+        "WAN_MCP_HTTP_ALLOWED_HOSTS",
+        "extra Host names (comma-separated) a non-loopback HTTP bind answers to",
+        shown="unset",
+    )
+    auth_issuer: str | None = _setting(
+        None,
+        "WAN_MCP_AUTH_ISSUER",
+        "OAuth for `serve --transport http`: the authorization server whose JWT access tokens are accepted (its keys "
+        "found through its RFC 8414 metadata, else its OpenID configuration); https (http only on loopback); not "
+        "with `WAN_MCP_HTTP_TOKEN`",
+        shown="unset",
+    )
+    public_url: str | None = _setting(
+        None,
+        "WAN_MCP_PUBLIC_URL",
+        "with `WAN_MCP_AUTH_ISSUER`: the server's public URL (e.g. `https://mcp.example.com/mcp`), its RFC 9728 "
+        "resource identifier and the audience tokens must carry",
+        shown="unset",
+    )
+    harvest: bool = _setting(
+        True,
+        "WAN_MCP_HARVEST",
+        "`0` stops the background harvester (tasks then finish only through `check_task`)",
+    )
+
+    @classmethod
+    def default(cls, name: str) -> Any:
+        """The declared default of the setting ``name``."""
+        return cls.model_fields[name].get_default(call_default_factory=True)
 
     @staticmethod
     def log_level_of(environ: Mapping[str, str] | None = None) -> str:
@@ -200,7 +350,7 @@ class Settings:
         raw_dir = env.get("WAN_MCP_OUTPUT_DIR", "").strip()
         raw_db = env.get("WAN_MCP_DB", "").strip()
         postgres = raw_db.startswith(SCHEMES)
-        poll = _seconds(env, "WAN_MCP_POLL_INTERVAL", 1.0)
+        poll = _seconds(env, "WAN_MCP_POLL_INTERVAL", cls.default("poll_interval"))
         return cls(
             api_key=SecretStr(key) if key else None,
             base_url=base_url.rstrip("/"),
@@ -209,17 +359,17 @@ class Settings:
             output_dir=_output_dir(_home_relative(raw_dir) if raw_dir else default_output_dir()),
             journal_path=_home_relative(raw_db) if raw_db and not postgres else default_journal(),
             journal_url=raw_db if postgres else None,
-            harvest=_flag(env.get("WAN_MCP_HARVEST"), True),
+            harvest=_flag(env.get("WAN_MCP_HARVEST"), cls.default("harvest")),
             allowed_dirs=tuple(
                 _home_relative(part) for part in env.get("WAN_MCP_ALLOWED_DIRS", "").split(os.pathsep) if part.strip()
             ),
-            max_images_per_call=_count(env, "WAN_MCP_MAX_IMAGES_PER_CALL") or 4,
-            inline_max_bytes=_count(env, "WAN_MCP_INLINE_MAX_BYTES") or 1_000_000,
+            max_images_per_call=_count(env, "WAN_MCP_MAX_IMAGES_PER_CALL") or cls.default("max_images_per_call"),
+            inline_max_bytes=_count(env, "WAN_MCP_INLINE_MAX_BYTES") or cls.default("inline_max_bytes"),
             max_images_per_day=_count(env, "WAN_MCP_MAX_IMAGES_PER_DAY"),
             confirm_above_images=_count(env, "WAN_MCP_CONFIRM_ABOVE_IMAGES", least=0),
-            previews=_flag(env.get("WAN_MCP_PREVIEWS"), True),
+            previews=_flag(env.get("WAN_MCP_PREVIEWS"), cls.default("previews")),
             poll_interval=poll,
-            poll_interval_max=max(poll, _seconds(env, "WAN_MCP_POLL_INTERVAL_MAX", 5.0)),
+            poll_interval_max=max(poll, _seconds(env, "WAN_MCP_POLL_INTERVAL_MAX", cls.default("poll_interval_max"))),
             log_level=cls.log_level_of(env),
             http_token=SecretStr(token) if (token := env.get("WAN_MCP_HTTP_TOKEN", "").strip()) else None,
             http_allowed_hosts=tuple(
@@ -297,15 +447,6 @@ def _oauth(env: Mapping[str, str]) -> dict[str, str | None]:
     return {"auth_issuer": issuer, "public_url": public}
 
 
-_AWS = {
-    "AWS_ENDPOINT_URL": "endpoint",
-    "AWS_REGION": "region",
-    "AWS_ACCESS_KEY_ID": "access_key_id",
-    "AWS_SECRET_ACCESS_KEY": "secret_access_key",
-    "AWS_SESSION_TOKEN": "session_token",
-}
-
-
 def _object_store(env: Mapping[str, str]) -> dict[str, Any]:
     """WAN_MCP_OUTPUT_URL (an ``s3://bucket[/prefix]`` URL), WAN_MCP_DOWNLOAD_URL_SECONDS (more than 0, at most 7
     days: S3's limit for a presigned URL) and the standard AWS_* variables the S3 client takes. Raises
@@ -313,8 +454,76 @@ def _object_store(env: Mapping[str, str]) -> dict[str, Any]:
     url = env.get("WAN_MCP_OUTPUT_URL", "").strip() or None
     if url is not None and not re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?", url):
         raise ConfigurationError(f"WAN_MCP_OUTPUT_URL must be s3://bucket or s3://bucket/prefix, got {url!r}")
-    seconds = _seconds(env, "WAN_MCP_DOWNLOAD_URL_SECONDS", 3600.0)
-    if not 0 < seconds <= 7 * 24 * 3600:
-        raise ConfigurationError("WAN_MCP_DOWNLOAD_URL_SECONDS must be more than 0 and at most 604800 (7 days)")
+    seconds = _seconds(env, "WAN_MCP_DOWNLOAD_URL_SECONDS", Settings.default("download_url_seconds"))
+    if not 0 < seconds <= PRESIGN_MAX_SECONDS:
+        raise ConfigurationError(
+            f"WAN_MCP_DOWNLOAD_URL_SECONDS must be more than 0 and at most {PRESIGN_MAX_SECONDS} (7 days)"
+        )
     options = tuple((key, value) for name, key in _AWS.items() if (value := env.get(name, "").strip()))
     return {"output_url": url, "download_url_seconds": seconds, "object_store": options}
+
+
+def _shown(value: object) -> str:
+    """A plain default as the README shows it: a flag as ``1``/``0``, a whole number of seconds without ``.0``."""
+    if isinstance(value, bool):
+        return f"`{int(value)}`"
+    if isinstance(value, float) and value.is_integer():
+        return f"`{int(value)}`"
+    return f"`{value}`"
+
+
+def _declared(info: FieldInfo) -> tuple[str, str | None]:
+    """A field's environment variable(s) and the README's words for its default (None: the default itself)."""
+    extra = info.json_schema_extra
+    assert extra is not None and not callable(extra)
+    env, shown = extra["env"], extra.get("shown")
+    assert isinstance(env, str) and (shown is None or isinstance(shown, str))
+    return env, shown
+
+
+def settings_table() -> str:
+    """The README's Configuration table, made from the declaration: one row per environment variable (a field
+    that shares its variable with an earlier one, as ``journal_url`` shares WAN_MCP_DB, adds no row)."""
+    lines = ["| Variable | Default | Meaning |", "|---|---|---|"]
+    seen: set[str] = set()
+    for info in Settings.model_fields.values():
+        env, shown = _declared(info)
+        if env in seen:
+            continue
+        seen.add(env)
+        shown = _shown(info.default) if shown is None else shown
+        names = ", ".join(f"`{part}`" for part in env.split(", "))
+        lines.append(f"| {names} | {shown} | {info.description} |")
+    return "\n".join(lines)
+
+
+def declared_variables() -> frozenset[str]:
+    """Every environment variable a setting is read from."""
+    names: set[str] = set()
+    for info in Settings.model_fields.values():
+        names.update(_declared(info)[0].split(", "))
+    return frozenset(names)
+
+
+SETTINGS_MARKERS: Final = ("<!-- settings:start -->\n", "\n<!-- settings:end -->")
+"""The README holds ``settings_table()`` between these."""
+
+
+def main(argv: Sequence[str]) -> int:
+    """Print the settings table; with ``--write FILE...``, rewrite it between the markers in each file."""
+    if argv[:1] != ["--write"]:
+        print(settings_table())
+        return 0
+    start, end = SETTINGS_MARKERS
+    for name in argv[1:]:
+        path = Path(name)
+        text = path.read_text(encoding="utf-8")
+        old = text.split(start, 1)[1].split(end, 1)[0]
+        path.write_text(text.replace(start + old + end, start + settings_table() + end), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(main(sys.argv[1:]))

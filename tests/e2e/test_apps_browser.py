@@ -21,7 +21,7 @@ import json
 import os
 import shutil
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +120,9 @@ class Host:
 @pytest.fixture
 async def host(http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState) -> AsyncIterator[Host]:
     assert async_playwright is not None
-    settings = replace(server_settings, inline_max_bytes=1)  # every input uploaded: the emulator keeps its bytes
+    settings = server_settings.model_copy(
+        update={"inline_max_bytes": 1}
+    )  # every input uploaded: the emulator keeps its bytes
     apps = advertise(EXTENSION_ID, {"mimeTypes": [APP_MIME_TYPE]})
     async with Client(build_app(settings, http), extensions=[apps]) as client, async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)

@@ -21,7 +21,6 @@ import selectors
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +86,7 @@ async def test_a_download_cut_mid_body_over_http_is_retried_and_leaves_no_partia
     monkeypatch.setattr(results, "WRITE_CHUNK", 4096)  # a 1K result is then written out in many pieces
     with RunningEmulator(EmulatorConfig(api_keys=frozenset({EMULATOR_KEY}), polls_to_finish=1)) as emulator:
         emulator.state.add_fault(Fault("drop", target="download", count=2))  # headers and a few bytes, then cut
-        settings = replace(server_settings, base_url=emulator.base_url, harvest=False)
+        settings = server_settings.model_copy(update={"base_url": emulator.base_url, "harvest": False})
         async with httpx2.AsyncClient() as http, Client(build_app(settings, http)) as mcp:
             result = await mcp.call_tool("edit_image", {"prompt": "x", "size": "1K", "n": 2})
         downloads = [r for r in emulator.state.requests if r.path.startswith("/results/")]

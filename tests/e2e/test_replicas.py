@@ -14,7 +14,6 @@ import sys
 from collections import Counter
 from collections.abc import Generator
 from contextlib import AsyncExitStack, contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import cast
 
@@ -54,7 +53,7 @@ def emulator(emulator: EmulatorState, clock: VirtualClock) -> EmulatorState:
 @pytest.fixture
 def team(server_settings: Settings, postgres: PostgresServer) -> Settings:
     """Settings every replica shares: one PostgreSQL journal, one output folder, the harvester on."""
-    return replace(server_settings, journal_url=postgres.database(), harvest=True)
+    return server_settings.model_copy(update={"journal_url": postgres.database(), "harvest": True})
 
 
 async def saved_tasks(journal_url: str) -> set[str]:
@@ -99,7 +98,7 @@ async def test_an_upload_made_through_one_replica_is_reused_by_another(
 ) -> None:
     photo = tmp_path / "big.png"
     Image.frombytes("RGB", (700, 700), random.Random(1).randbytes(700 * 700 * 3)).save(photo, compress_level=1)
-    quiet = replace(team, harvest=False)
+    quiet = team.model_copy(update={"harvest": False})
     for _ in range(2):
         async with Client(build_app(quiet, http)) as replica:
             result = await replica.call_tool("edit_image", {"prompt": "x", "images": [str(photo)], "size": "1K"})
@@ -110,7 +109,7 @@ async def test_an_upload_made_through_one_replica_is_reused_by_another(
 async def claimed_task(http: httpx2.AsyncClient, team: Settings, clock: VirtualClock, owner: str) -> str:
     """A task submitted through one replica and claimed by ``owner``, which then died before saving anything."""
     assert team.journal_url is not None
-    async with Client(build_app(replace(team, harvest=False), http, clock=clock)) as submitter:
+    async with Client(build_app(team.model_copy(update={"harvest": False}), http, clock=clock)) as submitter:
         started = await submitter.call_tool("submit_task", {"prompt": "left behind", "size": "1K"})
     assert started.structured_content is not None
     task_id: str = started.structured_content["task_id"]

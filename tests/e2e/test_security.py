@@ -16,7 +16,6 @@ import sys
 import threading
 import zlib
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +97,7 @@ async def test_every_path_form_is_resolved_before_the_check(
 async def test_the_output_folder_is_always_allowed(
     http: httpx2.AsyncClient, server_settings: Settings, make_image: ImageFactory
 ) -> None:
-    settings = replace(server_settings, allowed_dirs=())
+    settings = server_settings.model_copy(update={"allowed_dirs": ()})
     settings.output_dir.mkdir(parents=True)
     earlier = make_image("earlier.png", (400, 300)).rename(settings.output_dir / "earlier.png")
     async with Client(build_app(settings, http)) as client:
@@ -421,7 +420,7 @@ async def test_a_call_over_the_per_call_limit_is_refused_before_any_request(
 async def test_the_daily_limit_counts_what_was_requested(
     http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState
 ) -> None:
-    async with Client(build_app(replace(server_settings, max_images_per_day=3), http)) as client:
+    async with Client(build_app(server_settings.model_copy(update={"max_images_per_day": 3}), http)) as client:
         emulator.add_fault(Fault("error", target="submit", status=400, code="InvalidParameter", message="no"))
         refused_by_api = await client.call_tool("submit_task", {"prompt": "x", "n": 2})
         assert refused_by_api.is_error  # a refused submission costs nothing and counts nothing

@@ -9,7 +9,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -155,7 +154,7 @@ async def test_a_journal_that_cannot_be_opened_is_a_tool_error_naming_it(
 ) -> None:
     unopenable = tmp_path / "journal-is-a-folder"
     unopenable.mkdir()
-    async with Client(build_app(replace(server_settings, journal_path=unopenable), http)) as client:
+    async with Client(build_app(server_settings.model_copy(update={"journal_path": unopenable}), http)) as client:
         result = await client.call_tool("list_tasks", {})
     assert result.is_error
     assert f"the task journal {unopenable} is a directory, not a file" in text(result)
@@ -307,7 +306,7 @@ async def test_a_foreign_journal_stops_the_harvester_of_a_server_started_anyway_
     foreign_journal(server_settings.journal_path, "another app's, user_version 999")
     before = fingerprint(server_settings.journal_path)
     with anyio.fail_after(30):
-        async with Client(build_app(replace(server_settings, harvest=True), http, clock=clock)) as client:
+        async with Client(build_app(server_settings.model_copy(update={"harvest": True}), http, clock=clock)) as client:
             result = await client.call_tool("list_tasks", {})
             assert result.is_error and "is not a wan-image-mcp journal" in text(result), text(result)
 
@@ -339,8 +338,8 @@ async def test_a_damaged_journal_makes_every_call_a_clean_tool_error_when_the_se
     damage: str, http: httpx2.AsyncClient, server_settings: Settings
 ) -> None:
     before = damaged_journal(server_settings.journal_path, damage)
-    settings = replace(
-        server_settings, harvest=True
+    settings = server_settings.model_copy(
+        update={"harvest": True}
     )  # the harvester meets it first, and must not bring down the server
     with anyio.fail_after(30):
         async with Client(build_app(settings, http)) as client:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -207,7 +206,7 @@ async def test_adjusted_inputs_are_reported(mcp: Client, make_image: ImageFactor
 
 
 async def test_previews_can_be_turned_off(http: httpx2.AsyncClient, server_settings: Settings) -> None:
-    quiet = replace(server_settings, previews=False)
+    quiet = server_settings.model_copy(update={"previews": False})
     async with Client(build_app(quiet, http)) as client:
         result = await client.call_tool("edit_image", {"prompt": "x", "size": "1K"})
     assert not result.is_error
@@ -292,7 +291,9 @@ async def test_a_restarted_server_finds_saved_images_on_disk(
 ) -> None:
     done = await mcp.call_tool("edit_image", {"prompt": "x", "size": "1K"})
     if journal == "another journal":  # it has never heard of the task: the sidecars on disk say what it is
-        server_settings = replace(server_settings, journal_path=server_settings.journal_path.with_name("b.sqlite3"))
+        server_settings = server_settings.model_copy(
+            update={"journal_path": server_settings.journal_path.with_name("b.sqlite3")}
+        )
     async with Client(build_app(server_settings, http)) as fresh:
         again = await fresh.call_tool("check_task", {"task_id": structured(done)["task_id"]})
     assert structured(again)["images"] == structured(done)["images"]
@@ -426,7 +427,7 @@ async def test_an_unwritable_output_directory_is_reported_and_recoverable(
 ) -> None:
     blocker = tmp_path / "blocked"
     blocker.write_text("a file where the output directory should be")
-    settings = replace(server_settings, output_dir=blocker / "images")
+    settings = server_settings.model_copy(update={"output_dir": blocker / "images"})
     async with Client(build_app(settings, http)) as client:
         first = await client.call_tool("edit_image", {"prompt": "x", "size": "1K"})
         assert first.is_error

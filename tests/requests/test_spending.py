@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from threading import Barrier
 from typing import Any
@@ -163,7 +162,7 @@ def counting_budget_checks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 @pytest.fixture
 def capped_team(server_settings: Settings, postgres: PostgresServer) -> Settings:
     """A server on a PostgreSQL journal (as replicas share), with a daily budget of five images."""
-    return replace(server_settings, journal_url=postgres.database(), max_images_per_day=5)
+    return server_settings.model_copy(update={"journal_url": postgres.database(), "max_images_per_day": 5})
 
 
 async def test_a_replica_stuck_in_its_budget_check_never_stalls_this_servers_journal(

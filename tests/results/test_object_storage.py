@@ -14,7 +14,6 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -53,11 +52,12 @@ def s3() -> Iterator[S3Server]:
 @pytest.fixture
 def s3_settings(server_settings: Settings, s3: S3Server) -> Settings:
     """The test server's settings with results in a new bucket of its own, under a prefix."""
-    return replace(
-        server_settings,
-        output_url=f"s3://{s3.bucket()}/team/results",
-        object_store=s3.options(),
-        download_url_seconds=900,
+    return server_settings.model_copy(
+        update={
+            "output_url": f"s3://{s3.bucket()}/team/results",
+            "object_store": s3.options(),
+            "download_url_seconds": 900,
+        }
     )
 
 
@@ -146,7 +146,7 @@ async def test_a_second_check_and_a_restarted_server_do_not_store_again(
     done = await mcp_s3.call_tool("edit_image", {"prompt": "x", "size": "1K", "n": 2})
     task_id = body(done)["task_id"]
     again = await mcp_s3.call_tool("check_task", {"task_id": task_id})
-    other_journal = replace(s3_settings, journal_path=s3_settings.journal_path.with_name("other.sqlite3"))
+    other_journal = s3_settings.model_copy(update={"journal_path": s3_settings.journal_path.with_name("other.sqlite3")})
     async with Client(build_app(other_journal, http)) as fresh:  # knows nothing of the task: the bucket says
         found = await fresh.call_tool("check_task", {"task_id": task_id})
 
@@ -179,7 +179,7 @@ async def test_the_harvester_stores_a_task_nobody_asked_for_once(
     puts: list[str],
 ) -> None:
     emulator.clock = clock.time  # the emulator's task latency in the same virtual time
-    async with Client(build_app(replace(s3_settings, harvest=True), http, clock=clock)) as harvesting:
+    async with Client(build_app(s3_settings.model_copy(update={"harvest": True}), http, clock=clock)) as harvesting:
         submitted = body(await harvesting.call_tool("submit_task", {"prompt": "x", "size": "1K"}))
 
         async def stored() -> bool:
@@ -204,10 +204,12 @@ async def test_two_replicas_on_one_journal_and_one_bucket_store_each_image_once(
     puts: list[str],
 ) -> None:
     emulator.clock = clock.time
-    team = replace(s3_settings, journal_url=postgres.database(), harvest=True)
+    team = s3_settings.model_copy(update={"journal_url": postgres.database(), "harvest": True})
     async with AsyncExitStack() as stack:
         first = await stack.enter_async_context(Client(build_app(team, http, clock=clock)))
-        other_machine = replace(team, output_dir=team.output_dir.with_name("other-machine"))  # its own disk
+        other_machine = team.model_copy(
+            update={"output_dir": team.output_dir.with_name("other-machine")}
+        )  # its own disk
         await stack.enter_async_context(Client(build_app(other_machine, http, clock=clock)))
         emulator.faults.append(Fault("slow", "download", count=8, delay=0.3))  # both see them due while one saves
         for i in range(4):
@@ -272,7 +274,7 @@ async def test_an_interrupted_upload_leaves_no_object_under_the_final_key(
     http: httpx2.AsyncClient, s3: S3Server, s3_settings: Settings, bucket: ObjectSink, emulator: EmulatorState
 ) -> None:
     with CuttingProxy(s3.port) as proxy:
-        settings = replace(s3_settings, object_store=s3.options(proxy.endpoint))
+        settings = s3_settings.model_copy(update={"object_store": s3.options(proxy.endpoint)})
         async with Client(build_app(settings, http)) as client:
             first = await client.call_tool("edit_image", {"prompt": "x", "size": "1K"})
             assert first.is_error and body(first)["error"]["code"] == "DownloadFailed"
@@ -356,7 +358,7 @@ def test_serve_refuses_at_start_a_bucket_it_cannot_list(
 def test_an_unreachable_endpoint_is_said_at_once_and_a_listable_bucket_accepted(
     s3: S3Server, s3_settings: Settings
 ) -> None:
-    closed = replace(s3_settings, object_store=s3.options(f"http://127.0.0.1:{free_port()}"))
+    closed = s3_settings.model_copy(update={"object_store": s3.options(f"http://127.0.0.1:{free_port()}")})
     began = time.monotonic()
     with pytest.raises(ConfigurationError, match="cannot use s3://"):
         result_sink(closed, at_start=True)

@@ -27,7 +27,7 @@ async def test_many_distinct_task_checks_leave_no_lock_behind(
     journal = AsyncJournal(Journal(tmp_path / "journal.db"))
     try:
         store = ResultStore(tmp_path / "out", http, api_base_url=EMULATOR_BASE)
-        check = TaskCheck(lambda: client, store, journal, Polling(), SYSTEM_CLOCK)
+        check = TaskCheck(lambda: client, store, journal, Polling(1.0, 5.0), SYSTEM_CLOCK)
         request = prepare_request("wan2.7-image", "one of many", []).to_wire()
         ids = [str((await client.submit(request)).task_id) for _ in range(30)]
         with anyio.fail_after(30):

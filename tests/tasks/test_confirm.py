@@ -5,7 +5,6 @@ InputRequiredResult answered by calling again on 2026-07-28)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 import httpx2
@@ -55,7 +54,7 @@ def connect(request: pytest.FixtureRequest, http: httpx2.AsyncClient, server_set
     """``connect(user, confirm_above=2, **settings)``: a client on a server asking above that many images."""
 
     def make(user: User | None, confirm_above: int | None = 2, **settings: Any) -> Client:
-        configured = replace(server_settings, confirm_above_images=confirm_above, **settings)
+        configured = server_settings.model_copy(update=dict(confirm_above_images=confirm_above, **settings))
         return Client(build_app(configured, http), mode=request.param, elicitation_callback=user)
 
     return make
@@ -210,7 +209,7 @@ def test_the_setting_is_read_from_the_environment() -> None:
 async def test_one_yes_approves_one_call_a_replayed_answer_sends_nothing(
     http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState
 ) -> None:
-    app = build_app(replace(server_settings, confirm_above_images=2), http)
+    app = build_app(server_settings.model_copy(update={"confirm_above_images": 2}), http)
     arguments = {"prompt": "four seasons", "size": "1K", "n": 4, "enable_sequential": True}
     async with Client(app, mode="auto", elicitation_callback=User()) as client:  # the test answers itself
         asked = await client.session.call_tool("submit_task", arguments, allow_input_required=True)
@@ -249,7 +248,7 @@ async def test_a_call_that_needs_the_clients_roots_and_a_yes_asks_for_both_then_
 async def test_a_declined_question_leaves_no_yes_behind_for_a_replayed_answer(
     http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState
 ) -> None:
-    app = build_app(replace(server_settings, confirm_above_images=2), http)
+    app = build_app(server_settings.model_copy(update={"confirm_above_images": 2}), http)
     arguments = {"prompt": "four seasons", "size": "1K", "n": 4}
     async with Client(app, mode="auto", elicitation_callback=User()) as client:  # the test answers itself
         for action in ("decline", "accept"):
@@ -274,7 +273,7 @@ async def test_a_yes_approves_a_call_only_on_the_replica_that_asked_and_never_pa
 ) -> None:
     """Two servers on one journal (replicas): the yes to a question one asked approves nothing on the other, and the
     daily budget is checked again, with the row, after the yes: spent meanwhile through the other, it refuses."""
-    capped = replace(server_settings, confirm_above_images=1, max_images_per_day=2)
+    capped = server_settings.model_copy(update={"confirm_above_images": 1, "max_images_per_day": 2})
     arguments = {"prompt": "four seasons", "size": "1K", "n": 2}
     async with (
         Client(build_app(capped, http), mode="auto", elicitation_callback=User()) as one,

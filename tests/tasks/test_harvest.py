@@ -11,7 +11,6 @@ import random
 import sqlite3
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager, closing
-from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -43,7 +42,7 @@ def emulator(emulator: EmulatorState, clock: VirtualClock) -> EmulatorState:
 
 @pytest.fixture
 async def harvesting(http: httpx2.AsyncClient, server_settings: Settings, clock: VirtualClock) -> AsyncIterator[Client]:
-    async with Client(build_app(replace(server_settings, harvest=True), http, clock=clock)) as client:
+    async with Client(build_app(server_settings.model_copy(update={"harvest": True}), http, clock=clock)) as client:
         yield client
 
 
@@ -82,7 +81,7 @@ async def test_a_restart_resumes_tasks_younger_than_a_day(
     with closing(sqlite3.connect(server_settings.journal_path)) as db, db:  # the second one is 25 hours old
         db.execute("UPDATE tasks SET created_at = ? WHERE task_id = ?", (clock.time() - 25 * 3600, old["task_id"]))
 
-    async with Client(build_app(replace(server_settings, harvest=True), http, clock=clock)) as after:
+    async with Client(build_app(server_settings.model_copy(update={"harvest": True}), http, clock=clock)) as after:
 
         async def saved() -> bool:
             return bool((await task(after, fresh["task_id"]))["images"])
@@ -245,7 +244,7 @@ async def test_edit_queries_its_task_right_after_submitting_it(
     http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState, clock: VirtualClock
 ) -> None:
     emulator.config.polls_to_finish = 1  # done on its first query
-    slow = replace(server_settings, poll_interval=30.0, poll_interval_max=30.0)
+    slow = server_settings.model_copy(update={"poll_interval": 30.0, "poll_interval_max": 30.0})
     async with Client(build_app(slow, http, clock=clock)) as client:
         result = await client.call_tool("edit_image", {"prompt": "x", "size": "1K"})
     assert result.structured_content is not None
@@ -257,7 +256,7 @@ async def test_a_task_is_never_queried_twice_within_the_poll_interval_whoever_as
     http: httpx2.AsyncClient, server_settings: Settings, emulator: EmulatorState, clock: VirtualClock
 ) -> None:
     emulator.config.polls_to_finish = 5
-    spaced = replace(server_settings, poll_interval=0.3, poll_interval_max=0.3)
+    spaced = server_settings.model_copy(update={"poll_interval": 0.3, "poll_interval_max": 0.3})
     async with Client(build_app(spaced, http, clock=clock)) as client:
         first = await client.call_tool("edit_image", {"prompt": "x", "size": "1K", "wait_seconds": 0})
         assert first.structured_content is not None
@@ -285,7 +284,7 @@ async def test_a_waiting_edit_ends_as_soon_as_the_task_list_shows_its_task_done(
     """An edit's own queries back off (1, 1.5, 2.25, 3.4 s, ...); the harvester's list, once a second, sees the
     end sooner, and the edit queries then instead of at its next step."""
     emulator.config.latency = 5.5  # own queries at 0, 1, 2.5, 4.75, then 8.125 s; lists every second from 1 s
-    settings = replace(server_settings, harvest=True, poll_interval=1.0, poll_interval_max=10.0)
+    settings = server_settings.model_copy(update={"harvest": True, "poll_interval": 1.0, "poll_interval_max": 10.0})
     async with Client(build_app(settings, http, clock=clock)) as client:
         result = await client.call_tool("edit_image", {"prompt": "x", "size": "1K", "wait_seconds": 30})
     assert result.structured_content is not None and result.structured_content["status"] == "SUCCEEDED"
@@ -322,7 +321,7 @@ async def test_a_tenant_with_200_tasks_due_never_delays_another_tenants_lone_tas
     """200 tasks of one tenant, then one of another, all ending 4 s later: at 19 queries a second the 200 take over
     10 s to query, and the lone task is queried and saved in its tenant's turn, within a few seconds of its end."""
     emulator.config.latency = 4.0
-    settings = replace(server_settings, harvest=True, poll_interval=1.0, poll_interval_max=5.0)
+    settings = server_settings.model_copy(update={"harvest": True, "poll_interval": 1.0, "poll_interval_max": 5.0})
     async with two_tenants(http, settings, clock) as (service, journal, _, task_id), anyio.create_task_group() as group:
         group.start_soon(Harvester(service).run)
 
@@ -345,7 +344,7 @@ async def test_a_tenants_check_task_is_not_queued_behind_another_tenants_200_wai
     """200 check_task calls of one tenant wait on long tasks, their queries queued at 19 a second (over 10 s for
     one round); another tenant's one look goes in its own turn."""
     emulator.config.latency = 120.0
-    settings = replace(server_settings, poll_interval=1.0, poll_interval_max=5.0)
+    settings = server_settings.model_copy(update={"poll_interval": 1.0, "poll_interval_max": 5.0})
     async with two_tenants(http, settings, clock) as (service, _, busy, lone), anyio.create_task_group() as group:
         for task_id in busy:
             group.start_soon(lambda task_id=task_id: service.check(task_id, wait_seconds=60, tenant=BUSY))

@@ -95,7 +95,7 @@ def emulator(emulator: EmulatorState, clock: VirtualClock) -> EmulatorState:
 
 @asynccontextmanager
 async def restarted(http: httpx2.AsyncClient, settings: Settings, clock: VirtualClock) -> AsyncGenerator[Client]:
-    async with Client(build_app(replace(settings, harvest=True), http, clock=clock)) as client:
+    async with Client(build_app(settings.model_copy(update={"harvest": True}), http, clock=clock)) as client:
         yield client
 
 

@@ -10,7 +10,6 @@ import sqlite3
 import threading
 import time
 from contextlib import closing
-from dataclasses import replace
 from pathlib import Path
 
 import httpx2
@@ -256,7 +255,7 @@ async def test_a_call_over_the_spend_limit_lets_go_of_its_spooled_files_at_once(
 
     spooled_noise(tmp_path / "noise.png", seed=9)
     arguments = {"prompt": "x", "images": [str(tmp_path / "noise.png")], "size": "1K", "n": 2}
-    async with Client(build_app(replace(server_settings, max_images_per_call=1), http)) as mcp:
+    async with Client(build_app(server_settings.model_copy(update={"max_images_per_call": 1}), http)) as mcp:
         gc.collect()
         before = spooled_files()
         gc.disable()
@@ -276,7 +275,7 @@ async def test_calls_without_a_usable_key_let_go_of_their_spooled_files(
     import gc
 
     before = spooled_files()
-    async with Client(build_app(replace(server_settings, api_key=None), http)) as keyless:
+    async with Client(build_app(server_settings.model_copy(update={"api_key": None}), http)) as keyless:
         for seed in range(3):
             spooled_noise(tmp_path / f"noise-{seed}.png", seed=seed)
             result = await keyless.call_tool(

@@ -32,7 +32,7 @@ class PollFailed(Exception):
 class Polling:
     """The query schedule of every open task, and the signals between the calls that wait and the harvester."""
 
-    def __init__(self, interval: float = 1.0, interval_max: float = 5.0, *, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(self, interval: float, interval_max: float, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self.clock = clock
         self.interval = interval
         self.interval_max = max(interval, interval_max)

@@ -68,14 +68,14 @@ class WanService:
         store: ResultStore,
         journal: AsyncJournal,
         *,
-        poll_interval: float = 1.0,
-        poll_interval_max: float = 5.0,
+        poll_interval: float,
+        poll_interval_max: float,
         missing_key: ConfigurationError | None = None,
         access: FileAccess | None = None,
         max_images_per_call: int | None = None,
         max_images_per_day: int | None = None,
         confirm_above_images: int | None = None,
-        inline_max_bytes: int = 1_000_000,
+        inline_max_bytes: int,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.clock = clock
