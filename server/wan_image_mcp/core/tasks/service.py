@@ -160,8 +160,8 @@ class WanService:
                         f"The daily image budget (WAN_MCP_MAX_IMAGES_PER_DAY) is checked on the shared task journal "
                         f"one call at a time, and another server has held that check for over {BUDGET_WAIT:.0f} s "
                         f"({exc}). Nothing was sent and nothing is billed: call again in a minute; if this persists, "
-                        "a replica is probably stuck (PostgreSQL ends its session after a minute idle in a "
-                        "transaction, freeing the check)."
+                        "another server on the journal is probably stuck (on PostgreSQL, its session is ended after "
+                        "a minute idle in a transaction, freeing the check)."
                     ) from None
                 await self.clock.sleep(pause)
                 pause = min(pause * 2, 0.5)

@@ -155,7 +155,7 @@ def triage(raw: bytes) -> str | list[JSONRPCError]:
 
 
 def replacement_note(paths: Sequence[str]) -> str:
-    """What a tool result says when its arguments were changed (paths as ``_replace_lone_surrogates`` gives)."""
+    """What a tool result says when its arguments were changed (paths as ``replace_lone_surrogates`` gives)."""
     names = ", ".join(path.removeprefix("params.").removeprefix("arguments.") for path in paths)
     return (
         f"Note: {names} held what is not text (a lone UTF-16 surrogate, half of a character, as when an emoji is "
