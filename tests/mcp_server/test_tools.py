@@ -148,7 +148,8 @@ def _expected_property(annotation: Any, field: dataclasses.Field[Any], *, descri
     if get_origin(base) is Literal:
         expected["enum"] = list(get_args(base))
     if isinstance(info, FieldInfo):
-        length = ("minLength", "maxLength") if base is str else ("minItems", "maxItems")
+        text = base in (str, str | None)
+        length = ("minLength", "maxLength") if text else ("minItems", "maxItems")
         keys = {"ge": "minimum", "le": "maximum", "min_length": length[0], "max_length": length[1]}
         for bound in info.metadata:  # annotated_types' Ge, Le, MinLen, MaxLen
             expected |= {key: getattr(bound, attr) for attr, key in keys.items() if hasattr(bound, attr)}

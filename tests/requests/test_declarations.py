@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, fields
 
 import pytest
 
@@ -17,38 +16,30 @@ from wan_image_mcp.core.requests.declarations import (
     build,
 )
 from wan_image_mcp.core.requests.validation import prepare_request
-
-EVERY_VALUE: dict[str, Any] = {
-    "prompt": "a red fox",
-    "images": ["https://example.com/a.png", "https://example.com/b.png"],
-    "model": "wan2.6-image",
-    "size": "1K",
-    "n": 3,
-    "negative_prompt": "blur",
-    "seed": 7,
-    "watermark": True,
-    "prompt_extend": True,
-    "thinking_mode": False,
-    "bbox_list": [[[1, 2, 3, 4]], []],
-    "enable_sequential": True,
-    "color_palette": [{"hex": "#C2D1E6", "ratio": "100.00%"}],
-    "enable_interleave": False,
-    "max_images": 2,
-}
+from wan_image_mcp.core.specs import DEFAULT_MODEL
 
 
 def test_a_paid_calls_arguments_are_the_edit_args_with_its_params_beside_them_in_order() -> None:
     listed = arguments(EditArgs, Waiting)
-    assert [a.name for a in listed] == [*EVERY_VALUE, "wait_seconds"]
+    names = [a.name for a in listed]
+    assert names == ["prompt", "images", "model", *(f.name for f in fields(EditParams)), "wait_seconds"]
     assert [a.name for a in listed if a.default is REQUIRED] == ["prompt"]
-    assert {a.name: a.default for a in listed}["n"] == 1
+    assert {a.name: a.default for a in listed} | {"prompt": None} == {
+        "prompt": None,
+        "images": [],
+        "model": DEFAULT_MODEL,
+        **asdict(EditParams()),
+        "wait_seconds": 50,
+    }
     assert [a.name for a in arguments(DetectArgs)] == ["image", "targets", "mode", "labels", "model"]
 
 
 def test_a_call_built_from_its_arguments_carries_every_value() -> None:
-    args = build(EditArgs, EVERY_VALUE)
-    assert (args.prompt, args.images, args.model) == ("a red fox", EVERY_VALUE["images"], "wan2.6-image")
-    assert {name: getattr(args.params, name) for name in list(EVERY_VALUE)[3:]} == dict(list(EVERY_VALUE.items())[3:])
+    values = {a.name: object() for a in arguments(EditArgs)}
+    args = build(EditArgs, values)
+    carried = {"prompt": args.prompt, "images": args.images, "model": args.model}
+    carried |= {f.name: getattr(args.params, f.name) for f in fields(EditParams)}
+    assert carried == values
 
 
 def test_an_argument_a_call_leaves_out_keeps_its_declared_default() -> None:
