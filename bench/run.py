@@ -426,9 +426,8 @@ async def fairness(emulator: RunningEmulator, folder: Path, count: int) -> dict[
     from pydantic import SecretStr
 
     from wan_image_mcp.core.journal import AsyncJournal, Journal, TaskRow, Tenant
-    from wan_image_mcp.core.requests.validation import EditParams
+    from wan_image_mcp.core.requests.declarations import EditArgs, EditParams
     from wan_image_mcp.core.tasks.harvest import Harvester
-    from wan_image_mcp.core.tasks.service import EditArgs
     from wan_image_mcp.settings import Settings
     from wan_image_mcp.wiring import build_service
 

@@ -14,7 +14,8 @@ from PIL import Image
 from stamina.instrumentation import RetryDetails, set_on_retry_hooks
 
 from tests.support.helpers import EMULATOR_BASE, EMULATOR_KEY, FAST_RETRY, ImageFactory
-from wan_image_mcp.core.requests.validation import EditParams, PreparedRequest, prepare_request
+from wan_image_mcp.core.requests.declarations import EditParams
+from wan_image_mcp.core.requests.validation import PreparedRequest, prepare_request
 from wan_image_mcp.dashscope import (
     APIConnectionError,
     APIStatusError,

@@ -24,28 +24,14 @@ from PIL import Image
 from pydantic import SecretStr
 
 from tests.support.helpers import EMULATOR_BASE, EMULATOR_KEY
+from wan_image_mcp.core.requests.declarations import EditArgs
+from wan_image_mcp.core.requests.declarations import arguments as declared
 from wan_image_mcp.emulator import EmulatorState, create_app
 from wan_image_mcp.mcp_server.app import build_app
 from wan_image_mcp.settings import Settings
 
 TOOLS = ["edit_image", "submit_task", "check_task", "cancel_task", "detect_segment", "list_tasks"]
-EDIT_ARGS = [
-    "prompt",
-    "images",
-    "model",
-    "size",
-    "n",
-    "negative_prompt",
-    "seed",
-    "watermark",
-    "prompt_extend",
-    "thinking_mode",
-    "bbox_list",
-    "enable_sequential",
-    "color_palette",
-    "enable_interleave",
-    "max_images",
-]
+EDIT_ARGS = [argument.name for argument in declared(EditArgs)]
 
 
 class Harness:

@@ -19,7 +19,8 @@ from PIL import Image
 
 from tests.support.helpers import EMULATOR_KEY, FAST_RETRY, until
 from wan_image_mcp.core.images.references import PreparedImage, RefKind
-from wan_image_mcp.core.requests.validation import EditParams, prepare_request
+from wan_image_mcp.core.requests.declarations import EditParams
+from wan_image_mcp.core.requests.validation import prepare_request
 from wan_image_mcp.core.specs import SPECS, Protocol
 from wan_image_mcp.dashscope import APIConnectionError, BadRequestError, DashScopeClient, TaskStatus
 from wan_image_mcp.dashscope.wire import build_body

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast, get_args, get_origin, get_type_hints
 
 import anyio
 import httpx2
@@ -14,14 +15,20 @@ import pytest
 from mcp import Client
 from mcp.types import CallToolResult, ImageContent
 from PIL import Image, ImageChops, ImageStat
+from pydantic.fields import FieldInfo
 
 from tests.support.helpers import TOOL_NAMES, ImageFactory, text
+from wan_image_mcp.core.requests.declarations import DetectArgs, EditArgs, EditParams, Waiting
 from wan_image_mcp.core.results.outcomes import ImageFile
 from wan_image_mcp.core.results.store import ResultStore
 from wan_image_mcp.core.specs import MODEL_NAMES, SPECS
 from wan_image_mcp.emulator import EmulatorState, Fault
 from wan_image_mcp.mcp_server.app import build_app
+from wan_image_mcp.mcp_server.tools import build_tools
 from wan_image_mcp.settings import Settings
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 pytestmark = pytest.mark.anyio
 URL = "https://example.com/photo-1200-800.png"
@@ -118,6 +125,85 @@ async def test_every_schema_is_in_the_portable_subset(mcp: Client) -> None:
         assert tool.input_schema.get("additionalProperties") is False, tool.name
 
 
+# --- the paid tools' parameters are the core's declarations ------------------------------------------------------
+
+
+def _declared(*shapes: type[DataclassInstance]) -> list[tuple[str, Any, dataclasses.Field[Any]]]:
+    """Each field of ``shapes`` with its annotated type, read straight from the dataclasses (``EditArgs.params``
+    spelled out here as ``EditParams``, so a tool that drops or adds an argument differs)."""
+    found: list[tuple[str, Any, dataclasses.Field[Any]]] = []
+    for shape in shapes:
+        hints = get_type_hints(shape, include_extras=True)
+        found += [(f.name, hints[f.name], f) for f in dataclasses.fields(shape) if f.name != "params"]
+    return found
+
+
+def _expected_property(annotation: Any, field: dataclasses.Field[Any], *, described: bool) -> dict[str, Any]:
+    """What the declaration says of one argument's schema: its default, bounds and description."""
+    base, info = get_args(annotation) if get_origin(annotation) is Annotated else (annotation, None)
+    expected: dict[str, Any] = {}
+    default = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
+    if default is not dataclasses.MISSING and default is not None:
+        expected["default"] = default
+    if get_origin(base) is Literal:
+        expected["enum"] = list(get_args(base))
+    if isinstance(info, FieldInfo):
+        text = base in (str, str | None)
+        length = ("minLength", "maxLength") if text else ("minItems", "maxItems")
+        keys = {"ge": "minimum", "le": "maximum", "min_length": length[0], "max_length": length[1]}
+        for bound in info.metadata:  # annotated_types' Ge, Le, MinLen, MaxLen
+            expected |= {key: getattr(bound, attr) for attr, key in keys.items() if hasattr(bound, attr)}
+        if described and info.description is not None:
+            expected["description"] = info.description
+    return expected
+
+
+def _listed_facts(schema: dict[str, Any]) -> dict[str, Any]:
+    keys = ("default", "enum", "minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems", "description")
+    return {key: schema[key] for key in keys if key in schema}
+
+
+@pytest.mark.parametrize(
+    ("tool", "shapes", "described"),
+    [
+        ("edit_image", (EditArgs, EditParams, Waiting), True),
+        ("submit_task", (EditArgs, EditParams), False),
+        ("detect_segment", (DetectArgs, Waiting), True),
+    ],
+)
+async def test_a_paid_tools_parameters_are_exactly_its_declared_arguments(
+    mcp: Client, tool: str, shapes: tuple[type[DataclassInstance], ...], described: bool
+) -> None:
+    schema = next(t for t in (await mcp.list_tools()).tools if t.name == tool).input_schema
+    declared = _declared(*shapes)
+    assert list(schema["properties"]) == [name for name, _, _ in declared]
+    required = [name for name, _, f in declared if f.default is f.default_factory is dataclasses.MISSING]
+    assert schema.get("required", []) == required
+    for name, annotation, field in declared:
+        expected = _expected_property(annotation, field, described=described)
+        assert _listed_facts(schema["properties"][name]) == expected, name
+
+
+async def test_edit_image_and_detect_segment_share_the_model_and_wait_seconds_declarations(mcp: Client) -> None:
+    tools = {t.name: t.input_schema["properties"] for t in (await mcp.list_tools()).tools}
+    for name in ("model", "wait_seconds"):
+        assert tools["detect_segment"][name] == tools["edit_image"][name]
+
+
+@pytest.mark.parametrize(
+    ("tool", "shapes"), [("edit_image", (EditArgs, EditParams)), ("detect_segment", (DetectArgs,))]
+)
+def test_every_declared_argument_reaches_the_call_resolver_by_name(
+    tool: str, shapes: tuple[type[DataclassInstance], ...]
+) -> None:
+    built = {t.name: t for t in build_tools()}[tool]
+    # The SDK's plan of each resolver: which of its parameters it fills from the tool's arguments by name.
+    by_name = {
+        name for plan in built.resolver_plans.values() for name, how in plan.params.items() if how.kind == "by_name"
+    }
+    assert by_name == {name for name, _, _ in _declared(*shapes)}
+
+
 # --- refused before any request ---------------------------------------------------------------------------
 
 
@@ -134,6 +220,15 @@ async def test_a_parameter_the_model_lacks_is_refused_before_any_request(mcp: Cl
     assert result.is_error
     assert "negative_prompt: wan2.7-image-pro does not support negative_prompt" in text(result)
     assert emulator.requests == []
+
+
+async def test_an_empty_color_palette_is_the_same_as_none(mcp: Client, emulator: EmulatorState) -> None:
+    result = await mcp.call_tool(
+        "submit_task", {"prompt": "x", "images": [URL], "model": "wan2.6-image", "color_palette": []}
+    )
+    assert not result.is_error, text(result)
+    (submitted,) = [r for r in emulator.requests if r.method == "POST"]
+    assert "color_palette" not in submitted.body["parameters"]
 
 
 async def test_wrong_argument_types_are_tool_errors(mcp: Client, emulator: EmulatorState) -> None:

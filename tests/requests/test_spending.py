@@ -22,6 +22,7 @@ from tests.support.postgres_server import PostgresServer
 from wan_image_mcp.core.errors import JournalBusy, NotConfirmed, SpendLimitExceeded
 from wan_image_mcp.core.journal import Journal, NewTask
 from wan_image_mcp.core.journal.queries import BUDGET_LOCK
+from wan_image_mcp.core.requests.declarations import EditArgs, EditParams
 from wan_image_mcp.core.requests.spending import (
     Answer,
     CannotAsk,
@@ -31,9 +32,8 @@ from wan_image_mcp.core.requests.spending import (
     SpendQuestion,
     begin_within_budget,
 )
-from wan_image_mcp.core.requests.validation import EditParams, PreparedRequest, prepare_request
+from wan_image_mcp.core.requests.validation import PreparedRequest, prepare_request
 from wan_image_mcp.core.tasks import service
-from wan_image_mcp.core.tasks.service import EditArgs
 from wan_image_mcp.emulator import EmulatorState
 from wan_image_mcp.mcp_server.app import build_app
 from wan_image_mcp.mcp_server.resolvers import Checked, Prepared

@@ -14,7 +14,8 @@ import pytest
 
 from tests.support.helpers import ImageFactory
 from wan_image_mcp.core.errors import InvalidRequest
-from wan_image_mcp.core.requests.validation import EditParams, prepare_request
+from wan_image_mcp.core.requests.declarations import EditParams, PaletteColor
+from wan_image_mcp.core.requests.validation import prepare_request
 from wan_image_mcp.core.specs import SPECS
 
 URL = "https://example.com/img-{}.png"
@@ -24,7 +25,7 @@ def urls(count: int) -> list[str]:
     return [URL.format(i) for i in range(count)]
 
 
-def palette(*ratios: str) -> list[dict[str, str]]:
+def palette(*ratios: str) -> list[PaletteColor]:
     return [{"hex": "#C2D1E6", "ratio": r} for r in ratios]
 
 
@@ -135,7 +136,11 @@ CASES = [
         "palette sum 99.99", "wan2.7-image", 1, P(color_palette=palette("60.00%", "25.00%", "14.99%")), "color_palette"
     ),
     Case(
-        "palette bad hex", "wan2.7-image", 1, P(color_palette=[{"hex": "red", "ratio": "100.00%"}] * 3), "color_palette"
+        "palette bad hex",
+        "wan2.7-image",
+        1,
+        P(color_palette=[PaletteColor(hex="red", ratio="100.00%")] * 3),
+        "color_palette",
     ),
     Case(
         "palette with image set",

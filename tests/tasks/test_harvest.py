@@ -20,9 +20,9 @@ from mcp import Client
 
 from tests.support.virtual_clock import VirtualClock
 from wan_image_mcp.core.journal import AsyncJournal, Journal, NewTask, Tenant
-from wan_image_mcp.core.requests.validation import EditParams
+from wan_image_mcp.core.requests.declarations import EditArgs, EditParams
 from wan_image_mcp.core.tasks.harvest import Harvester
-from wan_image_mcp.core.tasks.service import EditArgs, WanService
+from wan_image_mcp.core.tasks.service import WanService
 from wan_image_mcp.dashscope import QueryRate
 from wan_image_mcp.dashscope.rate import Turns, on_behalf_of
 from wan_image_mcp.emulator import EmulatorState, Fault

@@ -26,10 +26,12 @@ from wan_image_mcp.core.errors import SubmissionUncertain
 from wan_image_mcp.core.journal import AsyncJournal, Journal, NewTask, Tenant
 from wan_image_mcp.core.journal.database import open_database
 from wan_image_mcp.core.journal.queries import UNLIKE
-from wan_image_mcp.core.requests.validation import EditParams, prepare_request
+from wan_image_mcp.core.requests.declarations import EditArgs, EditParams
+from wan_image_mcp.core.requests.validation import prepare_request
 from wan_image_mcp.core.results.outcomes import EditResult, summary_text
+from wan_image_mcp.core.specs import ModelName
 from wan_image_mcp.core.tasks.matching import contradiction, judge, learn_offset
-from wan_image_mcp.core.tasks.service import EditArgs, WanService
+from wan_image_mcp.core.tasks.service import WanService
 from wan_image_mcp.dashscope import DashScopeClient, ListedTask, TaskResult, TaskStatus
 from wan_image_mcp.emulator import EmulatorState, Fault
 from wan_image_mcp.mcp_server.app import build_app
@@ -37,7 +39,7 @@ from wan_image_mcp.settings import Settings
 from wan_image_mcp.wiring import build_service
 
 pytestmark = [pytest.mark.anyio, pytest.mark.both_journals]
-MODEL = "wan2.7-image"
+MODEL: ModelName = "wan2.7-image"
 ALICE, BOB = Tenant("https://login.example", "alice"), Tenant("https://login.example", "bob")
 
 
@@ -504,7 +506,7 @@ async def lost_then_foreign(
     foreign: EditParams,
     clock: VirtualClock,
     *,
-    model: str = MODEL,
+    model: ModelName = MODEL,
     images: tuple[str, ...] = (),
     prompt: str = "a blue whale",
     size: str = "1K",

@@ -1,6 +1,9 @@
 """Where tool calls cross into the core: arguments checked strictly on the way in, the core's errors turned into
 tool errors on the way out.
 
+* ``taking(arguments)`` gives a tool, or a resolver that takes the tool's arguments by name, the arguments the core
+  declares (``core.requests.declarations``) as its parameters: the SDK reads a function's parameters from its
+  signature (``inspect.signature``), and a function's ``__signature__`` is what that reads;
 * ``StrictTool`` checks a call's arguments before anything runs: an unknown name is refused with the closest valid
   one and a wrong value in our words (``arguments``); its schemas are the portable subset (``schemas``).
 * ``tool_errors()`` turns each expected failure into a ``ToolError`` whose message says what to change, with
@@ -10,9 +13,9 @@ tool errors on the way out.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from contextlib import contextmanager
-from typing import Any, cast
+from typing import Any, TypeVar, cast, get_args
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
@@ -24,8 +27,50 @@ from pydantic_core import ErrorDetails
 from ..core.errors import ConfigurationError, InvalidRequest, JournalBusy, SpendLimitExceeded, SubmissionUncertain
 from ..core.requests.arguments import problems as argument_problems
 from ..core.requests.arguments import refusal
+from ..core.requests.declarations import REQUIRED, Argument
 from ..core.requests.schemas import portable
 from ..dashscope import APIConnectionError, APIStatusError, ContentModerationError, DashScopeError
+
+Fn = TypeVar("Fn", bound=Callable[..., Any])
+
+
+def taking(declared: Sequence[Argument]) -> Callable[[Fn], Fn]:
+    """``fn`` with the ``declared`` arguments as its keyword parameters, in their order, after its own (a context,
+    resolved values). ``fn`` takes them through ``**arguments``, or by name where its body reads one: such a
+    parameter must have the declared type (``wait_seconds: float``) and takes the declaration's place, bounds,
+    text and default. The SDK then builds the tool's argument model, schema and check, or the resolver's
+    by-name arguments, from the declaration alone."""
+
+    def take(fn: Fn) -> Fn:
+        own = inspect.signature(fn, eval_str=True)
+        names = {argument.name for argument in declared}
+        kept: list[inspect.Parameter] = []
+        for parameter in own.parameters.values():
+            if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+                continue
+            if parameter.name in names:
+                _same_type(fn, parameter, next(a for a in declared if a.name == parameter.name))
+                continue
+            kept.append(parameter)
+        kept += [_parameter(argument) for argument in declared]
+        cast(Any, fn).__signature__ = own.replace(parameters=kept)
+        return fn
+
+    return take
+
+
+def _parameter(argument: Argument) -> inspect.Parameter:
+    default = inspect.Parameter.empty if argument.default is REQUIRED else argument.default
+    return inspect.Parameter(
+        argument.name, inspect.Parameter.KEYWORD_ONLY, annotation=argument.annotation, default=default
+    )
+
+
+def _same_type(fn: Callable[..., Any], parameter: inspect.Parameter, argument: Argument) -> None:
+    declared = get_args(argument.annotation)[0] if get_args(argument.annotation) else argument.annotation
+    if parameter.annotation != declared:
+        name = getattr(fn, "__name__", repr(fn))
+        raise TypeError(f"{name}'s {parameter.name} is {parameter.annotation}, but declared {declared}")
 
 
 class StrictTool(Tool):

@@ -7,6 +7,8 @@ a standalone ``elicitation/create`` in the middle of the call (2025-11-25, when 
 ``InputRequiredResult`` that the client answers by calling again (2026-07-28, stateless HTTP included). The body
 hands the request and the reply to the core (``Checked.confirm`` is its ``Confirm``), which spends only on a yes.
 Resolvers, not the body, must ask: a tool whose parameters use ``Resolve`` (the roots) has one multi-round channel.
+A call's resolver takes the tool's declared arguments by name (``taking``, as the tool does) and builds the core's
+``EditArgs`` or ``DetectArgs`` from them (``declarations.build``): no argument is copied by hand.
 """
 
 from __future__ import annotations
@@ -19,13 +21,12 @@ from mcp.server.mcpserver import Context, Elicit, ListRoots, Resolve
 from mcp.types import ElicitResult, ListRootsResult
 from pydantic import BaseModel, ConfigDict
 
-from ..core.requests.detection import Mode
+from ..core.requests.declarations import DetectArgs, EditArgs, arguments, build
 from ..core.requests.spending import REUSED_YES, Answer, CannotAsk, Reply, SpendQuestion
-from ..core.requests.validation import EditParams, PreparedRequest
-from ..core.specs import ModelName
-from ..core.tasks.service import EditArgs, WanService
+from ..core.requests.validation import PreparedRequest
+from ..core.tasks.service import WanService
 from .appstate import AppState
-from .boundary import tool_errors
+from .boundary import taking, tool_errors
 
 INPUT_REQUIRED_VERSION = "2026-07-28"
 """The first protocol whose server asks the client inside a result (``InputRequiredResult``), not by a request."""
@@ -163,40 +164,10 @@ def _check(ctx: Context[AppState], prepared: Prepared, answer: ElicitationResult
     return Checked(prepared, question, reply)
 
 
-async def _edit_call(
-    ctx: Context[AppState],
-    prompt: str,
-    images: list[str],
-    model: ModelName,
-    size: str | None,
-    n: int,
-    negative_prompt: str | None,
-    seed: int | None,
-    watermark: bool,
-    prompt_extend: bool | None,
-    thinking_mode: bool | None,
-    bbox_list: list[list[list[int]]] | None,
-    enable_sequential: bool | None,
-    color_palette: list[Any] | None,
-    enable_interleave: bool | None,
-    max_images: int | None,
-    roots: RootsForImages,
-) -> Prepared:
-    params = EditParams(
-        size=size,
-        n=n,
-        negative_prompt=negative_prompt,
-        seed=seed,
-        watermark=watermark,
-        prompt_extend=prompt_extend,
-        thinking_mode=thinking_mode,
-        bbox_list=bbox_list,
-        enable_sequential=enable_sequential,
-        color_palette=[colour.model_dump() for colour in color_palette] if color_palette else None,
-        enable_interleave=enable_interleave,
-        max_images=max_images,
-    )
-    return await _prepare(ctx, EditArgs(prompt=prompt, images=images, model=model, params=params), roots)
+@taking(arguments(EditArgs))
+async def _edit_call(ctx: Context[AppState], roots: RootsForImages, **call: Any) -> Prepared:
+    call["color_palette"] = call["color_palette"] or None  # an empty palette over MCP asks for none, as leaving it out
+    return await _prepare(ctx, build(EditArgs, call), roots)
 
 
 EditCall = Annotated[Prepared, Resolve(_edit_call)]
@@ -216,17 +187,10 @@ CheckedEdit = Annotated[Checked, Resolve(_edit_checked)]
 """edit_image's and submit_task's call, validated and, above WAN_MCP_CONFIRM_ABOVE_IMAGES, put to the user."""
 
 
-async def _detect_call(
-    ctx: Context[AppState],
-    image: str,
-    targets: list[str],
-    mode: Mode,
-    labels: list[str] | None,
-    model: ModelName,
-    roots: RootsForImage,
-) -> Prepared:
+@taking(arguments(DetectArgs))
+async def _detect_call(ctx: Context[AppState], roots: RootsForImage, **call: Any) -> Prepared:
     with tool_errors():
-        args = WanService.detect_args(image, targets, mode=mode, labels=labels, model=model)
+        args = build(DetectArgs, call).edit_args()
     return await _prepare(ctx, args, roots, instruction=args.prompt)
 
 

@@ -1,7 +1,8 @@
 """The MCP tools: arguments in, ``WanService`` calls, results out. Nothing else happens here.
 
-Schemas come from type hints whose enums and bounds come from ``specs`` and whose text from ``schemas``,
-so a change in a table changes the schema. Arguments are checked strictly before a tool runs (``StrictTool``):
+The paid tools' parameters are the arguments the core declares (``core.requests.declarations``: type, default,
+bounds from ``specs`` and text), given to them by ``taking``; the others' come from their own type hints. A change
+in a table changes the schema. Arguments are checked strictly before a tool runs (``StrictTool``):
 an unknown name or a wrong value is refused in our words, naming the argument and the limit. Every expected
 failure becomes a ``ToolError`` the model can read and act on.
 """
@@ -10,60 +11,24 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, ContentBlock, ImageContent, TextContent, ToolAnnotations
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from ..core.requests.schemas import MAX_IMAGES, MAX_INPUT_IMAGES, MAX_N, describe
+from ..core.requests.declarations import MAX_INPUT_IMAGES, MAX_WAIT, DetectArgs, EditArgs, TaskId, Waiting, arguments
 from ..core.results.outcomes import EditResult, InspectResult, ListedStatus, TaskList, TaskStarted, summary_text
 from ..core.results.previews import Reader, previews
-from ..core.specs import DEFAULT_MODEL, SEED_RANGE, ModelName
 from ..dashscope import APIStatusError
 from ..settings import Settings
 from .appstate import AppState
-from .boundary import StrictTool, tool_errors
+from .boundary import StrictTool, taking, tool_errors
 from .resolvers import NO_ROOTS, CheckedDetect, CheckedEdit, RootsForImages, uris
 from .resources import image_link
 from .transports.oauth import caller
-
-MAX_WAIT = 300
-
-
-# --- argument types: their schemas come from these hints, their text from schemas ----------------
-
-
-class PaletteColor(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    hex: str
-    ratio: str
-
-
-def _described(name: str, **limits: Any) -> Any:
-    return Field(description=describe[name], **limits)
-
-
-Prompt = Annotated[str, _described("prompt")]
-Images = Annotated[list[str], _described("images", max_length=MAX_INPUT_IMAGES)]
-Model = Annotated[ModelName, _described("model")]
-Size = Annotated[str | None, _described("size")]
-N = Annotated[int, _described("n", ge=1, le=MAX_N)]
-NegativePrompt = Annotated[str | None, _described("negative_prompt")]
-Seed = Annotated[int | None, _described("seed", ge=SEED_RANGE[0], le=SEED_RANGE[1])]
-Watermark = Annotated[bool, _described("watermark")]
-PromptExtend = Annotated[bool | None, _described("prompt_extend")]
-ThinkingMode = Annotated[bool | None, _described("thinking_mode")]
-BboxList = Annotated[list[list[list[int]]] | None, _described("bbox_list")]
-Sequential = Annotated[bool | None, _described("enable_sequential")]
-Palette = Annotated[list[PaletteColor] | None, _described("color_palette")]
-Interleave = Annotated[bool | None, _described("enable_interleave")]
-MaxImages = Annotated[int | None, _described("max_images", ge=MAX_IMAGES.lo, le=MAX_IMAGES.hi)]
-Wait = Annotated[float, _described("wait_seconds", ge=0, le=MAX_WAIT)]
-TaskId = Annotated[str, _described("task_id", min_length=1, max_length=128)]
 
 EDIT_ANNOTATIONS = ToolAnnotations(
     read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
@@ -112,33 +77,17 @@ def _progress(ctx: Context[AppState]) -> Any:
 # --- the tools ------------------------------------------------------------------------------------------
 
 
+@taking(arguments(EditArgs, Waiting))
 async def edit_image(
-    ctx: Context[AppState],
-    prompt: Prompt,
-    images: Images = [],  # noqa: B006 - pydantic copies defaults; an empty list is the documented default
-    model: Model = DEFAULT_MODEL,
-    size: Size = None,
-    n: N = 1,
-    negative_prompt: NegativePrompt = None,
-    seed: Seed = None,
-    watermark: Watermark = False,
-    prompt_extend: PromptExtend = None,
-    thinking_mode: ThinkingMode = None,
-    bbox_list: BboxList = None,
-    enable_sequential: Sequential = None,
-    color_palette: Palette = None,
-    enable_interleave: Interleave = None,
-    max_images: MaxImages = None,
-    wait_seconds: Wait = 50,
-    *,
-    checked: CheckedEdit,
+    ctx: Context[AppState], *, checked: CheckedEdit, wait_seconds: float, **_arguments: Any
 ) -> Annotated[CallToolResult, EditResult]:
     """Edit, fuse or generate images with a Wan model and save them locally.
 
     Refer to the inputs as image 1, image 2 (圖1, 圖2) in the prompt, in the order of `images`. Waits up to
     wait_seconds; if the task is not done by then, returns status RUNNING with a task_id for check_task.
     """
-    # The arguments reach the core through `checked` (resolvers.py): validated, and confirmed when they must be.
+    # The declared arguments reach the core through `checked` (resolvers.py): validated, and confirmed when they
+    # must be; the body reads only wait_seconds of them.
     state = _state(ctx)
     with tool_errors():
         result = await state.service.edit(
@@ -152,30 +101,15 @@ async def edit_image(
     return await respond(result, state.settings, read=state.service.store.reader)
 
 
+@taking(arguments(EditArgs))
 async def submit_task(
-    ctx: Context[AppState],
-    prompt: Prompt,
-    images: Images = [],  # noqa: B006 - as edit_image's
-    model: Model = DEFAULT_MODEL,
-    size: Size = None,
-    n: N = 1,
-    negative_prompt: NegativePrompt = None,
-    seed: Seed = None,
-    watermark: Watermark = False,
-    prompt_extend: PromptExtend = None,
-    thinking_mode: ThinkingMode = None,
-    bbox_list: BboxList = None,
-    enable_sequential: Sequential = None,
-    color_palette: Palette = None,
-    enable_interleave: Interleave = None,
-    max_images: MaxImages = None,
-    *,
-    checked: CheckedEdit,
+    ctx: Context[AppState], *, checked: CheckedEdit, **_arguments: Any
 ) -> Annotated[CallToolResult, TaskStarted]:
     """Start an image task and return at once with its task_id. Takes edit_image's arguments (as described
     there) except wait_seconds. Use check_task to wait for it and get the images.
     """
-    # The arguments reach the core through `checked` (resolvers.py): validated, and confirmed when they must be.
+    # The declared arguments reach the core through `checked` (resolvers.py): validated, and confirmed when they
+    # must be; the body reads only wait_seconds of them.
     state = _state(ctx)
     with tool_errors():
         result = await state.service.submit(
@@ -219,35 +153,16 @@ async def cancel_task(ctx: Context[AppState], task_id: TaskId) -> str:
     return f"Task {task_id} cancelled (request_id {request_id}). It will not be billed."
 
 
+@taking(arguments(DetectArgs, Waiting))
 async def detect_segment(
-    ctx: Context[AppState],
-    image: Annotated[str, Field(description="The image: a local path, file://, http(s):// or data: URL.")],
-    targets: Annotated[
-        list[str],
-        Field(
-            min_length=1,
-            max_length=20,
-            description="What to find, e.g. ['laptop', 'clock'] or ['玻璃杯'].",
-        ),
-    ],
-    mode: Annotated[
-        Literal["detect", "segment"],
-        Field(description="detect: labelled boxes; segment: segmentation."),
-    ] = "detect",
-    labels: Annotated[
-        list[str] | None,
-        Field(description="Text for each box, one per target; default the target names."),
-    ] = None,
-    model: Model = DEFAULT_MODEL,
-    wait_seconds: Wait = 50,
-    *,
-    checked: CheckedDetect,
+    ctx: Context[AppState], *, checked: CheckedDetect, wait_seconds: float, **_arguments: Any
 ) -> Annotated[CallToolResult, EditResult]:
     """Detect objects (labelled boxes) or segment them in an image; returns the result image and the instruction.
 
     The instruction is written in the language of the targets, the way Wan's own examples are.
     """
-    # The arguments reach the core through `checked` (resolvers.py): validated, and confirmed when they must be.
+    # The declared arguments reach the core through `checked` (resolvers.py): validated, and confirmed when they
+    # must be.
     state = _state(ctx)
     call = checked.prepared
     with tool_errors():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from ..errors import InvalidRequest, Problem
 from ..images.access import FileAccess
 from ..images.references import PreparedImage, close_spools
 from ..specs import MODEL_NAMES, SEED_RANGE, SPECS, Mode, ModelSpec, Param, get_spec, output_size, parse_custom_size
+from .declarations import EditParams, PaletteColor
 from .prompt_images import references
 
 
@@ -38,43 +39,7 @@ JSON = Any
 _HEX = re.compile(r"^#[0-9A-Fa-f]{6}$")
 _RATIO = re.compile(r"^(\d{1,3})\.(\d{2})%$")
 Boxes = Sequence[Sequence[Sequence[int]]]
-"""bbox_list: per image, a list of [x1, y1, x2, y2] boxes in the original image's pixels."""
-
-
-@dataclass(frozen=True)
-class EditParams:
-    """Every optional request parameter, with our defaults (``n`` is 1, not the API's 4)."""
-
-    size: str | None = None
-    n: int = 1
-    negative_prompt: str | None = None
-    seed: int | None = None
-    watermark: bool = False
-    prompt_extend: bool | None = None
-    thinking_mode: bool | None = None
-    bbox_list: Boxes | None = None
-    enable_sequential: bool | None = None
-    color_palette: Sequence[Mapping[str, str]] | None = None
-    enable_interleave: bool | None = None
-    max_images: int | None = None
-
-    def effective(self, mode: Mode) -> dict[Param, object]:
-        """``given`` without the ``False`` switches the mode does not have."""
-        return {p: v for p, v in self.given().items() if v is not False or p in mode.params}
-
-    def given(self) -> dict[Param, object]:
-        """Parameters the caller set, beyond those every model takes (n, watermark).
-
-        ``False`` is included: ``thinking_mode=False`` means something to wan2.7. Where the mode lacks
-        the parameter, ``False`` asks for nothing and is dropped by ``effective``.
-        """
-        out: dict[Param, object] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in ("n", "watermark") or value is None:
-                continue
-            out[Param(f.name)] = value
-        return out
+"""bbox_list as the checks take it: per image, a list of [x1, y1, x2, y2] boxes in the original image's pixels."""
 
 
 @dataclass(frozen=True)
@@ -246,7 +211,7 @@ def _check_size(spec: ModelSpec, mode: Mode, size: str) -> list[Problem]:
     return problems
 
 
-def _check_palette(palette: Sequence[Mapping[str, str]], spec: ModelSpec) -> list[Problem]:
+def _check_palette(palette: Sequence[PaletteColor], spec: ModelSpec) -> list[Problem]:
     assert spec.palette is not None
     problems: list[Problem] = []
     if len(palette) not in spec.palette:

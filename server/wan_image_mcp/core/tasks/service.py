@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
@@ -23,9 +22,9 @@ from ..errors import ConfigurationError, InvalidRequest, JournalBusy, Problem, S
 from ..images.access import FileAccess
 from ..images.references import PreparedImage, RefKind, classify, local_path
 from ..journal import DAY, AsyncJournal, NewTask, Tenant
-from ..requests.detection import Mode, build_instruction
+from ..requests.declarations import EditArgs
 from ..requests.spending import Confirm, SpendGate, SpendQuestion, begin_within_budget, check_budget
-from ..requests.validation import EditParams, PreparedRequest, check_task_id, prepare_request
+from ..requests.validation import PreparedRequest, check_task_id, prepare_request
 from ..results.outcomes import EditResult, ImageInfo, InspectResult, TaskList, check_hint, summary_of
 from ..results.store import ResultStore
 from .check import TaskCheck, no_progress
@@ -37,17 +36,6 @@ BUDGET_WAIT = 15.0
 """Seconds a paid call waits for another server's check of the daily budget on a shared journal."""
 
 log = logging.getLogger("wan_image_mcp")
-
-
-@dataclass(frozen=True)
-class EditArgs:
-    """What edit_image and submit_task are asked: the prompt, the image references in order, the model and the
-    other parameters."""
-
-    prompt: str
-    images: Sequence[str]
-    model: str
-    params: EditParams
 
 
 class WanService:
@@ -263,16 +251,6 @@ class WanService:
         await progress(0.05, f"submitted task {submitted.task_id}")
         checked = await self.check(submitted.task_id, wait_seconds=wait_seconds, progress=progress, tenant=tenant)
         return checked.model_copy(update={"request_id": checked.request_id or submitted.request_id})
-
-    @staticmethod
-    def detect_args(
-        image: str, targets: Sequence[str], *, mode: Mode, labels: Sequence[str] | None, model: str
-    ) -> EditArgs:
-        """detect_segment's call as edit_image's: the instruction written for the targets in their language
-        (``labels``: one per target, default their names) and the one image; ``edit`` then takes it with that
-        instruction."""
-        instruction = build_instruction(targets, mode, labels)
-        return EditArgs(prompt=instruction, images=[image], model=model, params=EditParams())
 
     async def check(
         self,

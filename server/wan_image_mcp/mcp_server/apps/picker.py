@@ -21,12 +21,12 @@ from mcp.types import CallToolResult, ListRootsResult, TextContent, ToolAnnotati
 from pydantic import BaseModel, Field
 
 from ...core.errors import InvalidRequest
+from ...core.requests.declarations import MAX_INPUT_IMAGES, Model
 from ...core.requests.picking import Pick, boxes_text, check_picked, pick
-from ...core.requests.schemas import MAX_INPUT_IMAGES
 from ...core.specs import DEFAULT_MODEL
 from ..appstate import AppState
 from ..boundary import StrictTool
-from ..tools import Model, RootsForImages, structured
+from ..tools import RootsForImages, structured
 from .extension import data_url
 
 PICKER_KEY = "wan-image-mcp/picker"

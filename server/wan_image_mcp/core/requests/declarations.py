@@ -1,0 +1,299 @@
+"""Each tool argument declared once: its name, type, default, bounds and description, written from ``specs``.
+
+A paid call's arguments are the fields of ``EditArgs`` (prompt, images, model) with the fields of its
+``EditParams`` beside them; ``Waiting`` declares wait_seconds for the tools that wait, ``DetectArgs``
+detect_segment's own. They are frozen dataclasses, so the core builds and reads them as plain values (nothing is
+checked when one is made: ``prepare_request`` still lists every problem of a library call), while their
+``Annotated`` metadata, a pydantic ``Field`` with the bounds and the text, is what the MCP adapter turns into each
+tool's parameters, its schema and its strict check (``arguments`` lists them in order, ``build`` makes the
+dataclass back from a call's values). Adding an optional argument is a field here and the code that uses its
+value; a field that is a wire parameter is one ``specs.Param`` names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Annotated, Any, Final, TypeVar, cast, get_type_hints
+
+from pydantic import ConfigDict, Field, with_config
+from typing_extensions import TypedDict
+
+from ..specs import DEFAULT_MODEL, SEED_RANGE, SPECS, Mode, ModelName, Param, Range
+from .detection import Mode as DetectMode
+from .detection import build_instruction
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+MAX_WAIT: Final = 300
+"""Most seconds a tool call may be asked to wait for its task (wait_seconds, and check_task's)."""
+
+
+# --- the limits and words, from the spec tables --------------------------------------------------------------
+
+
+def _who(param: Param) -> str:
+    """The models that take ``param``, with both wan2.7 models written once as 'wan2.7'."""
+    names = [name for name, spec in SPECS.items() if param in spec.params]
+    if {"wan2.7-image-pro", "wan2.7-image"} <= set(names):
+        names = ["wan2.7"] + [n for n in names if not n.startswith("wan2.7")]
+    return ", ".join(names)
+
+
+def _short(name: str) -> str:
+    return name.removesuffix("-image").removesuffix("-i2i-preview")
+
+
+def _per_model(values: Mapping[str, object]) -> str:
+    """{'wan2.7-image-pro': 9, 'wan2.7-image': 9, 'wan2.6-image': 4} -> '9 (wan2.7), 4 (wan2.6)'."""
+    groups: dict[object, list[str]] = {}
+    for name, value in values.items():
+        short = "wan2.7" if name.startswith("wan2.7") else _short(name)
+        members = groups.setdefault(value, [])
+        if short not in members:
+            members.append(short)
+    return ", ".join(f"{value} ({'/'.join(names)})" for value, names in groups.items())
+
+
+def _union(ranges: list[Range]) -> Range:
+    return Range(min(r.lo for r in ranges), max(r.hi for r in ranges))
+
+
+MAX_INPUT_IMAGES: Final = max(spec.max_input_images for spec in SPECS.values())
+MAX_N: Final = max(mode.n.hi for spec in SPECS.values() for mode in spec.modes)
+MAX_IMAGES: Final = _union([spec.max_images for spec in SPECS.values() if spec.max_images])
+MAX_BOXES: Final = max(spec.max_boxes_per_image for spec in SPECS.values())
+PALETTE: Final = _union([spec.palette for spec in SPECS.values() if spec.palette])
+
+
+def _n_text() -> str:
+    plain = _union([m.n for s in SPECS.values() for m in s.modes if m.name != "image-set"])
+    sets = _union([m.n for s in SPECS.values() for m in s.modes if m.name == "image-set"])
+    return f"Images to make, each billed: {plain}; with enable_sequential up to {sets.hi} (a maximum)."
+
+
+def _chars(attr: str) -> str:
+    return _per_model({name: getattr(spec, attr) for name, spec in SPECS.items() if getattr(spec, attr)})
+
+
+def _sizes() -> str:
+    presets = ", ".join(f"{'/'.join(s.all_presets)} {_short(n)}" for n, s in SPECS.items() if s.all_presets)
+    return f"Output size: a preset ({presets}) or 'W*H' pixels."
+
+
+# --- the declarations ------------------------------------------------------------------------------------------
+
+
+@with_config(ConfigDict(extra="forbid"))
+class PaletteColor(TypedDict):
+    # No docstring: pydantic would put it in the schema. One colour of color_palette, e.g. '#C2D1E6', '25.00%'.
+    hex: str
+    ratio: str
+
+
+Model = Annotated[ModelName, Field(description="Wan model (limits: server instructions, wan://models).")]
+"""The ``model`` of every paid tool (edit_image, submit_task, detect_segment); its default is ``DEFAULT_MODEL``."""
+
+TaskId = Annotated[
+    str, Field(min_length=1, max_length=128, description="task_id from edit_image, submit_task or list_tasks.")
+]
+
+
+@dataclass(frozen=True)
+class EditParams:
+    """Every optional request parameter, with our defaults (``n`` is 1, not the API's 4)."""
+
+    size: Annotated[str | None, Field(description=_sizes())] = None
+    n: Annotated[int, Field(ge=1, le=MAX_N, description=_n_text())] = 1
+    negative_prompt: Annotated[str | None, Field(description=f"What to avoid ({_who(Param.NEGATIVE_PROMPT)}).")] = None
+    seed: Annotated[
+        int | None,
+        Field(
+            ge=SEED_RANGE[0],
+            le=SEED_RANGE[1],
+            description=f"{SEED_RANGE[0]}-{SEED_RANGE[1]}; the same seed gives a similar result.",
+        ),
+    ] = None
+    watermark: Annotated[bool, Field(description="Add an 'AI Generated' mark.")] = False
+    prompt_extend: Annotated[
+        bool | None, Field(description=f"Let the model rewrite the prompt ({_who(Param.PROMPT_EXTEND)}).")
+    ] = None
+    thinking_mode: Annotated[
+        bool | None, Field(description=f"Reason before drawing ({_who(Param.THINKING_MODE)}).")
+    ] = None
+    bbox_list: Annotated[
+        list[list[list[int]]] | None,
+        Field(
+            description=f"{_who(Param.BBOX_LIST)}: one list per input image of up to {MAX_BOXES} boxes "
+            "[x1, y1, x2, y2] in that image's pixels (see inspect_image); [] for an image without boxes."
+        ),
+    ] = None
+    enable_sequential: Annotated[
+        bool | None,
+        Field(description=f"Make a coherent image set of up to n images ({_who(Param.ENABLE_SEQUENTIAL)})."),
+    ] = None
+    color_palette: Annotated[
+        list[PaletteColor] | None,
+        Field(
+            description=f"{_who(Param.COLOR_PALETTE)}: {PALETTE} colours "
+            "{hex: '#C2D1E6', ratio: '25.00%'}, ratios summing to 100.00%."
+        ),
+    ] = None
+    enable_interleave: Annotated[
+        bool | None, Field(description=f"Text and images interleaved ({_who(Param.ENABLE_INTERLEAVE)}).")
+    ] = None
+    max_images: Annotated[
+        int | None,
+        Field(
+            ge=MAX_IMAGES.lo,
+            le=MAX_IMAGES.hi,
+            description=f"Images to make with enable_interleave ({_who(Param.MAX_IMAGES)}).",
+        ),
+    ] = None
+
+    def effective(self, mode: Mode) -> dict[Param, object]:
+        """``given`` without the ``False`` switches the mode does not have."""
+        return {p: v for p, v in self.given().items() if v is not False or p in mode.params}
+
+    def given(self) -> dict[Param, object]:
+        """Wire parameters the caller set, beyond those every model takes (n, watermark).
+
+        ``False`` is included: ``thinking_mode=False`` means something to wan2.7. Where the mode lacks
+        the parameter, ``False`` asks for nothing and is dropped by ``effective``.
+        """
+        out: dict[Param, object] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name not in _OPTIONAL_WIRE or value is None:
+                continue
+            out[Param(f.name)] = value
+        return out
+
+
+_OPTIONAL_WIRE: Final = frozenset(Param) - {Param.N, Param.WATERMARK}
+"""The fields ``EditParams.given`` reports: wire parameters (``specs.Param``) a model may lack."""
+
+
+@dataclass(frozen=True)
+class EditArgs:
+    """What edit_image and submit_task are asked: the prompt, the image references in order, the model and the
+    other parameters (their arguments beside these)."""
+
+    prompt: Annotated[
+        str,
+        Field(
+            description="The instruction. Refer to inputs as image 1, image 2 (圖1, 圖2) in the order of images. "
+            f"Chars ≤ {_chars('prompt_chars')}."
+        ),
+    ]
+    images: Annotated[
+        list[str],
+        Field(
+            max_length=MAX_INPUT_IMAGES,
+            description="Input images in order: local paths, file://, http(s):// or data: URLs. "
+            f"At most {_per_model({n: s.max_input_images for n, s in SPECS.items()})}; none for text-to-image.",
+        ),
+    ] = field(default_factory=list[str])
+    model: Model = DEFAULT_MODEL
+    params: EditParams = field(default_factory=EditParams)
+
+
+@dataclass(frozen=True)
+class DetectArgs:
+    """What detect_segment is asked: the image, what to find in it, how, with which labels, on which model."""
+
+    image: Annotated[str, Field(description="The image: a local path, file://, http(s):// or data: URL.")]
+    targets: Annotated[
+        list[str],
+        Field(min_length=1, max_length=20, description="What to find, e.g. ['laptop', 'clock'] or ['玻璃杯']."),
+    ]
+    mode: Annotated[DetectMode, Field(description="detect: labelled boxes; segment: segmentation.")] = "detect"
+    labels: Annotated[
+        list[str] | None, Field(description="Text for each box, one per target; default the target names.")
+    ] = None
+    model: Model = DEFAULT_MODEL
+
+    def edit_args(self) -> EditArgs:
+        """This call as edit_image's: the instruction written for the targets in their language (``labels``: one per
+        target, default their names) and the one image. Raises InvalidRequest for empty targets or a label count
+        that does not match."""
+        instruction = build_instruction(self.targets, self.mode, self.labels)
+        return EditArgs(prompt=instruction, images=[self.image], model=self.model)
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """How long a tool that waits for its task (edit_image, detect_segment) waits."""
+
+    wait_seconds: Annotated[
+        float,
+        Field(
+            ge=0,
+            le=MAX_WAIT,
+            description="Seconds to wait before returning RUNNING with a task_id; keep under your client's timeout.",
+        ),
+    ] = 50
+
+
+# --- reading the declarations ----------------------------------------------------------------------------------
+
+
+REQUIRED: Final = MISSING
+"""``Argument.default`` of an argument a call must give."""
+
+
+@dataclass(frozen=True)
+class Argument:
+    """One declared argument: its name, its ``Annotated`` type (the ``Field`` with bounds and text) and its
+    default (``REQUIRED`` when it has none)."""
+
+    name: str
+    annotation: Any
+    default: Any
+
+
+@cache
+def _hints(shape: type[DataclassInstance]) -> dict[str, Any]:
+    """``shape``'s field types with their metadata, evaluated once: every tool declaring an argument then holds the
+    same ``Field``."""
+    return get_type_hints(shape, include_extras=True)
+
+
+def arguments(*shapes: type[DataclassInstance]) -> tuple[Argument, ...]:
+    """The arguments ``shapes`` declare, in order; a field whose type is itself a dataclass (``EditArgs.params``)
+    is a group, its fields arguments in its place."""
+    found: list[Argument] = []
+    for shape in shapes:
+        hints = _hints(shape)
+        for f in fields(shape):
+            hint = hints[f.name]
+            if isinstance(hint, type) and is_dataclass(hint):
+                found.extend(arguments(hint))
+            elif f.default_factory is not MISSING:
+                found.append(Argument(f.name, hint, f.default_factory()))
+            else:
+                found.append(Argument(f.name, hint, f.default))
+    names = [a.name for a in found]
+    duplicated = {name for name in names if names.count(name) > 1}
+    if duplicated:
+        raise TypeError(f"arguments declared twice: {', '.join(sorted(duplicated))}")
+    return tuple(found)
+
+
+Shape = TypeVar("Shape", bound="DataclassInstance")
+
+
+def build(shape: type[Shape], values: Mapping[str, Any]) -> Shape:
+    """``shape`` made from a call's ``values`` by argument name (groups too, as ``arguments`` lists them); an
+    argument not in ``values`` keeps its default."""
+    hints = _hints(shape)
+    given: dict[str, Any] = {}
+    for f in fields(shape):
+        hint = hints[f.name]
+        if isinstance(hint, type) and is_dataclass(hint):
+            given[f.name] = build(hint, values)
+        elif f.name in values:
+            given[f.name] = values[f.name]
+    return cast(Any, shape)(**given)
