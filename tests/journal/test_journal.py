@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import inspect
 import os
 import sqlite3
 import threading
@@ -55,14 +56,14 @@ async def test_journal_calls_run_off_the_event_loop_one_at_a_time(tmp_path: Path
     loop_thread = threading.get_ident()
     seen: list[int] = []
 
-    def write(i: int) -> int:
+    def write(on: Journal, i: int) -> int:
         seen.append(threading.get_ident())
-        return journal.sync.begin(NewTask(model="m", prompt=f"p{i}", parameters={}))
+        return on.begin(NewTask(model="m", prompt=f"p{i}", parameters={}))
 
     ids: list[int] = []
 
     async def one(i: int) -> None:
-        ids.append(await journal.run(write, i))
+        ids.append(await journal.call(write, i))
 
     async with anyio.create_task_group() as group:
         for i in range(20):
@@ -135,3 +136,12 @@ def test_a_postgresql_journal_session_ends_a_transaction_left_idle_for_a_minute(
     finally:
         database.close()
     assert row is not None and row["idle_in_transaction_session_timeout"] == "1min"
+
+
+def test_each_async_journal_method_takes_the_arguments_of_the_journal_method_it_runs() -> None:
+    """The async face cannot drift from the journal: same parameters, defaults and result, method for method."""
+    named = [name for name in vars(AsyncJournal) if not name.startswith("_") and name not in ("call", "sync")]
+    assert len(named) > 20
+    for name in named:
+        ours, theirs = inspect.signature(getattr(AsyncJournal, name)), inspect.signature(getattr(Journal, name))
+        assert ours == theirs, f"AsyncJournal.{name}{ours} runs Journal.{name}{theirs}"

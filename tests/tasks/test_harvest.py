@@ -326,7 +326,7 @@ async def test_a_tenant_with_200_tasks_due_never_delays_another_tenants_lone_tas
         group.start_soon(Harvester(service).run)
 
         async def saved() -> bool:
-            row = await journal.run(journal.sync.get, task_id)
+            row = await journal.get(task_id)
             return row is not None and row.saved_at is not None
 
         await clock.until(saved, within=30)

@@ -107,10 +107,10 @@ class TaskCheck:
 
     async def _check(self, task_id: str, wait_seconds: float, progress: Progress, tenant: Tenant | None) -> EditResult:
         check_task_id(task_id)
-        if tenant is not None and await self._journal.run(self._journal.sync.get, task_id, tenant=tenant) is None:
+        if tenant is not None and await self._journal.get(task_id, tenant=tenant) is None:
             return from_task(task_id, TaskResult(status=TaskStatus.UNKNOWN), None)
         async with self.locks.holding(task_id):
-            row = await self._journal.run(self._journal.sync.get, task_id)
+            row = await self._journal.get(task_id)
             if (
                 row is not None
                 and row.saved_at is not None
@@ -123,8 +123,8 @@ class TaskCheck:
             earlier = row is None or bool(row.result_urls)
             saved = await anyio.to_thread.run_sync(self._store.find, task_id) if earlier else None
             if saved:
-                await self._journal.run(self._journal.sync.observed, task_id, status="SUCCEEDED")
-                await self._journal.run(self._journal.sync.saved, task_id, _recorded(saved))
+                await self._journal.observed(task_id, status="SUCCEEDED")
+                await self._journal.saved(task_id, _recorded(saved))
                 return EditResult(status="SUCCEEDED", task_id=task_id, model=row.model if row else None, images=saved)
             if row is not None and row.status == EXPIRED:
                 return from_row(row)
@@ -145,8 +145,7 @@ class TaskCheck:
         """Journal what a query of the task answered (and when to query it next); its row as it is now."""
         created = row.created_at if row else self._clock.time()
         failed = task.status in (TaskStatus.FAILED, TaskStatus.UNKNOWN)
-        await self._journal.run(
-            self._journal.sync.observed,
+        await self._journal.observed(
             task_id,
             status=task.status.value,
             request_id=task.request_id,
@@ -159,7 +158,7 @@ class TaskCheck:
             error_message=task.message if failed else None,
             next_poll_at=self._polling.next_poll(created) if not task.status.terminal else None,
         )
-        return await self._journal.run(self._journal.sync.get, task_id)
+        return await self._journal.get(task_id)
 
     async def _save(
         self,
@@ -185,9 +184,9 @@ class TaskCheck:
                 why = f"cannot write to the output directory {self._store.sink.where}: {exc.strerror or exc}"
             attempts = row.download_attempts if row else 0
             retry_at = None if expired else self._polling.retry_download(attempts)
-            await self._journal.run(self._journal.sync.download_failed, task_id, why, retry_at=retry_at)
+            await self._journal.download_failed(task_id, why, retry_at=retry_at)
             if expired:
-                await self._journal.run(self._journal.sync.observed, task_id, status=EXPIRED)
+                await self._journal.observed(task_id, status=EXPIRED)
             hint = (
                 "The result URLs have expired; these images cannot be recovered."
                 if expired
@@ -196,7 +195,7 @@ class TaskCheck:
             )
             error = ApiError(code="DownloadFailed", message=why, request_id=task.request_id)
             return result.model_copy(update={"error": error, "next_step": hint})
-        await self._journal.run(self._journal.sync.saved, task_id, _recorded(images))
+        await self._journal.saved(task_id, _recorded(images))
         await progress(1.0, f"saved {len(images)} image(s)")
         return result.model_copy(update={"images": images, "next_step": origin(row)})
 
@@ -206,7 +205,7 @@ class TaskCheck:
         if failed.last is not None:
             row = await self._record(task_id, failed.last, row)
         elif row is not None:
-            await self._journal.run(self._journal.sync.schedule, task_id, self._polling.next_poll(row.created_at))
+            await self._journal.schedule(task_id, self._polling.next_poll(row.created_at))
         if row is None:  # an id this journal never saw, and no answer about it: nothing known to report
             raise failed.cause
         log.warning("querying task %s failed: %s", task_id, failed.cause)

@@ -141,7 +141,7 @@ class WanService:
         self._api()
         question = self.gate.vet(request)
         if question is not None and self._per_day is not None:  # spares the user a question the budget would undo
-            used = await self.journal.run(self.journal.sync.requested_since, self.clock.time() - DAY)
+            used = await self.journal.requested_since(self.clock.time() - DAY)
             check_budget(request.paid_images, used, self._per_day)
         return question
 
@@ -153,7 +153,7 @@ class WanService:
         pause = 0.02
         while True:
             try:
-                return await self.journal.run(begin_within_budget, self.journal.sync, new, self._per_day)
+                return await self.journal.call(begin_within_budget, new, self._per_day)
             except JournalBusy as exc:
                 if self.clock.monotonic() >= deadline:
                     raise JournalBusy(
@@ -201,21 +201,20 @@ class WanService:
                 task = await client.submit(request.to_wire())
             except APIConnectionError as exc:
                 if exc.request_sent:
-                    await self.journal.run(self.journal.sync.uncertain, journal_id, str(exc))
+                    await self.journal.uncertain(journal_id, str(exc))
                     raise SubmissionUncertain(journal_id, exc) from None
-                await self.journal.run(self.journal.sync.rejected, journal_id, "ConnectionError", str(exc))
+                await self.journal.rejected(journal_id, "ConnectionError", str(exc))
                 answered = True
                 raise
             except APIStatusError as exc:
                 if exc.status >= 500:  # the server failed somewhere: it may or may not have created the task
-                    await self.journal.run(self.journal.sync.uncertain, journal_id, str(exc))
+                    await self.journal.uncertain(journal_id, str(exc))
                 else:
-                    await self.journal.run(self.journal.sync.rejected, journal_id, exc.code, exc.message)
+                    await self.journal.rejected(journal_id, exc.code, exc.message)
                     answered = True
                 raise
             assert task.task_id is not None  # the client refuses a create response without one
-            await self.journal.run(
-                self.journal.sync.submitted,
+            await self.journal.submitted(
                 journal_id,
                 task.task_id,
                 task.request_id,
@@ -327,11 +326,11 @@ class WanService:
         unknown: nothing is sent then), ConfigurationError without a key, and BadRequestError
         (``UnsupportedOperation``) for a task past PENDING."""
         check_task_id(task_id)
-        if tenant is not None and await self.journal.run(self.journal.sync.get, task_id, tenant=tenant) is None:
+        if tenant is not None and await self.journal.get(task_id, tenant=tenant) is None:
             message = f"no task {task_id!r} of yours is in the journal; list_tasks shows yours"
             raise InvalidRequest([Problem("task_id", message)])
         request_id = await self._api().cancel_task(task_id)
-        await self.journal.run(self.journal.sync.observed, task_id, status="CANCELED", request_id=request_id)
+        await self.journal.observed(task_id, status="CANCELED", request_id=request_id)
         return request_id
 
     async def list_tasks(
@@ -340,8 +339,8 @@ class WanService:
         """Page ``page`` (from 1) of the tasks in the journal, newest first, ``page_size`` to a page, only
         ``status`` and only ``tenant``'s when given, with the total that match. Reads the journal only: no key
         needed, raises nothing of its own."""
-        rows, total = await self.journal.run(
-            self.journal.sync.recent, status=status, limit=page_size, offset=(page - 1) * page_size, tenant=tenant
+        rows, total = await self.journal.recent(
+            status=status, limit=page_size, offset=(page - 1) * page_size, tenant=tenant
         )
         return TaskList(tasks=[summary_of(row) for row in rows], total=total, page=page, page_size=page_size)
 
