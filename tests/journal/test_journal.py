@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import inspect
 import os
+import re
 import sqlite3
 import threading
 from pathlib import Path
@@ -17,9 +18,10 @@ from pydantic import SecretStr
 
 from tests.support.helpers import EMULATOR_KEY, ImageFactory
 from tests.support.postgres_server import PostgresServer
-from wan_image_mcp.core.journal import AsyncJournal, Journal, NewTask
+from wan_image_mcp.core.journal import AsyncJournal, Journal, NewTask, Status
 from wan_image_mcp.core.journal import sqlite as journal_schema
 from wan_image_mcp.core.journal.postgres import PostgresDatabase
+from wan_image_mcp.dashscope import TaskStatus
 from wan_image_mcp.mcp_server.app import build_app
 from wan_image_mcp.settings import Settings
 
@@ -38,7 +40,7 @@ def test_a_schema_change_migrates_forward_and_keeps_every_row(tmp_path: Path, mo
     path = tmp_path / "j.sqlite3"
     old = Journal(path)
     row_id = old.begin(NewTask(model="wan2.7-image", prompt="keep me", parameters={"n": 1}))
-    old.submitted(row_id, "task-1", "req-1", "PENDING", next_poll_at=0)
+    old.submitted(row_id, "task-1", "req-1", Status.PENDING, next_poll_at=0)
     old.close()
     future = (*journal_schema.MIGRATIONS, "ALTER TABLE tasks ADD COLUMN note TEXT DEFAULT 'migrated'")
     monkeypatch.setattr(journal_schema, "MIGRATIONS", future)
@@ -145,3 +147,21 @@ def test_each_async_journal_method_takes_the_arguments_of_the_journal_method_it_
     for name in named:
         ours, theirs = inspect.signature(getattr(AsyncJournal, name)), inspect.signature(getattr(Journal, name))
         assert ours == theirs, f"AsyncJournal.{name}{ours} runs Journal.{name}{theirs}"
+
+
+def test_every_dashscope_status_is_a_journal_status_of_the_same_name() -> None:
+    """One vocabulary: what the wire reports is read as the journal's status of that name, and nothing else."""
+    for wire in TaskStatus:
+        assert Status.of(wire) is Status[wire.name] and Status.of(wire) == wire
+    assert Status.of("SOMETHING_NEWER") is Status.UNKNOWN
+
+
+def test_every_status_spelled_in_the_journals_sql_is_a_status() -> None:
+    """Statuses are bound as parameters; any a literal SQL string still spells must be one of ``Status``."""
+    package = Path(journal_schema.__file__).parent
+    spelled = {
+        word
+        for module in package.glob("*.py")
+        for word in re.findall(r"'([A-Z][A-Z_]+)'", module.read_text(encoding="utf-8"))
+    }
+    assert spelled <= set(Status), spelled - set(Status)

@@ -16,7 +16,7 @@ import anyio
 import anyio.to_thread
 
 from .queries import Journal
-from .rows import TaskRow, Tenant
+from .rows import Status, TaskRow, Tenant
 from .sqlite import CORRUPT, damaged
 
 __all__ = ["AsyncJournal"]
@@ -60,14 +60,14 @@ class AsyncJournal:
     # --- writing (``Journal``'s docstrings say what each records) -----------------------------------
 
     async def submitted(
-        self, row_id: int, task_id: str, request_id: str | None, status: str, *, next_poll_at: float
+        self, row_id: int, task_id: str, request_id: str | None, status: Status, *, next_poll_at: float
     ) -> None:
         await self._run(self.sync.submitted, row_id, task_id, request_id, status, next_poll_at=next_poll_at)
 
     async def uncertain(self, row_id: int, message: str) -> None:
         await self._run(self.sync.uncertain, row_id, message)
 
-    async def reconciled(self, row_id: int, task_id: str, status: str) -> bool:
+    async def reconciled(self, row_id: int, task_id: str, status: Status) -> bool:
         return await self._run(self.sync.reconciled, row_id, task_id, status)
 
     async def ambiguous(self, row_id: int, candidates: Sequence[str], message: str, *, unlike: bool = False) -> None:
@@ -83,7 +83,7 @@ class AsyncJournal:
         self,
         task_id: str,
         *,
-        status: str,
+        status: Status,
         request_id: str | None = None,
         result_urls: Sequence[str] = (),
         usage: dict[str, Any] | None = None,
@@ -160,6 +160,6 @@ class AsyncJournal:
         return await self._run(self.sync.requested_since, since)
 
     async def recent(
-        self, *, status: str | None = None, limit: int = 20, offset: int = 0, tenant: Tenant | None = None
+        self, *, status: Status | None = None, limit: int = 20, offset: int = 0, tenant: Tenant | None = None
     ) -> tuple[list[TaskRow], int]:
         return await self._run(self.sync.recent, status=status, limit=limit, offset=offset, tenant=tenant)

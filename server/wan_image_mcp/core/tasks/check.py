@@ -22,7 +22,7 @@ from ...dashscope import DashScopeClient, TaskResult, TaskStatus
 from ...dashscope.errors import DownloadError
 from ...dashscope.rate import on_behalf_of, query_owner
 from ..clock import Clock
-from ..journal import EXPIRED, AsyncJournal, TaskRow, Tenant
+from ..journal import AsyncJournal, Status, TaskRow, Tenant
 from ..requests.validation import check_task_id
 from ..results.outcomes import ApiError, EditResult, ImageFile, from_row, from_task, origin, unqueried_hint
 from ..results.store import ResultStore, TaskRecord
@@ -123,10 +123,12 @@ class TaskCheck:
             earlier = row is None or bool(row.result_urls)
             saved = await anyio.to_thread.run_sync(self._store.find, task_id) if earlier else None
             if saved:
-                await self._journal.observed(task_id, status="SUCCEEDED")
+                await self._journal.observed(task_id, status=Status.SUCCEEDED)
                 await self._journal.saved(task_id, _recorded(saved))
-                return EditResult(status="SUCCEEDED", task_id=task_id, model=row.model if row else None, images=saved)
-            if row is not None and row.status == EXPIRED:
+                return EditResult(
+                    status=Status.SUCCEEDED, task_id=task_id, model=row.model if row else None, images=saved
+                )
+            if row is not None and row.status is Status.EXPIRED:
                 return from_row(row)
             try:
                 client = self._api()
@@ -147,7 +149,7 @@ class TaskCheck:
         failed = task.status in (TaskStatus.FAILED, TaskStatus.UNKNOWN)
         await self._journal.observed(
             task_id,
-            status=task.status.value,
+            status=Status.of(task.status),
             request_id=task.request_id,
             result_urls=task.image_urls,
             usage=dict(task.usage) if task.usage else None,
@@ -186,7 +188,7 @@ class TaskCheck:
             retry_at = None if expired else self._polling.retry_download(attempts)
             await self._journal.download_failed(task_id, why, retry_at=retry_at)
             if expired:
-                await self._journal.observed(task_id, status=EXPIRED)
+                await self._journal.observed(task_id, status=Status.EXPIRED)
             hint = (
                 "The result URLs have expired; these images cannot be recovered."
                 if expired

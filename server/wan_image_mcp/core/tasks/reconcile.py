@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from ...dashscope import DashScopeClient, ListedTask, TaskResult, TaskStatus
 from ..clock import SYSTEM_CLOCK, Clock
-from ..journal import DAY, UNCERTAIN, AsyncJournal, TaskRow
+from ..journal import DAY, AsyncJournal, Status, TaskRow
 from ..results.outcomes import iso_time
 from .matching import MAX_SKEW, Verdict, Window, ambiguity, fitting, judge, learn_offset, paired
 
@@ -115,7 +115,10 @@ class Submissions:
             return False
         due = row.answer_by if row.answer_by is not None else row.created_at
         return (
-            row.status == UNCERTAIN or row.id in self.begun or row.created_at < self.started or self.clock.time() > due
+            row.status is Status.UNCERTAIN
+            or row.id in self.begun
+            or row.created_at < self.started
+            or self.clock.time() > due
         )
 
 
@@ -157,7 +160,7 @@ class Reconciler:
             verdict = verdicts.get(row.id)
             if verdict is not None and verdict.kind == "adopt":
                 assert verdict.task is not None
-                status = (verdict.status or TaskStatus.PENDING).value
+                status = Status.of(verdict.status or TaskStatus.PENDING)
                 if await journal.reconciled(row.id, verdict.task.task_id, status):
                     log.warning("journal row %d: adopted task %s from the task list", row.id, verdict.task.task_id)
                     adopted.append(verdict.task.task_id)

@@ -22,7 +22,7 @@ from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import ConfigurationError, InvalidRequest, JournalBusy, Problem, SubmissionUncertain
 from ..images.access import FileAccess
 from ..images.references import PreparedImage, RefKind, classify, local_path
-from ..journal import DAY, AsyncJournal, NewTask, Tenant
+from ..journal import DAY, AsyncJournal, NewTask, Status, Tenant
 from ..requests.detection import Mode, build_instruction
 from ..requests.spending import Confirm, SpendGate, SpendQuestion, begin_within_budget, check_budget
 from ..requests.validation import EditParams, PreparedRequest, check_task_id, prepare_request
@@ -218,7 +218,7 @@ class WanService:
                 journal_id,
                 task.task_id,
                 task.request_id,
-                task.status.value,
+                Status.of(task.status),
                 next_poll_at=self.polling.first_poll(new.created_at),
             )
             answered = True
@@ -229,7 +229,7 @@ class WanService:
         self.polling.submitted()
         log.info("submitted %s task %s (%d paid images at most)", request.model, task.task_id, request.paid_images)
         return EditResult(
-            status=task.status.value,
+            status=Status.of(task.status),
             task_id=task.task_id,
             request_id=task.request_id,
             model=request.model,
@@ -330,11 +330,11 @@ class WanService:
             message = f"no task {task_id!r} of yours is in the journal; list_tasks shows yours"
             raise InvalidRequest([Problem("task_id", message)])
         request_id = await self._api().cancel_task(task_id)
-        await self.journal.observed(task_id, status="CANCELED", request_id=request_id)
+        await self.journal.observed(task_id, status=Status.CANCELED, request_id=request_id)
         return request_id
 
     async def list_tasks(
-        self, *, status: str | None, page: int, page_size: int, tenant: Tenant | None = None
+        self, *, status: Status | None, page: int, page_size: int, tenant: Tenant | None = None
     ) -> TaskList:
         """Page ``page`` (from 1) of the tasks in the journal, newest first, ``page_size`` to a page, only
         ``status`` and only ``tenant``'s when given, with the total that match. Reads the journal only: no key
