@@ -22,7 +22,8 @@ from tests.support.helpers import server_env, text
 from tests.support.virtual_clock import VirtualClock
 from wan_image_mcp.core.images.runtime import BLOCK_BYTES
 from wan_image_mcp.core.journal import Journal, NewTask, Status
-from wan_image_mcp.core.journal.sqlite import MIGRATIONS, check_journal
+from wan_image_mcp.core.journal.migrations import STEPS
+from wan_image_mcp.core.journal.sqlite import check_journal
 from wan_image_mcp.core.specs import MAX_DECODE_PIXELS
 from wan_image_mcp.mcp_server.app import build_app
 from wan_image_mcp.settings import Settings
@@ -296,7 +297,7 @@ def test_a_newer_journal_with_our_tables_is_taken_and_an_empty_file_begins_one(t
     empty = tmp_path / "empty.sqlite3"
     empty.touch()
     check_journal(empty)
-    assert Journal(empty).open().version == len(MIGRATIONS)
+    assert Journal(empty).open().version == len(STEPS)
 
 
 @pytest.mark.anyio

@@ -18,8 +18,7 @@ from pydantic import SecretStr
 
 from tests.support.helpers import EMULATOR_KEY, ImageFactory
 from tests.support.postgres_server import PostgresServer
-from wan_image_mcp.core.journal import AsyncJournal, Journal, NewTask, Status
-from wan_image_mcp.core.journal import sqlite as journal_schema
+from wan_image_mcp.core.journal import AsyncJournal, Journal, NewTask, Status, migrations
 from wan_image_mcp.core.journal.postgres import PostgresDatabase
 from wan_image_mcp.dashscope import TaskStatus
 from wan_image_mcp.mcp_server.app import build_app
@@ -30,7 +29,7 @@ pytestmark = pytest.mark.anyio
 
 def test_a_new_journal_is_migrated_to_the_latest_schema_in_wal_mode(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.sqlite3")
-    assert journal.version == len(journal_schema.MIGRATIONS)
+    assert journal.version == len(migrations.STEPS)
     with sqlite3.connect(tmp_path / "j.sqlite3") as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     journal.close()
@@ -42,8 +41,8 @@ def test_a_schema_change_migrates_forward_and_keeps_every_row(tmp_path: Path, mo
     row_id = old.begin(NewTask(model="wan2.7-image", prompt="keep me", parameters={"n": 1}))
     old.submitted(row_id, "task-1", "req-1", Status.PENDING, next_poll_at=0)
     old.close()
-    future = (*journal_schema.MIGRATIONS, "ALTER TABLE tasks ADD COLUMN note TEXT DEFAULT 'migrated'")
-    monkeypatch.setattr(journal_schema, "MIGRATIONS", future)
+    future = (*migrations.STEPS, "ALTER TABLE tasks ADD COLUMN note TEXT DEFAULT 'migrated'")
+    monkeypatch.setattr(migrations, "STEPS", future)
     new = Journal(path)
     assert new.version == len(future)
     row = new.get("task-1")
@@ -158,7 +157,7 @@ def test_every_dashscope_status_is_a_journal_status_of_the_same_name() -> None:
 
 def test_every_status_spelled_in_the_journals_sql_is_a_status() -> None:
     """Statuses are bound as parameters; any a literal SQL string still spells must be one of ``Status``."""
-    package = Path(journal_schema.__file__).parent
+    package = Path(migrations.__file__).parent
     spelled = {
         word
         for module in package.glob("*.py")

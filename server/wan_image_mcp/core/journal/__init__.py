@@ -2,8 +2,8 @@
 
 ``queries`` (the Journal's queries), ``rows`` (TaskRow, NewTask, Tenant, and ``Status``, every task status),
 ``async_journal`` (the journal's methods, awaitable, on a worker thread), ``database`` (the seam between the
-queries and a connection), ``sqlite`` and ``postgres`` (schemas and migrations), ``query_places`` (the task-query
-budget replicas share).
+queries and a connection), ``migrations`` (the schema, written once for both dialects), ``sqlite`` and
+``postgres`` (each dialect's connection, migrated), ``query_places`` (the task-query budget replicas share).
 
 May import: ``core.errors``, ``core.clock`` and the DashScope client's wire statuses and text helpers only.
 """
