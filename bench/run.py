@@ -458,7 +458,7 @@ async def fairness(emulator: RunningEmulator, folder: Path, count: int) -> dict[
             assert task_id is not None
             with anyio.fail_after(300):
                 while True:
-                    row = await journal.run(journal.sync.get, task_id)
+                    row = await journal.get(task_id)
                     if row is not None and row.saved_at is not None:
                         saved.append(row)
                         break

@@ -41,7 +41,7 @@ from wan_image_mcp.core.journal import AsyncJournal
 
 
 async def wrong(journal: AsyncJournal) -> None:
-    await journal.run(journal.sync.saved, 123, "not a list", "extra")
+    await journal.saved(123, "not a list", "extra")
 """
 
 

@@ -21,6 +21,7 @@ from mcp import Client, StdioServerParameters
 from mcp.types import CallToolResult, TextContent
 
 from .core.images.pillow import Image, ImageDraw
+from .core.journal import Status
 from .core.results.outcomes import EditResult
 from .emulator import EmulatorConfig
 from .emulator.serve import RunningEmulator
@@ -184,4 +185,4 @@ def run_demo(output: str | None = None) -> int:
         print(f"{r.scenario:<{width}}  {r.status:<9} {r.images:>6} {r.seconds:>5.1f}  {r.first}")
     print(f"\nInputs: {folder / 'inputs'}\nResults (each with a .json sidecar): {folder / 'results'}")
     print(f"Gallery of what it made: {_gallery(folder)}  (again: wan-image-mcp gallery --folder {folder})")
-    return 0 if all(r.status == "SUCCEEDED" and r.images for r in rows) else 1
+    return 0 if all(r.status == Status.SUCCEEDED and r.images for r in rows) else 1

@@ -23,7 +23,7 @@ from .core.images.decoding import exif_orientation
 from .core.images.pillow import Image
 from .core.images.pixels import small_as_sent
 from .core.images.runtime import imaging
-from .core.journal import Journal, TaskRow, Tenant
+from .core.journal import Journal, Status, TaskRow, Tenant
 from .core.results.sinks import ResultSink
 from .core.results.store import atomic_write
 
@@ -143,7 +143,7 @@ def write_gallery(
     """Write ``<root>/gallery.html`` (atomically) of every user's tasks, or only ``tenant``'s, and return its path.
     With ``sink`` (results in a bucket), its images are shown from the bucket: thumbnails cached beside the page,
     links presigned (the page works while they do, ``WAN_MCP_DOWNLOAD_URL_SECONDS``)."""
-    rows, _ = journal.recent(status="SUCCEEDED", limit=MAX_TASKS, tenant=tenant)
+    rows, _ = journal.recent(status=Status.SUCCEEDED, limit=MAX_TASKS, tenant=tenant)
     rows = [row for row in rows if row.images]
     total = sum(len(row.images) for row in rows)
     body = "".join(_card(row, root, sink) for row in rows) or "<p>No saved images yet.</p>"

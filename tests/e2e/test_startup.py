@@ -21,8 +21,9 @@ from mcp.shared.exceptions import MCPError
 from tests.support.helpers import server_env, text
 from tests.support.virtual_clock import VirtualClock
 from wan_image_mcp.core.images.runtime import BLOCK_BYTES
-from wan_image_mcp.core.journal import Journal, NewTask
-from wan_image_mcp.core.journal.sqlite import MIGRATIONS, check_journal
+from wan_image_mcp.core.journal import Journal, NewTask, Status
+from wan_image_mcp.core.journal.migrations import STEPS
+from wan_image_mcp.core.journal.sqlite import check_journal
 from wan_image_mcp.core.specs import MAX_DECODE_PIXELS
 from wan_image_mcp.mcp_server.app import build_app
 from wan_image_mcp.settings import Settings
@@ -168,7 +169,7 @@ def damaged_journal(path: Path, damage: str) -> str:
     journal = Journal(path).open()
     for n in range(200):
         row = journal.begin(NewTask(model="wan2.7-image", prompt=f"task {n} " * 40, parameters={"n": 1}))
-        journal.submitted(row, f"task-{n}", None, "RUNNING", next_poll_at=0)
+        journal.submitted(row, f"task-{n}", None, Status.RUNNING, next_poll_at=0)
     journal.close()
     assert path.stat().st_size > 20 * PAGE and not path.with_name(path.name + "-wal").exists()
     if damage == "random bytes":
@@ -296,7 +297,7 @@ def test_a_newer_journal_with_our_tables_is_taken_and_an_empty_file_begins_one(t
     empty = tmp_path / "empty.sqlite3"
     empty.touch()
     check_journal(empty)
-    assert Journal(empty).open().version == len(MIGRATIONS)
+    assert Journal(empty).open().version == len(STEPS)
 
 
 @pytest.mark.anyio

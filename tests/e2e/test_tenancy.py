@@ -29,7 +29,7 @@ from tests.support.helpers import server_env, text, until
 from tests.support.oauth_issuer import Issuer, served, status
 from tests.support.postgres_server import PostgresServer
 from wan_image_mcp.core.errors import InvalidTenant
-from wan_image_mcp.core.journal import Journal, NewTask, Tenant
+from wan_image_mcp.core.journal import Journal, NewTask, Status, Tenant
 from wan_image_mcp.emulator import EmulatorConfig, Fault
 from wan_image_mcp.emulator.serve import RunningEmulator
 from wan_image_mcp.gallery import write_gallery
@@ -55,7 +55,7 @@ def journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Journal]
 
 def submit(journal: Journal, task_id: str, tenant: Tenant | None) -> int:
     row_id = journal.begin(NewTask(model="wan2.7-image", prompt=f"by {tenant}", parameters={}, tenant=tenant))
-    journal.submitted(row_id, task_id, "req", "PENDING", next_poll_at=0)
+    journal.submitted(row_id, task_id, "req", Status.PENDING, next_poll_at=0)
     return row_id
 
 
@@ -66,7 +66,7 @@ def test_a_tenant_sees_only_its_own_rows_and_subjects_are_told_apart_by_issuer(j
     assert ([row.task_id for row in rows], total) == (["t-alice"], 1)
     assert (rows[0].tenant_issuer, rows[0].tenant_subject) == (A, "alice")
     assert [row.task_id for row in journal.recent(tenant=ALICE_ELSEWHERE)[0]] == ["t-alice-2"]
-    assert journal.recent(tenant=BOB, status="SUCCEEDED") == ([], 0)
+    assert journal.recent(tenant=BOB, status=Status.SUCCEEDED) == ([], 0)
     assert journal.recent(tenant=Tenant(A, "carol")) == ([], 0)
     assert journal.recent()[1] == 4  # no tenant: every row, as without OAuth
     assert journal.get("t-alice", tenant=BOB) is None
@@ -81,7 +81,7 @@ def test_the_harvester_sees_every_tenants_tasks_and_they_keep_their_tenant(journ
     submit(journal, "t-alice", ALICE)
     submit(journal, "t-bob", BOB)
     assert {row.task_id for row in journal.to_harvest(younger_than=0)} == {"t-alice", "t-bob"}
-    journal.observed("t-alice", status="SUCCEEDED", result_urls=["https://x/1.png"])
+    journal.observed("t-alice", status=Status.SUCCEEDED, result_urls=["https://x/1.png"])
     journal.saved("t-alice", [{"path": "/nowhere/1.png"}])
     row = journal.get("t-alice", tenant=ALICE)
     assert row is not None and row.status == "SUCCEEDED" and row.images == [{"path": "/nowhere/1.png"}]
@@ -91,7 +91,7 @@ def test_a_task_adopted_by_reconciliation_keeps_its_rows_tenant(journal: Journal
     row_id = journal.begin(NewTask(model="wan2.7-image", prompt="lost answer", parameters={}, tenant=BOB))
     journal.uncertain(row_id, "answer lost")
     assert [row.tenant_subject for row in journal.unresolved(younger_than=0)] == ["bob"]
-    assert journal.reconciled(row_id, "t-found", "RUNNING")
+    assert journal.reconciled(row_id, "t-found", Status.RUNNING)
     assert journal.get("t-found", tenant=ALICE) is None
     adopted = journal.get("t-found", tenant=BOB)
     assert adopted is not None and adopted.status == "RUNNING"
@@ -121,7 +121,7 @@ def test_each_candidate_of_a_tenants_ambiguous_submission_is_that_tenants_task_a
 
 
 def test_a_task_first_seen_by_a_query_belongs_to_no_tenant(journal: Journal) -> None:
-    journal.observed("t-elsewhere", status="RUNNING")  # submitted by another process: adopted without a tenant
+    journal.observed("t-elsewhere", status=Status.RUNNING)  # submitted by another process: adopted without a tenant
     assert journal.get("t-elsewhere") is not None
     assert journal.get("t-elsewhere", tenant=ALICE) is None
 
@@ -315,7 +315,7 @@ def test_two_identical_submissions_whose_answers_were_lost_are_each_found_and_sa
 def saved_tasks(journal: Journal, folder: Path) -> None:
     for task_id, tenant in (("t-alice", ALICE), ("t-bob", BOB), ("t-none", None)):
         submit(journal, task_id, tenant)
-        journal.observed(task_id, status="SUCCEEDED")
+        journal.observed(task_id, status=Status.SUCCEEDED)
         journal.saved(task_id, [{"path": str(folder / f"{task_id}.png"), "width": 1, "height": 1}])
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import inspect
 import os
+import re
 import sqlite3
 import threading
 from pathlib import Path
@@ -16,9 +18,9 @@ from pydantic import SecretStr
 
 from tests.support.helpers import EMULATOR_KEY, ImageFactory
 from tests.support.postgres_server import PostgresServer
-from wan_image_mcp.core.journal import AsyncJournal, Journal, NewTask
-from wan_image_mcp.core.journal import sqlite as journal_schema
+from wan_image_mcp.core.journal import AsyncJournal, Journal, NewTask, Status, migrations
 from wan_image_mcp.core.journal.postgres import PostgresDatabase
+from wan_image_mcp.dashscope import TaskStatus
 from wan_image_mcp.mcp_server.app import build_app
 from wan_image_mcp.settings import Settings
 
@@ -27,7 +29,7 @@ pytestmark = pytest.mark.anyio
 
 def test_a_new_journal_is_migrated_to_the_latest_schema_in_wal_mode(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.sqlite3")
-    assert journal.version == len(journal_schema.MIGRATIONS)
+    assert journal.version == len(migrations.STEPS)
     with sqlite3.connect(tmp_path / "j.sqlite3") as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     journal.close()
@@ -37,10 +39,10 @@ def test_a_schema_change_migrates_forward_and_keeps_every_row(tmp_path: Path, mo
     path = tmp_path / "j.sqlite3"
     old = Journal(path)
     row_id = old.begin(NewTask(model="wan2.7-image", prompt="keep me", parameters={"n": 1}))
-    old.submitted(row_id, "task-1", "req-1", "PENDING", next_poll_at=0)
+    old.submitted(row_id, "task-1", "req-1", Status.PENDING, next_poll_at=0)
     old.close()
-    future = (*journal_schema.MIGRATIONS, "ALTER TABLE tasks ADD COLUMN note TEXT DEFAULT 'migrated'")
-    monkeypatch.setattr(journal_schema, "MIGRATIONS", future)
+    future = (*migrations.STEPS, "ALTER TABLE tasks ADD COLUMN note TEXT DEFAULT 'migrated'")
+    monkeypatch.setattr(migrations, "STEPS", future)
     new = Journal(path)
     assert new.version == len(future)
     row = new.get("task-1")
@@ -55,14 +57,14 @@ async def test_journal_calls_run_off_the_event_loop_one_at_a_time(tmp_path: Path
     loop_thread = threading.get_ident()
     seen: list[int] = []
 
-    def write(i: int) -> int:
+    def write(on: Journal, i: int) -> int:
         seen.append(threading.get_ident())
-        return journal.sync.begin(NewTask(model="m", prompt=f"p{i}", parameters={}))
+        return on.begin(NewTask(model="m", prompt=f"p{i}", parameters={}))
 
     ids: list[int] = []
 
     async def one(i: int) -> None:
-        ids.append(await journal.run(write, i))
+        ids.append(await journal.call(write, i))
 
     async with anyio.create_task_group() as group:
         for i in range(20):
@@ -135,3 +137,30 @@ def test_a_postgresql_journal_session_ends_a_transaction_left_idle_for_a_minute(
     finally:
         database.close()
     assert row is not None and row["idle_in_transaction_session_timeout"] == "1min"
+
+
+def test_each_async_journal_method_takes_the_arguments_of_the_journal_method_it_runs() -> None:
+    """The async face cannot drift from the journal: same parameters, defaults and result, method for method."""
+    named = [name for name in vars(AsyncJournal) if not name.startswith("_") and name not in ("call", "sync")]
+    assert len(named) > 20
+    for name in named:
+        ours, theirs = inspect.signature(getattr(AsyncJournal, name)), inspect.signature(getattr(Journal, name))
+        assert ours == theirs, f"AsyncJournal.{name}{ours} runs Journal.{name}{theirs}"
+
+
+def test_every_dashscope_status_is_a_journal_status_of_the_same_name() -> None:
+    """One vocabulary: what the wire reports is read as the journal's status of that name, and nothing else."""
+    for wire in TaskStatus:
+        assert Status.of(wire) is Status[wire.name] and Status.of(wire) == wire
+    assert Status.of("SOMETHING_NEWER") is Status.UNKNOWN
+
+
+def test_every_status_spelled_in_the_journals_sql_is_a_status() -> None:
+    """Statuses are bound as parameters; any a literal SQL string still spells must be one of ``Status``."""
+    package = Path(migrations.__file__).parent
+    spelled = {
+        word
+        for module in package.glob("*.py")
+        for word in re.findall(r"'([A-Z][A-Z_]+)'", module.read_text(encoding="utf-8"))
+    }
+    assert spelled <= set(Status), spelled - set(Status)

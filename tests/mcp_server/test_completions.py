@@ -11,7 +11,7 @@ import pytest
 from mcp import Client
 from mcp.types import Completion, PromptReference, ResourceTemplateReference
 
-from wan_image_mcp.core.journal import Journal, NewTask
+from wan_image_mcp.core.journal import Journal, NewTask, Status
 from wan_image_mcp.core.specs import MODEL_NAMES
 from wan_image_mcp.mcp_server.app import build_app
 from wan_image_mcp.settings import Settings
@@ -83,7 +83,7 @@ async def test_suggestions_are_bounded_to_100_and_say_there_are_more(
     journal = Journal(server_settings.journal_path).open()
     for i in range(150):
         row = journal.begin(NewTask(model="wan2.7-image", prompt=f"p{i}", parameters={}, created_at=1000.0 + i))
-        journal.submitted(row, f"task-{i:03d}", None, "PENDING", next_poll_at=0)
+        journal.submitted(row, f"task-{i:03d}", None, Status.PENDING, next_poll_at=0)
     journal.close()
     async with Client(build_app(server_settings, http)) as client:
         listed = await complete(client, "wan://tasks/{task_id}", "task_id", "task-")

@@ -18,6 +18,7 @@ from PIL import Image, ImageChops, ImageStat
 from pydantic.fields import FieldInfo
 
 from tests.support.helpers import TOOL_NAMES, ImageFactory, text
+from wan_image_mcp.core.journal import Status
 from wan_image_mcp.core.requests.declarations import DetectArgs, EditArgs, EditParams, Waiting
 from wan_image_mcp.core.results.outcomes import ImageFile
 from wan_image_mcp.core.results.store import ResultStore
@@ -60,6 +61,19 @@ async def test_the_tools_are_listed_with_titles_annotations_and_output_schemas(m
     assert set(tools["submit_task"].input_schema["properties"]) == set(
         tools["edit_image"].input_schema["properties"]
     ) - {"wait_seconds"}
+
+
+async def test_list_tasks_filters_by_every_status_listed_in_place_in_its_schema(mcp: Client) -> None:
+    """The filter's schema names each status a task can have (``Status``: DashScope's and the journal's own) inline,
+    as a client's form shows them: no ``$ref`` to follow."""
+    listing = next(t for t in (await mcp.list_tools()).tools if t.name == "list_tasks")
+    choices = listing.input_schema["properties"]["status"]
+    assert (choices["enum"], choices["type"]) == ([status.value for status in Status], "string")
+    assert set(choices["enum"]) == {
+        *("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELED", "UNKNOWN"),
+        *("SUBMITTING", "UNCERTAIN", "AMBIGUOUS", "REJECTED", "EXPIRED"),
+    }
+    assert "$defs" not in listing.input_schema
 
 
 async def test_schemas_are_generated_from_the_spec_tables(mcp: Client) -> None:

@@ -30,7 +30,7 @@ from tests.support.s3_server import ACCESS_KEY, REGION, SECRET_KEY, CuttingProxy
 from tests.support.virtual_clock import VirtualClock
 from wan_image_mcp.cli import main
 from wan_image_mcp.core.errors import ConfigurationError
-from wan_image_mcp.core.journal import Journal, NewTask, Tenant
+from wan_image_mcp.core.journal import Journal, NewTask, Status, Tenant
 from wan_image_mcp.core.results import object_sink
 from wan_image_mcp.core.results.object_sink import ObjectSink
 from wan_image_mcp.core.results.previews import PREVIEW_SIDE
@@ -373,7 +373,7 @@ def test_with_tenants_an_image_in_the_bucket_is_found_only_for_its_own(bucket: O
     journal = Journal(tmp_path / "tenants.sqlite3").open()
     try:
         row_id = journal.begin(NewTask(model="wan2.7-image", prompt="x", parameters={}, tenant=alice))
-        journal.submitted(row_id, "t-alice", "req", "PENDING", next_poll_at=0)
+        journal.submitted(row_id, "t-alice", "req", Status.PENDING, next_poll_at=0)
         image = {"path": bucket.location(name), "url": "u", "width": 1, "height": 1, "bytes": 8, "sha256": "0"}
         journal.saved("t-alice", [image])
         assert bucket.lookup(journal, name, alice) == bucket.location(name)

@@ -19,7 +19,7 @@ import pytest
 from mcp import Client
 
 from tests.support.virtual_clock import VirtualClock
-from wan_image_mcp.core.journal import AsyncJournal, Journal, NewTask, Tenant
+from wan_image_mcp.core.journal import AsyncJournal, Journal, NewTask, Status, Tenant
 from wan_image_mcp.core.requests.declarations import EditArgs, EditParams
 from wan_image_mcp.core.tasks.harvest import Harvester
 from wan_image_mcp.core.tasks.service import WanService
@@ -208,7 +208,7 @@ async def test_a_waiter_cancelled_while_waiting_or_as_its_turn_comes_loses_no_pl
 
 def test_journal_rows_from_other_servers_are_adopted(tmp_path: Any) -> None:
     journal = Journal(tmp_path / "j.sqlite3")
-    journal.observed("someone-elses-task", status="RUNNING")
+    journal.observed("someone-elses-task", status=Status.RUNNING)
     row = journal.get("someone-elses-task")
     assert row is not None and row.status == "RUNNING" and row.model == ""
     journal.begin(NewTask(model="m", prompt="p", parameters={}))
@@ -326,7 +326,7 @@ async def test_a_tenant_with_200_tasks_due_never_delays_another_tenants_lone_tas
         group.start_soon(Harvester(service).run)
 
         async def saved() -> bool:
-            row = await journal.run(journal.sync.get, task_id)
+            row = await journal.get(task_id)
             return row is not None and row.saved_at is not None
 
         await clock.until(saved, within=30)

@@ -31,9 +31,9 @@ async def complete(state: AppState, params: CompleteRequestParams) -> Completion
     if target in (("prompt", "model"), (MODEL_TEMPLATE, "model")):
         found = model_suggestions(prefix)
     elif target == (TASK_TEMPLATE, "task_id"):
-        found = await journal.run(task_suggestions, journal.sync, prefix, tenant=caller())
+        found = await journal.call(task_suggestions, prefix, tenant=caller())
     elif target == (IMAGE_TEMPLATE, "name"):
-        found = await journal.run(image_suggestions, journal.sync, state.service.store.sink, prefix, tenant=caller())
+        found = await journal.call(image_suggestions, state.service.store.sink, prefix, tenant=caller())
     if found is None:
         return Completion(values=[], total=0, has_more=False)
     return Completion(values=found.values, total=found.total, has_more=found.has_more)

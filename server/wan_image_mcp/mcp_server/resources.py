@@ -69,7 +69,7 @@ async def task(task_id: str, ctx: Context[AppState]) -> str:
     result URLs, saved images and errors. A task the journal does not know (or, with OAuth, another user's) is not
     found."""
     service = ctx.request_context.lifespan_context.service
-    row = await service.journal.run(service.journal.sync.get, task_id, tenant=caller())
+    row = await service.journal.get(task_id, tenant=caller())
     if row is None:
         raise ResourceNotFoundError(f"no task {task_id!r} in the journal; list_tasks shows the known ones")
     return json.dumps(row.__dict__, ensure_ascii=False, indent=1, default=str)
@@ -82,7 +82,7 @@ async def image(name: str, ctx: Context[AppState]) -> bytes:
     if not IMAGE_NAME.match(name):
         raise ResourceNotFoundError(f"no result image {name!r}")
     journal, sink = state.service.journal, state.service.store.sink
-    location = await journal.run(sink.lookup, journal.sync, name, caller())
+    location = await journal.call(sink.lookup, name, caller())
     if location is None:
         raise ResourceNotFoundError(f"no result image {name!r} saved by this server in {sink.where}")
     return await anyio.to_thread.run_sync(sink.read, location)

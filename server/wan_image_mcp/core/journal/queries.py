@@ -23,17 +23,7 @@ from typing import Any, Final
 from ...dashscope.text import has_lone_surrogate
 from ..clock import SYSTEM_CLOCK, Clock
 from .database import Database, is_postgres, open_database
-from .rows import (
-    AMBIGUOUS,
-    OPEN_STATUSES,
-    REJECTED,
-    SUBMITTING,
-    UNCERTAIN,
-    UNRESOLVED,
-    NewTask,
-    TaskRow,
-    Tenant,
-)
+from .rows import OPEN_STATUSES, UNRESOLVED, NewTask, Status, TaskRow, Tenant
 
 __all__ = ["BUDGET_LOCK", "UNLIKE", "Journal"]
 
@@ -103,7 +93,7 @@ class Journal:
                 _json(list(task.adjustments)),
                 task.instruction,
                 task.requested_images,
-                SUBMITTING,
+                Status.SUBMITTING,
                 task.created_at,
                 task.created_at,
                 _json(list(task.inputs)),
@@ -114,17 +104,23 @@ class Journal:
             ),
         )
 
-    def submitted(self, row_id: int, task_id: str, request_id: str | None, status: str, *, next_poll_at: float) -> None:
+    def submitted(
+        self, row_id: int, task_id: str, request_id: str | None, status: Status, *, next_poll_at: float
+    ) -> None:
         """Row ``row_id``'s create request was answered with ``task_id``; its first query is at ``next_poll_at``."""
         self._update(row_id, task_id=task_id, request_id=request_id, status=status, next_poll_at=next_poll_at)
 
     def uncertain(self, row_id: int, message: str) -> None:
         """The create request of row ``row_id`` was sent and its answer lost: a task may exist (UNCERTAIN)."""
         self._update(
-            row_id, status=UNCERTAIN, error_code="ResponseLost", error_message=message, answer_by=self._clock.time()
+            row_id,
+            status=Status.UNCERTAIN,
+            error_code="ResponseLost",
+            error_message=message,
+            answer_by=self._clock.time(),
         )
 
-    def reconciled(self, row_id: int, task_id: str, status: str) -> bool:
+    def reconciled(self, row_id: int, task_id: str, status: Status) -> bool:
         """Give an unanswered submission the task the task list showed it created. False, changing nothing, if the
         row was answered or reconciled meanwhile, or if another row has that task (another replica may take it
         between the check and the write: the task id's uniqueness refuses the second)."""
@@ -154,7 +150,7 @@ class Journal:
         with self._db.transaction():
             self._update(
                 row_id,
-                status=AMBIGUOUS,
+                status=Status.AMBIGUOUS,
                 candidates=_json(list(candidates)),
                 error_code=UNLIKE if unlike else "Ambiguous",
                 error_message=message,
@@ -168,7 +164,7 @@ class Journal:
         found = self._db.execute(
             "SELECT id, candidates FROM tasks WHERE status = ? AND created_at >= ?"
             " AND (error_code IS NULL OR error_code != ?)",
-            (AMBIGUOUS, younger_than, UNLIKE),
+            (Status.AMBIGUOUS, younger_than, UNLIKE),
         ).fetchall()
         for row_id, candidates in found:
             missing = set(json.loads(candidates)) - self.have_rows(json.loads(candidates))
@@ -185,18 +181,20 @@ class Journal:
                 " next_poll_at) SELECT ?, model, prompt, parameters, adjustments, instruction, ?, created_at, ?,"
                 " inputs, expected_size, tenant_issuer, tenant_subject, id, ? FROM tasks WHERE id = ?"
                 " ON CONFLICT (task_id) DO NOTHING",
-                (task_id, "PENDING", now, now, row_id),
+                (task_id, Status.PENDING, now, now, row_id),
             )
 
     def rejected(self, row_id: int, code: str, message: str) -> None:
         """No task exists for row ``row_id``: the API refused it, or it provably never reached the API (REJECTED)."""
-        self._update(row_id, status=REJECTED, error_code=code, error_message=message, finished_at=self._clock.time())
+        self._update(
+            row_id, status=Status.REJECTED, error_code=code, error_message=message, finished_at=self._clock.time()
+        )
 
     def observed(
         self,
         task_id: str,
         *,
-        status: str,
+        status: Status,
         request_id: str | None = None,
         result_urls: Sequence[str] = (),
         usage: dict[str, Any] | None = None,
@@ -234,7 +232,7 @@ class Journal:
         now = self._clock.time()
         return self._db.insert(
             "INSERT INTO tasks (task_id, model, prompt, status, created_at, updated_at) VALUES (?, '', '', ?, ?, ?)",
-            (task_id, "UNKNOWN", now, now),
+            (task_id, Status.UNKNOWN, now, now),
         )
 
     def saved(self, task_id: str, images: Sequence[dict[str, Any]]) -> None:
@@ -306,7 +304,7 @@ class Journal:
         found: set[str] = set()
         for (candidates,) in self._db.execute(
             "SELECT candidates FROM tasks WHERE status = ? AND tenant_issuer = ? AND tenant_subject = ?",
-            (AMBIGUOUS, tenant.issuer, tenant.subject),
+            (Status.AMBIGUOUS, tenant.issuer, tenant.subject),
         ):
             found.update(json.loads(candidates))
         return found
@@ -314,9 +312,9 @@ class Journal:
     def to_harvest(self, *, younger_than: float) -> list[TaskRow]:
         """Tasks to poll or whose images to fetch, created after ``younger_than``, soonest first."""
         rows = self._db.execute(
-            "SELECT * FROM tasks WHERE task_id IS NOT NULL AND created_at >= ? AND (status IN ('PENDING', 'RUNNING')"
-            " OR (status = 'SUCCEEDED' AND saved_at IS NULL)) ORDER BY COALESCE(next_poll_at, 0)",
-            (younger_than,),
+            "SELECT * FROM tasks WHERE task_id IS NOT NULL AND created_at >= ? AND (status IN (?, ?)"
+            " OR (status = ? AND saved_at IS NULL)) ORDER BY COALESCE(next_poll_at, 0)",
+            (younger_than, *OPEN_STATUSES, Status.SUCCEEDED),
         ).fetchall()
         return [TaskRow.from_sql(row) for row in rows]
 
@@ -334,7 +332,7 @@ class Journal:
         adopted since): no other submission may take one of them silently."""
         found: set[str] = set()
         for (candidates,) in self._db.execute(
-            "SELECT candidates FROM tasks WHERE status = ? AND created_at >= ?", (AMBIGUOUS, younger_than)
+            "SELECT candidates FROM tasks WHERE status = ? AND created_at >= ?", (Status.AMBIGUOUS, younger_than)
         ):
             found.update(json.loads(candidates))
         return found - self.known(found)
@@ -395,12 +393,12 @@ class Journal:
         """Paid images requested by tasks created since ``since`` (refused submissions do not count)."""
         row = self._db.execute(
             "SELECT COALESCE(SUM(requested_images), 0) FROM tasks WHERE created_at >= ? AND status != ?",
-            (since, REJECTED),
+            (since, Status.REJECTED),
         ).fetchone()
         return int(row[0])
 
     def recent(
-        self, *, status: str | None = None, limit: int = 20, offset: int = 0, tenant: Tenant | None = None
+        self, *, status: Status | None = None, limit: int = 20, offset: int = 0, tenant: Tenant | None = None
     ) -> tuple[list[TaskRow], int]:
         """A page of rows, newest first (only ``status``, only ``tenant``'s when given), and how many match in all."""
         conditions: list[str] = []

@@ -1,5 +1,6 @@
-"""The journal's rows as Python sees them: the statuses it adds to DashScope's, a row read back (``TaskRow``), one
-about to be written (``NewTask``) and who a task belongs to (``Tenant``). ``journal`` re-exports them.
+"""The journal's rows as Python sees them: the statuses (``Status``: DashScope's and the journal's own), a row read
+back (``TaskRow``), one about to be written (``NewTask``) and who a task belongs to (``Tenant``). ``journal``
+re-exports them.
 """
 
 from __future__ import annotations
@@ -9,8 +10,10 @@ import time
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Final
 
+from ...dashscope.wire import TaskStatus
 from ..errors import InvalidTenant
 from .database import Row
 
@@ -88,20 +91,44 @@ class Tenant:
         return cls(issuer.rstrip("/"), subject)
 
 
-SUBMITTING: Final = "SUBMITTING"
-"""The create request is being sent; no answer yet."""
-UNCERTAIN: Final = "UNCERTAIN"
-"""The create request was sent but its answer was lost: a task may exist (and be billed)."""
-REJECTED: Final = "REJECTED"
-"""The API refused the create request, or it provably never reached the API: no task exists."""
-AMBIGUOUS: Final = "AMBIGUOUS"
-"""The answer was lost and more than one task in DashScope's list could be this submission's: none was adopted;
-``candidates`` names them."""
-EXPIRED: Final = "EXPIRED"
-"""The task succeeded but its result URLs expired before the images could be saved."""
-UNRESOLVED: Final = (SUBMITTING, UNCERTAIN)
+class Status(StrEnum):
+    """Every status a task has here, the one vocabulary of the journal, its SQL and the results: DashScope's own
+    (``dashscope.TaskStatus``, whose values these are, so a wire status reads as ours by ``Status.of``) and the
+    journal's for a submission without its answer or images lost to expired URLs."""
+
+    PENDING = TaskStatus.PENDING.value
+    RUNNING = TaskStatus.RUNNING.value
+    SUCCEEDED = TaskStatus.SUCCEEDED.value
+    FAILED = TaskStatus.FAILED.value
+    CANCELED = TaskStatus.CANCELED.value
+    UNKNOWN = TaskStatus.UNKNOWN.value
+    """DashScope does not know the task (or reported a status this server does not know)."""
+    SUBMITTING = "SUBMITTING"
+    """The create request is being sent; no answer yet."""
+    UNCERTAIN = "UNCERTAIN"
+    """The create request was sent but its answer was lost: a task may exist (and be billed)."""
+    AMBIGUOUS = "AMBIGUOUS"
+    """The answer was lost and more than one task in DashScope's list could be this submission's: none was adopted;
+    ``candidates`` names them."""
+    REJECTED = "REJECTED"
+    """The API refused the create request, or it provably never reached the API: no task exists."""
+    EXPIRED = "EXPIRED"
+    """The task succeeded but its result URLs expired before the images could be saved."""
+
+    @classmethod
+    def of(cls, status: str) -> Status:
+        """``status`` (DashScope's ``TaskStatus``, or a journal column's text) as ours: the one place a wire status
+        becomes a journal status. A status this server does not know (a newer version's) reads as UNKNOWN."""
+        try:
+            return cls(status)
+        except ValueError:
+            return cls.UNKNOWN
+
+
+UNRESOLVED: Final = (Status.SUBMITTING, Status.UNCERTAIN)
 """A create request without its answer: reconciled against the task list."""
-OPEN_STATUSES: Final = ("PENDING", "RUNNING")
+OPEN_STATUSES: Final = (Status.PENDING, Status.RUNNING)
+"""A task DashScope is still working on."""
 DAY: Final = 24 * 3600.0
 """How long DashScope keeps a task (its id and result URLs): older rows are not harvested or reconciled."""
 
@@ -116,7 +143,7 @@ class TaskRow:
     adjustments: list[str]
     instruction: str | None
     requested_images: int | None
-    status: str
+    status: Status
     request_id: str | None
     created_at: float
     updated_at: float
@@ -154,6 +181,7 @@ class TaskRow:
         data = {key: row[key] for key in row.keys() if key in _FIELDS}  # noqa: SIM118 - a Row iterates values
         for key in ("parameters", "adjustments", "result_urls", "texts", "images", "inputs", "candidates"):
             data[key] = json.loads(data[key])
+        data["status"] = Status.of(data["status"])
         data["usage"] = json.loads(data["usage"]) if data["usage"] else None
         return cls(**data)
 
@@ -174,7 +202,7 @@ class TaskRow:
     def needs_harvest(self) -> bool:
         """Still running, or succeeded without its images on disk."""
         return self.task_id is not None and (
-            self.status in OPEN_STATUSES or (self.status == "SUCCEEDED" and self.saved_at is None)
+            self.status in OPEN_STATUSES or (self.status is Status.SUCCEEDED and self.saved_at is None)
         )
 
 

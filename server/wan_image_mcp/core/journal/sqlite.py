@@ -1,13 +1,13 @@
 """The task journal's file: its schema, migrated forward, opened, and checked at start.
 
-The schema is migrated forward by ``MIGRATIONS`` (``PRAGMA user_version`` says how far), never dropped; a newer
-journal can still be read by an older server. ``connect`` opens a journal (WAL, ``synchronous=FULL``) and
-migrates it. A journal SQLite cannot read (random bytes, a zeroed page) is never written to or replaced:
-``check_journal`` (run by ``serve`` at start, and by ``connect``) reads it read-only with ``PRAGMA quick_check``
-and raises one ConfigurationError naming the file, what is wrong and what to do; damage found later says the
-same (``damaged``). So is anything else at the journal's path that is not a wan-image-mcp journal: a directory,
-a FIFO, another application's database (tables that are not ours, or no ``tasks`` table) is refused, never
-migrated into.
+The schema is migrated forward by the migrations written once for both dialects (``migrations``; ``PRAGMA
+user_version`` says how far), never dropped; a newer journal can still be read by an older server. ``connect``
+opens a journal (WAL, ``synchronous=FULL``) and migrates it. A journal SQLite cannot read (random bytes, a zeroed
+page) is never written to or replaced: ``check_journal`` (run by ``serve`` at start, and by ``connect``) reads it
+read-only with ``PRAGMA quick_check`` and raises one ConfigurationError naming the file, what is wrong and what to
+do; damage found later says the same (``damaged``). So is anything else at the journal's path that is not a
+wan-image-mcp journal: a directory, a FIFO, another application's database (tables that are not ours, or no
+``tasks`` table) is refused, never migrated into.
 """
 
 from __future__ import annotations
@@ -18,89 +18,18 @@ import stat
 from collections.abc import Generator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError, JournalBusy
+from .migrations import SQLITE, migrations
 
 if TYPE_CHECKING:
     import sqlite3
 
-MIGRATIONS: Final[tuple[str, ...]] = (
-    # 1: tasks
-    """
-    CREATE TABLE tasks (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        task_id TEXT UNIQUE,
-        model TEXT NOT NULL,
-        prompt TEXT NOT NULL,
-        parameters TEXT NOT NULL DEFAULT '{}',
-        adjustments TEXT NOT NULL DEFAULT '[]',
-        instruction TEXT,
-        requested_images INTEGER,
-        status TEXT NOT NULL,
-        request_id TEXT,
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL,
-        finished_at REAL,
-        result_urls TEXT NOT NULL DEFAULT '[]',
-        usage TEXT,
-        actual_prompt TEXT,
-        texts TEXT NOT NULL DEFAULT '[]',
-        images TEXT NOT NULL DEFAULT '[]',
-        saved_at REAL,
-        error_code TEXT,
-        error_message TEXT,
-        download_attempts INTEGER NOT NULL DEFAULT 0,
-        download_error TEXT,
-        next_poll_at REAL
-    );
-    CREATE INDEX tasks_created ON tasks (created_at DESC);
-    CREATE INDEX tasks_open ON tasks (status, saved_at);
-    """,
-    # 2: the input images a task was given (references and resolved local paths, never their bytes)
-    "ALTER TABLE tasks ADD COLUMN inputs TEXT NOT NULL DEFAULT '[]'",
-    # 3: temporary uploads, so the same image is not uploaded again while its oss:// URL lives (48 h)
-    """
-    CREATE TABLE uploads (
-        sha256 TEXT NOT NULL,
-        model TEXT NOT NULL,
-        url TEXT NOT NULL,
-        bytes INTEGER NOT NULL,
-        created_at REAL NOT NULL,
-        PRIMARY KEY (sha256, model)
-    )
-    """,
-    # 4: reconciling a create request whose answer never came: by when its answer was due (the window in which
-    # the service received it), the service's own submit_time of known tasks (its time zone is learned from
-    # them), and the candidate task ids of a submission that more than one task could be
-    """
-    ALTER TABLE tasks ADD COLUMN answer_by REAL;
-    ALTER TABLE tasks ADD COLUMN submit_time TEXT;
-    ALTER TABLE tasks ADD COLUMN candidates TEXT NOT NULL DEFAULT '[]'
-    """,
-    # 5: the output size a submission asked for (``W*H``, when known at submit time), so that reconciliation can
-    # tell a candidate task that made another size from its own
-    "ALTER TABLE tasks ADD COLUMN expected_size TEXT",
-    # 6: which server (a replica, or another process on the same journal) harvests a task now, until when
-    """
-    ALTER TABLE tasks ADD COLUMN claimed_by TEXT;
-    ALTER TABLE tasks ADD COLUMN claimed_until REAL
-    """,
-    # 7: whose a task is on a server with OAuth: the token's issuer and subject (a subject is unique only per
-    # issuer); NULL for a task submitted without OAuth or adopted from elsewhere
-    """
-    ALTER TABLE tasks ADD COLUMN tenant_issuer TEXT;
-    ALTER TABLE tasks ADD COLUMN tenant_subject TEXT;
-    CREATE INDEX tasks_tenant ON tasks (tenant_issuer, tenant_subject, created_at DESC)
-    """,
-    # 8: a task an AMBIGUOUS submission may have made, harvested as that submission's tenant's (it may be billed):
-    # the journal id of the AMBIGUOUS row that names it
-    "ALTER TABLE tasks ADD COLUMN candidate_of INTEGER",
-)
-
 
 def schema_version(db: sqlite3.Connection) -> int:
-    """How many of ``MIGRATIONS`` the database has had (its ``PRAGMA user_version``; 0 for a new one)."""
+    """How many of the migrations (``migrations.STEPS``) the database has had (its ``PRAGMA user_version``; 0 for a
+    new one)."""
     return int(db.execute("PRAGMA user_version").fetchone()[0])
 
 
@@ -118,13 +47,13 @@ def transaction(db: sqlite3.Connection) -> Generator[None]:
 
 def migrate(db: sqlite3.Connection) -> None:
     """Apply every migration past the database's version, each in its own transaction."""
-    for version in range(schema_version(db), len(MIGRATIONS)):
+    steps = migrations(SQLITE)
+    for version in range(schema_version(db), len(steps)):
         with transaction(db):
             if schema_version(db) != version:  # another process migrated meanwhile
                 continue
-            for statement in MIGRATIONS[version].split(";"):
-                if statement.strip():
-                    db.execute(statement)
+            for statement in steps[version]:
+                db.execute(statement)
             db.execute(f"PRAGMA user_version = {version + 1}")
 
 
@@ -153,13 +82,14 @@ def _task_columns(db: sqlite3.Connection) -> frozenset[str]:
 
 @functools.cache
 def _schema(version: int) -> tuple[frozenset[str], frozenset[str]]:
-    """The tables, and the tasks table's columns, that ``MIGRATIONS`` make up to ``version``."""
+    """The tables, and the tasks table's columns, that the migrations make up to ``version``."""
     import sqlite3
 
     db = sqlite3.connect(":memory:")
     try:
-        for migration in MIGRATIONS[:version]:
-            db.executescript(migration)
+        for step in migrations(SQLITE)[:version]:
+            for statement in step:
+                db.execute(statement)
         return _tables(db), _task_columns(db)
     finally:
         db.close()
@@ -176,8 +106,9 @@ def _not_ours(db: sqlite3.Connection) -> str | None:
     listed = f"user_version {version}, tables: {', '.join(sorted(tables)) or 'none'}"
     if "tasks" not in tables:
         return f"it has no tasks table ({listed})"
-    ours, columns = _schema(min(version, len(MIGRATIONS))), (tables, _task_columns(db))
-    fits = columns == ours if version <= len(MIGRATIONS) else columns[0] >= ours[0] and columns[1] >= ours[1]
+    latest = len(migrations(SQLITE))
+    ours, columns = _schema(min(version, latest)), (tables, _task_columns(db))
+    fits = columns == ours if version <= latest else columns[0] >= ours[0] and columns[1] >= ours[1]
     return None if fits else f"its tables are not a journal's of version {version} ({listed})"
 
 

@@ -4,12 +4,12 @@ task's answer becomes one (``from_row``, ``from_task``, ``summary_of``)."""
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 
 from ...dashscope import TaskResult, TaskStatus
-from ..journal import AMBIGUOUS, EXPIRED, OPEN_STATUSES, REJECTED, UNCERTAIN, TaskRow
+from ..journal import OPEN_STATUSES, Status, TaskRow
 
 
 class ImageFile(BaseModel):
@@ -66,22 +66,10 @@ class TaskStarted(BaseModel):
     next_step: str | None = None
 
 
-ListedStatus = Literal[
-    "PENDING",
-    "RUNNING",
-    "SUCCEEDED",
-    "FAILED",
-    "CANCELED",
-    "UNKNOWN",
-    "SUBMITTING",
-    "UNCERTAIN",
-    "AMBIGUOUS",
-    "REJECTED",
-    "EXPIRED",
-]
-"""Every status ``list_tasks`` can show, so it can filter by each: DashScope's, and the journal's own for a
-submission without its answer (SUBMITTING, UNCERTAIN, AMBIGUOUS, REJECTED) or images lost to expired URLs
-(EXPIRED)."""
+ListedStatus = Annotated[Status, WithJsonSchema({"enum": [status.value for status in Status], "type": "string"})]
+"""Every status ``list_tasks`` can show, so it can filter by each (``Status``): DashScope's, and the journal's own for
+a submission without its answer (SUBMITTING, UNCERTAIN, AMBIGUOUS, REJECTED) or images lost to expired URLs
+(EXPIRED). Its schema lists the values in place (no ``$ref``), as a client's form shows them."""
 
 
 class TaskSummary(BaseModel):
@@ -169,11 +157,15 @@ def iso_time(ts: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(ts)) if ts else None
 
 
+_ERRED = (Status.FAILED, Status.UNKNOWN, Status.EXPIRED, Status.UNCERTAIN, Status.REJECTED, Status.AMBIGUOUS)
+"""The statuses whose row's error code says why the task ended badly (or has no task)."""
+
+
 def error_of(row: TaskRow) -> ApiError | None:
     """Why a journal row's task ended badly (or its images could not be saved), or None."""
-    if row.status in ("FAILED", "UNKNOWN", EXPIRED, UNCERTAIN, REJECTED, AMBIGUOUS) and row.error_code:
+    if row.status in _ERRED and row.error_code:
         return ApiError(code=row.error_code, message=row.error_message or "", request_id=row.request_id)
-    if row.status == EXPIRED or (row.download_error and row.saved_at is None):
+    if row.status is Status.EXPIRED or (row.download_error and row.saved_at is None):
         return ApiError(code="DownloadFailed", message=row.download_error or "", request_id=row.request_id)
     return None
 
@@ -181,7 +173,7 @@ def error_of(row: TaskRow) -> ApiError | None:
 def from_row(row: TaskRow) -> EditResult:
     """A task as the journal knows it (an EXPIRED one reads SUCCEEDED, with its error)."""
     return EditResult(
-        status="SUCCEEDED" if row.status == EXPIRED else row.status,
+        status=Status.SUCCEEDED if row.status is Status.EXPIRED else row.status,
         task_id=row.task_id,
         request_id=row.request_id,
         model=row.model or None,
@@ -200,7 +192,7 @@ def from_row(row: TaskRow) -> EditResult:
 def from_task(task_id: str, task: TaskResult, row: TaskRow | None) -> EditResult:
     """A task as DashScope answered it, with what the journal adds (model, adjustments, instruction); no images."""
     result = EditResult(
-        status=task.status.value,
+        status=Status.of(task.status),
         task_id=task_id,
         request_id=task.request_id,
         model=row.model if row and row.model else None,
@@ -221,7 +213,7 @@ def from_task(task_id: str, task: TaskResult, row: TaskRow | None) -> EditResult
         return result.model_copy(
             update={"error": ApiError(code="UNKNOWN", message=message, request_id=task.request_id)}
         )
-    if task.status.value in OPEN_STATUSES:
+    if Status.of(task.status) in OPEN_STATUSES:
         return result.model_copy(update={"next_step": " ".join(filter(None, (origin(row), check_hint(task_id))))})
     return result
 
@@ -257,7 +249,7 @@ def summary_text(result: EditResult) -> str:
         lines.append(f"Prompt as rewritten: {result.actual_prompt}")
     if result.adjustments:
         lines.append("Inputs adjusted: " + "; ".join(result.adjustments))
-    if result.requested_images is not None and result.status in ("PENDING", "RUNNING"):
+    if result.requested_images is not None and result.status in OPEN_STATUSES:
         lines.append(f"Requested up to {result.requested_images} paid image(s).")
     for failure in result.image_failures:
         lines.append(f"One image failed: {failure.code}: {failure.message}")

@@ -22,7 +22,7 @@ from ...dashscope import DashScopeClient, TaskResult, TaskStatus
 from ...dashscope.errors import DownloadError
 from ...dashscope.rate import on_behalf_of, query_owner
 from ..clock import Clock
-from ..journal import EXPIRED, AsyncJournal, TaskRow, Tenant
+from ..journal import AsyncJournal, Status, TaskRow, Tenant
 from ..requests.validation import check_task_id
 from ..results.outcomes import ApiError, EditResult, ImageFile, from_row, from_task, origin, unqueried_hint
 from ..results.store import ResultStore, TaskRecord
@@ -107,10 +107,10 @@ class TaskCheck:
 
     async def _check(self, task_id: str, wait_seconds: float, progress: Progress, tenant: Tenant | None) -> EditResult:
         check_task_id(task_id)
-        if tenant is not None and await self._journal.run(self._journal.sync.get, task_id, tenant=tenant) is None:
+        if tenant is not None and await self._journal.get(task_id, tenant=tenant) is None:
             return from_task(task_id, TaskResult(status=TaskStatus.UNKNOWN), None)
         async with self.locks.holding(task_id):
-            row = await self._journal.run(self._journal.sync.get, task_id)
+            row = await self._journal.get(task_id)
             if (
                 row is not None
                 and row.saved_at is not None
@@ -123,10 +123,12 @@ class TaskCheck:
             earlier = row is None or bool(row.result_urls)
             saved = await anyio.to_thread.run_sync(self._store.find, task_id) if earlier else None
             if saved:
-                await self._journal.run(self._journal.sync.observed, task_id, status="SUCCEEDED")
-                await self._journal.run(self._journal.sync.saved, task_id, _recorded(saved))
-                return EditResult(status="SUCCEEDED", task_id=task_id, model=row.model if row else None, images=saved)
-            if row is not None and row.status == EXPIRED:
+                await self._journal.observed(task_id, status=Status.SUCCEEDED)
+                await self._journal.saved(task_id, _recorded(saved))
+                return EditResult(
+                    status=Status.SUCCEEDED, task_id=task_id, model=row.model if row else None, images=saved
+                )
+            if row is not None and row.status is Status.EXPIRED:
                 return from_row(row)
             try:
                 client = self._api()
@@ -145,10 +147,9 @@ class TaskCheck:
         """Journal what a query of the task answered (and when to query it next); its row as it is now."""
         created = row.created_at if row else self._clock.time()
         failed = task.status in (TaskStatus.FAILED, TaskStatus.UNKNOWN)
-        await self._journal.run(
-            self._journal.sync.observed,
+        await self._journal.observed(
             task_id,
-            status=task.status.value,
+            status=Status.of(task.status),
             request_id=task.request_id,
             result_urls=task.image_urls,
             usage=dict(task.usage) if task.usage else None,
@@ -159,7 +160,7 @@ class TaskCheck:
             error_message=task.message if failed else None,
             next_poll_at=self._polling.next_poll(created) if not task.status.terminal else None,
         )
-        return await self._journal.run(self._journal.sync.get, task_id)
+        return await self._journal.get(task_id)
 
     async def _save(
         self,
@@ -185,9 +186,9 @@ class TaskCheck:
                 why = f"cannot write to the output directory {self._store.sink.where}: {exc.strerror or exc}"
             attempts = row.download_attempts if row else 0
             retry_at = None if expired else self._polling.retry_download(attempts)
-            await self._journal.run(self._journal.sync.download_failed, task_id, why, retry_at=retry_at)
+            await self._journal.download_failed(task_id, why, retry_at=retry_at)
             if expired:
-                await self._journal.run(self._journal.sync.observed, task_id, status=EXPIRED)
+                await self._journal.observed(task_id, status=Status.EXPIRED)
             hint = (
                 "The result URLs have expired; these images cannot be recovered."
                 if expired
@@ -196,7 +197,7 @@ class TaskCheck:
             )
             error = ApiError(code="DownloadFailed", message=why, request_id=task.request_id)
             return result.model_copy(update={"error": error, "next_step": hint})
-        await self._journal.run(self._journal.sync.saved, task_id, _recorded(images))
+        await self._journal.saved(task_id, _recorded(images))
         await progress(1.0, f"saved {len(images)} image(s)")
         return result.model_copy(update={"images": images, "next_step": origin(row)})
 
@@ -206,7 +207,7 @@ class TaskCheck:
         if failed.last is not None:
             row = await self._record(task_id, failed.last, row)
         elif row is not None:
-            await self._journal.run(self._journal.sync.schedule, task_id, self._polling.next_poll(row.created_at))
+            await self._journal.schedule(task_id, self._polling.next_poll(row.created_at))
         if row is None:  # an id this journal never saw, and no answer about it: nothing known to report
             raise failed.cause
         log.warning("querying task %s failed: %s", task_id, failed.cause)

@@ -2,7 +2,7 @@
 
 Each ``*_suggestions`` function takes the typed prefix and returns at most ``LIMIT`` values, best first (model
 names in the table's order, tasks and images newest first), with how many matched in all. Free of MCP; the
-journal functions run on its worker thread (``AsyncJournal.run``).
+journal functions run on its worker thread (``AsyncJournal.call``).
 """
 
 from __future__ import annotations

@@ -103,14 +103,14 @@ class Harvester:
                 self._wake = anyio.Event()
                 if self._clock.monotonic() >= self._reconcile_at:
                     await self._reconcile(group)
-                rows = await journal.run(journal.sync.to_harvest, younger_than=self._clock.time() - self._max_age)
+                rows = await journal.to_harvest(younger_than=self._clock.time() - self._max_age)
                 open_rows = [row for row in rows if row.status in OPEN_STATUSES]
                 # Only a task submitted over LIST_EVERY ago calls for a list (a younger one is not done yet, and
                 # edit_image watches its own); a list then covers every open task, the young ones too.
                 settled = any(row.created_at <= self._clock.time() - LIST_EVERY for row in open_rows)
                 if settled and self._clock.monotonic() - self._listed >= LIST_EVERY:
                     await self._from_list(open_rows)
-                    rows = await journal.run(journal.sync.to_harvest, younger_than=self._clock.time() - self._max_age)
+                    rows = await journal.to_harvest(younger_than=self._clock.time() - self._max_age)
                 rows = [row for row in rows if row.task_id not in self._busy]
                 now = self._clock.time()
                 for row in rows:
@@ -142,7 +142,7 @@ class Harvester:
             return
         self._reconcile_at = self._clock.monotonic() + RECONCILE_EVERY if reconciled.unresolved else math.inf
         for task_id in reconciled.adopted:
-            row = await journal.run(journal.sync.get, task_id)
+            row = await journal.get(task_id)
             if row is not None and not row.needs_harvest:  # FAILED or CANCELED: one look records why
                 await self._start(group, row)
 
@@ -166,17 +166,15 @@ class Harvester:
                 times[row.task_id] = now
             elif status is not None and (row.next_poll_at or 0) < now + 2 * LIST_EVERY:  # due soon: put it off
                 times[row.task_id] = now + self._polling.fallback
-        await journal.run(journal.sync.schedule_many, times)
+        await journal.schedule_many(times)
 
     async def _start(self, group: TaskGroup, row: TaskRow) -> None:
         """Harvest ``row``'s task beside the loop, unless another server on the journal is harvesting it."""
         assert row.task_id is not None
         journal, now = self._service.journal, self._clock.time()
-        claimed = await journal.run(journal.sync.claim, row.task_id, self._owner, now=now, until=now + CLAIM)
-        if not claimed and (holder := await journal.run(journal.sync.claimant, row.task_id)) and owner_gone(holder):
-            claimed = await journal.run(
-                journal.sync.claim, row.task_id, self._owner, now=now, until=now + CLAIM, over=holder
-            )
+        claimed = await journal.claim(row.task_id, self._owner, now=now, until=now + CLAIM)
+        if not claimed and (holder := await journal.claimant(row.task_id)) and owner_gone(holder):
+            claimed = await journal.claim(row.task_id, self._owner, now=now, until=now + CLAIM, over=holder)
         if claimed:
             self._busy.add(row.task_id)
             group.start_soon(self._harvest, row)
@@ -198,10 +196,10 @@ class Harvester:
         finally:
             self._busy.discard(row.task_id)
             with anyio.CancelScope(shield=True):
-                await self._service.journal.run(self._service.journal.sync.release, row.task_id, self._owner)
+                await self._service.journal.release(row.task_id, self._owner)
             self.wake()
 
     async def _later(self, row: TaskRow) -> None:
         assert row.task_id is not None
         journal = self._service.journal
-        await journal.run(journal.sync.schedule, row.task_id, self._polling.next_poll(row.created_at))
+        await journal.schedule(row.task_id, self._polling.next_poll(row.created_at))

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from ...dashscope import ListedTask, TaskResult, TaskStatus
-from ..journal import UNCERTAIN, TaskRow
+from ..journal import Status, TaskRow
 
 log = logging.getLogger("wan_image_mcp")
 QUARTER: Final = 900.0
@@ -106,7 +106,7 @@ class Window:
     def of(cls, row: TaskRow) -> Window:
         due = row.answer_by
         if due is None:
-            due = row.updated_at if row.status == UNCERTAIN else row.created_at + DEFAULT_ANSWER_WITHIN
+            due = row.updated_at if row.status is Status.UNCERTAIN else row.created_at + DEFAULT_ANSWER_WITHIN
         return cls(row.created_at - SKEW, max(due, row.created_at) + SKEW)
 
     def query(self, offset: float | None, *, any_zone: bool = False) -> tuple[str, str]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from ...dashscope import DashScopeClient, ListedTask, TaskResult, TaskStatus
 from ..clock import SYSTEM_CLOCK, Clock
-from ..journal import DAY, UNCERTAIN, AsyncJournal, TaskRow
+from ..journal import DAY, AsyncJournal, Status, TaskRow
 from ..results.outcomes import iso_time
 from .matching import MAX_SKEW, Verdict, Window, ambiguity, fitting, judge, learn_offset, paired
 
@@ -115,7 +115,10 @@ class Submissions:
             return False
         due = row.answer_by if row.answer_by is not None else row.created_at
         return (
-            row.status == UNCERTAIN or row.id in self.begun or row.created_at < self.started or self.clock.time() > due
+            row.status is Status.UNCERTAIN
+            or row.id in self.begun
+            or row.created_at < self.started
+            or self.clock.time() > due
         )
 
 
@@ -139,12 +142,12 @@ class Reconciler:
         ids and how many unanswered create requests are left. Raises the client's DashScopeError."""
         sends = self._submissions.count
         journal = self._journal
-        await journal.run(journal.sync.harvest_candidates, younger_than=self._clock.time() - DAY)
-        rows = await journal.run(journal.sync.unresolved, younger_than=self._clock.time() - DAY)
+        await journal.harvest_candidates(younger_than=self._clock.time() - DAY)
+        rows = await journal.unresolved(younger_than=self._clock.time() - DAY)
         workable = [row for row in rows if self._reconcilable(row)]
         if not workable:
             return Reconciled(adopted=[], unresolved=len(rows))
-        offset = learn_offset(await journal.run(journal.sync.submit_times))
+        offset = learn_offset(await journal.submit_times())
         verdicts = await self._judge(client, rows, workable, offset, any_zone=offset is None)
         lost = [row for row in workable if row.id in verdicts and verdicts[row.id].kind == "none" and self._past(row)]
         if offset is not None and lost:  # before concluding, in any zone: the learned offset may have changed
@@ -157,22 +160,22 @@ class Reconciler:
             verdict = verdicts.get(row.id)
             if verdict is not None and verdict.kind == "adopt":
                 assert verdict.task is not None
-                status = (verdict.status or TaskStatus.PENDING).value
-                if await journal.run(journal.sync.reconciled, row.id, verdict.task.task_id, status):
+                status = Status.of(verdict.status or TaskStatus.PENDING)
+                if await journal.reconciled(row.id, verdict.task.task_id, status):
                     log.warning("journal row %d: adopted task %s from the task list", row.id, verdict.task.task_id)
                     adopted.append(verdict.task.task_id)
                     settled += 1
             elif verdict is not None and verdict.kind == "ambiguous":
-                await journal.run(journal.sync.ambiguous, row.id, verdict.candidates, ambiguity(verdict))
+                await journal.ambiguous(row.id, verdict.candidates, ambiguity(verdict))
                 log.warning("journal row %d: %d candidate tasks, none adopted", row.id, len(verdict.candidates))
                 settled += 1
             elif verdict is not None and verdict.kind == "none" and self._past(row) and verdict.ruled_out:
                 # a task of its model was submitted then: "nothing is billed" is not said on our reading alone
                 candidates = [task_id for task_id, _ in verdict.ruled_out]
-                await journal.run(journal.sync.ambiguous, row.id, candidates, _unlike(verdict), unlike=True)
+                await journal.ambiguous(row.id, candidates, _unlike(verdict), unlike=True)
                 settled += 1
             elif verdict is not None and verdict.kind == "none" and self._past(row):
-                await journal.run(journal.sync.rejected, row.id, "NotCreated", _not_created(row))
+                await journal.rejected(row.id, "NotCreated", _not_created(row))
                 settled += 1
         return Reconciled(adopted=adopted, unresolved=len(rows) - settled)
 
@@ -193,8 +196,8 @@ class Reconciler:
             around = await _listed_around(client, row, offset, any_zone=any_zone)
             if around is not None:  # None: more tasks than a pass reads; this row waits
                 listed[row.id] = around
-        known = await journal.run(journal.sync.known, {t.task_id for tasks in listed.values() for t in tasks})
-        contested = await journal.run(journal.sync.contested, younger_than=self._clock.time() - DAY)
+        known = await journal.known({t.task_id for tasks in listed.values() for t in tasks})
+        contested = await journal.contested(younger_than=self._clock.time() - DAY)
         queried: dict[str, TaskResult] = {}
         for row in workable:
             if row.id not in listed:

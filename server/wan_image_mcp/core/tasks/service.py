@@ -21,7 +21,7 @@ from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import ConfigurationError, InvalidRequest, JournalBusy, Problem, SubmissionUncertain
 from ..images.access import FileAccess
 from ..images.references import PreparedImage, RefKind, classify, local_path
-from ..journal import DAY, AsyncJournal, NewTask, Tenant
+from ..journal import DAY, AsyncJournal, NewTask, Status, Tenant
 from ..requests.declarations import EditArgs
 from ..requests.spending import Confirm, SpendGate, SpendQuestion, begin_within_budget, check_budget
 from ..requests.validation import PreparedRequest, check_task_id, prepare_request
@@ -129,7 +129,7 @@ class WanService:
         self._api()
         question = self.gate.vet(request)
         if question is not None and self._per_day is not None:  # spares the user a question the budget would undo
-            used = await self.journal.run(self.journal.sync.requested_since, self.clock.time() - DAY)
+            used = await self.journal.requested_since(self.clock.time() - DAY)
             check_budget(request.paid_images, used, self._per_day)
         return question
 
@@ -141,7 +141,7 @@ class WanService:
         pause = 0.02
         while True:
             try:
-                return await self.journal.run(begin_within_budget, self.journal.sync, new, self._per_day)
+                return await self.journal.call(begin_within_budget, new, self._per_day)
             except JournalBusy as exc:
                 if self.clock.monotonic() >= deadline:
                     raise JournalBusy(
@@ -189,25 +189,24 @@ class WanService:
                 task = await client.submit(request.to_wire())
             except APIConnectionError as exc:
                 if exc.request_sent:
-                    await self.journal.run(self.journal.sync.uncertain, journal_id, str(exc))
+                    await self.journal.uncertain(journal_id, str(exc))
                     raise SubmissionUncertain(journal_id, exc) from None
-                await self.journal.run(self.journal.sync.rejected, journal_id, "ConnectionError", str(exc))
+                await self.journal.rejected(journal_id, "ConnectionError", str(exc))
                 answered = True
                 raise
             except APIStatusError as exc:
                 if exc.status >= 500:  # the server failed somewhere: it may or may not have created the task
-                    await self.journal.run(self.journal.sync.uncertain, journal_id, str(exc))
+                    await self.journal.uncertain(journal_id, str(exc))
                 else:
-                    await self.journal.run(self.journal.sync.rejected, journal_id, exc.code, exc.message)
+                    await self.journal.rejected(journal_id, exc.code, exc.message)
                     answered = True
                 raise
             assert task.task_id is not None  # the client refuses a create response without one
-            await self.journal.run(
-                self.journal.sync.submitted,
+            await self.journal.submitted(
                 journal_id,
                 task.task_id,
                 task.request_id,
-                task.status.value,
+                Status.of(task.status),
                 next_poll_at=self.polling.first_poll(new.created_at),
             )
             answered = True
@@ -218,7 +217,7 @@ class WanService:
         self.polling.submitted()
         log.info("submitted %s task %s (%d paid images at most)", request.model, task.task_id, request.paid_images)
         return EditResult(
-            status=task.status.value,
+            status=Status.of(task.status),
             task_id=task.task_id,
             request_id=task.request_id,
             model=request.model,
@@ -305,21 +304,21 @@ class WanService:
         unknown: nothing is sent then), ConfigurationError without a key, and BadRequestError
         (``UnsupportedOperation``) for a task past PENDING."""
         check_task_id(task_id)
-        if tenant is not None and await self.journal.run(self.journal.sync.get, task_id, tenant=tenant) is None:
+        if tenant is not None and await self.journal.get(task_id, tenant=tenant) is None:
             message = f"no task {task_id!r} of yours is in the journal; list_tasks shows yours"
             raise InvalidRequest([Problem("task_id", message)])
         request_id = await self._api().cancel_task(task_id)
-        await self.journal.run(self.journal.sync.observed, task_id, status="CANCELED", request_id=request_id)
+        await self.journal.observed(task_id, status=Status.CANCELED, request_id=request_id)
         return request_id
 
     async def list_tasks(
-        self, *, status: str | None, page: int, page_size: int, tenant: Tenant | None = None
+        self, *, status: Status | None, page: int, page_size: int, tenant: Tenant | None = None
     ) -> TaskList:
         """Page ``page`` (from 1) of the tasks in the journal, newest first, ``page_size`` to a page, only
         ``status`` and only ``tenant``'s when given, with the total that match. Reads the journal only: no key
         needed, raises nothing of its own."""
-        rows, total = await self.journal.run(
-            self.journal.sync.recent, status=status, limit=page_size, offset=(page - 1) * page_size, tenant=tenant
+        rows, total = await self.journal.recent(
+            status=status, limit=page_size, offset=(page - 1) * page_size, tenant=tenant
         )
         return TaskList(tasks=[summary_of(row) for row in rows], total=total, page=page, page_size=page_size)
 

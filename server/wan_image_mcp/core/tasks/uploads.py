@@ -54,7 +54,7 @@ class Uploads:
                 else:
                     digest = image.sha256 or await anyio.to_thread.run_sync(_digest, image)
                     since = self._clock.time() - UPLOAD_REUSE
-                    url = await self._journal.run(self._journal.sync.cached_upload, digest, request.model, since=since)
+                    url = await self._journal.cached_upload(digest, request.model, since=since)
                     if url is None:
                         url, policy = await self._upload(client, request.model, image, digest, policy)
                     images.append(dataclasses.replace(image, url=url, payload=None, spool=None))  # bytes not needed
@@ -75,7 +75,7 @@ class Uploads:
         except UploadPolicyRefused:
             policy = await client.upload_policy(model)
             url = await _send(client, policy, image, digest, name, mime)
-        await self._journal.run(self._journal.sync.remember_upload, digest, model, url, image.bytes or 0)
+        await self._journal.remember_upload(digest, model, url, image.bytes or 0)
         log.info("uploaded image %d (%d bytes) as %s", image.index, image.bytes or 0, url)
         return url, policy
 

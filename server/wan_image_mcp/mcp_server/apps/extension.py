@@ -87,7 +87,7 @@ class WanApps(Apps):
         edit = EditResult.model_validate(result.structured_content)
         journal = state.service.journal
         # With OAuth, only the caller's own row: another's task (answered as unknown) shows nothing of it here either.
-        row = await journal.run(journal.sync.get, edit.task_id, tenant=caller()) if edit.task_id else None
+        row = await journal.get(edit.task_id, tenant=caller()) if edit.task_id else None
         view = await anyio.to_thread.run_sync(task_view, edit, row, state.service.store.reader)
         return result.model_copy(update={"meta": {**(result.meta or {}), VIEW_KEY: view_json(view)}})
 
