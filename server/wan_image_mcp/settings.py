@@ -1,7 +1,9 @@
 """Settings: explicit arguments first, the environment as fallback, fail early with the variable's name.
 
 Environment names follow the official SDK (``DASHSCOPE_API_KEY``, ``DASHSCOPE_HTTP_BASE_URL``); our own
-settings start with ``WAN_MCP_``.
+settings start with ``WAN_MCP_``. ``Settings`` declares each setting once; ``Settings.from_env`` has
+pydantic-settings' environment source read the variables, the declaration check them (its validators say what a
+variable's text means, its bounds are the only bounds), and says any wrong value in our words (``_refusal``).
 """
 
 from __future__ import annotations
