@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -160,3 +161,94 @@ def test_every_wan_mcp_variable_the_readme_or_the_manifest_names_is_a_declared_s
 def test_each_default_is_the_declared_one_whether_read_from_an_empty_environment_or_built_from_keywords() -> None:
     assert Settings.from_env({}).model_dump() == Settings().model_dump()
     assert Settings().poll_interval == Settings.default("poll_interval")
+
+
+@pytest.mark.parametrize(
+    ("env", "said"),
+    [
+        (
+            {"WAN_MCP_MAX_IMAGES_PER_CALL": "0"},
+            "WAN_MCP_MAX_IMAGES_PER_CALL='0' must be a whole number of images, at least 1",
+        ),
+        (
+            {"WAN_MCP_MAX_IMAGES_PER_CALL": "two"},
+            "WAN_MCP_MAX_IMAGES_PER_CALL='two' must be a whole number of images, at least 1",
+        ),
+        (
+            {"WAN_MCP_MAX_IMAGES_PER_DAY": "-3"},
+            "WAN_MCP_MAX_IMAGES_PER_DAY='-3' must be a whole number of images, at least 1",
+        ),
+        (
+            {"WAN_MCP_CONFIRM_ABOVE_IMAGES": "1.5"},
+            "WAN_MCP_CONFIRM_ABOVE_IMAGES='1.5' must be a whole number of images, at least 0",
+        ),
+        ({"WAN_MCP_INLINE_MAX_BYTES": "0"}, "WAN_MCP_INLINE_MAX_BYTES='0' must be a whole number of bytes, at least 1"),
+        ({"WAN_MCP_POLL_INTERVAL": "soon"}, "WAN_MCP_POLL_INTERVAL='soon' is not a number of seconds"),
+        ({"WAN_MCP_POLL_INTERVAL": "-1"}, "WAN_MCP_POLL_INTERVAL must not be negative"),
+        ({"WAN_MCP_POLL_INTERVAL_MAX": " -0.5 "}, "WAN_MCP_POLL_INTERVAL_MAX must not be negative"),
+        (
+            {"WAN_MCP_DOWNLOAD_URL_SECONDS": "an hour"},
+            "WAN_MCP_DOWNLOAD_URL_SECONDS='an hour' is not a number of seconds",
+        ),
+        (
+            {"WAN_MCP_DOWNLOAD_URL_SECONDS": "604801"},
+            "WAN_MCP_DOWNLOAD_URL_SECONDS must be more than 0 and at most 604800 (7 days)",
+        ),
+        (
+            {"DASHSCOPE_HTTP_BASE_URL": "ftp://example.com"},
+            "DASHSCOPE_HTTP_BASE_URL must be an http(s) URL, got 'ftp://example.com'",
+        ),
+        (
+            {"WAN_MCP_OUTPUT_URL": "s3://x"},
+            "WAN_MCP_OUTPUT_URL must be s3://bucket or s3://bucket/prefix, got 's3://x'",
+        ),
+        (
+            {"WAN_MCP_AUTH_ISSUER": "https://login.example", "WAN_MCP_PUBLIC_URL": "ftp://mcp.example"},
+            "WAN_MCP_PUBLIC_URL must be an https URL (http only on a loopback host), got 'ftp://mcp.example'",
+        ),
+    ],
+)
+def test_a_wrong_value_is_refused_in_one_sentence_naming_its_variable_and_the_limit(
+    env: dict[str, str], said: str
+) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env(env)
+    assert str(caught.value) == said
+
+
+def test_values_are_read_as_a_person_writes_them_in_an_environment() -> None:
+    settings = Settings.from_env(
+        {
+            "WAN_MCP_MAX_IMAGES_PER_CALL": " 6 ",
+            "WAN_MCP_PREVIEWS": "off",
+            "WAN_MCP_HARVEST": "yes please",  # anything but 0/false/no/off is on, as before
+            "WAN_MCP_POLL_INTERVAL": "7",  # above the default longest wait, which follows it
+            "WAN_MCP_ALLOWED_DIRS": f"/srv/in{os.pathsep}pictures{os.pathsep} ",
+            "WAN_MCP_OUTPUT_DIR": "results",
+            "WAN_MCP_DB": " ",
+            "WAN_MCP_REGION": " CN-Beijing ",
+            "DASHSCOPE_API_KEY": "",
+        }
+    )
+    assert (settings.max_images_per_call, settings.previews, settings.harvest) == (6, False, True)
+    assert (settings.poll_interval, settings.poll_interval_max) == (7.0, 7.0)
+    assert settings.allowed_dirs == (Path("/srv/in"), Path.home() / "pictures")
+    assert settings.output_dir == Path.home() / "results"
+    assert (settings.journal_path, settings.journal_url) == (Settings.default("journal_path"), None)
+    assert (settings.region, settings.base_url, settings.api_key) == ("beijing", REGIONS["beijing"], None)
+
+
+def test_a_postgresql_journal_url_is_kept_apart_from_the_sqlite_path() -> None:
+    settings = Settings.from_env({"WAN_MCP_DB": "postgresql://wan@db.internal/wan"})
+    assert settings.journal_url == "postgresql://wan@db.internal/wan"
+    assert settings.journal_path == Settings.default("journal_path")
+    assert "db.internal" not in repr(settings)
+
+
+def test_every_wrong_value_is_named_at_once() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env({"WAN_MCP_MAX_IMAGES_PER_CALL": "0", "WAN_MCP_POLL_INTERVAL": "-1"})
+    assert str(caught.value) == (
+        "WAN_MCP_POLL_INTERVAL must not be negative; "
+        "WAN_MCP_MAX_IMAGES_PER_CALL='0' must be a whole number of images, at least 1"
+    )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hmac
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import uvicorn
 from mcp.server.transport_security import TransportSecuritySettings
@@ -105,9 +105,20 @@ def http_app(settings: Settings, *, host: str, token: str | None, allowed_hosts:
     return BearerToken(app, token) if token else app
 
 
-def serve_http(settings: Settings, *, host: str, port: int, token: str | None, allowed_hosts: Sequence[str]) -> None:
+def serve_http(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    token: str | None,
+    allowed_hosts: Sequence[str],
+    ready: Callable[[], None] | None = None,
+) -> None:
+    """Serve the app on ``host``:``port`` until stopped; ``ready`` is called once it is built, before it serves."""
     app = http_app(settings, host=host, token=token, allowed_hosts=allowed_hosts)
     sock = bind(host, port)
+    if ready is not None:
+        ready()
     shown = f"[{host}]" if ":" in host else host
     print(
         f"wan-image-mcp: serving MCP over HTTP at http://{shown}:{sock.getsockname()[1]}/mcp",
