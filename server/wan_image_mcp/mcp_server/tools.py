@@ -157,9 +157,9 @@ async def cancel_task(ctx: Context[AppState], task_id: TaskId) -> str:
 async def detect_segment(
     ctx: Context[AppState], *, checked: CheckedDetect, wait_seconds: float, **_arguments: Any
 ) -> Annotated[CallToolResult, EditResult]:
-    """Detect objects (labelled boxes) or segment them in an image; returns the result image and the instruction.
-
-    The instruction is written in the language of the targets, the way Wan's own examples are.
+    """Detect objects (labelled boxes) or segment them in one image. Returns one new picture, billed as one
+    image, with the boxes and labels or the segmentation drawn in: no masks, no coordinates. It keeps the
+    image's aspect ratio at the model's default size.
     """
     # The declared arguments reach the core through `checked` (resolvers.py): validated, and confirmed when they
     # must be.
