@@ -314,6 +314,80 @@ async def test_adjusted_inputs_are_reported(mcp: Client, make_image: ImageFactor
     assert "alpha channel flattened" in text(result)
 
 
+def received_images(emulator: EmulatorState, task_id: str) -> list[Image.Image]:
+    """The input images the emulator received for a task, decoded as it decoded them."""
+    found: list[Image.Image] = []
+    for data in emulator.tasks[task_id].images:
+        assert data is not None
+        with Image.open(io.BytesIO(data)) as image:
+            found.append(image.convert("RGB"))
+    return found
+
+
+def transparent_logo(make_image: ImageFactory) -> Path:
+    """A 600×400 PNG: an opaque blue square in the middle of a transparent field."""
+    path = make_image("logo.png", (600, 400), mode="RGBA", colour=(0, 0, 0, 0))
+    with Image.open(path) as image:
+        image.paste((0, 90, 200, 255), (200, 100, 400, 300))
+        image.save(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("arguments", "rgb", "named"),
+    [({"alpha_background": "#FF0000"}, (255, 0, 0), "#FF0000"), ({}, (255, 255, 255), "white")],
+)
+async def test_a_transparent_input_arrives_flattened_onto_the_chosen_background_and_says_so(
+    mcp: Client,
+    emulator: EmulatorState,
+    make_image: ImageFactory,
+    arguments: dict[str, Any],
+    rgb: tuple[int, int, int],
+    named: str,
+) -> None:
+    logo = transparent_logo(make_image)
+    result = await mcp.call_tool("edit_image", {"prompt": "x", "images": [str(logo)], "size": "1K", **arguments})
+    assert not result.is_error
+    (received,) = received_images(emulator, structured(result)["task_id"])
+    assert received.getpixel((10, 10)) == rgb  # where it was transparent
+    assert received.getpixel((300, 200)) == (0, 90, 200)
+    assert structured(result)["adjustments"] == [f"image 1: alpha channel flattened onto {named}"]
+    assert f"alpha channel flattened onto {named}" in text(result)
+
+
+async def test_detect_segment_flattens_onto_its_alpha_background(
+    mcp: Client, emulator: EmulatorState, make_image: ImageFactory
+) -> None:
+    logo = transparent_logo(make_image)
+    arguments = {"image": str(logo), "targets": ["square"], "alpha_background": "black"}
+    result = await mcp.call_tool("detect_segment", arguments)
+    assert not result.is_error
+    (received,) = received_images(emulator, structured(result)["task_id"])
+    assert received.getpixel((10, 10)) == (0, 0, 0)
+    assert structured(result)["adjustments"] == ["image 1: alpha channel flattened onto black"]
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments"),
+    [
+        ("edit_image", {"prompt": "x"}),
+        ("submit_task", {"prompt": "x"}),
+        ("detect_segment", {"targets": ["square"]}),
+        ("inspect_image", {}),
+    ],
+)
+async def test_a_background_that_is_no_colour_is_refused_naming_the_argument_before_any_request(
+    mcp: Client, emulator: EmulatorState, make_image: ImageFactory, tool: str, arguments: dict[str, Any]
+) -> None:
+    logo = str(transparent_logo(make_image))
+    images = {"image": logo} if tool == "detect_segment" else {"images": [logo]}
+    result = await mcp.call_tool(tool, {**arguments, **images, "alpha_background": "pink"})
+    assert result.is_error
+    said = "alpha_background: 'pink' is not a colour it takes: white, black or '#RRGGBB', e.g. '#FF0000'"
+    assert said in text(result) and "Nothing was sent" in text(result)
+    assert emulator.requests == []
+
+
 async def test_previews_can_be_turned_off(http: httpx2.AsyncClient, server_settings: Settings) -> None:
     quiet = server_settings.model_copy(update={"previews": False})
     async with Client(build_app(quiet, http)) as client:

@@ -31,7 +31,9 @@ def test_a_paid_calls_arguments_are_the_edit_args_with_its_params_beside_them_in
         **asdict(EditParams()),
         "wait_seconds": 50,
     }
-    assert [a.name for a in arguments(DetectArgs)] == [*("image", "targets", "mode", "labels", "instruction", "model")]
+    assert [a.name for a in arguments(DetectArgs)] == [
+        *("image", "targets", "mode", "labels", "instruction", "model", "alpha_background")
+    ]
 
 
 def test_a_call_built_from_its_arguments_carries_every_value() -> None:
