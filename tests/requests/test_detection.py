@@ -71,6 +71,9 @@ def test_empty_targets_and_mismatched_labels_are_refused() -> None:
         (["cups on the table"], "all the cups on the table", False, "“cups on the table”"),
         (["bottle of wine"], "the bottle of wine", True, "“bottle of wine”"),
         (["John's car"], "John's car", True, "“John's car”"),
+        (["everything"], "everything", False, "“everything”"),
+        (["something red"], "something red", True, "“something red”"),
+        (["every"], "every", False, "“every”"),
     ],
 )
 def test_english_targets_keep_their_quantifiers_and_a_bare_noun_gets_the_article_its_number_needs(

@@ -47,6 +47,8 @@ _MANY = _words("every each all both these those several many few most") | _NUMBE
 _ONE = _words("a an one this that another")
 _EITHER = _words("the some any no my your his her its our their")
 """Determiners whose number is the noun's: "the bottle", "the bottles"."""
+_PRONOUNS = _words("everything everyone everybody anything anyone something someone")
+"""Words that take no article and are their own label ("everything", "something red")."""
 _IRREGULAR_PLURALS = _words("people children men women mice feet teeth geese oxen dice sheep fish")
 _SINGULAR_IN_S = _words("lens gas atlas canvas bus series species chassis news")
 _BOUNDARY = _words("of on in at with near under behind beside by from for to that which who above below")
@@ -110,6 +112,8 @@ def _english(target: str) -> tuple[str, bool, str]:
     """A target as the instruction writes it, whether it is more than one thing, and its default label."""
     words = target.split()
     lowered = [word.lower() for word in words]
+    if lowered[0] in _PRONOUNS:
+        return " ".join([lowered[0], *words[1:]]), lowered[0].startswith("every"), target
     number = _number(lowered[0])
     if number is None and lowered[0].endswith(("'s", "’s")):  # "John's car": kept, and kept as its label
         return target, _plural_noun(lowered[1:]), target
@@ -121,7 +125,7 @@ def _english(target: str) -> tuple[str, bool, str]:
         rest += 1  # "all of the bottles", "each of my cups"
     many = number == "many" or (number == "either" and _plural_noun(lowered[rest:]))
     subject = " ".join([lowered[0], *words[1:]])  # "Every bottle" mid-sentence: "every bottle"
-    return subject, many, " ".join(words[rest:])
+    return subject, many, " ".join(words[rest:]) or target  # "every" alone keeps itself as its label
 
 
 def _chinese_label(target: str) -> str:
