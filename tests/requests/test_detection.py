@@ -74,6 +74,8 @@ def test_empty_targets_and_mismatched_labels_are_refused() -> None:
         (["everything"], "everything", False, "“everything”"),
         (["something red"], "something red", True, "“something red”"),
         (["every"], "every", False, "“every”"),
+        (["cups in the image"], "all the cups", False, "“cups”"),
+        (["the cup in this photo"], "the cup", True, "“cup”"),
     ],
 )
 def test_english_targets_keep_their_quantifiers_and_a_bare_noun_gets_the_article_its_number_needs(
@@ -108,6 +110,8 @@ def test_segmenting_quantifies_the_targets_the_same_way(targets: list[str], expe
         (["台燈"], "檢測圖片中的台燈，畫框並標註“台燈”"),
         (["這杯子"], "檢測圖片中的這杯子，畫框並標註“這杯子”"),
         (["所有"], "檢測圖片中的所有，畫框並標註“所有”"),
+        (["圖片中的所有瓶子"], "檢測圖片中的所有瓶子，畫框並標註“瓶子”"),
+        (["图中的杯子"], "检测图片中的杯子，画框并标注“杯子”"),
     ],
 )
 def test_chinese_quantifiers_are_kept_once_and_left_out_of_the_labels(targets: list[str], expected: str) -> None:

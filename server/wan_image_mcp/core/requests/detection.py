@@ -11,7 +11,8 @@ bottle": one), a bare plural "all the" ("bottles" -> "all the bottles": each one
 with a determiner or a quantifier ("every bottle", "all bottles", "two cups", "my dog", "a clock") is kept as
 written; a single target asks for "a box around it" only when it is one thing. Chinese has no articles: a target
 is kept as written (所有瓶子, 每個杯子), the template adds no quantifier of its own. A box's default label is the
-target without its quantifier ("every bottle" -> “bottle”, 兩個杯子 -> “杯子”).
+target without its quantifier ("every bottle" -> “bottle”, 兩個杯子 -> “杯子”). What the template says already
+is left out of a target ("cups in the image", 圖片中的杯子), so it is not said twice.
 """
 
 from __future__ import annotations
@@ -63,6 +64,13 @@ _ZH_QUANTIFIER = re.compile(
     f"|[一二兩两三四五六七八九十百幾几0-9]+[{_ZH_CLASSIFIERS}杯瓶頭头台把位名塊块片支枝朵棵])的?"
 )
 """A quantifier a Chinese target may start with (所有, 每個/每个, 兩個/两个, 這些, 三隻…), with its 的."""
+
+
+_IN_THE_IMAGE = re.compile(
+    r"^(?:圖片|图片|圖像|图像|照片|圖|图)(?:中|裡|里|內|内)的?|\s+in (?:the|this) (?:image|picture|photo)$",
+    re.IGNORECASE,
+)
+"""What the templates say already: 圖片中的杯子 would read 檢測圖片中的圖片中的杯子."""
 
 
 def language_of(targets: Sequence[str]) -> str:
@@ -136,14 +144,14 @@ def _chinese_label(target: str) -> str:
 
 def build_instruction(targets: Sequence[str], mode: Mode = "detect", labels: Sequence[str] | None = None) -> str:
     problems: list[Problem] = []
-    cleaned = [t.strip() for t in targets]
+    cleaned = [_IN_THE_IMAGE.sub("", t.strip()) or t.strip() for t in targets]
     if not cleaned or not all(cleaned):
         problems.append(Problem("targets", "give at least one non-empty thing to find, e.g. ['laptop', 'clock']"))
     if labels is not None and len(labels) != len(targets):
         problems.append(Problem("labels", f"{len(labels)} labels for {len(targets)} targets; give one per target"))
     if problems:
         raise InvalidRequest(problems)
-    language = language_of(cleaned)
+    language = language_of(targets)  # as written: 图中的 is simplified, 杯子 alone could be either
     template = _TEMPLATES[language]
     many = len(cleaned) > 1
     if language == "en":
