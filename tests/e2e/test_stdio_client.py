@@ -3,6 +3,8 @@ the server talks to the emulator on a loopback port, images land on disk."""
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import subprocess
 import sys
@@ -16,6 +18,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS, CallToolResult, ImageContent
+from PIL import Image
 
 from tests.support.helpers import TOOL_NAMES, server_env, text
 from wan_image_mcp.core.specs import MODEL_NAMES
@@ -103,6 +106,46 @@ async def test_every_tool_and_model_over_stdio(emulator: RunningEmulator, tmp_pa
             queued = body(await client.call_tool("submit_task", {"prompt": "x"}))["task_id"]
             cancelled = await client.call_tool("cancel_task", {"task_id": queued})
             assert not cancelled.is_error and "cancelled" in text(cancelled)
+
+
+def transparent_logo() -> str:
+    """A 600×400 PNG as a data: URL: an opaque blue square in the middle of a transparent field."""
+    logo = Image.new("RGBA", (600, 400), (0, 0, 0, 0))
+    logo.paste((0, 90, 200, 255), (200, 100, 400, 300))
+    out = io.BytesIO()
+    logo.save(out, "PNG")
+    return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode()
+
+
+async def test_detect_segment_over_stdio_gives_what_its_listing_says(emulator: RunningEmulator, tmp_path: Path) -> None:
+    """What a cold agent met: it did not know it gets one picture, its targets read singular, and nothing let it
+    choose what a transparent logo is flattened onto."""
+    with anyio.fail_after(60):
+        async with stdio_session(emulator, tmp_path, tmp_path / "stdout.log") as client:
+            tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+            said = " ".join((tools["detect_segment"].description or "").split())
+            assert "one new picture, billed as one image" in said and "no masks, no coordinates" in said
+            for name in ("edit_image", "submit_task", "detect_segment", "inspect_image"):
+                assert "alpha_background" in tools[name].input_schema["properties"]
+
+            own = "Box every bottle and every cup, each labelled with its name."
+            arguments = {"image": transparent_logo(), "instruction": own, "alpha_background": "#FF0000"}
+            result = await client.call_tool("detect_segment", arguments)
+            assert not result.is_error, text(result)
+            assert body(result)["instruction"] == own and len(body(result)["images"]) == 1
+            assert body(result)["adjustments"] == ["image 1: alpha channel flattened onto #FF0000"]
+            data = emulator.state.tasks[body(result)["task_id"]].images[0]
+            assert data is not None
+            with Image.open(io.BytesIO(data)) as received:
+                assert received.convert("RGB").getpixel((10, 10)) == (255, 0, 0)  # where it was transparent
+
+            quantified = await client.call_tool("detect_segment", {"image": URL, "targets": ["every bottle", "cups"]})
+            assert body(quantified)["instruction"].startswith("Detect every bottle and all the cups in the image, ")
+
+            requests = len(emulator.state.requests)
+            refused = await client.call_tool("detect_segment", {"image": URL})
+            assert refused.is_error and "give targets" in text(refused) and "or instruction" in text(refused)
+            assert len(emulator.state.requests) == requests
 
 
 async def test_bounded_wait_then_check_task_over_stdio(emulator: RunningEmulator, tmp_path: Path) -> None:

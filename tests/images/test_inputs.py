@@ -23,6 +23,7 @@ from PIL import GifImagePlugin, Image, PngImagePlugin
 from tests.support.helpers import ImageFactory, text, until
 from wan_image_mcp.core.errors import InputChanged, InvalidRequest
 from wan_image_mcp.core.images import decoding, inputs
+from wan_image_mcp.core.images.background import Background
 from wan_image_mcp.core.images.decoding import EXIF_ORIENTATION
 from wan_image_mcp.core.images.inputs import prepare_image
 from wan_image_mcp.core.images.references import PreparedImage, RefKind, decode_data_url, local_path
@@ -48,6 +49,38 @@ def test_png_with_alpha_is_flattened_onto_white(make_image: ImageFactory, tmp_pa
     assert image.getpixel((10, 10)) == (255, 255, 255)
     assert prepared.adjustments == ("image 1: alpha channel flattened onto white",)
     assert prepared.value.startswith("data:image/png;base64,")
+
+
+@pytest.mark.parametrize(
+    ("chosen", "rgb", "named"),
+    [("black", (0, 0, 0), "black"), ("#ff0000", (255, 0, 0), "#FF0000"), ("White", (255, 255, 255), "white")],
+)
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P"])
+def test_transparency_is_flattened_onto_the_chosen_background(
+    make_image: ImageFactory, tmp_path: Path, chosen: str, rgb: tuple[int, int, int], named: str, mode: str
+) -> None:
+    """A colour image, a grey one (LA: onto a colour it becomes RGB) and a palette one with a transparent entry."""
+    path = tmp_path / "logo.png"
+    logo = Image.new("RGBA", (400, 300), (250, 250, 0, 0))
+    logo.paste((0, 90, 200, 255), (100, 100, 300, 200))  # an opaque square on a transparent field
+    if mode == "P":
+        palette = logo.convert("RGB").quantize(2)
+        palette.save(path, transparency=palette.getpixel((0, 0)))  # the field's palette entry
+    else:
+        (logo.convert("LA") if mode == "LA" else logo).save(path)
+    background = Background.parse(chosen)
+    assert background is not None
+    prepared = prepare_image(str(path), 1, LIMITS, tmp_path, background=background)
+    image = sent_image(prepared.value).convert("RGB")
+    assert image.getpixel((10, 10)) == rgb  # where it was transparent
+    assert image.getpixel((200, 150)) != rgb  # the square is kept
+    assert prepared.adjustments == (f"image 1: alpha channel flattened onto {named}",)
+
+
+def test_an_opaque_image_is_sent_as_it_is_whatever_the_background(make_image: ImageFactory, tmp_path: Path) -> None:
+    path = make_image("photo.png", (400, 300))
+    prepared = prepare_image(str(path), 1, LIMITS, tmp_path, background=Background("black", (0, 0, 0)))
+    assert prepared.adjustments == () and prepared.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @pytest.mark.parametrize("fmt", ["GIF", "TIFF", "PPM", "TGA"])

@@ -118,6 +118,28 @@ async def test_the_preview_shows_what_is_sent_transparency_on_white_and_deep_ton
     assert preview_pixel(deep_preview, between_grid_lines) == pytest.approx((156, 156, 156), abs=3)  # not white
 
 
+async def test_inspect_says_an_image_has_transparency_and_shows_it_on_the_background_it_would_be_flattened_onto(
+    mcp: Client, make_image: ImageFactory
+) -> None:
+    logo = make_image("logo.png", (600, 400), mode="RGBA", colour=(0, 0, 0, 0))
+    photo = make_image("photo.png", (600, 400))
+    for arguments, named, rgb in [
+        ({}, "white", (255, 255, 255)),
+        ({"alpha_background": "#FF0000"}, "#FF0000", (255, 0, 0)),
+    ]:
+        result = await mcp.call_tool("inspect_image", {"images": [str(logo), str(photo)], **arguments})
+        assert not result.is_error and result.structured_content is not None
+        logo_r, photo_r = result.structured_content["images"]
+        assert logo_r["alpha_background"] == named and "alpha_background" not in photo_r
+        assert logo_r["models"]["wan2.6-image"] == f"adjusted: alpha channel flattened onto {named}"
+        assert f"image 1: 600×400 PNG, {logo.stat().st_size} bytes\n  has transparency: flattened onto {named}" in text(
+            result
+        )
+        assert "has transparency" not in text(result).split("image 2:")[1]
+        preview = next(block for block in result.content if isinstance(block, ImageContent))
+        assert preview_pixel(preview, (150, 150)) == pytest.approx(rgb, abs=6)
+
+
 async def test_a_data_url_that_is_no_image_is_worded_as_edit_image_words_it(mcp: Client) -> None:
     ref = "data:image/png;base64,AAAA"
     inspected = await mcp.call_tool("inspect_image", {"images": [ref]})

@@ -31,7 +31,9 @@ def test_a_paid_calls_arguments_are_the_edit_args_with_its_params_beside_them_in
         **asdict(EditParams()),
         "wait_seconds": 50,
     }
-    assert [a.name for a in arguments(DetectArgs)] == ["image", "targets", "mode", "labels", "model"]
+    assert [a.name for a in arguments(DetectArgs)] == [
+        *("image", "targets", "mode", "labels", "instruction", "model", "alpha_background")
+    ]
 
 
 def test_a_call_built_from_its_arguments_carries_every_value() -> None:
@@ -69,3 +71,9 @@ def test_an_optional_argument_that_is_no_wire_parameter_is_neither_sent_nor_refu
     request = prepare_request("wan2.7-image", "a red fox", [], params)
     assert "rehearse" not in request.parameters
     assert request.parameters == prepare_request("wan2.7-image", "a red fox", [], EditParams(size="1K")).parameters
+
+
+def test_detect_segment_with_its_own_instruction_sends_it() -> None:
+    own = "Box each bottle in red."
+    call = build(DetectArgs, {"image": "a.png", "instruction": own})
+    assert call.edit_args() == EditArgs(prompt=own, images=["a.png"])

@@ -361,3 +361,23 @@ def test_expected_size_follows_the_last_input(make_image: ImageFactory) -> None:
     assert height % 16 == 0
     assert abs(width / height - 2.0) < 0.05
     assert abs(width * height - 1024 * 1024) / (1024 * 1024) < 0.03
+
+
+@pytest.mark.parametrize("colour", ["pink", "#FF00", "ff0000", "#GG0000", "", "transparent"])
+def test_a_background_that_is_no_colour_it_takes_is_refused_naming_alpha_background(
+    colour: str, make_image: ImageFactory
+) -> None:
+    logo = make_image("logo.png", (400, 300), mode="RGBA", colour=(0, 0, 0, 0))
+    with pytest.raises(InvalidRequest) as caught:
+        prepare_request("wan2.7-image", "x", [str(logo)], EditParams(alpha_background=colour))
+    (problem,) = caught.value.problems
+    assert (
+        str(problem)
+        == f"alpha_background: {colour!r} is not a colour it takes: white, black or '#RRGGBB', e.g. '#FF0000'"
+    )
+
+
+@pytest.mark.parametrize("colour", ["white", "BLACK", "#00ff7F", " #123456 "])
+def test_a_background_it_takes_is_no_wire_parameter(colour: str) -> None:
+    request = prepare_request("wan2.7-image", "x", [], EditParams(size="1K", alpha_background=colour))
+    assert request.parameters == {"n": 1, "watermark": False, "size": "1K"}

@@ -13,7 +13,9 @@ A call's resolver takes the tool's declared arguments by name (``taking``, as th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Any
 
 from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
@@ -21,7 +23,9 @@ from mcp.server.mcpserver import Context, Elicit, ListRoots, Resolve
 from mcp.types import ElicitResult, ListRootsResult
 from pydantic import BaseModel, ConfigDict
 
+from ..core.errors import InvalidRequest
 from ..core.requests.declarations import DetectArgs, EditArgs, arguments, build
+from ..core.requests.detection import named_for_detect
 from ..core.requests.spending import REUSED_YES, Answer, CannotAsk, Reply, SpendQuestion
 from ..core.requests.validation import PreparedRequest
 from ..core.tasks.service import WanService
@@ -132,10 +136,18 @@ def cannot_elicit(ctx: Context[AppState]) -> str | None:
 
 
 async def _prepare(
-    ctx: Context[AppState], args: EditArgs, roots: ListRootsResult, instruction: str | None = None
+    ctx: Context[AppState],
+    args: EditArgs,
+    roots: ListRootsResult,
+    instruction: str | None = None,
+    named: Callable[[InvalidRequest], InvalidRequest] | None = None,
 ) -> Prepared:
+    """``args`` validated into a request; its problems ``named`` by the tool's own arguments when given."""
     with tool_errors():
-        return Prepared(args, await _service(ctx).prepare(args, roots=uris(roots)), instruction)
+        try:
+            return Prepared(args, await _service(ctx).prepare(args, roots=uris(roots)), instruction)
+        except InvalidRequest as exc:
+            raise exc if named is None else named(exc) from None
 
 
 async def _ask(ctx: Context[AppState], prepared: Prepared) -> Elicit[Proceed] | Unasked:
@@ -190,8 +202,10 @@ CheckedEdit = Annotated[Checked, Resolve(_edit_checked)]
 @taking(arguments(DetectArgs))
 async def _detect_call(ctx: Context[AppState], roots: RootsForImage, **call: Any) -> Prepared:
     with tool_errors():
-        args = build(DetectArgs, call).edit_args()
-    return await _prepare(ctx, args, roots, instruction=args.prompt)
+        detect = build(DetectArgs, call)
+        args = detect.edit_args()
+    named = partial(named_for_detect, own_instruction=detect.instruction is not None)
+    return await _prepare(ctx, args, roots, instruction=args.prompt, named=named)
 
 
 DetectCall = Annotated[Prepared, Resolve(_detect_call)]

@@ -19,7 +19,16 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, ContentBlock, ImageContent, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
-from ..core.requests.declarations import MAX_INPUT_IMAGES, MAX_WAIT, DetectArgs, EditArgs, TaskId, Waiting, arguments
+from ..core.requests.declarations import (
+    MAX_INPUT_IMAGES,
+    MAX_WAIT,
+    AlphaBackground,
+    DetectArgs,
+    EditArgs,
+    TaskId,
+    Waiting,
+    arguments,
+)
 from ..core.results.outcomes import EditResult, InspectResult, ListedStatus, TaskList, TaskStarted, summary_text
 from ..core.results.previews import Reader, previews
 from ..dashscope import APIStatusError
@@ -157,9 +166,9 @@ async def cancel_task(ctx: Context[AppState], task_id: TaskId) -> str:
 async def detect_segment(
     ctx: Context[AppState], *, checked: CheckedDetect, wait_seconds: float, **_arguments: Any
 ) -> Annotated[CallToolResult, EditResult]:
-    """Detect objects (labelled boxes) or segment them in an image; returns the result image and the instruction.
-
-    The instruction is written in the language of the targets, the way Wan's own examples are.
+    """Detect objects (labelled boxes) or segment them in one image. Returns one new picture, billed as one
+    image, with the boxes and labels or the segmentation drawn in: no masks, no coordinates. It keeps the
+    image's aspect ratio at the model's default size.
     """
     # The declared arguments reach the core through `checked` (resolvers.py): validated, and confirmed when they
     # must be.
@@ -184,12 +193,14 @@ async def inspect_image(
         list[str], Field(min_length=1, max_length=MAX_INPUT_IMAGES, description="Image references, as for edit_image.")
     ],
     roots: RootsForImages = NO_ROOTS,
+    alpha_background: AlphaBackground = "white",
 ) -> Annotated[CallToolResult, InspectResult]:
     """Before editing: each image's size, format, EXIF orientation and bytes, which models take it as it is
     (and what would be adjusted or refused for the others), and a preview with a pixel grid for choosing
     bbox_list coordinates in the image's own pixels. Costs nothing: nothing is sent to DashScope."""
     state = _state(ctx)
-    result, grids = await state.service.inspect(images, roots=uris(roots))
+    with tool_errors():
+        result, grids = await state.service.inspect(images, roots=uris(roots), alpha_background=alpha_background)
     lines: list[str] = []
     for info in result.images:
         if info.problem:
@@ -198,6 +209,8 @@ async def inspect_image(
             lines.append(f"image {info.index}: remote, not fetched here")
         else:
             lines.append(f"image {info.index}: {info.width}×{info.height} {info.format}, {info.bytes} bytes")
+            if info.alpha_background:
+                lines.append(f"  has transparency: flattened onto {info.alpha_background} (alpha_background)")
             lines += [f"  {model}: {verdict}" for model, verdict in info.models.items()]
     content: list[ContentBlock] = [TextContent(type="text", text="\n".join(lines))]
     content += [_jpeg(grid) for grid in grids if grid]

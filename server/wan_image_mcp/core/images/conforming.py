@@ -1,7 +1,8 @@
 """Conforming an image to a model's ``ImageLimits``: decided from its header (``plan``), then done
 (``conform``) within the shared decode budget.
 
-Fixed and reported as adjustments: EXIF orientation applied, alpha flattened onto white, 16- and 32-bit grey
+Fixed and reported as adjustments: EXIF orientation applied, alpha flattened onto its background (white unless
+the caller chose another: ``background``), 16- and 32-bit grey
 scaled to 8 bits, formats the API does not read converted, images over the side limit downscaled (bbox
 coordinates follow through ``PreparedImage.scale``), files over the byte limit re-encoded (PNG, then JPEG,
 then downscaled). Refused with a ``Problem``: too small, aspect ratio out of range, or a file that cannot be
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import InvalidRequest
 from ..specs import MAX_DECODE_PIXELS, ImageLimits
+from .background import WHITE, Background
 from .decoding import (
     DECODE_OVERHEAD_BYTES,
     DecodeBudget,
@@ -69,6 +71,8 @@ class Plan:
     encoding: str
     """The format it is re-encoded in, unless sent as it is: JPEG for a JPEG or a lossless image of more than
     ``_LOSSLESS_PIXELS``, else PNG (the file limit may still turn a PNG into a JPEG, known once encoded)."""
+    background: Background = WHITE
+    """What transparency is flattened onto."""
 
 
 def plan(
@@ -79,9 +83,11 @@ def plan(
     problem: Callable[[str], InvalidRequest],
     *,
     raw: tuple[int, int] | None = None,
+    background: Background = WHITE,
 ) -> Plan:
-    """Decide from an opened image's header what conforming it to ``limits`` does; raise what makes it refused.
-    ``raw``: plan as for an image of that size, stored as this one is."""
+    """Decide from an opened image's header what conforming it to ``limits`` does, its transparency flattened
+    onto ``background``; raise what makes it refused. ``raw``: plan as for an image of that size, stored as this
+    one is."""
     fmt = image.format or "unknown"
     raw = raw or image.size
     turn = orientation not in (1, None)
@@ -99,7 +105,7 @@ def plan(
     if turn:
         notes.append(f"EXIF orientation {orientation} applied (boxes are read in the orientation shown)")
     if alpha:
-        notes.append("alpha channel flattened onto white")
+        notes.append(f"alpha channel flattened onto {background.name}")
     if deep:
         notes.append(f"{DEPTH_NAMES[image.mode]} scaled to 8 bits")
     if convert:
@@ -137,6 +143,7 @@ def plan(
         as_is=as_is,
         estimated_bytes=round(size * (width * height) / (raw[0] * raw[1])),
         encoding=encoding,
+        background=background,
     )
 
 
@@ -148,9 +155,11 @@ def conform(
     source: str,
     limits: ImageLimits,
     problem: Callable[[str], InvalidRequest],
+    background: Background = WHITE,
 ) -> PreparedImage:
-    """Check an image against ``limits`` and fix what can be fixed. ``data`` is the file's bytes or the open file;
-    returns what is sent for image ``index``; raises ``problem(...)``, an InvalidRequest, for what is refused.
+    """Check an image against ``limits`` and fix what can be fixed, transparency flattened onto ``background``.
+    ``data`` is the file's bytes or the open file; returns what is sent for image ``index``; raises
+    ``problem(...)``, an InvalidRequest, for what is refused.
 
     Decoding is the costly part, so what must be done is decided from the header first (``plan``). Every image is
     decoded before it is sent, as it is or not: a PNG whose chunks all match their CRCs can still hold too little
@@ -163,7 +172,7 @@ def conform(
     file = io.BytesIO(data) if isinstance(data, bytes) else data
     size = len(data) if isinstance(data, bytes) else os.fstat(data.fileno()).st_size
     opened = _Opened(*open_image(file, source, problem))
-    todo = plan(opened.image, opened.orientation, size, limits, problem)
+    todo = plan(opened.image, opened.orientation, size, limits, problem, background=background)
     cost = conform_bytes(opened.image, opened.orientation, todo)
     if cost.peak > DecodeBudget.BYTES:
         image = opened.take()
@@ -204,7 +213,8 @@ def conform_bytes(image: Image.Image, orientation: int, todo: Plan, raw: tuple[i
     if todo.as_is:
         return Cost(stored + decoder, 0)
     sent = DECODE_OVERHEAD_BYTES + todo.size[0] * todo.size[1] * ENCODE_BYTES
-    work = DECODE_OVERHEAD_BYTES + stored + as_sent_bytes(image, orientation, todo.fit or decoded, decoded)
+    shaped = as_sent_bytes(image, orientation, todo.fit or decoded, decoded, background=todo.background)
+    work = DECODE_OVERHEAD_BYTES + stored + shaped
     return Cost(max(stored + decoder, work, sent), sent)
 
 
@@ -319,7 +329,7 @@ def _reencoded(
         out_fmt = "JPEG"
     with hold_decoded(cost.peak) as held:
         decode(image.load, problem)
-        image = as_sent(image, opened.orientation, resize_to=todo.fit)
+        image = as_sent(image, opened.orientation, resize_to=todo.fit, background=todo.background)
         held.keep(cost.encoding)  # the decoded original is gone: the next decode can start beside this encode
         payload = _encode(image, out_fmt, full_colour=full_colour)
         if not fallback and len(payload) > limits.max_bytes and out_fmt == "PNG":

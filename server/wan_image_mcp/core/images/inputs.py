@@ -16,6 +16,7 @@ from typing import TypeVar
 from ..errors import InvalidRequest, Problem
 from ..specs import ImageLimits
 from .access import FileAccess
+from .background import WHITE, Background
 from .conforming import conform
 from .decoding import FileIdentity
 from .references import PreparedImage, RefKind, classify, decode_data_url, describe_ref, local_path, open_local
@@ -40,13 +41,17 @@ def on_image_threads(work: Callable[[int, str], _T], refs: Sequence[str]) -> lis
 
 
 def prepare_images(
-    refs: Sequence[str], limits: ImageLimits, cwd: Path, access: FileAccess | None = None
+    refs: Sequence[str],
+    limits: ImageLimits,
+    cwd: Path,
+    access: FileAccess | None = None,
+    background: Background = WHITE,
 ) -> list[PreparedImage | InvalidRequest]:
     """``prepare_image`` for each reference (1-based), in order, on the call's image threads."""
 
     def one(index: int, ref: str) -> PreparedImage | InvalidRequest:
         try:
-            return prepare_image(ref, index, limits, cwd, access)
+            return prepare_image(ref, index, limits, cwd, access, background)
         except InvalidRequest as exc:
             return exc
 
@@ -54,9 +59,15 @@ def prepare_images(
 
 
 def prepare_image(
-    ref: str, index: int, limits: ImageLimits, cwd: Path, access: FileAccess | None = None
+    ref: str,
+    index: int,
+    limits: ImageLimits,
+    cwd: Path,
+    access: FileAccess | None = None,
+    background: Background = WHITE,
 ) -> PreparedImage:
-    """Check and conform one reference. Raises InvalidRequest with a Problem naming image ``index``.
+    """Check and conform one reference, its transparency flattened onto ``background``. Raises InvalidRequest
+    with a Problem naming image ``index``.
 
     With ``access``, a local file is read only if its resolved path is inside an allowed directory; the
     resolved path is what is opened."""
@@ -73,17 +84,21 @@ def prepare_image(
             data = decode_data_url(ref)
         except ValueError as exc:
             raise problem(str(exc)) from None
-        return conform(data, index=index, kind=kind, source=source, limits=limits, problem=problem)
+        return conform(
+            data, index=index, kind=kind, source=source, limits=limits, problem=problem, background=background
+        )
     try:
         path, file = open_local(local_path(ref, cwd), access)
     except ValueError as exc:
         raise problem(str(exc)) from None
     with file:
-        key = (FileIdentity.of(file), limits)
+        key = (FileIdentity.of(file), limits)  # only images sent as they are (no alpha) are remembered
         checked = imaging().checked
         prepared = checked.get(key)
         if prepared is None:
-            prepared = conform(file, index=index, kind=kind, source=source, limits=limits, problem=problem)
+            prepared = conform(
+                file, index=index, kind=kind, source=source, limits=limits, problem=problem, background=background
+            )
             checked.put(key, prepared)
         else:
             prepared = dataclasses.replace(prepared, index=index, source=source)

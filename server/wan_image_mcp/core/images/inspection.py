@@ -15,11 +15,12 @@ from pathlib import Path
 from ..errors import DecodeTooCostly, InvalidRequest, Problem
 from ..specs import SPECS, ImageLimits
 from .access import FileAccess
+from .background import WHITE, Background
 from .conforming import conform_bytes, plan
 from .decoding import DECODE_ERRORS, DecodeBudget, damaged, open_image, too_costly
 from .inputs import on_image_threads
 from .pillow import Image, ImageDraw, ImageFont
-from .pixels import small_as_sent
+from .pixels import has_alpha, small_as_sent
 from .references import RefKind, classify, decode_data_url, describe_ref, local_path, open_local
 
 GRID_PREVIEW_SIDE = 768
@@ -38,9 +39,11 @@ class ImageReport:
     models: dict[str, str] = field(default_factory=dict[str, str])
     """model -> "as is" | "adjusted: …" | "refused: …" (or why it cannot be told)."""
     problem: str | None = None
+    alpha_background: str | None = None
+    """What its transparency is flattened onto when it has any ('white', 'black', '#FF0000'), else None."""
 
 
-def _verdicts(image: Image.Image, orientation: int, size: int) -> dict[str, str]:
+def _verdicts(image: Image.Image, orientation: int, size: int, background: Background) -> dict[str, str]:
     """Per model, what conforming would do, from the header alone (as ``conform`` decides it): no model's
     version is decoded, resized or encoded. Only the file limit's outcome (PNG, else JPEG, else smaller; JPEG
     at once for a JPEG or a lossless image of more than 16 Mpx) is known once encoded, so it is said to be
@@ -51,7 +54,7 @@ def _verdicts(image: Image.Image, orientation: int, size: int) -> dict[str, str]
         limits = spec.image
         if limits not in by_limits:
             try:
-                todo = plan(image, orientation, size, limits, _raise)
+                todo = plan(image, orientation, size, limits, _raise, background=background)
                 if (cost := conform_bytes(image, orientation, todo).peak) > DecodeBudget.BYTES:
                     raise _raise(too_costly(image, cost))  # as ``conform`` refuses it
             except InvalidRequest as exc:
@@ -113,7 +116,7 @@ def plain_preview(image: Image.Image) -> bytes:
 
 
 def _inspect_one(
-    index: int, ref: str, access: FileAccess, cwd: Path, *, grid: bool = True
+    index: int, ref: str, access: FileAccess, cwd: Path, *, grid: bool = True, background: Background = WHITE
 ) -> tuple[ImageReport, bytes | None]:
     kind = classify(ref)
     source = describe_ref(ref)
@@ -129,10 +132,10 @@ def _inspect_one(
             size = os.fstat(file.fileno()).st_size
         with file:
             opened, orientation = open_image(file, source, _raise)
-            verdicts = _verdicts(opened, orientation, size)
-            fmt, raw = opened.format, opened.size
+            verdicts = _verdicts(opened, orientation, size, background)
+            fmt, raw, transparent = opened.format, opened.size, has_alpha(opened)
             try:
-                shown = small_as_sent(opened, orientation, GRID_PREVIEW_SIDE)
+                shown = small_as_sent(opened, orientation, GRID_PREVIEW_SIDE, background)
             except DecodeTooCostly as exc:
                 raise _raise(str(exc)) from None
             except DECODE_ERRORS as exc:
@@ -151,16 +154,19 @@ def _inspect_one(
         orientation=orientation,
         bytes=size,
         models=verdicts,
+        alpha_background=background.name if transparent else None,
     )
     return report, grid_preview(shown, (width, height)) if grid else plain_preview(shown)
 
 
 def inspect_images(
-    refs: Sequence[str], access: FileAccess, cwd: Path, *, grid: bool = True
+    refs: Sequence[str], access: FileAccess, cwd: Path, *, grid: bool = True, background: Background = WHITE
 ) -> tuple[list[ImageReport], list[bytes | None]]:
     """Reports and grid previews (None where the image could not be read), one per reference, in order, on the
     call's image threads: sizes and verdicts from each header, one decode each (for the preview, which also
-    proves the data whole), never more decodes at once than the decode budget allows. ``grid=False``: previews
-    without the grid (the box picker's)."""
-    done = on_image_threads(lambda index, ref: _inspect_one(index, ref, access, cwd, grid=grid), refs)
+    proves the data whole), never more decodes at once than the decode budget allows; transparency flattened
+    onto ``background``, as it would be sent. ``grid=False``: previews without the grid (the box picker's)."""
+    done = on_image_threads(
+        lambda index, ref: _inspect_one(index, ref, access, cwd, grid=grid, background=background), refs
+    )
     return [report for report, _ in done], [preview for _, preview in done]

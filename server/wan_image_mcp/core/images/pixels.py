@@ -1,6 +1,6 @@
-"""The pixel work of sending an image: tones in 8 bits, alpha onto white, EXIF orientation applied, and
-Lanczos resizing in bands of rows. ``as_sent`` is what the API receives, and what the inspect preview and the
-gallery's input thumbnails show (``small_as_sent``), so what is seen is what is sent.
+"""The pixel work of sending an image: tones in 8 bits, alpha onto its background (white unless chosen), EXIF
+orientation applied, and Lanczos resizing in bands of rows. ``as_sent`` is what the API receives, and what the
+inspect preview and the gallery's input thumbnails show (``small_as_sent``), so what is seen is what is sent.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 from ..errors import DecodeTooCostly
+from .background import WHITE, Background
 from .decoding import DECODE_OVERHEAD_BYTES, DecodeBudget, decoded_bytes, decoder_bytes, too_costly
 from .runtime import BAND_THREADS, hold_decoded, imaging
 
@@ -88,7 +89,7 @@ def preview_size(size: tuple[int, int], side: int) -> tuple[int, int]:
     return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
 
 
-def small_as_sent(image: Image.Image, orientation: int, side: int) -> Image.Image:
+def small_as_sent(image: Image.Image, orientation: int, side: int, background: Background = WHITE) -> Image.Image:
     """An opened image decoded, at most ``side`` px, as it is sent (``as_sent``). A JPEG is decoded near that
     size (libjpeg's scaling, which still reads the whole file), others in full, then reduced by box averaging
     before Lanczos. Raises what Pillow raises for damaged data, and ``DecodeTooCostly`` (a ValueError) for an
@@ -100,14 +101,14 @@ def small_as_sent(image: Image.Image, orientation: int, side: int) -> Image.Imag
         image.draft(image.mode, target)
     shown = preview_size(image.size, side)
     stored = DECODE_OVERHEAD_BYTES + decoded_bytes(image)
-    cost = max(stored + decoder, stored + as_sent_bytes(image, orientation, shown))
+    cost = max(stored + decoder, stored + as_sent_bytes(image, orientation, shown, background=background))
     if cost > DecodeBudget.BYTES:
         image.close()
         raise DecodeTooCostly(too_costly(image, cost, original))
     with hold_decoded(cost):
         try:
             image.load()
-            shown = as_sent(image, orientation, resize_to=preview_size(image.size, side))
+            shown = as_sent(image, orientation, resize_to=preview_size(image.size, side), background=background)
             return shown.copy() if shown is image else shown  # small already: kept apart from what is closed
         finally:
             image.close()  # frees the decoded pixels while they are still counted (and closes the file)
@@ -118,10 +119,17 @@ def _linear(factor: float, offset: float) -> Callable[[ImagePointTransform], Ima
     return lambda v: v * factor + offset
 
 
-def as_sent(image: Image.Image, orientation: int, *, resize_to: tuple[int, int] | None = None) -> Image.Image:
+def as_sent(
+    image: Image.Image,
+    orientation: int,
+    *,
+    resize_to: tuple[int, int] | None = None,
+    background: Background = WHITE,
+) -> Image.Image:
     """A loaded image as it is sent, in RGB or L: tones in 8 bits (``eight_bits``), resized (in its stored
-    orientation) when asked, transparency composited onto white, EXIF ``orientation`` applied. The inspect
-    preview and the gallery's input thumbnails show this too, so what is seen is what is sent."""
+    orientation) when asked, transparency composited onto ``background`` (a grey image onto a colour becomes
+    RGB), EXIF ``orientation`` applied. The inspect preview and the gallery's input thumbnails show this too, so
+    what is seen is what is sent."""
     from .pillow import Image
 
     image = eight_bits(image)
@@ -131,9 +139,12 @@ def as_sent(image: Image.Image, orientation: int, *, resize_to: tuple[int, int] 
     if resize_to is not None and resize_to != image.size:
         image = resize(image, *resize_to)
     if image.mode in ("LA", "RGBA"):
-        background = Image.new(image.mode[:-1], image.size, "white")
-        background.paste(image, mask=image.getchannel("A"))
-        image = background
+        if image.mode == "LA" and background.grey is None:
+            image = image.convert("RGBA")
+        fill = background.rgb if image.mode == "RGBA" else background.grey
+        flat = Image.new(image.mode[:-1], image.size, fill)
+        flat.paste(image, mask=image.getchannel("A"))
+        image = flat
     if orientation in _TURNS:
         image = image.transpose(Image.Transpose[_TURNS[orientation]])
     return image
@@ -146,12 +157,18 @@ def _working_mode(image: Image.Image) -> str:
 
 
 def as_sent_bytes(
-    image: Image.Image, orientation: int, resize_to: tuple[int, int] | None, size: tuple[int, int] | None = None
+    image: Image.Image,
+    orientation: int,
+    resize_to: tuple[int, int] | None,
+    size: tuple[int, int] | None = None,
+    *,
+    background: Background = WHITE,
 ) -> int:
     """Bytes ``as_sent`` holds at its peak beside the decoded image, from an opened image's mode (at ``size``,
     its own by default): full-size copies (16-bit tones brought to 8 bits, a conversion to a mode that blends),
     the resize's reduced image and bands (or the intermediate of a whole resize), the result, and the copies of
-    compositing onto white and turning. Counted in the decode budget with the decode."""
+    compositing onto ``background`` (a grey image onto a colour: made RGBA first) and turning. Counted in the
+    decode budget with the decode."""
     width, height = size or image.size
     pixels, mode = width * height, image.mode
     alpha = has_alpha(image)
@@ -184,7 +201,11 @@ def as_sent_bytes(
     out = out_w * out_h
     after = out * work  # the result
     if alpha:
-        after += out * (1 if work == 1 or mode in ("1", "L", "LA") else 4)  # the white it is composited onto
+        grey = work == 1 or mode in ("1", "L", "LA")
+        if (grey or mode in DEEP_MODES) and background.grey is None:
+            after += out * 8  # made RGBA to take a colour, and the RGB colour it is composited onto
+        else:
+            after += out * (1 if grey else 4)  # the background it is composited onto
     if orientation in _TURNS:
         after += out * 4
     return pixels * copies + band + after

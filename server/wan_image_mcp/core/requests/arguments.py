@@ -42,6 +42,7 @@ SYNONYMS: Mapping[str, str] = {
     "taskid": "task_id",
     "task": "task_id",
     "instruction": "prompt",
+    "prompt": "instruction",
     "text": "prompt",
     "target": "targets",
     "label": "labels",

@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, TypeVar, cast, get_type
 from pydantic import ConfigDict, Field, with_config
 from typing_extensions import TypedDict
 
+from ..images.background import CHOICES as BACKGROUNDS
 from ..specs import DEFAULT_MODEL, SEED_RANGE, SPECS, Mode, ModelName, Param, Range
 from .detection import Mode as DetectMode
-from .detection import build_instruction
+from .detection import detect_instruction
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -96,6 +97,9 @@ class PaletteColor(TypedDict):
 Model = Annotated[ModelName, Field(description="Wan model (limits: server instructions, wan://models).")]
 """The ``model`` of every paid tool (edit_image, submit_task, detect_segment); its default is ``DEFAULT_MODEL``."""
 
+AlphaBackground = Annotated[str, Field(description=f"Fill for transparency: {BACKGROUNDS}.")]
+"""The ``alpha_background`` of every paid tool and of inspect_image (checked by ``validation``)."""
+
 TaskId = Annotated[
     str, Field(min_length=1, max_length=128, description="task_id from edit_image, submit_task or list_tasks.")
 ]
@@ -152,6 +156,7 @@ class EditParams:
             description=f"Images to make with enable_interleave ({_who(Param.MAX_IMAGES)}).",
         ),
     ] = None
+    alpha_background: AlphaBackground = "white"
 
     def effective(self, mode: Mode) -> dict[Param, object]:
         """``given`` without the ``False`` switches the mode does not have."""
@@ -202,25 +207,36 @@ class EditArgs:
 
 @dataclass(frozen=True)
 class DetectArgs:
-    """What detect_segment is asked: the image, what to find in it, how, with which labels, on which model."""
+    """What detect_segment is asked: the image, what to find in it (or the caller's own instruction), how, with
+    which labels, on which model."""
 
     image: Annotated[str, Field(description="The image: a local path, file://, http(s):// or data: URL.")]
     targets: Annotated[
-        list[str],
-        Field(min_length=1, max_length=20, description="What to find, e.g. ['laptop', 'clock'] or ['玻璃杯']."),
-    ]
+        list[str] | None,
+        Field(
+            min_length=1,
+            max_length=20,
+            description="What to find, e.g. ['every bottle', 'cup'] or ['所有瓶子']: 'cups' or 'every cup' "
+            "boxes each, 'cup' one.",
+        ),
+    ] = None
     mode: Annotated[DetectMode, Field(description="detect: labelled boxes; segment: segmentation.")] = "detect"
     labels: Annotated[
         list[str] | None, Field(description="Text for each box, one per target; default the target names.")
     ] = None
+    instruction: Annotated[
+        str | None, Field(description="Your own instruction, sent as written (no targets, labels).")
+    ] = None
     model: Model = DEFAULT_MODEL
+    alpha_background: AlphaBackground = "white"
 
     def edit_args(self) -> EditArgs:
-        """This call as edit_image's: the instruction written for the targets in their language (``labels``: one per
-        target, default their names) and the one image. Raises InvalidRequest for empty targets or a label count
-        that does not match."""
-        instruction = build_instruction(self.targets, self.mode, self.labels)
-        return EditArgs(prompt=instruction, images=[self.image], model=self.model)
+        """This call as edit_image's: the caller's instruction, or one written for the targets in their language
+        (``labels``: one per target, default their names), and the one image. Raises InvalidRequest for neither
+        targets nor instruction, or both, empty targets, or a label count that does not match."""
+        instruction = detect_instruction(self.targets, self.mode, self.labels, self.instruction)
+        params = EditParams(alpha_background=self.alpha_background)
+        return EditArgs(prompt=instruction, images=[self.image], model=self.model, params=params)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from ...dashscope.errors import InvalidTaskId
 from ...dashscope.wire import ImageRequest
 from ..errors import InvalidRequest, Problem
 from ..images.access import FileAccess
+from ..images.background import Background, background_problem
 from ..images.references import PreparedImage, close_spools
 from ..specs import MODEL_NAMES, SEED_RANGE, SPECS, Mode, ModelSpec, Param, get_spec, output_size, parse_custom_size
 from .declarations import EditParams, PaletteColor
@@ -136,6 +137,9 @@ def check_parameters(spec: ModelSpec, mode: Mode, prompt: str, image_count: int,
 
     if params.bbox_list is not None and Param.BBOX_LIST in mode.params:
         problems.extend(check_bbox_shape(params.bbox_list, image_count, spec.max_boxes_per_image))
+
+    if Background.parse(params.alpha_background) is None:
+        problems.append(background_problem(params.alpha_background))
     return problems
 
 
@@ -314,10 +318,11 @@ def prepare_request(
         len(images), sequential=bool(params.enable_sequential), interleave=bool(params.enable_interleave)
     )
     problems = check_parameters(spec, mode, prompt, len(images), params)
+    background = Background.parse(params.alpha_background)
 
     prepared: list[PreparedImage] = []
-    if len(images) <= spec.max_input_images:  # past the count limit, reading the files helps no one
-        for image in prepare_images(images, spec.image, cwd or Path.cwd(), access):
+    if len(images) <= spec.max_input_images and background is not None:  # else reading the files helps no one
+        for image in prepare_images(images, spec.image, cwd or Path.cwd(), access, background):
             if isinstance(image, InvalidRequest):
                 problems.extend(image.problems)
             else:

@@ -117,6 +117,7 @@ class ImageInfo(BaseModel):
         default_factory=dict[str, str], description="per model: as is, adjusted: …, refused: …"
     )
     problem: str | None = None
+    alpha_background: str | None = Field(default=None, description="has transparency: flattened onto this")
 
 
 class InspectResult(BaseModel):

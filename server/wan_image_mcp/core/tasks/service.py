@@ -20,6 +20,7 @@ from ...dashscope import APIConnectionError, APIStatusError, DashScopeClient, Ta
 from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import ConfigurationError, InvalidRequest, JournalBusy, Problem, SubmissionUncertain
 from ..images.access import FileAccess
+from ..images.background import Background, background_problem
 from ..images.references import PreparedImage, RefKind, classify, local_path
 from ..journal import DAY, AsyncJournal, NewTask, Status, Tenant
 from ..requests.declarations import EditArgs
@@ -273,16 +274,21 @@ class WanService:
         return await self._tasks.check(task_id, wait_seconds=wait_seconds, progress=progress, tenant=tenant)
 
     async def inspect(
-        self, refs: Sequence[str], *, roots: Sequence[str] = (), grid: bool = True
+        self, refs: Sequence[str], *, roots: Sequence[str] = (), grid: bool = True, alpha_background: str = "white"
     ) -> tuple[InspectResult, list[bytes | None]]:
         """Report each image reference (size, format, orientation, per-model verdicts) as it would be sent, in
-        order, with a JPEG grid preview each (None where it could not be read). An image that cannot be read, or
-        is outside the allowed folders, is a report with its ``problem``, not an error. Sends nothing to
-        DashScope."""
+        order, with a JPEG grid preview each (None where it could not be read), transparency flattened onto
+        ``alpha_background``. An image that cannot be read, or is outside the allowed folders, is a report with its
+        ``problem``, not an error; InvalidRequest for a background it does not take. Sends nothing to DashScope."""
         from ..images.inspection import inspect_images  # Pillow's drawing, off the start path
 
+        background = Background.parse(alpha_background)
+        if background is None:
+            raise InvalidRequest([background_problem(alpha_background)])
         access = self._access.with_roots(roots)
-        reports, previews = await anyio.to_thread.run_sync(lambda: inspect_images(refs, access, Path.cwd(), grid=grid))
+        reports, previews = await anyio.to_thread.run_sync(
+            lambda: inspect_images(refs, access, Path.cwd(), grid=grid, background=background)
+        )
         return InspectResult(images=[ImageInfo(**report.__dict__) for report in reports]), previews
 
     async def list_statuses(self, wanted: Collection[str]) -> dict[str, TaskStatus]:
