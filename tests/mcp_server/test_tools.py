@@ -113,8 +113,8 @@ def _compact(value: object) -> int:
 async def test_tools_list_is_lean(mcp: Client) -> None:
     listed = (await mcp.list_tools()).model_dump(mode="json", by_alias=True, exclude_none=True)
     shown = [{k: t[k] for k in ("name", "title", "description", "inputSchema") if k in t} for t in listed["tools"]]
-    assert _compact(shown) <= 8_000, _compact(shown)
-    assert _compact(listed) <= 14_000, _compact(listed)
+    assert _compact(shown) <= 9_000, _compact(shown)
+    assert _compact(listed) <= 15_000, _compact(listed)
 
 
 def _walk(node: object, path: str = "") -> list[tuple[str, dict[str, Any]]]:

@@ -80,7 +80,10 @@ def _chars(attr: str) -> str:
 
 def _sizes() -> str:
     presets = ", ".join(f"{'/'.join(s.all_presets)} {_short(n)}" for n, s in SPECS.items() if s.all_presets)
-    return f"Output size: a preset ({presets}) or 'W*H' pixels."
+    return (
+        f"Output size: a preset ({presets}) keeps the LAST input image's aspect ratio at about its pixels (square "
+        "with none): put the image whose shape you want last. 'W*H' or a ratio ('16:9', '2K 16:9') sets the shape."
+    )
 
 
 # --- the declarations ------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ task's answer becomes one (``from_row``, ``from_task``, ``summary_of``)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, WithJsonSchema
@@ -51,6 +52,9 @@ class EditResult(BaseModel):
     error: ApiError | None = None
     image_failures: list[ApiError] = Field(default_factory=list[ApiError], description="images that failed (wan2.5)")
     next_step: str | None = Field(default=None, description="what to do next when not finished")
+    output_size: str | None = Field(
+        default=None, description="W*H of each output image: as produced once SUCCEEDED, else as expected"
+    )
 
 
 class TaskStarted(BaseModel):
@@ -64,6 +68,7 @@ class TaskStarted(BaseModel):
     instruction: str | None = None
     requested_images: int | None = None
     next_step: str | None = None
+    output_size: str | None = None
 
 
 ListedStatus = Annotated[Status, WithJsonSchema({"enum": [status.value for status in Status], "type": "string"})]
@@ -142,6 +147,18 @@ def unqueried_hint(task_id: str, status: str, cause: Exception) -> str:
     )
 
 
+def size_text(size: tuple[int, int] | None) -> str | None:
+    """An output size as results state it: ``"W*H"``, or None when it is not known."""
+    return f"{size[0]}*{size[1]}" if size else None
+
+
+def output_size(row: TaskRow | None, usage: Mapping[str, Any] | None) -> str | None:
+    """A task's output size: as DashScope reported it once produced (``usage.size``), else as expected when it
+    was sent (the journal's)."""
+    produced = usage.get("size") if usage else None
+    return produced if isinstance(produced, str) and produced else (row.expected_size if row else None)
+
+
 def origin(row: TaskRow | None) -> str | None:
     """What is said of a task that an AMBIGUOUS submission may have made (its ``next_step``), or None."""
     if row is None or row.candidate_of is None:
@@ -186,6 +203,7 @@ def from_row(row: TaskRow) -> EditResult:
         requested_images=row.requested_images,
         error=error_of(row),
         next_step=origin(row),
+        output_size=output_size(row, row.usage),
     )
 
 
@@ -204,6 +222,7 @@ def from_task(task_id: str, task: TaskResult, row: TaskRow | None) -> EditResult
         requested_images=row.requested_images if row else None,
         image_failures=[ApiError(code=f.code, message=f.message) for f in task.failures],
         next_step=origin(row),
+        output_size=output_size(row, task.usage),
     )
     if task.status is TaskStatus.FAILED:
         error = ApiError(code=task.code or "Unknown", message=task.message or "", request_id=task.request_id)
@@ -243,6 +262,8 @@ def summary_text(result: EditResult) -> str:
     for image in result.images:
         lines.append(f"- {image.path} ({image.width}×{image.height}, {image.bytes} bytes)")
     lines += [f"- text: {text}" for text in result.texts]
+    if result.output_size:
+        lines.append(f"Output size: {result.output_size}.")
     if result.instruction:
         lines.append(f"Instruction: {result.instruction}")
     if result.actual_prompt:

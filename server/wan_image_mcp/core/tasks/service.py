@@ -25,7 +25,7 @@ from ..journal import DAY, AsyncJournal, NewTask, Status, Tenant
 from ..requests.declarations import EditArgs
 from ..requests.spending import Confirm, SpendGate, SpendQuestion, begin_within_budget, check_budget
 from ..requests.validation import PreparedRequest, check_task_id, prepare_request
-from ..results.outcomes import EditResult, ImageInfo, InspectResult, TaskList, check_hint, summary_of
+from ..results.outcomes import EditResult, ImageInfo, InspectResult, TaskList, check_hint, size_text, summary_of
 from ..results.store import ResultStore
 from .check import TaskCheck, no_progress
 from .polling import Polling, Progress
@@ -225,6 +225,7 @@ class WanService:
             instruction=instruction,
             requested_images=request.paid_images,
             next_step=check_hint(task.task_id),
+            output_size=size_text(request.expected_size),
         )
 
     async def edit(
