@@ -21,7 +21,7 @@ from mcp.server.mcpserver import Context, Elicit, ListRoots, Resolve
 from mcp.types import ElicitResult, ListRootsResult
 from pydantic import BaseModel, ConfigDict
 
-from ..core.requests.declarations import DetectArgs, EditArgs, arguments, build
+from ..core.requests.declarations import DetectArgs, DryRun, EditArgs, arguments, build
 from ..core.requests.spending import REUSED_YES, Answer, CannotAsk, Reply, SpendQuestion
 from ..core.requests.validation import PreparedRequest
 from ..core.tasks.service import WanService
@@ -80,6 +80,8 @@ class Prepared:
     args: EditArgs
     request: PreparedRequest
     instruction: str | None = None
+    dry_run: bool = False
+    """Only try the call: nothing is sent, and no one is asked (the result says what would be)."""
 
 
 @dataclass(frozen=True)
@@ -132,13 +134,15 @@ def cannot_elicit(ctx: Context[AppState]) -> str | None:
 
 
 async def _prepare(
-    ctx: Context[AppState], args: EditArgs, roots: ListRootsResult, instruction: str | None = None
+    ctx: Context[AppState], args: EditArgs, roots: ListRootsResult, instruction: str | None = None, *, dry_run: bool
 ) -> Prepared:
     with tool_errors():
-        return Prepared(args, await _service(ctx).prepare(args, roots=uris(roots)), instruction)
+        return Prepared(args, await _service(ctx).prepare(args, roots=uris(roots)), instruction, dry_run)
 
 
 async def _ask(ctx: Context[AppState], prepared: Prepared) -> Elicit[Proceed] | Unasked:
+    if prepared.dry_run:  # a dry run asks no one and refuses nothing: its result says what a paid call would meet
+        return Unasked()
     with tool_errors():  # over a limit or without a key: refused before the user is bothered
         question = await _service(ctx).vet(prepared.request)
     if question is None:
@@ -151,7 +155,8 @@ async def _ask(ctx: Context[AppState], prepared: Prepared) -> Elicit[Proceed] | 
 
 
 def _check(ctx: Context[AppState], prepared: Prepared, answer: ElicitationResult[Proceed]) -> Checked:
-    question = _service(ctx).gate.vet(prepared.request)  # the question _ask asked: same request, same answer
+    # the question _ask asked: same request, same answer (none in a dry run, which asks nothing)
+    question = None if prepared.dry_run else _service(ctx).gate.vet(prepared.request)
     reply: Reply | None
     if isinstance(answer, AcceptedElicitation):
         data: Any = answer.data
@@ -164,10 +169,10 @@ def _check(ctx: Context[AppState], prepared: Prepared, answer: ElicitationResult
     return Checked(prepared, question, reply)
 
 
-@taking(arguments(EditArgs))
+@taking(arguments(EditArgs, DryRun))
 async def _edit_call(ctx: Context[AppState], roots: RootsForImages, **call: Any) -> Prepared:
     call["color_palette"] = call["color_palette"] or None  # an empty palette over MCP asks for none, as leaving it out
-    return await _prepare(ctx, build(EditArgs, call), roots)
+    return await _prepare(ctx, build(EditArgs, call), roots, dry_run=build(DryRun, call).dry_run)
 
 
 EditCall = Annotated[Prepared, Resolve(_edit_call)]
@@ -187,11 +192,11 @@ CheckedEdit = Annotated[Checked, Resolve(_edit_checked)]
 """edit_image's and submit_task's call, validated and, above WAN_MCP_CONFIRM_ABOVE_IMAGES, put to the user."""
 
 
-@taking(arguments(DetectArgs))
+@taking(arguments(DetectArgs, DryRun))
 async def _detect_call(ctx: Context[AppState], roots: RootsForImage, **call: Any) -> Prepared:
     with tool_errors():
         args = build(DetectArgs, call).edit_args()
-    return await _prepare(ctx, args, roots, instruction=args.prompt)
+    return await _prepare(ctx, args, roots, instruction=args.prompt, dry_run=build(DryRun, call).dry_run)
 
 
 DetectCall = Annotated[Prepared, Resolve(_detect_call)]

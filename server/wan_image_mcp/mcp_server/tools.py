@@ -19,14 +19,31 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, ContentBlock, ImageContent, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
-from ..core.requests.declarations import MAX_INPUT_IMAGES, MAX_WAIT, DetectArgs, EditArgs, TaskId, Waiting, arguments
-from ..core.results.outcomes import EditResult, InspectResult, ListedStatus, TaskList, TaskStarted, summary_text
+from ..core.requests.declarations import (
+    MAX_INPUT_IMAGES,
+    MAX_WAIT,
+    DetectArgs,
+    DryRun,
+    EditArgs,
+    TaskId,
+    Waiting,
+    arguments,
+)
+from ..core.results.outcomes import (
+    EditResult,
+    InspectResult,
+    ListedStatus,
+    PaidResult,
+    TaskList,
+    TaskStarted,
+    summary_text,
+)
 from ..core.results.previews import Reader, previews
 from ..dashscope import APIStatusError
 from ..settings import Settings
 from .appstate import AppState
 from .boundary import StrictTool, taking, tool_errors
-from .resolvers import NO_ROOTS, CheckedDetect, CheckedEdit, RootsForImages, uris
+from .resolvers import NO_ROOTS, CheckedDetect, CheckedEdit, Prepared, RootsForImages, uris
 from .resources import image_link
 from .transports.oauth import caller
 
@@ -77,10 +94,17 @@ def _progress(ctx: Context[AppState]) -> Any:
 # --- the tools ------------------------------------------------------------------------------------------
 
 
-@taking(arguments(EditArgs, Waiting))
+async def rehearsed(state: AppState, prepared: Prepared, shape: type[BaseModel] = PaidResult) -> CallToolResult:
+    """A paid tool's dry run: what the call would send, bill and produce, and what would stop it. Free."""
+    with tool_errors():
+        result = await state.service.dry_run(prepared.request, instruction=prepared.instruction)
+    return await respond(result, state.settings, shape)
+
+
+@taking(arguments(EditArgs, DryRun, Waiting))
 async def edit_image(
     ctx: Context[AppState], *, checked: CheckedEdit, wait_seconds: float, **_arguments: Any
-) -> Annotated[CallToolResult, EditResult]:
+) -> Annotated[CallToolResult, PaidResult]:
     """Edit, fuse or generate images with a Wan model and save them locally.
 
     Refer to the inputs as image 1, image 2 (圖1, 圖2) in the prompt, in the order of `images`. Waits up to
@@ -89,6 +113,8 @@ async def edit_image(
     # The declared arguments reach the core through `checked` (resolvers.py): validated, and confirmed when they
     # must be; the body reads only wait_seconds of them.
     state = _state(ctx)
+    if checked.prepared.dry_run:
+        return await rehearsed(state, checked.prepared)
     with tool_errors():
         result = await state.service.edit(
             checked.prepared.args,
@@ -101,7 +127,7 @@ async def edit_image(
     return await respond(result, state.settings, read=state.service.store.reader)
 
 
-@taking(arguments(EditArgs))
+@taking(arguments(EditArgs, DryRun))
 async def submit_task(
     ctx: Context[AppState], *, checked: CheckedEdit, **_arguments: Any
 ) -> Annotated[CallToolResult, TaskStarted]:
@@ -111,6 +137,8 @@ async def submit_task(
     # The declared arguments reach the core through `checked` (resolvers.py): validated, and confirmed when they
     # must be; the body reads only wait_seconds of them.
     state = _state(ctx)
+    if checked.prepared.dry_run:
+        return await rehearsed(state, checked.prepared, TaskStarted)
     with tool_errors():
         result = await state.service.submit(
             checked.prepared.args, prepared=checked.prepared.request, confirm=checked.confirm, tenant=caller()
@@ -153,10 +181,10 @@ async def cancel_task(ctx: Context[AppState], task_id: TaskId) -> str:
     return f"Task {task_id} cancelled (request_id {request_id}). It will not be billed."
 
 
-@taking(arguments(DetectArgs, Waiting))
+@taking(arguments(DetectArgs, DryRun, Waiting))
 async def detect_segment(
     ctx: Context[AppState], *, checked: CheckedDetect, wait_seconds: float, **_arguments: Any
-) -> Annotated[CallToolResult, EditResult]:
+) -> Annotated[CallToolResult, PaidResult]:
     """Detect objects (labelled boxes) or segment them in an image; returns the result image and the instruction.
 
     The instruction is written in the language of the targets, the way Wan's own examples are.
@@ -165,6 +193,8 @@ async def detect_segment(
     # must be.
     state = _state(ctx)
     call = checked.prepared
+    if call.dry_run:
+        return await rehearsed(state, call)
     with tool_errors():
         result = await state.service.edit(
             call.args,

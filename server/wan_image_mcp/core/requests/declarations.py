@@ -227,6 +227,20 @@ class DetectArgs:
 
 
 @dataclass(frozen=True)
+class DryRun:
+    """Whether a paid tool (edit_image, submit_task, detect_segment) only tries its call: checks and conforms
+    everything, sends nothing and says what a paid call would send, bill and produce."""
+
+    dry_run: Annotated[
+        bool,
+        Field(
+            description="Free: check all, send nothing; say what a paid call would send, bill and produce, and what "
+            "would stop it."
+        ),
+    ] = False
+
+
+@dataclass(frozen=True)
 class Waiting:
     """How long a tool that waits for its task (edit_image, detect_segment) waits."""
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, WithJsonSchema
 
 from ...dashscope import TaskResult, TaskStatus
 from ..journal import OPEN_STATUSES, Status, TaskRow
+from .dry_run import Listed, SentInput, Stop, dry_run_text
 
 
 class ImageFile(BaseModel):
@@ -57,6 +58,17 @@ class EditResult(BaseModel):
     )
 
 
+class PaidResult(EditResult):
+    """What a paid tool (edit_image, detect_segment) returns: an EditResult, or its dry run (``dry_run.py``); check_task
+    never dry-runs, and its output schema is spared these fields."""
+
+    dry_run: bool | None = Field(default=None, description="true: nothing was sent or billed (status DRY_RUN)")
+    paid_images: int | None = Field(default=None, description="dry run: most images the call would bill")
+    inputs: Listed[SentInput] | None = Field(default=None, description="dry run: each input as it would be sent")
+    parameters: dict[str, Any] | None = Field(default=None, description="dry run: the wire parameters")
+    would_stop: Listed[Stop] | None = Field(default=None, description="dry run: limits or a confirmation in the way")
+
+
 class TaskStarted(BaseModel):
     """What submit_task returns: the fields of an EditResult a task has before it runs."""
 
@@ -69,6 +81,11 @@ class TaskStarted(BaseModel):
     requested_images: int | None = None
     next_step: str | None = None
     output_size: str | None = None
+    dry_run: bool | None = None
+    paid_images: int | None = None
+    inputs: Listed[SentInput] | None = None
+    parameters: dict[str, Any] | None = None
+    would_stop: Listed[Stop] | None = None
 
 
 ListedStatus = Annotated[Status, WithJsonSchema({"enum": [status.value for status in Status], "type": "string"})]
@@ -257,6 +274,8 @@ def summary_of(row: TaskRow) -> TaskSummary:
 
 def summary_text(result: EditResult) -> str:
     """A result in a few lines for the model to read: status, task, each image, texts, errors, what to do next."""
+    if isinstance(result, PaidResult) and result.dry_run:
+        return dry_run_text(result)
     head = f"{result.status}: " + " ".join(part for part in (result.model, "task", result.task_id) if part)
     lines = [head]
     for image in result.images:
