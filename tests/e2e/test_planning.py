@@ -6,15 +6,18 @@ from __future__ import annotations
 import os
 import sqlite3
 import sys
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, cast
 
 import anyio
 import pytest
 from mcp import Client, StdioServerParameters
-from mcp.types import CallToolResult
+from mcp.client.context import ClientRequestContext
+from mcp.client.session import ElicitationFnT
+from mcp.types import CallToolResult, ElicitRequestParams, ElicitResult
 from PIL import Image
 
 from tests.support.helpers import ImageFactory, server_env, text
@@ -38,11 +41,17 @@ def fresh(emulator: RunningEmulator) -> None:
 
 
 @asynccontextmanager
-async def stdio_server(emulator: RunningEmulator, folder: Path, **settings: str) -> AsyncGenerator[Client]:
-    """The server over stdio on the emulator, reading images from ``folder``, without the harvester."""
+async def stdio_server(
+    emulator: RunningEmulator,
+    folder: Path,
+    settings: Mapping[str, str] = MappingProxyType({}),
+    user: ElicitationFnT | None = None,
+) -> AsyncGenerator[Client]:
+    """The server over stdio on the emulator, reading images from ``folder``, without the harvester, with these
+    ``settings``; a client that can put questions to ``user`` when given."""
     env = server_env(emulator.base_url, KEY, folder, WAN_MCP_HARVEST="0", WAN_MCP_ALLOWED_DIRS=str(folder), **settings)
     params = StdioServerParameters(command=sys.executable, args=["-m", "wan_image_mcp"], env=env, cwd=folder)
-    async with Client(params) as client:
+    async with Client(params, elicitation_callback=user) as client:
         yield client
 
 
@@ -110,7 +119,7 @@ async def test_a_dry_run_sends_nothing_writes_no_task_and_says_what_a_paid_call_
     Image.frombytes("RGB", (1800, 1200), os.urandom(1800 * 1200 * 3)).save(large)  # 6 MB: uploaded, not inline
     args = {"prompt": "image 1 on the wall of image 2", "images": [small, str(large)], "size": "2K 16:9", "n": 2}
     with anyio.fail_after(60):
-        async with stdio_server(emulator, tmp_path, WAN_MCP_INLINE_MAX_BYTES="1000000") as client:
+        async with stdio_server(emulator, tmp_path, {"WAN_MCP_INLINE_MAX_BYTES": "1000000"}) as client:
             tried = {
                 tool: await client.call_tool(tool, {**args, "dry_run": True}) for tool in ("edit_image", "submit_task")
             }
@@ -163,16 +172,25 @@ async def test_a_dry_run_predicts_the_shape_a_paid_run_produces_and_swapped_inpu
 async def test_a_dry_run_over_the_limits_reports_each_with_its_numbers_and_asks_no_one(
     emulator: RunningEmulator, tmp_path: Path
 ) -> None:
+    asked: list[str] = []
+
+    async def user(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        del context
+        asked.append(params.message)
+        return ElicitResult(action="decline")
+
     limits = {
         "WAN_MCP_MAX_IMAGES_PER_CALL": "2",
         "WAN_MCP_MAX_IMAGES_PER_DAY": "3",
         "WAN_MCP_CONFIRM_ABOVE_IMAGES": "1",
     }
     with anyio.fail_after(60):
-        async with stdio_server(emulator, tmp_path, **limits) as client:
+        async with stdio_server(emulator, tmp_path, limits, user) as client:
             over = await client.call_tool("edit_image", {"prompt": "four red foxes", "n": 4, "dry_run": True})
             asks = await client.call_tool("submit_task", {"prompt": "two red foxes", "n": 2, "dry_run": True})
             refused = await client.call_tool("edit_image", {"prompt": "four red foxes", "n": 4})
+        async with stdio_server(emulator, tmp_path, limits) as client:  # a client that cannot be asked
+            cannot = await client.call_tool("edit_image", {"prompt": "two red foxes", "n": 2, "dry_run": True})
     assert not over.is_error, text(over)
     stops = {stop["setting"]: stop for stop in body(over)["would_stop"]}
     assert set(stops) == {"WAN_MCP_MAX_IMAGES_PER_CALL", "WAN_MCP_MAX_IMAGES_PER_DAY"}  # refused before any question
@@ -187,5 +205,9 @@ async def test_a_dry_run_over_the_limits_reports_each_with_its_numbers_and_asks_
         1,
     )
     assert "This will generate 2 paid images with wan2.7-image-pro" in question["message"]
+    assert asked == []  # a dry run asks no one
+    (unaskable,) = body(cannot)["would_stop"]
+    assert (unaskable["setting"], unaskable["effect"]) == ("WAN_MCP_CONFIRM_ABOVE_IMAGES", "refused")
+    assert "this client did not declare form elicitation" in unaskable["message"]
     assert refused.is_error and "WAN_MCP_MAX_IMAGES_PER_CALL is 2" in text(refused)  # the paid call is refused
     assert emulator.state.requests == []

@@ -43,7 +43,7 @@ from ..dashscope import APIStatusError
 from ..settings import Settings
 from .appstate import AppState
 from .boundary import StrictTool, taking, tool_errors
-from .resolvers import NO_ROOTS, CheckedDetect, CheckedEdit, Prepared, RootsForImages, uris
+from .resolvers import NO_ROOTS, CheckedDetect, CheckedEdit, Prepared, RootsForImages, cannot_elicit, uris
 from .resources import image_link
 from .transports.oauth import caller
 
@@ -94,10 +94,14 @@ def _progress(ctx: Context[AppState]) -> Any:
 # --- the tools ------------------------------------------------------------------------------------------
 
 
-async def rehearsed(state: AppState, prepared: Prepared, shape: type[BaseModel] = PaidResult) -> CallToolResult:
-    """A paid tool's dry run: what the call would send, bill and produce, and what would stop it. Free."""
+async def rehearsed(ctx: Context[AppState], prepared: Prepared, shape: type[BaseModel] = PaidResult) -> CallToolResult:
+    """A paid tool's dry run: what the call would send, bill and produce, and what would stop it (a confirmation
+    this client cannot be asked for among them). Free."""
+    state = _state(ctx)
     with tool_errors():
-        result = await state.service.dry_run(prepared.request, instruction=prepared.instruction)
+        result = await state.service.dry_run(
+            prepared.request, instruction=prepared.instruction, cannot_ask=cannot_elicit(ctx)
+        )
     return await respond(result, state.settings, shape)
 
 
@@ -114,7 +118,7 @@ async def edit_image(
     # must be; the body reads only wait_seconds of them.
     state = _state(ctx)
     if checked.prepared.dry_run:
-        return await rehearsed(state, checked.prepared)
+        return await rehearsed(ctx, checked.prepared)
     with tool_errors():
         result = await state.service.edit(
             checked.prepared.args,
@@ -138,7 +142,7 @@ async def submit_task(
     # must be; the body reads only wait_seconds of them.
     state = _state(ctx)
     if checked.prepared.dry_run:
-        return await rehearsed(state, checked.prepared, TaskStarted)
+        return await rehearsed(ctx, checked.prepared, TaskStarted)
     with tool_errors():
         result = await state.service.submit(
             checked.prepared.args, prepared=checked.prepared.request, confirm=checked.confirm, tenant=caller()
@@ -194,7 +198,7 @@ async def detect_segment(
     state = _state(ctx)
     call = checked.prepared
     if call.dry_run:
-        return await rehearsed(state, call)
+        return await rehearsed(ctx, call)
     with tool_errors():
         result = await state.service.edit(
             call.args,

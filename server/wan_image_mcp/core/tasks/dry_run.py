@@ -33,6 +33,8 @@ class Spending:
     per_day: int | None
     used: int
     no_key: str | None = None
+    cannot_ask: str | None = None
+    """Why the user could not be asked to confirm in this call ("this client did not declare ..."), if so."""
 
 
 def rehearse(
@@ -95,7 +97,10 @@ def _stops(request: PreparedRequest, spending: Spending) -> list[Stop]:
             setting=PER_DAY_SETTING, effect="refused", limit=spending.per_day, used=spending.used, message=str(exc)
         )
         stops.append(day)
-    if question is not None:
+    if question is not None and spending.cannot_ask is not None:
+        message = f"it needs the user's confirmation above {question.threshold} image(s), but {spending.cannot_ask}"
+        stops.append(Stop(setting=CONFIRM_SETTING, effect="refused", limit=question.threshold, message=message))
+    elif question is not None:
         message = f"the user would be asked: {question.text}"
         stops.append(Stop(setting=CONFIRM_SETTING, effect="asks the user", limit=question.threshold, message=message))
     return stops

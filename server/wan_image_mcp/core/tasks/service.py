@@ -143,17 +143,20 @@ class WanService:
             check_budget(request.paid_images, used, self._per_day)
         return question
 
-    async def dry_run(self, request: PreparedRequest, *, instruction: str | None = None) -> PaidResult:
+    async def dry_run(
+        self, request: PreparedRequest, *, instruction: str | None = None, cannot_ask: str | None = None
+    ) -> PaidResult:
         """``request`` (prepared as for a paid call) told as ``submit`` would send it: paid images, output size,
         inputs, wire parameters, and what would stop it (a limit, the confirmation, no key), reported, not raised.
-        Sends nothing, uploads nothing, asks no one and writes nothing; reads the journal for the daily limit."""
+        Sends nothing, uploads nothing, asks no one and writes nothing; reads the journal for the daily limit.
+        ``cannot_ask`` says why the user could not be asked in this call, if so (a confirmation then refuses)."""
         used = await self.journal.requested_since(self.clock.time() - DAY) if self._per_day is not None else 0
         no_key = None
         try:
             self._api()
         except ConfigurationError as exc:
             no_key = str(exc)
-        spending = Spending(self.gate, self._per_day, used, no_key)
+        spending = Spending(self.gate, self._per_day, used, no_key, cannot_ask)
         return rehearse(request, spending, self._uploads.carriage, instruction=instruction)
 
     async def _begin(self, new: NewTask) -> int:
