@@ -19,7 +19,7 @@ from pydantic.fields import FieldInfo
 
 from tests.support.helpers import TOOL_NAMES, ImageFactory, text
 from wan_image_mcp.core.journal import Status
-from wan_image_mcp.core.requests.declarations import DetectArgs, EditArgs, EditParams, Waiting
+from wan_image_mcp.core.requests.declarations import DetectArgs, DryRun, EditArgs, EditParams, Waiting
 from wan_image_mcp.core.results.outcomes import ImageFile
 from wan_image_mcp.core.results.store import ResultStore
 from wan_image_mcp.core.specs import MODEL_NAMES, SPECS
@@ -180,9 +180,9 @@ def _listed_facts(schema: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("tool", "shapes", "described"),
     [
-        ("edit_image", (EditArgs, EditParams, Waiting), True),
-        ("submit_task", (EditArgs, EditParams), False),
-        ("detect_segment", (DetectArgs, Waiting), True),
+        ("edit_image", (EditArgs, EditParams, DryRun, Waiting), True),
+        ("submit_task", (EditArgs, EditParams, DryRun), False),
+        ("detect_segment", (DetectArgs, DryRun, Waiting), True),
     ],
 )
 async def test_a_paid_tools_parameters_are_exactly_its_declared_arguments(
@@ -205,7 +205,7 @@ async def test_edit_image_and_detect_segment_share_the_model_and_wait_seconds_de
 
 
 @pytest.mark.parametrize(
-    ("tool", "shapes"), [("edit_image", (EditArgs, EditParams)), ("detect_segment", (DetectArgs,))]
+    ("tool", "shapes"), [("edit_image", (EditArgs, EditParams, DryRun)), ("detect_segment", (DetectArgs, DryRun))]
 )
 def test_every_declared_argument_reaches_the_call_resolver_by_name(
     tool: str, shapes: tuple[type[DataclassInstance], ...]

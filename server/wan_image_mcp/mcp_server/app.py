@@ -27,7 +27,7 @@ from .. import __version__
 from ..core.clock import SYSTEM_CLOCK, Clock
 from ..core.errors import WanError
 from ..core.requests.arguments import problems as argument_problems
-from ..core.requests.catalog import model_limits
+from ..core.requests.catalog import model_limits, shape_rule
 from ..dashscope import DashScopeError
 from ..settings import Settings
 from ..wiring import running_service
@@ -50,7 +50,8 @@ paths returned. Each generated image is billed: n defaults to 1. Long tasks retu
 call check_task to finish them. Arguments are checked strictly: an unknown name or a value out of range is
 refused before anything is sent. Per-model limits (modes: edit, text-to-image, image-set = enable_sequential,
 interleave = enable_interleave):
-{model_limits()}"""
+{model_limits()}
+{shape_rule()}"""
 
 
 class WanServer(MCPServer[AppState]):

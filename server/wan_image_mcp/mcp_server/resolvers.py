@@ -24,7 +24,7 @@ from mcp.types import ElicitResult, ListRootsResult
 from pydantic import BaseModel, ConfigDict
 
 from ..core.errors import InvalidRequest
-from ..core.requests.declarations import DetectArgs, EditArgs, arguments, build
+from ..core.requests.declarations import DetectArgs, DryRun, EditArgs, arguments, build
 from ..core.requests.detection import named_for_detect
 from ..core.requests.spending import REUSED_YES, Answer, CannotAsk, Reply, SpendQuestion
 from ..core.requests.validation import PreparedRequest
@@ -84,6 +84,8 @@ class Prepared:
     args: EditArgs
     request: PreparedRequest
     instruction: str | None = None
+    dry_run: bool = False
+    """Only try the call: nothing is sent, and no one is asked (the result says what would be)."""
 
 
 @dataclass(frozen=True)
@@ -141,16 +143,20 @@ async def _prepare(
     roots: ListRootsResult,
     instruction: str | None = None,
     named: Callable[[InvalidRequest], InvalidRequest] | None = None,
+    *,
+    dry_run: bool,
 ) -> Prepared:
     """``args`` validated into a request; its problems ``named`` by the tool's own arguments when given."""
     with tool_errors():
         try:
-            return Prepared(args, await _service(ctx).prepare(args, roots=uris(roots)), instruction)
+            return Prepared(args, await _service(ctx).prepare(args, roots=uris(roots)), instruction, dry_run)
         except InvalidRequest as exc:
             raise exc if named is None else named(exc) from None
 
 
 async def _ask(ctx: Context[AppState], prepared: Prepared) -> Elicit[Proceed] | Unasked:
+    if prepared.dry_run:  # a dry run asks no one and refuses nothing: its result says what a paid call would meet
+        return Unasked()
     with tool_errors():  # over a limit or without a key: refused before the user is bothered
         question = await _service(ctx).vet(prepared.request)
     if question is None:
@@ -163,7 +169,8 @@ async def _ask(ctx: Context[AppState], prepared: Prepared) -> Elicit[Proceed] | 
 
 
 def _check(ctx: Context[AppState], prepared: Prepared, answer: ElicitationResult[Proceed]) -> Checked:
-    question = _service(ctx).gate.vet(prepared.request)  # the question _ask asked: same request, same answer
+    # the question _ask asked: same request, same answer (none in a dry run, which asks nothing)
+    question = None if prepared.dry_run else _service(ctx).gate.vet(prepared.request)
     reply: Reply | None
     if isinstance(answer, AcceptedElicitation):
         data: Any = answer.data
@@ -176,10 +183,10 @@ def _check(ctx: Context[AppState], prepared: Prepared, answer: ElicitationResult
     return Checked(prepared, question, reply)
 
 
-@taking(arguments(EditArgs))
+@taking(arguments(EditArgs, DryRun))
 async def _edit_call(ctx: Context[AppState], roots: RootsForImages, **call: Any) -> Prepared:
     call["color_palette"] = call["color_palette"] or None  # an empty palette over MCP asks for none, as leaving it out
-    return await _prepare(ctx, build(EditArgs, call), roots)
+    return await _prepare(ctx, build(EditArgs, call), roots, dry_run=build(DryRun, call).dry_run)
 
 
 EditCall = Annotated[Prepared, Resolve(_edit_call)]
@@ -199,13 +206,14 @@ CheckedEdit = Annotated[Checked, Resolve(_edit_checked)]
 """edit_image's and submit_task's call, validated and, above WAN_MCP_CONFIRM_ABOVE_IMAGES, put to the user."""
 
 
-@taking(arguments(DetectArgs))
+@taking(arguments(DetectArgs, DryRun))
 async def _detect_call(ctx: Context[AppState], roots: RootsForImage, **call: Any) -> Prepared:
     with tool_errors():
         detect = build(DetectArgs, call)
         args = detect.edit_args()
     named = partial(named_for_detect, own_instruction=detect.instruction is not None)
-    return await _prepare(ctx, args, roots, instruction=args.prompt, named=named)
+    dry_run = build(DryRun, call).dry_run
+    return await _prepare(ctx, args, roots, instruction=args.prompt, named=named, dry_run=dry_run)
 
 
 DetectCall = Annotated[Prepared, Resolve(_detect_call)]

@@ -24,18 +24,27 @@ from ..core.requests.declarations import (
     MAX_WAIT,
     AlphaBackground,
     DetectArgs,
+    DryRun,
     EditArgs,
     TaskId,
     Waiting,
     arguments,
 )
-from ..core.results.outcomes import EditResult, InspectResult, ListedStatus, TaskList, TaskStarted, summary_text
+from ..core.results.outcomes import (
+    EditResult,
+    InspectResult,
+    ListedStatus,
+    PaidResult,
+    TaskList,
+    TaskStarted,
+    summary_text,
+)
 from ..core.results.previews import Reader, previews
 from ..dashscope import APIStatusError
 from ..settings import Settings
 from .appstate import AppState
 from .boundary import StrictTool, taking, tool_errors
-from .resolvers import NO_ROOTS, CheckedDetect, CheckedEdit, RootsForImages, uris
+from .resolvers import NO_ROOTS, CheckedDetect, CheckedEdit, Prepared, RootsForImages, cannot_elicit, uris
 from .resources import image_link
 from .transports.oauth import caller
 
@@ -86,10 +95,21 @@ def _progress(ctx: Context[AppState]) -> Any:
 # --- the tools ------------------------------------------------------------------------------------------
 
 
-@taking(arguments(EditArgs, Waiting))
+async def rehearsed(ctx: Context[AppState], prepared: Prepared, shape: type[BaseModel] = PaidResult) -> CallToolResult:
+    """A paid tool's dry run: what the call would send, bill and produce, and what would stop it (a confirmation
+    this client cannot be asked for among them). Free."""
+    state = _state(ctx)
+    with tool_errors():
+        result = await state.service.dry_run(
+            prepared.request, instruction=prepared.instruction, cannot_ask=cannot_elicit(ctx)
+        )
+    return await respond(result, state.settings, shape)
+
+
+@taking(arguments(EditArgs, DryRun, Waiting))
 async def edit_image(
     ctx: Context[AppState], *, checked: CheckedEdit, wait_seconds: float, **_arguments: Any
-) -> Annotated[CallToolResult, EditResult]:
+) -> Annotated[CallToolResult, PaidResult]:
     """Edit, fuse or generate images with a Wan model and save them locally.
 
     Refer to the inputs as image 1, image 2 (圖1, 圖2) in the prompt, in the order of `images`. Waits up to
@@ -98,6 +118,8 @@ async def edit_image(
     # The declared arguments reach the core through `checked` (resolvers.py): validated, and confirmed when they
     # must be; the body reads only wait_seconds of them.
     state = _state(ctx)
+    if checked.prepared.dry_run:
+        return await rehearsed(ctx, checked.prepared)
     with tool_errors():
         result = await state.service.edit(
             checked.prepared.args,
@@ -110,7 +132,7 @@ async def edit_image(
     return await respond(result, state.settings, read=state.service.store.reader)
 
 
-@taking(arguments(EditArgs))
+@taking(arguments(EditArgs, DryRun))
 async def submit_task(
     ctx: Context[AppState], *, checked: CheckedEdit, **_arguments: Any
 ) -> Annotated[CallToolResult, TaskStarted]:
@@ -120,6 +142,8 @@ async def submit_task(
     # The declared arguments reach the core through `checked` (resolvers.py): validated, and confirmed when they
     # must be; the body reads only wait_seconds of them.
     state = _state(ctx)
+    if checked.prepared.dry_run:
+        return await rehearsed(ctx, checked.prepared, TaskStarted)
     with tool_errors():
         result = await state.service.submit(
             checked.prepared.args, prepared=checked.prepared.request, confirm=checked.confirm, tenant=caller()
@@ -162,10 +186,10 @@ async def cancel_task(ctx: Context[AppState], task_id: TaskId) -> str:
     return f"Task {task_id} cancelled (request_id {request_id}). It will not be billed."
 
 
-@taking(arguments(DetectArgs, Waiting))
+@taking(arguments(DetectArgs, DryRun, Waiting))
 async def detect_segment(
     ctx: Context[AppState], *, checked: CheckedDetect, wait_seconds: float, **_arguments: Any
-) -> Annotated[CallToolResult, EditResult]:
+) -> Annotated[CallToolResult, PaidResult]:
     """Detect objects (labelled boxes) or segment them in one image. Returns one new picture, billed as one
     image, with the boxes and labels or the segmentation drawn in: no masks, no coordinates. It keeps the
     image's aspect ratio at the model's default size.
@@ -174,6 +198,8 @@ async def detect_segment(
     # must be.
     state = _state(ctx)
     call = checked.prepared
+    if call.dry_run:
+        return await rehearsed(ctx, call)
     with tool_errors():
         result = await state.service.edit(
             call.args,

@@ -127,14 +127,31 @@ def model_limits() -> str:
     )
 
 
+def shape_rule() -> str:
+    """The one sentence of the server instructions that says what shape the output takes."""
+    return (
+        "Output shape: with input images the output keeps the aspect ratio of the LAST image (put the image whose "
+        "shape you want last), without images it is square, unless size is 'W*H' or a ratio ('16:9', '2K 16:9'); "
+        "every result states output_size, and dry_run: true shows it, free, before paying."
+    )
+
+
+def _shape(mode: Mode) -> str:
+    """How a preset of ``mode`` shapes the output."""
+    if mode.images.hi == 0:
+        return "square"
+    if mode.images.lo == 0:
+        return "at the last input image's aspect ratio (square without one)"
+    return "at the last input image's aspect ratio"
+
+
 def _mode_json(mode: Mode) -> dict[str, Any]:
     return {
         "input_images": {"min": mode.images.lo, "max": mode.images.hi},
         "n": {"min": mode.n.lo, "max": mode.n.hi, "api_default": mode.n_api_default},
-        "size_presets": {name: f"≈{side}*{side} pixels" for name, side in mode.presets.items()},
+        "size_presets": {name: f"about {side}*{side} pixels, {_shape(mode)}" for name, side in mode.presets.items()},
         "custom_size": {"pixels": {"min": mode.pixels.lo, "max": mode.pixels.hi}, "max_ratio": mode.max_ratio},
-        "default_size": mode.default_size
-        or f"≈{mode.default_side}*{mode.default_side} pixels at the last input's aspect",
+        "default_size": mode.default_size or f"about {mode.default_side}*{mode.default_side} pixels, {_shape(mode)}",
         "parameters": sorted(p.value for p in mode.params),
     }
 

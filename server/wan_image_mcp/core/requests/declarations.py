@@ -81,7 +81,10 @@ def _chars(attr: str) -> str:
 
 def _sizes() -> str:
     presets = ", ".join(f"{'/'.join(s.all_presets)} {_short(n)}" for n, s in SPECS.items() if s.all_presets)
-    return f"Output size: a preset ({presets}) or 'W*H' pixels."
+    return (
+        f"Output size: a preset ({presets}) keeps the LAST input image's aspect ratio at about its pixels (square "
+        "with none): put the image whose shape you want last. 'W*H' or a ratio ('16:9', '2K 16:9') sets the shape."
+    )
 
 
 # --- the declarations ------------------------------------------------------------------------------------------
@@ -237,6 +240,20 @@ class DetectArgs:
         instruction = detect_instruction(self.targets, self.mode, self.labels, self.instruction)
         params = EditParams(alpha_background=self.alpha_background)
         return EditArgs(prompt=instruction, images=[self.image], model=self.model, params=params)
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """Whether a paid tool (edit_image, submit_task, detect_segment) only tries its call: checks and conforms
+    everything, sends nothing and says what a paid call would send, bill and produce."""
+
+    dry_run: Annotated[
+        bool,
+        Field(
+            description="Free: check all, send nothing; say what a paid call would send, bill and produce, and what "
+            "would stop it."
+        ),
+    ] = False
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ switch the model lacks is the same as leaving it out.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,9 +21,10 @@ from ..errors import InvalidRequest, Problem
 from ..images.access import FileAccess
 from ..images.background import Background, background_problem
 from ..images.references import PreparedImage, close_spools
-from ..specs import MODEL_NAMES, SEED_RANGE, SPECS, Mode, ModelSpec, Param, get_spec, output_size, parse_custom_size
+from ..specs import MODEL_NAMES, SEED_RANGE, SPECS, Mode, ModelSpec, Param, get_spec, output_size
 from .declarations import EditParams, PaletteColor
 from .prompt_images import references
+from .sizes import conform_size
 
 
 def check_task_id(task_id: str) -> str:
@@ -56,7 +56,7 @@ class PreparedRequest:
     negative_prompt: str | None = None
     adjustments: tuple[str, ...] = ()
     expected_size: tuple[int, int] | None = None
-    """Output size the API should produce; None when the last image is remote (its size is unknown)."""
+    """Output size the API should produce; None when it follows a remote last image (its size is unknown)."""
 
     @property
     def model(self) -> str:
@@ -186,33 +186,8 @@ def _mode_hint(param: Param) -> str:
 
 
 def _check_size(spec: ModelSpec, mode: Mode, size: str) -> list[Problem]:
-    if size in mode.presets:
-        return []
-    if size in spec.all_presets:
-        if size == "4K":
-            why = "4K is only for text-to-image on wan2.7-image-pro (no input images, no enable_sequential)"
-        else:
-            why = f"{size} is not available in {mode.name} mode"
-        return [Problem("size", f"{why}; use {mode.describe_size()}")]
-    custom = parse_custom_size(size)
-    if custom is None:
-        return [Problem("size", f"{size!r} is not a size; use {mode.describe_size()}")]
-    width, height = custom
-    problems: list[Problem] = []
-    pixels = width * height
-    if pixels not in mode.pixels:
-        lo, hi = math.isqrt(mode.pixels.lo), math.isqrt(mode.pixels.hi)
-        problems.append(
-            Problem(
-                "size",
-                f"{width}*{height} is {pixels} pixels; {mode.name} mode of {spec.name} "
-                f"takes {lo}*{lo} ({mode.pixels.lo}) to {hi}*{hi} ({mode.pixels.hi})",
-            )
-        )
-    if width == 0 or height == 0 or max(width, height) / min(width, height) > mode.max_ratio:
-        r = f"{mode.max_ratio:g}"
-        problems.append(Problem("size", f"{width}*{height} has an aspect ratio outside 1:{r} to {r}:1"))
-    return problems
+    sent = conform_size(spec, mode, size)
+    return sent if isinstance(sent, list) else []
 
 
 def _check_palette(palette: Sequence[PaletteColor], spec: ModelSpec) -> list[Problem]:
@@ -336,11 +311,11 @@ def prepare_request(
     parameters: dict[str, JSON] = {"n": params.n, "watermark": params.watermark}
     adjustments = [note for image in prepared for note in image.adjustments]
     size = params.size
-    if size is not None and size not in spec.all_presets:
-        width, height = parse_custom_size(size) or (0, 0)
-        if size != f"{width}*{height}":
-            adjustments.append(f"size {size!r} sent as '{width}*{height}'")
-        size = f"{width}*{height}"
+    if size is not None:
+        sent = conform_size(spec, mode, size)
+        assert not isinstance(sent, list)  # its problems were found above
+        size = sent.value
+        adjustments.extend([sent.note] if sent.note else [])
     for param, value in params.effective(mode).items():
         if param is Param.NEGATIVE_PROMPT:
             continue
@@ -355,11 +330,10 @@ def prepare_request(
         parameters["color_palette"] = [{"hex": c["hex"], "ratio": c["ratio"]} for c in params.color_palette]
 
     last = prepared[-1] if prepared else None
+    shape = (last.width, last.height) if last is not None and last.width and last.height else None
     expected = None
-    if last is None:
-        expected = output_size(mode, size, None)
-    elif last.width and last.height:
-        expected = output_size(mode, size, (last.width, last.height))
+    if last is None or shape is not None or (size is not None and size not in mode.presets):  # W*H: any input
+        expected = output_size(mode, size, shape)
     return PreparedRequest(
         spec=spec,
         mode=mode,

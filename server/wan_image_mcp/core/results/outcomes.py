@@ -4,12 +4,14 @@ task's answer becomes one (``from_row``, ``from_task``, ``summary_of``)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, WithJsonSchema
 
 from ...dashscope import TaskResult, TaskStatus
 from ..journal import OPEN_STATUSES, Status, TaskRow
+from .dry_run import Listed, SentInput, Stop, dry_run_text
 
 
 class ImageFile(BaseModel):
@@ -51,6 +53,20 @@ class EditResult(BaseModel):
     error: ApiError | None = None
     image_failures: list[ApiError] = Field(default_factory=list[ApiError], description="images that failed (wan2.5)")
     next_step: str | None = Field(default=None, description="what to do next when not finished")
+    output_size: str | None = Field(
+        default=None, description="W*H of each output image: as produced once SUCCEEDED, else as expected"
+    )
+
+
+class PaidResult(EditResult):
+    """What a paid tool (edit_image, detect_segment) returns: an EditResult, or its dry run (``dry_run.py``); check_task
+    never dry-runs, and its output schema is spared these fields."""
+
+    dry_run: bool | None = Field(default=None, description="true: nothing was sent or billed (status DRY_RUN)")
+    paid_images: int | None = Field(default=None, description="dry run: most images the call would bill")
+    inputs: Listed[SentInput] | None = Field(default=None, description="dry run: each input as it would be sent")
+    parameters: dict[str, Any] | None = Field(default=None, description="dry run: the wire parameters")
+    would_stop: Listed[Stop] | None = Field(default=None, description="dry run: limits or a confirmation in the way")
 
 
 class TaskStarted(BaseModel):
@@ -64,6 +80,12 @@ class TaskStarted(BaseModel):
     instruction: str | None = None
     requested_images: int | None = None
     next_step: str | None = None
+    output_size: str | None = None
+    dry_run: bool | None = None
+    paid_images: int | None = None
+    inputs: Listed[SentInput] | None = None
+    parameters: dict[str, Any] | None = None
+    would_stop: Listed[Stop] | None = None
 
 
 ListedStatus = Annotated[Status, WithJsonSchema({"enum": [status.value for status in Status], "type": "string"})]
@@ -143,6 +165,18 @@ def unqueried_hint(task_id: str, status: str, cause: Exception) -> str:
     )
 
 
+def size_text(size: tuple[int, int] | None) -> str | None:
+    """An output size as results state it: ``"W*H"``, or None when it is not known."""
+    return f"{size[0]}*{size[1]}" if size else None
+
+
+def output_size(row: TaskRow | None, usage: Mapping[str, Any] | None) -> str | None:
+    """A task's output size: as DashScope reported it once produced (``usage.size``), else as expected when it
+    was sent (the journal's)."""
+    produced = usage.get("size") if usage else None
+    return produced if isinstance(produced, str) and produced else (row.expected_size if row else None)
+
+
 def origin(row: TaskRow | None) -> str | None:
     """What is said of a task that an AMBIGUOUS submission may have made (its ``next_step``), or None."""
     if row is None or row.candidate_of is None:
@@ -187,6 +221,7 @@ def from_row(row: TaskRow) -> EditResult:
         requested_images=row.requested_images,
         error=error_of(row),
         next_step=origin(row),
+        output_size=output_size(row, row.usage),
     )
 
 
@@ -205,6 +240,7 @@ def from_task(task_id: str, task: TaskResult, row: TaskRow | None) -> EditResult
         requested_images=row.requested_images if row else None,
         image_failures=[ApiError(code=f.code, message=f.message) for f in task.failures],
         next_step=origin(row),
+        output_size=output_size(row, task.usage),
     )
     if task.status is TaskStatus.FAILED:
         error = ApiError(code=task.code or "Unknown", message=task.message or "", request_id=task.request_id)
@@ -239,11 +275,15 @@ def summary_of(row: TaskRow) -> TaskSummary:
 
 def summary_text(result: EditResult) -> str:
     """A result in a few lines for the model to read: status, task, each image, texts, errors, what to do next."""
+    if isinstance(result, PaidResult) and result.dry_run:
+        return dry_run_text(result)
     head = f"{result.status}: " + " ".join(part for part in (result.model, "task", result.task_id) if part)
     lines = [head]
     for image in result.images:
         lines.append(f"- {image.path} ({image.width}×{image.height}, {image.bytes} bytes)")
     lines += [f"- text: {text}" for text in result.texts]
+    if result.output_size:
+        lines.append(f"Output size: {result.output_size}.")
     if result.instruction:
         lines.append(f"Instruction: {result.instruction}")
     if result.actual_prompt:

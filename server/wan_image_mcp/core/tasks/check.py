@@ -24,7 +24,7 @@ from ...dashscope.rate import on_behalf_of, query_owner
 from ..clock import Clock
 from ..journal import AsyncJournal, Status, TaskRow, Tenant
 from ..requests.validation import check_task_id
-from ..results.outcomes import ApiError, EditResult, ImageFile, from_row, from_task, origin, unqueried_hint
+from ..results.outcomes import ApiError, EditResult, ImageFile, from_row, from_task, origin, output_size, unqueried_hint
 from ..results.store import ResultStore, TaskRecord
 from .polling import PollFailed, Polling, Progress
 
@@ -126,7 +126,11 @@ class TaskCheck:
                 await self._journal.observed(task_id, status=Status.SUCCEEDED)
                 await self._journal.saved(task_id, _recorded(saved))
                 return EditResult(
-                    status=Status.SUCCEEDED, task_id=task_id, model=row.model if row else None, images=saved
+                    status=Status.SUCCEEDED,
+                    task_id=task_id,
+                    model=row.model if row else None,
+                    images=saved,
+                    output_size=output_size(row, row.usage if row else None),
                 )
             if row is not None and row.status is Status.EXPIRED:
                 return from_row(row)

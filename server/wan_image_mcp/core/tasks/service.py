@@ -26,9 +26,19 @@ from ..journal import DAY, AsyncJournal, NewTask, Status, Tenant
 from ..requests.declarations import EditArgs
 from ..requests.spending import Confirm, SpendGate, SpendQuestion, begin_within_budget, check_budget
 from ..requests.validation import PreparedRequest, check_task_id, prepare_request
-from ..results.outcomes import EditResult, ImageInfo, InspectResult, TaskList, check_hint, summary_of
+from ..results.outcomes import (
+    EditResult,
+    ImageInfo,
+    InspectResult,
+    PaidResult,
+    TaskList,
+    check_hint,
+    size_text,
+    summary_of,
+)
 from ..results.store import ResultStore
 from .check import TaskCheck, no_progress
+from .dry_run import Spending, rehearse
 from .polling import Polling, Progress
 from .reconcile import Reconciled, Reconciler, Submissions
 from .uploads import Uploads
@@ -134,6 +144,22 @@ class WanService:
             check_budget(request.paid_images, used, self._per_day)
         return question
 
+    async def dry_run(
+        self, request: PreparedRequest, *, instruction: str | None = None, cannot_ask: str | None = None
+    ) -> PaidResult:
+        """``request`` (prepared as for a paid call) told as ``submit`` would send it: paid images, output size,
+        inputs, wire parameters, and what would stop it (a limit, the confirmation, no key), reported, not raised.
+        Sends nothing, uploads nothing, asks no one and writes nothing; reads the journal for the daily limit.
+        ``cannot_ask`` says why the user could not be asked in this call, if so (a confirmation then refuses)."""
+        used = await self.journal.requested_since(self.clock.time() - DAY) if self._per_day is not None else 0
+        no_key = None
+        try:
+            self._api()
+        except ConfigurationError as exc:
+            no_key = str(exc)
+        spending = Spending(self.gate, self._per_day, used, no_key, cannot_ask)
+        return rehearse(request, spending, self._uploads.carriage, instruction=instruction)
+
     async def _begin(self, new: NewTask) -> int:
         """Record ``new`` within the daily budget. While another server on a shared journal holds the budget's
         check, wait (the journal's thread free for other work meanwhile) and try again, for up to ``BUDGET_WAIT``
@@ -226,6 +252,7 @@ class WanService:
             instruction=instruction,
             requested_images=request.paid_images,
             next_step=check_hint(task.task_id),
+            output_size=size_text(request.expected_size),
         )
 
     async def edit(

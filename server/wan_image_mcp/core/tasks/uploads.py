@@ -8,7 +8,7 @@ import dataclasses
 import hashlib
 import logging
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import anyio.to_thread
@@ -23,6 +23,7 @@ from ..requests.validation import PreparedRequest
 
 log = logging.getLogger("wan_image_mcp")
 _LOCAL = (RefKind.LOCAL, RefKind.DATA)
+Carriage = Literal["inline", "upload", "url"]
 UPLOAD_REUSE = 47 * 3600.0
 """Reuse an upload for less than its 48 h life."""
 
@@ -35,6 +36,13 @@ class Uploads:
         self._inline_max = inline_max
         self._clock = clock
 
+    def carriage(self, image: PreparedImage) -> Carriage:
+        """How ``image`` reaches DashScope: ``url`` (a remote or ``oss://`` URL, passed as it is), ``inline`` (a
+        ``data:`` URL in the request, up to the inline limit) or ``upload`` (a temporary upload first)."""
+        if image.kind not in _LOCAL:
+            return "url"
+        return "inline" if (image.bytes or 0) <= self._inline_max else "upload"
+
     async def place(self, client: DashScopeClient, request: PreparedRequest) -> PreparedRequest:
         """Local and inline images over the inline limit travel as ``oss://`` temporary uploads, each uploaded
         once per (bytes, model) while its URL lives; the request then carries the resolve header. A local file
@@ -46,9 +54,10 @@ class Uploads:
         images: list[PreparedImage] = []
         try:
             for image in request.images:
-                if image.kind not in _LOCAL:
+                how = self.carriage(image)
+                if how == "url":
                     images.append(image)
-                elif (image.bytes or 0) <= self._inline_max:
+                elif how == "inline":
                     payload = image.payload or await anyio.to_thread.run_sync(image.read_payload)
                     images.append(dataclasses.replace(image, payload=payload, spool=None))
                 else:
