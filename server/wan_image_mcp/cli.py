@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ConfigurationError as exc:
             print(f"wan-image-mcp: {exc}", file=sys.stderr)
             return 2
-        build_app(settings).run()
+        build_app(settings, personal=True).run()  # stdio: one person's own machine
         return 0
     if args.command == "gallery":
         return _gallery(args)

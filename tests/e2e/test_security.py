@@ -412,8 +412,8 @@ async def test_a_call_over_the_per_call_limit_is_refused_before_any_request(
 ) -> None:
     result = await mcp.call_tool("edit_image", {"prompt": "a set", "n": 12, "enable_sequential": True})
     assert result.is_error
-    assert "would request 12 paid images; WAN_MCP_MAX_IMAGES_PER_CALL is 4" in text(result)
-    assert "raise WAN_MCP_MAX_IMAGES_PER_CALL" in text(result)
+    assert "n must be at most 4, the most paid images one call may request on this server" in text(result)
+    assert "(WAN_MCP_MAX_IMAGES_PER_CALL); got 12. Split the set over several calls, or raise" in text(result)
     assert emulator.requests == []
 
 

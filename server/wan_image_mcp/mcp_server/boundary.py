@@ -27,7 +27,7 @@ from pydantic_core import ErrorDetails
 from ..core.errors import ConfigurationError, InvalidRequest, JournalBusy, SpendLimitExceeded, SubmissionUncertain
 from ..core.requests.arguments import problems as argument_problems
 from ..core.requests.arguments import refusal
-from ..core.requests.declarations import REQUIRED, Argument
+from ..core.requests.declarations import REQUIRED, Argument, capped
 from ..core.requests.schemas import portable
 from ..dashscope import APIConnectionError, APIStatusError, ContentModerationError, DashScopeError
 
@@ -42,7 +42,10 @@ def taking(declared: Sequence[Argument]) -> Callable[[Fn], Fn]:
     by-name arguments, from the declaration alone."""
 
     def take(fn: Fn) -> Fn:
-        own = inspect.signature(fn, eval_str=True)
+        own = getattr(fn, _OWN, None) or inspect.signature(fn, eval_str=True)
+        if not hasattr(fn, _DECLARED):  # the first take is the declaration's; ``capped_to`` takes from it again
+            setattr(fn, _OWN, own)
+            setattr(fn, _DECLARED, tuple(declared))
         names = {argument.name for argument in declared}
         kept: list[inspect.Parameter] = []
         for parameter in own.parameters.values():
@@ -57,6 +60,19 @@ def taking(declared: Sequence[Argument]) -> Callable[[Fn], Fn]:
         return fn
 
     return take
+
+
+_OWN = "__own_signature__"
+"""Where ``taking`` keeps a function's signature as written, so that it can take its arguments again."""
+_DECLARED = "__declared_arguments__"
+"""Where ``taking`` keeps the arguments it first gave a function, as declared (never capped or made brief)."""
+
+
+def capped_to(fn: Fn, most: int | None) -> Fn:
+    """``fn`` (made by ``taking``) taking its declared arguments again, each paid count capped at ``most`` paid
+    images per call (``declarations.capped``): the schema and the check of the tool built from it next say the
+    server's cap."""
+    return taking(capped(getattr(fn, _DECLARED), most))(fn)
 
 
 def _parameter(argument: Argument) -> inspect.Parameter:

@@ -25,7 +25,7 @@ from ..core.results.previews import Reader, previews
 from ..dashscope import APIStatusError
 from ..settings import Settings
 from .appstate import AppState
-from .boundary import StrictTool, taking, tool_errors
+from .boundary import StrictTool, capped_to, taking, tool_errors
 from .resolvers import NO_ROOTS, CheckedDetect, CheckedEdit, RootsForImages, uris
 from .resources import image_link
 from .transports.oauth import caller
@@ -234,13 +234,15 @@ _LIST = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_
 _CANCEL = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True)
 
 
-def build_tools() -> list[Tool]:
+def build_tools(most_per_call: int | None = None) -> list[Tool]:
+    """The tools; a paid tool's paid counts (n, max_images) capped at ``most_per_call`` (the server's
+    WAN_MCP_MAX_IMAGES_PER_CALL; None: the models' own maxima)."""
     return [
-        StrictTool.of(edit_image, "Edit or generate images", EDIT_ANNOTATIONS),
-        StrictTool.of(submit_task, "Start an image task", EDIT_ANNOTATIONS, described=False),
+        StrictTool.of(capped_to(edit_image, most_per_call), "Edit or generate images", EDIT_ANNOTATIONS),
+        StrictTool.of(capped_to(submit_task, most_per_call), "Start an image task", EDIT_ANNOTATIONS, described=False),
         StrictTool.of(check_task, "Check an image task", _CHECK),
         StrictTool.of(cancel_task, "Cancel a queued task", _CANCEL),
-        StrictTool.of(detect_segment, "Detect or segment objects", EDIT_ANNOTATIONS),
+        StrictTool.of(capped_to(detect_segment, most_per_call), "Detect or segment objects", EDIT_ANNOTATIONS),
         StrictTool.of(list_tasks, "List image tasks", _LIST),
         StrictTool.of(inspect_image, "Inspect images before editing", _INSPECT),
     ]
