@@ -90,6 +90,15 @@ async def test_schemas_are_generated_from_the_spec_tables_and_the_per_call_cap(
         assert str(spec.prompt_chars) in properties["prompt"]["description"]
 
 
+async def test_edit_image_says_several_images_make_one_result_and_separate_edits_take_one_call_each(
+    mcp: Client,
+) -> None:
+    edit = next(t for t in (await mcp.list_tools()).tools if t.name == "edit_image")
+    said = " ".join((edit.description or "").split())
+    assert "Several images in one call make one combined result" in said
+    assert "to edit photos separately, make one call per photo" in said
+
+
 async def test_every_per_model_limit_is_in_the_server_instructions(mcp: Client) -> None:
     instructions = mcp.instructions or ""
     for spec in SPECS.values():

@@ -83,8 +83,10 @@ async def edit_image(
 ) -> Annotated[CallToolResult, EditResult]:
     """Edit, fuse or generate images with a Wan model and save them locally.
 
-    Refer to the inputs as image 1, image 2 (圖1, 圖2) in the prompt, in the order of `images`. Waits up to
-    wait_seconds; if the task is not done by then, returns status RUNNING with a task_id for check_task.
+    Several images in one call make one combined result (fused, or one edited with the others as references); to
+    edit photos separately, make one call per photo. Refer to the inputs as image 1, image 2 (圖1, 圖2) in the
+    prompt, in the order of `images`. Waits up to wait_seconds; if the task is not done by then, returns status
+    RUNNING with a task_id for check_task.
     """
     # The declared arguments reach the core through `checked` (resolvers.py): validated, and confirmed when they
     # must be; the body reads only wait_seconds of them.
