@@ -124,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         stream=sys.stderr, level=Settings.log_level_of(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # stamina's own line per retry says only "stamina.retry_scheduled"; the client logs what it retries and why.
+    logging.getLogger("stamina").setLevel(logging.ERROR)
     if args.command in (None, "serve"):
         from .core.errors import ConfigurationError
         from .core.journal.sqlite import check_journal

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import http.server
 import io
+import math
 import os
 import re
 import shutil
@@ -455,8 +456,12 @@ async def test_a_decompression_bomb_is_refused_before_decoding(
     bomb.write_bytes(png_header_only(side, side))
     result = await mcp.call_tool("edit_image", {"prompt": "x", "images": [str(bomb)]})
     assert result.is_error
-    assert "too many pixels to decode safely" in text(result)
     assert emulator.requests == []
+    # Its size, the limit and what to do, in words.
+    side_max = math.isqrt(MAX_DECODE_PIXELS // 2)
+    assert f"image is {side}×{side} px ({side * side:,} pixels)" in text(result)
+    assert f"over the {MAX_DECODE_PIXELS:,} pixels this server decodes safely" in text(result)
+    assert f"scale it down to at most {side_max} px on its longer side and pass the smaller file" in text(result)
 
 
 # --- the key ---------------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from pydantic.fields import FieldInfo
 
 from tests.support.helpers import TOOL_NAMES, ImageFactory, text
 from wan_image_mcp.core.journal import Status
+from wan_image_mcp.core.requests.briefs import BRIEF
 from wan_image_mcp.core.requests.declarations import PAID, DetectArgs, EditArgs, EditParams, Waiting
 from wan_image_mcp.core.results.outcomes import ImageFile
 from wan_image_mcp.core.results.store import ResultStore
@@ -97,6 +98,26 @@ async def test_edit_image_says_several_images_make_one_result_and_separate_edits
     said = " ".join((edit.description or "").split())
     assert "Several images in one call make one combined result" in said
     assert "to edit photos separately, make one call per photo" in said
+
+
+async def test_list_tasks_says_each_task_in_a_line_and_where_the_next_page_is(
+    mcp: Client, make_image: ImageFactory
+) -> None:
+    photo = make_image("photo.png", (640, 480))
+    ids: list[str] = []
+    for prompt in ("first", "second " + "very long " * 10, "third"):
+        made = await mcp.call_tool("edit_image", {"prompt": prompt, "images": [str(photo)], "size": "1K"})
+        assert made.structured_content is not None, text(made)
+        ids.append(made.structured_content["task_id"])
+    page_1 = text(await mcp.call_tool("list_tasks", {"page_size": 2})).splitlines()
+    page_2 = text(await mcp.call_tool("list_tasks", {"page_size": 2, "page": 2})).splitlines()
+    assert page_1[0] == "3 tasks, newest first (page 1 of 2):"
+    assert page_1[1].startswith(f'- SUCCEEDED {ids[2]} · wan2.7-image-pro · "third" · 1 image: ')
+    assert f'{ids[1]} · wan2.7-image-pro · "second very long very long' in page_1[2]
+    assert '…" · 1 image: ' in page_1[2]  # a long prompt's excerpt
+    assert page_1[3] == "More: page=2."
+    assert page_2[0] == "3 tasks, newest first (page 2 of 2):" and ids[0] in page_2[1] and len(page_2) == 2
+    assert text(await mcp.call_tool("list_tasks", {"status": "FAILED"})) == "No tasks with status FAILED."
 
 
 async def test_every_per_model_limit_is_in_the_server_instructions(mcp: Client) -> None:
@@ -212,6 +233,8 @@ async def test_a_paid_tools_parameters_are_exactly_its_declared_arguments(
     assert schema.get("required", []) == required
     for name, annotation, field in declared:
         expected = _expected_property(annotation, field, described=described, most=server_settings.max_images_per_call)
+        if not described and name in BRIEF:  # submit_task: a few words where the name does not say enough
+            expected["description"] = BRIEF[name]
         assert _listed_facts(schema["properties"][name]) == expected, name
 
 
@@ -634,8 +657,26 @@ def test_submit_task_takes_exactly_edit_images_arguments_but_wait_seconds() -> N
 
     edit = inspect.signature(tools.edit_image, eval_str=True).parameters
     submit = inspect.signature(tools.submit_task, eval_str=True).parameters
-    expected = [(p.name, p.annotation, p.default, p.kind) for p in edit.values() if p.name != "wait_seconds"]
-    assert [(p.name, p.annotation, p.default, p.kind) for p in submit.values()] == expected
+
+    def taken(parameter: inspect.Parameter) -> tuple[Any, ...]:  # the type without its descriptions
+        kind = get_args(parameter.annotation)[0] if get_origin(parameter.annotation) is Annotated else None
+        return (parameter.name, kind, parameter.default, parameter.kind)
+
+    expected = [taken(p) for p in edit.values() if p.name != "wait_seconds"]
+    assert [taken(p) for p in submit.values()] == expected
+
+
+async def test_submit_task_describes_in_a_few_words_the_arguments_whose_name_does_not_say_how_to_write_them(
+    mcp: Client,
+) -> None:
+    tools = {t.name: t.input_schema["properties"] for t in (await mcp.list_tools()).tools}
+    submit, edit = tools["submit_task"], tools["edit_image"]
+    assert submit["prompt"]["description"] == "Refer to the inputs as image 1, image 2 in order"
+    assert "[[x1, y1, x2, y2], …]" in submit["bbox_list"]["description"]
+    assert "description" not in submit["watermark"]  # its name says it
+    for name, words in BRIEF.items():
+        assert submit[name]["description"] == words
+        assert len(words) < len(edit[name]["description"]), name
 
 
 async def test_an_id_neither_the_journal_nor_dashscope_knows_is_not_remembered(mcp: Client) -> None:

@@ -27,6 +27,7 @@ from pydantic_core import ErrorDetails
 from ..core.errors import ConfigurationError, InvalidRequest, JournalBusy, SpendLimitExceeded, SubmissionUncertain
 from ..core.requests.arguments import problems as argument_problems
 from ..core.requests.arguments import refusal
+from ..core.requests.briefs import briefly
 from ..core.requests.declarations import REQUIRED, Argument, capped
 from ..core.requests.schemas import portable
 from ..dashscope import APIConnectionError, APIStatusError, ContentModerationError, DashScopeError
@@ -68,11 +69,12 @@ _DECLARED = "__declared_arguments__"
 """Where ``taking`` keeps the arguments it first gave a function, as declared (never capped or made brief)."""
 
 
-def capped_to(fn: Fn, most: int | None) -> Fn:
+def capped_to(fn: Fn, most: int | None, *, brief: bool = False) -> Fn:
     """``fn`` (made by ``taking``) taking its declared arguments again, each paid count capped at ``most`` paid
-    images per call (``declarations.capped``): the schema and the check of the tool built from it next say the
-    server's cap."""
-    return taking(capped(getattr(fn, _DECLARED), most))(fn)
+    images per call (``declarations.capped``), and described briefly with ``brief`` (``briefs.briefly``): the
+    schema and the check of the tool built from it next say the server's cap."""
+    declared = capped(getattr(fn, _DECLARED), most)
+    return taking(briefly(declared) if brief else declared)(fn)
 
 
 def _parameter(argument: Argument) -> inspect.Parameter:
@@ -160,7 +162,8 @@ def tool_errors() -> Generator[None]:
                 "billed). Do not resubmit blindly: check the task list in the Model Studio console first."
             ) from None
         raise ToolError(
-            f"Cannot reach DashScope: {exc}. Nothing was sent. Check the network or the base URL."
+            f"Cannot reach DashScope: {exc}. Nothing was sent and nothing is billed. Check the network, or the "
+            "API's address (WAN_MCP_REGION, DASHSCOPE_HTTP_BASE_URL), then call again."
         ) from None
     except DashScopeError as exc:
         raise ToolError(str(exc)) from None

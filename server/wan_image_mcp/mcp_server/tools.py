@@ -10,7 +10,6 @@ failure becomes a ``ToolError`` the model can read and act on.
 from __future__ import annotations
 
 import base64
-import json
 from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context
@@ -20,6 +19,7 @@ from mcp.types import CallToolResult, ContentBlock, ImageContent, TextContent, T
 from pydantic import BaseModel, Field
 
 from ..core.requests.declarations import MAX_INPUT_IMAGES, MAX_WAIT, DetectArgs, EditArgs, TaskId, Waiting, arguments
+from ..core.results.listing import task_list_text
 from ..core.results.outcomes import EditResult, InspectResult, ListedStatus, TaskList, TaskStarted, summary_text
 from ..core.results.previews import Reader, previews
 from ..dashscope import APIStatusError
@@ -224,10 +224,8 @@ async def list_tasks(
     """
     with tool_errors():
         listed = await _state(ctx).service.list_tasks(status=status, page=page, page_size=page_size, tenant=caller())
-    data = structured(listed)
-    return CallToolResult(
-        content=[TextContent(type="text", text=json.dumps(data, ensure_ascii=False))], structured_content=data
-    )
+    said = task_list_text(listed, status=None if status is None else status.value)
+    return CallToolResult(content=[TextContent(type="text", text=said)], structured_content=structured(listed))
 
 
 _CHECK = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
@@ -241,7 +239,7 @@ def build_tools(most_per_call: int | None = None) -> list[Tool]:
     WAN_MCP_MAX_IMAGES_PER_CALL; None: the models' own maxima)."""
     return [
         StrictTool.of(capped_to(edit_image, most_per_call), "Edit or generate images", EDIT_ANNOTATIONS),
-        StrictTool.of(capped_to(submit_task, most_per_call), "Start an image task", EDIT_ANNOTATIONS, described=False),
+        StrictTool.of(capped_to(submit_task, most_per_call, brief=True), "Start an image task", EDIT_ANNOTATIONS),
         StrictTool.of(check_task, "Check an image task", _CHECK),
         StrictTool.of(cancel_task, "Cancel a queued task", _CANCEL),
         StrictTool.of(capped_to(detect_segment, most_per_call), "Detect or segment objects", EDIT_ANNOTATIONS),
