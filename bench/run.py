@@ -595,6 +595,10 @@ async def measure_edits(
     return figures | {f"slow_{name.removeprefix('edit_')}": value for name, value in slow.items()}
 
 
+TOOLS_LIST_TARGETS = (15_000, 9_000)
+"""Measure 6's targets: the whole ``tools/list`` answer, and what a model is shown of it (bytes, compact JSON)."""
+
+
 def tools_list_sizes(listed: dict[str, Any]) -> dict[str, int]:
     """Measure 6: the whole ``tools/list`` answer, and what a model is shown of it (each tool's name, title,
     description and input schema), as compact JSON."""
@@ -606,14 +610,35 @@ def tools_list_sizes(listed: dict[str, Any]) -> dict[str, int]:
     return {"tools_list_bytes": compact(listed), "tools_shown_bytes": compact(shown)}
 
 
+async def measure_tools_list(emulator: RunningEmulator, folder: Path) -> dict[str, int]:
+    """Measure 6 as a user's first session sees it: a client without MCP Apps, the server's default settings (the
+    per-call cap of 4, no folder set), over stdio; with the size of the server instructions beside it."""
+    params = server_params(emulator, folder)
+    assert params.env is not None
+    defaults = {k: v for k, v in params.env.items() if k not in ("WAN_MCP_MAX_IMAGES_PER_CALL", "WAN_MCP_ALLOWED_DIRS")}
+    async with Client(params.model_copy(update={"env": defaults})) as client:
+        listed = (await client.list_tools()).model_dump(mode="json", by_alias=True, exclude_none=True)
+        instructions = len((client.instructions or "").encode())
+    return tools_list_sizes(listed) | {"instructions_bytes": instructions}
+
+
+def tools_list_row(f: dict[str, Any]) -> tuple[str, str, str]:
+    whole, shown = TOOLS_LIST_TARGETS
+    return (
+        "6. `tools/list` size (compact JSON; default settings, a client without MCP Apps)",
+        f"{f['tools_list_bytes']:,} bytes in all (target ≤ {whole:,}); {f['tools_shown_bytes']:,} bytes shown to "
+        f"the model (names, titles, descriptions, input schemas; target ≤ {shown:,}); the server instructions "
+        f"{f['instructions_bytes']:,} bytes",
+        "—",
+    )
+
+
 async def session_measures(
     emulator: RunningEmulator, folder: Path, args: argparse.Namespace, two: list[Path], bigs: list[Path]
 ) -> dict[str, Any]:
     figures: dict[str, Any] = {}
+    figures |= await measure_tools_list(emulator, folder)
     async with Client(server_params(emulator, folder)) as client:
-        figures |= tools_list_sizes(
-            (await client.list_tools()).model_dump(mode="json", by_alias=True, exclude_none=True)
-        )
         bare_params = server_params(emulator, folder, WAN_MCP_PREVIEWS="0")  # like for like
         with SdkProcess(emulator, folder) as sdk:
             async with Client(bare_params) as bare:
@@ -633,6 +658,7 @@ def main() -> None:
         help="check the harness: small photos and 1-2 s tasks (the figures mean nothing)",
     )
     parser.add_argument("--only-startup", action="store_true", help="run measure 1 (with its floor) alone, print it")
+    parser.add_argument("--only-tools-list", action="store_true", help="run measure 6 alone and print its row")
     parser.add_argument("--only-large", action="store_true", help="run measure 7 alone and print its row")
     parser.add_argument("--only-replicas", action="store_true", help="run measure 8 (PostgreSQL) alone, print its row")
     parser.add_argument("--only-fairness", action="store_true", help="run measure 9 (two tenants) alone, print its row")
@@ -654,6 +680,10 @@ def main() -> None:
     if args.only_startup:
         with RunningEmulator(EmulatorConfig(api_keys=frozenset({KEY}))) as emulator:
             print(table([startup_row(startup(emulator, folder, args.runs))], args), end="")
+        return
+    if args.only_tools_list:
+        with RunningEmulator(EmulatorConfig(api_keys=frozenset({KEY}))) as emulator:
+            print(table([tools_list_row(anyio.run(measure_tools_list, emulator, folder))], args), end="")
         return
     if args.only_large:
         with RunningEmulator(EmulatorConfig(api_keys=frozenset({KEY}), polls_to_finish=1)) as emulator:
@@ -898,11 +928,7 @@ def render(f: dict[str, Any], big_bytes: int, args: argparse.Namespace) -> str:
                 (f"{f['task_s'][0]:g}-{sum(f['task_s']):g} s each", f["spread"]),
             )
         ),
-        (
-            "6. `tools/list` size (compact JSON)",
-            f"{f['tools_list_bytes']:,} bytes in all; {f['tools_shown_bytes']:,} bytes shown to the model (names, titles, descriptions, input schemas)",
-            "—",
-        ),
+        tools_list_row(f),
         large_row(f),
     ]
     return table(rows, args)

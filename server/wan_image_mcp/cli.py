@@ -156,7 +156,7 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigurationError as exc:
         print(f"wan-image-mcp: {exc}", file=sys.stderr)
         return 2
-    server = build_app(settings)
+    server = build_app(settings, personal=True)  # stdio: one person's own machine
     _serving()
     server.run()
     return 0
@@ -180,6 +180,8 @@ def _command(args: argparse.Namespace) -> int:
     logging.basicConfig(
         stream=sys.stderr, level=Settings.log_level_of(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # stamina's own line per retry says only "stamina.retry_scheduled"; the client logs what it retries and why.
+    logging.getLogger("stamina").setLevel(logging.ERROR)
     if args.command in (None, "serve"):
         return _serve(args)
     if args.command == "gallery":

@@ -263,8 +263,10 @@ class Settings(BaseSettings):
     allowed_dirs: tuple[Path, ...] = _setting(
         (),
         "WAN_MCP_ALLOWED_DIRS",
-        "folders local input images may come from, separated by `:` (`;` on Windows); relative paths from your home",
-        shown="none (the output folder and the client's roots only)",
+        "folders local input images may come from, separated by `:` (`;` on Windows); relative paths from your home; "
+        "set, it replaces the default (the output folder and the client's roots are always allowed)",
+        shown="over stdio, your home folder without its hidden folders (no name starting with `.`: `~/.ssh`, `~/.aws` "
+        "stay out); over `--transport http`, none (the output folder and the client's roots only)",
     )
     inline_max_bytes: int = _setting(
         1_000_000,

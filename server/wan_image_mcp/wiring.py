@@ -35,9 +35,25 @@ from .settings import Settings
 if TYPE_CHECKING:
     from .core.journal import Tenant
 
-__all__ = ["build_service", "check_journal_folder", "gallery_page", "open_journal", "result_sink", "running_service"]
+__all__ = [
+    "build_service",
+    "check_journal_folder",
+    "gallery_page",
+    "image_access",
+    "open_journal",
+    "result_sink",
+    "running_service",
+]
 
 log = logging.getLogger("wan_image_mcp")
+
+
+def image_access(settings: Settings, *, personal: bool = False) -> FileAccess:
+    """The folders local input images may come from (the client's roots are added per call): the output folder and
+    ``WAN_MCP_ALLOWED_DIRS``; when that is unset and the server is ``personal`` (stdio: one person's own machine),
+    the user's home folder without its hidden folders too. A shared server (``--transport http``) reads no home."""
+    home = [Path.home()] if personal and not settings.allowed_dirs else []
+    return FileAccess.of([*settings.allowed_dirs, settings.output_dir], home)
 
 
 def build_service(
@@ -46,8 +62,10 @@ def build_service(
     journal: AsyncJournal,
     clock: Clock = SYSTEM_CLOCK,
     places: SharedPlaces | None = None,
+    access: FileAccess | None = None,
 ) -> WanService:
-    """The service and what it needs, for ``settings``; ``places`` is the query budget shared with replicas."""
+    """The service and what it needs, for ``settings``; ``places`` is the query budget shared with replicas,
+    ``access`` the folders images may come from (default ``image_access(settings)``)."""
     try:
         client: DashScopeClient | None = DashScopeClient(
             http,
@@ -67,7 +85,7 @@ def build_service(
         poll_interval=settings.poll_interval,
         poll_interval_max=settings.poll_interval_max,
         missing_key=missing,
-        access=FileAccess.of([*settings.allowed_dirs, settings.output_dir]),
+        access=access or image_access(settings),
         max_images_per_call=settings.max_images_per_call,
         max_images_per_day=settings.max_images_per_day,
         confirm_above_images=settings.confirm_above_images,
@@ -78,7 +96,11 @@ def build_service(
 
 @asynccontextmanager
 async def running_service(
-    settings: Settings, http: httpx2.AsyncClient | None = None, *, clock: Clock = SYSTEM_CLOCK
+    settings: Settings,
+    http: httpx2.AsyncClient | None = None,
+    *,
+    clock: Clock = SYSTEM_CLOCK,
+    access: FileAccess | None = None,
 ) -> AsyncGenerator[WanService]:
     """The service while the block runs: its journal (opened on its worker thread by the first call), an HTTP
     client unless ``http`` is given, the query budget shared with replicas on a PostgreSQL journal, and the
@@ -93,7 +115,7 @@ async def running_service(
             places = PostgresPlaces(settings.journal_url) if settings.journal_url else None
             if places is not None:  # replicas on one PostgreSQL journal share the account's query budget
                 stack.callback(places.close)
-            service = build_service(settings, client, AsyncJournal(journal), clock, places)
+            service = build_service(settings, client, AsyncJournal(journal), clock, places, access)
             async with anyio.create_task_group() as background:
                 if settings.harvest and service.can_call_api:
                     background.start_soon(Harvester(service).run)

@@ -31,6 +31,15 @@ def test_the_benchmark_reports_every_measure(tmp_path: Path) -> None:
     assert re.search(floor, table)
 
 
+def test_the_tools_list_benchmark_reports_its_sizes_against_the_targets() -> None:
+    command = [sys.executable, str(ROOT / "bench" / "run.py"), "--only-tools-list"]
+    done = subprocess.run(command, env=server_env(None, None, None), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    row = r"\| 6\. `tools/list` size .*? [\d,]+ bytes in all \(target ≤ 15,000\); [\d,]+ bytes shown to the model"
+    assert re.search(row, done.stdout), done.stdout
+    assert re.search(r"the server instructions [\d,]+ bytes", done.stdout), done.stdout
+
+
 def test_the_replicas_benchmark_reports_its_measure(tmp_path: Path) -> None:
     from tests.support.postgres_server import binaries
 

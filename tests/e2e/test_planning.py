@@ -180,24 +180,27 @@ async def test_a_dry_run_over_the_limits_reports_each_with_its_numbers_and_asks_
         return ElicitResult(action="decline")
 
     limits = {
-        "WAN_MCP_MAX_IMAGES_PER_CALL": "2",
+        "WAN_MCP_MAX_IMAGES_PER_CALL": "4",
         "WAN_MCP_MAX_IMAGES_PER_DAY": "3",
         "WAN_MCP_CONFIRM_ABOVE_IMAGES": "1",
     }
     with anyio.fail_after(60):
         async with stdio_server(emulator, tmp_path, limits, user) as client:
             over = await client.call_tool("edit_image", {"prompt": "four red foxes", "n": 4, "dry_run": True})
+            beyond = await client.call_tool("edit_image", {"prompt": "five red foxes", "n": 5, "dry_run": True})
             asks = await client.call_tool("submit_task", {"prompt": "two red foxes", "n": 2, "dry_run": True})
             refused = await client.call_tool("edit_image", {"prompt": "four red foxes", "n": 4})
         async with stdio_server(emulator, tmp_path, limits) as client:  # a client that cannot be asked
             cannot = await client.call_tool("edit_image", {"prompt": "two red foxes", "n": 2, "dry_run": True})
     assert not over.is_error, text(over)
-    stops = {stop["setting"]: stop for stop in body(over)["would_stop"]}
-    assert set(stops) == {"WAN_MCP_MAX_IMAGES_PER_CALL", "WAN_MCP_MAX_IMAGES_PER_DAY"}  # refused before any question
-    per_call, per_day = stops["WAN_MCP_MAX_IMAGES_PER_CALL"], stops["WAN_MCP_MAX_IMAGES_PER_DAY"]
-    assert (per_call["effect"], per_call["limit"]) == ("refused", 2)
+    stops = {stop["setting"]: stop for stop in body(over)["would_stop"]}  # in the order a paid call meets them
+    assert list(stops) == ["WAN_MCP_MAX_IMAGES_PER_DAY", "WAN_MCP_CONFIRM_ABOVE_IMAGES"]
+    per_day = stops["WAN_MCP_MAX_IMAGES_PER_DAY"]
     assert (per_day["effect"], per_day["limit"], per_day["used"]) == ("refused", 3, 0)
-    assert "would request 4 paid images; WAN_MCP_MAX_IMAGES_PER_CALL is 2" in text(over)
+    assert "would request 4 paid image(s); 0 were requested in the last 24 h" in per_day["message"]
+    # Over the per-call cap, the call cannot even be formed: n's schema maximum is the cap, and the refusal says
+    # so with the numbers and what to do, a dry run or not.
+    assert beyond.is_error and "n must be at most 4" in text(beyond) and "WAN_MCP_MAX_IMAGES_PER_CALL" in text(beyond)
     (question,) = body(asks)["would_stop"]
     assert (question["setting"], question["effect"], question["limit"]) == (
         "WAN_MCP_CONFIRM_ABOVE_IMAGES",
@@ -209,5 +212,5 @@ async def test_a_dry_run_over_the_limits_reports_each_with_its_numbers_and_asks_
     (unaskable,) = body(cannot)["would_stop"]
     assert (unaskable["setting"], unaskable["effect"]) == ("WAN_MCP_CONFIRM_ABOVE_IMAGES", "refused")
     assert "this client did not declare form elicitation" in unaskable["message"]
-    assert refused.is_error and "WAN_MCP_MAX_IMAGES_PER_CALL is 2" in text(refused)  # the paid call is refused
+    assert refused.is_error and "WAN_MCP_MAX_IMAGES_PER_DAY" in text(refused)  # the paid call is refused
     assert emulator.state.requests == []

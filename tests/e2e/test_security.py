@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import http.server
 import io
+import math
 import os
 import re
 import shutil
@@ -412,8 +413,8 @@ async def test_a_call_over_the_per_call_limit_is_refused_before_any_request(
 ) -> None:
     result = await mcp.call_tool("edit_image", {"prompt": "a set", "n": 12, "enable_sequential": True})
     assert result.is_error
-    assert "would request 12 paid images; WAN_MCP_MAX_IMAGES_PER_CALL is 4" in text(result)
-    assert "raise WAN_MCP_MAX_IMAGES_PER_CALL" in text(result)
+    assert "n must be at most 4, the most paid images one call may request on this server" in text(result)
+    assert "(WAN_MCP_MAX_IMAGES_PER_CALL); got 12. Split the set over several calls, or raise" in text(result)
     assert emulator.requests == []
 
 
@@ -455,8 +456,12 @@ async def test_a_decompression_bomb_is_refused_before_decoding(
     bomb.write_bytes(png_header_only(side, side))
     result = await mcp.call_tool("edit_image", {"prompt": "x", "images": [str(bomb)]})
     assert result.is_error
-    assert "too many pixels to decode safely" in text(result)
     assert emulator.requests == []
+    # Its size, the limit and what to do, in words.
+    side_max = math.isqrt(MAX_DECODE_PIXELS // 2)
+    assert f"image is {side}×{side} px ({side * side:,} pixels)" in text(result)
+    assert f"over the {MAX_DECODE_PIXELS:,} pixels this server decodes safely" in text(result)
+    assert f"scale it down to at most {side_max} px on its longer side and pass the smaller file" in text(result)
 
 
 # --- the key ---------------------------------------------------------------------------------------------------

@@ -257,3 +257,27 @@ async def test_a_large_lossless_image_over_the_file_limit_is_judged_as_the_jpeg_
     assert prepared.format == "JPEG"
     assert "sent as JPEG (quality 95)" in verdict
     assert "re-encoded to fit the 20 MB file limit (JPEG, else smaller: settled when encoded)" in verdict, verdict
+
+
+async def test_boxes_are_said_to_be_read_in_the_orientation_shown_only_where_boxes_can_be_given(
+    mcp: Client, make_image: ImageFactory
+) -> None:
+    turned = make_image("turned.jpg", (600, 400), exif_orientation=6)
+    inspected = await mcp.call_tool("inspect_image", {"images": [str(turned)]})
+    assert inspected.structured_content is not None
+    verdicts = inspected.structured_content["images"][0]["models"]
+    for name, spec in SPECS.items():
+        assert verdicts[name].startswith("adjusted: EXIF orientation 6 applied"), name
+        assert ("boxes are read in the orientation shown" in verdicts[name]) == bool(spec.max_boxes_per_image), name
+
+    without_boxes = await mcp.call_tool("edit_image", {"prompt": "x", "images": [str(turned)], "model": "wan2.6-image"})
+    boxed = await mcp.call_tool(
+        "edit_image", {"prompt": "x", "images": [str(turned)], "bbox_list": [[[10, 10, 200, 300]]], "size": "1K"}
+    )
+    unboxed_wan27 = await mcp.call_tool("edit_image", {"prompt": "x", "images": [str(turned)], "size": "1K"})
+    for result in (without_boxes, boxed, unboxed_wan27):
+        assert result.structured_content is not None, text(result)
+        assert "image 1: EXIF orientation 6 applied" in result.structured_content["adjustments"]
+    assert "image 1: bbox_list boxes are read in the orientation shown" in boxed.structured_content["adjustments"]
+    for result in (without_boxes, unboxed_wan27):
+        assert not any("boxes" in note for note in result.structured_content["adjustments"])

@@ -36,7 +36,7 @@ async def test_the_models_resource_is_the_spec_table(mcp: Client) -> None:
     assert models == json.loads(json.dumps(catalog_json()))
     one = json.loads(await read_text(mcp, "wan://models/wan2.5-i2i-preview"))
     assert one["input_image"]["side_px"] == {"min": 384, "max": 5000}
-    assert one["modes"]["edit"]["n"] == {"min": 1, "max": 4, "api_default": 4}
+    assert one["modes"]["edit"]["n"] == {"min": 1, "max": 4, "default": 1}  # ours, not the API's 4
 
 
 async def test_an_unknown_model_is_not_found(mcp: Client) -> None:

@@ -19,7 +19,8 @@ from pydantic.fields import FieldInfo
 
 from tests.support.helpers import TOOL_NAMES, ImageFactory, text
 from wan_image_mcp.core.journal import Status
-from wan_image_mcp.core.requests.declarations import DetectArgs, DryRun, EditArgs, EditParams, Waiting
+from wan_image_mcp.core.requests.briefs import BRIEF
+from wan_image_mcp.core.requests.declarations import PAID, DetectArgs, DryRun, EditArgs, EditParams, Waiting
 from wan_image_mcp.core.results.outcomes import ImageFile
 from wan_image_mcp.core.results.store import ResultStore
 from wan_image_mcp.core.specs import MODEL_NAMES, SPECS
@@ -76,15 +77,47 @@ async def test_list_tasks_filters_by_every_status_listed_in_place_in_its_schema(
     assert "$defs" not in listing.input_schema
 
 
-async def test_schemas_are_generated_from_the_spec_tables(mcp: Client) -> None:
+async def test_schemas_are_generated_from_the_spec_tables_and_the_per_call_cap(
+    mcp: Client, server_settings: Settings
+) -> None:
     edit = next(t for t in (await mcp.list_tools()).tools if t.name == "edit_image")
     properties = edit.input_schema["properties"]
     assert properties["model"]["enum"] == list(MODEL_NAMES)
-    assert properties["n"]["maximum"] == max(m.n.hi for s in SPECS.values() for m in s.modes)
+    most = min(server_settings.max_images_per_call, max(m.n.hi for s in SPECS.values() for m in s.modes))
+    assert properties["n"]["maximum"] == most
     assert properties["images"]["maxItems"] == max(s.max_input_images for s in SPECS.values())
     assert f"At most {properties['images']['maxItems']} (wan2.7)" in properties["images"]["description"]
     for spec in SPECS.values():
         assert str(spec.prompt_chars) in properties["prompt"]["description"]
+
+
+async def test_edit_image_says_several_images_make_one_result_and_separate_edits_take_one_call_each(
+    mcp: Client,
+) -> None:
+    edit = next(t for t in (await mcp.list_tools()).tools if t.name == "edit_image")
+    said = " ".join((edit.description or "").split())
+    assert "Several images in one call make one combined result" in said
+    assert "to edit photos separately, make one call per photo" in said
+
+
+async def test_list_tasks_says_each_task_in_a_line_and_where_the_next_page_is(
+    mcp: Client, make_image: ImageFactory
+) -> None:
+    photo = make_image("photo.png", (640, 480))
+    ids: list[str] = []
+    for prompt in ("first", "second " + "very long " * 10, "third"):
+        made = await mcp.call_tool("edit_image", {"prompt": prompt, "images": [str(photo)], "size": "1K"})
+        assert made.structured_content is not None, text(made)
+        ids.append(made.structured_content["task_id"])
+    page_1 = text(await mcp.call_tool("list_tasks", {"page_size": 2})).splitlines()
+    page_2 = text(await mcp.call_tool("list_tasks", {"page_size": 2, "page": 2})).splitlines()
+    assert page_1[0] == "3 tasks, newest first (page 1 of 2):"
+    assert page_1[1].startswith(f'- SUCCEEDED {ids[2]} · wan2.7-image-pro · "third" · 1 image: ')
+    assert f'{ids[1]} · wan2.7-image-pro · "second very long very long' in page_1[2]
+    assert '…" · 1 image: ' in page_1[2]  # a long prompt's excerpt
+    assert page_1[3] == "More: page=2."
+    assert page_2[0] == "3 tasks, newest first (page 2 of 2):" and ids[0] in page_2[1] and len(page_2) == 2
+    assert text(await mcp.call_tool("list_tasks", {"status": "FAILED"})) == "No tasks with status FAILED."
 
 
 async def test_every_per_model_limit_is_in_the_server_instructions(mcp: Client) -> None:
@@ -152,9 +185,10 @@ def _declared(*shapes: type[DataclassInstance]) -> list[tuple[str, Any, dataclas
     return found
 
 
-def _expected_property(annotation: Any, field: dataclasses.Field[Any], *, described: bool) -> dict[str, Any]:
-    """What the declaration says of one argument's schema: its default, bounds and description."""
-    base, info = get_args(annotation) if get_origin(annotation) is Annotated else (annotation, None)
+def _expected_property(annotation: Any, field: dataclasses.Field[Any], *, described: bool, most: int) -> dict[str, Any]:
+    """What the declaration says of one argument's schema: its default, bounds and description; a paid count's
+    maximum lowered to the server's per-call cap ``most``, which its description then states."""
+    base, info, *marks = get_args(annotation) if get_origin(annotation) is Annotated else (annotation, None)
     expected: dict[str, Any] = {}
     default = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
     if default is not dataclasses.MISSING and default is not None:
@@ -169,6 +203,10 @@ def _expected_property(annotation: Any, field: dataclasses.Field[Any], *, descri
             expected |= {key: getattr(bound, attr) for attr, key in keys.items() if hasattr(bound, attr)}
         if described and info.description is not None:
             expected["description"] = info.description
+    if PAID in marks and expected["maximum"] > most:
+        expected["maximum"] = most
+        if described:
+            expected["description"] += f" This server: at most {most} per call."
     return expected
 
 
@@ -186,7 +224,7 @@ def _listed_facts(schema: dict[str, Any]) -> dict[str, Any]:
     ],
 )
 async def test_a_paid_tools_parameters_are_exactly_its_declared_arguments(
-    mcp: Client, tool: str, shapes: tuple[type[DataclassInstance], ...], described: bool
+    mcp: Client, server_settings: Settings, tool: str, shapes: tuple[type[DataclassInstance], ...], described: bool
 ) -> None:
     schema = next(t for t in (await mcp.list_tools()).tools if t.name == tool).input_schema
     declared = _declared(*shapes)
@@ -194,7 +232,9 @@ async def test_a_paid_tools_parameters_are_exactly_its_declared_arguments(
     required = [name for name, _, f in declared if f.default is f.default_factory is dataclasses.MISSING]
     assert schema.get("required", []) == required
     for name, annotation, field in declared:
-        expected = _expected_property(annotation, field, described=described)
+        expected = _expected_property(annotation, field, described=described, most=server_settings.max_images_per_call)
+        if not described and name in BRIEF:  # submit_task: a few words where the name does not say enough
+            expected["description"] = BRIEF[name]
         assert _listed_facts(schema["properties"][name]) == expected, name
 
 
@@ -755,8 +795,26 @@ def test_submit_task_takes_exactly_edit_images_arguments_but_wait_seconds() -> N
 
     edit = inspect.signature(tools.edit_image, eval_str=True).parameters
     submit = inspect.signature(tools.submit_task, eval_str=True).parameters
-    expected = [(p.name, p.annotation, p.default, p.kind) for p in edit.values() if p.name != "wait_seconds"]
-    assert [(p.name, p.annotation, p.default, p.kind) for p in submit.values()] == expected
+
+    def taken(parameter: inspect.Parameter) -> tuple[Any, ...]:  # the type without its descriptions
+        kind = get_args(parameter.annotation)[0] if get_origin(parameter.annotation) is Annotated else None
+        return (parameter.name, kind, parameter.default, parameter.kind)
+
+    expected = [taken(p) for p in edit.values() if p.name != "wait_seconds"]
+    assert [taken(p) for p in submit.values()] == expected
+
+
+async def test_submit_task_describes_in_a_few_words_the_arguments_whose_name_does_not_say_how_to_write_them(
+    mcp: Client,
+) -> None:
+    tools = {t.name: t.input_schema["properties"] for t in (await mcp.list_tools()).tools}
+    submit, edit = tools["submit_task"], tools["edit_image"]
+    assert submit["prompt"]["description"] == "Refer to the inputs as image 1, image 2 in order"
+    assert "[[x1, y1, x2, y2], …]" in submit["bbox_list"]["description"]
+    assert "description" not in submit["watermark"]  # its name says it
+    for name, words in BRIEF.items():
+        assert submit[name]["description"] == words
+        assert len(words) < len(edit[name]["description"]), name
 
 
 async def test_an_id_neither_the_journal_nor_dashscope_knows_is_not_remembered(mcp: Client) -> None:

@@ -75,7 +75,12 @@ async def test_several_problems_are_all_listed(mcp: Client, emulator: EmulatorSt
             {"images": "/tmp/a.png"},
             'images must be a list with one reference per image: ["/tmp/a.png"], not "/tmp/a.png".',
         ),
-        ({"n": 13}, "n must be at most 12; got 13."),
+        (
+            {"n": 13},
+            "n must be at most 4, the most paid images one call may request on this server "
+            "(WAN_MCP_MAX_IMAGES_PER_CALL); got 13. Split the set over several calls, or raise the setting in the "
+            "server's environment.",
+        ),
         ({"seed": -5}, "seed must be at least 0; got -5."),
         ({"wait_seconds": 301}, "wait_seconds must be at most 300; got 301."),
         ({"images": ["a.png", 7]}, "images (image 2) must be a string; got 7."),

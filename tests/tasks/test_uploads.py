@@ -255,13 +255,13 @@ async def test_a_call_over_the_spend_limit_lets_go_of_its_spooled_files_at_once(
 
     spooled_noise(tmp_path / "noise.png", seed=9)
     arguments = {"prompt": "x", "images": [str(tmp_path / "noise.png")], "size": "1K", "n": 2}
-    async with Client(build_app(server_settings.model_copy(update={"max_images_per_call": 1}), http)) as mcp:
+    async with Client(build_app(server_settings.model_copy(update={"max_images_per_day": 1}), http)) as mcp:
         gc.collect()
         before = spooled_files()
         gc.disable()
         try:
             result = await mcp.call_tool("edit_image", arguments)
-            assert result.is_error and "WAN_MCP_MAX_IMAGES_PER_CALL is 1" in text(result)
+            assert result.is_error and "WAN_MCP_MAX_IMAGES_PER_DAY is 1" in text(result)
             await released(before)
         finally:
             gc.enable()

@@ -23,6 +23,7 @@ from urllib.parse import quote, urlencode
 import anyio
 import httpx2
 
+from .connections import unreachable
 from .endpoints import CANCEL_PATH, TASK_PATH, UPLOAD_POLICY_PATH
 from .errors import (
     APIConnectionError,
@@ -64,6 +65,9 @@ class RetryPolicy:
     wait_initial: float = 0.5
     wait_max: float = 8.0
     wait_jitter: float = 0.5
+    connect_attempts: int = 3
+    """Attempts while the host cannot be connected to at all (refused, unknown, unreachable: nothing was sent),
+    fewer than ``attempts``: an unreachable DashScope is said within seconds."""
 
 
 def _retry_query(exc: Exception) -> bool | float:
@@ -176,7 +180,7 @@ class DashScopeClient:
         try:
             response = await send_checked(self._http, request, api_base_url=self._base_url)
         except httpx2.TransportError as exc:
-            raise APIConnectionError(f"upload to {host} failed: {exc!r}", request_sent=True) from None
+            raise APIConnectionError(f"upload to {host} failed ({unreachable(exc)})", request_sent=True) from None
         if response.status_code == 200:
             return f"oss://{key}"
         code = _xml(response.text, "Code") or "Unknown"
@@ -270,6 +274,8 @@ class DashScopeClient:
         import stamina  # off the start path
 
         policy = self._retry
+        failed: Exception | None = None
+        unconnected = 0
         async for attempt in stamina.retry_context(
             on=retry_on,
             attempts=policy.attempts,
@@ -278,11 +284,25 @@ class DashScopeClient:
             wait_max=policy.wait_max,
             wait_jitter=policy.wait_jitter,
         ):
+            if failed is not None:  # one line per retry, saying what is tried again and why
+                log.warning("retrying %s %s (attempt %d): %s", method, path, attempt.num, failed)
             with attempt:
-                if rate is None:
-                    return await self._once(method, path, body, headers or {}, read_timeout)
-                async with rate.query():
-                    return await self._once(method, path, body, headers or {}, read_timeout)
+                try:
+                    if rate is None:
+                        return await self._once(method, path, body, headers or {}, read_timeout)
+                    async with rate.query():
+                        return await self._once(method, path, body, headers or {}, read_timeout)
+                except APIConnectionError as exc:
+                    failed = exc
+                    unconnected = unconnected + 1 if not exc.request_sent else 0
+                    if unconnected < policy.connect_attempts:
+                        raise
+                    # Given up: the block ends without an error, so stamina tries no more; raised below.
+                except Exception as exc:
+                    failed = exc
+                    raise
+        if failed is not None:
+            raise failed
         raise AssertionError("unreachable")  # pragma: no cover - retry_context either returns or raises
 
     async def _once(
@@ -312,11 +332,15 @@ class DashScopeClient:
                 f"{method} {path} could not be sent: a header is invalid", request_sent=False
             ) from None
         except _NOT_SENT as exc:
-            raise APIConnectionError(f"could not connect to {self._base_url}: {exc!r}", request_sent=False) from None
-        except httpx2.TimeoutException as exc:
-            raise APITimeoutError(f"{method} {path} timed out: {exc!r}", request_sent=True) from None
+            raise APIConnectionError(
+                f"could not connect to {self._base_url} ({unreachable(exc)})", request_sent=False
+            ) from None
+        except httpx2.TimeoutException:
+            raise APITimeoutError(f"{method} {path} got no answer in time", request_sent=True) from None
         except httpx2.TransportError as exc:
-            raise APIConnectionError(f"{method} {path} lost its response: {exc!r}", request_sent=True) from None
+            raise APIConnectionError(
+                f"{method} {path} lost its answer ({unreachable(exc)})", request_sent=True
+            ) from None
         data = _decode(response)
         request_id = data.get("request_id") if isinstance(data, dict) else None
         log.info(

@@ -6,11 +6,11 @@ limits, ``aclose``."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import httpx2
 
-__all__ = ["DeferredTransport", "LazyAsyncClient", "http_client"]
+__all__ = ["DeferredTransport", "LazyAsyncClient", "http_client", "unreachable"]
 
 
 class DeferredTransport(httpx2.AsyncBaseTransport):
@@ -51,3 +51,23 @@ class LazyAsyncClient(httpx2.AsyncClient):
 def http_client() -> LazyAsyncClient:
     """The client the service sends with: 30 s timeouts (10 s to connect), redirects never followed."""
     return LazyAsyncClient(timeout=httpx2.Timeout(30.0, connect=10.0), follow_redirects=False)
+
+
+_WHY: Final[tuple[tuple[type[Exception], str], ...]] = (
+    (httpx2.ConnectTimeout, "connecting timed out"),
+    (httpx2.PoolTimeout, "no connection was free in time"),
+    (httpx2.ConnectError, "the connection was refused, or the host is unknown or unreachable"),
+    (httpx2.ReadTimeout, "no answer in time"),
+    (httpx2.WriteTimeout, "sending timed out"),
+    (httpx2.TimeoutException, "timed out"),
+    (httpx2.RemoteProtocolError, "the connection was closed before the answer was complete"),
+    (httpx2.ProxyError, "the proxy refused the connection"),
+    (httpx2.NetworkError, "the network connection failed"),
+)
+
+
+def unreachable(exc: Exception) -> str:
+    """Why a request got no answer, in our words (never a Python repr): ``exc`` is httpx's transport error."""
+    why = next((words for kind, words in _WHY if isinstance(exc, kind)), "the request failed")
+    detail = str(exc).strip()
+    return f"{why}: {detail}" if detail and len(detail) <= 200 else why

@@ -26,11 +26,13 @@ from mcp.types import Prompt as MCPPrompt
 from .. import __version__
 from ..core.clock import SYSTEM_CLOCK, Clock
 from ..core.errors import WanError
+from ..core.images.access import FileAccess
 from ..core.requests.arguments import problems as argument_problems
-from ..core.requests.catalog import model_limits, shape_rule
+from ..core.requests.catalog import limits_in_force, model_limits, shape_rule
+from ..core.requests.declarations import MAX_WAIT
 from ..dashscope import DashScopeError
 from ..settings import Settings
-from ..wiring import running_service
+from ..wiring import image_access, running_service
 from .apps.extension import WanApps, apps_listing, bind_pages
 from .apps.picker import picker_tools
 from .appstate import AppState
@@ -52,6 +54,20 @@ refused before anything is sent. Per-model limits (modes: edit, text-to-image, i
 interleave = enable_interleave):
 {model_limits()}
 {shape_rule()}"""
+
+
+def server_instructions(settings: Settings, access: FileAccess) -> str:
+    """``SERVER_INSTRUCTIONS`` and, after them, this server's own limits: its folders, caps, threshold and longest
+    wait, from ``settings`` and ``access`` as the service holds them."""
+    own = limits_in_force(
+        folders=[str(folder) for folder in access.directories],
+        visible_folders=[str(folder) for folder in access.visible],
+        per_call=settings.max_images_per_call,
+        per_day=settings.max_images_per_day,
+        confirm_above=settings.confirm_above_images,
+        longest_wait=MAX_WAIT,
+    )
+    return f"{SERVER_INSTRUCTIONS}\nThis server's limits: {own}"
 
 
 class WanServer(MCPServer[AppState]):
@@ -110,25 +126,31 @@ class WanServer(MCPServer[AppState]):
 
 
 def build_app(
-    settings: Settings | None = None, http: httpx2.AsyncClient | None = None, *, clock: Clock = SYSTEM_CLOCK
+    settings: Settings | None = None,
+    http: httpx2.AsyncClient | None = None,
+    *,
+    clock: Clock = SYSTEM_CLOCK,
+    personal: bool = False,
 ) -> MCPServer[AppState]:
     """The server. ``http`` lets tests route DashScope traffic to the in-process emulator, ``clock`` run its
-    schedules (polling, the harvester, the query rate) in virtual time."""
+    schedules (polling, the harvester, the query rate) in virtual time. ``personal`` (stdio: one person's machine)
+    lets images come from the home folder when WAN_MCP_ALLOWED_DIRS is unset (``wiring.image_access``)."""
     resolved = settings or Settings.from_env()
+    access = image_access(resolved, personal=personal)
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncGenerator[AppState]:
-        async with running_service(resolved, http, clock=clock) as service:
+        async with running_service(resolved, http, clock=clock, access=access) as service:
             yield AppState(service=service, settings=resolved)
 
     server = WanServer(
         name="wan-image-mcp",
         title="Wan image models",
         version=__version__,
-        instructions=SERVER_INSTRUCTIONS,
+        instructions=server_instructions(resolved, access),
         lifespan=lifespan,
         log_level="WARNING",
-        tools=bind_pages(build_tools() + picker_tools()),
+        tools=bind_pages(build_tools(resolved.max_images_per_call) + picker_tools()),
         extensions=[WanApps()],  # MCP Apps: the viewer and the box picker (apps/extension.py)
         middleware=[apps_listing, lone_surrogates],
         **oauth_kwargs(resolved),

@@ -27,7 +27,8 @@ from pydantic_core import ErrorDetails
 from ..core.errors import ConfigurationError, InvalidRequest, JournalBusy, SpendLimitExceeded, SubmissionUncertain
 from ..core.requests.arguments import problems as argument_problems
 from ..core.requests.arguments import refusal
-from ..core.requests.declarations import REQUIRED, Argument
+from ..core.requests.briefs import briefly
+from ..core.requests.declarations import REQUIRED, Argument, capped
 from ..core.requests.schemas import portable
 from ..dashscope import APIConnectionError, APIStatusError, ContentModerationError, DashScopeError
 
@@ -42,7 +43,10 @@ def taking(declared: Sequence[Argument]) -> Callable[[Fn], Fn]:
     by-name arguments, from the declaration alone."""
 
     def take(fn: Fn) -> Fn:
-        own = inspect.signature(fn, eval_str=True)
+        own = getattr(fn, _OWN, None) or inspect.signature(fn, eval_str=True)
+        if not hasattr(fn, _DECLARED):  # the first take is the declaration's; ``capped_to`` takes from it again
+            setattr(fn, _OWN, own)
+            setattr(fn, _DECLARED, tuple(declared))
         names = {argument.name for argument in declared}
         kept: list[inspect.Parameter] = []
         for parameter in own.parameters.values():
@@ -57,6 +61,20 @@ def taking(declared: Sequence[Argument]) -> Callable[[Fn], Fn]:
         return fn
 
     return take
+
+
+_OWN = "__own_signature__"
+"""Where ``taking`` keeps a function's signature as written, so that it can take its arguments again."""
+_DECLARED = "__declared_arguments__"
+"""Where ``taking`` keeps the arguments it first gave a function, as declared (never capped or made brief)."""
+
+
+def capped_to(fn: Fn, most: int | None, *, brief: bool = False) -> Fn:
+    """``fn`` (made by ``taking``) taking its declared arguments again, each paid count capped at ``most`` paid
+    images per call (``declarations.capped``), and described briefly with ``brief`` (``briefs.briefly``): the
+    schema and the check of the tool built from it next say the server's cap."""
+    declared = capped(getattr(fn, _DECLARED), most)
+    return taking(briefly(declared) if brief else declared)(fn)
 
 
 def _parameter(argument: Argument) -> inspect.Parameter:
@@ -144,7 +162,8 @@ def tool_errors() -> Generator[None]:
                 "billed). Do not resubmit blindly: check the task list in the Model Studio console first."
             ) from None
         raise ToolError(
-            f"Cannot reach DashScope: {exc}. Nothing was sent. Check the network or the base URL."
+            f"Cannot reach DashScope: {exc}. Nothing was sent and nothing is billed. Check the network, or the "
+            "API's address (WAN_MCP_REGION, DASHSCOPE_HTTP_BASE_URL), then call again."
         ) from None
     except DashScopeError as exc:
         raise ToolError(str(exc)) from None

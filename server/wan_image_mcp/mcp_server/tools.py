@@ -10,7 +10,6 @@ failure becomes a ``ToolError`` the model can read and act on.
 from __future__ import annotations
 
 import base64
-import json
 from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context
@@ -30,6 +29,7 @@ from ..core.requests.declarations import (
     Waiting,
     arguments,
 )
+from ..core.results.listing import task_list_text
 from ..core.results.outcomes import (
     EditResult,
     InspectResult,
@@ -43,7 +43,7 @@ from ..core.results.previews import Reader, previews
 from ..dashscope import APIStatusError
 from ..settings import Settings
 from .appstate import AppState
-from .boundary import StrictTool, taking, tool_errors
+from .boundary import StrictTool, capped_to, taking, tool_errors
 from .resolvers import NO_ROOTS, CheckedDetect, CheckedEdit, Prepared, RootsForImages, cannot_elicit, uris
 from .resources import image_link
 from .transports.oauth import caller
@@ -112,8 +112,10 @@ async def edit_image(
 ) -> Annotated[CallToolResult, PaidResult]:
     """Edit, fuse or generate images with a Wan model and save them locally.
 
-    Refer to the inputs as image 1, image 2 (圖1, 圖2) in the prompt, in the order of `images`. Waits up to
-    wait_seconds; if the task is not done by then, returns status RUNNING with a task_id for check_task.
+    Several images in one call make one combined result (fused, or one edited with the others as references); to
+    edit photos separately, make one call per photo. Refer to the inputs as image 1, image 2 (圖1, 圖2) in the
+    prompt, in the order of `images`. Waits up to wait_seconds; if the task is not done by then, returns status
+    RUNNING with a task_id for check_task.
     """
     # The declared arguments reach the core through `checked` (resolvers.py): validated, and confirmed when they
     # must be; the body reads only wait_seconds of them.
@@ -261,10 +263,8 @@ async def list_tasks(
     """
     with tool_errors():
         listed = await _state(ctx).service.list_tasks(status=status, page=page, page_size=page_size, tenant=caller())
-    data = structured(listed)
-    return CallToolResult(
-        content=[TextContent(type="text", text=json.dumps(data, ensure_ascii=False))], structured_content=data
-    )
+    said = task_list_text(listed, status=None if status is None else status.value)
+    return CallToolResult(content=[TextContent(type="text", text=said)], structured_content=structured(listed))
 
 
 _CHECK = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
@@ -273,13 +273,15 @@ _LIST = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_
 _CANCEL = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True)
 
 
-def build_tools() -> list[Tool]:
+def build_tools(most_per_call: int | None = None) -> list[Tool]:
+    """The tools; a paid tool's paid counts (n, max_images) capped at ``most_per_call`` (the server's
+    WAN_MCP_MAX_IMAGES_PER_CALL; None: the models' own maxima)."""
     return [
-        StrictTool.of(edit_image, "Edit or generate images", EDIT_ANNOTATIONS),
-        StrictTool.of(submit_task, "Start an image task", EDIT_ANNOTATIONS, described=False),
+        StrictTool.of(capped_to(edit_image, most_per_call), "Edit or generate images", EDIT_ANNOTATIONS),
+        StrictTool.of(capped_to(submit_task, most_per_call, brief=True), "Start an image task", EDIT_ANNOTATIONS),
         StrictTool.of(check_task, "Check an image task", _CHECK),
         StrictTool.of(cancel_task, "Cancel a queued task", _CANCEL),
-        StrictTool.of(detect_segment, "Detect or segment objects", EDIT_ANNOTATIONS),
+        StrictTool.of(capped_to(detect_segment, most_per_call), "Detect or segment objects", EDIT_ANNOTATIONS),
         StrictTool.of(list_tasks, "List image tasks", _LIST),
         StrictTool.of(inspect_image, "Inspect images before editing", _INSPECT),
     ]

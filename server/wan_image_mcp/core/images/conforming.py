@@ -103,7 +103,7 @@ def plan(
     scale = min(1.0, limits.side.hi / long)
     notes: list[str] = []
     if turn:
-        notes.append(f"EXIF orientation {orientation} applied (boxes are read in the orientation shown)")
+        notes.append(f"EXIF orientation {orientation} applied")
     if alpha:
         notes.append(f"alpha channel flattened onto {background.name}")
     if deep:
@@ -178,7 +178,8 @@ def conform(
         image = opened.take()
         image.close()
         raise problem(too_costly(image, cost.peak))
-    base = PreparedImage(index=index, kind=kind, source=source, original_size=todo.original)
+    turned = opened.orientation not in (1, None)
+    base = PreparedImage(index=index, kind=kind, source=source, original_size=todo.original, turned=turned)
     if todo.as_is:
         return _sent_as_is(base, opened, data, size, todo, cost, problem)
     return _reencoded(base, opened, size, todo, limits, cost, problem)

@@ -83,7 +83,7 @@ def open_image(file: IO[bytes], source: str, problem: Callable[[str], InvalidReq
             image = Image.open(file)
             orientation = exif_orientation(image)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise problem("image has too many pixels to decode safely") from None
+        raise problem(too_many_pixels(declared_size(file))) from None
     except UnidentifiedImageError:
         raise problem(f"not an image (content of {source!r} is no format Pillow reads)") from None
     except DECODE_ERRORS as exc:
@@ -92,6 +92,37 @@ def open_image(file: IO[bytes], source: str, problem: Callable[[str], InvalidReq
         image.close()
         raise problem(why)
     return image, orientation
+
+
+def declared_size(file: IO[bytes]) -> tuple[int, int] | None:
+    """The size an image's header declares, read as Pillow's open does but without its bomb guard (only the
+    header is read, nothing decoded), or None when no format reads it. For the words of a refusal only."""
+    from .pillow import Image
+
+    file.seek(0)
+    prefix = file.read(16)
+    for name in Image.ID:
+        factory, accept = Image.OPEN[name]
+        if accept is not None and not accept(prefix):
+            continue
+        file.seek(0)
+        try:
+            with factory(file, "") as image:
+                return image.size
+        except (*DECODE_ERRORS, IndexError, TypeError):
+            continue
+    return None
+
+
+def too_many_pixels(size: tuple[int, int] | None) -> str:
+    """An image over the guard, in words: its size, the limit and what to do."""
+    side = math.isqrt(MAX_DECODE_PIXELS // 2)
+    found = f"{size[0]}×{size[1]} px ({size[0] * size[1]:,} pixels)" if size else "more pixels than that"
+    return (
+        f"image is {found}, over the {MAX_DECODE_PIXELS:,} pixels this server decodes safely; no model takes a "
+        f"side over {side} px (larger inputs are scaled down anyway): scale it down to at most {side} px on its "
+        "longer side and pass the smaller file"
+    )
 
 
 MAX_JPEG_SCANS = 64

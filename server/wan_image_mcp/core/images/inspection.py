@@ -21,7 +21,7 @@ from .decoding import DECODE_ERRORS, DecodeBudget, damaged, open_image, too_cost
 from .inputs import on_image_threads
 from .pillow import Image, ImageDraw, ImageFont
 from .pixels import has_alpha, small_as_sent
-from .references import RefKind, classify, decode_data_url, describe_ref, local_path, open_local
+from .references import BOXES_AS_SHOWN, RefKind, classify, decode_data_url, describe_ref, local_path, open_local
 
 GRID_PREVIEW_SIDE = 768
 
@@ -71,6 +71,8 @@ def _verdicts(image: Image.Image, orientation: int, size: int, background: Backg
                     notes.append(f"may be re-encoded to fit the {mb} MB file limit (settled when encoded)")
                 by_limits[limits] = "adjusted: " + "; ".join(notes) if notes else "as is"
         verdicts[name] = by_limits[limits]
+        if orientation not in (1, None) and spec.max_boxes_per_image and not verdicts[name].startswith("refused"):
+            verdicts[name] += f"; {BOXES_AS_SHOWN}"
     return verdicts
 
 

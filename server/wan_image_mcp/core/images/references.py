@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Final
 from urllib.parse import unquote, urlsplit
 
 from ..errors import AccessDenied, InputChanged, NotRegularFile
@@ -95,6 +96,10 @@ class RefKind(StrEnum):
     OSS = "oss"
 
 
+BOXES_AS_SHOWN: Final = "bbox_list boxes are read in the orientation shown"
+"""Said of an image whose EXIF orientation was applied, only where boxes can be given (a model with bbox_list)."""
+
+
 @dataclass(frozen=True)
 class PreparedImage:
     index: int
@@ -118,6 +123,8 @@ class PreparedImage:
     """The resolved local file it was read from (None for data and remote references)."""
     original_size: tuple[int, int] | None = None
     """Size as the user sees it (EXIF orientation applied), the space bbox_list coordinates live in."""
+    turned: bool = False
+    """Its EXIF orientation was applied: sent as it is shown, which is how bbox_list's boxes are read."""
     format: str | None = None
     bytes: int | None = None
     """Bytes of the image file sent (before base64)."""

@@ -18,6 +18,8 @@ from typing import Any
 from pydantic_core import ErrorDetails
 
 NOTHING_SENT = "Nothing was sent."
+PER_CALL_ERROR = "paid_per_call"
+"""The error type of a paid count (n, max_images) over the server's per-call cap (``declarations.capped``)."""
 
 SYNONYMS: Mapping[str, str] = {
     "image": "images",
@@ -136,6 +138,12 @@ def _explain(error: ErrorDetails, arguments: Mapping[str, Any]) -> str:
         return f"{where} must be {_KINDS[kind]}; got {_show(value)}"
     if kind == "literal_error" or kind == "enum":
         return f"{where} must be one of {ctx.get('expected', '')}; got {_show(value)}"
+    if kind == PER_CALL_ERROR:
+        return (
+            f"{where} must be at most {ctx.get('le')}, the most paid images one call may request on this server "
+            f"(WAN_MCP_MAX_IMAGES_PER_CALL); got {_show(value)}. Split the set over several calls, or raise the "
+            "setting in the server's environment"
+        )
     if kind in _BOUNDS:
         limit = ctx.get(_BOUND_KEYS[kind])
         return f"{where} must be {_BOUNDS[kind]} {_number(limit)}; got {_show(value)}"

@@ -13,6 +13,10 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from ..specs import SEED_RANGE, SPECS, Mode, ModelSpec, Param
+from .declarations import EditParams
+
+OUR_N: Final = EditParams().n
+"""n when a call leaves it out: ours (1), never the API's (4 or 12), which a call never falls back to."""
 
 
 def _mb(spec: ModelSpec) -> str:
@@ -145,10 +149,39 @@ def _shape(mode: Mode) -> str:
     return "at the last input image's aspect ratio"
 
 
+def limits_in_force(
+    *,
+    folders: Sequence[str],
+    visible_folders: Sequence[str] = (),
+    per_call: int | None,
+    per_day: int | None = None,
+    confirm_above: int | None = None,
+    longest_wait: float,
+) -> str:
+    """The server's own limits, for its instructions: where local images may come from (``visible_folders``
+    without their hidden folders), the most paid images per call and per day, the confirmation threshold, and
+    the longest a tool call waits. Plain values: the MCP side reads them from the settings."""
+    places = [f"{folder} (not its hidden folders)" for folder in visible_folders] + list(folders)
+    lines = [
+        f"Local images may come from {', '.join(places)} and the folders the client shares as roots; any other "
+        "path is refused (the user sets folders with WAN_MCP_ALLOWED_DIRS)."
+    ]
+    if per_call is not None:
+        lines.append(f"At most {per_call} paid images per call (n, or max_images): make a bigger set in several calls.")
+    if per_day is not None:
+        lines.append(f"At most {per_day} paid images in any 24 h.")
+    if confirm_above is not None:
+        lines.append(f"A call asking for more than {confirm_above} paid images waits for the user's yes.")
+    lines.append(
+        f"A call waits at most {longest_wait:g} s (wait_seconds), then returns RUNNING with a task_id for check_task."
+    )
+    return " ".join(lines)
+
+
 def _mode_json(mode: Mode) -> dict[str, Any]:
     return {
         "input_images": {"min": mode.images.lo, "max": mode.images.hi},
-        "n": {"min": mode.n.lo, "max": mode.n.hi, "api_default": mode.n_api_default},
+        "n": {"min": mode.n.lo, "max": mode.n.hi, "default": OUR_N},
         "size_presets": {name: f"about {side}*{side} pixels, {_shape(mode)}" for name, side in mode.presets.items()},
         "custom_size": {"pixels": {"min": mode.pixels.lo, "max": mode.pixels.hi}, "max_ratio": mode.max_ratio},
         "default_size": mode.default_size or f"about {mode.default_side}*{mode.default_side} pixels, {_shape(mode)}",

@@ -12,16 +12,20 @@ value; a field that is a wire parameter is one ``specs.Param`` names.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
 from functools import cache
-from typing import TYPE_CHECKING, Annotated, Any, Final, TypeVar, cast, get_type_hints
+from typing import TYPE_CHECKING, Annotated, Any, Final, TypeVar, cast, get_args, get_type_hints
 
-from pydantic import ConfigDict, Field, with_config
+from annotated_types import Le
+from pydantic import AfterValidator, ConfigDict, Field, with_config
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict
 
 from ..images.background import CHOICES as BACKGROUNDS
 from ..specs import DEFAULT_MODEL, SEED_RANGE, SPECS, Mode, ModelName, Param, Range
+from .arguments import PER_CALL_ERROR
 from .detection import Mode as DetectMode
 from .detection import detect_instruction
 
@@ -87,6 +91,15 @@ def _sizes() -> str:
     )
 
 
+@dataclass(frozen=True)
+class PaidCount:
+    """Marks an argument that counts paid images (n, max_images): ``capped`` lowers its maximum to a server's
+    per-call cap."""
+
+
+PAID: Final = PaidCount()
+
+
 # --- the declarations ------------------------------------------------------------------------------------------
 
 
@@ -113,7 +126,7 @@ class EditParams:
     """Every optional request parameter, with our defaults (``n`` is 1, not the API's 4)."""
 
     size: Annotated[str | None, Field(description=_sizes())] = None
-    n: Annotated[int, Field(ge=1, le=MAX_N, description=_n_text())] = 1
+    n: Annotated[int, Field(ge=1, le=MAX_N, description=_n_text()), PAID] = 1
     negative_prompt: Annotated[str | None, Field(description=f"What to avoid ({_who(Param.NEGATIVE_PROMPT)}).")] = None
     seed: Annotated[
         int | None,
@@ -158,6 +171,7 @@ class EditParams:
             le=MAX_IMAGES.hi,
             description=f"Images to make with enable_interleave ({_who(Param.MAX_IMAGES)}).",
         ),
+        PAID,
     ] = None
     alpha_background: AlphaBackground = "white"
 
@@ -313,6 +327,52 @@ def arguments(*shapes: type[DataclassInstance]) -> tuple[Argument, ...]:
     if duplicated:
         raise TypeError(f"arguments declared twice: {', '.join(sorted(duplicated))}")
     return tuple(found)
+
+
+def capped(declared: Sequence[Argument], most: int | None) -> tuple[Argument, ...]:
+    """``declared`` for a server that allows at most ``most`` paid images per call (None: no cap): each paid count
+    (``PAID``) whose declared maximum is higher advertises ``most`` as its maximum and refuses more with a
+    ``PER_CALL_ERROR`` that carries it."""
+    if most is None:
+        return tuple(declared)
+    return tuple(_capped(a, most) if PAID in get_args(a.annotation) else a for a in declared)
+
+
+def _capped(argument: Argument, most: int) -> Argument:
+    annotation = _capped_annotation(argument.annotation, most)
+    return argument if annotation is argument.annotation else replace(argument, annotation=annotation)
+
+
+@dataclass(frozen=True)
+class _PerCall:
+    """The check of a paid count capped at ``most``: more is a ``PER_CALL_ERROR`` that carries the cap."""
+
+    most: int
+
+    def __call__(self, value: int | None) -> int | None:
+        if value is not None and value > self.most:
+            raise PydanticCustomError(PER_CALL_ERROR, "at most {le} paid images per call", {"le": self.most})
+        return value
+
+
+@cache
+def _capped_annotation(annotation: Any, most: int) -> Any:
+    """``annotation`` (a paid count's) with ``most`` as its maximum where it declares more; made once per cap, so
+    that every tool declaring the argument holds the same type."""
+    base, *extras = get_args(annotation)
+    declared = next(extra for extra in extras if isinstance(extra, FieldInfo))
+    maxima = [cast(int, bound.le) for bound in declared.metadata if isinstance(bound, Le)]
+    if maxima and max(maxima) <= most:
+        return annotation
+    # A Field of its own, the declared one left as it is: the declared bounds but the maximum, which the cap
+    # replaces, so that a value over both is refused naming the cap.
+    bounds = [bound for bound in declared.metadata if not isinstance(bound, Le)]
+    marks = [extra for extra in extras if not isinstance(extra, FieldInfo)]
+    cap = Field(
+        description=f"{declared.description} This server: at most {most} per call.",
+        json_schema_extra={"maximum": most},
+    )
+    return cast(Any, Annotated)[(base, *bounds, *marks, cap, AfterValidator(_PerCall(most)))]
 
 
 Shape = TypeVar("Shape", bound="DataclassInstance")

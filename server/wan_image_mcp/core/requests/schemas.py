@@ -5,7 +5,7 @@ descriptions.
 
 ``portable(schema)`` rewrites a generated JSON schema into that subset: no ``$ref`` or ``$defs`` (inlined), no
 ``type`` arrays or ``null`` branches (an optional argument is simply optional), no ``title`` or ``default: null``
-that repeat what the schema says, and, for arguments, no unknown properties.
+that repeat what the schema says, no empty description, and, for arguments, no unknown properties.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def _rewrite(node: Any, defs: Mapping[str, Schema], closed: bool, described: boo
     for key, value in source.items():
         if key in ("$defs", "title") or (key == "default" and value is None):
             continue
-        if key == "description" and not described:
+        if key == "description" and not (described and value):  # none wanted, or an empty one
             continue
         if key in ("properties", "patternProperties"):
             children = cast(Schema, value).items()

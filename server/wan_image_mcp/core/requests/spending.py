@@ -109,8 +109,8 @@ class SpendGate:
         if self.per_call is not None and paid > self.per_call:
             raise SpendLimitExceeded(
                 f"This call would request {paid} paid images; WAN_MCP_MAX_IMAGES_PER_CALL is "
-                f"{self.per_call}. Nothing was sent. Ask for fewer (n / max_images), or raise "
-                "WAN_MCP_MAX_IMAGES_PER_CALL in the server's environment."
+                f"{self.per_call}. Nothing was sent. Ask for fewer (n / max_images) and split the set "
+                "over several calls, or raise WAN_MCP_MAX_IMAGES_PER_CALL in the server's environment."
             )
         if self.confirm_above is None or paid <= self.confirm_above:
             return None

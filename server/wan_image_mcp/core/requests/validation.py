@@ -20,7 +20,7 @@ from ...dashscope.wire import ImageRequest
 from ..errors import InvalidRequest, Problem
 from ..images.access import FileAccess
 from ..images.background import Background, background_problem
-from ..images.references import PreparedImage, close_spools
+from ..images.references import BOXES_AS_SHOWN, PreparedImage, close_spools
 from ..specs import MODEL_NAMES, SEED_RANGE, SPECS, Mode, ModelSpec, Param, get_spec, output_size
 from .declarations import EditParams, PaletteColor
 from .prompt_images import references
@@ -324,6 +324,7 @@ def prepare_request(
         parameters["size"] = size
     if params.bbox_list is not None:
         parameters["bbox_list"] = _scale_boxes(params.bbox_list, prepared)
+        adjustments += [f"image {image.index}: {BOXES_AS_SHOWN}" for image in prepared if image.turned]
         if any(image.scale != 1.0 for image in prepared):
             adjustments.append("bbox_list scaled with the downscaled images")
     if params.color_palette is not None:

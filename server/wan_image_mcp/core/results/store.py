@@ -23,6 +23,7 @@ import anyio
 import anyio.to_thread
 import httpx2
 
+from ...dashscope.connections import unreachable
 from ...dashscope.errors import DownloadError, UrlRefused
 from ...dashscope.transport import send_checked
 from .local_folder import EXTENSIONS, PART_SUFFIX, existing, result_stem, saved_image, temp_owner
@@ -193,7 +194,7 @@ class ResultStore:
                 await anyio.to_thread.run_sync(part.finish, pending)
             except httpx2.TransportError as exc:
                 await anyio.to_thread.run_sync(part.discard)
-                raise DownloadError(url, f"download failed: {exc!r}") from None
+                raise DownloadError(url, f"download failed ({unreachable(exc)})") from None
             except BaseException:
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(part.discard)
@@ -211,7 +212,7 @@ class ResultStore:
             except UrlRefused as exc:
                 raise DownloadError(url, str(exc), status=403) from None
             except httpx2.TransportError as exc:
-                raise DownloadError(url, f"download failed: {exc!r}") from None
+                raise DownloadError(url, f"download failed ({unreachable(exc)})") from None
             try:
                 if not response.is_redirect or "location" not in response.headers:
                     yield response
