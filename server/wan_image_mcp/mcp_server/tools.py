@@ -110,12 +110,10 @@ async def rehearsed(ctx: Context[AppState], prepared: Prepared, shape: type[Base
 async def edit_image(
     ctx: Context[AppState], *, checked: CheckedEdit, wait_seconds: float, **_arguments: Any
 ) -> Annotated[CallToolResult, PaidResult]:
-    """Edit, fuse or generate images with a Wan model and save them locally.
+    """Edit, fuse or generate images with a Wan model; results are saved locally.
 
-    Several images in one call make one combined result (fused, or one edited with the others as references); to
-    edit photos separately, make one call per photo. Refer to the inputs as image 1, image 2 (圖1, 圖2) in the
-    prompt, in the order of `images`. Waits up to wait_seconds; if the task is not done by then, returns status
-    RUNNING with a task_id for check_task.
+    Several images in one call make ONE combined result; to edit photos separately, make one call per photo.
+    Waits up to wait_seconds, then returns RUNNING with a task_id for check_task.
     """
     # The declared arguments reach the core through `checked` (resolvers.py): validated, and confirmed when they
     # must be; the body reads only wait_seconds of them.
@@ -138,9 +136,8 @@ async def edit_image(
 async def submit_task(
     ctx: Context[AppState], *, checked: CheckedEdit, **_arguments: Any
 ) -> Annotated[CallToolResult, TaskStarted]:
-    """Start an image task and return at once with its task_id. Takes edit_image's arguments (as described
-    there) except wait_seconds. Use check_task to wait for it and get the images.
-    """
+    """Start an image task; returns at once with its task_id. Takes edit_image's arguments (described there)
+    but wait_seconds; check_task waits for it and saves the images."""
     # The declared arguments reach the core through `checked` (resolvers.py): validated, and confirmed when they
     # must be; the body reads only wait_seconds of them.
     state = _state(ctx)
@@ -161,10 +158,8 @@ async def check_task(
         Field(ge=0, le=MAX_WAIT, description="Seconds to wait for it to finish; 0 = one look."),
     ] = 0,
 ) -> Annotated[CallToolResult, EditResult]:
-    """Look at a task; when it has succeeded, its images are downloaded once and their local paths returned.
-
-    Calling it again returns the same files. FAILED, CANCELED and UNKNOWN come back with DashScope's code and message.
-    """
+    """Look at a task; once SUCCEEDED, its images are downloaded once and their local paths returned (the
+    same files on later calls). FAILED, CANCELED and UNKNOWN come with DashScope's code and message."""
     state = _state(ctx)
     with tool_errors():
         result = await state.service.check(task_id, wait_seconds=wait_seconds, progress=_progress(ctx), tenant=caller())
@@ -193,9 +188,7 @@ async def detect_segment(
     ctx: Context[AppState], *, checked: CheckedDetect, wait_seconds: float, **_arguments: Any
 ) -> Annotated[CallToolResult, PaidResult]:
     """Detect objects (labelled boxes) or segment them in one image. Returns one new picture, billed as one
-    image, with the boxes and labels or the segmentation drawn in: no masks, no coordinates. It keeps the
-    image's aspect ratio at the model's default size.
-    """
+    image, with them drawn in, at the image's aspect ratio: no masks, no coordinates."""
     # The declared arguments reach the core through `checked` (resolvers.py): validated, and confirmed when they
     # must be.
     state = _state(ctx)
@@ -223,9 +216,8 @@ async def inspect_image(
     roots: RootsForImages = NO_ROOTS,
     alpha_background: AlphaBackground = "white",
 ) -> Annotated[CallToolResult, InspectResult]:
-    """Before editing: each image's size, format, EXIF orientation and bytes, which models take it as it is
-    (and what would be adjusted or refused for the others), and a preview with a pixel grid for choosing
-    bbox_list coordinates in the image's own pixels. Costs nothing: nothing is sent to DashScope."""
+    """Free, sends nothing: each image's size, format, orientation and bytes, per model whether it is taken
+    as is, adjusted or refused, and a preview with a pixel grid for bbox_list coordinates."""
     state = _state(ctx)
     with tool_errors():
         result, grids = await state.service.inspect(images, roots=uris(roots), alpha_background=alpha_background)
@@ -257,10 +249,8 @@ async def list_tasks(
     page: Annotated[int, Field(ge=1, le=10_000)] = 1,
     page_size: Annotated[int, Field(ge=1, le=50)] = 20,
 ) -> Annotated[CallToolResult, TaskList]:
-    """Tasks this server started, newest first: status, model, prompt excerpt and local image paths.
-
-    Use it to find work from an earlier session; check_task takes any task_id listed here.
-    """
+    """Tasks this server started, newest first: status, model, prompt excerpt, local image paths. Finds work
+    from an earlier session; check_task takes any task_id listed."""
     with tool_errors():
         listed = await _state(ctx).service.list_tasks(status=status, page=page, page_size=page_size, tenant=caller())
     said = task_list_text(listed, status=None if status is None else status.value)

@@ -18,13 +18,13 @@ from .declarations import Argument
 
 BRIEF: Final[Mapping[str, str]] = MappingProxyType(
     {
-        "prompt": "Refer to the inputs as image 1, image 2 in order",
+        "prompt": "Inputs are image 1, image 2 in order",
         "images": "Local paths or URLs, in order",
         "size": "A preset or 'W*H' pixels",
         "n": "Images to make, each billed",
-        "seed": "The same seed gives a similar result",
-        "bbox_list": "Per image, its boxes [[x1, y1, x2, y2], …] in its pixels",
-        "color_palette": "[{hex: '#C2D1E6', ratio: '25.00%'}, …], ratios summing to 100.00%",
+        "seed": "Same seed, similar result",
+        "bbox_list": "Per image: [[x1, y1, x2, y2], …] in its pixels",
+        "color_palette": "[{hex: '#C2D1E6', ratio: '25.00%'}, …] summing to 100.00%",
     }
 )
 """The brief description of each argument that needs one, by name."""

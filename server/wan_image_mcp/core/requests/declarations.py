@@ -40,11 +40,12 @@ MAX_WAIT: Final = 300
 
 
 def _who(param: Param) -> str:
-    """The models that take ``param``, with both wan2.7 models written once as 'wan2.7'."""
+    """The models that take ``param``, short ('wan2.6', 'wan2.5'), with both wan2.7 models written once as
+    'wan2.7' (and wan2.7-image-pro named in full when only it does)."""
     names = [name for name, spec in SPECS.items() if param in spec.params]
     if {"wan2.7-image-pro", "wan2.7-image"} <= set(names):
         names = ["wan2.7"] + [n for n in names if not n.startswith("wan2.7")]
-    return ", ".join(names)
+    return ", ".join(name if name.startswith("wan2.7") else _short(name) for name in names)
 
 
 def _short(name: str) -> str:
@@ -76,7 +77,7 @@ PALETTE: Final = _union([spec.palette for spec in SPECS.values() if spec.palette
 def _n_text() -> str:
     plain = _union([m.n for s in SPECS.values() for m in s.modes if m.name != "image-set"])
     sets = _union([m.n for s in SPECS.values() for m in s.modes if m.name == "image-set"])
-    return f"Images to make, each billed: {plain}; with enable_sequential up to {sets.hi} (a maximum)."
+    return f"Images to make, each billed: {plain}; image sets (enable_sequential) up to {sets.hi}."
 
 
 def _chars(attr: str) -> str:
@@ -86,8 +87,8 @@ def _chars(attr: str) -> str:
 def _sizes() -> str:
     presets = ", ".join(f"{'/'.join(s.all_presets)} {_short(n)}" for n, s in SPECS.items() if s.all_presets)
     return (
-        f"Output size: a preset ({presets}) keeps the LAST input image's aspect ratio at about its pixels (square "
-        "with none): put the image whose shape you want last. 'W*H' or a ratio ('16:9', '2K 16:9') sets the shape."
+        f"A preset ({presets}) keeps the LAST input's aspect ratio (square with none): put the image whose shape "
+        "you want last. 'W*H' or a ratio ('16:9', '2K 16:9') sets it."
     )
 
 
@@ -110,15 +111,13 @@ class PaletteColor(TypedDict):
     ratio: str
 
 
-Model = Annotated[ModelName, Field(description="Wan model (limits: server instructions, wan://models).")]
+Model = Annotated[ModelName, Field(description="Limits: server instructions, wan://models.")]
 """The ``model`` of every paid tool (edit_image, submit_task, detect_segment); its default is ``DEFAULT_MODEL``."""
 
 AlphaBackground = Annotated[str, Field(description=f"Fill for transparency: {BACKGROUNDS}.")]
 """The ``alpha_background`` of every paid tool and of inspect_image (checked by ``validation``)."""
 
-TaskId = Annotated[
-    str, Field(min_length=1, max_length=128, description="task_id from edit_image, submit_task or list_tasks.")
-]
+TaskId = Annotated[str, Field(min_length=1, max_length=128, description="From edit_image, submit_task or list_tasks.")]
 
 
 @dataclass(frozen=True)
@@ -133,7 +132,7 @@ class EditParams:
         Field(
             ge=SEED_RANGE[0],
             le=SEED_RANGE[1],
-            description=f"{SEED_RANGE[0]}-{SEED_RANGE[1]}; the same seed gives a similar result.",
+            description="Same seed, similar result.",
         ),
     ] = None
     watermark: Annotated[bool, Field(description="Add an 'AI Generated' mark.")] = False
@@ -146,19 +145,19 @@ class EditParams:
     bbox_list: Annotated[
         list[list[list[int]]] | None,
         Field(
-            description=f"{_who(Param.BBOX_LIST)}: one list per input image of up to {MAX_BOXES} boxes "
-            "[x1, y1, x2, y2] in that image's pixels (see inspect_image); [] for an image without boxes."
+            description=f"{_who(Param.BBOX_LIST)}: per input image, ≤ {MAX_BOXES} boxes [x1, y1, x2, y2] in its pixels "
+            "(see inspect_image); [] for none."
         ),
     ] = None
     enable_sequential: Annotated[
         bool | None,
-        Field(description=f"Make a coherent image set of up to n images ({_who(Param.ENABLE_SEQUENTIAL)})."),
+        Field(description=f"A coherent set of up to n images ({_who(Param.ENABLE_SEQUENTIAL)})."),
     ] = None
     color_palette: Annotated[
         list[PaletteColor] | None,
         Field(
             description=f"{_who(Param.COLOR_PALETTE)}: {PALETTE} colours "
-            "{hex: '#C2D1E6', ratio: '25.00%'}, ratios summing to 100.00%."
+            "{hex: '#C2D1E6', ratio: '25.00%'}; ratios sum to 100.00%."
         ),
     ] = None
     enable_interleave: Annotated[
@@ -206,15 +205,14 @@ class EditArgs:
     prompt: Annotated[
         str,
         Field(
-            description="The instruction. Refer to inputs as image 1, image 2 (圖1, 圖2) in the order of images. "
-            f"Chars ≤ {_chars('prompt_chars')}."
+            description=f"Refer to inputs as image 1, image 2 (圖1, 圖2), in order. Chars ≤ {_chars('prompt_chars')}."
         ),
     ]
     images: Annotated[
         list[str],
         Field(
             max_length=MAX_INPUT_IMAGES,
-            description="Input images in order: local paths, file://, http(s):// or data: URLs. "
+            description="In order: local paths, file://, http(s):// or data: URLs. "
             f"At most {_per_model({n: s.max_input_images for n, s in SPECS.items()})}; none for text-to-image.",
         ),
     ] = field(default_factory=list[str])
@@ -227,7 +225,7 @@ class DetectArgs:
     """What detect_segment is asked: the image, what to find in it (or the caller's own instruction), how, with
     which labels, on which model."""
 
-    image: Annotated[str, Field(description="The image: a local path, file://, http(s):// or data: URL.")]
+    image: Annotated[str, Field(description="A local path, file://, http(s):// or data: URL.")]
     targets: Annotated[
         list[str] | None,
         Field(
@@ -238,9 +236,7 @@ class DetectArgs:
         ),
     ] = None
     mode: Annotated[DetectMode, Field(description="detect: labelled boxes; segment: segmentation.")] = "detect"
-    labels: Annotated[
-        list[str] | None, Field(description="Text for each box, one per target; default the target names.")
-    ] = None
+    labels: Annotated[list[str] | None, Field(description="One per target; default the target names.")] = None
     instruction: Annotated[
         str | None, Field(description="Your own instruction, sent as written (no targets, labels).")
     ] = None
@@ -264,7 +260,7 @@ class DryRun:
     dry_run: Annotated[
         bool,
         Field(
-            description="Free: check all, send nothing; say what a paid call would send, bill and produce, and what "
+            description="Free: checks all, sends nothing; says what a paid call would send, bill, produce, and what "
             "would stop it."
         ),
     ] = False
@@ -279,7 +275,7 @@ class Waiting:
         Field(
             ge=0,
             le=MAX_WAIT,
-            description="Seconds to wait before returning RUNNING with a task_id; keep under your client's timeout.",
+            description="Seconds to wait, then RUNNING with a task_id; stay under your client's timeout.",
         ),
     ] = 50
 
@@ -369,7 +365,7 @@ def _capped_annotation(annotation: Any, most: int) -> Any:
     bounds = [bound for bound in declared.metadata if not isinstance(bound, Le)]
     marks = [extra for extra in extras if not isinstance(extra, FieldInfo)]
     cap = Field(
-        description=f"{declared.description} This server: at most {most} per call.",
+        description=f"{declared.description} Here: ≤ {most} per call.",
         json_schema_extra={"maximum": most},
     )
     return cast(Any, Annotated)[(base, *bounds, *marks, cap, AfterValidator(_PerCall(most)))]
