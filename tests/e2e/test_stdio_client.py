@@ -44,11 +44,12 @@ def fresh(emulator: RunningEmulator) -> None:
 
 @asynccontextmanager
 async def stdio_session(
-    emulator: RunningEmulator, tmp_path: Path, stdout_log: Path, *, harvest: bool = False
+    emulator: RunningEmulator, tmp_path: Path, stdout_log: Path, *, harvest: bool = False, **settings: str
 ) -> AsyncGenerator[Client]:
-    """The server over stdio. Without the harvester unless asked: the emulator advances a task on every
-    query, so background polls would race the test's own (the real API moves on its own clock)."""
-    env = server_env(emulator.base_url, SECRET, tmp_path, WAN_MCP_HARVEST="1" if harvest else "0")
+    """The server over stdio (with ``settings``, WAN_MCP_ names). Without the harvester unless asked: the emulator
+    advances a task on every query, so background polls would race the test's own (the real API moves on its own
+    clock)."""
+    env = server_env(emulator.base_url, SECRET, tmp_path, WAN_MCP_HARVEST="1" if harvest else "0", **settings)
     command = [str(TEE), str(stdout_log), sys.executable, "-m", "wan_image_mcp"]
     async with Client(StdioServerParameters(command=sys.executable, args=command, env=env, cwd=tmp_path)) as client:
         yield client
@@ -136,6 +137,30 @@ async def test_failures_are_tool_errors_over_stdio(emulator: RunningEmulator, tm
             assert crashed.is_error
             assert "InternalError: boom (HTTP 500, request_id" in text(crashed)
             assert "Traceback" not in text(crashed)
+
+
+async def test_a_paid_task_whose_image_failed_to_download_is_no_error_and_check_task_then_saves_it(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    emulator.state.add_fault(Fault("error", target="download", status=404, code="NoSuchKey", message="gone"))
+    with anyio.fail_after(60):
+        async with stdio_session(emulator, tmp_path, tmp_path / "stdout.log") as client:
+            first = await client.call_tool("edit_image", {"prompt": "two views", "size": "1K", "n": 2})
+            assert not first.is_error, text(first)
+            task_id = body(first)["task_id"]
+            assert body(first)["status"] == "SUCCEEDED"
+            (saved,) = body(first)["images"]
+            ((missing),) = body(first)["missing_images"]
+            assert "HTTP 404" in missing["reason"]
+            assert f"call check_task with task_id={task_id!r}" in body(first)["next_step"]
+            assert "Images not saved: DownloadFailed" in text(first) and "Error" not in text(first)
+
+            again = await client.call_tool("check_task", {"task_id": task_id})
+            assert not again.is_error and not body(again)["missing_images"]
+            images = body(again)["images"]
+            assert len(images) == 2 and saved in images and all(Path(image["path"]).is_file() for image in images)
+    submits = [r for r in emulator.state.requests if r.method == "POST" and "/services/aigc/" in r.path]
+    assert len(submits) == 1  # paid once
 
 
 async def test_prompt_mistakes_are_invalid_params_over_stdio(emulator: RunningEmulator, tmp_path: Path) -> None:

@@ -236,7 +236,10 @@ async def test_an_image_stored_without_its_sidecar_is_not_stored_again(
 
     monkeypatch.setattr(ObjectSink, "_create", no_sidecars)
     first = await mcp_s3.call_tool("edit_image", {"prompt": "x", "size": "1K"})
-    assert first.is_error and "refused the sidecar" in body(first)["error"]["message"]
+    assert not first.is_error and body(first)["status"] == "SUCCEEDED"  # paid: not a failure
+    ((missing),) = body(first)["missing_images"]
+    assert "refused the sidecar" in missing["reason"] and "WAN_MCP_OUTPUT_URL" in missing["reason"]
+    assert "call check_task" in body(first)["next_step"]
     (png,) = keys(bucket)
     monkeypatch.undo()
     again = await mcp_s3.call_tool("check_task", {"task_id": body(first)["task_id"]})
@@ -277,7 +280,7 @@ async def test_an_interrupted_upload_leaves_no_object_under_the_final_key(
         settings = s3_settings.model_copy(update={"object_store": s3.options(proxy.endpoint)})
         async with Client(build_app(settings, http)) as client:
             first = await client.call_tool("edit_image", {"prompt": "x", "size": "1K"})
-            assert first.is_error and body(first)["error"]["code"] == "DownloadFailed"
+            assert not first.is_error and body(first)["error"]["code"] == "DownloadFailed"  # paid: no failure
             assert proxy.cut == 1 + object_sink.RETRIES  # every try cut mid-body
             assert keys(bucket) == []  # no partial object, under the final key or any other
             assert not list(settings.output_dir.glob(".*.part"))

@@ -9,6 +9,7 @@ WanError
 ├── SpendLimitExceeded        a call would request more paid images than the limits allow; nothing was sent
 │   └── NotConfirmed          a call above WAN_MCP_CONFIRM_ABOVE_IMAGES the user did not approve, or could not be asked
 ├── JournalBusy               another server on the journal holds the daily budget's check; nothing was sent
+├── ImagesNotSaved            images of a succeeded (paid) task that could not be downloaded or kept; which, and why
 ├── SubmissionUncertain       a create request was sent and its answer lost: a task may exist and be billed
 │   (caught inside the core, which says them in other words:)
 ├── NotRegularFile            a local image names a FIFO, socket or device (also a ValueError; the image's problem)
@@ -28,8 +29,9 @@ answers are its own (``emulator/exceptions``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 class WanError(Exception):
@@ -53,6 +55,17 @@ class JournalBusy(WanError):
     """Another server (a replica, or a second process on the same SQLite file) is checking the daily budget on the
     shared journal: this one's check could not start. Nothing was written or sent; the service waits and tries
     again before it says so."""
+
+
+class ImagesNotSaved(WanError):
+    """Images of a succeeded task that could not be downloaded or kept (``ResultStore.save``): ``failures`` by 1-based
+    index, each the DownloadError or OSError that stopped it; ``saved`` are the ones kept (``ImageFile``s: this module
+    imports nothing of the project)."""
+
+    def __init__(self, failures: Mapping[int, Exception], saved: Sequence[Any] = ()) -> None:
+        self.failures = dict(sorted(failures.items()))
+        self.saved = tuple(saved)
+        super().__init__("; ".join(f"image {index}: {exc}" for index, exc in self.failures.items()))
 
 
 class SubmissionUncertain(WanError):

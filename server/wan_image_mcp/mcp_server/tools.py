@@ -20,7 +20,15 @@ from mcp.types import CallToolResult, ContentBlock, ImageContent, TextContent, T
 from pydantic import BaseModel, Field
 
 from ..core.requests.declarations import MAX_INPUT_IMAGES, MAX_WAIT, DetectArgs, EditArgs, TaskId, Waiting, arguments
-from ..core.results.outcomes import EditResult, InspectResult, ListedStatus, TaskList, TaskStarted, summary_text
+from ..core.results.outcomes import (
+    EditResult,
+    InspectResult,
+    ListedStatus,
+    TaskList,
+    TaskStarted,
+    failed,
+    summary_text,
+)
 from ..core.results.previews import Reader, previews
 from ..dashscope import APIStatusError
 from ..settings import Settings
@@ -48,10 +56,9 @@ async def respond(
     if settings.previews and result.images:
         made = await previews([image.path for image in result.images], read)
         content.extend(_jpeg(data) for data in made if data is not None)
-    failed = result.error is not None
     shaped = result if isinstance(result, shape) else shape.model_validate(result.model_dump())  # TaskStarted
     data = structured(shaped)
-    return CallToolResult(content=content, structured_content=data, is_error=failed)
+    return CallToolResult(content=content, structured_content=data, is_error=failed(result))
 
 
 def _jpeg(data: bytes) -> ImageContent:

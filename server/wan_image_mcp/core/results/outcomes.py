@@ -34,6 +34,13 @@ class ApiError(BaseModel):
     request_id: str | None = None
 
 
+class MissingImage(BaseModel):
+    """An image of a succeeded (paid) task that is not saved yet: its 1-based index and why."""
+
+    index: int
+    reason: str
+
+
 class EditResult(BaseModel):
     """What edit_image, check_task and detect_segment return: a task's status, its saved images and what to do next."""
 
@@ -51,6 +58,9 @@ class EditResult(BaseModel):
     error: ApiError | None = None
     image_failures: list[ApiError] = Field(default_factory=list[ApiError], description="images that failed (wan2.5)")
     next_step: str | None = Field(default=None, description="what to do next when not finished")
+    missing_images: list[MissingImage] = Field(
+        default_factory=list[MissingImage], description="SUCCEEDED (paid) but not saved yet: call check_task"
+    )
 
 
 class TaskStarted(BaseModel):
@@ -139,6 +149,21 @@ def unqueried_hint(task_id: str, status: str, cause: Exception) -> str:
         f"The task exists (it may be billed) but its status could not be queried just now ({cause}); it was "
         f"{status} when last seen. Do not resubmit; call check_task with task_id={task_id!r} (wait_seconds up to "
         "50) to get the images."
+    )
+
+
+def not_saved_hint(task_id: str, count: int, missing: list[MissingImage], *, expired: bool) -> str:
+    """What to do with a succeeded (paid) task of ``count`` images whose ``missing`` ones could not be saved."""
+    which = ", ".join(str(image.index) for image in missing)
+    if expired:
+        return (
+            f"The task SUCCEEDED and is paid for, but its result URLs have expired (they last 24 h): image(s) {which} "
+            f"of {count} cannot be recovered."
+        )
+    return (
+        f"The task SUCCEEDED and is paid for; image(s) {which} of {count} are not saved yet (missing_images says "
+        f"why). Do not submit it again (that is paid again): fix the cause and call check_task with "
+        f"task_id={task_id!r} to save them, within 24 h of the task's end (the server also retries by itself)."
     )
 
 
@@ -236,6 +261,13 @@ def summary_of(row: TaskRow) -> TaskSummary:
     )
 
 
+def failed(result: EditResult) -> bool:
+    """Whether a result is a failure (a tool error): it has an error and its task did not succeed. A succeeded task
+    is paid for, so it is never one, even with images not saved: an agent reading an error would submit again and
+    pay twice (its ``next_step`` says to call check_task)."""
+    return result.error is not None and result.status != Status.SUCCEEDED
+
+
 def summary_text(result: EditResult) -> str:
     """A result in a few lines for the model to read: status, task, each image, texts, errors, what to do next."""
     head = f"{result.status}: " + " ".join(part for part in (result.model, "task", result.task_id) if part)
@@ -255,7 +287,8 @@ def summary_text(result: EditResult) -> str:
         lines.append(f"One image failed: {failure.code}: {failure.message}")
     if result.error:
         rid = f" (request_id {result.error.request_id})" if result.error.request_id else ""
-        lines.append(f"Error {result.error.code}: {result.error.message}{rid}")
+        said = "Images not saved:" if result.status == Status.SUCCEEDED else "Error"  # paid: not a failure
+        lines.append(f"{said} {result.error.code}: {result.error.message}{rid}")
     if result.next_step:
         lines.append(result.next_step)
     return "\n".join(lines)
