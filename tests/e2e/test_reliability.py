@@ -20,6 +20,7 @@ import re
 import selectors
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -103,10 +104,14 @@ async def test_a_download_cut_mid_body_over_http_is_retried_and_leaves_no_partia
 async def test_a_full_disk_is_reported_and_the_task_recovered_after(
     mcp: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def no_space(*args: Any, **kwargs: Any) -> Any:
+    mkstemp = tempfile.mkstemp
+
+    def no_space_for_images(*args: Any, prefix: str = "", **kwargs: Any) -> Any:
+        if prefix.startswith(".write-probe."):  # the disk fills after the output's check before the submission
+            return mkstemp(*args, prefix=prefix, **kwargs)
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(results.tempfile, "mkstemp", no_space)
+    monkeypatch.setattr(tempfile, "mkstemp", no_space_for_images)
     first = await mcp.call_tool("edit_image", {"prompt": "x", "size": "1K"})
     assert not first.is_error  # it succeeded and is paid: an error would be submitted again, and paid twice
     assert body(first)["status"] == "SUCCEEDED" and body(first)["images"] == []

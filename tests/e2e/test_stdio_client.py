@@ -4,6 +4,7 @@ the server talks to the emulator on a loopback port, images land on disk."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import AsyncGenerator, Iterator
@@ -161,6 +162,63 @@ async def test_a_paid_task_whose_image_failed_to_download_is_no_error_and_check_
             assert len(images) == 2 and saved in images and all(Path(image["path"]).is_file() for image in images)
     submits = [r for r in emulator.state.requests if r.method == "POST" and "/services/aigc/" in r.path]
     assert len(submits) == 1  # paid once
+
+
+async def test_an_output_folder_under_a_regular_file_refuses_every_paid_call_before_any_request(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    out = tmp_path / "a-file" / "out"
+    calls = [
+        ("edit_image", {"prompt": "x", "size": "1K"}),
+        ("submit_task", {"prompt": "x", "size": "1K"}),
+        ("detect_segment", {"image": URL, "targets": ["car"], "mode": "detect"}),
+    ]
+    with anyio.fail_after(60):
+        async with stdio_session(emulator, tmp_path, tmp_path / "stdout.log", WAN_MCP_OUTPUT_DIR=str(out)) as client:
+            for tool, arguments in calls:
+                refused = await client.call_tool(tool, arguments)
+                assert refused.is_error, tool
+                said = text(refused)
+                assert said.startswith(f"The output folder {out} cannot be written (Not a directory"), said
+                assert "Nothing was sent and nothing is billed" in said and "WAN_MCP_OUTPUT_DIR" in said
+            assert not (await client.call_tool("list_tasks", {})).is_error  # the free tools work
+    assert emulator.state.requests == []  # no request of any kind
+
+
+def test_an_output_folder_that_cannot_be_written_is_said_at_start_in_one_line_and_the_server_runs(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    out = tmp_path / "a-file" / "out"
+    env = server_env("http://127.0.0.1:9", SECRET, tmp_path, WAN_MCP_OUTPUT_DIR=str(out), WAN_MCP_HARVEST="0")
+    done = subprocess.run(
+        [sys.executable, "-m", "wan_image_mcp"], env=env, capture_output=True, text=True, timeout=60, input=""
+    )
+    assert done.returncode == 0, done.stderr  # it ran, until its input ended
+    (line,) = [line for line in done.stderr.splitlines() if "output folder" in line]
+    assert f"WARNING wan_image_mcp: at start: The output folder {out} cannot be written" in line
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a folder whatever its mode: chmod cannot stop it")
+async def test_an_output_folder_the_server_may_not_create_refuses_a_paid_call_before_any_request(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    out = locked / "out"
+    try:
+        with anyio.fail_after(60):
+            async with stdio_session(
+                emulator, tmp_path, tmp_path / "stdout.log", WAN_MCP_OUTPUT_DIR=str(out)
+            ) as client:
+                refused = await client.call_tool("edit_image", {"prompt": "x", "size": "1K"})
+        assert refused.is_error
+        assert text(refused).startswith(f"The output folder {out} cannot be written (Permission denied")
+        assert emulator.state.requests == []
+    finally:
+        locked.chmod(0o700)
 
 
 async def test_prompt_mistakes_are_invalid_params_over_stdio(emulator: RunningEmulator, tmp_path: Path) -> None:

@@ -534,19 +534,19 @@ async def test_an_expired_result_url_is_reported_not_crashed(mcp: Client, emulat
     assert row["task_id"] == task_id
 
 
-async def test_an_unwritable_output_directory_is_reported_and_recoverable(
-    http: httpx2.AsyncClient, server_settings: Settings, tmp_path: Path
+async def test_an_unwritable_output_directory_is_refused_before_anything_is_sent_and_taken_once_fixed(
+    http: httpx2.AsyncClient, server_settings: Settings, tmp_path: Path, emulator: EmulatorState
 ) -> None:
     blocker = tmp_path / "blocked"
     blocker.write_text("a file where the output directory should be")
     settings = server_settings.model_copy(update={"output_dir": blocker / "images"})
     async with Client(build_app(settings, http)) as client:
         first = await client.call_tool("edit_image", {"prompt": "x", "size": "1K"})
-        assert not first.is_error
-        body = structured(first)
-        assert f"cannot write to the output folder {blocker / 'images'}" in body["missing_images"][0]["reason"]
+        assert first.is_error  # nothing is paid that cannot be saved
+        assert text(first).startswith(f"The output folder {blocker / 'images'} cannot be written (Not a directory")
+        assert emulator.requests == []
         blocker.unlink()
-        again = await client.call_tool("check_task", {"task_id": body["task_id"]})
+        again = await client.call_tool("edit_image", {"prompt": "x", "size": "1K"})
     assert not again.is_error
     assert Path(structured(again)["images"][0]["path"]).is_file()
 

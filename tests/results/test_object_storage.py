@@ -25,6 +25,7 @@ from mcp import Client
 from mcp.types import BlobResourceContents, CallToolResult, ImageContent, ResourceLink, ResourceTemplateReference
 from PIL import Image
 
+from tests.support.helpers import text
 from tests.support.postgres_server import PostgresServer, free_port
 from tests.support.s3_server import ACCESS_KEY, REGION, SECRET_KEY, CuttingProxy, S3Server
 from tests.support.virtual_clock import VirtualClock
@@ -247,6 +248,23 @@ async def test_an_image_stored_without_its_sidecar_is_not_stored_again(
     assert [image["path"] for image in body(again)["images"]] == [bucket.location(png)]
     assert keys(bucket) == sorted([png, png.removesuffix(".png") + ".json"])
     assert downloads(emulator) == 1
+
+
+async def test_a_bucket_that_no_longer_takes_a_write_refuses_a_paid_call_before_anything_is_sent(
+    mcp_s3: Client, s3: S3Server, s3_settings: Settings, bucket: ObjectSink, emulator: EmulatorState
+) -> None:
+    httpx2.delete(f"{s3.endpoint}/{bucket.bucket}", timeout=10).raise_for_status()  # gone after the start
+    refused = await mcp_s3.call_tool("edit_image", {"prompt": "x", "size": "1K"})
+    assert refused.is_error
+    said = text(refused)
+    assert said.startswith(f"The output bucket {s3_settings.output_url} does not take a write"), said
+    assert "WAN_MCP_OUTPUT_URL" in said and "nothing is billed" in said
+    assert emulator.requests == []
+
+
+async def test_the_write_probe_leaves_nothing_in_the_bucket(bucket: ObjectSink) -> None:
+    bucket.probe()
+    assert keys(bucket) == []
 
 
 async def test_a_result_resource_reads_the_image_from_the_bucket(mcp_s3: Client, bucket: ObjectSink) -> None:

@@ -4,6 +4,7 @@ WanError
 ├── InvalidRequest            bad input found before any request is sent (one or more Problems)
 │   └── InputChanged          a local image changed on disk between its check and its sending; nothing was submitted
 ├── ConfigurationError        a setting is missing or wrong (e.g. no DASHSCOPE_API_KEY, a damaged journal)
+│   └── OutputNotWritable     the output folder (or bucket) cannot be written: paid calls are refused, nothing sent
 ├── AccessDenied              a file outside the allowed folders (also a PermissionError)
 ├── InvalidTenant             an issuer or subject that cannot name a tenant (empty, control characters, too long)
 ├── SpendLimitExceeded        a call would request more paid images than the limits allow; nothing was sent
@@ -40,6 +41,11 @@ class WanError(Exception):
 
 class ConfigurationError(WanError):
     """A setting is missing or invalid. The message names the setting."""
+
+
+class OutputNotWritable(ConfigurationError):
+    """The output folder (or bucket) cannot be written, so no result could be saved: a paid call is refused before
+    anything is sent. The message names the place, why, and the fix."""
 
 
 class SpendLimitExceeded(WanError):

@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import re
+import uuid
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -28,6 +29,7 @@ from obstore.store import S3Store
 
 from .local_folder import from_sidecar, named_rows, result_name, safe
 from .outcomes import ImageFile
+from .probe import PROBE_NAME
 
 if TYPE_CHECKING:
     from obstore.store import RetryConfig, S3Config
@@ -182,6 +184,16 @@ class ObjectSink:
     def served_name(self, location: str) -> str | None:
         name = location.removeprefix(self._base)
         return name if location.startswith(self._base) and name and "/" not in name else None
+
+    def probe(self) -> None:
+        """One tiny object stored under the prefix and deleted: proves the credentials may write there (a listing
+        proves only that they may read). Raises OSError naming the bucket."""
+        name = f".{PROBE_NAME}-{uuid.uuid4().hex}"
+        try:
+            self.store.put(name, b"ok", use_multipart=False)
+            self.store.delete(name)
+        except BaseError as exc:
+            raise OSError(f"cannot store a test object in {self.where}: {said(exc)}") from None
 
     def download_url(self, location: str) -> str | None:
         return obstore.sign(self.store, "GET", self._name(location), self.expires)

@@ -57,6 +57,11 @@ class ResultSink(Protocol):
         and still there); None otherwise."""
         ...
 
+    def probe(self) -> None:
+        """Prove the place takes a write (a tiny file or object written, then removed). Raises OSError saying
+        why."""
+        ...
+
     def download_url(self, location: str) -> str | None:
         """A URL anyone may fetch the image at ``location`` from for a while; None where there is none."""
         ...

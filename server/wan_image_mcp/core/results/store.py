@@ -29,6 +29,7 @@ from ..errors import ImagesNotSaved
 from .local_folder import EXTENSIONS, PART_SUFFIX, existing, result_stem, saved_image, temp_owner
 from .outcomes import ImageFile
 from .previews import Reader
+from .probe import probe_output, prove_folder
 from .sinks import ResultSink
 
 if TYPE_CHECKING:
@@ -99,6 +100,11 @@ class ResultStore:
         """How previews read a saved image: None for a file in the output folder (opened by its path), else the
         sink's ``read`` (an object in a bucket)."""
         return None if isinstance(self.sink, LocalFolder) else self.sink.read
+
+    def probe(self) -> None:
+        """Prove the output writable: the folder temp files go to and, when images are kept elsewhere (a bucket),
+        that place too (``probe.probe_output``). Raises OutputNotWritable. Blocks."""
+        probe_output(self.root, None if isinstance(self.sink, LocalFolder) else self.sink)
 
     def kept(self, images: Sequence[Mapping[str, Any]]) -> bool:
         """Whether every image the journal recorded (``ImageFile`` dicts) is still in the sink. Blocks."""
@@ -376,6 +382,9 @@ class LocalFolder:
     def served_name(self, location: str) -> str | None:
         path = Path(location)
         return path.name if path.resolve().parent == self.root.resolve() and path.is_file() else None
+
+    def probe(self) -> None:
+        prove_folder(self.root)
 
     def download_url(self, location: str) -> str | None:
         del location
