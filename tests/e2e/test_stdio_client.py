@@ -16,7 +16,7 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.shared.exceptions import MCPError
-from mcp.types import INVALID_PARAMS, CallToolResult, ImageContent
+from mcp.types import INVALID_PARAMS, CallToolResult, ImageContent, TextContent
 
 from tests.support.helpers import TOOL_NAMES, server_env, text
 from wan_image_mcp.core.specs import MODEL_NAMES
@@ -219,6 +219,46 @@ async def test_an_output_folder_the_server_may_not_create_refuses_a_paid_call_be
         assert emulator.state.requests == []
     finally:
         locked.chmod(0o700)
+
+
+async def test_an_interleaved_answer_keeps_dashscopes_order_in_parts_text_and_its_markdown_page(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    arguments = {"prompt": "a recipe", "model": "wan2.6-image", "enable_interleave": True, "max_images": 2}
+    with anyio.fail_after(60):
+        async with stdio_session(emulator, tmp_path, tmp_path / "stdout.log") as client:
+            result = await client.call_tool("edit_image", {**arguments, "size": "1024*1024"})
+            again = await client.call_tool("check_task", {"task_id": body(result)["task_id"]})
+    assert not result.is_error, text(result)
+    task = emulator.state.tasks[body(result)["task_id"]]
+    first, second = (image["path"] for image in body(result)["images"])
+    assert body(result)["parts"] == [  # as DashScope answered: text, image, text, image
+        {"type": "text", "text": task.texts[0]},
+        {"type": "image", "path": first},
+        {"type": "text", "text": task.texts[1]},
+        {"type": "image", "path": second},
+    ]
+    said = [block.text if isinstance(block, TextContent) else type(block).__name__ for block in result.content[1:]]
+    assert said == [
+        task.texts[0],
+        f"image 1: {first} (1024×1024, {body(result)['images'][0]['bytes']} bytes)",
+        "ResourceLink",
+        "ImageContent",
+        task.texts[1],
+        f"image 2: {second} (1024×1024, {body(result)['images'][1]['bytes']} bytes)",
+        "ResourceLink",
+        "ImageContent",
+    ]
+    page = Path(body(result)["markdown"])
+    assert page.parent == Path(first).parent and page.name == Path(first).name.removesuffix("_1.png") + ".md"
+    lines = page.read_text(encoding="utf-8").splitlines()
+    assert [line for line in lines if line and not line.startswith(("#", ">"))] == [
+        task.texts[0],
+        f"![image 1]({Path(first).name})",
+        task.texts[1],
+        f"![image 2]({Path(second).name})",
+    ]
+    assert (body(again)["parts"], body(again)["markdown"]) == (body(result)["parts"], str(page))  # from the journal
 
 
 async def test_prompt_mistakes_are_invalid_params_over_stdio(emulator: RunningEmulator, tmp_path: Path) -> None:

@@ -338,7 +338,7 @@ async def test_an_image_set_returns_every_image(mcp: Client) -> None:
     assert len({i["path"] for i in structured(result)["images"]}) == 4
 
 
-async def test_interleave_returns_texts(mcp: Client) -> None:
+async def test_interleave_returns_its_texts_and_images_as_parts_in_order(mcp: Client) -> None:
     result = await mcp.call_tool(
         "edit_image",
         {
@@ -350,7 +350,8 @@ async def test_interleave_returns_texts(mcp: Client) -> None:
         },
     )
     body = structured(result)
-    assert (len(body["images"]), len(body["texts"])) == (2, 2)
+    assert [part["type"] for part in body["parts"]] == ["text", "image", "text", "image"]
+    assert [part["path"] for part in body["parts"] if part["type"] == "image"] == [i["path"] for i in body["images"]]
 
 
 # --- waiting, checking, cancelling -----------------------------------------------------------------------

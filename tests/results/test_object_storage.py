@@ -267,6 +267,21 @@ async def test_the_write_probe_leaves_nothing_in_the_bucket(bucket: ObjectSink) 
     assert keys(bucket) == []
 
 
+async def test_an_interleaved_answers_markdown_page_is_an_object_beside_its_images(
+    mcp_s3: Client, bucket: ObjectSink
+) -> None:
+    arguments = {"prompt": "a recipe", "model": "wan2.6-image", "enable_interleave": True, "max_images": 2}
+    result = await mcp_s3.call_tool("edit_image", {**arguments, "size": "1024*1024"})
+    assert not result.is_error, result.content
+    names = [image["path"].rsplit("/", 1)[1] for image in body(result)["images"]]
+    page = body(result)["markdown"]
+    assert page == bucket.location(names[0].removesuffix("_1.png") + ".md")
+    written = bucket.read(page).decode()
+    texts = [part["text"] for part in body(result)["parts"] if part["type"] == "text"]
+    assert written.index(texts[0]) < written.index(f"![image 1]({names[0]})") < written.index(texts[1])
+    assert written.index(texts[1]) < written.index(f"![image 2]({names[1]})")
+
+
 async def test_a_result_resource_reads_the_image_from_the_bucket(mcp_s3: Client, bucket: ObjectSink) -> None:
     result = await mcp_s3.call_tool("edit_image", {"prompt": "x", "size": "1K"})
     (link,) = [block for block in result.content if isinstance(block, ResourceLink)]

@@ -34,6 +34,7 @@ from ..dashscope import APIStatusError
 from ..settings import Settings
 from .appstate import AppState
 from .boundary import StrictTool, taking, tool_errors
+from .ordered import in_order
 from .resolvers import NO_ROOTS, CheckedDetect, CheckedEdit, RootsForImages, uris
 from .resources import image_link
 from .transports.oauth import caller
@@ -52,9 +53,11 @@ async def respond(
     """The summary, a link and a preview per image (read by ``read`` when given: ``ResultStore.reader``), and
     ``result`` as ``shape`` (the tool's output schema)."""
     content: list[ContentBlock] = [TextContent(type="text", text=summary_text(result))]
-    content.extend(image_link(image) for image in result.images)
-    if settings.previews and result.images:
-        made = await previews([image.path for image in result.images], read)
+    made = await previews([image.path for image in result.images], read) if settings.previews and result.images else []
+    if result.parts:  # an interleaved answer: texts and images in DashScope's order
+        content.extend(in_order(result, dict(zip((image.path for image in result.images), made, strict=False))))
+    else:
+        content.extend(image_link(image) for image in result.images)
         content.extend(_jpeg(data) for data in made if data is not None)
     shaped = result if isinstance(result, shape) else shape.model_validate(result.model_dump())  # TaskStarted
     data = structured(shaped)

@@ -149,6 +149,9 @@ class ObjectSink:
     def write_sidecar(self, location: str, data: bytes) -> None:
         self._create(self._name(location).rsplit(".", 1)[0] + ".json", data)
 
+    def write_document(self, location: str, data: bytes) -> None:
+        self._create(self._name(location), data)
+
     def _create(self, name: str, data: bytes) -> None:
         """One conditional PUT of ``data`` under ``name``: whole or nothing, and never over an object already
         there (which another writer stored whole: it is kept). Raises OSError naming the object."""

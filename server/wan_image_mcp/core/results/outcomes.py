@@ -4,7 +4,7 @@ task's answer becomes one (``from_row``, ``from_task``, ``summary_of``)."""
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, WithJsonSchema
 
@@ -24,6 +24,14 @@ class ImageFile(BaseModel):
     download_url: str | None = Field(
         default=None, description="a presigned URL to fetch the image from object storage (expires; S3 output only)"
     )
+
+
+class ResultPart(BaseModel):
+    """One part of an interleaved answer, in DashScope's order: a text, or a saved image (its ``path``)."""
+
+    type: Literal["text", "image"]
+    text: str | None = None
+    path: str | None = None
 
 
 class ApiError(BaseModel):
@@ -49,7 +57,6 @@ class EditResult(BaseModel):
     request_id: str | None = None
     model: str | None = None
     images: list[ImageFile] = Field(default_factory=list[ImageFile])
-    texts: list[str] = Field(default_factory=list[str], description="text parts (wan2.6 interleave)")
     usage: dict[str, Any] | None = None
     actual_prompt: str | None = Field(default=None, description="prompt as rewritten by prompt_extend (wan2.5)")
     adjustments: list[str] = Field(default_factory=list[str], description="what was fixed in the inputs")
@@ -58,6 +65,12 @@ class EditResult(BaseModel):
     error: ApiError | None = None
     image_failures: list[ApiError] = Field(default_factory=list[ApiError], description="images that failed (wan2.5)")
     next_step: str | None = Field(default=None, description="what to do next when not finished")
+    parts: list[ResultPart] = Field(
+        default_factory=list[ResultPart], description="wan2.6 interleave: texts and images in the answer's order"
+    )
+    markdown: str | None = Field(
+        default=None, description="interleave: a Markdown page of the parts, beside the images"
+    )
     missing_images: list[MissingImage] = Field(
         default_factory=list[MissingImage], description="SUCCEEDED (paid) but not saved yet: call check_task"
     )
@@ -203,7 +216,6 @@ def from_row(row: TaskRow) -> EditResult:
         request_id=row.request_id,
         model=row.model or None,
         images=[ImageFile.model_validate(image) for image in row.images],
-        texts=row.texts,
         usage=row.usage,
         actual_prompt=row.actual_prompt,
         adjustments=row.adjustments,
@@ -221,7 +233,6 @@ def from_task(task_id: str, task: TaskResult, row: TaskRow | None) -> EditResult
         task_id=task_id,
         request_id=task.request_id,
         model=row.model if row and row.model else None,
-        texts=list(task.texts),
         usage=dict(task.usage) if task.usage else None,
         actual_prompt=task.actual_prompt,
         adjustments=row.adjustments if row else [],
@@ -269,12 +280,19 @@ def failed(result: EditResult) -> bool:
 
 
 def summary_text(result: EditResult) -> str:
-    """A result in a few lines for the model to read: status, task, each image, texts, errors, what to do next."""
+    """A result in a few lines for the model to read: status, task, each image (an interleaved answer's parts
+    follow it in blocks of their own), errors, what to do next."""
     head = f"{result.status}: " + " ".join(part for part in (result.model, "task", result.task_id) if part)
     lines = [head]
-    for image in result.images:
-        lines.append(f"- {image.path} ({image.width}×{image.height}, {image.bytes} bytes)")
-    lines += [f"- text: {text}" for text in result.texts]
+    if result.parts:  # the parts follow in their own blocks, in DashScope's order
+        page = f" Markdown page: {result.markdown}" if result.markdown else ""
+        lines.append(
+            f"{len(result.parts) - len(result.images)} text(s) and {len(result.images)} image(s), in the answer's "
+            f"order below.{page}"
+        )
+    else:
+        for image in result.images:
+            lines.append(f"- {image.path} ({image.width}×{image.height}, {image.bytes} bytes)")
     if result.instruction:
         lines.append(f"Instruction: {result.instruction}")
     if result.actual_prompt:

@@ -39,6 +39,11 @@ class ResultSink(Protocol):
         """Write the JSON sidecar of the image at ``location``, whole or not at all. Raises OSError."""
         ...
 
+    def write_document(self, location: str, data: bytes) -> None:
+        """Write a page about saved images (an interleaved answer's Markdown) at ``location``, beside them, whole or
+        not at all. Raises OSError."""
+        ...
+
     def present(self, location: str) -> bool:
         """Whether the image at ``location`` is still there."""
         ...

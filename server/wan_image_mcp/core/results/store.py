@@ -369,6 +369,9 @@ class LocalFolder:
     def write_sidecar(self, location: str, data: bytes) -> None:
         atomic_write(Path(location).with_suffix(".json"), data)
 
+    def write_document(self, location: str, data: bytes) -> None:
+        atomic_write(Path(location), data)
+
     def present(self, location: str) -> bool:
         return Path(location).is_file()
 

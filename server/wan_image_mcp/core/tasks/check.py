@@ -25,6 +25,7 @@ from ..clock import Clock
 from ..errors import ImagesNotSaved
 from ..journal import AsyncJournal, Status, TaskRow, Tenant
 from ..requests.validation import check_task_id
+from ..results.document import markdown, with_parts
 from ..results.outcomes import (
     ApiError,
     EditResult,
@@ -127,7 +128,7 @@ class TaskCheck:
                 and row.saved_at is not None
                 and await anyio.to_thread.run_sync(self._store.kept, row.images)
             ):
-                return from_row(row)
+                return with_parts(from_row(row), row.texts, row.text_places)
             # Images can only be on disk already if the journal does not know the task (saved by an earlier run
             # whose row is gone, or under another journal) or if it had seen the result URLs: then look, which
             # reads the whole output folder. A task this journal has never seen succeed skips that.
@@ -166,6 +167,7 @@ class TaskCheck:
             usage=dict(task.usage) if task.usage else None,
             actual_prompt=task.actual_prompt,
             texts=task.texts,
+            text_places=task.text_places,
             submit_time=task.submit_time,
             error_code=(task.code or task.status.value) if failed else None,
             error_message=task.message if failed else None,
@@ -211,7 +213,22 @@ class TaskCheck:
             return result.model_copy(update=update)
         await self._journal.saved(task_id, _recorded(images))
         await progress(1.0, f"saved {len(images)} image(s)")
-        return result.model_copy(update={"images": images, "next_step": origin(row)})
+        done = with_parts(
+            result.model_copy(update={"images": images, "next_step": origin(row)}), task.texts, task.text_places
+        )
+        return await self._write_markdown(done, row) if done.markdown else done
+
+    async def _write_markdown(self, result: EditResult, row: TaskRow | None) -> EditResult:
+        """Write the Markdown page of an interleaved answer beside its images; ``result`` without its ``markdown``
+        when it could not be written (the images, which are what is paid, are saved all the same)."""
+        assert result.markdown is not None and result.task_id is not None
+        page = markdown(result.parts, task_id=result.task_id, model=result.model, prompt=row.prompt if row else None)
+        try:
+            await anyio.to_thread.run_sync(self._store.sink.write_document, result.markdown, page.encode())
+        except OSError as exc:
+            log.warning("could not write the page %s of task %s: %s", result.markdown, result.task_id, exc)
+            return result.model_copy(update={"markdown": None})
+        return result
 
     def _why(self, cause: Exception) -> str:
         """Why one image was not saved, in words: a refused or failed download as it was said, a write that failed
