@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .core.journal import Tenant
+    from .core.results.sinks import ResultSink
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -67,6 +68,23 @@ def _remove_leftover_parts(folder: Path) -> None:
         logging.getLogger("wan_image_mcp").info(
             "removed %d leftover temp file(s) (%.1f MB) from %s", files, size / 1e6, folder
         )
+
+
+def _probe_output(folder: Path, sink: ResultSink | None) -> None:
+    """Create the output folder and prove it (and the bucket, with WAN_MCP_OUTPUT_URL) writable, saying what is
+    wrong in one log line. The server starts all the same: a host shows a server that exits only as
+    "disconnected", while one that runs refuses each paid call with the place and the fix, for the agent to relay,
+    and takes the folder as soon as it is fixed (``probe.OutputProbe``)."""
+    from .core.errors import OutputNotWritable
+    from .core.results.probe import probe_output
+
+    log = logging.getLogger("wan_image_mcp")
+    try:
+        probe_output(folder, sink)
+    except OutputNotWritable as exc:
+        log.warning("at start: %s The server runs; the free tools work.", exc)
+        return
+    log.info("results are saved in %s", sink.where if sink is not None else folder)
 
 
 def _tenant(issuer: str | None, subject: str) -> Tenant:
@@ -144,7 +162,8 @@ def _serve(args: argparse.Namespace) -> int:
         check_journal_folder(settings)  # fail now, in one line, rather than inside the session
         if settings.journal_url is None:  # a damaged journal too (read-only: the file is left as it is)
             check_journal(settings.journal_path)
-        result_sink(settings, at_start=True)  # a bucket that cannot be listed: said now, in one line
+        sink = result_sink(settings, at_start=True)  # a bucket that cannot be listed: said now, in one line
+        _probe_output(settings.output_dir, sink)  # one that cannot be written: said, and paid calls refused
         _remove_leftover_parts(settings.output_dir)
         if getattr(args, "transport", "stdio") == "http":
             from .mcp_server.transports.http import serve_http

@@ -155,6 +155,7 @@ async def test_interleave_returns_texts_and_images(client: DashScopeClient) -> N
     assert task.task_id is not None
     done = await finish(client, task.task_id)
     assert len(done.image_urls) == 2 and len(done.texts) == 2
+    assert done.text_places == (0, 1)  # text, image, text, image: each text before its image, as answered
 
 
 async def test_wan25_results_carry_the_prompt_as_given_and_rewritten(client: DashScopeClient) -> None:

@@ -99,7 +99,7 @@ async def test_n_in_every_paid_tool_schema_is_the_per_call_cap_and_more_is_refus
     for name in ("edit_image", "submit_task"):
         assert _property(tools[name], "n")["maximum"] == 3, name
         assert _property(tools[name], "max_images")["maximum"] == 3, name
-    assert "at most 3 per call" in _property(tools["edit_image"], "n")["description"]
+    assert "Here: ≤ 3 per call" in _property(tools["edit_image"], "n")["description"]
     assert refused.is_error
     said = text(refused)
     assert "n must be at most 3, the most paid images one call may request on this server" in said

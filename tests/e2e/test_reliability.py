@@ -20,6 +20,7 @@ import re
 import selectors
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -103,13 +104,20 @@ async def test_a_download_cut_mid_body_over_http_is_retried_and_leaves_no_partia
 async def test_a_full_disk_is_reported_and_the_task_recovered_after(
     mcp: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def no_space(*args: Any, **kwargs: Any) -> Any:
+    mkstemp = tempfile.mkstemp
+
+    def no_space_for_images(*args: Any, prefix: str = "", **kwargs: Any) -> Any:
+        if prefix.startswith(".write-probe."):  # the disk fills after the output's check before the submission
+            return mkstemp(*args, prefix=prefix, **kwargs)
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(results.tempfile, "mkstemp", no_space)
+    monkeypatch.setattr(tempfile, "mkstemp", no_space_for_images)
     first = await mcp.call_tool("edit_image", {"prompt": "x", "size": "1K"})
-    assert first.is_error
-    assert "No space left on device" in body(first)["error"]["message"]
+    assert not first.is_error  # it succeeded and is paid: an error would be submitted again, and paid twice
+    assert body(first)["status"] == "SUCCEEDED" and body(first)["images"] == []
+    ((missing),) = body(first)["missing_images"]
+    assert missing["index"] == 1 and "No space left on device" in missing["reason"]
+    assert "call check_task" in body(first)["next_step"] and "Do not submit it again" in body(first)["next_step"]
     monkeypatch.undo()  # space again
     again = await mcp.call_tool("check_task", {"task_id": body(first)["task_id"]})
     assert not again.is_error and len(body(again)["images"]) == 1
@@ -128,7 +136,8 @@ async def test_a_full_disk_during_a_sidecar_write_does_not_download_the_image_ag
 
     monkeypatch.setattr(results, "atomic_write", no_space_for_sidecars)
     first = await mcp.call_tool("edit_image", {"prompt": "x", "size": "1K", "n": 2})
-    assert first.is_error and "No space left on device" in body(first)["error"]["message"]
+    assert not first.is_error and "No space left on device" in body(first)["error"]["message"]
+    assert [image["index"] for image in body(first)["missing_images"]] == [1, 2]
     out = server_settings.output_dir
     saved = sorted(out.glob("*.png"))
     assert len(saved) == 2 and not list(out.glob("*.json"))  # renamed into place, their sidecars not written

@@ -28,6 +28,7 @@ from mcp.types import ListRootsResult, Root
 from PIL import Image
 
 from tests.support.helpers import ImageFactory, server_env, text
+from wan_image_mcp.core.errors import ImagesNotSaved
 from wan_image_mcp.core.images.pillow import MAX_DECODE_PIXELS
 from wan_image_mcp.core.results.store import ResultStore
 from wan_image_mcp.dashscope import (
@@ -39,7 +40,6 @@ from wan_image_mcp.dashscope import (
     UrlRefused,
     transport,
 )
-from wan_image_mcp.dashscope.errors import DownloadError
 from wan_image_mcp.dashscope.transport import check_fetch_url, send_checked
 from wan_image_mcp.emulator import EmulatorConfig, EmulatorState, Fault
 from wan_image_mcp.emulator.serve import RunningEmulator
@@ -193,12 +193,18 @@ async def test_the_client_refuses_and_quotes_task_ids_whoever_calls_it(
 async def test_a_crafted_result_url_cannot_make_the_server_fetch_from_a_private_address(
     config: dict[str, str], why: str, mcp: Client, emulator: EmulatorState
 ) -> None:
+    """The task succeeded (and is paid): not a tool error, but its image missing, with the rule it broke and the
+    settings that decide it."""
     for name, value in config.items():
         setattr(emulator.config, name, value)
     result = await mcp.call_tool("edit_image", {"prompt": "x", "size": "1K"})
-    assert result.is_error
+    assert not result.is_error
     assert result.structured_content is not None
-    assert why in result.structured_content["error"]["message"]
+    assert result.structured_content["status"] == "SUCCEEDED" and result.structured_content["images"] == []
+    ((missing),) = result.structured_content["missing_images"]
+    assert missing["index"] == 1 and why in missing["reason"]
+    assert "only over https from a host that resolves to public addresses" in missing["reason"]
+    assert "DASHSCOPE_HTTP_BASE_URL" in missing["reason"]
 
 
 DISGUISED = {
@@ -237,8 +243,8 @@ async def test_a_result_redirected_to_a_nat64_metadata_address_is_not_fetched(
 ) -> None:
     emulator.config.result_redirect = "https://[64:ff9b::a9fe:a9fe]/latest/meta-data/"
     result = await mcp.call_tool("edit_image", {"prompt": "x", "size": "1K"})
-    assert result.is_error and result.structured_content is not None
-    assert "not a public address" in result.structured_content["error"]["message"]
+    assert not result.is_error and result.structured_content is not None  # the task succeeded: paid, no failure
+    assert "not a public address" in result.structured_content["missing_images"][0]["reason"]
 
 
 class Rebinding:
@@ -305,7 +311,7 @@ async def test_each_redirect_hop_is_checked_and_pinned_under_the_name_it_came_fr
 
     async with httpx2.AsyncClient(transport=httpx2.MockTransport(answer)) as http:
         store = ResultStore(tmp_path, http, api_base_url="https://dashscope-intl.aliyuncs.com/api/v1")
-        with pytest.raises(DownloadError, match=r"results\.example \(127\.0\.0\.1\): not a public address"):
+        with pytest.raises(ImagesNotSaved, match=r"image 1: .*results\.example \(127\.0\.0\.1\): not a public address"):
             await store.save("t1", ["https://results.example/first.png"], None, {})
     assert sent == [  # the relative hop joined to the name, not the address; the third lookup rebound: refused
         ("https://93.184.215.14/first.png", "results.example", "results.example"),

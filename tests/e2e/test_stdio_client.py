@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import subprocess
 import sys
 from collections.abc import AsyncGenerator, Iterator
@@ -17,7 +18,7 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.shared.exceptions import MCPError
-from mcp.types import INVALID_PARAMS, CallToolResult, ImageContent
+from mcp.types import INVALID_PARAMS, CallToolResult, ImageContent, TextContent
 from PIL import Image
 
 from tests.support.helpers import TOOL_NAMES, server_env, text
@@ -47,11 +48,12 @@ def fresh(emulator: RunningEmulator) -> None:
 
 @asynccontextmanager
 async def stdio_session(
-    emulator: RunningEmulator, tmp_path: Path, stdout_log: Path, *, harvest: bool = False
+    emulator: RunningEmulator, tmp_path: Path, stdout_log: Path, *, harvest: bool = False, **settings: str
 ) -> AsyncGenerator[Client]:
-    """The server over stdio. Without the harvester unless asked: the emulator advances a task on every
-    query, so background polls would race the test's own (the real API moves on its own clock)."""
-    env = server_env(emulator.base_url, SECRET, tmp_path, WAN_MCP_HARVEST="1" if harvest else "0")
+    """The server over stdio (with ``settings``, WAN_MCP_ names). Without the harvester unless asked: the emulator
+    advances a task on every query, so background polls would race the test's own (the real API moves on its own
+    clock)."""
+    env = server_env(emulator.base_url, SECRET, tmp_path, WAN_MCP_HARVEST="1" if harvest else "0", **settings)
     command = [str(TEE), str(stdout_log), sys.executable, "-m", "wan_image_mcp"]
     async with Client(StdioServerParameters(command=sys.executable, args=command, env=env, cwd=tmp_path)) as client:
         yield client
@@ -179,6 +181,127 @@ async def test_failures_are_tool_errors_over_stdio(emulator: RunningEmulator, tm
             assert crashed.is_error
             assert "InternalError: boom (HTTP 500, request_id" in text(crashed)
             assert "Traceback" not in text(crashed)
+
+
+async def test_a_paid_task_whose_image_failed_to_download_is_no_error_and_check_task_then_saves_it(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    emulator.state.add_fault(Fault("error", target="download", status=404, code="NoSuchKey", message="gone"))
+    with anyio.fail_after(60):
+        async with stdio_session(emulator, tmp_path, tmp_path / "stdout.log") as client:
+            first = await client.call_tool("edit_image", {"prompt": "two views", "size": "1K", "n": 2})
+            assert not first.is_error, text(first)
+            task_id = body(first)["task_id"]
+            assert body(first)["status"] == "SUCCEEDED"
+            (saved,) = body(first)["images"]
+            ((missing),) = body(first)["missing_images"]
+            assert "HTTP 404" in missing["reason"]
+            assert f"call check_task with task_id={task_id!r}" in body(first)["next_step"]
+            assert "Images not saved: DownloadFailed" in text(first) and "Error" not in text(first)
+
+            again = await client.call_tool("check_task", {"task_id": task_id})
+            assert not again.is_error and not body(again)["missing_images"]
+            images = body(again)["images"]
+            assert len(images) == 2 and saved in images and all(Path(image["path"]).is_file() for image in images)
+    submits = [r for r in emulator.state.requests if r.method == "POST" and "/services/aigc/" in r.path]
+    assert len(submits) == 1  # paid once
+
+
+async def test_an_output_folder_under_a_regular_file_refuses_every_paid_call_before_any_request(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    out = tmp_path / "a-file" / "out"
+    calls = [
+        ("edit_image", {"prompt": "x", "size": "1K"}),
+        ("submit_task", {"prompt": "x", "size": "1K"}),
+        ("detect_segment", {"image": URL, "targets": ["car"], "mode": "detect"}),
+    ]
+    with anyio.fail_after(60):
+        async with stdio_session(emulator, tmp_path, tmp_path / "stdout.log", WAN_MCP_OUTPUT_DIR=str(out)) as client:
+            for tool, arguments in calls:
+                refused = await client.call_tool(tool, arguments)
+                assert refused.is_error, tool
+                said = text(refused)
+                assert said.startswith(f"The output folder {out} cannot be written (Not a directory"), said
+                assert "Nothing was sent and nothing is billed" in said and "WAN_MCP_OUTPUT_DIR" in said
+            assert not (await client.call_tool("list_tasks", {})).is_error  # the free tools work
+    assert emulator.state.requests == []  # no request of any kind
+
+
+def test_an_output_folder_that_cannot_be_written_is_said_at_start_in_one_line_and_the_server_runs(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    out = tmp_path / "a-file" / "out"
+    env = server_env("http://127.0.0.1:9", SECRET, tmp_path, WAN_MCP_OUTPUT_DIR=str(out), WAN_MCP_HARVEST="0")
+    done = subprocess.run(
+        [sys.executable, "-m", "wan_image_mcp"], env=env, capture_output=True, text=True, timeout=60, input=""
+    )
+    assert done.returncode == 0, done.stderr  # it ran, until its input ended
+    (line,) = [line for line in done.stderr.splitlines() if "output folder" in line]
+    assert f"WARNING wan_image_mcp: at start: The output folder {out} cannot be written" in line
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a folder whatever its mode: chmod cannot stop it")
+async def test_an_output_folder_the_server_may_not_create_refuses_a_paid_call_before_any_request(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    out = locked / "out"
+    try:
+        with anyio.fail_after(60):
+            async with stdio_session(
+                emulator, tmp_path, tmp_path / "stdout.log", WAN_MCP_OUTPUT_DIR=str(out)
+            ) as client:
+                refused = await client.call_tool("edit_image", {"prompt": "x", "size": "1K"})
+        assert refused.is_error
+        assert text(refused).startswith(f"The output folder {out} cannot be written (Permission denied")
+        assert emulator.state.requests == []
+    finally:
+        locked.chmod(0o700)
+
+
+async def test_an_interleaved_answer_keeps_dashscopes_order_in_parts_text_and_its_markdown_page(
+    emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    arguments = {"prompt": "a recipe", "model": "wan2.6-image", "enable_interleave": True, "max_images": 2}
+    with anyio.fail_after(60):
+        async with stdio_session(emulator, tmp_path, tmp_path / "stdout.log") as client:
+            result = await client.call_tool("edit_image", {**arguments, "size": "1024*1024"})
+            again = await client.call_tool("check_task", {"task_id": body(result)["task_id"]})
+    assert not result.is_error, text(result)
+    task = emulator.state.tasks[body(result)["task_id"]]
+    first, second = (image["path"] for image in body(result)["images"])
+    assert body(result)["parts"] == [  # as DashScope answered: text, image, text, image
+        {"type": "text", "text": task.texts[0]},
+        {"type": "image", "path": first},
+        {"type": "text", "text": task.texts[1]},
+        {"type": "image", "path": second},
+    ]
+    said = [block.text if isinstance(block, TextContent) else type(block).__name__ for block in result.content[1:]]
+    assert said == [
+        task.texts[0],
+        f"image 1: {first} (1024×1024, {body(result)['images'][0]['bytes']} bytes)",
+        "ResourceLink",
+        "ImageContent",
+        task.texts[1],
+        f"image 2: {second} (1024×1024, {body(result)['images'][1]['bytes']} bytes)",
+        "ResourceLink",
+        "ImageContent",
+    ]
+    page = Path(body(result)["markdown"])
+    assert page.parent == Path(first).parent and page.name == Path(first).name.removesuffix("_1.png") + ".md"
+    lines = page.read_text(encoding="utf-8").splitlines()
+    assert [line for line in lines if line and not line.startswith(("#", ">"))] == [
+        task.texts[0],
+        f"![image 1]({Path(first).name})",
+        task.texts[1],
+        f"![image 2]({Path(second).name})",
+    ]
+    assert (body(again)["parts"], body(again)["markdown"]) == (body(result)["parts"], str(page))  # from the journal
 
 
 async def test_prompt_mistakes_are_invalid_params_over_stdio(emulator: RunningEmulator, tmp_path: Path) -> None:

@@ -128,7 +128,9 @@ async def test_an_interleaved_answer_puts_each_text_beside_its_image(apps: Clien
     result = await apps.call_tool("edit_image", {**arguments, "size": "1024*1024"})
     assert not result.is_error and result.meta is not None and result.structured_content is not None
     view = result.meta[VIEW_KEY]
-    assert [o["text"] for o in view["outputs"]] == result.structured_content["texts"] and view["texts"] == []
+    parts = result.structured_content["parts"]
+    assert [o["text"] for o in view["outputs"]] == [p["text"] for p in parts if p["type"] == "text"]
+    assert view["texts"] == []
     assert view["inputs"] == [] and view["prompt"] == "a recipe"
 
 

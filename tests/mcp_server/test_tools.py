@@ -206,7 +206,7 @@ def _expected_property(annotation: Any, field: dataclasses.Field[Any], *, descri
     if PAID in marks and expected["maximum"] > most:
         expected["maximum"] = most
         if described:
-            expected["description"] += f" This server: at most {most} per call."
+            expected["description"] += f" Here: ≤ {most} per call."
     return expected
 
 
@@ -452,7 +452,7 @@ async def test_an_image_set_returns_every_image(mcp: Client) -> None:
     assert len({i["path"] for i in structured(result)["images"]}) == 4
 
 
-async def test_interleave_returns_texts(mcp: Client) -> None:
+async def test_interleave_returns_its_texts_and_images_as_parts_in_order(mcp: Client) -> None:
     result = await mcp.call_tool(
         "edit_image",
         {
@@ -464,7 +464,8 @@ async def test_interleave_returns_texts(mcp: Client) -> None:
         },
     )
     body = structured(result)
-    assert (len(body["images"]), len(body["texts"])) == (2, 2)
+    assert [part["type"] for part in body["parts"]] == ["text", "image", "text", "image"]
+    assert [part["path"] for part in body["parts"] if part["type"] == "image"] == [i["path"] for i in body["images"]]
 
 
 # --- waiting, checking, cancelling -----------------------------------------------------------------------
@@ -622,9 +623,9 @@ async def test_a_result_that_is_not_an_image_is_reported_and_leaves_no_file(
 
     monkeypatch.setattr(emulator, "store_file", store_a_page)
     result = await mcp.call_tool("edit_image", {"prompt": "x", "size": "1K"})
-    assert result.is_error
+    assert not result.is_error  # the task succeeded: paid, so never a failure
     assert structured(result)["error"]["code"] == "DownloadFailed"
-    assert "not an image" in structured(result)["error"]["message"]
+    assert structured(result)["missing_images"] == [{"index": 1, "reason": "the result is not an image"}]
     assert [p.name for p in server_settings.output_dir.iterdir()] == []
 
 
@@ -633,31 +634,34 @@ async def test_an_expired_result_url_is_reported_not_crashed(mcp: Client, emulat
     await mcp.call_tool("check_task", {"task_id": task_id})  # RUNNING
     emulator.config.result_ttl = -1  # the next files are born expired
     result = await mcp.call_tool("check_task", {"task_id": task_id})
-    assert result.is_error
+    assert not result.is_error  # paid, and said as lost: no failure to submit again blindly
     body = structured(result)
     assert (body["status"], body["error"]["code"]) == ("SUCCEEDED", "DownloadFailed")
-    assert "expired" in body["error"]["message"]
-    assert body["next_step"] == "The result URLs have expired; these images cannot be recovered."
+    assert "expired" in body["missing_images"][0]["reason"]
+    assert body["next_step"] == (
+        "The task SUCCEEDED and is paid for, but its result URLs have expired (they last 24 h): image(s) 1 of 1 "
+        "cannot be recovered."
+    )
     again = await mcp.call_tool("check_task", {"task_id": task_id})
-    assert again.is_error and structured(again)["error"]["code"] == "DownloadFailed"
+    assert not again.is_error and structured(again)["error"]["code"] == "DownloadFailed"
     assert sum(call.startswith("GET /results/") for call in api_calls(emulator)) == 1  # not tried again
     (row,) = structured(await mcp.call_tool("list_tasks", {"status": "EXPIRED"}))["tasks"]
     assert row["task_id"] == task_id
 
 
-async def test_an_unwritable_output_directory_is_reported_and_recoverable(
-    http: httpx2.AsyncClient, server_settings: Settings, tmp_path: Path
+async def test_an_unwritable_output_directory_is_refused_before_anything_is_sent_and_taken_once_fixed(
+    http: httpx2.AsyncClient, server_settings: Settings, tmp_path: Path, emulator: EmulatorState
 ) -> None:
     blocker = tmp_path / "blocked"
     blocker.write_text("a file where the output directory should be")
     settings = server_settings.model_copy(update={"output_dir": blocker / "images"})
     async with Client(build_app(settings, http)) as client:
         first = await client.call_tool("edit_image", {"prompt": "x", "size": "1K"})
-        assert first.is_error
-        body = structured(first)
-        assert "cannot write to the output directory" in body["error"]["message"]
+        assert first.is_error  # nothing is paid that cannot be saved
+        assert text(first).startswith(f"The output folder {blocker / 'images'} cannot be written (Not a directory")
+        assert emulator.requests == []
         blocker.unlink()
-        again = await client.call_tool("check_task", {"task_id": body["task_id"]})
+        again = await client.call_tool("edit_image", {"prompt": "x", "size": "1K"})
     assert not again.is_error
     assert Path(structured(again)["images"][0]["path"]).is_file()
 
@@ -757,8 +761,9 @@ async def test_a_partly_failed_save_fetches_only_the_missing_images_later(
 ) -> None:
     emulator.add_fault(Fault("error", target="download", status=404, code="NoSuchKey", message="gone"))
     first = await mcp.call_tool("edit_image", {"prompt": "x", "n": 2, "size": "1K"})
-    assert first.is_error
+    assert not first.is_error
     assert structured(first)["error"]["code"] == "DownloadFailed"
+    assert len(structured(first)["images"]) == 1 and len(structured(first)["missing_images"]) == 1
     assert len(list(server_settings.output_dir.glob("*.png"))) == 1  # the other image is kept
     again = await mcp.call_tool("check_task", {"task_id": structured(first)["task_id"]})
     assert not again.is_error
@@ -809,7 +814,7 @@ async def test_submit_task_describes_in_a_few_words_the_arguments_whose_name_doe
 ) -> None:
     tools = {t.name: t.input_schema["properties"] for t in (await mcp.list_tools()).tools}
     submit, edit = tools["submit_task"], tools["edit_image"]
-    assert submit["prompt"]["description"] == "Refer to the inputs as image 1, image 2 in order"
+    assert submit["prompt"]["description"] == "Inputs are image 1, image 2 in order"
     assert "[[x1, y1, x2, y2], …]" in submit["bbox_list"]["description"]
     assert "description" not in submit["watermark"]  # its name says it
     for name, words in BRIEF.items():

@@ -25,6 +25,7 @@ from mcp import Client
 from mcp.types import BlobResourceContents, CallToolResult, ImageContent, ResourceLink, ResourceTemplateReference
 from PIL import Image
 
+from tests.support.helpers import text
 from tests.support.postgres_server import PostgresServer, free_port
 from tests.support.s3_server import ACCESS_KEY, REGION, SECRET_KEY, CuttingProxy, S3Server
 from tests.support.virtual_clock import VirtualClock
@@ -236,7 +237,10 @@ async def test_an_image_stored_without_its_sidecar_is_not_stored_again(
 
     monkeypatch.setattr(ObjectSink, "_create", no_sidecars)
     first = await mcp_s3.call_tool("edit_image", {"prompt": "x", "size": "1K"})
-    assert first.is_error and "refused the sidecar" in body(first)["error"]["message"]
+    assert not first.is_error and body(first)["status"] == "SUCCEEDED"  # paid: not a failure
+    ((missing),) = body(first)["missing_images"]
+    assert "refused the sidecar" in missing["reason"] and "WAN_MCP_OUTPUT_URL" in missing["reason"]
+    assert "call check_task" in body(first)["next_step"]
     (png,) = keys(bucket)
     monkeypatch.undo()
     again = await mcp_s3.call_tool("check_task", {"task_id": body(first)["task_id"]})
@@ -244,6 +248,38 @@ async def test_an_image_stored_without_its_sidecar_is_not_stored_again(
     assert [image["path"] for image in body(again)["images"]] == [bucket.location(png)]
     assert keys(bucket) == sorted([png, png.removesuffix(".png") + ".json"])
     assert downloads(emulator) == 1
+
+
+async def test_a_bucket_that_no_longer_takes_a_write_refuses_a_paid_call_before_anything_is_sent(
+    mcp_s3: Client, s3: S3Server, s3_settings: Settings, bucket: ObjectSink, emulator: EmulatorState
+) -> None:
+    httpx2.delete(f"{s3.endpoint}/{bucket.bucket}", timeout=10).raise_for_status()  # gone after the start
+    refused = await mcp_s3.call_tool("edit_image", {"prompt": "x", "size": "1K"})
+    assert refused.is_error
+    said = text(refused)
+    assert said.startswith(f"The output bucket {s3_settings.output_url} does not take a write"), said
+    assert "WAN_MCP_OUTPUT_URL" in said and "nothing is billed" in said
+    assert emulator.requests == []
+
+
+async def test_the_write_probe_leaves_nothing_in_the_bucket(bucket: ObjectSink) -> None:
+    bucket.probe()
+    assert keys(bucket) == []
+
+
+async def test_an_interleaved_answers_markdown_page_is_an_object_beside_its_images(
+    mcp_s3: Client, bucket: ObjectSink
+) -> None:
+    arguments = {"prompt": "a recipe", "model": "wan2.6-image", "enable_interleave": True, "max_images": 2}
+    result = await mcp_s3.call_tool("edit_image", {**arguments, "size": "1024*1024"})
+    assert not result.is_error, result.content
+    names = [image["path"].rsplit("/", 1)[1] for image in body(result)["images"]]
+    page = body(result)["markdown"]
+    assert page == bucket.location(names[0].removesuffix("_1.png") + ".md")
+    written = bucket.read(page).decode()
+    texts = [part["text"] for part in body(result)["parts"] if part["type"] == "text"]
+    assert written.index(texts[0]) < written.index(f"![image 1]({names[0]})") < written.index(texts[1])
+    assert written.index(texts[1]) < written.index(f"![image 2]({names[1]})")
 
 
 async def test_a_result_resource_reads_the_image_from_the_bucket(mcp_s3: Client, bucket: ObjectSink) -> None:
@@ -277,7 +313,7 @@ async def test_an_interrupted_upload_leaves_no_object_under_the_final_key(
         settings = s3_settings.model_copy(update={"object_store": s3.options(proxy.endpoint)})
         async with Client(build_app(settings, http)) as client:
             first = await client.call_tool("edit_image", {"prompt": "x", "size": "1K"})
-            assert first.is_error and body(first)["error"]["code"] == "DownloadFailed"
+            assert not first.is_error and body(first)["error"]["code"] == "DownloadFailed"  # paid: no failure
             assert proxy.cut == 1 + object_sink.RETRIES  # every try cut mid-body
             assert keys(bucket) == []  # no partial object, under the final key or any other
             assert not list(settings.output_dir.glob(".*.part"))

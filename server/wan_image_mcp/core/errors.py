@@ -4,11 +4,13 @@ WanError
 ├── InvalidRequest            bad input found before any request is sent (one or more Problems)
 │   └── InputChanged          a local image changed on disk between its check and its sending; nothing was submitted
 ├── ConfigurationError        a setting is missing or wrong (e.g. no DASHSCOPE_API_KEY, a damaged journal)
+│   └── OutputNotWritable     the output folder (or bucket) cannot be written: paid calls are refused, nothing sent
 ├── AccessDenied              a file outside the allowed folders (also a PermissionError)
 ├── InvalidTenant             an issuer or subject that cannot name a tenant (empty, control characters, too long)
 ├── SpendLimitExceeded        a call would request more paid images than the limits allow; nothing was sent
 │   └── NotConfirmed          a call above WAN_MCP_CONFIRM_ABOVE_IMAGES the user did not approve, or could not be asked
 ├── JournalBusy               another server on the journal holds the daily budget's check; nothing was sent
+├── ImagesNotSaved            images of a succeeded (paid) task that could not be downloaded or kept; which, and why
 ├── SubmissionUncertain       a create request was sent and its answer lost: a task may exist and be billed
 │   (caught inside the core, which says them in other words:)
 ├── NotRegularFile            a local image names a FIFO, socket or device (also a ValueError; the image's problem)
@@ -28,8 +30,9 @@ answers are its own (``emulator/exceptions``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 class WanError(Exception):
@@ -38,6 +41,11 @@ class WanError(Exception):
 
 class ConfigurationError(WanError):
     """A setting is missing or invalid. The message names the setting."""
+
+
+class OutputNotWritable(ConfigurationError):
+    """The output folder (or bucket) cannot be written, so no result could be saved: a paid call is refused before
+    anything is sent. The message names the place, why, and the fix."""
 
 
 class SpendLimitExceeded(WanError):
@@ -53,6 +61,17 @@ class JournalBusy(WanError):
     """Another server (a replica, or a second process on the same SQLite file) is checking the daily budget on the
     shared journal: this one's check could not start. Nothing was written or sent; the service waits and tries
     again before it says so."""
+
+
+class ImagesNotSaved(WanError):
+    """Images of a succeeded task that could not be downloaded or kept (``ResultStore.save``): ``failures`` by 1-based
+    index, each the DownloadError or OSError that stopped it; ``saved`` are the ones kept (``ImageFile``s: this module
+    imports nothing of the project)."""
+
+    def __init__(self, failures: Mapping[int, Exception], saved: Sequence[Any] = ()) -> None:
+        self.failures = dict(sorted(failures.items()))
+        self.saved = tuple(saved)
+        super().__init__("; ".join(f"image {index}: {exc}" for index, exc in self.failures.items()))
 
 
 class SubmissionUncertain(WanError):

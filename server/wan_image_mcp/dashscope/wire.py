@@ -185,6 +185,9 @@ class TaskResult:
     request_id: str | None = None
     image_urls: tuple[str, ...] = ()
     texts: tuple[str, ...] = ()
+    text_places: tuple[int, ...] = ()
+    """Where each of ``texts`` stood among the images: how many images came before it in the answer's order
+    (wan2.6 interleave answers text, image, text, image…)."""
     failures: tuple[ImageFailure, ...] = ()
     usage: Mapping[str, JSON] | None = None
     actual_prompt: str | None = None
@@ -210,6 +213,7 @@ def parse_result(envelope: Envelope, *, default_status: TaskStatus = TaskStatus.
         status = TaskStatus.UNKNOWN
     urls: list[str] = []
     texts: list[str] = []
+    places: list[int] = []
     failures: list[ImageFailure] = []
     actual_prompt: str | None = None
     orig_prompt: str | None = None
@@ -219,6 +223,7 @@ def parse_result(envelope: Envelope, *, default_status: TaskStatus = TaskStatus.
                 urls.append(item.image)
             elif item.text:
                 texts.append(item.text)
+                places.append(len(urls))
     for result in output.results or ():
         orig_prompt = orig_prompt or result.orig_prompt
         if result.url:
@@ -232,6 +237,7 @@ def parse_result(envelope: Envelope, *, default_status: TaskStatus = TaskStatus.
         request_id=envelope.request_id,
         image_urls=tuple(urls),
         texts=tuple(texts),
+        text_places=tuple(places),
         failures=tuple(failures),
         usage=envelope.usage,
         actual_prompt=actual_prompt,

@@ -37,6 +37,7 @@ from ..core.results.outcomes import (
     PaidResult,
     TaskList,
     TaskStarted,
+    failed,
     summary_text,
 )
 from ..core.results.previews import Reader, previews
@@ -44,6 +45,7 @@ from ..dashscope import APIStatusError
 from ..settings import Settings
 from .appstate import AppState
 from .boundary import StrictTool, capped_to, taking, tool_errors
+from .ordered import in_order
 from .resolvers import NO_ROOTS, CheckedDetect, CheckedEdit, Prepared, RootsForImages, cannot_elicit, uris
 from .resources import image_link
 from .transports.oauth import caller
@@ -62,14 +64,15 @@ async def respond(
     """The summary, a link and a preview per image (read by ``read`` when given: ``ResultStore.reader``), and
     ``result`` as ``shape`` (the tool's output schema)."""
     content: list[ContentBlock] = [TextContent(type="text", text=summary_text(result))]
-    content.extend(image_link(image) for image in result.images)
-    if settings.previews and result.images:
-        made = await previews([image.path for image in result.images], read)
+    made = await previews([image.path for image in result.images], read) if settings.previews and result.images else []
+    if result.parts:  # an interleaved answer: texts and images in DashScope's order
+        content.extend(in_order(result, dict(zip((image.path for image in result.images), made, strict=False))))
+    else:
+        content.extend(image_link(image) for image in result.images)
         content.extend(_jpeg(data) for data in made if data is not None)
-    failed = result.error is not None
     shaped = result if isinstance(result, shape) else shape.model_validate(result.model_dump())  # TaskStarted
     data = structured(shaped)
-    return CallToolResult(content=content, structured_content=data, is_error=failed)
+    return CallToolResult(content=content, structured_content=data, is_error=failed(result))
 
 
 def _jpeg(data: bytes) -> ImageContent:
@@ -112,7 +115,7 @@ async def edit_image(
 ) -> Annotated[CallToolResult, PaidResult]:
     """Edit, fuse or generate images with a Wan model; results are saved locally.
 
-    Several images in one call make ONE combined result; to edit photos separately, make one call per photo.
+    Several images in one call make one combined result; to edit photos separately, make one call per photo.
     Waits up to wait_seconds, then returns RUNNING with a task_id for check_task.
     """
     # The declared arguments reach the core through `checked` (resolvers.py): validated, and confirmed when they

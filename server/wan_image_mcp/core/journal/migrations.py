@@ -96,6 +96,9 @@ STEPS: Final[tuple[str, ...]] = (
     # 8: a task an AMBIGUOUS submission may have made, harvested as that submission's tenant's (it may be billed):
     # the journal id of the AMBIGUOUS row that names it
     "ALTER TABLE tasks ADD COLUMN candidate_of $bigint",
+    # 9: where each text of an interleaved answer stood among its images (how many came before it), so a result
+    # read back from the journal keeps DashScope's order; NULL: no texts, or recorded before
+    "ALTER TABLE tasks ADD COLUMN text_places TEXT",
 )
 
 

@@ -200,6 +200,7 @@ class Journal:
         usage: dict[str, Any] | None = None,
         actual_prompt: str | None = None,
         texts: Sequence[str] = (),
+        text_places: Sequence[int] = (),
         error_code: str | None = None,
         error_message: str | None = None,
         next_poll_at: float | None = None,
@@ -221,6 +222,8 @@ class Journal:
             values["actual_prompt"] = actual_prompt
         if texts:
             values["texts"] = _json(list(texts))
+        if text_places:
+            values["text_places"] = _json(list(text_places))
         if submit_time:
             values["submit_time"] = submit_time
         if error_code is not None:

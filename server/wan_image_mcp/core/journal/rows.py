@@ -174,6 +174,8 @@ class TaskRow:
     """Whose the task is (``Tenant``); None for a task submitted without OAuth, or adopted from elsewhere."""
     candidate_of: int | None = None
     """A task an AMBIGUOUS submission may have made: that submission's journal id (its tenant is this row's)."""
+    text_places: list[int] | None = None
+    """Where each of ``texts`` stood among the images (how many came before it); None: after them all."""
 
     @classmethod
     def from_sql(cls, row: Row) -> TaskRow:
@@ -183,6 +185,8 @@ class TaskRow:
             data[key] = json.loads(data[key])
         data["status"] = Status.of(data["status"])
         data["usage"] = json.loads(data["usage"]) if data["usage"] else None
+        if data.get("text_places"):
+            data["text_places"] = json.loads(data["text_places"])
         return cls(**data)
 
     def belongs_to(self, tenant: Tenant | None) -> bool:

@@ -142,14 +142,17 @@ def named_rows(journal: Journal, name: str, tenant: Tenant | None = None) -> Ite
 
 
 PART_SUFFIX = ".part"
-_RESULT_NAME = r"\d{8}-\d{6}_[A-Za-z0-9._-]+_[A-Za-z0-9._-]+_\d+(?:\.(?:png|jpg|webp|bmp|json))?|gallery"
+_RESULT_NAME = (
+    r"\d{8}-\d{6}_[A-Za-z0-9._-]+_[A-Za-z0-9._-]+(?:_\d+(?:\.(?:png|jpg|webp|bmp|json))?|\.md)|gallery|write-probe"
+)
 _OURS = re.compile(
     rf"\.(?:{_RESULT_NAME})\.(?:(?P<pid>\d+)(?:-(?P<start>\d+))?@(?P<host>[A-Za-z0-9-]*)\.)?[a-z0-9_]{{8}}\{PART_SUFFIX}"
 )
 """The temp files this server writes, and only those: ``.{result name}.{owner}.{random}.part``, where the result
 name is ``{time}_{model}_{task_id}_{n}`` (with ``.png``, ``.jpg``, ``.webp``, ``.bmp`` or ``.json``, or none) or
-the gallery's, the owner ``{pid}-{start}@{host}`` (before it, ``{pid}@{host}``, and before that none) and the
-random part mkstemp's eight characters. A user's ``.thesis.docx.part`` is none of them."""
+an interleaved answer's page (``{time}_{model}_{task_id}.md``), the gallery's or the output probe's
+(``probe.PROBE_NAME``), the owner ``{pid}-{start}@{host}`` (before it, ``{pid}@{host}``, and before that none)
+and the random part mkstemp's eight characters. A user's ``.thesis.docx.part`` is none of them."""
 STALE_PART = 3600.0
 """A temp file whose owner cannot be checked (older names, another host) is left this long before removal."""
 

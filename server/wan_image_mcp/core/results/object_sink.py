@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import re
+import uuid
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -28,6 +29,7 @@ from obstore.store import S3Store
 
 from .local_folder import from_sidecar, named_rows, result_name, safe
 from .outcomes import ImageFile
+from .probe import PROBE_NAME
 
 if TYPE_CHECKING:
     from obstore.store import RetryConfig, S3Config
@@ -147,6 +149,9 @@ class ObjectSink:
     def write_sidecar(self, location: str, data: bytes) -> None:
         self._create(self._name(location).rsplit(".", 1)[0] + ".json", data)
 
+    def write_document(self, location: str, data: bytes) -> None:
+        self._create(self._name(location), data)
+
     def _create(self, name: str, data: bytes) -> None:
         """One conditional PUT of ``data`` under ``name``: whole or nothing, and never over an object already
         there (which another writer stored whole: it is kept). Raises OSError naming the object."""
@@ -182,6 +187,16 @@ class ObjectSink:
     def served_name(self, location: str) -> str | None:
         name = location.removeprefix(self._base)
         return name if location.startswith(self._base) and name and "/" not in name else None
+
+    def probe(self) -> None:
+        """One tiny object stored under the prefix and deleted: proves the credentials may write there (a listing
+        proves only that they may read). Raises OSError naming the bucket."""
+        name = f".{PROBE_NAME}-{uuid.uuid4().hex}"
+        try:
+            self.store.put(name, b"ok", use_multipart=False)
+            self.store.delete(name)
+        except BaseError as exc:
+            raise OSError(f"cannot store a test object in {self.where}: {said(exc)}") from None
 
     def download_url(self, location: str) -> str | None:
         return obstore.sign(self.store, "GET", self._name(location), self.expires)

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, WithJsonSchema
 
 from ...dashscope import TaskResult, TaskStatus
 from ..journal import OPEN_STATUSES, Status, TaskRow
-from .dry_run import Listed, SentInput, Stop, dry_run_text
+from .dry_run import Detailed, Listed, SentInput, Stop, dry_run_text
 
 
 class ImageFile(BaseModel):
@@ -28,12 +28,27 @@ class ImageFile(BaseModel):
     )
 
 
+class ResultPart(BaseModel):
+    """One part of an interleaved answer, in DashScope's order: a text, or a saved image (its ``path``)."""
+
+    type: Literal["text", "image"]
+    text: str | None = None
+    path: str | None = None
+
+
 class ApiError(BaseModel):
     """Why something failed: DashScope's (or our) code and message, with the request_id when there is one."""
 
     code: str
     message: str
     request_id: str | None = None
+
+
+class MissingImage(BaseModel):
+    """An image of a succeeded (paid) task that is not saved yet: its 1-based index and why."""
+
+    index: int
+    reason: str
 
 
 class EditResult(BaseModel):
@@ -44,15 +59,23 @@ class EditResult(BaseModel):
     request_id: str | None = None
     model: str | None = None
     images: list[ImageFile] = Field(default_factory=list[ImageFile])
-    texts: list[str] = Field(default_factory=list[str], description="text parts (wan2.6 interleave)")
     usage: dict[str, Any] | None = None
     actual_prompt: str | None = Field(default=None, description="prompt as rewritten by prompt_extend (wan2.5)")
     adjustments: list[str] = Field(default_factory=list[str], description="what was fixed in the inputs")
     instruction: str | None = Field(default=None, description="instruction sent (detect_segment)")
     requested_images: int | None = Field(default=None, description="most images this task can produce and bill")
-    error: ApiError | None = None
-    image_failures: list[ApiError] = Field(default_factory=list[ApiError], description="images that failed (wan2.5)")
+    error: Detailed[ApiError] | None = None
+    image_failures: Listed[ApiError] = Field(default_factory=list[ApiError], description="images that failed (wan2.5)")
     next_step: str | None = Field(default=None, description="what to do next when not finished")
+    parts: Listed[ResultPart] = Field(
+        default_factory=list[ResultPart], description="wan2.6 interleave: texts and images in the answer's order"
+    )
+    markdown: str | None = Field(
+        default=None, description="interleave: a Markdown page of the parts, beside the images"
+    )
+    missing_images: Listed[MissingImage] = Field(
+        default_factory=list[MissingImage], description="SUCCEEDED (paid) but not saved yet: call check_task"
+    )
     output_size: str | None = Field(
         default=None, description="W*H of each output image: as produced once SUCCEEDED, else as expected"
     )
@@ -109,7 +132,7 @@ class TaskSummary(BaseModel):
     finished: str | None = None
     requested_images: int | None = None
     images: list[str] = Field(default_factory=list[str], description="local paths")
-    error: ApiError | None = None
+    error: Detailed[ApiError] | None = None
     candidates: list[str] = Field(
         default_factory=list[str], description="AMBIGUOUS: task ids that could be this submission's (none adopted)"
     )
@@ -145,7 +168,7 @@ class ImageInfo(BaseModel):
 class InspectResult(BaseModel):
     """What inspect_image returns: one report per image, in order."""
 
-    images: list[ImageInfo]
+    images: Listed[ImageInfo]
 
 
 # --- journal rows and task answers as results -------------------------------------------------------
@@ -175,6 +198,21 @@ def output_size(row: TaskRow | None, usage: Mapping[str, Any] | None) -> str | N
     was sent (the journal's)."""
     produced = usage.get("size") if usage else None
     return produced if isinstance(produced, str) and produced else (row.expected_size if row else None)
+
+
+def not_saved_hint(task_id: str, count: int, missing: list[MissingImage], *, expired: bool) -> str:
+    """What to do with a succeeded (paid) task of ``count`` images whose ``missing`` ones could not be saved."""
+    which = ", ".join(str(image.index) for image in missing)
+    if expired:
+        return (
+            f"The task SUCCEEDED and is paid for, but its result URLs have expired (they last 24 h): image(s) {which} "
+            f"of {count} cannot be recovered."
+        )
+    return (
+        f"The task SUCCEEDED and is paid for; image(s) {which} of {count} are not saved yet (missing_images says "
+        f"why). Do not submit it again (that is paid again): fix the cause and call check_task with "
+        f"task_id={task_id!r} to save them, within 24 h of the task's end (the server also retries by itself)."
+    )
 
 
 def origin(row: TaskRow | None) -> str | None:
@@ -213,7 +251,6 @@ def from_row(row: TaskRow) -> EditResult:
         request_id=row.request_id,
         model=row.model or None,
         images=[ImageFile.model_validate(image) for image in row.images],
-        texts=row.texts,
         usage=row.usage,
         actual_prompt=row.actual_prompt,
         adjustments=row.adjustments,
@@ -232,7 +269,6 @@ def from_task(task_id: str, task: TaskResult, row: TaskRow | None) -> EditResult
         task_id=task_id,
         request_id=task.request_id,
         model=row.model if row and row.model else None,
-        texts=list(task.texts),
         usage=dict(task.usage) if task.usage else None,
         actual_prompt=task.actual_prompt,
         adjustments=row.adjustments if row else [],
@@ -273,15 +309,29 @@ def summary_of(row: TaskRow) -> TaskSummary:
     )
 
 
+def failed(result: EditResult) -> bool:
+    """Whether a result is a failure (a tool error): it has an error and its task did not succeed. A succeeded task
+    is paid for, so it is never one, even with images not saved: an agent reading an error would submit again and
+    pay twice (its ``next_step`` says to call check_task)."""
+    return result.error is not None and result.status != Status.SUCCEEDED
+
+
 def summary_text(result: EditResult) -> str:
-    """A result in a few lines for the model to read: status, task, each image, texts, errors, what to do next."""
+    """A result in a few lines for the model to read: status, task, each image (an interleaved answer's parts
+    follow it in blocks of their own), errors, what to do next."""
     if isinstance(result, PaidResult) and result.dry_run:
         return dry_run_text(result)
     head = f"{result.status}: " + " ".join(part for part in (result.model, "task", result.task_id) if part)
     lines = [head]
-    for image in result.images:
-        lines.append(f"- {image.path} ({image.width}×{image.height}, {image.bytes} bytes)")
-    lines += [f"- text: {text}" for text in result.texts]
+    if result.parts:  # the parts follow in their own blocks, in DashScope's order
+        page = f" Markdown page: {result.markdown}" if result.markdown else ""
+        lines.append(
+            f"{len(result.parts) - len(result.images)} text(s) and {len(result.images)} image(s), in the answer's "
+            f"order below.{page}"
+        )
+    else:
+        for image in result.images:
+            lines.append(f"- {image.path} ({image.width}×{image.height}, {image.bytes} bytes)")
     if result.output_size:
         lines.append(f"Output size: {result.output_size}.")
     if result.instruction:
@@ -296,7 +346,8 @@ def summary_text(result: EditResult) -> str:
         lines.append(f"One image failed: {failure.code}: {failure.message}")
     if result.error:
         rid = f" (request_id {result.error.request_id})" if result.error.request_id else ""
-        lines.append(f"Error {result.error.code}: {result.error.message}{rid}")
+        said = "Images not saved:" if result.status == Status.SUCCEEDED else "Error"  # paid: not a failure
+        lines.append(f"{said} {result.error.code}: {result.error.message}{rid}")
     if result.next_step:
         lines.append(result.next_step)
     return "\n".join(lines)

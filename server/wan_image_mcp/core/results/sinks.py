@@ -39,6 +39,11 @@ class ResultSink(Protocol):
         """Write the JSON sidecar of the image at ``location``, whole or not at all. Raises OSError."""
         ...
 
+    def write_document(self, location: str, data: bytes) -> None:
+        """Write a page about saved images (an interleaved answer's Markdown) at ``location``, beside them, whole or
+        not at all. Raises OSError."""
+        ...
+
     def present(self, location: str) -> bool:
         """Whether the image at ``location`` is still there."""
         ...
@@ -55,6 +60,11 @@ class ResultSink(Protocol):
     def served_name(self, location: str) -> str | None:
         """The name ``wan://images/{name}`` serves the image at ``location`` under if it is kept here (in a folder:
         and still there); None otherwise."""
+        ...
+
+    def probe(self) -> None:
+        """Prove the place takes a write (a tiny file or object written, then removed). Raises OSError saying
+        why."""
         ...
 
     def download_url(self, location: str) -> str | None:

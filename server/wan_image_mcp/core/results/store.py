@@ -26,9 +26,11 @@ import httpx2
 from ...dashscope.connections import unreachable
 from ...dashscope.errors import DownloadError, UrlRefused
 from ...dashscope.transport import send_checked
+from ..errors import ImagesNotSaved
 from .local_folder import EXTENSIONS, PART_SUFFIX, existing, result_stem, saved_image, temp_owner
 from .outcomes import ImageFile
 from .previews import Reader
+from .probe import probe_output, prove_folder
 from .sinks import ResultSink
 
 if TYPE_CHECKING:
@@ -71,6 +73,11 @@ def _retry_download(exc: Exception) -> bool:
 
 
 MAX_REDIRECTS = 3
+RESULT_URL_RULE = (
+    "A result is fetched only over https from a host that resolves to public addresses, or from the API's own host "
+    "(DASHSCOPE_HTTP_BASE_URL, or WAN_MCP_REGION's), each redirect checked the same way"
+)
+"""The rule a refused result URL broke, and the settings that decide it: said with every refusal."""
 
 
 class ResultStore:
@@ -94,6 +101,11 @@ class ResultStore:
         """How previews read a saved image: None for a file in the output folder (opened by its path), else the
         sink's ``read`` (an object in a bucket)."""
         return None if isinstance(self.sink, LocalFolder) else self.sink.read
+
+    def probe(self) -> None:
+        """Prove the output writable: the folder temp files go to and, when images are kept elsewhere (a bucket),
+        that place too (``probe.probe_output``). Raises OutputNotWritable. Blocks."""
+        probe_output(self.root, None if isinstance(self.sink, LocalFolder) else self.sink)
 
     def kept(self, images: Sequence[Mapping[str, Any]]) -> bool:
         """Whether every image the journal recorded (``ImageFile`` dicts) is still in the sink. Blocks."""
@@ -124,8 +136,10 @@ class ResultStore:
         *,
         resume: bool = True,
     ) -> list[ImageFile]:
-        """Download every URL concurrently and write it with its sidecar. Raises the first DownloadError or
-        OSError after every download has finished or failed (the saved ones stay for the next attempt).
+        """Download every URL concurrently and write it with its sidecar. Raises ImagesNotSaved, saying which
+        images failed and why (a DownloadError or an OSError each) and holding the saved ones, after every download
+        has finished or failed (the saved ones stay for the next attempt); an OSError when the temp folder cannot
+        be made.
 
         With ``resume``, images an earlier attempt saved are kept rather than fetched again; finding them reads
         the whole output folder, so the caller passes False when no attempt can have begun."""
@@ -133,7 +147,7 @@ class ResultStore:
         model = record.model if record else str(extra.get("model") or "unknown-model")
         existing = (await anyio.to_thread.run_sync(self._existing, task_id))[0] if resume else {}
         saved: list[ImageFile | None] = [existing.get(index) for index in range(1, len(urls) + 1)]
-        errors: list[DownloadError | OSError] = []
+        errors: dict[int, DownloadError | OSError] = {}
         meta = {**extra, "count": len(urls)}
 
         async def one(index: int, url: str) -> None:
@@ -155,14 +169,15 @@ class ResultStore:
                 finally:
                     part.discard()  # nothing is left to remove once it was kept under its final name
             except (DownloadError, OSError) as exc:
-                errors.append(exc)
+                errors[index] = exc
 
         async with anyio.create_task_group() as group:
             for index, url in enumerate(urls, start=1):
                 group.start_soon(one, index, url)
+        kept = [image for image in saved if image is not None]
         if errors:
-            raise errors[0]
-        return [image for image in saved if image is not None]
+            raise ImagesNotSaved(errors, kept)
+        return kept
 
     async def _download(self, url: str, stem: str) -> _Part:
         import stamina  # off the start path
@@ -210,7 +225,7 @@ class ResultStore:
             try:
                 response = await send_checked(self._http, request, api_base_url=self._api_base_url, stream=True)
             except UrlRefused as exc:
-                raise DownloadError(url, str(exc), status=403) from None
+                raise DownloadError(url, f"{exc}. {RESULT_URL_RULE}", status=403) from None
             except httpx2.TransportError as exc:
                 raise DownloadError(url, f"download failed ({unreachable(exc)})") from None
             try:
@@ -355,6 +370,9 @@ class LocalFolder:
     def write_sidecar(self, location: str, data: bytes) -> None:
         atomic_write(Path(location).with_suffix(".json"), data)
 
+    def write_document(self, location: str, data: bytes) -> None:
+        atomic_write(Path(location), data)
+
     def present(self, location: str) -> bool:
         return Path(location).is_file()
 
@@ -368,6 +386,9 @@ class LocalFolder:
     def served_name(self, location: str) -> str | None:
         path = Path(location)
         return path.name if path.resolve().parent == self.root.resolve() and path.is_file() else None
+
+    def probe(self) -> None:
+        prove_folder(self.root)
 
     def download_url(self, location: str) -> str | None:
         del location

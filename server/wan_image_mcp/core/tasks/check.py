@@ -22,10 +22,23 @@ from ...dashscope import DashScopeClient, TaskResult, TaskStatus
 from ...dashscope.errors import DownloadError
 from ...dashscope.rate import on_behalf_of, query_owner
 from ..clock import Clock
+from ..errors import ImagesNotSaved
 from ..journal import AsyncJournal, Status, TaskRow, Tenant
 from ..requests.validation import check_task_id
-from ..results.outcomes import ApiError, EditResult, ImageFile, from_row, from_task, origin, output_size, unqueried_hint
-from ..results.store import ResultStore, TaskRecord
+from ..results.document import markdown, with_parts
+from ..results.outcomes import (
+    ApiError,
+    EditResult,
+    ImageFile,
+    MissingImage,
+    from_row,
+    from_task,
+    not_saved_hint,
+    origin,
+    output_size,
+    unqueried_hint,
+)
+from ..results.store import LocalFolder, ResultStore, TaskRecord
 from .polling import PollFailed, Polling, Progress
 
 log = logging.getLogger("wan_image_mcp")
@@ -116,7 +129,7 @@ class TaskCheck:
                 and row.saved_at is not None
                 and await anyio.to_thread.run_sync(self._store.kept, row.images)
             ):
-                return from_row(row)
+                return with_parts(from_row(row), row.texts, row.text_places)
             # Images can only be on disk already if the journal does not know the task (saved by an earlier run
             # whose row is gone, or under another journal) or if it had seen the result URLs: then look, which
             # reads the whole output folder. A task this journal has never seen succeed skips that.
@@ -159,6 +172,7 @@ class TaskCheck:
             usage=dict(task.usage) if task.usage else None,
             actual_prompt=task.actual_prompt,
             texts=task.texts,
+            text_places=task.text_places,
             submit_time=task.submit_time,
             error_code=(task.code or task.status.value) if failed else None,
             error_message=task.message if failed else None,
@@ -183,27 +197,55 @@ class TaskCheck:
             images = await self._store.save(
                 task_id, task.image_urls, record, {"request_id": task.request_id, "usage": task.usage}, resume=resume
             )
-        except (DownloadError, OSError) as exc:
-            expired = isinstance(exc, DownloadError) and exc.expired
-            why = str(exc)
-            if isinstance(exc, OSError):
-                why = f"cannot write to the output directory {self._store.sink.where}: {exc.strerror or exc}"
+        except (ImagesNotSaved, OSError) as exc:
+            failures = (
+                exc.failures
+                if isinstance(exc, ImagesNotSaved)
+                else dict.fromkeys(range(1, len(task.image_urls) + 1), exc)
+            )
+            kept = list(exc.saved) if isinstance(exc, ImagesNotSaved) else []
+            missing = [MissingImage(index=index, reason=self._why(cause)) for index, cause in failures.items()]
+            expired = any(isinstance(cause, DownloadError) and cause.expired for cause in failures.values())
+            why = "; ".join(f"image {image.index}: {image.reason}" for image in missing)
             attempts = row.download_attempts if row else 0
             retry_at = None if expired else self._polling.retry_download(attempts)
             await self._journal.download_failed(task_id, why, retry_at=retry_at)
             if expired:
                 await self._journal.observed(task_id, status=Status.EXPIRED)
-            hint = (
-                "The result URLs have expired; these images cannot be recovered."
-                if expired
-                else "The task succeeded and is paid for, but its images are not saved yet. Fix the cause and "
-                "call check_task again within 24 h of the task's end (the server also retries by itself)."
-            )
             error = ApiError(code="DownloadFailed", message=why, request_id=task.request_id)
-            return result.model_copy(update={"error": error, "next_step": hint})
+            hint = not_saved_hint(task_id, len(task.image_urls), missing, expired=expired)
+            update = {"images": kept, "missing_images": missing, "error": error, "next_step": hint}
+            return result.model_copy(update=update)
         await self._journal.saved(task_id, _recorded(images))
         await progress(1.0, f"saved {len(images)} image(s)")
-        return result.model_copy(update={"images": images, "next_step": origin(row)})
+        done = with_parts(
+            result.model_copy(update={"images": images, "next_step": origin(row)}), task.texts, task.text_places
+        )
+        return await self._write_markdown(done, row) if done.markdown else done
+
+    async def _write_markdown(self, result: EditResult, row: TaskRow | None) -> EditResult:
+        """Write the Markdown page of an interleaved answer beside its images; ``result`` without its ``markdown``
+        when it could not be written (the images, which are what is paid, are saved all the same)."""
+        assert result.markdown is not None and result.task_id is not None
+        page = markdown(result.parts, task_id=result.task_id, model=result.model, prompt=row.prompt if row else None)
+        try:
+            await anyio.to_thread.run_sync(self._store.sink.write_document, result.markdown, page.encode())
+        except OSError as exc:
+            log.warning("could not write the page %s of task %s: %s", result.markdown, result.task_id, exc)
+            return result.model_copy(update={"markdown": None})
+        return result
+
+    def _why(self, cause: Exception) -> str:
+        """Why one image was not saved, in words: a refused or failed download as it was said, a write that failed
+        naming the place, what to do and the setting that chooses it."""
+        if not isinstance(cause, OSError):
+            return str(cause)
+        if cause.filename is not None or isinstance(self._store.sink, LocalFolder):  # the folder (temp files too)
+            return (
+                f"cannot write to the output folder {self._store.root}: {cause.strerror or cause} (free space or "
+                "fix its permissions; WAN_MCP_OUTPUT_DIR chooses the folder)"
+            )
+        return f"{cause} (check the bucket and its credentials; WAN_MCP_OUTPUT_URL chooses it)"
 
     async def _unqueried(self, task_id: str, row: TaskRow | None, failed: PollFailed) -> EditResult:
         """A task that exists but could not be queried (throttled, an outage): its last known status, its id, and

@@ -36,6 +36,7 @@ from ..results.outcomes import (
     size_text,
     summary_of,
 )
+from ..results.probe import OutputProbe
 from ..results.store import ResultStore
 from .check import TaskCheck, no_progress
 from .dry_run import Spending, rehearse
@@ -89,6 +90,8 @@ class WanService:
         self._missing_key = missing_key
         self.submissions = Submissions(clock)
         self._tasks = TaskCheck(self._api, store, journal, self.polling, clock)
+        self.output = OutputProbe(store.probe, clock)
+        """Proves the output writable before a paid call (nothing is paid that cannot be saved)."""
 
     @property
     def store(self) -> ResultStore:
@@ -136,8 +139,9 @@ class WanService:
     async def vet(self, request: PreparedRequest) -> SpendQuestion | None:
         """After validation, before anything is sent: refuse a call over a limit or without a key; the question
         for the user when the call is above WAN_MCP_CONFIRM_ABOVE_IMAGES (see ``spending``). Raises
-        SpendLimitExceeded or ConfigurationError."""
+        SpendLimitExceeded or ConfigurationError (OutputNotWritable: the output cannot be written)."""
         self._api()
+        await self.output.ensure()
         question = self.gate.vet(request)
         if question is not None and self._per_day is not None:  # spares the user a question the budget would undo
             used = await self.journal.requested_since(self.clock.time() - DAY)
@@ -197,7 +201,8 @@ class WanService:
 
         Returns at once with the task's id, its status as created, model, adjustments, requested images and a
         ``next_step`` naming ``check_task``. Raises what ``prepare`` raises; SpendLimitExceeded over either
-        limit and ConfigurationError without a key (nothing sent then); InputChanged when a local image changed
+        limit and ConfigurationError without a key (nothing sent then), OutputNotWritable (one) when the output
+        cannot be written (nothing sent either); InputChanged when a local image changed
         after its check; SubmissionUncertain when the request was sent and its answer lost (the row is UNCERTAIN
         and reconciled later); the client's DashScopeError when an upload was refused (before any row), when the
         API refused the request (the row is REJECTED) or when its 5xx left the outcome open (the row is UNCERTAIN).
@@ -205,6 +210,7 @@ class WanService:
         request = prepared or await self.prepare(args, roots=roots)
         await self.gate.clear(request, confirm)
         client = self._api()
+        await self.output.ensure()  # nothing is paid that cannot be saved
         request = await self._uploads.place(client, request)
         now = self.clock.time()
         new = _new_task(request, instruction, answer_within=client.submit_deadline, created_at=now, tenant=tenant)

@@ -83,16 +83,16 @@ def task_view(result: EditResult, row: TaskRow | None, read: Reader | None = Non
         local = item.get("path")
         thumb = input_thumbnail(Path(local)) if local else None
         inputs.append(ViewedInput(index, str(item.get("ref", "")), thumb))
-    texts = list(result.texts)
+    before: dict[str, str] = {}  # an interleaved answer: the texts just before each image, in the answer's order
+    texts: list[str] = []
+    for part in result.parts:
+        if part.type == "text":
+            texts.append(part.text or "")
+        elif part.path is not None:
+            before[part.path], texts = "\n\n".join(texts), []
     outputs = tuple(
-        ViewedOutput(
-            image.path,
-            image.width,
-            image.height,
-            preview(image.path, read),
-            texts[number] if number < len(texts) else None,
-        )
-        for number, image in enumerate(result.images)
+        ViewedOutput(image.path, image.width, image.height, preview(image.path, read), before.get(image.path) or None)
+        for image in result.images
     )
     return TaskView(
         status=result.status,
@@ -102,5 +102,5 @@ def task_view(result: EditResult, row: TaskRow | None, read: Reader | None = Non
         instruction=result.instruction or (row.instruction if row else None),
         inputs=tuple(inputs),
         outputs=outputs,
-        texts=tuple(texts[len(outputs) :]),
+        texts=tuple(texts),  # those after the last image
     )
