@@ -20,7 +20,7 @@ BRIEF: Final[Mapping[str, str]] = MappingProxyType(
     {
         "prompt": "Inputs are image 1, image 2 in order",
         "images": "Local paths or URLs, in order",
-        "size": "A preset or 'W*H' pixels",
+        "size": "A preset, 'W*H' or a ratio ('2K 16:9')",
         "n": "Images to make, each billed",
         "seed": "Same seed, similar result",
         "bbox_list": "Per image: [[x1, y1, x2, y2], …] in its pixels",

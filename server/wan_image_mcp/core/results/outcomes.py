@@ -176,15 +176,18 @@ class InspectResult(BaseModel):
 
 def check_hint(task_id: str) -> str:
     """What to do with a task that is not finished yet."""
-    return f"Not finished yet. Call check_task with task_id={task_id!r} (wait_seconds up to 50) to get the images."
+    return (
+        f"Not finished yet. Call check_task with task_id={task_id!r} (e.g. wait_seconds=50, under your client's "
+        "timeout) to get the images."
+    )
 
 
 def unqueried_hint(task_id: str, status: str, cause: Exception) -> str:
     """What to do with a task that exists but whose status could not be queried."""
     return (
         f"The task exists (it may be billed) but its status could not be queried just now ({cause}); it was "
-        f"{status} when last seen. Do not resubmit; call check_task with task_id={task_id!r} (wait_seconds up to "
-        "50) to get the images."
+        f"{status} when last seen. Do not resubmit; call check_task with task_id={task_id!r} (e.g. "
+        "wait_seconds=50, under your client's timeout) to get the images."
     )
 
 
