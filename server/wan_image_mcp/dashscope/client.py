@@ -70,13 +70,13 @@ class RetryPolicy:
     fewer than ``attempts``: an unreachable DashScope is said within seconds."""
 
 
-def _retry_query(exc: Exception) -> bool | float:
+def _retry_query(exc: BaseException) -> bool | float:
     if isinstance(exc, APIStatusError):
         return (exc.retry_after or True) if exc.retryable else False
     return isinstance(exc, APIConnectionError)
 
 
-def _retry_submit(exc: Exception) -> bool | float:
+def _retry_submit(exc: BaseException) -> bool | float:
     if isinstance(exc, APIStatusError):
         return (exc.retry_after or True) if exc.status == 429 and exc.retryable else False
     return isinstance(exc, APIConnectionError) and not exc.request_sent
@@ -263,7 +263,7 @@ class DashScopeClient:
         method: str,
         path: str,
         *,
-        retry_on: Callable[[Exception], bool | float],
+        retry_on: Callable[[BaseException], bool | float],
         body: Mapping[str, JSON] | None = None,
         headers: Mapping[str, str] | None = None,
         read_timeout: float | None = None,

@@ -66,7 +66,7 @@ class TaskRecord:
         )
 
 
-def _retry_download(exc: Exception) -> bool:
+def _retry_download(exc: BaseException) -> bool:
     if isinstance(exc, DownloadError):
         return not exc.expired and (exc.status is None or exc.status >= 500 or exc.status == 429)
     return False
