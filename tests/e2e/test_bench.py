@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -66,3 +68,27 @@ def test_the_decode_peaks_benchmark_reports_every_format_within_what_the_budget_
     assert [name for name, _, _ in rows][:3] == ["JPEG", "JPEG progressive, 4:4:4", "PNG 8-bit RGB"]
     assert len(rows) == 11, done.stdout
     assert all(int(peak.replace(",", "")) <= int(counted.replace(",", "")) for _, peak, counted in rows), done.stdout
+
+
+def test_a_cold_agents_window_shows_what_a_client_receives_and_nothing_else(tmp_path: Path) -> None:
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    made = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "agent" / "lab.py"), str(lab)], capture_output=True, text=True, timeout=60
+    )
+    assert made.returncode == 0, made.stderr[-2000:]
+    emulator = int(made.stdout.strip())
+    try:
+        window = [sys.executable, str(ROOT / "bench" / "agent" / "window.py"), str(lab)]
+        listed = subprocess.run([*window, "list"], capture_output=True, text=True, timeout=120)
+        call = '{"prompt": "make it night", "images": ["~/Pictures/car.jpg"], "dry_run": true}'
+        called = subprocess.run([*window, "call", "edit_image", call], capture_output=True, text=True, timeout=120)
+    finally:
+        os.kill(emulator, signal.SIGTERM)  # the emulator lab.py started, by its PID
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    assert listed.stdout.startswith("# SERVER INSTRUCTIONS\n")
+    assert f"Local images may come from {lab / 'home'} (not its hidden folders)" in listed.stdout
+    assert "\n# TOOL edit_image — " in listed.stdout and "\n# PROMPT " in listed.stdout
+    assert called.returncode == 0, called.stderr[-2000:]
+    assert called.stdout.startswith("isError: False\n--- text\nDry run: nothing was sent and nothing is billed.")
+    assert "Output size: 2736*1536." in called.stdout  # the car photo's 16:9 at about 2K
