@@ -35,7 +35,9 @@ def test_readme_test_command_is_what_ci_runs() -> None:
     assert f".venv/bin/pip install -e '.[test]' && {command.group(0)}\n" in README.read_text(encoding="utf-8")
 
 
-PLACEHOLDER = "/path/to/wan-image-mcp/.venv/bin/wan-image-mcp"
+ONE_LINE = ["uvx", "wan-image-mcp"]
+"""The form every snippet uses: the package from PyPI, once published. Until then the test starts the same entry
+point installed here; .ci/wheel runs the built wheel through ``uvx --from``."""
 
 
 def snippets() -> list[tuple[str, str, list[str], dict[str, str]]]:
@@ -65,7 +67,7 @@ def test_the_readme_has_a_snippet_for_each_client() -> None:
 def test_each_snippet_starts_a_server_that_lists_its_tools(
     client: str, command: str, args: list[str], env: dict[str, str], tmp_path: Path
 ) -> None:
-    assert command == PLACEHOLDER, f"{client}: the snippet should name the installed command"
+    assert [command, *args[:1]] == ONE_LINE, f"{client}: the snippet should use the one-line form, uvx wan-image-mcp"
     installed = str(Path(sys.executable).parent / "wan-image-mcp")
     filled = {
         k: v.replace("${input:dashscope-key}", "sk-typed-in").replace("sk-...", "sk-typed-in") for k, v in env.items()
@@ -75,7 +77,7 @@ def test_each_snippet_starts_a_server_that_lists_its_tools(
 
     async def tools() -> set[str]:
         with anyio.fail_after(60):
-            async with Client(StdioServerParameters(command=installed, args=args, env=environment)) as session:
+            async with Client(StdioServerParameters(command=installed, args=args[1:], env=environment)) as session:
                 return {t.name for t in (await session.list_tools()).tools}
 
     assert anyio.run(tools) == TOOL_NAMES

@@ -1,4 +1,4 @@
-"""``wan-image-mcp`` command line."""
+"""The wan-image-mcp command line."""
 
 from __future__ import annotations
 
@@ -10,16 +10,35 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import __version__
+
 if TYPE_CHECKING:
     from .core.journal import Tenant
     from .core.results.sinks import ResultSink
 
 
+DESCRIPTION = (
+    "An MCP server for Alibaba Cloud Model Studio's Wan image models. With no command it serves MCP over stdio, "
+    "as an MCP host starts it; 'wan-image-mcp COMMAND --help' tells more of each command."
+)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="wan-image-mcp", description=__doc__)
+    """The commands and their options; each option has a help text, in plain words (argparse prints it as is)."""
+    parser = argparse.ArgumentParser(prog="wan-image-mcp", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    serve = commands.add_parser("serve", help="run the MCP server (stdio by default)")
-    serve.add_argument("--transport", choices=("stdio", "http"), default="stdio")
+
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".")
+
+    serve = command("serve", "run the MCP server (stdio by default)")
+    serve.add_argument(
+        "--transport",
+        choices=("stdio", "http"),
+        default="stdio",
+        help="stdio for one MCP host on this machine (default), http for streamable HTTP at /mcp",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="http: address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="http: port (default 8000; 0 picks a free one)")
     serve.add_argument(
@@ -29,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="folders input images may come from (adds to WAN_MCP_ALLOWED_DIRS)",
     )
-    gallery = commands.add_parser("gallery", help="write an HTML page of every saved result, newest first")
+    gallery = command("gallery", "write an HTML page of every saved result, newest first")
     gallery.add_argument("--open", action="store_true", help="open it in the default browser")
     gallery.add_argument(
         "--tenant",
@@ -40,12 +59,10 @@ def _parser() -> argparse.ArgumentParser:
         "--folder",
         help="a demo's folder (its results/ and journal.sqlite3) instead of WAN_MCP_OUTPUT_DIR and WAN_MCP_DB",
     )
-    demo = commands.add_parser(
-        "demo", help="run Model Studio's image-editing scenarios on a local emulator, no key needed"
-    )
+    demo = command("demo", "run Model Studio's image-editing scenarios on a local emulator, no key needed")
     demo.add_argument("--output", help="where the images go (default: a new temporary directory)")
-    emulator = commands.add_parser("emulator", help="run the local DashScope emulator on 127.0.0.1")
-    emulator.add_argument("--host", default="127.0.0.1")
+    emulator = command("emulator", "run the local DashScope emulator on 127.0.0.1")
+    emulator.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     emulator.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
     emulator.add_argument("--latency", type=float, default=0.0, help="seconds a task takes (0: one step per poll)")
     emulator.add_argument(

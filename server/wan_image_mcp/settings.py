@@ -214,7 +214,7 @@ class Settings(BaseSettings):
         "`s3://bucket` or `s3://bucket/prefix`: result images and sidecars in S3-compatible storage (AWS S3, Alibaba "
         "Cloud OSS's S3-compatible endpoint, MinIO), each with a presigned `download_url`; configured by "
         "`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` (see Run it for a team; "
-        "needs `pip install 'wan-image-mcp[s3]'`)",
+        "needs the `s3` extra)",
         shown="unset (results in `WAN_MCP_OUTPUT_DIR`)",
     )
     download_url_seconds: float = _setting(
@@ -250,7 +250,7 @@ class Settings(BaseSettings):
         default_journal,
         "WAN_MCP_DB",
         "the task journal: a SQLite file (relative paths from your home), or `postgresql://user:password@host/db` "
-        "for a team's server (see Run it for a team; needs `pip install 'wan-image-mcp[postgres]'`)",
+        "for a team's server (see Run it for a team; needs the `postgres` extra)",
         shown="the platform's user data dir + `/journal.sqlite3`",
     )
     journal_url: str | None = _setting(

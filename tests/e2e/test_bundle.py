@@ -1,9 +1,11 @@
 """The MCP Bundle: manifest.json matches what the server registers, the official CLI validates and packs
-it, and the manifest's own command, substitutions filled in, starts a server from the packed bundle."""
+it (only the package and what installs it, whatever a working tree holds; the size the README states), and the
+manifest's own command, substitutions filled in, starts a server from the packed bundle."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -21,6 +23,7 @@ from wan_image_mcp.settings import Settings
 
 ROOT = Path(__file__).parents[2]
 MANIFEST: dict[str, Any] = json.loads((ROOT / "manifest.json").read_text(encoding="utf-8"))
+README = (ROOT / "README.md").read_text(encoding="utf-8")
 MCPB = ["npx", "-y", "@anthropic-ai/mcpb@2.1.2"]
 pytestmark = pytest.mark.slow
 needs_npx = pytest.mark.skipif(shutil.which("npx") is None, reason="npx (Node.js) is not installed")
@@ -52,20 +55,60 @@ def test_user_config_reaches_the_server_through_mcp_config() -> None:
     assert config["args"][-2:] == ["--allowed-dirs", "${user_config.allowed_dirs}"]  # a multiple value: one arg each
 
 
+LEFT_OVERS = (
+    ".hypothesis/examples",
+    ".pytest_cache/v/cache",
+    ".ruff_cache/0.17.6",
+    ".venv/bin",
+    "build/lib",
+    "dist",
+    "wan_image_mcp.egg-info",
+    "docs/screenshots",
+    "server/wan_image_mcp/__pycache__",
+)
+"""What a working tree holds besides the package: test runs' and tools' caches, build output, a venv, screenshots."""
+SHIPPED = {"manifest.json", "pyproject.toml", "README.md"}
+"""Besides the package: the manifest, and what uv needs to install the project (pyproject.toml names the README)."""
+
+
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The packed bundle, unpacked into a fresh folder (as a host installs it)."""
+def packed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundle packed by the official CLI from a copy of the project that a working tree's left-overs clutter."""
     if shutil.which("npx") is None:
         pytest.skip("npx (Node.js) is not installed")
     folder = tmp_path_factory.mktemp("bundle")
+    source = folder / "wan-image-mcp"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", ".venv", "node_modules"))
+    for left_over in LEFT_OVERS:
+        (source / left_over).mkdir(parents=True, exist_ok=True)
+        (source / left_over / "left-over.bin").write_bytes(bytes(1000))
     packed = folder / "wan-image-mcp.mcpb"
-    done = subprocess.run([*MCPB, "pack", str(ROOT), str(packed)], capture_output=True, text=True, timeout=300)
+    done = subprocess.run([*MCPB, "pack", str(source), str(packed)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    unpacked = folder / "installed"
+    return packed
+
+
+def test_the_bundle_holds_the_package_and_what_installs_it_and_nothing_else(packed: Path) -> None:
     with zipfile.ZipFile(packed) as archive:
-        names = archive.namelist()
-        assert {"manifest.json", "pyproject.toml", "README.md", "server/wan_image_mcp/mcp_server/app.py"} <= set(names)
-        assert not [n for n in names if n.startswith((".venv/", "tests/", ".git/"))]
+        names = set(archive.namelist())
+    assert SHIPPED | {"server/wan_image_mcp/mcp_server/app.py", "server/wan_image_mcp/cli.py"} <= names
+    assert "server/wan_image_mcp/mcp_server/apps/ui/vendor/ext-apps-app-with-deps.js" in names  # the pages' SDK
+    assert sorted(n for n in names - SHIPPED if not n.startswith("server/wan_image_mcp/")) == []
+    assert sorted(n for n in names if "left-over" in n or "__pycache__" in n or n.endswith(".pyc")) == []
+
+
+def test_the_readme_states_the_bundles_size(packed: Path) -> None:
+    stated = re.search(r"the bundle is about (\d+) kB", README)
+    assert stated is not None, "the README does not state the bundle's size"
+    size = packed.stat().st_size / 1000
+    assert abs(size - int(stated[1])) <= 0.1 * size, f"the bundle is {size:.0f} kB, the README says {stated[1]} kB"
+
+
+@pytest.fixture(scope="module")
+def bundle(packed: Path) -> Path:
+    """The packed bundle, unpacked into a fresh folder (as a host installs it)."""
+    unpacked = packed.parent / "installed"
+    with zipfile.ZipFile(packed) as archive:
         archive.extractall(unpacked)
     return unpacked
 
