@@ -382,6 +382,21 @@ async def test_a_second_result_replaces_the_first(host: Host) -> None:
     assert await frame.inner_text("#prompt") == "second"
 
 
+async def test_the_viewer_shows_an_input_replaced_since_the_call_as_it_was_sent(host: Host, tmp_path: Path) -> None:
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (600, 400), (220, 20, 20)).save(photo)
+    made = await host.client.call_tool("edit_image", {"prompt": "gold", "images": [str(photo)], "size": "1K"})
+    assert not made.is_error and made.structured_content is not None, text(made)
+    Image.new("RGB", (600, 400), (20, 200, 20)).save(photo)  # the same path, another picture
+    arguments = {"task_id": made.structured_content["task_id"]}
+    again = await host.client.call_tool("check_task", arguments)
+    frame = await host.open(VIEWER_URI, arguments, again)
+    await all_images_loaded(frame)
+    shown = Image.open(io.BytesIO(await frame.locator(".inputs img").screenshot())).convert("RGB")
+    red, green, _ = ImageStat.Stat(shown).mean
+    assert red > 180 and green < 80, (red, green)  # the red picture sent, not the green one there now
+
+
 async def red_patch(frame: Frame, index: int) -> tuple[float, float, float, float]:
     """Where the red patch shows on image ``index`` of the picker, as fractions of the shown image, 4 px inside."""
     shot = Image.open(io.BytesIO(await frame.locator(f".stage[data-i='{index}'] img").screenshot())).convert("RGB")
