@@ -318,12 +318,17 @@ async def test_a_single_result_uses_a_wide_frame(host: Host) -> None:
     assert 480 <= width <= 512  # the 512 px thumbnail at its size, not 232 px beside empty space
 
 
-async def test_the_viewer_follows_a_dark_host_on_a_light_os_and_each_change_of_its_context(host: Host) -> None:
+async def test_the_viewer_follows_a_dark_host_on_a_light_os_and_each_change_of_its_context(
+    host: Host, shots: Path
+) -> None:
     await host.page.emulate_media(color_scheme="light")
-    result = await host.client.call_tool("edit_image", {"prompt": "two", "size": "1K", "n": 2})
+    arguments = {"prompt": "a set of two postcards", "size": "1K", "n": 2}
+    result = await host.client.call_tool("edit_image", arguments)
     assert not result.is_error, text(result)
-    frame = await host.open(VIEWER_URI, {"prompt": "two"}, result, {"theme": "dark"})
+    frame = await host.open(VIEWER_URI, arguments, result, {"theme": "dark"})
     assert await frame.evaluate(BACKGROUND) < 0.2
+    await all_images_loaded(frame)
+    await host.page.screenshot(path=str(shots / "viewer-dark.png"))
     ratio, where = await lowest_contrast(frame)
     assert ratio >= 4.5, (ratio, where)
     await host.page.evaluate("() => window.bridge.setHostContext({theme: 'light'})")
@@ -338,12 +343,16 @@ async def test_the_viewer_follows_a_dark_host_on_a_light_os_and_each_change_of_i
     assert await frame.evaluate("() => getComputedStyle(document.body).fontFamily") == "monospace"
 
 
-async def test_without_a_host_theme_the_viewer_follows_the_os(host: Host) -> None:
+async def test_without_a_host_theme_the_viewer_follows_the_os(host: Host, shots: Path) -> None:
     await host.page.emulate_media(color_scheme="dark")
-    result = await host.client.call_tool("edit_image", {"prompt": "two", "size": "1K", "n": 2})
+    await host.page.set_viewport_size({"width": 400, "height": 760})
+    arguments = {"prompt": "a set of two postcards", "size": "1K", "n": 2}
+    result = await host.client.call_tool("edit_image", arguments)
     assert not result.is_error, text(result)
-    frame = await host.open(VIEWER_URI, {"prompt": "two"}, result)
+    frame = await host.open(VIEWER_URI, arguments, result)
     assert await frame.evaluate(BACKGROUND) < 0.2
+    await all_images_loaded(frame)
+    await host.page.screenshot(path=str(shots / "viewer-400-dark.png"))
     ratio, where = await lowest_contrast(frame)
     assert ratio >= 4.5, (ratio, where)
 
