@@ -97,16 +97,25 @@ class Host:
         self.events.append((method, json.loads(params)))
         self.arrived.set()
 
-    async def open(self, uri: str, tool_input: dict[str, Any], result: CallToolResult) -> Frame:
-        """Render the page at ``uri`` for a tool call with ``tool_input`` that returned ``result``."""
+    async def open(
+        self,
+        uri: str,
+        tool_input: dict[str, Any],
+        result: CallToolResult | None,
+        context: dict[str, Any] | None = None,
+    ) -> Frame:
+        """Render the page at ``uri`` for a tool call with ``tool_input`` that returned ``result`` (None: no result
+        yet, the page waits), the host's context ``context``."""
         (content,) = (await self.client.read_resource(uri)).contents
         assert isinstance(content, TextResourceContents) and content.mime_type == APP_MIME_TYPE
-        dumped = result.model_dump(mode="json", by_alias=True, exclude_none=True)
-        await self.page.evaluate("([h, i, r]) => window.openApp(h, i, r)", [content.text, tool_input, dumped])
+        dumped = wire(result) if result is not None else None
+        await self.page.evaluate(
+            "([h, i, r, c]) => window.openApp(h, i, r, c)", [content.text, tool_input, dumped, context]
+        )
         iframe = await self.page.wait_for_selector("#app")
         frame = await iframe.content_frame() if iframe else None
         assert frame is not None
-        await frame.wait_for_selector("body[data-ready='1']", timeout=WAIT_MS)
+        await frame.wait_for_selector("body[data-ready='1']" if result is not None else "#prompt", timeout=WAIT_MS)
         return frame
 
     async def wait_for(self, method: str) -> dict[str, Any]:
@@ -115,6 +124,10 @@ class Host:
                 await self.arrived.wait()
                 self.arrived = anyio.Event()
         return next(params for m, params in self.events if m == method)
+
+
+def wire(result: CallToolResult) -> dict[str, Any]:
+    return result.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 @pytest.fixture
@@ -206,6 +219,191 @@ async def test_a_result_without_thumbnails_is_read_through_the_host(host: Host) 
     assert await all_images_loaded(frame) == 2
     read = [params["uri"] for method, params in host.events if method == "resources/read"]
     assert read == [output["uri"] for output in view["outputs"]]
+
+
+BEYOND_THE_FRAME = """() => {
+  const width = document.documentElement.clientWidth;
+  const out = [...document.body.querySelectorAll("*")].filter((e) => {
+    const r = e.getBoundingClientRect();
+    return r.width > 0 && (r.right > width + 0.5 || r.left < -0.5);
+  }).map((e) => `${e.tagName.toLowerCase()}.${e.className} ${Math.round(e.getBoundingClientRect().right)}`);
+  if (document.documentElement.scrollWidth > width) out.push(`the page, ${document.documentElement.scrollWidth} px`);
+  return out;
+}"""
+LOWEST_CONTRAST = """() => {  // the lowest contrast of any shown text with what is behind it (WCAG 2 ratios)
+  const rgba = (c) => {
+    const v = c.match(/[\\d.]+/g).map(Number);
+    return [v[0], v[1], v[2], v.length > 3 ? v[3] : 1];
+  };
+  const linear = (x) => (x /= 255) <= 0.03928 ? x / 12.92 : ((x + 0.055) / 1.055) ** 2.4;
+  const lum = (c) => 0.2126 * linear(c[0]) + 0.7152 * linear(c[1]) + 0.0722 * linear(c[2]);
+  const over = (top, under) => top.slice(0, 3).map((x, i) => x * top[3] + under[i] * (1 - top[3])).concat([1]);
+  const behind = (e) => {
+    const layers = [];
+    for (let n = e; n; n = n.parentElement) layers.push(rgba(getComputedStyle(n).backgroundColor));
+    return layers.reverse().reduce((under, top) => over(top, under), [255, 255, 255, 1]);
+  };
+  let lowest = [99, ""];
+  for (const e of document.body.querySelectorAll("*")) {
+    const own = [...e.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+    if (!own || !e.getClientRects().length) continue;
+    const back = behind(e);
+    const [a, b] = [lum(over(rgba(getComputedStyle(e).color), back)), lum(back)].sort((x, y) => y - x);
+    const ratio = (a + 0.05) / (b + 0.05);
+    if (ratio < lowest[0]) lowest = [ratio, `${e.tagName.toLowerCase()}#${e.id}.${e.className}: ${e.textContent}`];
+  }
+  return lowest;
+}"""
+BACKGROUND = """() => {  // 0 black … 1 white, of the body's computed background
+  const v = getComputedStyle(document.body).backgroundColor.match(/[\\d.]+/g).map(Number);
+  return (0.2126 * v[0] + 0.7152 * v[1] + 0.0722 * v[2]) / 255; }"""
+
+ONE_COLUMN = "() => new Set([...document.querySelectorAll('.card')].map((c) => c.offsetLeft)).size === 1"
+PROMPT_HEIGHT = "() => document.getElementById('prompt').getBoundingClientRect().height"
+
+
+async def beyond_the_frame(frame: Frame) -> list[str]:
+    return await frame.evaluate(BEYOND_THE_FRAME)
+
+
+async def lowest_contrast(frame: Frame) -> tuple[float, str]:
+    ratio, where = await frame.evaluate(LOWEST_CONTRAST)
+    return ratio, where
+
+
+async def test_nothing_in_the_viewer_reaches_beyond_a_narrow_frame_for_a_set_an_interleave_or_a_detection(
+    host: Host, tmp_path: Path, shots: Path
+) -> None:
+    photo = tmp_path / "desk.png"
+    marked((900, 600), (100, 100, 400, 300)).save(photo)
+    long_prompt = "a set of four postcards of the same harbour, " * 12
+    calls = {
+        "set": ("edit_image", {"prompt": long_prompt, "images": [str(photo)], "size": "1K", "n": 4}),
+        "interleave": (
+            "edit_image",
+            {"prompt": "a recipe", "model": "wan2.6-image", "enable_interleave": True, "max_images": 2},
+        ),
+        "detection": ("detect_segment", {"image": str(photo), "targets": ["laptop"]}),
+    }
+    for width in (400, 320):
+        await host.page.set_viewport_size({"width": width, "height": 760})
+        for name, (tool, arguments) in calls.items():
+            result = await host.client.call_tool(tool, arguments)
+            assert not result.is_error, text(result)
+            frame = await host.open(VIEWER_URI, arguments, result)
+            await all_images_loaded(frame)
+            assert await beyond_the_frame(frame) == [], (name, width)
+            assert await frame.evaluate(ONE_COLUMN), (name, width)
+            if name == "set" and width == 400:
+                await host.page.screenshot(path=str(shots / "viewer-400.png"))
+                # The long prompt in three lines behind "more"; machine file names shortened, whole on hover.
+                shown = await frame.evaluate(PROMPT_HEIGHT)
+                assert shown < 80
+                await frame.click("button.more")
+                assert await frame.evaluate(PROMPT_HEIGHT) > 3 * shown
+                assert result.structured_content is not None
+                first = Path(result.structured_content["images"][0]["path"]).name
+                caption = frame.locator(".card figcaption").first
+                assert await caption.get_attribute("title") == first
+                assert first not in await caption.inner_text() and "…" in await caption.inner_text()
+
+
+async def test_a_single_result_uses_a_wide_frame(host: Host) -> None:
+    await host.page.set_viewport_size({"width": 1400, "height": 760})
+    result = await host.client.call_tool("edit_image", {"prompt": "one", "size": "1K", "n": 1})
+    assert not result.is_error, text(result)
+    frame = await host.open(VIEWER_URI, {"prompt": "one"}, result)
+    await all_images_loaded(frame)
+    width = await frame.evaluate("() => document.querySelector('.card img').getBoundingClientRect().width")
+    assert 480 <= width <= 512  # the 512 px thumbnail at its size, not 232 px beside empty space
+
+
+async def test_the_viewer_follows_a_dark_host_on_a_light_os_and_each_change_of_its_context(
+    host: Host, shots: Path
+) -> None:
+    await host.page.emulate_media(color_scheme="light")
+    arguments = {"prompt": "a set of two postcards", "size": "1K", "n": 2}
+    result = await host.client.call_tool("edit_image", arguments)
+    assert not result.is_error, text(result)
+    frame = await host.open(VIEWER_URI, arguments, result, {"theme": "dark"})
+    assert await frame.evaluate(BACKGROUND) < 0.2
+    await all_images_loaded(frame)
+    await host.page.screenshot(path=str(shots / "viewer-dark.png"))
+    ratio, where = await lowest_contrast(frame)
+    assert ratio >= 4.5, (ratio, where)
+    await host.page.evaluate("() => window.bridge.setHostContext({theme: 'light'})")
+    await frame.wait_for_function("() => document.documentElement.dataset.theme === 'light'")
+    assert await frame.evaluate(BACKGROUND) > 0.8
+    ratio, where = await lowest_contrast(frame)
+    assert ratio >= 4.5, (ratio, where)
+    # The host's own colour variables and fonts, live.
+    variables = {"--color-background-primary": "rgb(10, 20, 40)", "--font-sans": "monospace"}
+    await host.page.evaluate("(v) => window.bridge.setHostContext({theme: 'dark', styles: {variables: v}})", variables)
+    await frame.wait_for_function("() => getComputedStyle(document.body).backgroundColor === 'rgb(10, 20, 40)'")
+    assert await frame.evaluate("() => getComputedStyle(document.body).fontFamily") == "monospace"
+
+
+async def test_without_a_host_theme_the_viewer_follows_the_os(host: Host, shots: Path) -> None:
+    await host.page.emulate_media(color_scheme="dark")
+    await host.page.set_viewport_size({"width": 400, "height": 760})
+    arguments = {"prompt": "a set of two postcards", "size": "1K", "n": 2}
+    result = await host.client.call_tool("edit_image", arguments)
+    assert not result.is_error, text(result)
+    frame = await host.open(VIEWER_URI, arguments, result)
+    assert await frame.evaluate(BACKGROUND) < 0.2
+    await all_images_loaded(frame)
+    await host.page.screenshot(path=str(shots / "viewer-400-dark.png"))
+    ratio, where = await lowest_contrast(frame)
+    assert ratio >= 4.5, (ratio, where)
+
+
+async def test_the_viewer_answers_teardown_and_declares_its_display_modes_and_fits_the_hosts_container(
+    host: Host,
+) -> None:
+    result = await host.client.call_tool("edit_image", {"prompt": "four", "size": "1K", "n": 4})
+    assert not result.is_error, text(result)
+    frame = await host.open(VIEWER_URI, {"prompt": "four"}, result, {"containerDimensions": {"maxHeight": 300}})
+    assert await frame.evaluate("() => document.body.getBoundingClientRect().height") <= 300
+    capabilities = await host.page.evaluate("() => window.bridge.getAppCapabilities()")
+    assert capabilities["availableDisplayModes"] == ["inline", "fullscreen"]
+    assert await host.page.evaluate("() => window.bridge.teardownResource({})") == {}
+
+
+async def test_a_cancelled_call_shows_that_it_was_cancelled(host: Host) -> None:
+    frame = await host.open(VIEWER_URI, {"prompt": "never made"}, None)
+    assert await frame.inner_text("#prompt") == "Waiting for the result…"
+    await host.page.evaluate("() => window.bridge.sendToolCancelled({reason: 'the user stopped it'})")
+    await frame.wait_for_selector("body[data-state='cancelled']")
+    said = await frame.inner_text("#status")
+    assert "Cancelled" in said and "the user stopped it" in said
+    assert await frame.inner_text("#prompt") == "never made"
+
+
+async def test_a_second_result_replaces_the_first(host: Host) -> None:
+    first = await host.client.call_tool("edit_image", {"prompt": "first", "size": "1K", "n": 2})
+    second = await host.client.call_tool("edit_image", {"prompt": "second", "size": "1K", "n": 1})
+    assert not first.is_error and not second.is_error, text(first)
+    frame = await host.open(VIEWER_URI, {"prompt": "first"}, first)
+    assert await frame.locator(".card").count() == 2
+    await host.page.evaluate("(r) => window.bridge.sendToolResult(r)", wire(second))
+    await frame.wait_for_selector("body[data-shown='2']")
+    assert await frame.locator(".card").count() == 1
+    assert await frame.inner_text("#prompt") == "second"
+
+
+async def test_the_viewer_shows_an_input_replaced_since_the_call_as_it_was_sent(host: Host, tmp_path: Path) -> None:
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (600, 400), (220, 20, 20)).save(photo)
+    made = await host.client.call_tool("edit_image", {"prompt": "gold", "images": [str(photo)], "size": "1K"})
+    assert not made.is_error and made.structured_content is not None, text(made)
+    Image.new("RGB", (600, 400), (20, 200, 20)).save(photo)  # the same path, another picture
+    arguments = {"task_id": made.structured_content["task_id"]}
+    again = await host.client.call_tool("check_task", arguments)
+    frame = await host.open(VIEWER_URI, arguments, again)
+    await all_images_loaded(frame)
+    shown = Image.open(io.BytesIO(await frame.locator(".inputs img").screenshot())).convert("RGB")
+    red, green, _ = ImageStat.Stat(shown).mean
+    assert red > 180 and green < 80, (red, green)  # the red picture sent, not the green one there now
 
 
 async def red_patch(frame: Frame, index: int) -> tuple[float, float, float, float]:

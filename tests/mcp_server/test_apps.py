@@ -18,7 +18,7 @@ from mcp import Client
 from mcp.client.extension import advertise
 from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
 from mcp.types import CallToolResult, TextResourceContents
-from PIL import Image
+from PIL import Image, ImageStat
 
 from tests.support.helpers import TOOL_NAMES, ImageFactory, text
 from wan_image_mcp.core.requests.picking import Pick, PickedImage, Picks
@@ -115,12 +115,33 @@ async def test_a_viewed_result_carries_inputs_outputs_prompt_and_model_for_the_p
     assert view["prompt"] == "a set of two" and view["model"] == result.structured_content["model"]
     assert view["status"] == "SUCCEEDED" and view["task_id"] == result.structured_content["task_id"]
     (shown,) = view["inputs"]
-    assert shown["source"] == str(turned) and decoded(shown["thumb"]).size == (213, 320)  # as sent: turned
+    assert shown["source"] == str(turned) and decoded(shown["thumb"]).size == (171, 256)  # as sent: turned
     assert [o["path"] for o in view["outputs"]] == [i["path"] for i in result.structured_content["images"]]
     for output in view["outputs"]:
         assert output["uri"] == f"wan://images/{output['name']}" and max(decoded(output["thumb"]).size) <= 512
     again = await apps.call_tool("check_task", {"task_id": view["task_id"]})
     assert again.meta is not None and again.meta[VIEW_KEY]["outputs"] == view["outputs"]
+
+
+def colour(url: str) -> tuple[float, ...]:
+    """The mean colour of a data-URL thumbnail."""
+    return tuple(ImageStat.Stat(decoded(url).convert("RGB")).mean)
+
+
+@pytest.mark.parametrize("server_settings", ["sqlite", "postgres"], indirect=True)
+async def test_the_viewer_shows_an_input_as_it_was_sent_after_its_file_is_replaced(
+    apps: Client, tmp_path: Path
+) -> None:
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (600, 400), (220, 20, 20)).save(photo)
+    made = await apps.call_tool("edit_image", {"prompt": "gold", "images": [str(photo)], "size": "1K"})
+    assert not made.is_error and made.structured_content is not None, text(made)
+    Image.new("RGB", (400, 600), (20, 200, 20)).save(photo)  # the same path, another picture
+    again = await apps.call_tool("check_task", {"task_id": made.structured_content["task_id"]})
+    assert again.meta is not None, text(again)
+    (shown,) = again.meta[VIEW_KEY]["inputs"]
+    red, green, _ = colour(shown["thumb"])
+    assert red > 200 and green < 60 and decoded(shown["thumb"]).size == (256, 171)  # the red 600×400 sent
 
 
 async def test_an_interleaved_answer_puts_each_text_beside_its_image(apps: Client) -> None:

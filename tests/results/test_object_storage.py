@@ -22,8 +22,10 @@ import anyio
 import httpx2
 import pytest
 from mcp import Client
+from mcp.client.extension import advertise
+from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
 from mcp.types import BlobResourceContents, CallToolResult, ImageContent, ResourceLink, ResourceTemplateReference
-from PIL import Image
+from PIL import Image, ImageStat
 
 from tests.support.helpers import text
 from tests.support.postgres_server import PostgresServer, free_port
@@ -38,6 +40,7 @@ from wan_image_mcp.core.results.previews import PREVIEW_SIDE
 from wan_image_mcp.emulator import EmulatorState, Fault
 from wan_image_mcp.gallery import write_gallery
 from wan_image_mcp.mcp_server.app import build_app
+from wan_image_mcp.mcp_server.apps.extension import VIEW_KEY
 from wan_image_mcp.settings import Settings
 from wan_image_mcp.wiring import result_sink
 
@@ -434,3 +437,21 @@ async def test_the_gallery_shows_results_kept_in_the_bucket(
     (link,) = [html.unescape(href) for href in re.findall(r'<a href="([^"]+)">', page)]
     fetched = httpx2.get(link, timeout=10)  # presigned
     assert fetched.status_code == 200 and hashlib.sha256(fetched.content).hexdigest() == image["sha256"]
+
+
+async def test_with_the_bucket_the_viewer_still_shows_an_input_as_it_was_sent(
+    http: httpx2.AsyncClient, s3_settings: Settings, tmp_path: Path
+) -> None:
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (600, 400), (220, 20, 20)).save(photo)
+    apps = advertise(EXTENSION_ID, {"mimeTypes": [APP_MIME_TYPE]})
+    async with Client(build_app(s3_settings, http), extensions=[apps]) as client:
+        made = await client.call_tool("edit_image", {"prompt": "gold", "images": [str(photo)], "size": "1K"})
+        assert not made.is_error and made.structured_content is not None, text(made)
+        photo.unlink()  # gone from the disk: the view keeps what was sent
+        again = await client.call_tool("check_task", {"task_id": made.structured_content["task_id"]})
+    assert again.meta is not None, text(again)
+    (shown,) = again.meta[VIEW_KEY]["inputs"]
+    thumb = Image.open(io.BytesIO(base64.b64decode(shown["thumb"].split(",", 1)[1]))).convert("RGB")
+    red, green, _ = ImageStat.Stat(thumb).mean
+    assert red > 200 and green < 60 and thumb.size == (256, 171)

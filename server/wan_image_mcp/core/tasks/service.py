@@ -9,6 +9,7 @@ saving its images is ``check``'s; this module sends the create requests and rout
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Collection, Sequence
 from pathlib import Path
@@ -211,9 +212,12 @@ class WanService:
         await self.gate.clear(request, confirm)
         client = self._api()
         await self.output.ensure()  # nothing is paid that cannot be saved
+        thumbs = await anyio.to_thread.run_sync(_sent_thumbnails, request.images)  # before place lets go of bytes
         request = await self._uploads.place(client, request)
         now = self.clock.time()
-        new = _new_task(request, instruction, answer_within=client.submit_deadline, created_at=now, tenant=tenant)
+        new = _new_task(
+            request, instruction, thumbs, answer_within=client.submit_deadline, created_at=now, tenant=tenant
+        )
         journal_id = await self._begin(new)
         self.submissions.begin(journal_id)  # with no await since the row was written (see Submissions)
         answered = False
@@ -362,16 +366,25 @@ class WanService:
         return TaskList(tasks=[summary_of(row) for row in rows], total=total, page=page, page_size=page_size)
 
 
+def _sent_thumbnails(images: Sequence[PreparedImage]) -> list[str | None]:
+    """Each input's thumbnail as it is sent (``sent_thumbnail``), base64 for the journal; None for a remote one."""
+    from .viewing import sent_thumbnail  # Pillow: call time, off the start path
+
+    return [base64.b64encode(thumb).decode("ascii") if (thumb := sent_thumbnail(image)) else None for image in images]
+
+
 def _new_task(
     request: PreparedRequest,
     instruction: str | None,
+    thumbs: Sequence[str | None],
     *,
     answer_within: float,
     created_at: float,
     tenant: Tenant | None,
 ) -> NewTask:
-    """What the journal records of ``request`` before it is sent (never image bytes): its model, prompt, wire
-    parameters with the negative prompt, adjustments, inputs, paid images, expected size and tenant."""
+    """What the journal records of ``request`` before it is sent (no image bytes but each input's small
+    thumbnail as sent, ``thumbs``, base64: what the viewer shows of it later): its model, prompt, wire parameters
+    with the negative prompt, adjustments, inputs, paid images, expected size and tenant."""
     parameters = dict(request.parameters)
     if request.negative_prompt is not None:
         parameters["negative_prompt"] = request.negative_prompt
@@ -382,7 +395,10 @@ def _new_task(
         adjustments=request.adjustments,
         instruction=instruction,
         requested_images=request.paid_images,
-        inputs=[{"ref": _input_label(image), "path": image.path} for image in request.images],
+        inputs=[
+            {"ref": _input_label(image), "path": image.path, "thumb": thumb}
+            for image, thumb in zip(request.images, thumbs, strict=True)
+        ],
         answer_within=answer_within,
         expected_size=request.expected_size,
         created_at=created_at,
