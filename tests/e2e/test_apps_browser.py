@@ -97,12 +97,17 @@ class Host:
         self.events.append((method, json.loads(params)))
         self.arrived.set()
 
-    async def open(self, uri: str, tool_input: dict[str, Any], result: CallToolResult) -> Frame:
-        """Render the page at ``uri`` for a tool call with ``tool_input`` that returned ``result``."""
+    async def open(
+        self, uri: str, tool_input: dict[str, Any], result: CallToolResult, options: dict[str, Any] | None = None
+    ) -> Frame:
+        """Render the page at ``uri`` for a tool call with ``tool_input`` that returned ``result``; ``options`` are
+        the host page's (``hostContext``, ``refuseMessages``)."""
         (content,) = (await self.client.read_resource(uri)).contents
         assert isinstance(content, TextResourceContents) and content.mime_type == APP_MIME_TYPE
         dumped = result.model_dump(mode="json", by_alias=True, exclude_none=True)
-        await self.page.evaluate("([h, i, r]) => window.openApp(h, i, r)", [content.text, tool_input, dumped])
+        await self.page.evaluate(
+            "([h, i, r, o]) => window.openApp(h, i, r, o)", [content.text, tool_input, dumped, options or {}]
+        )
         iframe = await self.page.wait_for_selector("#app")
         frame = await iframe.content_frame() if iframe else None
         assert frame is not None
