@@ -1,7 +1,8 @@
 """The box picker as a user and a host reviewer try it (issue 24), in the same real Chromium on the official
 ``AppBridge`` host as ``test_apps_browser.py``: a box drawn, moved, resized and deleted with the keyboard alone
-reaching DashScope's bbox_list; contrast from the page's own colours and target sizes from its layout, under
-the OS's light and dark themes.
+reaching DashScope's bbox_list; one send per confirmation, and "Sent" only when the host took the message; a
+box dragged by its number; the smallest box measured on screen; contrast from the page's own colours and target
+sizes from its layout, under the OS's and the host's themes; fullscreen; ``ui/resource-teardown`` answered.
 """
 
 from __future__ import annotations
@@ -126,6 +127,69 @@ async def test_a_box_drawn_moved_resized_and_deleted_with_the_keyboard_alone_rea
     assert red > 200 and green < 60 and blue < 60, box  # the red patch, in the pixels sent
 
 
+async def test_use_these_boxes_sends_the_same_boxes_once_and_says_sent_only_when_the_host_took_them(
+    host: Host, tmp_path: Path
+) -> None:
+    photo = tmp_path / "photo.png"
+    marked((800, 600), (100, 100, 300, 300)).save(photo)
+    frame = await open_picker(host, [str(photo)])
+    await drag(host.page, frame, 0, (0.1, 0.1, 0.4, 0.4))
+    await frame.dblclick("#confirm")
+    (first,) = await events(host, "ui/message", 1)
+    await frame.wait_for_function("() => document.getElementById('status').textContent.startsWith('Sent')")
+    assert await frame.is_disabled("#confirm")  # the same boxes again: nothing to send
+    await frame.evaluate("() => document.getElementById('confirm').click()")
+    # A changed box is new: it is sent, and it is the second message (the same boxes never went twice).
+    await drag(host.page, frame, 0, (0.5, 0.5, 0.7, 0.7))
+    assert await frame.is_enabled("#confirm")
+    await frame.click("#confirm")
+    _, second = await events(host, "ui/message", 2)
+    assert second["content"][0]["text"] != first["content"][0]["text"]
+    assert sum(m == "tools/call" for m, _ in host.events) == 2  # record_boxes once per confirmation
+    # A host that refuses the message: the page does not say "Sent".
+    await host.page.goto("http://host.test/host.html")
+    frame = await open_picker(host, [str(photo)], {"refuseMessages": True})
+    await drag(host.page, frame, 0, (0.1, 0.1, 0.4, 0.4))
+    await frame.click("#confirm")
+    await events(host, "ui/message", 3)
+    await frame.wait_for_function("() => document.getElementById('status').textContent.startsWith('In the model')")
+    assert "Sent" not in await frame.inner_text("#status")
+
+
+async def test_a_box_dragged_by_its_number_moves_and_a_slip_on_a_huge_image_draws_nothing(
+    host: Host, tmp_path: Path
+) -> None:
+    huge = tmp_path / "huge.png"  # 6000 px wide, shown 480: 12.5 image pixels per CSS pixel
+    marked((6000, 4000), (0, 0, 10, 10)).save(huge, compress_level=1)
+    frame = await open_picker(host, [str(huge)])
+    shown = await frame.locator(".stage img").bounding_box()
+    assert shown is not None
+    # A click with a 1 px slip, and a 3 px one, leave no box; 6 px on screen is a box.
+    x, y = shown["x"] + 100, shown["y"] + 100
+    for slip in (1, 3):
+        await host.page.mouse.move(x, y)
+        await host.page.mouse.down()
+        await host.page.mouse.move(x + slip, y + slip)
+        await host.page.mouse.up()
+        assert await coords(frame) == [], slip
+    await drag(host.page, frame, 0, (0.1, 0.1, 0.1 + 6 / shown["width"], 0.1 + 6 / shown["height"]))
+    assert len(await coords(frame)) == 1
+    await frame.locator(".box button").click()
+    # Dragging the number label moves the box; it does not start another.
+    await drag(host.page, frame, 0, (0.3, 0.3, 0.6, 0.6))
+    (before,) = await coords(frame)
+    label = await frame.locator(".box span").bounding_box()
+    assert label is not None
+    lx, ly = label["x"] + label["width"] / 2, label["y"] + label["height"] / 2
+    await host.page.mouse.move(lx, ly)
+    await host.page.mouse.down()
+    await host.page.mouse.move(lx + 40, ly + 20, steps=4)
+    await host.page.mouse.up()
+    (after,) = await coords(frame)
+    moved = [a - b for a, b in zip(after, before, strict=True)]
+    assert all(abs(m - want * 12.5) <= 13 for m, want in zip(moved, (40, 20, 40, 20), strict=True)), moved
+
+
 CONTRAST = """() => {
   const rgba = (c) => {
     const m = c.match(/[\\d.]+/g).map(Number);
@@ -155,8 +219,8 @@ CONTRAST = """() => {
 
 @pytest.mark.parametrize(
     ("scheme", "context", "dark"),
-    [("light", {}, False), ("dark", {}, True)],
-    ids=["light OS", "dark OS"],
+    [("light", {}, False), ("dark", {}, True), ("light", {"theme": "dark"}, True)],
+    ids=["light OS", "dark OS", "dark host on a light OS"],
 )
 async def test_every_text_has_4_5_to_1_contrast_and_every_target_is_24_px(
     host: Host, tmp_path: Path, scheme: str, context: dict[str, Any], dark: bool
@@ -180,3 +244,30 @@ async def test_every_text_has_4_5_to_1_contrast_and_every_target_is_24_px(
             await target.evaluate("e => e.outerHTML"),
             size,
         )
+    if context:  # a later host-context-changed back to light is followed live
+        await host.page.evaluate("() => window.bridge.setHostContext({ theme: 'light' })")
+        await frame.wait_for_function("() => getComputedStyle(document.body).backgroundColor === 'rgb(244, 244, 241)'")
+
+
+async def test_the_picker_offers_fullscreen_works_in_it_and_answers_teardown(host: Host, tmp_path: Path) -> None:
+    photo = tmp_path / "photo.png"
+    marked((1600, 1200), (100, 100, 300, 300)).save(photo)
+    context = {"displayMode": "inline", "availableDisplayModes": ["inline", "fullscreen"]}
+    frame = await open_picker(host, [str(photo)], {"hostContext": context})
+    modes = await host.page.evaluate("() => window.bridge.getAppCapabilities().availableDisplayModes")
+    assert modes == ["inline", "fullscreen"]
+    inline = await frame.locator(".stage img").bounding_box()
+    await frame.click("#mode")
+    assert (await host.wait_for("ui/request-display-mode"))["mode"] == "fullscreen"
+    await frame.wait_for_selector("body[data-mode='fullscreen']")
+    full = await frame.locator(".stage img").bounding_box()
+    assert inline is not None and full is not None and full["width"] > inline["width"] * 1.2, (inline, full)
+    x1, y1, x2, y2, width, height = await drag(host.page, frame, 0, (0.25, 0.25, 0.5, 0.75))
+    (box,) = await coords(frame)
+    expected = [x1 * 1600 / width, y1 * 1200 / height, x2 * 1600 / width, y2 * 1200 / height]
+    assert all(abs(got - want) <= 1 for got, want in zip(box, expected, strict=True)), (box, expected)
+    assert await frame.inner_text("#mode") == "Exit fullscreen"
+    answer = await host.page.evaluate("() => window.bridge.teardownResource({})")
+    assert answer == {}
+    await frame.wait_for_selector("body[data-torn='1']")
+    assert await frame.is_disabled("#confirm")  # nothing is sent after the host closed the page
