@@ -156,7 +156,7 @@ async def test_use_these_boxes_sends_the_same_boxes_once_and_says_sent_only_when
     assert "Sent" not in await frame.inner_text("#status")
 
 
-async def test_a_box_dragged_by_its_number_moves_and_a_slip_on_a_huge_image_draws_nothing(
+async def test_a_slip_on_a_huge_image_draws_nothing_and_a_box_dragged_by_its_number_moves(
     host: Host, tmp_path: Path
 ) -> None:
     huge = tmp_path / "huge.png"  # 6000 px wide, shown 480: 12.5 image pixels per CSS pixel
@@ -175,6 +175,13 @@ async def test_a_box_dragged_by_its_number_moves_and_a_slip_on_a_huge_image_draw
     await drag(host.page, frame, 0, (0.1, 0.1, 0.1 + 6 / shown["width"], 0.1 + 6 / shown["height"]))
     assert len(await coords(frame)) == 1
     await frame.locator(".box button").click()
+    # A box the keyboard is drawing ends when the pointer starts another (the mouse is never stuck).
+    await frame.focus(".stage")
+    await press(frame, "Enter", *["ArrowRight"] * 3, *["ArrowDown"] * 3)
+    await drag(host.page, frame, 0, (0.6, 0.6, 0.8, 0.8))
+    assert len(await coords(frame)) == 2 and await frame.locator(".box.drawing").count() == 0
+    for _ in range(2):
+        await frame.locator(".box button").first.click()
     # Dragging the number label moves the box; it does not start another.
     await drag(host.page, frame, 0, (0.3, 0.3, 0.6, 0.6))
     (before,) = await coords(frame)
