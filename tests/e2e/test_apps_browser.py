@@ -102,15 +102,15 @@ class Host:
         uri: str,
         tool_input: dict[str, Any],
         result: CallToolResult | None,
-        context: dict[str, Any] | None = None,
+        options: dict[str, Any] | None = None,
     ) -> Frame:
         """Render the page at ``uri`` for a tool call with ``tool_input`` that returned ``result`` (None: no result
-        yet, the page waits), the host's context ``context``."""
+        yet, the page waits); ``options`` are the host page's (``hostContext``, ``refuseMessages``)."""
         (content,) = (await self.client.read_resource(uri)).contents
         assert isinstance(content, TextResourceContents) and content.mime_type == APP_MIME_TYPE
         dumped = wire(result) if result is not None else None
         await self.page.evaluate(
-            "([h, i, r, c]) => window.openApp(h, i, r, c)", [content.text, tool_input, dumped, context]
+            "([h, i, r, o]) => window.openApp(h, i, r, o)", [content.text, tool_input, dumped, options or {}]
         )
         iframe = await self.page.wait_for_selector("#app")
         frame = await iframe.content_frame() if iframe else None
@@ -325,7 +325,7 @@ async def test_the_viewer_follows_a_dark_host_on_a_light_os_and_each_change_of_i
     arguments = {"prompt": "a set of two postcards", "size": "1K", "n": 2}
     result = await host.client.call_tool("edit_image", arguments)
     assert not result.is_error, text(result)
-    frame = await host.open(VIEWER_URI, arguments, result, {"theme": "dark"})
+    frame = await host.open(VIEWER_URI, arguments, result, {"hostContext": {"theme": "dark"}})
     assert await frame.evaluate(BACKGROUND) < 0.2
     await all_images_loaded(frame)
     await host.page.screenshot(path=str(shots / "viewer-dark.png"))
@@ -362,7 +362,9 @@ async def test_the_viewer_answers_teardown_and_declares_its_display_modes_and_fi
 ) -> None:
     result = await host.client.call_tool("edit_image", {"prompt": "four", "size": "1K", "n": 4})
     assert not result.is_error, text(result)
-    frame = await host.open(VIEWER_URI, {"prompt": "four"}, result, {"containerDimensions": {"maxHeight": 300}})
+    frame = await host.open(
+        VIEWER_URI, {"prompt": "four"}, result, {"hostContext": {"containerDimensions": {"maxHeight": 300}}}
+    )
     assert await frame.evaluate("() => document.body.getBoundingClientRect().height") <= 300
     capabilities = await host.page.evaluate("() => window.bridge.getAppCapabilities()")
     assert capabilities["availableDisplayModes"] == ["inline", "fullscreen"]
