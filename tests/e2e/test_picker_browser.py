@@ -278,3 +278,11 @@ async def test_the_picker_offers_fullscreen_works_in_it_and_answers_teardown(hos
     assert answer == {}
     await frame.wait_for_selector("body[data-torn='1']")
     assert await frame.is_disabled("#confirm")  # nothing is sent after the host closed the page
+
+
+async def test_the_picker_keeps_to_the_frame_the_host_gives(host: Host, tmp_path: Path) -> None:
+    photo = tmp_path / "tall.png"
+    marked((1200, 2400), (100, 100, 300, 300)).save(photo)
+    frame = await open_picker(host, [str(photo)], {"hostContext": {"containerDimensions": {"maxHeight": 300}}})
+    assert await frame.evaluate("() => document.body.getBoundingClientRect().height") <= 300
+    assert await frame.evaluate("() => getComputedStyle(document.body).overflowY") == "auto"  # it scrolls inside
