@@ -159,6 +159,13 @@ def test_every_wan_mcp_variable_the_docs_or_the_manifest_name_is_a_declared_sett
     assert all(switch in readers for switch in TEST_SWITCHES)
 
 
+def test_every_variable_the_code_declares_has_a_row_of_the_readmes_settings_table() -> None:
+    start, end = SETTINGS_MARKERS
+    table = (ROOT / "README.md").read_text(encoding="utf-8").split(start, 1)[1].split(end, 1)[0]
+    first_cells = {cell for row in table.splitlines() for cell in re.findall(r"`([A-Z_]+)`", row.split(" | ", 1)[0])}
+    assert len(declared_variables()) > 20
+    assert sorted(declared_variables() - first_cells) == []
+
 
 def test_each_default_is_the_declared_one_whether_read_from_an_empty_environment_or_built_from_keywords() -> None:
     assert Settings.from_env({}).model_dump() == Settings().model_dump()
