@@ -78,3 +78,61 @@ def test_no_file_cites_the_source_tags_of_those_notes() -> None:
         )
     ]
     assert tagged == []
+
+
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+"""The README and the pages it links to."""
+
+
+def uncoded(path: Path) -> str:
+    """A page without its fenced code blocks, where a ``#`` line is no heading."""
+    return re.sub(r"^```.*?^```", "", path.read_text(encoding="utf-8"), flags=re.S | re.M)
+
+
+def anchors(path: Path) -> set[str]:
+    """Every heading's anchor as GitHub makes it: a repeated heading's second anchor gets ``-1``, and so on."""
+    made: set[str] = set()
+    for line in uncoded(path).splitlines():
+        heading = re.match(r"^#{1,6} (.*)$", line)
+        if heading is not None:
+            base = anchor(heading.group(1))
+            made.add(next(name for n in range(100) if (name := f"{base}-{n}" if n else base) not in made))
+    return made
+
+
+def broken_links(path: Path, root: Path = ROOT) -> list[str]:
+    """The relative links (``[x](target)``, ``<img src>``) and ``#anchors`` of a page that lead nowhere; code spans
+    hold no links."""
+    broken: list[str] = []
+    prose = re.sub(r"`[^`\n]*`", "", uncoded(path))
+    for target in re.findall(r"\]\(([^)\s]+)\)|src=\"([^\"]+)\"", prose):
+        link = next(t for t in target if t)
+        if re.match(r"^[a-z][a-z0-9+.-]*:", link):
+            continue  # https:, mailto:: outside the repository
+        file, _, section = link.partition("#")
+        into = (path.parent / file).resolve() if file else path
+        if not into.exists() or (section and (into.suffix != ".md" or section not in anchors(into))):
+            broken.append(f"{path.relative_to(root).as_posix()}: {link}")
+    return broken
+
+
+def test_every_relative_link_and_anchor_of_the_readme_and_docs_resolves() -> None:
+    assert len(PAGES) > 10
+    assert [link for page in PAGES for link in broken_links(page)] == []
+
+
+def test_a_link_to_a_missing_page_or_heading_is_found(tmp_path: Path) -> None:
+    (tmp_path / "other.md").write_text("# Run it for a team\n\n## Why `obstore`?\n\n## Why `obstore`?\n", "utf-8")
+    page = tmp_path / "page.md"
+    page.write_text(
+        "# Top\n\n[a](other.md#run-it-for-a-team) [b](other.md#why-obstore-1) [c](#top) [d](https://x.org/#no) "
+        '`[e](no.md)`\n[f](gone.md) [g](other.md#over-http) [h](#nowhere) <img src="shots/none.png">\n'
+        "```\n# not-a-heading\n```\n[i](#not-a-heading)\n",
+        encoding="utf-8",
+    )
+    found = [link.split(": ", 1)[1] for link in broken_links(page, tmp_path)]
+    assert found == ["gone.md", "other.md#over-http", "#nowhere", "shots/none.png", "#not-a-heading"]
+
+
+def test_the_readme_is_a_first_screen_of_at_most_300_lines() -> None:
+    assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 300

@@ -1,4 +1,5 @@
-"""The README states what the code does: its model table is the one specs.py generates."""
+"""The README and the pages it links (docs/) state what the code does: the model table is the one specs.py generates,
+the Layout names every module, the tests named exist, every snippet starts the server."""
 
 from __future__ import annotations
 
@@ -16,15 +17,16 @@ from tests.support.helpers import TOOL_NAMES, server_env
 from wan_image_mcp.core.requests.catalog import model_table
 
 README = Path(__file__).parent.parent / "README.md"
+DOCS = README.parent / "docs"
 
 
-def test_readme_model_table_matches_the_specs() -> None:
-    text = README.read_text(encoding="utf-8")
+def test_the_models_page_table_matches_the_specs() -> None:
+    text = (DOCS / "models.md").read_text(encoding="utf-8")
     start, end = "<!-- models:start -->\n", "\n<!-- models:end -->"
-    assert start in text and end in text, "README lost its model table markers"
+    assert start in text and end in text, "docs/models.md lost its model table markers"
     table = text.split(start, 1)[1].split(end, 1)[0]
     assert table == model_table(), (
-        "README model table is stale: python -m wan_image_mcp.core.requests.catalog --write README.md"
+        "docs/models.md's model table is stale: python -m wan_image_mcp.core.requests.catalog --write docs/models.md"
     )
 
 
@@ -83,11 +85,11 @@ def test_each_snippet_starts_a_server_that_lists_its_tools(
     assert anyio.run(tools) == TOOL_NAMES
 
 
-def test_every_test_the_readme_names_exists() -> None:
+def test_every_test_the_readme_or_its_pages_name_exists() -> None:
     """The tables of holes and faults name the tests that keep them closed (`test_x.py::name`, then `::other` for
-    more of the same file): each must be a test function of that file, so a renamed test cannot leave the README
-    pointing at nothing."""
-    text = README.read_text(encoding="utf-8")
+    more of the same file): each must be a test function of that file, so a renamed test cannot leave the README or
+    a page of docs/ pointing at nothing."""
+    text = "\n".join(path.read_text(encoding="utf-8") for path in [README, *sorted(DOCS.glob("*.md"))])
     missing: list[str] = []
     named = 0
     for cell in re.findall(r"`test_\w+\.py::[^|]*", text):
@@ -98,17 +100,17 @@ def test_every_test_the_readme_names_exists() -> None:
             named += 1
             if not re.search(rf"^(?:async )?def {name}\(", source, re.MULTILINE):
                 missing.append(f"{file}::{name}")
-    assert named > 50, "the README's tables of tests were not found"
-    assert not missing, f"the README names tests that do not exist: {missing}"
+    assert named > 50, "the tables of tests were not found"
+    assert not missing, f"the README or docs/ name tests that do not exist: {missing}"
 
 
 PACKAGE = README.parent / "server" / "wan_image_mcp"
 
 
 def layout() -> dict[str, str]:
-    """The README's Layout tree of the package: each entry's path (``core/requests/``, ``core/specs.py``) and its
-    line. An entry is a line whose first word ends in ``.py`` or ``/``; two spaces of indent per folder."""
-    text = README.read_text(encoding="utf-8").split("## Layout\n", 1)[1]
+    """The Layout tree of the package (docs/layout.md): each entry's path (``core/requests/``, ``core/specs.py``) and
+    its line. An entry is a line whose first word ends in ``.py`` or ``/``; two spaces of indent per folder."""
+    text = (DOCS / "layout.md").read_text(encoding="utf-8").split("# Layout\n", 1)[1]
     block = text.split("```\n", 2)[1]
     entries: dict[str, str] = {}
     parents: list[str] = []
@@ -130,16 +132,16 @@ def layout() -> dict[str, str]:
     return entries
 
 
-def test_the_readme_layout_names_every_module_and_folder_of_the_package_and_nothing_else() -> None:
+def test_the_layout_page_names_every_module_and_folder_of_the_package_and_nothing_else() -> None:
     named = set(layout())
     present = {
         str(path.relative_to(PACKAGE)) + ("/" if path.is_dir() else "")
         for path in PACKAGE.rglob("*")
         if (path.suffix == ".py" or path.is_dir()) and "__pycache__" not in path.parts
     }
-    assert len(named) > 80, "the README's Layout tree was not found"
-    assert sorted(present - named) == [], "in the package, not in the README's Layout"
-    assert sorted(named - present) == [], "in the README's Layout, not in the package"
+    assert len(named) > 80, "docs/layout.md's Layout tree was not found"
+    assert sorted(present - named) == [], "in the package, not in docs/layout.md"
+    assert sorted(named - present) == [], "in docs/layout.md, not in the package"
 
 
 def test_no_folder_of_the_package_holds_more_than_twelve_modules() -> None:

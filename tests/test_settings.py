@@ -148,14 +148,23 @@ def test_the_readme_settings_table_is_the_one_the_declaration_generates() -> Non
     )
 
 
-def test_every_wan_mcp_variable_the_readme_or_the_manifest_names_is_a_declared_setting() -> None:
+def test_every_wan_mcp_variable_the_docs_or_the_manifest_name_is_a_declared_setting() -> None:
     manifest = json.loads((ROOT / "manifest.json").read_text(encoding="utf-8"))
-    named = set(re.findall(r"WAN_MCP_[A-Z_]+", (ROOT / "README.md").read_text(encoding="utf-8")))
+    docs = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    named = set(re.findall(r"WAN_MCP_[A-Z_]+", "\n".join(p.read_text(encoding="utf-8") for p in docs)))
     named |= set(re.findall(r"WAN_MCP_[A-Z_]+", json.dumps(manifest)))
     assert "WAN_MCP_REGION" in named and "WAN_MCP_DB" in named
     assert named - TEST_SWITCHES <= declared_variables(), named - TEST_SWITCHES - declared_variables()
     readers = " ".join((ROOT / "tests" / name).read_text(encoding="utf-8") for name in READERS)
     assert all(switch in readers for switch in TEST_SWITCHES)
+
+
+def test_every_variable_the_code_declares_has_a_row_of_the_readmes_settings_table() -> None:
+    start, end = SETTINGS_MARKERS
+    table = (ROOT / "README.md").read_text(encoding="utf-8").split(start, 1)[1].split(end, 1)[0]
+    first_cells = {cell for row in table.splitlines() for cell in re.findall(r"`([A-Z_]+)`", row.split(" | ", 1)[0])}
+    assert len(declared_variables()) > 20
+    assert sorted(declared_variables() - first_cells) == []
 
 
 def test_each_default_is_the_declared_one_whether_read_from_an_empty_environment_or_built_from_keywords() -> None:

@@ -7,7 +7,7 @@ The picker test draws, moves, resizes and deletes boxes with the mouse, confirms
 the model's context as the model would, passes it to edit_image, and checks that the boxes the emulator receives
 are the dragged rectangles mapped into the pixels of the images as sent (±1 px): for an EXIF-6 photo and a
 downscaled 9000 px image, with the drawn region holding the red patch in the very pixels DashScope got.
-Screenshots go to the test's ``tmp_path``, or to the README's ``docs/screenshots/`` with
+Screenshots go to the test's ``tmp_path``, or to ``docs/screenshots/`` (shown by docs/apps.md) with
 ``WAN_TEST_SCREENSHOTS=1`` (a run does not rewrite tracked files unasked: they show temporary paths;
 not a WAN_MCP_ name, which the tests clear from the environment). Skipped
 only where Playwright or Chromium cannot be installed (.ci/run
@@ -51,7 +51,7 @@ README_SHOTS = Path(__file__).parents[2] / "docs" / "screenshots"
 
 @pytest.fixture
 def shots(tmp_path: Path) -> Path:
-    """Where a test's screenshots go: the README's folder when WAN_TEST_SCREENSHOTS=1 (set by whoever refreshes
+    """Where a test's screenshots go: the docs' folder when WAN_TEST_SCREENSHOTS=1 (set by whoever refreshes
     them), else the test's own folder."""
     return README_SHOTS if os.environ.get("WAN_TEST_SCREENSHOTS") == "1" else tmp_path
 

@@ -1,6 +1,6 @@
 """The fault suite: the server driven through the emulator's fault injection, and nothing paid for is lost.
 
-Each test names a fault and asserts what it leads to. The README's "Reliability" section is this file's
+Each test names a fault and asserts what it leads to. The "Reliability" page (docs/reliability.md) is this file's
 table. Faults also covered elsewhere: an expired result URL (test_tools), FAILED tasks and moderation
 refusals (test_tools, test_e2e), an unwritable output folder (test_tools), a lost submit answer
 (test_tools: UNCERTAIN; test_reconcile: its task found in the task list and saved, several candidates named and

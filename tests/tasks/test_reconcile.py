@@ -560,8 +560,8 @@ async def test_another_clients_task_with_the_same_model_and_parameters_cannot_be
     client: DashScopeClient,
     clock: VirtualClock,
 ) -> None:
-    """Documented in the README: DashScope reports no prompt for wan2.7 and 2.6, so the same size and count in the
-    same seconds is indistinguishable."""
+    """Documented in docs/reliability.md: DashScope reports no prompt for wan2.7 and 2.6, so the same size and count
+    in the same seconds is indistinguishable."""
     service, foreign_id = await lost_then_foreign(http, server_settings, emulator, client, EditParams(size="1K"), clock)
     assert await adopted_in(service) == [foreign_id]
     service.journal.sync.close()

@@ -1,7 +1,7 @@
 """Every limit and capability of the four Wan image models, as data.
 
 This module is the only place a limit is written down. Request validation, image conforming, the
-MCP tool schemas, the emulator and the model tables of the README and ``docs/dashscope-api.md`` all read it. The
+MCP tool schemas, the emulator and the model tables of ``docs/models.md`` and ``docs/dashscope-api.md`` all read it. The
 limits are DashScope's published ones (that page lists its sources); where they are uncertain the choice is made
 here, once, and marked ``uncertain`` (docs/dashscope-api.md#uncertain-and-what-we-chose).
 """
@@ -117,7 +117,7 @@ class Mode:
 @dataclass(frozen=True)
 class ModelSpec:
     """One model: its wire ``protocol`` and ``endpoints``, its input ``image`` limits, its prompt length in
-    characters, its ``modes``; ``summary`` is the one line the README table and tool descriptions show."""
+    characters, its ``modes``; ``summary`` is the one line the model table and tool descriptions show."""
 
     name: ModelName
     protocol: Protocol

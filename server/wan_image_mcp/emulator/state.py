@@ -56,7 +56,7 @@ class EmulatorConfig:
 
 @dataclass
 class Fault:
-    """A fault queued for the next ``count`` requests to ``target`` (README: Fault injection)."""
+    """A fault queued for the next ``count`` requests to ``target`` (docs/emulator.md: Fault injection)."""
 
     kind: FaultKind
     target: Target = "any"

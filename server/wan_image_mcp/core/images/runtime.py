@@ -21,7 +21,7 @@ __all__ = ["BLOCK_BYTES", "MAPPED_BYTES", "ImageRuntime", "hold_decoded", "imagi
 BLOCK_BYTES = 64 * 1024 * 1024
 """Pillow allocates an image's pixels in blocks (16 MB by default). glibc serves allocations under its mmap
 threshold, which grows to 32 MB once large blocks are freed, from per-thread heaps that keep freed memory.
-Blocks of 64 MB are always mapped and unmapped, so a freed decode is given back at once (why: README, Design
+Blocks of 64 MB are always mapped and unmapped, so a freed decode is given back at once (why: docs/design.md, Design
 notes)."""
 
 MAPPED_BYTES = 16 * 1024 * 1024

@@ -1,7 +1,7 @@
-"""The spec tables as documents: the model table of the README and of ``docs/dashscope-api.md`` with that page's
-endpoint table (tests keep both files in step; ``python -m wan_image_mcp.core.requests.catalog --write README.md
-docs/dashscope-api.md`` rewrites them), the JSON behind the ``wan://models`` resources and the limits in the server
-instructions. All are generated from ``specs``; nothing here states a limit itself."""
+"""The spec tables as documents: the model table of ``docs/models.md`` and of ``docs/dashscope-api.md`` with that
+page's endpoint table (tests keep both files in step; ``python -m wan_image_mcp.core.requests.catalog --write
+docs/models.md docs/dashscope-api.md`` rewrites them), the JSON behind the ``wan://models`` resources and the limits
+in the server instructions. All are generated from ``specs``; nothing here states a limit itself."""
 
 from __future__ import annotations
 

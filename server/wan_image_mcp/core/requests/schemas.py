@@ -19,7 +19,7 @@ Schema = dict[str, Any]
 def portable(schema: Schema, *, closed: bool = False, described: bool = True) -> Schema:
     """A new schema saying the same in the subset every host reads. ``closed`` adds ``additionalProperties:
     false`` to every object with properties (tool arguments: unknown names are refused); ``described=False``
-    leaves out descriptions (an output schema is read by programs, and the README describes its fields)."""
+    leaves out descriptions (an output schema is read by programs, and docs/tools.md describes its fields)."""
     defs = cast(Mapping[str, Schema], schema.get("$defs", {}))
     return cast(Schema, _rewrite(schema, defs, closed, described))
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 Item = TypeVar("Item", bound=BaseModel)
 Listed = Annotated[list[Item], WithJsonSchema({"items": {"type": "object"}, "type": "array"})]
 """A list of a result's objects (a dry run's inputs and stops, an answer's parts, missing images), typed here; in the
-output schema only "a list of objects", whose fields the README names: spelled out, each would cost three tools'
+output schema only "a list of objects", whose fields docs/tools.md names: spelled out, each would cost three tools'
 output schemas ~300 bytes of ``tools/list``, which every client reads."""
 Detailed = Annotated[Item, WithJsonSchema({"type": "object"})]
 """One object of a result (an error), typed here; in the output schema only "an object", as ``Listed``."""
