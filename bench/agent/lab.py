@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
@@ -50,16 +51,19 @@ def make_home(home: Path) -> None:
 
 def main(lab: Path) -> int:
     make_home(lab / "home")
-    log = (lab / "emulator.log").open("w")
-    emulator = subprocess.Popen(
-        [sys.executable, "-m", "wan_image_mcp", "emulator", "--latency", "3"],
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
-    )
-    assert emulator.stdout is not None
-    announced = emulator.stdout.readline().strip()  # DASHSCOPE_HTTP_BASE_URL=...
-    (lab / "emulator.url").write_text(announced.partition("=")[2])
+    announced = lab / "emulator.out"
+    with announced.open("w") as out, (lab / "emulator.log").open("w") as log:
+        # Its output goes to a file, not a pipe: a pipe closed when this script ends would end the emulator.
+        emulator = subprocess.Popen(
+            [sys.executable, "-m", "wan_image_mcp", "emulator", "--latency", "3"], stdout=out, stderr=log
+        )
+    deadline = time.monotonic() + 30
+    while "DASHSCOPE_API_KEY=" not in announced.read_text():  # both lines are printed, flushed, once it listens
+        if emulator.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"the emulator did not start: see {lab / 'emulator.log'}")
+        time.sleep(0.05)
+    url = next(line for line in announced.read_text().splitlines() if line.startswith("DASHSCOPE_HTTP_BASE_URL="))
+    (lab / "emulator.url").write_text(url.partition("=")[2])
     print(emulator.pid)
     return 0
 
